@@ -1,0 +1,413 @@
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use tracing::warn;
+
+use super::connection::Connection;
+use crate::catalog::SchemaBundle;
+use crate::changes::{ChangeToken, Subscription, SubscriptionFilter};
+use crate::error::{Error, Result, SqlState};
+use crate::exec::mutate::WriteLimits;
+use crate::txn::core::GcStats;
+use crate::txn::{DbCore, Durability};
+
+/// Name of the marker file that identifies an ORMDB database directory.
+const MARKER: &str = "ORMDB";
+const MARKER_CONTENT: &str = "ormdb database format 1\n";
+
+/// How a database is opened.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub durability: Durability,
+    /// sled page cache size in bytes (sled's own default is 1 GiB; ours is 64 MiB).
+    pub cache_capacity: u64,
+    /// Under `Normal` durability, how often the commit log is synced.
+    pub sync_interval: Duration,
+    /// Checkpoint when this many log bytes accumulated...
+    pub checkpoint_bytes: u64,
+    /// ...or when this much time passed with any log bytes.
+    pub checkpoint_interval: Duration,
+    /// How often old row versions are garbage-collected (when anything committed).
+    pub gc_interval: Duration,
+    /// How many commits of change log to retain for subscribers that resume.
+    pub change_retention: u64,
+    pub create_if_missing: bool,
+    pub limits: WriteLimits,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            durability: Durability::Full,
+            cache_capacity: 64 << 20,
+            sync_interval: Duration::from_millis(100),
+            checkpoint_bytes: 64 << 20,
+            checkpoint_interval: Duration::from_secs(30),
+            gc_interval: Duration::from_secs(10),
+            change_retention: 1_000_000,
+            create_if_missing: true,
+            limits: WriteLimits::default(),
+        }
+    }
+}
+
+impl Options {
+    pub fn durability(mut self, d: Durability) -> Self {
+        self.durability = d;
+        self
+    }
+    pub fn cache_capacity(mut self, bytes: u64) -> Self {
+        self.cache_capacity = bytes;
+        self
+    }
+}
+
+struct Background {
+    stop: Mutex<bool>,
+    cv: Condvar,
+}
+
+struct DbInner {
+    core: Option<Arc<DbCore>>,
+    path: PathBuf,
+    options: Options,
+    background: Arc<Background>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    temp: Option<tempfile::TempDir>,
+}
+
+/// An open database. Cheap to clone; every clone and every open of the same path in this
+/// process share one engine (one sled instance, one commit pipeline).
+#[derive(Clone)]
+pub struct Database {
+    inner: Arc<DbInner>,
+}
+
+fn registry() -> &'static Mutex<HashMap<PathBuf, Weak<DbInner>>> {
+    static REG: OnceLock<Mutex<HashMap<PathBuf, Weak<DbInner>>>> = OnceLock::new();
+    REG.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// Per-table figures for [`Database::info`].
+#[derive(Debug, Clone)]
+pub struct TableInfo {
+    pub name: String,
+    pub rows: u64,
+    pub fields: usize,
+    pub indexes: usize,
+    pub soft_delete: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct DbInfo {
+    pub path: PathBuf,
+    pub schema_version: u64,
+    pub last_commit: u64,
+    pub size_on_disk: u64,
+    pub tables: Vec<TableInfo>,
+}
+
+fn prepare_dir(path: &Path, create: bool) -> Result<()> {
+    if path.exists() {
+        if !path.is_dir() {
+            return Err(Error::new(
+                SqlState::DataCorrupted,
+                format!(
+                    "{} is a file, not an ORMDB database (an ORMDB database is a directory)",
+                    path.display()
+                ),
+            ));
+        }
+        let marker = path.join(MARKER);
+        if marker.exists() {
+            let content = fs::read_to_string(&marker)
+                .map_err(|e| Error::io("reading the database marker", e))?;
+            if content != MARKER_CONTENT {
+                return Err(Error::corrupted(format!(
+                    "{} has an unknown format marker {:?}",
+                    path.display(),
+                    content.trim()
+                )));
+            }
+            return Ok(());
+        }
+        let empty = fs::read_dir(path)
+            .map_err(|e| Error::io("reading the database directory", e))?
+            .next()
+            .is_none();
+        if !empty {
+            return Err(Error::new(
+                SqlState::DataCorrupted,
+                format!(
+                    "{} is not an ORMDB database (a non-empty directory without the ORMDB marker)",
+                    path.display()
+                ),
+            ));
+        }
+    } else if !create {
+        return Err(Error::new(
+            SqlState::UndefinedTable,
+            format!("database {} does not exist", path.display()),
+        ));
+    } else {
+        fs::create_dir_all(path).map_err(|e| Error::io("creating the database directory", e))?;
+    }
+    let tmp = path.join("ORMDB.tmp");
+    fs::write(&tmp, MARKER_CONTENT)
+        .and_then(|_| fs::File::open(&tmp)?.sync_all())
+        .and_then(|_| fs::rename(&tmp, path.join(MARKER)))
+        .map_err(|e| Error::io("writing the database marker", e))?;
+    crate::storage::sled_kv::sync_dir(path)
+}
+
+impl Database {
+    /// Opens (creating if allowed) the database directory at `path`.
+    pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Database> {
+        let path = path.as_ref();
+        prepare_dir(path, options.create_if_missing)?;
+        let canonical = path
+            .canonicalize()
+            .map_err(|e| Error::io("resolving the database path", e))?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut reg = registry().lock();
+            match reg.get(&canonical).map(|w| w.upgrade()) {
+                Some(Some(inner)) => return Ok(Database { inner }),
+                Some(None) if Instant::now() < deadline => {
+                    // The previous instance is still closing; wait for it to release the files.
+                    drop(reg);
+                    std::thread::sleep(Duration::from_millis(2));
+                    continue;
+                }
+                _ => {}
+            }
+            let db = Database::start(canonical.clone(), options, None)?;
+            reg.insert(canonical, Arc::downgrade(&db.inner));
+            return Ok(db);
+        }
+    }
+
+    /// A database in a fresh temporary directory, removed when the last handle is dropped.
+    pub fn temporary() -> Result<Database> {
+        Database::temporary_with(Options::default())
+    }
+
+    pub fn temporary_with(options: Options) -> Result<Database> {
+        let dir = tempfile::Builder::new()
+            .prefix("ormdb-")
+            .tempdir()
+            .map_err(|e| Error::io("creating a temporary directory", e))?;
+        let path = dir.path().to_path_buf();
+        prepare_dir(&path, true)?;
+        Database::start(path, options, Some(dir))
+    }
+
+    fn start(path: PathBuf, options: Options, temp: Option<tempfile::TempDir>) -> Result<Database> {
+        let core = Arc::new(DbCore::open(
+            &path,
+            options.cache_capacity,
+            options.durability,
+            options.change_retention,
+        )?);
+        let background = Arc::new(Background {
+            stop: Mutex::new(false),
+            cv: Condvar::new(),
+        });
+        let thread = spawn_background(core.clone(), background.clone(), options.clone())?;
+        Ok(Database {
+            inner: Arc::new(DbInner {
+                core: Some(core),
+                path,
+                options,
+                background,
+                thread: Mutex::new(Some(thread)),
+                temp,
+            }),
+        })
+    }
+
+    pub(crate) fn core(&self) -> &Arc<DbCore> {
+        self.inner.core.as_ref().expect("core present until drop")
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.inner.options
+    }
+
+    /// A new connection with default settings (foreign keys enforced).
+    pub fn connect(&self) -> Connection {
+        Connection::new(self.clone())
+    }
+
+    /// The newest committed schema.
+    pub fn schema(&self) -> SchemaBundle {
+        self.core().latest_schema().bundle.clone()
+    }
+
+    /// Every schema version ever committed: (commit token, bundle), oldest first.
+    pub fn schema_history(&self) -> Result<Vec<(ChangeToken, SchemaBundle)>> {
+        self.core().schema_history()
+    }
+
+    /// The token of the newest visible commit.
+    pub fn last_commit(&self) -> ChangeToken {
+        self.core().oracle.visible_ts()
+    }
+
+    /// Subscribes to committed changes after `from` (None: from now on).
+    pub fn subscribe(
+        &self,
+        from: Option<ChangeToken>,
+        filter: SubscriptionFilter,
+    ) -> Result<Subscription> {
+        Subscription::new(self.core().clone(), from, filter)
+    }
+
+    /// Makes everything durable in the store and trims the commit log.
+    pub fn checkpoint(&self) -> Result<()> {
+        self.core().checkpoint()
+    }
+
+    /// Garbage-collects versions no snapshot can read.
+    pub fn gc(&self) -> Result<GcStats> {
+        self.core().gc()
+    }
+
+    /// Engine counters in Prometheus text format.
+    pub fn metrics_text(&self) -> String {
+        let core = self.core();
+        core.metrics.render_prometheus(&[
+            (
+                "ormdb_last_commit_token",
+                "Token of the newest visible commit.",
+                core.oracle.visible_ts(),
+            ),
+            (
+                "ormdb_live_snapshots",
+                "Open transactions (snapshots).",
+                core.oracle.live_snapshots() as u64,
+            ),
+            (
+                "ormdb_schema_version",
+                "Current schema version.",
+                core.latest_schema().version(),
+            ),
+        ])
+    }
+
+    /// Tables with exact row counts at the current snapshot, schema version, size on disk.
+    pub fn info(&self) -> Result<DbInfo> {
+        let conn = self.connect();
+        let mut tx = conn.begin()?;
+        let schema = tx.schema().clone();
+        let mut tables = Vec::new();
+        for e in schema.entities() {
+            let rows = tx.count(&e.name)?;
+            tables.push(TableInfo {
+                name: e.name.clone(),
+                rows,
+                fields: e.fields.len(),
+                indexes: e.indexes.len(),
+                soft_delete: e.soft_delete,
+            });
+        }
+        Ok(DbInfo {
+            path: self.inner.path.clone(),
+            schema_version: schema.version(),
+            last_commit: self.last_commit(),
+            size_on_disk: self.core().kv.size_on_disk()?,
+            tables,
+        })
+    }
+}
+
+fn spawn_background(
+    core: Arc<DbCore>,
+    bg: Arc<Background>,
+    opts: Options,
+) -> Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("ormdb-background".into())
+        .spawn(move || {
+            let tick = if opts.durability == Durability::Normal {
+                opts.sync_interval.min(Duration::from_millis(500))
+            } else {
+                Duration::from_millis(500)
+            };
+            let mut last_checkpoint = Instant::now();
+            let mut last_gc = Instant::now();
+            let mut commits_at_gc = 0u64;
+            loop {
+                {
+                    let mut stop = bg.stop.lock();
+                    if *stop {
+                        return;
+                    }
+                    bg.cv.wait_for(&mut stop, tick);
+                    if *stop {
+                        return;
+                    }
+                }
+                if opts.durability == Durability::Normal {
+                    if let Err(e) = core.log.sync_all_pending() {
+                        warn!(error = %e, "interval sync of the commit log failed");
+                    }
+                }
+                let log_bytes = core.log.bytes_since_rotation();
+                if log_bytes >= opts.checkpoint_bytes
+                    || (log_bytes > 0 && last_checkpoint.elapsed() >= opts.checkpoint_interval)
+                {
+                    if let Err(e) = core.checkpoint() {
+                        warn!(error = %e, "background checkpoint failed");
+                    }
+                    last_checkpoint = Instant::now();
+                }
+                let commits = core
+                    .metrics
+                    .commits
+                    .load(std::sync::atomic::Ordering::Relaxed);
+                if commits != commits_at_gc && last_gc.elapsed() >= opts.gc_interval {
+                    if let Err(e) = core.gc() {
+                        warn!(error = %e, "background garbage collection failed");
+                    }
+                    commits_at_gc = commits;
+                    last_gc = Instant::now();
+                }
+            }
+        })
+        .map_err(|e| Error::io("starting the background thread", e))
+}
+
+impl Drop for DbInner {
+    fn drop(&mut self) {
+        *self.background.stop.lock() = true;
+        self.background.cv.notify_all();
+        if let Some(t) = self.thread.lock().take() {
+            let _ = t.join();
+        }
+        if let Some(core) = self.core.take() {
+            if !core.is_closed() {
+                if let Err(e) = core.log.sync_all_pending().and_then(|_| core.checkpoint()) {
+                    warn!(error = %e, "final checkpoint on close failed; the commit log will be replayed on open");
+                }
+            }
+            core.mark_closed();
+            drop(core);
+        }
+        let mut reg = registry().lock();
+        if reg.get(&self.path).is_some_and(|w| w.strong_count() == 0) {
+            reg.remove(&self.path);
+        }
+        drop(reg);
+        drop(self.temp.take());
+    }
+}

@@ -1,0 +1,437 @@
+use std::sync::Arc;
+
+use super::database::Database;
+use crate::catalog::{EntityDef, EntitySpec, FieldDef, ForeignKeySpec, IndexSpec, Schema};
+use crate::changes::ChangeToken;
+use crate::error::{Error, Result};
+use crate::exec::ddl;
+use crate::exec::mutate::{self, DeleteMode, DeleteResult, WriteLimits, WriteResult};
+use crate::ir::Expr;
+use crate::storage::row_codec::StoredRow;
+use crate::txn::Txn;
+use crate::value::Value;
+
+/// A row as read: identity, version token, soft-delete mark and one value per field.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub row_id: i64,
+    pub version: u64,
+    pub soft_deleted: bool,
+    pub values: Vec<Value>,
+}
+
+impl Row {
+    fn from_stored(e: &EntityDef, row_id: i64, r: StoredRow) -> Row {
+        let soft_deleted = r.is_soft_deleted();
+        let values = if r.values.len() == e.fields.len() {
+            r.values
+        } else {
+            (0..e.fields.len() as u32)
+                .map(|f| e.stored_value(&r.values, f))
+                .collect()
+        };
+        Row {
+            row_id,
+            version: r.version,
+            soft_deleted,
+            values,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ScanOptions {
+    /// Include rows marked deleted on soft-delete entities.
+    pub include_deleted: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitInfo {
+    /// The change token of the commit (the snapshot timestamp for read-only transactions).
+    pub token: ChangeToken,
+}
+
+/// A transaction: snapshot reads, buffered writes with every constraint enforced, transactional
+/// DDL, savepoints, and a serializable commit. Dropping it rolls it back.
+pub struct Transaction {
+    txn: Txn,
+    limits: WriteLimits,
+    _db: Database,
+}
+
+impl Transaction {
+    pub(crate) fn new(txn: Txn, db: Database) -> Transaction {
+        let limits = db.options().limits;
+        Transaction {
+            txn,
+            limits,
+            _db: db,
+        }
+    }
+
+    fn live(&self) -> Result<()> {
+        if self.txn.is_finished() {
+            return Err(Error::txn_state("the transaction has already finished"));
+        }
+        self.txn.core().check_open()
+    }
+
+    /// The schema this transaction sees, including its own changes.
+    pub fn schema(&self) -> &Arc<Schema> {
+        self.txn.schema()
+    }
+
+    /// The snapshot this transaction reads at.
+    pub fn snapshot(&self) -> ChangeToken {
+        self.txn.snapshot_ts
+    }
+
+    // ---- reads ----
+
+    /// A row by row id (the identity of `INTEGER PRIMARY KEY` entities). Soft-deleted rows are
+    /// not returned.
+    pub fn get(&mut self, entity: &str, row_id: i64) -> Result<Option<Row>> {
+        self.get_with(entity, row_id, ScanOptions::default())
+    }
+
+    pub fn get_with(
+        &mut self,
+        entity: &str,
+        row_id: i64,
+        opts: ScanOptions,
+    ) -> Result<Option<Row>> {
+        self.live()?;
+        let schema = self.txn.schema().clone();
+        let e = schema.entity(entity)?;
+        Ok(self
+            .txn
+            .read_row(e.id, row_id)?
+            .filter(|r| !r.is_tombstone() && (opts.include_deleted || !r.is_soft_deleted()))
+            .map(|r| Row::from_stored(e, row_id, r)))
+    }
+
+    /// A row by its primary key values (row id for `INTEGER PRIMARY KEY`, else the key index).
+    pub fn get_by_key(&mut self, entity: &str, key: &[Value]) -> Result<Option<Row>> {
+        self.live()?;
+        let schema = self.txn.schema().clone();
+        let e = schema.entity(entity)?;
+        if e.rowid_alias.is_some() || e.primary_key.is_empty() {
+            if key.len() != 1 {
+                return Err(Error::invalid(format!(
+                    "the identity of {} is one value, {} were given",
+                    e.name,
+                    key.len()
+                )));
+            }
+            let id = match e.fields[e.rowid_alias.unwrap_or(0) as usize]
+                .ty
+                .apply_affinity(key[0].clone())
+            {
+                Value::Integer(i) => i,
+                _ => return Ok(None),
+            };
+            return self.get(entity, id);
+        }
+        let ix = e
+            .primary_key_index()
+            .ok_or_else(|| Error::internal("primary key index missing"))?
+            .clone();
+        if key.len() != ix.fields.len() {
+            return Err(Error::invalid(format!(
+                "the primary key of {} has {} fields, {} values were given",
+                e.name,
+                ix.fields.len(),
+                key.len()
+            )));
+        }
+        let key: Vec<Value> = key
+            .iter()
+            .zip(&ix.fields)
+            .map(|(v, f)| e.fields[*f as usize].ty.apply_affinity(v.clone()))
+            .collect();
+        let hit = self
+            .txn
+            .index_lookup(e, &ix, &key)?
+            .into_iter()
+            .find(|(_, r)| !r.is_soft_deleted());
+        Ok(hit.map(|(id, r)| Row::from_stored(e, id, r)))
+    }
+
+    /// Rows whose leading fields of index `index` equal `values`.
+    pub fn find_by_index(
+        &mut self,
+        entity: &str,
+        index: &str,
+        values: &[Value],
+    ) -> Result<Vec<Row>> {
+        self.live()?;
+        let schema = self.txn.schema().clone();
+        let e = schema.entity(entity)?;
+        let ix = e
+            .index_by_name(index)
+            .ok_or_else(|| {
+                Error::new(
+                    crate::error::SqlState::UndefinedTable,
+                    format!("no such index on {}: {index}", e.name),
+                )
+            })?
+            .clone();
+        if values.len() > ix.fields.len() || values.is_empty() {
+            return Err(Error::invalid(format!(
+                "index {index} has {} fields, {} values were given",
+                ix.fields.len(),
+                values.len()
+            )));
+        }
+        Ok(self
+            .txn
+            .index_lookup(e, &ix, values)?
+            .into_iter()
+            .filter(|(_, r)| !r.is_soft_deleted())
+            .map(|(id, r)| Row::from_stored(e, id, r))
+            .collect())
+    }
+
+    /// Every row of an entity in row id order (soft-deleted rows excluded).
+    pub fn scan(&mut self, entity: &str) -> Result<impl Iterator<Item = Result<Row>> + '_> {
+        self.scan_with(entity, ScanOptions::default())
+    }
+
+    pub fn scan_with(
+        &mut self,
+        entity: &str,
+        opts: ScanOptions,
+    ) -> Result<impl Iterator<Item = Result<Row>> + '_> {
+        self.live()?;
+        let schema = self.txn.schema().clone();
+        let e = schema.entity(entity)?.clone();
+        let scan = self.txn.scan(e.id);
+        Ok(scan.filter_map(move |item| match item {
+            Ok((id, r)) if opts.include_deleted || !r.is_soft_deleted() => {
+                Some(Ok(Row::from_stored(&e, id, r)))
+            }
+            Ok(_) => None,
+            Err(err) => Some(Err(err)),
+        }))
+    }
+
+    /// Number of rows (soft-deleted excluded).
+    pub fn count(&mut self, entity: &str) -> Result<u64> {
+        let mut n = 0;
+        for r in self.scan(entity)? {
+            r?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    // ---- writes ----
+
+    /// Inserts a row by field name; returns its row id and version token.
+    pub fn insert(&mut self, entity: &str, values: &[(&str, Value)]) -> Result<WriteResult> {
+        self.live()?;
+        mutate::insert(&mut self.txn, entity, values, &self.limits)
+    }
+
+    /// Inserts a row given positionally (`None` takes the field's default).
+    pub fn insert_positional(
+        &mut self,
+        entity: &str,
+        row: Vec<Option<Value>>,
+    ) -> Result<WriteResult> {
+        self.live()?;
+        mutate::insert_positional(&mut self.txn, entity, row, &self.limits)
+    }
+
+    /// Updates fields of a row; None when there is no such (non-deleted) row.
+    pub fn update(
+        &mut self,
+        entity: &str,
+        row_id: i64,
+        changes: &[(&str, Value)],
+    ) -> Result<Option<WriteResult>> {
+        self.live()?;
+        mutate::update(&mut self.txn, entity, row_id, changes, None, &self.limits)
+    }
+
+    /// Updates a row only if its version token is `expected_version` (else 40002).
+    pub fn update_versioned(
+        &mut self,
+        entity: &str,
+        row_id: i64,
+        changes: &[(&str, Value)],
+        expected_version: u64,
+    ) -> Result<Option<WriteResult>> {
+        self.live()?;
+        mutate::update(
+            &mut self.txn,
+            entity,
+            row_id,
+            changes,
+            Some(expected_version),
+            &self.limits,
+        )
+    }
+
+    /// Deletes a row (marks it on soft-delete entities); None when there is no such row.
+    pub fn delete(&mut self, entity: &str, row_id: i64) -> Result<Option<DeleteResult>> {
+        self.live()?;
+        mutate::delete(
+            &mut self.txn,
+            entity,
+            row_id,
+            None,
+            DeleteMode::Default,
+            &self.limits,
+        )
+    }
+
+    /// Deletes a row only if its version token is `expected_version` (else 40002).
+    pub fn delete_versioned(
+        &mut self,
+        entity: &str,
+        row_id: i64,
+        expected_version: u64,
+    ) -> Result<Option<DeleteResult>> {
+        self.live()?;
+        mutate::delete(
+            &mut self.txn,
+            entity,
+            row_id,
+            Some(expected_version),
+            DeleteMode::Default,
+            &self.limits,
+        )
+    }
+
+    /// Removes a row even from a soft-delete entity.
+    pub fn purge(&mut self, entity: &str, row_id: i64) -> Result<Option<DeleteResult>> {
+        self.live()?;
+        mutate::delete(
+            &mut self.txn,
+            entity,
+            row_id,
+            None,
+            DeleteMode::Hard,
+            &self.limits,
+        )
+    }
+
+    /// Restores a soft-deleted row.
+    pub fn restore(&mut self, entity: &str, row_id: i64) -> Result<Option<WriteResult>> {
+        self.live()?;
+        mutate::restore(&mut self.txn, entity, row_id)
+    }
+
+    // ---- schema ----
+
+    pub fn create_entity(&mut self, spec: &EntitySpec) -> Result<()> {
+        self.live()?;
+        ddl::create_entity(&mut self.txn, spec, false).map(|_| ())
+    }
+
+    pub fn create_entity_if_not_exists(&mut self, spec: &EntitySpec) -> Result<bool> {
+        self.live()?;
+        ddl::create_entity(&mut self.txn, spec, true)
+    }
+
+    pub fn drop_entity(&mut self, entity: &str) -> Result<()> {
+        self.live()?;
+        ddl::drop_entity(&mut self.txn, entity, false, &self.limits).map(|_| ())
+    }
+
+    pub fn drop_entity_if_exists(&mut self, entity: &str) -> Result<bool> {
+        self.live()?;
+        ddl::drop_entity(&mut self.txn, entity, true, &self.limits)
+    }
+
+    pub fn rename_entity(&mut self, entity: &str, new_name: &str) -> Result<()> {
+        self.live()?;
+        ddl::rename_entity(&mut self.txn, entity, new_name)
+    }
+
+    pub fn add_field(&mut self, entity: &str, field: FieldDef) -> Result<()> {
+        self.live()?;
+        ddl::add_field(&mut self.txn, entity, field)
+    }
+
+    pub fn drop_field(&mut self, entity: &str, field: &str) -> Result<()> {
+        self.live()?;
+        mutate::atomically(&mut self.txn, |t| ddl::drop_field(t, entity, field))
+    }
+
+    pub fn rename_field(&mut self, entity: &str, field: &str, new_name: &str) -> Result<()> {
+        self.live()?;
+        ddl::rename_field(&mut self.txn, entity, field, new_name)
+    }
+
+    pub fn create_index(&mut self, entity: &str, spec: &IndexSpec) -> Result<()> {
+        self.live()?;
+        mutate::atomically(&mut self.txn, |t| ddl::create_index(t, entity, spec, false)).map(|_| ())
+    }
+
+    pub fn drop_index(&mut self, name: &str) -> Result<()> {
+        self.live()?;
+        mutate::atomically(&mut self.txn, |t| ddl::drop_index(t, name, false)).map(|_| ())
+    }
+
+    pub fn add_foreign_key(&mut self, entity: &str, spec: &ForeignKeySpec) -> Result<()> {
+        self.live()?;
+        mutate::atomically(&mut self.txn, |t| ddl::add_foreign_key(t, entity, spec))
+    }
+
+    pub fn add_check(&mut self, entity: &str, name: &str, expr: Expr) -> Result<()> {
+        self.live()?;
+        mutate::atomically(&mut self.txn, |t| ddl::add_check(t, entity, name, expr))
+    }
+
+    pub fn set_soft_delete(&mut self, entity: &str, on: bool) -> Result<()> {
+        self.live()?;
+        ddl::set_soft_delete(&mut self.txn, entity, on)
+    }
+
+    // ---- savepoints and the end ----
+
+    /// Starts a (nestable) savepoint.
+    pub fn savepoint(&mut self, name: &str) -> Result<()> {
+        self.live()?;
+        self.txn.savepoint(name);
+        Ok(())
+    }
+
+    /// Undoes everything since the savepoint (which stays open).
+    pub fn rollback_to(&mut self, name: &str) -> Result<()> {
+        self.live()?;
+        self.txn.rollback_to(name)
+    }
+
+    /// Keeps the changes since the savepoint and forgets it (and later ones).
+    pub fn release(&mut self, name: &str) -> Result<()> {
+        self.live()?;
+        self.txn.release(name)
+    }
+
+    /// Commits: deferred foreign keys are checked, then the serializable validation; on
+    /// 40001 the whole transaction may be retried.
+    pub fn commit(mut self) -> Result<CommitInfo> {
+        self.live()?;
+        if let Err(e) = mutate::check_deferred(&mut self.txn) {
+            self.txn.abort();
+            return Err(e);
+        }
+        let token = self.txn.commit()?;
+        Ok(CommitInfo { token })
+    }
+
+    /// Discards every change.
+    pub fn rollback(mut self) {
+        if !self.txn.is_finished() {
+            self.txn
+                .core()
+                .metrics
+                .rollbacks
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.txn.abort();
+    }
+}

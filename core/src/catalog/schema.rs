@@ -1,0 +1,371 @@
+//! Stored schema types (rkyv) and the in-memory [`Schema`] view over one bundle.
+
+use std::collections::HashMap;
+
+use rkyv::{Archive, Deserialize, Serialize};
+
+use super::relations::{derive_relations, Relation};
+use crate::error::{Error, Result, SqlState};
+use crate::ir::Expr;
+use crate::value::{DataType, Value};
+
+/// Bumped when the stored layout of bundles changes.
+pub const BUNDLE_FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Archive, Serialize, Deserialize)]
+pub struct SchemaBundle {
+    pub format: u32,
+    /// 0 for the empty schema, then +1 per committed change.
+    pub version: u64,
+    pub entities: Vec<EntityDef>,
+    pub next_table_id: u32,
+    pub next_index_id: u32,
+}
+
+impl Default for SchemaBundle {
+    fn default() -> Self {
+        SchemaBundle {
+            format: BUNDLE_FORMAT,
+            version: 0,
+            entities: Vec::new(),
+            next_table_id: 1,
+            next_index_id: 1,
+        }
+    }
+}
+
+impl SchemaBundle {
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        rkyv::to_bytes::<rkyv::rancor::Error>(self)
+            .map(|b| b.to_vec())
+            .map_err(|e| Error::internal(format!("serializing the schema bundle: {e}")))
+    }
+
+    /// Validates and decodes a stored bundle.
+    pub fn from_bytes(bytes: &[u8]) -> Result<SchemaBundle> {
+        let b = rkyv::from_bytes::<SchemaBundle, rkyv::rancor::Error>(bytes)
+            .map_err(|e| Error::corrupted(format!("stored schema bundle is invalid: {e}")))?;
+        if b.format != BUNDLE_FORMAT {
+            return Err(Error::corrupted(format!(
+                "schema bundle format {} is not supported by this build (expects {BUNDLE_FORMAT})",
+                b.format
+            )));
+        }
+        Ok(b)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Archive, Serialize, Deserialize)]
+pub struct EntityDef {
+    /// Table id: stable for the life of the entity, never reused.
+    pub id: u32,
+    pub name: String,
+    pub fields: Vec<FieldDef>,
+    /// Positions of the primary key fields; empty when the identity is the row id alone.
+    pub primary_key: Vec<u32>,
+    /// The field that aliases the 64-bit row id (`INTEGER PRIMARY KEY`).
+    pub rowid_alias: Option<u32>,
+    pub autoincrement: bool,
+    /// Values must fit their field type (else 42804); when false, SQLite's lenient affinity.
+    pub strict: bool,
+    /// Deletes mark rows instead of removing them; reads skip marked rows unless asked.
+    pub soft_delete: bool,
+    pub indexes: Vec<IndexDef>,
+    pub checks: Vec<CheckDef>,
+    pub foreign_keys: Vec<ForeignKeyDef>,
+    /// Original CREATE statement text, when the entity came from SQL.
+    pub sql: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Archive, Serialize, Deserialize)]
+pub struct FieldDef {
+    pub name: String,
+    pub ty: DataType,
+    /// Declared type name as written (`VARCHAR(20)`), for introspection.
+    pub decl_type: String,
+    pub nullable: bool,
+    pub default: Option<DefaultValue>,
+}
+
+#[derive(Debug, Clone, PartialEq, Archive, Serialize, Deserialize)]
+pub enum DefaultValue {
+    Literal(Value),
+    CurrentTimestamp,
+    CurrentDate,
+    CurrentTime,
+    /// A constant expression evaluated at insert time.
+    Expr(Expr),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub enum IndexOrigin {
+    /// CREATE INDEX / the native API.
+    Explicit,
+    /// A primary key that is not the row id.
+    PrimaryKey,
+    /// A UNIQUE constraint.
+    Unique,
+    /// Created automatically for the fields of a foreign key.
+    ForeignKey,
+}
+
+#[derive(Debug, Clone, PartialEq, Archive, Serialize, Deserialize)]
+pub struct IndexDef {
+    pub id: u32,
+    pub name: String,
+    pub fields: Vec<u32>,
+    pub unique: bool,
+    pub origin: IndexOrigin,
+    pub sql: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Archive, Serialize, Deserialize)]
+pub struct CheckDef {
+    pub name: String,
+    pub expr: Expr,
+    pub sql: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub enum FkAction {
+    NoAction,
+    Restrict,
+    Cascade,
+    SetNull,
+    SetDefault,
+}
+
+impl FkAction {
+    pub fn sql_name(self) -> &'static str {
+        match self {
+            FkAction::NoAction => "NO ACTION",
+            FkAction::Restrict => "RESTRICT",
+            FkAction::Cascade => "CASCADE",
+            FkAction::SetNull => "SET NULL",
+            FkAction::SetDefault => "SET DEFAULT",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Archive, Serialize, Deserialize)]
+pub struct ForeignKeyDef {
+    pub name: String,
+    pub fields: Vec<u32>,
+    /// Parent entity by name: SQLite allows a reference to a table created later.
+    pub parent: String,
+    /// Parent key fields by name; empty means the parent's primary key.
+    pub parent_fields: Vec<String>,
+    pub on_delete: FkAction,
+    pub on_update: FkAction,
+    /// DEFERRABLE INITIALLY DEFERRED: checked at commit instead of after each operation.
+    pub deferred: bool,
+}
+
+impl EntityDef {
+    pub fn field_index(&self, name: &str) -> Option<u32> {
+        self.fields
+            .iter()
+            .position(|f| f.name.eq_ignore_ascii_case(name))
+            .map(|i| i as u32)
+    }
+
+    pub fn field_index_or_err(&self, name: &str) -> Result<u32> {
+        self.field_index(name)
+            .ok_or_else(|| Error::unknown_field(&self.name, name))
+    }
+
+    pub fn index_by_name(&self, name: &str) -> Option<&IndexDef> {
+        self.indexes
+            .iter()
+            .find(|i| i.name.eq_ignore_ascii_case(name))
+    }
+
+    /// The value of `field` in a stored row. Rows written before a field was added are shorter:
+    /// the missing fields read as the field's constant default (as in SQLite).
+    pub fn stored_value(&self, row: &[Value], field: u32) -> Value {
+        match row.get(field as usize) {
+            Some(v) => v.clone(),
+            None => match self
+                .fields
+                .get(field as usize)
+                .and_then(|f| f.default.as_ref())
+            {
+                Some(DefaultValue::Literal(v)) => v.clone(),
+                _ => Value::Null,
+            },
+        }
+    }
+
+    /// Field names of an index or key, for messages.
+    pub fn field_names(&self, fields: &[u32]) -> String {
+        fields
+            .iter()
+            .map(|i| format!("{}.{}", self.name, self.fields[*i as usize].name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The index that enforces the primary key, when it is not the row id.
+    pub fn primary_key_index(&self) -> Option<&IndexDef> {
+        self.indexes
+            .iter()
+            .find(|i| i.origin == IndexOrigin::PrimaryKey)
+    }
+
+    /// An index whose leading fields are exactly `fields` (in any order for uniqueness purposes
+    /// when `unique_only`), used for foreign key lookups.
+    pub fn index_on(&self, fields: &[u32], unique_only: bool) -> Option<&IndexDef> {
+        self.indexes.iter().find(|ix| {
+            (!unique_only || (ix.unique && ix.fields.len() == fields.len()))
+                && ix.fields.len() >= fields.len()
+                && ix.fields[..fields.len()] == *fields
+        })
+    }
+}
+
+/// A bundle plus lookup tables. Shared as `Arc<Schema>` by transactions reading that version.
+#[derive(Debug)]
+pub struct Schema {
+    pub bundle: SchemaBundle,
+    by_name: HashMap<String, usize>,
+    by_id: HashMap<u32, usize>,
+    /// For each parent entity position: (child entity position, fk position) pointing at it.
+    incoming: HashMap<usize, Vec<(usize, usize)>>,
+    relations: Vec<Relation>,
+}
+
+impl Schema {
+    pub fn new(bundle: SchemaBundle) -> Schema {
+        let mut by_name = HashMap::new();
+        let mut by_id = HashMap::new();
+        let mut incoming: HashMap<usize, Vec<(usize, usize)>> = HashMap::new();
+        for (i, e) in bundle.entities.iter().enumerate() {
+            by_name.insert(e.name.to_ascii_lowercase(), i);
+            by_id.insert(e.id, i);
+        }
+        for (ci, e) in bundle.entities.iter().enumerate() {
+            for (fi, fk) in e.foreign_keys.iter().enumerate() {
+                if let Some(&pi) = by_name.get(&fk.parent.to_ascii_lowercase()) {
+                    incoming.entry(pi).or_default().push((ci, fi));
+                }
+            }
+        }
+        let relations = derive_relations(&bundle);
+        Schema {
+            bundle,
+            by_name,
+            by_id,
+            incoming,
+            relations,
+        }
+    }
+
+    pub fn version(&self) -> u64 {
+        self.bundle.version
+    }
+
+    pub fn entities(&self) -> &[EntityDef] {
+        &self.bundle.entities
+    }
+
+    pub fn entity_pos(&self, name: &str) -> Option<usize> {
+        if let Some(&i) = self.by_name.get(name) {
+            return Some(i);
+        }
+        self.by_name.get(&name.to_ascii_lowercase()).copied()
+    }
+
+    pub fn entity(&self, name: &str) -> Result<&EntityDef> {
+        self.entity_pos(name)
+            .map(|i| &self.bundle.entities[i])
+            .ok_or_else(|| Error::unknown_entity(name))
+    }
+
+    pub fn entity_by_id(&self, id: u32) -> Option<&EntityDef> {
+        self.by_id.get(&id).map(|&i| &self.bundle.entities[i])
+    }
+
+    pub fn entity_at(&self, pos: usize) -> &EntityDef {
+        &self.bundle.entities[pos]
+    }
+
+    /// Foreign keys of other entities (or this one) that reference entity `pos`.
+    pub fn incoming(&self, pos: usize) -> &[(usize, usize)] {
+        self.incoming.get(&pos).map_or(&[], |v| v.as_slice())
+    }
+
+    /// Relations derived from foreign keys, named per entity.
+    pub fn relations(&self) -> &[Relation] {
+        &self.relations
+    }
+
+    pub fn relations_of(&self, entity: &str) -> impl Iterator<Item = &Relation> {
+        let e = entity.to_string();
+        self.relations
+            .iter()
+            .filter(move |r| r.from.eq_ignore_ascii_case(&e))
+    }
+
+    /// Resolves the parent key of a foreign key: (parent position, parent key fields, whether the
+    /// key is the parent's row id). Errors like SQLite's "foreign key mismatch" when the parent
+    /// key is not a primary key or unique.
+    pub fn fk_parent_key(
+        &self,
+        child: &EntityDef,
+        fk: &ForeignKeyDef,
+    ) -> Result<(usize, Vec<u32>, bool)> {
+        let ppos = self.entity_pos(&fk.parent).ok_or_else(|| {
+            Error::new(
+                SqlState::ForeignKeyViolation,
+                format!(
+                    "foreign key {} on {} references missing table {}",
+                    fk.name, child.name, fk.parent
+                ),
+            )
+        })?;
+        let parent = &self.bundle.entities[ppos];
+        let fields: Vec<u32> = if fk.parent_fields.is_empty() {
+            if parent.primary_key.is_empty() {
+                return Err(Error::new(
+                    SqlState::ForeignKeyViolation,
+                    format!(
+                        "foreign key mismatch: {} references {} which has no primary key",
+                        child.name, parent.name
+                    ),
+                ));
+            }
+            parent.primary_key.clone()
+        } else {
+            fk.parent_fields
+                .iter()
+                .map(|n| parent.field_index_or_err(n))
+                .collect::<Result<_>>()?
+        };
+        if fields.len() != fk.fields.len() {
+            return Err(Error::new(
+                SqlState::ForeignKeyViolation,
+                format!(
+                    "foreign key mismatch: {} has {} fields but the key of {} has {}",
+                    fk.name,
+                    fk.fields.len(),
+                    parent.name,
+                    fields.len()
+                ),
+            ));
+        }
+        let is_rowid = fields.len() == 1 && parent.rowid_alias == Some(fields[0]);
+        if !is_rowid && parent.index_on(&fields, true).is_none() {
+            return Err(Error::new(
+                SqlState::ForeignKeyViolation,
+                format!(
+                    "foreign key mismatch: {} on {} references {}({}), which is neither a primary key nor unique",
+                    fk.name,
+                    child.name,
+                    parent.name,
+                    parent.field_names(&fields)
+                ),
+            ));
+        }
+        Ok((ppos, fields, is_rowid))
+    }
+}

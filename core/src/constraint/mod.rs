@@ -1,0 +1,193 @@
+//! Write-time constraints: field types (strict entities) and affinity, NOT NULL, CHECK, unique
+//! indexes and the child side of foreign keys. The parent side (actions on delete and update of a
+//! referenced key) lives with the mutation executor, which owns cascades.
+
+pub mod defaults;
+
+use crate::catalog::{EntityDef, ForeignKeyDef, Schema};
+use crate::error::{Error, Result, SqlState};
+use crate::storage::keys;
+use crate::txn::Txn;
+use crate::value::Value;
+
+/// Applies field types to a full row and checks NOT NULL and CHECK constraints.
+pub fn prepare_row(e: &EntityDef, values: &mut [Value], max_row_bytes: usize) -> Result<()> {
+    let mut size = 0usize;
+    for (i, f) in e.fields.iter().enumerate() {
+        let v = std::mem::replace(&mut values[i], Value::Null);
+        let v = if e.strict {
+            f.ty.coerce_strict(v).map_err(|v| {
+                Error::new(
+                    SqlState::DatatypeMismatch,
+                    format!(
+                        "cannot store {} value {} in {}.{} ({})",
+                        v.type_name().to_uppercase(),
+                        truncate_display(&v),
+                        e.name,
+                        f.name,
+                        f.ty.name()
+                    ),
+                )
+            })?
+        } else {
+            f.ty.apply_affinity(v)
+        };
+        if v.is_null() && !f.nullable {
+            return Err(Error::not_null(&e.name, &f.name));
+        }
+        size += v.size() + 2;
+        values[i] = v;
+    }
+    if size > max_row_bytes {
+        return Err(Error::new(
+            SqlState::LimitExceeded,
+            format!(
+                "row of {} is {size} bytes, over the limit of {max_row_bytes} bytes",
+                e.name
+            ),
+        ));
+    }
+    for c in &e.checks {
+        if !c.expr.check_passes(values)? {
+            return Err(Error::new(
+                SqlState::CheckViolation,
+                format!("CHECK constraint failed: {} on {}", c.name, e.name),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn truncate_display(v: &Value) -> String {
+    let s = v.to_string();
+    if s.len() > 40 {
+        let mut end = 40;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}...", &s[..end])
+    } else {
+        s
+    }
+}
+
+/// Checks every unique index of `e` for another live row with the same values. NULLs never
+/// conflict (SQLite semantics). Soft-deleted rows still hold their unique values.
+pub fn check_unique(
+    txn: &mut Txn,
+    e: &EntityDef,
+    row_id: i64,
+    values: &[Value],
+    changed_only: Option<&[bool]>,
+) -> Result<()> {
+    for ix in e.indexes.iter().filter(|i| i.unique) {
+        if let Some(changed) = changed_only {
+            if !ix.fields.iter().any(|f| changed[*f as usize]) {
+                continue;
+            }
+        }
+        let key: Vec<Value> = ix
+            .fields
+            .iter()
+            .map(|f| values[*f as usize].clone())
+            .collect();
+        if key.iter().any(Value::is_null) {
+            continue;
+        }
+        let hits = txn.index_lookup(e, ix, &key)?;
+        if hits.iter().any(|(id, _)| *id != row_id) {
+            let detail = e.field_names(&ix.fields);
+            return Err(Error::unique(&ix.name, &e.name, detail));
+        }
+    }
+    Ok(())
+}
+
+pub fn fk_error(child: &EntityDef, fk: &ForeignKeyDef, what: &str) -> Error {
+    Error::new(
+        SqlState::ForeignKeyViolation,
+        format!(
+            "FOREIGN KEY constraint failed: {} ({}) references {}: {what}",
+            fk.name,
+            child.field_names(&fk.fields),
+            fk.parent
+        ),
+    )
+}
+
+/// Whether the parent row referenced by `values` through `fk` exists (true when any key field is
+/// NULL, as SQLite's MATCH SIMPLE).
+pub fn parent_exists(
+    txn: &mut Txn,
+    schema: &Schema,
+    child: &EntityDef,
+    fk: &ForeignKeyDef,
+    values: &[Value],
+) -> Result<bool> {
+    let key: Vec<Value> = fk
+        .fields
+        .iter()
+        .map(|f| child.stored_value(values, *f))
+        .collect();
+    if key.iter().any(Value::is_null) {
+        return Ok(true);
+    }
+    let (ppos, pfields, is_rowid) = schema.fk_parent_key(child, fk)?;
+    let parent = schema.entity_at(ppos);
+    // Compare with the parent column's affinity applied, as SQLite does.
+    let key: Vec<Value> = key
+        .into_iter()
+        .zip(&pfields)
+        .map(|(v, f)| parent.fields[*f as usize].ty.apply_affinity(v))
+        .collect();
+    if is_rowid {
+        let Value::Integer(id) = key[0] else {
+            return Ok(false);
+        };
+        return Ok(txn
+            .read_row(parent.id, id)?
+            .is_some_and(|r| !r.is_tombstone()));
+    }
+    let ix = parent
+        .index_on(&pfields, true)
+        .ok_or_else(|| Error::internal("parent key index vanished"))?
+        .clone();
+    Ok(!txn.index_lookup(parent, &ix, &key)?.is_empty())
+}
+
+/// Child rows of `child` whose `fk` fields equal `key`.
+pub fn find_children(
+    txn: &mut Txn,
+    child: &EntityDef,
+    fk: &ForeignKeyDef,
+    key: &[Value],
+) -> Result<Vec<(i64, crate::storage::row_codec::StoredRow)>> {
+    if fk.fields.len() == 1 && child.rowid_alias == Some(fk.fields[0]) {
+        let Value::Integer(id) = key[0] else {
+            return Ok(Vec::new());
+        };
+        return Ok(txn
+            .read_row(child.id, id)?
+            .filter(|r| !r.is_tombstone())
+            .map(|r| vec![(id, r)])
+            .unwrap_or_default());
+    }
+    if let Some(ix) = child.index_on(&fk.fields, false).cloned() {
+        return txn.index_lookup(child, &ix, key);
+    }
+    // No index (only possible for entities created before the index existed): scan.
+    let want = keys::index_values_prefix(0, key);
+    let mut out = Vec::new();
+    for item in txn.scan(child.id) {
+        let (id, row) = item?;
+        let vals: Vec<Value> = fk
+            .fields
+            .iter()
+            .map(|f| child.stored_value(&row.values, *f))
+            .collect();
+        if keys::index_values_prefix(0, &vals) == want {
+            out.push((id, row));
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,69 @@
+//! Storage: a narrow ordered key-value trait ([`Kv`]) with the sled implementation, the key
+//! layout of every record kind ([`keys`]), the row codec, and the commit log that is the
+//! durability source (sled is applied to without flushing and checkpointed in the background).
+//!
+//! The `Kv` trait is the seam for another engine later: nothing above this module names sled.
+
+pub mod commit_log;
+pub mod keys;
+pub mod row_codec;
+pub mod sled_kv;
+
+use crate::error::Result;
+
+/// Bytes returned by the store (cheap to clone; small values are inline).
+pub type KvBytes = sled::IVec;
+
+/// A key-value pair from a scan.
+pub type KvPair = (KvBytes, KvBytes);
+
+/// An iterator over a key range. Owns what it needs, so it may outlive the borrow of the store.
+pub type KvIter = Box<dyn Iterator<Item = Result<KvPair>> + Send>;
+
+/// One operation of an atomic batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchOp {
+    Put(Vec<u8>, Vec<u8>),
+    Delete(Vec<u8>),
+}
+
+/// Operations applied atomically: after a crash either all are present or none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Batch {
+    pub ops: Vec<BatchOp>,
+}
+
+impl Batch {
+    pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.ops.push(BatchOp::Put(key, value));
+    }
+
+    pub fn delete(&mut self, key: Vec<u8>) {
+        self.ops.push(BatchOp::Delete(key));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+}
+
+/// The ordered key-value store under the engine.
+pub trait Kv: Send + Sync {
+    fn get(&self, key: &[u8]) -> Result<Option<KvBytes>>;
+    /// Entries with `start <= key < end`, ascending.
+    fn scan(&self, start: &[u8], end: &[u8]) -> KvIter;
+    /// The first entry with `start <= key < end`: one seek.
+    fn first_in(&self, start: &[u8], end: &[u8]) -> Result<Option<KvPair>>;
+    /// The last entry with `start <= key < end`: one seek.
+    fn last_in(&self, start: &[u8], end: &[u8]) -> Result<Option<KvPair>>;
+    /// Applies every operation atomically (not necessarily durably: see [`Kv::sync`]).
+    fn apply(&self, batch: &Batch) -> Result<()>;
+    /// Makes everything applied so far durable, including against power loss.
+    fn sync(&self) -> Result<()>;
+    /// Bytes used on disk by the store.
+    fn size_on_disk(&self) -> Result<u64>;
+}

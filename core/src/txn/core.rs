@@ -1,0 +1,573 @@
+//! The engine state shared by every connection to one database: the store, the commit log, the
+//! timestamp oracle, the schema versions and the row id allocators; plus the commit pipeline,
+//! checkpoints and garbage collection.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use tracing::{info, info_span, warn};
+
+use super::oracle::{CommittedWrites, Oracle};
+use super::read_set::ReadSet;
+use crate::catalog::{Schema, SchemaBundle};
+use crate::error::{Error, Result, SqlState};
+use crate::observe::Metrics;
+use crate::storage::commit_log::CommitLog;
+use crate::storage::keys::{self, prefix_end};
+use crate::storage::row_codec::{decode_header, decode_row, FLAG_TOMBSTONE};
+use crate::storage::sled_kv::SledKv;
+use crate::storage::{Batch, Kv};
+
+/// How a commit is made durable before it is acknowledged (like SQLite's `synchronous`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fdatasync the commit log before acknowledging; concurrent commits share one sync.
+    Full,
+    /// Write the commit log record to the OS before acknowledging (survives a process crash);
+    /// sync on an interval (a power loss may lose the last interval).
+    Normal,
+}
+
+/// One transaction's writes, ready to commit.
+pub struct CommitRequest {
+    pub snapshot_ts: u64,
+    pub read_set: ReadSet,
+    /// (table id, row id, encoded row version).
+    pub rows: Vec<(u32, i64, Vec<u8>)>,
+    /// Index entry keys to add.
+    pub index_entries: Vec<Vec<u8>>,
+    /// A new schema bundle when the transaction changed the schema.
+    pub new_schema: Option<SchemaBundle>,
+    /// Encoded change record (written under the commit timestamp).
+    pub change_record: Option<Vec<u8>>,
+    /// AUTOINCREMENT high-water marks to persist.
+    pub sequences: Vec<(u32, i64)>,
+}
+
+/// What garbage collection removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct GcStats {
+    pub horizon: u64,
+    pub row_versions_removed: u64,
+    pub index_entries_removed: u64,
+    pub change_records_removed: u64,
+}
+
+pub struct DbCore {
+    pub kv: Arc<dyn Kv>,
+    pub log: CommitLog,
+    pub oracle: Oracle,
+    pub durability: Durability,
+    pub metrics: Metrics,
+    /// Change records with a token at or below this have been pruned.
+    pub changes_floor: AtomicU64,
+    /// How many commits of change log to keep.
+    pub change_retention: u64,
+    catalog: RwLock<Vec<(u64, Arc<Schema>)>>,
+    row_ids: Mutex<HashMap<u32, i64>>,
+    poisoned: Mutex<Option<String>>,
+    closed: AtomicBool,
+}
+
+fn seq_key(table_id: u32) -> Vec<u8> {
+    let mut k = b"\x02seq:".to_vec();
+    k.extend_from_slice(&table_id.to_be_bytes());
+    k
+}
+
+const META_CHANGES_FLOOR: &[u8] = b"\x02changes_floor";
+
+impl DbCore {
+    /// Opens the store in `dir/data` and the log in `dir/log`, replaying the log first.
+    pub fn open(
+        dir: &Path,
+        cache_capacity: u64,
+        durability: Durability,
+        change_retention: u64,
+    ) -> Result<DbCore> {
+        let _span = info_span!("ormdb.open", path = %dir.display()).entered();
+        let kv: Arc<dyn Kv> = Arc::new(SledKv::open(&dir.join("data"), cache_capacity)?);
+        let log_dir = dir.join("log");
+        let replay = {
+            let _span = info_span!("ormdb.recovery").entered();
+            let kv2 = kv.clone();
+            let info = CommitLog::replay(&log_dir, |_, batch| kv2.apply(&batch))?;
+            if info.records > 0 {
+                kv.sync()?;
+            }
+            info!(
+                segments = info.segments,
+                records = info.records,
+                max_ts = info.max_ts,
+                truncated_bytes = info.truncated_bytes,
+                "commit log replayed"
+            );
+            info
+        };
+        let stored_ts = match kv.get(keys::META_LAST_TS)? {
+            Some(b) => u64::from_be_bytes(
+                b.as_ref()
+                    .try_into()
+                    .map_err(|_| Error::corrupted("last commit timestamp record is malformed"))?,
+            ),
+            None => 0,
+        };
+        let last_ts = stored_ts.max(replay.max_ts);
+        // Catalog history: every bundle, keyed by its commit timestamp.
+        let mut versions = vec![(0u64, Arc::new(Schema::new(SchemaBundle::default())))];
+        let cat = [keys::CATALOG];
+        for item in kv.scan(&cat, &prefix_end(&cat)) {
+            let (k, v) = item?;
+            let ts = u64::from_be_bytes(
+                k.get(1..9)
+                    .and_then(|s| s.try_into().ok())
+                    .ok_or_else(|| Error::corrupted("malformed catalog key"))?,
+            );
+            versions.push((ts, Arc::new(Schema::new(SchemaBundle::from_bytes(&v)?))));
+        }
+        let catalog_ts = versions.last().map_or(0, |v| v.0);
+        // Keep only the newest bundle in memory; history is read from the store on demand.
+        let latest = versions.pop().expect("at least the empty schema");
+        let floor = match kv.get(META_CHANGES_FLOOR)? {
+            Some(b) => u64::from_be_bytes(
+                b.as_ref()
+                    .try_into()
+                    .map_err(|_| Error::corrupted("malformed change floor"))?,
+            ),
+            None => 0,
+        };
+        let log = CommitLog::create(&log_dir, last_ts)?;
+        Ok(DbCore {
+            kv,
+            log,
+            oracle: Oracle::new(last_ts, catalog_ts),
+            durability,
+            metrics: Metrics::default(),
+            changes_floor: AtomicU64::new(floor),
+            change_retention,
+            catalog: RwLock::new(vec![latest]),
+            row_ids: Mutex::new(HashMap::new()),
+            poisoned: Mutex::new(None),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    pub fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::new(
+                SqlState::ConnectionDoesNotExist,
+                "the database is closed",
+            ));
+        }
+        if let Some(p) = self.poisoned.lock().as_ref() {
+            return Err(Error::new(
+                SqlState::IoError,
+                format!(
+                    "the database refuses writes after an earlier storage failure: {p}; reopen it"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn mark_closed(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.oracle.wake_all();
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    fn poison(&self, why: &Error) {
+        warn!(error = %why, "storage failure during commit; database refuses further writes");
+        *self.poisoned.lock() = Some(why.to_string());
+    }
+
+    /// The schema visible at snapshot `ts`.
+    pub fn schema_at(&self, ts: u64) -> Result<Arc<Schema>> {
+        {
+            let cat = self.catalog.read();
+            if let Some((_, s)) = cat.iter().rev().find(|(t, _)| *t <= ts) {
+                return Ok(s.clone());
+            }
+        }
+        // Older than the versions kept in memory: read it from the store.
+        let start = [keys::CATALOG];
+        let end = keys::catalog_key(ts.saturating_add(1));
+        match self.kv.last_in(&start, &end)? {
+            Some((_, v)) => Ok(Arc::new(Schema::new(SchemaBundle::from_bytes(&v)?))),
+            None => Ok(Arc::new(Schema::new(SchemaBundle::default()))),
+        }
+    }
+
+    pub fn latest_schema(&self) -> Arc<Schema> {
+        self.catalog
+            .read()
+            .last()
+            .map(|(_, s)| s.clone())
+            .expect("catalog never empty")
+    }
+
+    /// Every stored schema version: (commit timestamp, bundle), oldest first.
+    pub fn schema_history(&self) -> Result<Vec<(u64, SchemaBundle)>> {
+        let cat = [keys::CATALOG];
+        let mut out = Vec::new();
+        for item in self.kv.scan(&cat, &prefix_end(&cat)) {
+            let (k, v) = item?;
+            let ts = u64::from_be_bytes(
+                k[1..9]
+                    .try_into()
+                    .map_err(|_| Error::corrupted("malformed catalog key"))?,
+            );
+            out.push((ts, SchemaBundle::from_bytes(&v)?));
+        }
+        Ok(out)
+    }
+
+    /// Allocates a fresh row id for `table_id` (greater than every id used so far).
+    pub fn alloc_row_id(&self, table_id: u32) -> Result<i64> {
+        let mut ids = self.row_ids.lock();
+        let next = match ids.get(&table_id) {
+            Some(n) => *n,
+            None => self
+                .max_stored_row_id(table_id)?
+                .map_or(1, |m| m.saturating_add(1))
+                .max(1),
+        };
+        if next == i64::MAX {
+            return Err(Error::new(
+                SqlState::LimitExceeded,
+                "row id space of the table is exhausted",
+            ));
+        }
+        ids.insert(table_id, next + 1);
+        Ok(next)
+    }
+
+    /// Notes an explicitly chosen row id so later allocations go above it.
+    pub fn note_row_id(&self, table_id: u32, row_id: i64) -> Result<()> {
+        let mut ids = self.row_ids.lock();
+        let cur = match ids.get(&table_id) {
+            Some(n) => *n,
+            None => self
+                .max_stored_row_id(table_id)?
+                .map_or(1, |m| m.saturating_add(1))
+                .max(1),
+        };
+        ids.insert(table_id, cur.max(row_id.saturating_add(1)));
+        Ok(())
+    }
+
+    fn max_stored_row_id(&self, table_id: u32) -> Result<Option<i64>> {
+        let p = keys::table_prefix(table_id);
+        let from_rows = self
+            .kv
+            .last_in(&p, &prefix_end(&p))?
+            .and_then(|(k, _)| keys::parse_row_version_key(&k).map(|(_, r, _)| r));
+        let from_seq = self
+            .kv
+            .get(&seq_key(table_id))?
+            .and_then(|b| b.as_ref().try_into().ok().map(i64::from_be_bytes));
+        Ok(match (from_rows, from_seq) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        })
+    }
+
+    /// Validates, applies and logs one transaction; returns its commit timestamp once durable
+    /// (or written, under `Normal`).
+    pub fn commit(&self, req: CommitRequest) -> Result<u64> {
+        self.check_open()?;
+        let _span = info_span!("ormdb.commit", rows = req.rows.len()).entered();
+        let mut write_keys: Vec<Vec<u8>> =
+            Vec::with_capacity(req.rows.len() + req.index_entries.len());
+        for (t, r, _) in &req.rows {
+            write_keys.push(keys::row_key(*t, *r));
+        }
+        write_keys.extend(req.index_entries.iter().cloned());
+        write_keys.sort_unstable();
+        write_keys.dedup();
+        let write_keys = Arc::new(write_keys);
+        let mut read_set = req.read_set;
+        read_set.seal();
+        let schema_bytes = req.new_schema.as_ref().map(|b| b.to_bytes()).transpose()?;
+
+        let (ts, lsn) = {
+            let mut st = self.oracle.commit.lock();
+            self.check_open()?;
+            if st.catalog_ts > req.snapshot_ts {
+                self.metrics.conflicts.fetch_add(1, Ordering::Relaxed);
+                return Err(Error::conflict(
+                    "the schema changed since the transaction began",
+                ));
+            }
+            for c in st.recent.iter().rev() {
+                if c.ts <= req.snapshot_ts {
+                    break;
+                }
+                if let Some(k) = c.keys.iter().find(|k| read_set.contains(k)) {
+                    self.metrics.conflicts.fetch_add(1, Ordering::Relaxed);
+                    return Err(Error::conflict(describe_key(k)));
+                }
+            }
+            let ts = st.next_ts;
+            let mut batch = Batch::default();
+            for (t, r, v) in req.rows {
+                batch.put(keys::row_version_key(t, r, ts), v);
+            }
+            for k in req.index_entries {
+                batch.put(k, Vec::new());
+            }
+            if let Some(rec) = req.change_record {
+                batch.put(keys::change_key(ts), rec);
+            }
+            if let Some(b) = &schema_bytes {
+                batch.put(keys::catalog_key(ts), b.clone());
+            }
+            for (t, s) in req.sequences {
+                batch.put(seq_key(t), s.to_be_bytes().to_vec());
+            }
+            batch.put(keys::META_LAST_TS.to_vec(), ts.to_be_bytes().to_vec());
+            if let Err(e) = self.kv.apply(&batch) {
+                self.poison(&e);
+                return Err(e);
+            }
+            let lsn = match self.log.append(ts, &batch) {
+                Ok(l) => l,
+                Err(e) => {
+                    self.poison(&e);
+                    return Err(e);
+                }
+            };
+            st.next_ts += 1;
+            st.recent.push_back(CommittedWrites {
+                ts,
+                keys: write_keys,
+            });
+            if let Some(bundle) = req.new_schema {
+                st.catalog_ts = ts;
+                self.catalog
+                    .write()
+                    .push((ts, Arc::new(Schema::new(bundle))));
+            }
+            let oldest = self.oracle.oldest_snapshot();
+            while st.recent.front().is_some_and(|c| c.ts <= oldest) {
+                st.recent.pop_front();
+            }
+            if self.durability == Durability::Normal {
+                self.oracle.advance_visible(ts);
+            }
+            (ts, lsn)
+        };
+        match self.durability {
+            Durability::Full => {
+                let synced = self
+                    .log
+                    .persist(lsn, true)
+                    .inspect_err(|e| self.poison(e))?;
+                self.oracle.advance_visible(synced);
+            }
+            Durability::Normal => {
+                self.log
+                    .persist(lsn, false)
+                    .inspect_err(|e| self.poison(e))?;
+            }
+        }
+        self.metrics.commits.fetch_add(1, Ordering::Relaxed);
+        Ok(ts)
+    }
+
+    /// Flushes the store durably and drops the commit log segments it now covers.
+    pub fn checkpoint(&self) -> Result<()> {
+        let _span = info_span!("ormdb.checkpoint").entered();
+        let old = self.log.rotate()?;
+        self.kv.sync()?;
+        self.log.remove_segments(&old)?;
+        self.metrics.checkpoints.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Removes row versions, index entries and change records that no live or future snapshot
+    /// can read.
+    pub fn gc(&self) -> Result<GcStats> {
+        let _span = info_span!("ormdb.gc").entered();
+        let horizon = self.oracle.oldest_snapshot();
+        let mut stats = GcStats {
+            horizon,
+            ..Default::default()
+        };
+        // Schemas that a snapshot at or after the horizon can see.
+        let live_schema = self.schema_at(horizon)?;
+        let newer: Vec<Arc<Schema>> = {
+            let mut cat = self.catalog.write();
+            // Drop in-memory versions no snapshot can use any more.
+            let keep_from = cat.iter().rposition(|(t, _)| *t <= horizon).unwrap_or(0);
+            cat.drain(..keep_from);
+            cat.iter().map(|(_, s)| s.clone()).collect()
+        };
+        let live_tables: std::collections::HashSet<u32> = std::iter::once(&live_schema)
+            .chain(newer.iter())
+            .flat_map(|s| s.entities().iter().map(|e| e.id))
+            .collect();
+
+        // Row versions.
+        let rows = [keys::ROW];
+        let mut batch = Batch::default();
+        let mut cur_row: Option<(u32, i64)> = None;
+        let mut kept_old = false;
+        for item in self.kv.scan(&rows, &prefix_end(&rows)) {
+            let (k, v) = item?;
+            let Some((t, r, ts)) = keys::parse_row_version_key(&k) else {
+                continue;
+            };
+            if !live_tables.contains(&t) {
+                batch.delete(k.to_vec());
+                stats.row_versions_removed += 1;
+            } else {
+                if cur_row != Some((t, r)) {
+                    cur_row = Some((t, r));
+                    kept_old = false;
+                }
+                if ts <= horizon {
+                    if kept_old {
+                        batch.delete(k.to_vec());
+                        stats.row_versions_removed += 1;
+                    } else {
+                        kept_old = true;
+                        // The newest version at the horizon: a tombstone there can go, because
+                        // every older version goes with it.
+                        if decode_header(&v)?.0 & FLAG_TOMBSTONE != 0 {
+                            batch.delete(k.to_vec());
+                            stats.row_versions_removed += 1;
+                        }
+                    }
+                }
+            }
+            if batch.len() >= 4096 {
+                self.kv.apply(&std::mem::take(&mut batch))?;
+            }
+        }
+        if !batch.is_empty() {
+            self.kv.apply(&std::mem::take(&mut batch))?;
+        }
+
+        // Index entries: remove those whose index is gone or that no remaining row version
+        // matches. Re-verified under the commit lock, so a concurrent commit that re-adds the
+        // same entry cannot lose it.
+        let mut index_owner: IndexOwners = HashMap::new();
+        for s in std::iter::once(&live_schema).chain(newer.iter()) {
+            for (ep, e) in s.entities().iter().enumerate() {
+                for (ip, ix) in e.indexes.iter().enumerate() {
+                    index_owner.insert(ix.id, (s.clone(), ep, ip));
+                }
+            }
+        }
+        let idx = [keys::INDEX];
+        let mut candidates = Vec::new();
+        for item in self.kv.scan(&idx, &prefix_end(&idx)) {
+            let (k, _) = item?;
+            if !self.index_entry_live(&k, &index_owner)? {
+                candidates.push(k.to_vec());
+            }
+            if candidates.len() >= 1024 {
+                stats.index_entries_removed +=
+                    self.remove_index_entries(&mut candidates, &index_owner)?;
+            }
+        }
+        stats.index_entries_removed += self.remove_index_entries(&mut candidates, &index_owner)?;
+
+        // Change log retention.
+        let visible = self.oracle.visible_ts();
+        let new_floor = visible.saturating_sub(self.change_retention);
+        if new_floor > self.changes_floor.load(Ordering::Acquire) {
+            let start = [keys::CHANGE];
+            let end = keys::change_key(new_floor.saturating_add(1));
+            let mut batch = Batch::default();
+            for item in self.kv.scan(&start, &end) {
+                let (k, _) = item?;
+                batch.delete(k.to_vec());
+                stats.change_records_removed += 1;
+            }
+            batch.put(
+                META_CHANGES_FLOOR.to_vec(),
+                new_floor.to_be_bytes().to_vec(),
+            );
+            self.kv.apply(&batch)?;
+            self.changes_floor.store(new_floor, Ordering::Release);
+        }
+        self.metrics.gc_runs.fetch_add(1, Ordering::Relaxed);
+        Ok(stats)
+    }
+
+    fn remove_index_entries(&self, cands: &mut Vec<Vec<u8>>, owner: &IndexOwners) -> Result<u64> {
+        if cands.is_empty() {
+            return Ok(0);
+        }
+        let _st = self.oracle.commit.lock();
+        let mut batch = Batch::default();
+        for k in cands.drain(..) {
+            if !self.index_entry_live(&k, owner)? {
+                batch.delete(k);
+            }
+        }
+        let n = batch.len() as u64;
+        self.kv.apply(&batch)?;
+        Ok(n)
+    }
+
+    /// Whether some stored version of the entry's row still has the entry's values.
+    fn index_entry_live(&self, k: &[u8], owner: &IndexOwners) -> Result<bool> {
+        let Some(index_id) = k
+            .get(1..5)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_be_bytes)
+        else {
+            return Ok(false);
+        };
+        let Some((schema, ep, ip)) = owner.get(&index_id) else {
+            return Ok(false);
+        };
+        let entity = schema.entity_at(*ep);
+        let fields = &entity.indexes[*ip].fields;
+        let Some(row_id) = keys::index_entry_row_id(k) else {
+            return Ok(false);
+        };
+        let rk = keys::row_key(entity.id, row_id);
+        for item in self.kv.scan(&rk, &prefix_end(&rk)) {
+            let (_, v) = item?;
+            let row = decode_row(&v)?;
+            if row.is_tombstone() {
+                continue;
+            }
+            let vals: Vec<_> = fields
+                .iter()
+                .map(|f| entity.stored_value(&row.values, *f))
+                .collect();
+            if keys::index_entry_key(index_id, &vals, row_id) == k {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// Index id -> (schema, entity position, index position) for every index a live snapshot sees.
+type IndexOwners = HashMap<u32, (Arc<Schema>, usize, usize)>;
+
+fn describe_key(k: &[u8]) -> String {
+    match k.first() {
+        Some(&keys::ROW) if k.len() >= 13 => format!(
+            "row {} of table #{} was changed by another transaction",
+            keys::row_id_from_bytes(&k[5..13]),
+            u32::from_be_bytes(k[1..5].try_into().unwrap_or([0; 4]))
+        ),
+        Some(&keys::INDEX) => {
+            "an index range this transaction read was changed by another transaction".into()
+        }
+        _ => "data this transaction read was changed by another transaction".into(),
+    }
+}

@@ -1,0 +1,550 @@
+//! One transaction's private state: its snapshot, the schema it sees (including its own DDL),
+//! buffered row writes with an undo log for savepoints, index entry hints, the read set and the
+//! deferred constraint checks. Reads merge the buffered writes over the snapshot.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use super::core::{CommitRequest, DbCore};
+use super::read_set::ReadSet;
+use crate::catalog::{EntityDef, IndexDef, RelationKind, Schema, SchemaBundle};
+use crate::changes::{ChangeKind, ChangeSet, EntityChange, RelationChange};
+use crate::error::{Error, Result};
+use crate::storage::keys::{self, prefix_end};
+use crate::storage::row_codec::{
+    decode_row, encode_row, StoredRow, FLAG_SOFT_DELETED, FLAG_TOMBSTONE,
+};
+use crate::storage::KvIter;
+use crate::value::Value;
+
+#[derive(Debug, Clone, Copy)]
+pub struct TxnOptions {
+    /// Enforce foreign keys (`PRAGMA foreign_keys`); on by default, unlike SQLite.
+    pub foreign_keys: bool,
+}
+
+impl Default for TxnOptions {
+    fn default() -> Self {
+        TxnOptions { foreign_keys: true }
+    }
+}
+
+/// A foreign key check postponed to commit (DEFERRABLE INITIALLY DEFERRED).
+#[derive(Debug, Clone)]
+pub enum DeferredCheck {
+    /// The child row must reference an existing parent at commit.
+    Child {
+        entity_id: u32,
+        row_id: i64,
+        fk: String,
+    },
+    /// No child may reference this parent key at commit unless the key exists again.
+    Parent {
+        parent_id: u32,
+        key: Vec<Value>,
+        child_id: u32,
+        fk: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct PendingRow {
+    /// The committed version at the snapshot (tombstones included), if any.
+    base: Option<StoredRow>,
+    cur: StoredRow,
+}
+
+struct Undo {
+    key: (u32, i64),
+    /// The buffered version before this write; None when the row was not buffered.
+    prev: Option<StoredRow>,
+}
+
+struct Savepoint {
+    name: String,
+    undo_len: usize,
+    deferred_len: usize,
+    schema: Arc<Schema>,
+    schema_changed: bool,
+}
+
+pub struct Txn {
+    core: Arc<DbCore>,
+    pub snapshot_ts: u64,
+    schema: Arc<Schema>,
+    base_schema_version: u64,
+    schema_changed: bool,
+    pending: BTreeMap<(u32, i64), PendingRow>,
+    hints: BTreeSet<Vec<u8>>,
+    undo: Vec<Undo>,
+    savepoints: Vec<Savepoint>,
+    read_set: ReadSet,
+    pub deferred: Vec<DeferredCheck>,
+    sequences: HashMap<u32, i64>,
+    pub opts: TxnOptions,
+    finished: bool,
+}
+
+/// Whether a stored version is a live row (not a tombstone).
+pub fn is_live(row: &StoredRow) -> bool {
+    !row.is_tombstone()
+}
+
+impl Txn {
+    pub fn begin(core: Arc<DbCore>, opts: TxnOptions) -> Result<Txn> {
+        core.check_open()?;
+        let snapshot_ts = core.oracle.begin_snapshot();
+        let schema = match core.schema_at(snapshot_ts) {
+            Ok(s) => s,
+            Err(e) => {
+                core.oracle.end_snapshot(snapshot_ts);
+                return Err(e);
+            }
+        };
+        Ok(Txn {
+            core,
+            snapshot_ts,
+            base_schema_version: schema.version(),
+            schema,
+            schema_changed: false,
+            pending: BTreeMap::new(),
+            hints: BTreeSet::new(),
+            undo: Vec::new(),
+            savepoints: Vec::new(),
+            read_set: ReadSet::default(),
+            deferred: Vec::new(),
+            sequences: HashMap::new(),
+            opts,
+            finished: false,
+        })
+    }
+
+    pub fn core(&self) -> &Arc<DbCore> {
+        &self.core
+    }
+
+    pub fn schema(&self) -> &Arc<Schema> {
+        &self.schema
+    }
+
+    /// Replaces the schema this transaction sees (its own DDL); committed as a new version.
+    pub fn set_schema(&mut self, mut bundle: SchemaBundle) {
+        // One new version per committing transaction, however many changes it makes.
+        bundle.version = self.base_schema_version + 1;
+        self.schema = Arc::new(Schema::new(bundle));
+        self.schema_changed = true;
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    pub fn has_writes(&self) -> bool {
+        !self.pending.is_empty() || self.schema_changed
+    }
+
+    /// The committed version of a row visible at the snapshot, tombstones included.
+    pub fn committed_row(&self, table_id: u32, row_id: i64) -> Result<Option<StoredRow>> {
+        let start = keys::row_version_key(table_id, row_id, self.snapshot_ts);
+        let end = prefix_end(&keys::row_key(table_id, row_id));
+        match self.core.kv.first_in(&start, &end)? {
+            Some((_, v)) => Ok(Some(decode_row(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The row as this transaction sees it (its own writes first), tombstones included.
+    /// Records the read for conflict detection.
+    pub fn read_row(&mut self, table_id: u32, row_id: i64) -> Result<Option<StoredRow>> {
+        if let Some(p) = self.pending.get(&(table_id, row_id)) {
+            return Ok(Some(p.cur.clone()));
+        }
+        self.read_set.add_point(keys::row_key(table_id, row_id));
+        self.core
+            .metrics
+            .rows_read
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.committed_row(table_id, row_id)
+    }
+
+    /// Buffers a new version of a row (a tombstone to delete it).
+    pub fn write_row(&mut self, table_id: u32, row_id: i64, row: StoredRow) -> Result<()> {
+        let key = (table_id, row_id);
+        match self.pending.get_mut(&key) {
+            Some(p) => {
+                let prev = std::mem::replace(&mut p.cur, row);
+                self.undo.push(Undo {
+                    key,
+                    prev: Some(prev),
+                });
+            }
+            None => {
+                self.read_set.add_point(keys::row_key(table_id, row_id));
+                let base = self.committed_row(table_id, row_id)?;
+                self.pending.insert(key, PendingRow { base, cur: row });
+                self.undo.push(Undo { key, prev: None });
+            }
+        }
+        self.core
+            .metrics
+            .rows_written
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Adds an index entry hint (written at commit; readers verify hints against rows).
+    pub fn add_index_entry(&mut self, key: Vec<u8>) {
+        self.hints.insert(key);
+    }
+
+    /// Notes an AUTOINCREMENT high-water mark to persist at commit.
+    pub fn note_sequence(&mut self, table_id: u32, row_id: i64) {
+        let e = self.sequences.entry(table_id).or_insert(row_id);
+        *e = (*e).max(row_id);
+    }
+
+    /// Every live row of a table at this transaction's view, in row id order. Records a read
+    /// of the whole table.
+    pub fn scan(&mut self, table_id: u32) -> RowScan {
+        let prefix = keys::table_prefix(table_id);
+        let end = prefix_end(&prefix);
+        self.read_set.add_range(prefix.clone(), end.clone());
+        let pending: Vec<(i64, StoredRow)> = self
+            .pending
+            .range((table_id, i64::MIN)..=(table_id, i64::MAX))
+            .map(|((_, r), p)| (*r, p.cur.clone()))
+            .collect();
+        RowScan {
+            kv: self.core.kv.scan(&prefix, &end),
+            snapshot: self.snapshot_ts,
+            last_row: None,
+            next_kv: None,
+            pending,
+            pending_pos: 0,
+            done_kv: false,
+        }
+    }
+
+    /// Rows whose leading index fields equal `values`, at this transaction's view (live rows
+    /// only, soft-deleted included). Records the index range and each row read.
+    pub fn index_lookup(
+        &mut self,
+        entity: &EntityDef,
+        index: &IndexDef,
+        values: &[Value],
+    ) -> Result<Vec<(i64, StoredRow)>> {
+        let prefix = keys::index_values_prefix(index.id, values);
+        let end = prefix_end(&prefix);
+        self.read_set.add_range(prefix.clone(), end.clone());
+        let mut ids: BTreeSet<i64> = BTreeSet::new();
+        for item in self.core.kv.scan(&prefix, &end) {
+            let (k, _) = item?;
+            if let Some(r) = keys::index_entry_row_id(&k) {
+                ids.insert(r);
+            }
+        }
+        for k in self.hints.range(prefix.clone()..end) {
+            if let Some(r) = keys::index_entry_row_id(k) {
+                ids.insert(r);
+            }
+        }
+        let n = values.len();
+        let mut out = Vec::new();
+        for id in ids {
+            let Some(row) = self.read_row(entity.id, id)? else {
+                continue;
+            };
+            if !is_live(&row) {
+                continue;
+            }
+            let vals: Vec<Value> = index.fields[..n]
+                .iter()
+                .map(|f| entity.stored_value(&row.values, *f))
+                .collect();
+            if keys::index_values_prefix(index.id, &vals) == prefix {
+                out.push((id, row));
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn savepoint(&mut self, name: &str) {
+        self.savepoints.push(Savepoint {
+            name: name.to_string(),
+            undo_len: self.undo.len(),
+            deferred_len: self.deferred.len(),
+            schema: self.schema.clone(),
+            schema_changed: self.schema_changed,
+        });
+    }
+
+    fn find_savepoint(&self, name: &str) -> Result<usize> {
+        self.savepoints
+            .iter()
+            .rposition(|s| s.name.eq_ignore_ascii_case(name))
+            .ok_or_else(|| Error::txn_state(format!("no such savepoint: {name}")))
+    }
+
+    /// Undoes everything since the savepoint; the savepoint stays (as in SQL).
+    pub fn rollback_to(&mut self, name: &str) -> Result<()> {
+        let i = self.find_savepoint(name)?;
+        self.savepoints.truncate(i + 1);
+        let sp = &self.savepoints[i];
+        let (undo_len, deferred_len) = (sp.undo_len, sp.deferred_len);
+        self.schema = sp.schema.clone();
+        self.schema_changed = sp.schema_changed;
+        while self.undo.len() > undo_len {
+            let u = self.undo.pop().expect("len checked");
+            match u.prev {
+                Some(prev) => {
+                    if let Some(p) = self.pending.get_mut(&u.key) {
+                        p.cur = prev;
+                    }
+                }
+                None => {
+                    self.pending.remove(&u.key);
+                }
+            }
+        }
+        self.deferred.truncate(deferred_len);
+        Ok(())
+    }
+
+    /// Forgets the savepoint and every savepoint after it, keeping their changes.
+    pub fn release(&mut self, name: &str) -> Result<()> {
+        let i = self.find_savepoint(name)?;
+        self.savepoints.truncate(i);
+        Ok(())
+    }
+
+    pub fn savepoint_names(&self) -> Vec<String> {
+        self.savepoints.iter().map(|s| s.name.clone()).collect()
+    }
+
+    /// Ends the transaction without writing anything.
+    pub fn abort(&mut self) {
+        if !self.finished {
+            self.finished = true;
+            self.core.oracle.end_snapshot(self.snapshot_ts);
+        }
+    }
+
+    /// Commits the buffered writes. Read-only transactions return their snapshot timestamp.
+    pub fn commit(&mut self) -> Result<u64> {
+        if self.finished {
+            return Err(Error::txn_state("the transaction has already finished"));
+        }
+        if !self.has_writes() {
+            self.abort();
+            return Ok(self.snapshot_ts);
+        }
+        let req = self.build_commit();
+        let res = match req {
+            Ok(req) => self.core.commit(req),
+            Err(e) => Err(e),
+        };
+        self.abort();
+        res
+    }
+
+    fn build_commit(&mut self) -> Result<CommitRequest> {
+        let schema = self.schema.clone();
+        let mut rows = Vec::with_capacity(self.pending.len());
+        let mut changes = Vec::new();
+        let mut relations = Vec::new();
+        for (&(t, r), p) in &self.pending {
+            let base_live = p.base.as_ref().filter(|b| is_live(b));
+            if base_live.is_none() && p.cur.is_tombstone() {
+                continue; // created and deleted inside this transaction
+            }
+            let Some(entity) = schema.entity_by_id(t) else {
+                continue; // the table was dropped in this transaction
+            };
+            rows.push((t, r, encode_row(p.cur.flags, p.cur.version, &p.cur.values)));
+            let kind = match (base_live, p.cur.is_tombstone()) {
+                (None, _) => ChangeKind::Insert,
+                (Some(_), true) => ChangeKind::Delete,
+                (Some(b), false) => match (b.is_soft_deleted(), p.cur.is_soft_deleted()) {
+                    (false, true) => ChangeKind::SoftDelete,
+                    (true, false) => ChangeKind::Restore,
+                    _ => ChangeKind::Update,
+                },
+            };
+            let nf = entity.fields.len() as u32;
+            let changed: Vec<u32> = match (kind, base_live) {
+                (ChangeKind::Update, Some(b)) => (0..nf)
+                    .filter(|&f| {
+                        entity
+                            .stored_value(&b.values, f)
+                            .total_cmp(&entity.stored_value(&p.cur.values, f))
+                            .is_ne()
+                    })
+                    .collect(),
+                (ChangeKind::Delete, _) => Vec::new(),
+                _ => (0..nf).collect(),
+            };
+            // Relation deltas: a many-to-one link that appears or disappears.
+            for fk in &entity.foreign_keys {
+                let key_of = |row: Option<&StoredRow>| -> Option<Vec<Value>> {
+                    let row = row.filter(|x| is_live(x))?;
+                    let k: Vec<Value> = fk
+                        .fields
+                        .iter()
+                        .map(|f| entity.stored_value(&row.values, *f))
+                        .collect();
+                    (!k.iter().any(Value::is_null)).then_some(k)
+                };
+                let old = key_of(base_live);
+                let new = key_of(Some(&p.cur));
+                if old == new {
+                    continue;
+                }
+                let rel = schema
+                    .relations()
+                    .iter()
+                    .find(|x| {
+                        x.fk_entity == entity.name
+                            && x.fk_name == fk.name
+                            && matches!(x.kind, RelationKind::ManyToOne | RelationKind::OneToOne)
+                            && x.from == entity.name
+                    })
+                    .map_or_else(|| fk.name.clone(), |x| x.name.clone());
+                for (key, attached) in [(old, false), (new, true)] {
+                    if let Some(parent_key) = key {
+                        relations.push(RelationChange {
+                            relation: rel.clone(),
+                            child_entity: entity.name.clone(),
+                            child_row_id: r,
+                            parent_entity: fk.parent.clone(),
+                            parent_key,
+                            attached,
+                        });
+                    }
+                }
+            }
+            changes.push(EntityChange {
+                entity: entity.name.clone(),
+                table_id: t,
+                row_id: r,
+                kind,
+                version: p.cur.version,
+                changed,
+                values: if kind == ChangeKind::Delete {
+                    Vec::new()
+                } else {
+                    p.cur.values.clone()
+                },
+            });
+        }
+        let change_set = ChangeSet {
+            token: 0,
+            schema_version: schema.version(),
+            schema_changed: self.schema_changed,
+            entities: changes,
+            relations,
+        };
+        Ok(CommitRequest {
+            snapshot_ts: self.snapshot_ts,
+            read_set: std::mem::take(&mut self.read_set),
+            rows,
+            index_entries: std::mem::take(&mut self.hints).into_iter().collect(),
+            new_schema: self.schema_changed.then(|| schema.bundle.clone()),
+            change_record: Some(change_set.encode()),
+            sequences: self.sequences.drain().collect(),
+        })
+    }
+}
+
+impl Drop for Txn {
+    fn drop(&mut self) {
+        self.abort();
+    }
+}
+
+/// Merges the committed rows of a table at a snapshot with the transaction's buffered rows.
+pub struct RowScan {
+    kv: KvIter,
+    snapshot: u64,
+    last_row: Option<i64>,
+    next_kv: Option<(i64, StoredRow)>,
+    pending: Vec<(i64, StoredRow)>,
+    pending_pos: usize,
+    done_kv: bool,
+}
+
+impl RowScan {
+    fn fill_kv(&mut self) -> Result<()> {
+        while self.next_kv.is_none() && !self.done_kv {
+            match self.kv.next() {
+                None => self.done_kv = true,
+                Some(item) => {
+                    let (k, v) = item?;
+                    let Some((_, r, ts)) = keys::parse_row_version_key(&k) else {
+                        continue;
+                    };
+                    if ts > self.snapshot || self.last_row == Some(r) {
+                        continue;
+                    }
+                    self.last_row = Some(r);
+                    self.next_kv = Some((r, decode_row(&v)?));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Iterator for RowScan {
+    type Item = Result<(i64, StoredRow)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Err(e) = self.fill_kv() {
+                self.done_kv = true;
+                return Some(Err(e));
+            }
+            let p = self.pending.get(self.pending_pos).map(|(r, _)| *r);
+            let k = self.next_kv.as_ref().map(|(r, _)| *r);
+            let (id, row) = match (k, p) {
+                (None, None) => return None,
+                (Some(kr), Some(pr)) if pr <= kr => {
+                    if pr == kr {
+                        self.next_kv = None;
+                    }
+                    self.pending_pos += 1;
+                    let (id, row) = &self.pending[self.pending_pos - 1];
+                    (*id, row.clone())
+                }
+                (None, Some(_)) => {
+                    self.pending_pos += 1;
+                    let (id, row) = &self.pending[self.pending_pos - 1];
+                    (*id, row.clone())
+                }
+                _ => self.next_kv.take().expect("checked"),
+            };
+            if row.flags & FLAG_TOMBSTONE == 0 {
+                return Some(Ok((id, row)));
+            }
+        }
+    }
+}
+
+/// Builds a tombstone for a row that had `version`.
+pub fn tombstone(version: u64) -> StoredRow {
+    StoredRow {
+        flags: FLAG_TOMBSTONE,
+        version: version + 1,
+        values: Vec::new(),
+    }
+}
+
+/// Marks a row soft-deleted (or restores it).
+pub fn with_soft_delete(mut row: StoredRow, deleted: bool) -> StoredRow {
+    if deleted {
+        row.flags |= FLAG_SOFT_DELETED;
+    } else {
+        row.flags &= !FLAG_SOFT_DELETED;
+    }
+    row.version += 1;
+    row
+}
