@@ -70,6 +70,7 @@ pub struct DbCore {
     row_ids: Mutex<HashMap<u32, i64>>,
     poisoned: Mutex<Option<String>>,
     closed: AtomicBool,
+    _dir_guard: OpenDirGuard,
 }
 
 fn seq_key(table_id: u32) -> Vec<u8> {
@@ -80,6 +81,23 @@ fn seq_key(table_id: u32) -> Vec<u8> {
 
 const META_CHANGES_FLOOR: &[u8] = b"\x02changes_floor";
 
+/// Directories with a live engine in this process. sled's directory lock would refuse a second
+/// open anyway; this turns that into an accurate message when the holder is this process.
+fn open_dirs() -> &'static Mutex<std::collections::HashSet<std::path::PathBuf>> {
+    static DIRS: std::sync::OnceLock<Mutex<std::collections::HashSet<std::path::PathBuf>>> =
+        std::sync::OnceLock::new();
+    DIRS.get_or_init(Default::default)
+}
+
+/// Keeps a directory registered in [`open_dirs`] for the life of the engine.
+struct OpenDirGuard(std::path::PathBuf);
+
+impl Drop for OpenDirGuard {
+    fn drop(&mut self) {
+        open_dirs().lock().remove(&self.0);
+    }
+}
+
 impl DbCore {
     /// Opens the store in `dir/data` and the log in `dir/log`, replaying the log first.
     pub fn open(
@@ -89,6 +107,16 @@ impl DbCore {
         change_retention: u64,
     ) -> Result<DbCore> {
         let _span = info_span!("ormdb.open", path = %dir.display()).entered();
+        if !open_dirs().lock().insert(dir.to_path_buf()) {
+            return Err(Error::new(
+                SqlState::ObjectInUse,
+                format!(
+                    "database {} is still in use in this process by transactions or subscriptions of a closed handle; finish them first",
+                    dir.display()
+                ),
+            ));
+        }
+        let dir_guard = OpenDirGuard(dir.to_path_buf());
         let kv: Arc<dyn Kv> = Arc::new(SledKv::open(&dir.join("data"), cache_capacity)?);
         let log_dir = dir.join("log");
         let replay = {
@@ -152,6 +180,7 @@ impl DbCore {
             row_ids: Mutex::new(HashMap::new()),
             poisoned: Mutex::new(None),
             closed: AtomicBool::new(false),
+            _dir_guard: dir_guard,
         })
     }
 
