@@ -45,6 +45,8 @@ pub struct CommitRequest {
     pub change_record: Option<Vec<u8>>,
     /// AUTOINCREMENT high-water marks to persist.
     pub sequences: Vec<(u32, i64)>,
+    /// Rows that had a previous version (updated or deleted): candidates for incremental GC.
+    pub gc_candidates: Vec<(u32, i64)>,
 }
 
 /// What garbage collection removed.
@@ -68,6 +70,7 @@ pub struct DbCore {
     pub change_retention: u64,
     catalog: RwLock<Vec<(u64, Arc<Schema>)>>,
     row_ids: Mutex<HashMap<u32, i64>>,
+    gc_queue: Mutex<Vec<(u32, i64)>>,
     poisoned: Mutex<Option<String>>,
     closed: AtomicBool,
     _dir_guard: OpenDirGuard,
@@ -178,6 +181,7 @@ impl DbCore {
             change_retention,
             catalog: RwLock::new(vec![latest]),
             row_ids: Mutex::new(HashMap::new()),
+            gc_queue: Mutex::new(Vec::new()),
             poisoned: Mutex::new(None),
             closed: AtomicBool::new(false),
             _dir_guard: dir_guard,
@@ -324,6 +328,7 @@ impl DbCore {
         let mut read_set = req.read_set;
         read_set.seal();
         let schema_bytes = req.new_schema.as_ref().map(|b| b.to_bytes()).transpose()?;
+        let gc_candidates = req.gc_candidates;
 
         let (ts, lsn) = {
             let mut st = self.oracle.commit.lock();
@@ -407,6 +412,9 @@ impl DbCore {
             }
         }
         self.metrics.commits.fetch_add(1, Ordering::Relaxed);
+        if !gc_candidates.is_empty() {
+            self.gc_queue.lock().extend(gc_candidates);
+        }
         Ok(ts)
     }
 
@@ -420,28 +428,33 @@ impl DbCore {
         Ok(())
     }
 
-    /// Removes row versions, index entries and change records that no live or future snapshot
-    /// can read.
+    /// Schemas a snapshot at or after `horizon` can see (and drops older in-memory versions).
+    fn live_schemas(&self, horizon: u64) -> Result<Vec<Arc<Schema>>> {
+        let live_schema = self.schema_at(horizon)?;
+        let mut cat = self.catalog.write();
+        let keep_from = cat.iter().rposition(|(t, _)| *t <= horizon).unwrap_or(0);
+        cat.drain(..keep_from);
+        Ok(std::iter::once(live_schema)
+            .chain(cat.iter().map(|(_, s)| s.clone()))
+            .collect())
+    }
+
+    /// Full garbage collection: scans every row version and index entry. Removes what no live
+    /// or future snapshot can read, including the rows and index entries of dropped tables.
     pub fn gc(&self) -> Result<GcStats> {
-        let _span = info_span!("ormdb.gc").entered();
+        let _span = info_span!("ormdb.gc", full = true).entered();
         let horizon = self.oracle.oldest_snapshot();
         let mut stats = GcStats {
             horizon,
             ..Default::default()
         };
-        // Schemas that a snapshot at or after the horizon can see.
-        let live_schema = self.schema_at(horizon)?;
-        let newer: Vec<Arc<Schema>> = {
-            let mut cat = self.catalog.write();
-            // Drop in-memory versions no snapshot can use any more.
-            let keep_from = cat.iter().rposition(|(t, _)| *t <= horizon).unwrap_or(0);
-            cat.drain(..keep_from);
-            cat.iter().map(|(_, s)| s.clone()).collect()
-        };
-        let live_tables: std::collections::HashSet<u32> = std::iter::once(&live_schema)
-            .chain(newer.iter())
+        let schemas = self.live_schemas(horizon)?;
+        let live_tables: std::collections::HashSet<u32> = schemas
+            .iter()
             .flat_map(|s| s.entities().iter().map(|e| e.id))
             .collect();
+        // Everything queued for incremental collection is covered by this pass.
+        self.gc_queue.lock().clear();
 
         // Row versions.
         let rows = [keys::ROW];
@@ -487,14 +500,7 @@ impl DbCore {
         // Index entries: remove those whose index is gone or that no remaining row version
         // matches. Re-verified under the commit lock, so a concurrent commit that re-adds the
         // same entry cannot lose it.
-        let mut index_owner: IndexOwners = HashMap::new();
-        for s in std::iter::once(&live_schema).chain(newer.iter()) {
-            for (ep, e) in s.entities().iter().enumerate() {
-                for (ip, ix) in e.indexes.iter().enumerate() {
-                    index_owner.insert(ix.id, (s.clone(), ep, ip));
-                }
-            }
-        }
+        let index_owner = index_owners(&schemas);
         let idx = [keys::INDEX];
         let mut candidates = Vec::new();
         for item in self.kv.scan(&idx, &prefix_end(&idx)) {
@@ -508,8 +514,113 @@ impl DbCore {
             }
         }
         stats.index_entries_removed += self.remove_index_entries(&mut candidates, &index_owner)?;
+        self.prune_changes(&mut stats)?;
+        self.metrics.gc_runs.fetch_add(1, Ordering::Relaxed);
+        Ok(stats)
+    }
 
-        // Change log retention.
+    /// Incremental garbage collection: only the rows that commits updated or deleted since the
+    /// last pass (new rows make no garbage). Each chunk runs under the commit lock, so the index
+    /// entries it removes cannot be re-added concurrently by a commit it did not see.
+    pub fn gc_incremental(&self) -> Result<GcStats> {
+        let _span = info_span!("ormdb.gc", full = false).entered();
+        let horizon = self.oracle.oldest_snapshot();
+        let mut stats = GcStats {
+            horizon,
+            ..Default::default()
+        };
+        let mut rows = std::mem::take(&mut *self.gc_queue.lock());
+        if rows.is_empty() {
+            self.prune_changes(&mut stats)?;
+            return Ok(stats);
+        }
+        rows.sort_unstable();
+        rows.dedup();
+        let schemas = self.live_schemas(horizon)?;
+        // Table id -> every index definition a live snapshot may use, with its entity.
+        let mut indexes: HashMap<u32, Vec<(Arc<Schema>, usize, usize)>> = HashMap::new();
+        for (id, owner) in index_owners(&schemas) {
+            let table = owner.0.entity_at(owner.1).id;
+            let list = indexes.entry(table).or_default();
+            if !list
+                .iter()
+                .any(|(s, e, i)| s.entity_at(*e).indexes[*i].id == id)
+            {
+                list.push(owner);
+            }
+        }
+        let mut requeue = Vec::new();
+        for chunk in rows.chunks(256) {
+            let _commit_lock = self.oracle.commit.lock();
+            let mut batch = Batch::default();
+            for &(t, r) in chunk {
+                let rk = keys::row_key(t, r);
+                let mut kept_old = false;
+                let mut kept = 0usize;
+                let mut dead_keys = std::collections::BTreeSet::new();
+                let mut live_keys = std::collections::BTreeSet::new();
+                let no_indexes = Vec::new();
+                let ixs = indexes.get(&t).unwrap_or(&no_indexes);
+                for item in self.kv.scan(&rk, &prefix_end(&rk)) {
+                    let (k, v) = item?;
+                    let Some((_, _, ts)) = keys::parse_row_version_key(&k) else {
+                        continue;
+                    };
+                    let row = decode_row(&v)?;
+                    let remove = if ts <= horizon {
+                        let r = kept_old || row.is_tombstone();
+                        kept_old = true;
+                        r
+                    } else {
+                        false
+                    };
+                    if !row.is_tombstone() {
+                        for (s, ep, ip) in ixs {
+                            let e = s.entity_at(*ep);
+                            let ix = &e.indexes[*ip];
+                            let vals: Vec<_> = ix
+                                .fields
+                                .iter()
+                                .map(|f| e.stored_value(&row.values, *f))
+                                .collect();
+                            let key = keys::index_entry_key(ix.id, &vals, r);
+                            if remove {
+                                dead_keys.insert(key)
+                            } else {
+                                live_keys.insert(key)
+                            };
+                        }
+                    }
+                    if remove {
+                        batch.delete(k.to_vec());
+                        stats.row_versions_removed += 1;
+                    } else {
+                        kept += 1;
+                    }
+                }
+                for k in dead_keys.difference(&live_keys) {
+                    batch.delete(k.clone());
+                    stats.index_entries_removed += 1;
+                }
+                if kept > 1 {
+                    requeue.push((t, r)); // versions newer than the horizon may become garbage later
+                }
+            }
+            self.kv.apply(&batch)?;
+        }
+        self.gc_queue.lock().extend(requeue);
+        self.prune_changes(&mut stats)?;
+        self.metrics.gc_runs.fetch_add(1, Ordering::Relaxed);
+        Ok(stats)
+    }
+
+    /// Rows waiting for incremental garbage collection.
+    pub fn gc_pending(&self) -> usize {
+        self.gc_queue.lock().len()
+    }
+
+    /// Drops change records older than the retention window.
+    fn prune_changes(&self, stats: &mut GcStats) -> Result<()> {
         let visible = self.oracle.visible_ts();
         let new_floor = visible.saturating_sub(self.change_retention);
         if new_floor > self.changes_floor.load(Ordering::Acquire) {
@@ -528,8 +639,7 @@ impl DbCore {
             self.kv.apply(&batch)?;
             self.changes_floor.store(new_floor, Ordering::Release);
         }
-        self.metrics.gc_runs.fetch_add(1, Ordering::Relaxed);
-        Ok(stats)
+        Ok(())
     }
 
     fn remove_index_entries(&self, cands: &mut Vec<Vec<u8>>, owner: &IndexOwners) -> Result<u64> {
@@ -586,6 +696,18 @@ impl DbCore {
 
 /// Index id -> (schema, entity position, index position) for every index a live snapshot sees.
 type IndexOwners = HashMap<u32, (Arc<Schema>, usize, usize)>;
+
+fn index_owners(schemas: &[Arc<Schema>]) -> IndexOwners {
+    let mut owners = HashMap::new();
+    for s in schemas {
+        for (ep, e) in s.entities().iter().enumerate() {
+            for (ip, ix) in e.indexes.iter().enumerate() {
+                owners.insert(ix.id, (s.clone(), ep, ip));
+            }
+        }
+    }
+    owners
+}
 
 fn describe_key(k: &[u8]) -> String {
     match k.first() {

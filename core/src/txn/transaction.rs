@@ -352,7 +352,11 @@ impl Txn {
         let mut rows = Vec::with_capacity(self.pending.len());
         let mut changes = Vec::new();
         let mut relations = Vec::new();
+        let mut gc_candidates = Vec::new();
         for (&(t, r), p) in &self.pending {
+            if p.base.is_some() {
+                gc_candidates.push((t, r));
+            }
             let base_live = p.base.as_ref().filter(|b| is_live(b));
             if base_live.is_none() && p.cur.is_tombstone() {
                 continue; // created and deleted inside this transaction
@@ -451,6 +455,7 @@ impl Txn {
             new_schema: self.schema_changed.then(|| schema.bundle.clone()),
             change_record: Some(change_set.encode()),
             sequences: self.sequences.drain().collect(),
+            gc_candidates,
         })
     }
 }
