@@ -125,13 +125,15 @@ fn prepare_dir(path: &Path, create: bool) -> Result<()> {
         }
         let marker = path.join(MARKER);
         if marker.exists() {
-            let content = fs::read_to_string(&marker)
-                .map_err(|e| Error::io("reading the database marker", e))?;
-            if content != MARKER_CONTENT {
+            // Read as bytes: a marker that is not even UTF-8 is a damaged marker (XX001), not
+            // an I/O error.
+            let content =
+                fs::read(&marker).map_err(|e| Error::io("reading the database marker", e))?;
+            if content != MARKER_CONTENT.as_bytes() {
                 return Err(Error::corrupted(format!(
                     "{} has an unknown format marker {:?}",
                     path.display(),
-                    content.trim()
+                    String::from_utf8_lossy(&content).trim()
                 )));
             }
             return Ok(());
@@ -151,7 +153,7 @@ fn prepare_dir(path: &Path, create: bool) -> Result<()> {
         }
     } else if !create {
         return Err(Error::new(
-            SqlState::UndefinedTable,
+            SqlState::IoError,
             format!("database {} does not exist", path.display()),
         ));
     } else {

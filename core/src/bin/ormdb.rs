@@ -7,11 +7,16 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use ormdb::{
-    BinaryOp, DataType, Database, EntitySpec, Expr, FieldDef, FkAction, ForeignKeySpec, Options, SubscriptionFilter, Value,
+    BinaryOp, DataType, Database, EntitySpec, Expr, FieldDef, FkAction, ForeignKeySpec, Options,
+    SubscriptionFilter, Value,
 };
 
 #[derive(Parser)]
-#[command(name = "ormdb", version, about = "ORMDB: an ORM-native relational database")]
+#[command(
+    name = "ormdb",
+    version,
+    about = "ORMDB: an ORM-native relational database"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -41,12 +46,21 @@ enum Command {
 }
 
 fn open_existing(path: &PathBuf) -> ormdb::Result<Database> {
-    Database::open(path, Options { create_if_missing: false, ..Options::default() })
+    Database::open(
+        path,
+        Options {
+            create_if_missing: false,
+            ..Options::default()
+        },
+    )
 }
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -66,7 +80,12 @@ fn run(cmd: Command) -> ormdb::Result<()> {
             let db = open_existing(&path)?;
             for (token, b) in db.schema_history()? {
                 let names: Vec<&str> = b.entities.iter().map(|e| e.name.as_str()).collect();
-                println!("version {:>4}  token {:>8}  entities: {}", b.version, token, names.join(", "));
+                println!(
+                    "version {:>4}  token {:>8}  entities: {}",
+                    b.version,
+                    token,
+                    names.join(", ")
+                );
             }
             Ok(())
         }
@@ -75,8 +94,19 @@ fn run(cmd: Command) -> ormdb::Result<()> {
             let conn = db.connect();
             let tx = conn.begin()?;
             for r in tx.schema().relations() {
-                let via = r.far_fk_name.as_ref().map(|_| format!(" via {}", r.fk_entity)).unwrap_or_default();
-                println!("{}.{:<20} {:?} -> {}{via} (on delete {})", r.from, r.name, r.kind, r.to, r.on_delete.sql_name());
+                let via = r
+                    .far_fk_name
+                    .as_ref()
+                    .map(|_| format!(" via {}", r.fk_entity))
+                    .unwrap_or_default();
+                println!(
+                    "{}.{:<20} {:?} -> {}{via} (on delete {})",
+                    r.from,
+                    r.name,
+                    r.kind,
+                    r.to,
+                    r.on_delete.sql_name()
+                );
             }
             Ok(())
         }
@@ -91,7 +121,10 @@ fn run(cmd: Command) -> ormdb::Result<()> {
             let s = db.gc()?;
             println!(
                 "gc at horizon {}: {} row versions, {} index entries, {} change records removed",
-                s.horizon, s.row_versions_removed, s.index_entries_removed, s.change_records_removed
+                s.horizon,
+                s.row_versions_removed,
+                s.index_entries_removed,
+                s.change_records_removed
             );
             Ok(())
         }
@@ -108,10 +141,23 @@ fn print_info(db: &Database) -> ormdb::Result<()> {
     println!("database        {}", info.path.display());
     println!("schema version  {}", info.schema_version);
     println!("last commit     {}", info.last_commit);
-    println!("size on disk    {:.1} MiB", info.size_on_disk as f64 / (1 << 20) as f64);
-    println!("{:<24} {:>10} {:>7} {:>8} {:>12}", "table", "rows", "fields", "indexes", "soft delete");
+    println!(
+        "size on disk    {:.1} MiB",
+        info.size_on_disk as f64 / (1 << 20) as f64
+    );
+    println!(
+        "{:<24} {:>10} {:>7} {:>8} {:>12}",
+        "table", "rows", "fields", "indexes", "soft delete"
+    );
     for t in info.tables {
-        println!("{:<24} {:>10} {:>7} {:>8} {:>12}", t.name, t.rows, t.fields, t.indexes, if t.soft_delete { "yes" } else { "no" });
+        println!(
+            "{:<24} {:>10} {:>7} {:>8} {:>12}",
+            t.name,
+            t.rows,
+            t.fields,
+            t.indexes,
+            if t.soft_delete { "yes" } else { "no" }
+        );
     }
     Ok(())
 }
@@ -130,13 +176,23 @@ fn demo(path: &PathBuf, users: i64) -> ormdb::Result<()> {
             .id("id")
             .field(FieldDef::new("email", DataType::Text).not_null())
             .field(FieldDef::new("name", DataType::Text).not_null())
-            .field(FieldDef::new("karma", DataType::Integer).not_null().default_value(0))
+            .field(
+                FieldDef::new("karma", DataType::Integer)
+                    .not_null()
+                    .default_value(0),
+            )
             .unique(&["email"])
-            .check("karma_not_negative", Expr::bin(BinaryOp::Ge, Expr::named("karma"), Expr::lit(0))),
+            .check(
+                "karma_not_negative",
+                Expr::bin(BinaryOp::Ge, Expr::named("karma"), Expr::lit(0)),
+            ),
     )?;
     if !created {
         tx.rollback();
-        println!("{} already holds the demo schema; showing it as it is\n", path.display());
+        println!(
+            "{} already holds the demo schema; showing it as it is\n",
+            path.display()
+        );
         return print_info(&db);
     }
     tx.create_entity(
@@ -145,7 +201,9 @@ fn demo(path: &PathBuf, users: i64) -> ormdb::Result<()> {
             .field(FieldDef::new("author_id", DataType::Integer).not_null())
             .field(FieldDef::new("title", DataType::Text).not_null())
             .soft_delete()
-            .foreign_key(ForeignKeySpec::new(&["author_id"], "users", &[]).on_delete(FkAction::Cascade)),
+            .foreign_key(
+                ForeignKeySpec::new(&["author_id"], "users", &[]).on_delete(FkAction::Cascade),
+            ),
     )?;
     tx.create_entity(
         &EntitySpec::new("comments")
@@ -153,11 +211,18 @@ fn demo(path: &PathBuf, users: i64) -> ormdb::Result<()> {
             .field(FieldDef::new("post_id", DataType::Integer).not_null())
             .field(FieldDef::new("author_id", DataType::Integer))
             .field(FieldDef::new("body", DataType::Text).not_null())
-            .foreign_key(ForeignKeySpec::new(&["post_id"], "posts", &[]).on_delete(FkAction::Cascade))
-            .foreign_key(ForeignKeySpec::new(&["author_id"], "users", &[]).on_delete(FkAction::SetNull)),
+            .foreign_key(
+                ForeignKeySpec::new(&["post_id"], "posts", &[]).on_delete(FkAction::Cascade),
+            )
+            .foreign_key(
+                ForeignKeySpec::new(&["author_id"], "users", &[]).on_delete(FkAction::SetNull),
+            ),
     )?;
     tx.commit()?;
-    println!("schema created in {} (3 entities, foreign keys indexed automatically)", ms(t));
+    println!(
+        "schema created in {} (3 entities, foreign keys indexed automatically)",
+        ms(t)
+    );
 
     let mut sub = db.subscribe(None, SubscriptionFilter::entities(&["users"]))?;
 
@@ -165,11 +230,30 @@ fn demo(path: &PathBuf, users: i64) -> ormdb::Result<()> {
     let mut rows = 0u64;
     for u in 1..=users {
         let mut tx = conn.begin()?;
-        let user = tx.insert("users", &[("email", format!("user{u}@example.com").into()), ("name", format!("User {u}").into())])?;
+        let user = tx.insert(
+            "users",
+            &[
+                ("email", format!("user{u}@example.com").into()),
+                ("name", format!("User {u}").into()),
+            ],
+        )?;
         for p in 0..10 {
-            let post = tx.insert("posts", &[("author_id", user.row_id.into()), ("title", format!("Post {p} by {u}").into())])?;
+            let post = tx.insert(
+                "posts",
+                &[
+                    ("author_id", user.row_id.into()),
+                    ("title", format!("Post {p} by {u}").into()),
+                ],
+            )?;
             for c in 0..3 {
-                tx.insert("comments", &[("post_id", post.row_id.into()), ("author_id", user.row_id.into()), ("body", format!("comment {c}").into())])?;
+                tx.insert(
+                    "comments",
+                    &[
+                        ("post_id", post.row_id.into()),
+                        ("author_id", user.row_id.into()),
+                        ("body", format!("comment {c}").into()),
+                    ],
+                )?;
             }
         }
         tx.commit()?;
@@ -186,14 +270,41 @@ fn demo(path: &PathBuf, users: i64) -> ormdb::Result<()> {
 
     // Constraints at write time.
     let mut tx = conn.begin()?;
-    let dup = tx.insert("users", &[("email", "user1@example.com".into()), ("name", "Dup".into())]);
-    println!("duplicate email      -> {}", dup.err().map_or("accepted?!".into(), |e| e.to_string()));
+    let dup = tx.insert(
+        "users",
+        &[
+            ("email", "user1@example.com".into()),
+            ("name", "Dup".into()),
+        ],
+    );
+    println!(
+        "duplicate email      -> {}",
+        dup.err().map_or("accepted?!".into(), |e| e.to_string())
+    );
     let neg = tx.update("users", 1, &[("karma", Value::Integer(-5))]);
-    println!("negative karma       -> {}", neg.err().map_or("accepted?!".into(), |e| e.to_string()));
-    let orphan = tx.insert("posts", &[("author_id", Value::Integer(999_999)), ("title", "orphan".into())]);
-    println!("post with no author  -> {}", orphan.err().map_or("accepted?!".into(), |e| e.to_string()));
-    let wrong = tx.insert("users", &[("email", Value::Integer(5)), ("name", Value::Blob(vec![1]))]);
-    println!("wrong value type     -> {}", wrong.err().map_or("accepted?!".into(), |e| e.to_string()));
+    println!(
+        "negative karma       -> {}",
+        neg.err().map_or("accepted?!".into(), |e| e.to_string())
+    );
+    let orphan = tx.insert(
+        "posts",
+        &[
+            ("author_id", Value::Integer(999_999)),
+            ("title", "orphan".into()),
+        ],
+    );
+    println!(
+        "post with no author  -> {}",
+        orphan.err().map_or("accepted?!".into(), |e| e.to_string())
+    );
+    let wrong = tx.insert(
+        "users",
+        &[("email", Value::Integer(5)), ("name", Value::Blob(vec![1]))],
+    );
+    println!(
+        "wrong value type     -> {}",
+        wrong.err().map_or("accepted?!".into(), |e| e.to_string())
+    );
     tx.rollback();
 
     // Optimistic versions.
@@ -203,7 +314,11 @@ fn demo(path: &PathBuf, users: i64) -> ormdb::Result<()> {
     a.commit()?;
     let mut b = conn.begin()?;
     let stale = b.update_versioned("users", 2, &[("karma", Value::Integer(20))], v);
-    println!("version token {v} -> {:?}; stale update -> {}", w.map(|w| w.version), stale.err().map_or("accepted?!".into(), |e| e.to_string()));
+    println!(
+        "version token {v} -> {:?}; stale update -> {}",
+        w.map(|w| w.version),
+        stale.err().map_or("accepted?!".into(), |e| e.to_string())
+    );
     b.rollback();
 
     // Soft delete and cascades.
@@ -239,7 +354,10 @@ fn demo(path: &PathBuf, users: i64) -> ormdb::Result<()> {
     while let Some(cs) = sub.try_next()? {
         events += cs.entities.len();
     }
-    println!("change stream (users only): {events} entity deltas, last token {}", sub.position());
+    println!(
+        "change stream (users only): {events} entity deltas, last token {}",
+        sub.position()
+    );
     println!();
     print_info(&db)
 }

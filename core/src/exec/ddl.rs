@@ -243,6 +243,8 @@ pub fn drop_field(txn: &mut Txn, entity: &str, field: &str) -> Result<()> {
     }
     let table_id = e.id;
     txn.set_schema(bundle);
+    // Lets commit read rows from before the transaction in the new layout (change records).
+    txn.note_field_dropped(table_id, old_entity.fields.len(), i);
     let rows: Vec<(i64, StoredRow)> = txn.scan(table_id).collect::<Result<_>>()?;
     for (id, row) in rows {
         let mut values: Vec<Value> = (0..old_entity.fields.len() as u32)

@@ -154,6 +154,7 @@ fn insert_at(
         });
     }
     let core = txn.core().clone();
+    let explicit_id = e.rowid_alias.is_some_and(|a| !values[a as usize].is_null());
     let row_id = match e.rowid_alias {
         Some(a) if !values[a as usize].is_null() => {
             let v = e.fields[a as usize]
@@ -182,7 +183,12 @@ fn insert_at(
         None => core.alloc_row_id(e.id)?,
     };
     constraint::prepare_row(e, &mut values, limits.max_row_bytes)?;
-    let existing = txn.read_row(e.id, row_id)?;
+    // A freshly allocated id is above every stored id: no version can exist to look up.
+    let existing = if explicit_id {
+        txn.read_row(e.id, row_id)?
+    } else {
+        None
+    };
     if existing.as_ref().is_some_and(is_live) {
         let pk = e
             .rowid_alias
@@ -191,7 +197,6 @@ fn insert_at(
     }
     constraint::check_unique(txn, e, row_id, &values, None)?;
     let mut ctx = OpCtx::default();
-    check_child_fks(txn, schema, e, row_id, &values, None)?;
     let version = existing.map_or(1, |r| r.version + 1);
     for ix in &e.indexes {
         let vals: Vec<Value> = ix
@@ -204,15 +209,23 @@ fn insert_at(
     if e.autoincrement {
         txn.note_sequence(e.id, row_id);
     }
-    txn.write_row(
-        e.id,
-        row_id,
-        StoredRow {
-            flags: 0,
-            version,
-            values,
-        },
-    )?;
+    // The child side of foreign keys is checked after the row is written, so that a row may
+    // reference itself (`INSERT INTO t(id, parent_id) VALUES (7, 7)`, as SQLite allows). The
+    // write is undone by the statement savepoint if the check fails.
+    let fk_values = (!e.foreign_keys.is_empty()).then(|| values.clone());
+    let row = StoredRow {
+        flags: 0,
+        version,
+        values,
+    };
+    if explicit_id {
+        txn.write_row(e.id, row_id, row)?;
+    } else {
+        txn.write_new_row(e.id, row_id, row);
+    }
+    if let Some(v) = fk_values {
+        check_child_fks(txn, schema, e, row_id, &v, None)?;
+    }
     finish(txn, schema, &mut ctx)?;
     Ok(WriteResult { row_id, version })
 }
@@ -352,9 +365,13 @@ fn update_at(
         }
         txn.core().note_row_id(e.id, new_id)?;
         version = version.max(target.map_or(1, |t| t.version + 1));
+        // Remove the row from its old id before the unique checks: otherwise the row itself,
+        // still live under the old id, conflicts with its own values in every unique index
+        // (changing the id of a row with a UNIQUE field failed with 23505). The statement
+        // savepoint undoes this if a later check fails.
+        txn.write_row(e.id, row_id, tombstone(old.version))?;
     }
     constraint::check_unique(txn, e, new_id, &values, Some(&changed))?;
-    check_child_fks(txn, schema, e, new_id, &values, Some(&changed))?;
     for ix in &e.indexes {
         if ix.fields.iter().any(|f| changed[*f as usize]) {
             let vals: Vec<Value> = ix
@@ -365,11 +382,8 @@ fn update_at(
             txn.add_index_entry(keys::index_entry_key(ix.id, &vals, new_id));
         }
     }
-    if moved {
-        txn.write_row(e.id, row_id, tombstone(old.version))?;
-        if e.autoincrement {
-            txn.note_sequence(e.id, new_id);
-        }
+    if moved && e.autoincrement {
+        txn.note_sequence(e.id, new_id);
     }
     txn.write_row(
         e.id,
@@ -380,6 +394,9 @@ fn update_at(
             values: values.clone(),
         },
     )?;
+    // Checked after the write, like inserts, so a row may come to reference itself (also under
+    // a new row id).
+    check_child_fks(txn, schema, e, new_id, &values, Some(&changed))?;
     if txn.opts.foreign_keys {
         parent_actions(txn, schema, pos, &old_values, Some(&values), limits, ctx)?;
     }
@@ -587,21 +604,7 @@ fn apply_non_cascade(
                 ));
             }
         }
-        FkAction::NoAction => {
-            if fk.deferred {
-                let parent_id = schema
-                    .fk_parent_key(child, fk)
-                    .map(|(p, _, _)| schema.entity_at(p).id)?;
-                txn.deferred.push(DeferredCheck::Parent {
-                    parent_id,
-                    key,
-                    child_id: child.id,
-                    fk: fk.name.clone(),
-                });
-            } else {
-                ctx.no_action.push((cpos, fk_pos, key));
-            }
-        }
+        FkAction::NoAction => queue_no_action(txn, schema, cpos, fk_pos, key, ctx)?,
         FkAction::SetNull => set_child_keys(txn, schema, cpos, fk_pos, &key, None, limits, ctx)?,
         FkAction::SetDefault => {
             let defaults: Vec<Value> = fk
@@ -610,8 +613,41 @@ fn apply_non_cascade(
                 .map(|f| default_for(&child.fields[*f as usize]))
                 .collect::<Result<_>>()?;
             set_child_keys(txn, schema, cpos, fk_pos, &key, Some(defaults), limits, ctx)?;
+            // When the default equals the old key (e.g. the parent holding the default key is
+            // the one deleted), set_child_keys changes nothing, so the children's own FK check
+            // is skipped and they would be left pointing at a missing parent. Check the old key
+            // like NO ACTION: still referenced without a parent is a violation (as in SQLite).
+            queue_no_action(txn, schema, cpos, fk_pos, key, ctx)?;
         }
         FkAction::Cascade => return Err(Error::internal("cascade handled by the caller")),
+    }
+    Ok(())
+}
+
+/// Queues the "no child may still reference `key`" check of a NO ACTION key: at the end of the
+/// operation when immediate, at commit when deferred.
+fn queue_no_action(
+    txn: &mut Txn,
+    schema: &Schema,
+    cpos: usize,
+    fk_pos: usize,
+    key: Vec<Value>,
+    ctx: &mut OpCtx,
+) -> Result<()> {
+    let child = schema.entity_at(cpos);
+    let fk = &child.foreign_keys[fk_pos];
+    if fk.deferred {
+        let parent_id = schema
+            .fk_parent_key(child, fk)
+            .map(|(p, _, _)| schema.entity_at(p).id)?;
+        txn.deferred.push(DeferredCheck::Parent {
+            parent_id,
+            key,
+            child_id: child.id,
+            fk: fk.name.clone(),
+        });
+    } else {
+        ctx.no_action.push((cpos, fk_pos, key));
     }
     Ok(())
 }
@@ -638,6 +674,52 @@ fn set_child_keys(
             ),
         ));
     }
+    // Nested key actions recurse (update_at -> parent_actions -> set_child_keys) with several
+    // KiB of stack per level in debug builds: a chain a few hundred levels deep overflowed an
+    // ordinary 2 MiB thread stack and aborted the process. Every STACK_HOP levels, continue on
+    // a scoped thread with a fresh stack, so the depth limit, not the caller's stack, bounds
+    // the nesting.
+    const STACK_HOP: usize = 64;
+    const HOP_STACK_BYTES: usize = 4 << 20;
+    if ctx.depth.is_multiple_of(STACK_HOP) {
+        let res = std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .name("ormdb-fk-actions".into())
+                .stack_size(HOP_STACK_BYTES)
+                .spawn_scoped(s, || {
+                    update_children(txn, schema, cpos, fk_pos, key, new_key, limits, ctx)
+                })
+                .map(|h| h.join())
+        });
+        match res {
+            Ok(Ok(r)) => r?,
+            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+            Err(e) => {
+                return Err(Error::io(
+                    "starting a thread for nested foreign key actions",
+                    e,
+                ))
+            }
+        }
+    } else {
+        update_children(txn, schema, cpos, fk_pos, key, new_key, limits, ctx)?;
+    }
+    ctx.depth -= 1;
+    Ok(())
+}
+
+/// The work of [`set_child_keys`] at one nesting level.
+#[allow(clippy::too_many_arguments)]
+fn update_children(
+    txn: &mut Txn,
+    schema: &Arc<Schema>,
+    cpos: usize,
+    fk_pos: usize,
+    key: &[Value],
+    new_key: Option<Vec<Value>>,
+    limits: &WriteLimits,
+    ctx: &mut OpCtx,
+) -> Result<()> {
     let child = schema.entity_at(cpos);
     let fk = child.foreign_keys[fk_pos].clone();
     for (cid, _) in constraint::find_children(txn, child, &fk, key)? {
@@ -654,7 +736,6 @@ fn set_child_keys(
         update_at(txn, schema, cpos, cid, cur, values, limits, ctx)?;
         ctx.cascaded += 1;
     }
-    ctx.depth -= 1;
     Ok(())
 }
 

@@ -28,7 +28,7 @@ const MAX_RECORD: usize = 1 << 30;
 /// Segments are extended with zeros ahead of the write position, this much at a time. Writing
 /// over already-allocated, already-synced blocks lets each commit's fdatasync skip the file
 /// metadata update that an appending write needs (measured ~20% more syncs per second here).
-const PREALLOC: u64 = 4 << 20;
+const PREALLOC: u64 = 1 << 20;
 
 pub struct CommitLog {
     dir: PathBuf,

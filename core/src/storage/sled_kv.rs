@@ -5,6 +5,7 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use super::{Batch, BatchOp, Kv, KvIter, KvPair};
 use crate::error::{Error, Result, SqlState};
@@ -14,31 +15,52 @@ pub struct SledKv {
     dir: PathBuf,
 }
 
+/// How long [`SledKv::open`] waits for sled's file lock to be released.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+
+fn is_lock_error(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock
+        || io.to_string().contains("could not acquire lock"))
+}
+
 impl SledKv {
     pub fn open(dir: &Path, cache_capacity: u64) -> Result<SledKv> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_capacity)
-            // The commit log is the durability source; we checkpoint sled ourselves.
-            .flush_every_ms(None)
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => Error::new(
-                    SqlState::ObjectInUse,
-                    format!(
-                        "database {} is open in another process; share it with `ormdb serve`",
-                        dir.display()
-                    ),
+        let open = || {
+            sled::Config::new()
+                .path(dir)
+                .cache_capacity(cache_capacity)
+                // The commit log is the durability source; we checkpoint sled ourselves.
+                .flush_every_ms(None)
+                .open()
+        };
+        // sled's exclusive lock on its file can outlive the close of the database that held
+        // it: sled's thread pool may still be finishing a buffer write with a handle on the
+        // file, and a child process that any thread of the holder is spawning shares the
+        // locked file description until it execs. A reopen right after a close (in this
+        // process or another one) used to fail with 55006 now and then; wait a little first.
+        let deadline = Instant::now() + LOCK_WAIT;
+        let mut res = open();
+        while res.as_ref().is_err_and(is_lock_error) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+            res = open();
+        }
+        let db = res.map_err(|e| match e {
+            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => Error::new(
+                SqlState::ObjectInUse,
+                format!(
+                    "database {} is open in another process; share it with `ormdb serve`",
+                    dir.display()
                 ),
-                sled::Error::Io(io) if io.to_string().contains("lock") => Error::new(
-                    SqlState::ObjectInUse,
-                    format!(
-                        "database {} is locked by another process ({io}); share it with `ormdb serve`",
-                        dir.display()
-                    ),
+            ),
+            sled::Error::Io(io) if io.to_string().contains("lock") => Error::new(
+                SqlState::ObjectInUse,
+                format!(
+                    "database {} is locked by another process ({io}); share it with `ormdb serve`",
+                    dir.display()
                 ),
-                other => Error::from(other),
-            })?;
+            ),
+            other => Error::from(other),
+        })?;
         Ok(SledKv {
             db,
             dir: dir.to_path_buf(),
@@ -108,4 +130,45 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|f| f.sync_all())
         .map_err(|e| Error::io(&format!("fsync of directory {}", dir.display()), e))
+}
+
+/// Whether the sled data directory `dir` holds a data file sled can recover anything from: at
+/// least one segment with an intact header. sled 0.34 takes a data file without one for an
+/// unfinished first write and re-initializes it in place, destroying whatever it held. The
+/// engine asks first when the store is known to hold checkpointed data, so that a damaged file
+/// is reported and left as it is. Layout (sled 0.34 `SegmentHeader`): every segment of
+/// `segment_size` bytes (sled's `conf`, default 512 KiB) starts with 20 bytes: the LE u32
+/// `crc32(bytes[4..20]) ^ 0xFFFF_FFFF`, then the lsn and max stable lsn.
+pub fn has_intact_segment(dir: &Path) -> Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = match File::open(dir.join("db")) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(Error::io("opening the sled data file", e)),
+    };
+    let len = f
+        .metadata()
+        .map_err(|e| Error::io("reading the sled data file", e))?
+        .len();
+    let segment = std::fs::read_to_string(dir.join("conf"))
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("segment_size: ")?.trim().parse::<u64>().ok())
+        })
+        .filter(|s| *s >= 20)
+        .unwrap_or(512 * 1024);
+    let mut header = [0u8; 20];
+    let mut off = 0;
+    while off + 20 <= len {
+        f.seek(SeekFrom::Start(off))
+            .and_then(|_| f.read_exact(&mut header))
+            .map_err(|e| Error::io("reading the sled data file", e))?;
+        let stored = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) ^ 0xFFFF_FFFF;
+        if crc32fast::hash(&header[4..]) == stored {
+            return Ok(true);
+        }
+        off += segment;
+    }
+    Ok(false)
 }

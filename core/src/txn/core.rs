@@ -19,7 +19,7 @@ use crate::storage::commit_log::CommitLog;
 use crate::storage::keys::{self, prefix_end};
 use crate::storage::row_codec::{decode_header, decode_row, FLAG_TOMBSTONE};
 use crate::storage::sled_kv::SledKv;
-use crate::storage::{Batch, Kv};
+use crate::storage::{Batch, BatchOp, Kv};
 
 /// How a commit is made durable before it is acknowledged (like SQLite's `synchronous`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,14 +72,58 @@ pub struct DbCore {
     row_ids: Mutex<HashMap<u32, i64>>,
     gc_queue: Mutex<Vec<(u32, i64)>>,
     poisoned: Mutex<Option<String>>,
+    /// Set with `poisoned`, so the hot-path check is one atomic load.
+    is_poisoned: AtomicBool,
     closed: AtomicBool,
+    /// The newest commit timestamp written to the checkpoint record (see [`CHECKPOINT_RECORD`]).
+    checkpoint_recorded: AtomicU64,
     _dir_guard: OpenDirGuard,
 }
 
+const SEQ_PREFIX: &[u8] = b"\x02seq:";
+
 fn seq_key(table_id: u32) -> Vec<u8> {
-    let mut k = b"\x02seq:".to_vec();
+    let mut k = SEQ_PREFIX.to_vec();
     k.extend_from_slice(&table_id.to_be_bytes());
     k
+}
+
+/// Drops from a replayed log record the puts of high-water marks (the last commit timestamp,
+/// AUTOINCREMENT marks) that are lower than the value the store already holds.
+///
+/// The store can be durably *ahead* of the log: sled writes its buffers to its files on its own,
+/// and a checkpoint's flush persists every applied commit, including one whose log record was
+/// still in memory when the process died (or a log tail lost to damage). Replaying the older
+/// records used to move `last_ts` back below timestamps the store holds: those commits became
+/// invisible, and new commits reused their timestamps, their row versions mixing with the old
+/// ones (partial transfers, duplicated unique keys).
+fn keep_high_water_marks(kv: &dyn Kv, batch: &mut Batch) -> Result<()> {
+    let mut stale = Vec::new();
+    for (i, op) in batch.ops.iter().enumerate() {
+        let BatchOp::Put(k, v) = op else { continue };
+        if k.as_slice() != keys::META_LAST_TS && !k.starts_with(SEQ_PREFIX) {
+            continue;
+        }
+        let (Some(cur), Ok(new)) = (kv.get(k)?, <[u8; 8]>::try_from(v.as_slice())) else {
+            continue;
+        };
+        let Ok(cur) = <[u8; 8]>::try_from(cur.as_ref()) else {
+            continue;
+        };
+        // `last_ts` is a u64, AUTOINCREMENT marks are i64 (row ids may be negative).
+        let lower = if k.as_slice() == keys::META_LAST_TS {
+            u64::from_be_bytes(new) < u64::from_be_bytes(cur)
+        } else {
+            i64::from_be_bytes(new) < i64::from_be_bytes(cur)
+        };
+        if lower {
+            stale.push(i);
+        }
+    }
+    for i in stale.into_iter().rev() {
+        batch.ops.remove(i);
+    }
+    Ok(())
 }
 
 const META_CHANGES_FLOOR: &[u8] = b"\x02changes_floor";
@@ -120,12 +164,36 @@ impl DbCore {
             ));
         }
         let dir_guard = OpenDirGuard(dir.to_path_buf());
+        // A store that a checkpoint made durable must still hold what it held: damaged or
+        // replaced data files are reported rather than opened as an older or empty database
+        // (whose next checkpoint would then drop the commit log as well).
+        let recorded = read_checkpoint_record(dir)?;
+        if recorded.is_some_and(|ts| ts > 0)
+            && !crate::storage::sled_kv::has_intact_segment(&dir.join("data"))?
+        {
+            return Err(Error::corrupted(format!(
+                "the data files of {} are damaged (no readable segment in data/db); they were left untouched",
+                dir.display()
+            )));
+        }
         let kv: Arc<dyn Kv> = Arc::new(SledKv::open(&dir.join("data"), cache_capacity)?);
+        if let Some(recorded) = recorded {
+            let held = stored_last_ts(kv.as_ref())?;
+            if held < recorded {
+                return Err(Error::corrupted(format!(
+                    "the data files of {} are damaged: they hold commits up to {held}, but a checkpoint made commits up to {recorded} durable in them",
+                    dir.display()
+                )));
+            }
+        }
         let log_dir = dir.join("log");
         let replay = {
             let _span = info_span!("ormdb.recovery").entered();
             let kv2 = kv.clone();
-            let info = CommitLog::replay(&log_dir, |_, batch| kv2.apply(&batch))?;
+            let info = CommitLog::replay(&log_dir, |_, mut batch| {
+                keep_high_water_marks(kv2.as_ref(), &mut batch)?;
+                kv2.apply(&batch)
+            })?;
             if info.records > 0 {
                 kv.sync()?;
             }
@@ -183,7 +251,9 @@ impl DbCore {
             row_ids: Mutex::new(HashMap::new()),
             gc_queue: Mutex::new(Vec::new()),
             poisoned: Mutex::new(None),
+            is_poisoned: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            checkpoint_recorded: AtomicU64::new(recorded.unwrap_or(0)),
             _dir_guard: dir_guard,
         })
     }
@@ -194,6 +264,9 @@ impl DbCore {
                 SqlState::ConnectionDoesNotExist,
                 "the database is closed",
             ));
+        }
+        if !self.is_poisoned.load(Ordering::Acquire) {
+            return Ok(());
         }
         if let Some(p) = self.poisoned.lock().as_ref() {
             return Err(Error::new(
@@ -218,6 +291,7 @@ impl DbCore {
     fn poison(&self, why: &Error) {
         warn!(error = %why, "storage failure during commit; database refuses further writes");
         *self.poisoned.lock() = Some(why.to_string());
+        self.is_poisoned.store(true, Ordering::Release);
     }
 
     /// The schema visible at snapshot `ts`.
@@ -422,7 +496,13 @@ impl DbCore {
     pub fn checkpoint(&self) -> Result<()> {
         let _span = info_span!("ormdb.checkpoint").entered();
         let old = self.log.rotate()?;
+        // Every commit applied to the store before the sync is durable after it.
+        let applied = stored_last_ts(self.kv.as_ref())?;
         self.kv.sync()?;
+        if applied > self.checkpoint_recorded.load(Ordering::Acquire) {
+            write_checkpoint_record(&self._dir_guard.0, applied)?;
+            self.checkpoint_recorded.store(applied, Ordering::Release);
+        }
         self.log.remove_segments(&old)?;
         self.metrics.checkpoints.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -720,5 +800,55 @@ fn describe_key(k: &[u8]) -> String {
             "an index range this transaction read was changed by another transaction".into()
         }
         _ => "data this transaction read was changed by another transaction".into(),
+    }
+}
+
+/// A file in the database directory holding the newest commit timestamp that a checkpoint made
+/// durable in the store (decimal, one line). Checked on open: see [`DbCore::open`].
+const CHECKPOINT_RECORD: &str = "ORMDB.checkpoint";
+
+fn read_checkpoint_record(dir: &Path) -> Result<Option<u64>> {
+    match std::fs::read(dir.join(CHECKPOINT_RECORD)) {
+        Ok(b) => std::str::from_utf8(&b)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .map(Some)
+            .ok_or_else(|| {
+                Error::corrupted(format!(
+                    "the checkpoint record {} is damaged",
+                    dir.join(CHECKPOINT_RECORD).display()
+                ))
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io("reading the checkpoint record", e)),
+    }
+}
+
+/// Replaces the checkpoint record atomically and durably.
+fn write_checkpoint_record(dir: &Path, ts: u64) -> Result<()> {
+    // Checkpoints run concurrently (the background thread and explicit calls): unserialized,
+    // one writer's rename took the shared temporary file away from the other, whose checkpoint
+    // then failed with "No such file or directory", and an older timestamp could replace a
+    // newer one. Serialize the writers and keep the record monotonic.
+    static WRITERS: Mutex<()> = Mutex::new(());
+    let _writing = WRITERS.lock();
+    if read_checkpoint_record(dir)?.is_some_and(|cur| cur >= ts) {
+        return Ok(());
+    }
+    let tmp = dir.join(format!("{CHECKPOINT_RECORD}.tmp"));
+    std::fs::write(&tmp, format!("{ts}\n"))
+        .and_then(|_| std::fs::File::open(&tmp)?.sync_all())
+        .and_then(|_| std::fs::rename(&tmp, dir.join(CHECKPOINT_RECORD)))
+        .map_err(|e| Error::io("writing the checkpoint record", e))?;
+    crate::storage::sled_kv::sync_dir(dir)
+}
+
+/// The last commit timestamp recorded in the store (0 for an empty store).
+fn stored_last_ts(kv: &dyn Kv) -> Result<u64> {
+    match kv.get(keys::META_LAST_TS)? {
+        Some(b) => Ok(u64::from_be_bytes(b.as_ref().try_into().map_err(|_| {
+            Error::corrupted("last commit timestamp record is malformed")
+        })?)),
+        None => Ok(0),
     }
 }

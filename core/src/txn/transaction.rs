@@ -66,6 +66,7 @@ struct Savepoint {
     deferred_len: usize,
     schema: Arc<Schema>,
     schema_changed: bool,
+    field_maps: HashMap<u32, Vec<Option<u32>>>,
 }
 
 pub struct Txn {
@@ -81,6 +82,10 @@ pub struct Txn {
     read_set: ReadSet,
     pub deferred: Vec<DeferredCheck>,
     sequences: HashMap<u32, i64>,
+    /// For tables with fields dropped in this transaction: for each current field position, its
+    /// position in rows written before the transaction (None: the field is new). Dropping a
+    /// field shifts positions, and commit compares those older rows with the rewritten ones.
+    field_maps: HashMap<u32, Vec<Option<u32>>>,
     pub opts: TxnOptions,
     finished: bool,
 }
@@ -114,6 +119,7 @@ impl Txn {
             read_set: ReadSet::default(),
             deferred: Vec::new(),
             sequences: HashMap::new(),
+            field_maps: HashMap::new(),
             opts,
             finished: false,
         })
@@ -190,6 +196,29 @@ impl Txn {
             .rows_written
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Buffers the first version of a row whose id was freshly allocated: no committed version
+    /// can exist (allocation is above every stored id), so no store lookup is needed. The row
+    /// key still joins the read set, so a concurrent explicit insert of the same id conflicts.
+    pub fn write_new_row(&mut self, table_id: u32, row_id: i64, row: StoredRow) {
+        let key = (table_id, row_id);
+        self.read_set.add_point(keys::row_key(table_id, row_id));
+        let prev = self.pending.insert(
+            key,
+            PendingRow {
+                base: None,
+                cur: row,
+            },
+        );
+        self.undo.push(Undo {
+            key,
+            prev: prev.map(|p| p.cur),
+        });
+        self.core
+            .metrics
+            .rows_written
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Adds an index entry hint (written at commit; readers verify hints against rows).
@@ -275,7 +304,37 @@ impl Txn {
             deferred_len: self.deferred.len(),
             schema: self.schema.clone(),
             schema_changed: self.schema_changed,
+            field_maps: self.field_maps.clone(),
         });
+    }
+
+    /// Records that field `pos` of a table that had `old_len` fields was dropped (see
+    /// `field_maps`).
+    pub fn note_field_dropped(&mut self, table_id: u32, old_len: usize, pos: u32) {
+        let map = self
+            .field_maps
+            .entry(table_id)
+            .or_insert_with(|| (0..old_len as u32).map(Some).collect());
+        // Fields added since the first drop did not exist before the transaction.
+        map.resize(old_len.max(map.len()), None);
+        if (pos as usize) < map.len() {
+            map.remove(pos as usize);
+        }
+    }
+
+    /// The values of a row written before this transaction, in the entity's current layout.
+    fn base_values(&self, entity: &EntityDef, values: &[Value]) -> Vec<Value> {
+        let n = entity.fields.len() as u32;
+        match self.field_maps.get(&entity.id) {
+            None => (0..n).map(|f| entity.stored_value(values, f)).collect(),
+            Some(map) => (0..n)
+                .map(|f| match map.get(f as usize).copied().flatten() {
+                    Some(old) if (old as usize) < values.len() => values[old as usize].clone(),
+                    // Missing from the stored row: the field's default, as for reads.
+                    _ => entity.stored_value(&[], f),
+                })
+                .collect(),
+        }
     }
 
     fn find_savepoint(&self, name: &str) -> Result<usize> {
@@ -293,6 +352,7 @@ impl Txn {
         let (undo_len, deferred_len) = (sp.undo_len, sp.deferred_len);
         self.schema = sp.schema.clone();
         self.schema_changed = sp.schema_changed;
+        self.field_maps = sp.field_maps.clone();
         while self.undo.len() > undo_len {
             let u = self.undo.pop().expect("len checked");
             match u.prev {
@@ -375,11 +435,12 @@ impl Txn {
                 },
             };
             let nf = entity.fields.len() as u32;
-            let changed: Vec<u32> = match (kind, base_live) {
+            // The before-image in the current layout (fields may have been dropped since).
+            let base_vals = base_live.map(|b| self.base_values(entity, &b.values));
+            let changed: Vec<u32> = match (kind, &base_vals) {
                 (ChangeKind::Update, Some(b)) => (0..nf)
                     .filter(|&f| {
-                        entity
-                            .stored_value(&b.values, f)
+                        b[f as usize]
                             .total_cmp(&entity.stored_value(&p.cur.values, f))
                             .is_ne()
                     })
@@ -389,17 +450,17 @@ impl Txn {
             };
             // Relation deltas: a many-to-one link that appears or disappears.
             for fk in &entity.foreign_keys {
-                let key_of = |row: Option<&StoredRow>| -> Option<Vec<Value>> {
-                    let row = row.filter(|x| is_live(x))?;
+                let key_of = |values: Option<&[Value]>| -> Option<Vec<Value>> {
+                    let values = values?;
                     let k: Vec<Value> = fk
                         .fields
                         .iter()
-                        .map(|f| entity.stored_value(&row.values, *f))
+                        .map(|f| entity.stored_value(values, *f))
                         .collect();
                     (!k.iter().any(Value::is_null)).then_some(k)
                 };
-                let old = key_of(base_live);
-                let new = key_of(Some(&p.cur));
+                let old = key_of(base_vals.as_deref());
+                let new = key_of(Some(p.cur.values.as_slice()).filter(|_| !p.cur.is_tombstone()));
                 if old == new {
                     continue;
                 }
