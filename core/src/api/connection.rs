@@ -56,7 +56,13 @@ impl Connection {
             let mut tx = self.begin()?;
             let res = f(&mut tx).and_then(|v| tx.commit().map(|_| v));
             match res {
-                Err(e) if e.state.is_retryable() && n < attempts => continue,
+                Err(e) if e.state.is_retryable() && n < attempts => {
+                    // Retry from a snapshot that includes the commit we conflicted with.
+                    self.db
+                        .core()
+                        .wait_for_committed(std::time::Duration::from_secs(1));
+                    continue;
+                }
                 other => return other,
             }
         }

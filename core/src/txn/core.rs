@@ -492,6 +492,22 @@ impl DbCore {
         Ok(ts)
     }
 
+    /// Waits (up to `timeout`) until every commit that has taken a timestamp is visible. A
+    /// transaction retried after a 40001 calls this first: otherwise its new snapshot may still
+    /// miss the commit it conflicted with (not yet synced) and conflict again.
+    pub fn wait_for_committed(&self, timeout: std::time::Duration) {
+        let target = self.oracle.commit.lock().next_ts - 1;
+        let deadline = std::time::Instant::now() + timeout;
+        while self.oracle.visible_ts() < target && !self.is_closed() {
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return;
+            }
+            self.oracle
+                .wait_visible_after(self.oracle.visible_ts(), deadline - now);
+        }
+    }
+
     /// Flushes the store durably and drops the commit log segments it now covers.
     pub fn checkpoint(&self) -> Result<()> {
         let _span = info_span!("ormdb.checkpoint").entered();
