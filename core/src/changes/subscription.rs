@@ -107,6 +107,9 @@ impl Subscription {
                     .map_err(|_| Error::corrupted("malformed change key"))?,
             );
             last = token;
+            if self.core.is_aborted(token) {
+                continue; // a commit that never became durable
+            }
             if let Some(cs) = self.filter.apply(ChangeSet::decode(token, &v)?) {
                 self.buf.push_back(cs);
             }

@@ -62,6 +62,10 @@ pub trait Kv: Send + Sync {
     fn last_in(&self, start: &[u8], end: &[u8]) -> Result<Option<KvPair>>;
     /// Applies every operation atomically (not necessarily durably: see [`Kv::sync`]).
     fn apply(&self, batch: &Batch) -> Result<()>;
+    /// Applies every operation in order, without crash atomicity: after a crash any prefix (or,
+    /// for stores without ordered recovery, any subset) may be present. The commit pipeline uses
+    /// it because its own log restores atomicity (see `txn::core`).
+    fn apply_unordered(&self, batch: &Batch) -> Result<()>;
     /// Makes everything applied so far durable, including against power loss.
     fn sync(&self) -> Result<()>;
     /// Bytes used on disk by the store.

@@ -72,6 +72,10 @@ pub struct DbCore {
     row_ids: Mutex<HashMap<u32, i64>>,
     gc_queue: Mutex<Vec<(u32, i64)>>,
     poisoned: Mutex<Option<String>>,
+    /// Commit timestamps below this are reserved: the store may hold versions up to it.
+    reserved_ts: AtomicU64,
+    /// Ranges `(a, b]` of timestamps of commits that never became durable (see `open`).
+    aborted: Vec<(u64, u64)>,
     /// Set with `poisoned`, so the hot-path check is one atomic load.
     is_poisoned: AtomicBool,
     closed: AtomicBool,
@@ -127,6 +131,49 @@ fn keep_high_water_marks(kv: &dyn Kv, batch: &mut Batch) -> Result<()> {
 }
 
 const META_CHANGES_FLOOR: &[u8] = b"\x02changes_floor";
+/// The highest commit timestamp that may be used before the reservation is extended.
+const META_RESERVED: &[u8] = b"\x02reserved_ts";
+/// Aborted timestamp ranges, 16 bytes each.
+const META_ABORTED: &[u8] = b"\x02aborted_ts";
+/// How many commit timestamps one (synced) reservation covers.
+const TS_RESERVATION: u64 = 1 << 16;
+
+fn read_u64(kv: &dyn Kv, key: &[u8]) -> Result<Option<u64>> {
+    match kv.get(key)? {
+        Some(b) => Ok(Some(u64::from_be_bytes(b.as_ref().try_into().map_err(
+            |_| {
+                Error::corrupted(format!(
+                    "meta record {} is malformed",
+                    String::from_utf8_lossy(&key[1..])
+                ))
+            },
+        )?))),
+        None => Ok(None),
+    }
+}
+
+fn read_aborted(kv: &dyn Kv) -> Result<Vec<(u64, u64)>> {
+    let Some(b) = kv.get(META_ABORTED)? else {
+        return Ok(Vec::new());
+    };
+    if b.len() % 16 != 0 {
+        return Err(Error::corrupted("aborted timestamp ranges are malformed"));
+    }
+    Ok(b.chunks(16)
+        .map(|c| {
+            let a = u64::from_be_bytes(c[..8].try_into().expect("8 bytes"));
+            let z = u64::from_be_bytes(c[8..].try_into().expect("8 bytes"));
+            (a, z)
+        })
+        .collect())
+}
+
+fn encode_aborted(ranges: &[(u64, u64)]) -> Vec<u8> {
+    ranges
+        .iter()
+        .flat_map(|(a, b)| a.to_be_bytes().into_iter().chain(b.to_be_bytes()))
+        .collect()
+}
 
 /// Directories with a live engine in this process. sled's directory lock would refuse a second
 /// open anyway; this turns that into an accurate message when the holder is this process.
@@ -214,7 +261,38 @@ impl DbCore {
             ),
             None => 0,
         };
-        let last_ts = stored_ts.max(replay.max_ts);
+        // Commits are applied to the store op by op (not as one sled batch, which costs two
+        // synchronous buffer writes), so after a crash the store may hold part of a commit whose
+        // log record never became durable. Every commit up to `durable` is complete (in a
+        // checkpoint or in the log, just replayed); timestamps above it up to the reserved
+        // high-water mark may belong to such partial commits: they are aborted for good, their
+        // versions invisible, and new commits start above the reservation.
+        let reserved = read_u64(kv.as_ref(), META_RESERVED)?;
+        let durable = match reserved {
+            // A store written before reservations existed applied commits atomically.
+            None => stored_ts.max(replay.max_ts),
+            Some(_) => recorded.unwrap_or(0).max(replay.max_ts),
+        };
+        let mut aborted = read_aborted(kv.as_ref())?;
+        if let Some(r) = reserved.filter(|r| *r > durable) {
+            aborted.push((durable, r));
+            info!(
+                from = durable + 1,
+                to = r,
+                "timestamps of commits that were not durable are aborted"
+            );
+        }
+        let next_ts = reserved.unwrap_or(0).max(durable) + 1;
+        let new_reservation = next_ts + TS_RESERVATION - 1;
+        let mut meta = Batch::default();
+        meta.put(META_ABORTED.to_vec(), encode_aborted(&aborted));
+        meta.put(
+            META_RESERVED.to_vec(),
+            new_reservation.to_be_bytes().to_vec(),
+        );
+        kv.apply(&meta)?;
+        kv.sync()?;
+        let is_aborted = |ts: u64| aborted.iter().any(|(a, b)| ts > *a && ts <= *b);
         // Catalog history: every bundle, keyed by its commit timestamp.
         let mut versions = vec![(0u64, Arc::new(Schema::new(SchemaBundle::default())))];
         let cat = [keys::CATALOG];
@@ -225,6 +303,9 @@ impl DbCore {
                     .and_then(|s| s.try_into().ok())
                     .ok_or_else(|| Error::corrupted("malformed catalog key"))?,
             );
+            if is_aborted(ts) {
+                continue;
+            }
             versions.push((ts, Arc::new(Schema::new(SchemaBundle::from_bytes(&v)?))));
         }
         let catalog_ts = versions.last().map_or(0, |v| v.0);
@@ -238,11 +319,15 @@ impl DbCore {
             ),
             None => 0,
         };
-        let log = CommitLog::create(&log_dir, last_ts)?;
+        let log = CommitLog::create(&log_dir, durable)?;
+        let oracle = Oracle::new(durable, catalog_ts);
+        oracle.commit.lock().next_ts = next_ts;
         Ok(DbCore {
             kv,
             log,
-            oracle: Oracle::new(last_ts, catalog_ts),
+            oracle,
+            reserved_ts: AtomicU64::new(new_reservation),
+            aborted,
             durability,
             metrics: Metrics::default(),
             changes_floor: AtomicU64::new(floor),
@@ -305,8 +390,19 @@ impl DbCore {
         // Older than the versions kept in memory: read it from the store.
         let start = [keys::CATALOG];
         let end = keys::catalog_key(ts.saturating_add(1));
-        match self.kv.last_in(&start, &end)? {
-            Some((_, v)) => Ok(Arc::new(Schema::new(SchemaBundle::from_bytes(&v)?))),
+        let mut found = None;
+        for item in self.kv.scan(&start, &end) {
+            let (k, v) = item?;
+            let kts = k
+                .get(1..9)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes);
+            if kts.is_some_and(|t| !self.is_aborted(t)) {
+                found = Some(v);
+            }
+        }
+        match found {
+            Some(v) => Ok(Arc::new(Schema::new(SchemaBundle::from_bytes(&v)?))),
             None => Ok(Arc::new(Schema::new(SchemaBundle::default()))),
         }
     }
@@ -439,8 +535,15 @@ impl DbCore {
             for (t, s) in req.sequences {
                 batch.put(seq_key(t), s.to_be_bytes().to_vec());
             }
+            // Last, so that "the store holds last_ts" implies it holds the whole commit.
             batch.put(keys::META_LAST_TS.to_vec(), ts.to_be_bytes().to_vec());
-            if let Err(e) = self.kv.apply(&batch) {
+            if ts > self.reserved_ts.load(Ordering::Acquire) {
+                if let Err(e) = self.extend_reservation(ts) {
+                    self.poison(&e);
+                    return Err(e);
+                }
+            }
+            if let Err(e) = self.kv.apply_unordered(&batch) {
                 self.poison(&e);
                 return Err(e);
             }
@@ -490,6 +593,33 @@ impl DbCore {
             self.gc_queue.lock().extend(gc_candidates);
         }
         Ok(ts)
+    }
+
+    /// Durably reserves the next block of commit timestamps (called under the commit lock, once
+    /// per [`TS_RESERVATION`] commits): recovery aborts every timestamp up to the reservation
+    /// that is not durable, so the store must never hold a version above it.
+    fn extend_reservation(&self, ts: u64) -> Result<()> {
+        let r = ts + TS_RESERVATION - 1;
+        let mut b = Batch::default();
+        b.put(META_RESERVED.to_vec(), r.to_be_bytes().to_vec());
+        self.kv.apply(&b)?;
+        self.kv.sync()?;
+        self.reserved_ts.store(r, Ordering::Release);
+        Ok(())
+    }
+
+    /// Whether `ts` belongs to a commit that never became durable (its versions are ignored).
+    #[inline]
+    pub fn is_aborted(&self, ts: u64) -> bool {
+        !self.aborted.is_empty() && self.aborted.iter().any(|(a, b)| ts > *a && ts <= *b)
+    }
+
+    pub fn has_aborted(&self) -> bool {
+        !self.aborted.is_empty()
+    }
+
+    pub fn aborted_ranges(&self) -> &[(u64, u64)] {
+        &self.aborted
     }
 
     /// Waits (up to `timeout`) until every commit that has taken a timestamp is visible. A
@@ -562,7 +692,7 @@ impl DbCore {
             let Some((t, r, ts)) = keys::parse_row_version_key(&k) else {
                 continue;
             };
-            if !live_tables.contains(&t) {
+            if !live_tables.contains(&t) || self.is_aborted(ts) {
                 batch.delete(k.to_vec());
                 stats.row_versions_removed += 1;
             } else {
@@ -662,6 +792,11 @@ impl DbCore {
                     let Some((_, _, ts)) = keys::parse_row_version_key(&k) else {
                         continue;
                     };
+                    if self.is_aborted(ts) {
+                        batch.delete(k.to_vec());
+                        stats.row_versions_removed += 1;
+                        continue;
+                    }
                     let row = decode_row(&v)?;
                     let remove = if ts <= horizon {
                         let r = kept_old || row.is_tombstone();
@@ -773,7 +908,10 @@ impl DbCore {
         };
         let rk = keys::row_key(entity.id, row_id);
         for item in self.kv.scan(&rk, &prefix_end(&rk)) {
-            let (_, v) = item?;
+            let (vk, v) = item?;
+            if keys::parse_row_version_key(&vk).is_some_and(|(_, _, ts)| self.is_aborted(ts)) {
+                continue;
+            }
             let row = decode_row(&v)?;
             if row.is_tombstone() {
                 continue;

@@ -153,10 +153,21 @@ impl Txn {
     pub fn committed_row(&self, table_id: u32, row_id: i64) -> Result<Option<StoredRow>> {
         let start = keys::row_version_key(table_id, row_id, self.snapshot_ts);
         let end = prefix_end(&keys::row_key(table_id, row_id));
-        match self.core.kv.first_in(&start, &end)? {
-            Some((_, v)) => Ok(Some(decode_row(&v)?)),
-            None => Ok(None),
+        if !self.core.has_aborted() {
+            return match self.core.kv.first_in(&start, &end)? {
+                Some((_, v)) => Ok(Some(decode_row(&v)?)),
+                None => Ok(None),
+            };
         }
+        // Skip versions of commits that never became durable.
+        for item in self.core.kv.scan(&start, &end) {
+            let (k, v) = item?;
+            match keys::parse_row_version_key(&k) {
+                Some((_, _, ts)) if self.core.is_aborted(ts) => continue,
+                _ => return Ok(Some(decode_row(&v)?)),
+            }
+        }
+        Ok(None)
     }
 
     /// The row as this transaction sees it (its own writes first), tombstones included.
@@ -246,6 +257,7 @@ impl Txn {
         RowScan {
             kv: self.core.kv.scan(&prefix, &end),
             snapshot: self.snapshot_ts,
+            aborted: self.core.aborted_ranges().to_vec(),
             last_row: None,
             next_kv: None,
             pending,
@@ -531,6 +543,7 @@ impl Drop for Txn {
 pub struct RowScan {
     kv: KvIter,
     snapshot: u64,
+    aborted: Vec<(u64, u64)>,
     last_row: Option<i64>,
     next_kv: Option<(i64, StoredRow)>,
     pending: Vec<(i64, StoredRow)>,
@@ -548,7 +561,10 @@ impl RowScan {
                     let Some((_, r, ts)) = keys::parse_row_version_key(&k) else {
                         continue;
                     };
-                    if ts > self.snapshot || self.last_row == Some(r) {
+                    if ts > self.snapshot
+                        || self.last_row == Some(r)
+                        || self.aborted.iter().any(|(a, b)| ts > *a && ts <= *b)
+                    {
                         continue;
                     }
                     self.last_row = Some(r);
