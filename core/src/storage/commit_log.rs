@@ -36,6 +36,8 @@ pub struct CommitLog {
     cond: Condvar,
     /// Serializes rotations (background checkpoints and explicit ones).
     rotating: Mutex<()>,
+    /// Wakes the syncer thread when a record is appended.
+    work: Condvar,
 }
 
 struct LogState {
@@ -57,6 +59,8 @@ struct LogState {
     segment: u64,
     bytes_since_rotation: u64,
     failed: Option<String>,
+    /// Set to end [`CommitLog::run_syncer`].
+    stop_syncer: bool,
 }
 
 /// What replay found.
@@ -228,9 +232,11 @@ impl CommitLog {
                 segment: next,
                 bytes_since_rotation: 0,
                 failed: None,
+                stop_syncer: false,
             }),
             cond: Condvar::new(),
             rotating: Mutex::new(()),
+            work: Condvar::new(),
         })
     }
 
@@ -248,6 +254,8 @@ impl CommitLog {
         st.next_lsn += 1;
         st.buf_last_lsn = lsn;
         st.buf_max_ts = st.buf_max_ts.max(ts);
+        drop(st);
+        self.work.notify_one();
         Ok(lsn)
     }
 
@@ -271,6 +279,31 @@ impl CommitLog {
             }
             self.lead(&mut st, sync)?;
         }
+    }
+
+    /// Loop of the syncer thread (durability `full`): leads a write+sync round whenever records
+    /// are waiting and no round is in progress, so the committer that appended them can apply
+    /// its batch to the store meanwhile. Committers still lead a round themselves if they find
+    /// none running.
+    pub fn run_syncer(&self) {
+        let mut st = self.state.lock();
+        loop {
+            if st.stop_syncer || st.failed.is_some() {
+                return;
+            }
+            let pending = st.next_lsn - 1 > st.synced_lsn;
+            if !pending || st.busy {
+                self.work
+                    .wait_for(&mut st, std::time::Duration::from_millis(200));
+                continue;
+            }
+            let _ = self.lead(&mut st, true);
+        }
+    }
+
+    pub fn stop_syncer(&self) {
+        self.state.lock().stop_syncer = true;
+        self.work.notify_all();
     }
 
     /// Writes (and syncs) everything appended so far.

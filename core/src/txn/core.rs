@@ -60,7 +60,11 @@ pub struct GcStats {
 
 pub struct DbCore {
     pub kv: Arc<dyn Kv>,
-    pub log: CommitLog,
+    pub log: Arc<CommitLog>,
+    /// The newest commit applied to the store (commits apply in timestamp order).
+    applied_ts: AtomicU64,
+    /// Syncs the commit log as records arrive (durability `full`).
+    syncer: Mutex<Option<std::thread::JoinHandle<()>>>,
     pub oracle: Oracle,
     pub durability: Durability,
     pub metrics: Metrics,
@@ -319,12 +323,25 @@ impl DbCore {
             ),
             None => 0,
         };
-        let log = CommitLog::create(&log_dir, durable)?;
+        let log = Arc::new(CommitLog::create(&log_dir, durable)?);
+        let syncer = if durability == Durability::Full {
+            let l = log.clone();
+            Some(
+                std::thread::Builder::new()
+                    .name("ormdb-log-sync".into())
+                    .spawn(move || l.run_syncer())
+                    .map_err(|e| Error::io("starting the commit log syncer", e))?,
+            )
+        } else {
+            None
+        };
         let oracle = Oracle::new(durable, catalog_ts);
         oracle.commit.lock().next_ts = next_ts;
         Ok(DbCore {
             kv,
             log,
+            applied_ts: AtomicU64::new(durable),
+            syncer: Mutex::new(syncer),
             oracle,
             reserved_ts: AtomicU64::new(new_reservation),
             aborted,
@@ -367,6 +384,14 @@ impl DbCore {
     pub fn mark_closed(&self) {
         self.closed.store(true, Ordering::Release);
         self.oracle.wake_all();
+        self.stop_syncer();
+    }
+
+    fn stop_syncer(&self) {
+        if let Some(t) = self.syncer.lock().take() {
+            self.log.stop_syncer();
+            let _ = t.join();
+        }
     }
 
     pub fn is_closed(&self) -> bool {
@@ -543,10 +568,10 @@ impl DbCore {
                     return Err(e);
                 }
             }
-            if let Err(e) = self.kv.apply_unordered(&batch) {
-                self.poison(&e);
-                return Err(e);
-            }
+            // Log first: under `full` the syncer thread starts writing and syncing the record
+            // while this thread applies it to the store, overlapping the two. Visibility waits
+            // for both (`applied_ts` below), and checkpoints rotate the log under this lock, so
+            // no record reaches a checkpointed segment before it is applied.
             let lsn = match self.log.append(ts, &batch) {
                 Ok(l) => l,
                 Err(e) => {
@@ -554,6 +579,13 @@ impl DbCore {
                     return Err(e);
                 }
             };
+            if let Err(e) = self.kv.apply_unordered(&batch) {
+                // The record may still become durable: the outcome is unknown, as with a lost
+                // connection, and the database refuses further writes until reopened.
+                self.poison(&e);
+                return Err(e);
+            }
+            self.applied_ts.store(ts, Ordering::Release);
             st.next_ts += 1;
             st.recent.push_back(CommittedWrites {
                 ts,
@@ -580,7 +612,8 @@ impl DbCore {
                     .log
                     .persist(lsn, true)
                     .inspect_err(|e| self.poison(e))?;
-                self.oracle.advance_visible(synced);
+                self.oracle
+                    .advance_visible(synced.min(self.applied_ts.load(Ordering::Acquire)));
             }
             Durability::Normal => {
                 self.log
@@ -641,7 +674,12 @@ impl DbCore {
     /// Flushes the store durably and drops the commit log segments it now covers.
     pub fn checkpoint(&self) -> Result<()> {
         let _span = info_span!("ormdb.checkpoint").entered();
-        let old = self.log.rotate()?;
+        let old = {
+            // No commit may be between its log append and its store apply while the log
+            // rotates: the old segments are dropped once the store is synced.
+            let _commits = self.oracle.commit.lock();
+            self.log.rotate()?
+        };
         // Every commit applied to the store before the sync is durable after it.
         let applied = stored_last_ts(self.kv.as_ref())?;
         self.kv.sync()?;
@@ -1004,5 +1042,11 @@ fn stored_last_ts(kv: &dyn Kv) -> Result<u64> {
             Error::corrupted("last commit timestamp record is malformed")
         })?)),
         None => Ok(0),
+    }
+}
+
+impl Drop for DbCore {
+    fn drop(&mut self) {
+        self.stop_syncer();
     }
 }
