@@ -1,0 +1,391 @@
+//! Memory and disk benchmark: load N rows of ~1 KB into ORMDB (and SQLite), then reopen in a
+//! fresh process and serve random point reads while sampling the process RSS.
+//!
+//! Usage: `memory [--rows N] [--payload BYTES] [--batch ROWS] [--cache-mib MIB] [--reads N]
+//!                [--engine ormdb|sqlite|both] [--change-retention N] [--dir DIR] [--keep]`
+//!
+//! Defaults: 1,000,000 rows, 1000-byte payload (plus id, a 15-byte name and an integer), 1000
+//! rows per transaction, ORMDB cache 64 MiB, 200,000 reads, both engines, Durability::Normal /
+//! synchronous=NORMAL for the load (the load is not what is measured; durability only changes
+//! fsync counts). Each phase runs in its own child process so that RSS figures are not polluted
+//! by the other phase or engine.
+//!
+//! Output: `METRIC <engine>.<name> <value>` lines, then a summary.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ormdb::Database;
+use ormdb_benches::*;
+
+#[derive(Debug, Clone)]
+struct Args {
+    rows: i64,
+    payload: usize,
+    batch: i64,
+    cache_mib: u64,
+    reads: u64,
+    engine: String,
+    change_retention: Option<u64>,
+    dir: Option<PathBuf>,
+    keep: bool,
+    phase: Option<String>,
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        rows: 1_000_000,
+        payload: 1000,
+        batch: 1000,
+        cache_mib: 64,
+        reads: 200_000,
+        engine: "both".into(),
+        change_retention: None,
+        dir: None,
+        keep: false,
+        phase: None,
+    };
+    let mut it = std::env::args().skip(1);
+    let num = |v: Option<String>, what: &str| -> u64 {
+        v.and_then(|v| v.replace('_', "").parse().ok())
+            .unwrap_or_else(|| panic!("{what} needs a number"))
+    };
+    while let Some(x) = it.next() {
+        match x.as_str() {
+            "--rows" => a.rows = num(it.next(), "--rows") as i64,
+            "--payload" => a.payload = num(it.next(), "--payload") as usize,
+            "--batch" => a.batch = num(it.next(), "--batch") as i64,
+            "--cache-mib" => a.cache_mib = num(it.next(), "--cache-mib"),
+            "--reads" => a.reads = num(it.next(), "--reads"),
+            "--change-retention" => a.change_retention = Some(num(it.next(), "--change-retention")),
+            "--engine" => a.engine = it.next().expect("--engine ormdb|sqlite|both"),
+            "--dir" => a.dir = Some(PathBuf::from(it.next().expect("--dir DIR"))),
+            "--keep" => a.keep = true,
+            "--phase" => a.phase = Some(it.next().expect("--phase NAME")),
+            "-h" | "--help" => {
+                eprintln!(
+                    "usage: memory [--rows N] [--payload BYTES] [--batch ROWS] [--cache-mib MIB] \
+                     [--reads N] [--engine ormdb|sqlite|both] [--change-retention N] [--dir DIR] [--keep]"
+                );
+                std::process::exit(0);
+            }
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    a
+}
+
+fn metric(name: &str, value: impl std::fmt::Display) {
+    println!("METRIC {name} {value}");
+}
+
+fn ormdb_opts(a: &Args) -> ormdb::Options {
+    let mut o = ormdb_options(Mode::Normal, a.cache_mib << 20);
+    if let Some(r) = a.change_retention {
+        o.change_retention = r;
+    }
+    o
+}
+
+/// Samples RSS while `f` runs; returns the highest sample.
+fn sampled<T>(mut f: impl FnMut(&mut dyn FnMut()) -> T) -> (T, u64) {
+    let mut max = 0u64;
+    let mut sample = || max = max.max(rss().0);
+    let out = f(&mut sample);
+    (out, max)
+}
+
+fn phase_load_ormdb(a: &Args, dir: &Path) {
+    let t0 = Instant::now();
+    let db = Database::open(dir, ormdb_opts(a)).expect("open");
+    ormdb_schema(&db);
+    let step = (a.rows / 10).max(a.batch);
+    let (_, max_rss) = sampled(|sample| {
+        ormdb_load_items(&db, a.rows, a.payload, a.batch, |done| {
+            sample();
+            if done % step < a.batch || done == a.rows {
+                let (r, h) = rss();
+                eprintln!(
+                    "  ormdb load: {done} rows, {:.1} s, RSS {:.0} MiB, peak {:.0} MiB",
+                    t0.elapsed().as_secs_f64(),
+                    mib(r),
+                    mib(h)
+                );
+            }
+        })
+    });
+    let load_s = t0.elapsed().as_secs_f64();
+    if a.change_retention.is_some() {
+        let st = db.gc().expect("gc");
+        eprintln!("  ormdb gc: {st:?}");
+    }
+    db.checkpoint().expect("checkpoint");
+    drop(db); // closes: final checkpoint
+    metric("ormdb.rows", a.rows);
+    metric("ormdb.load_s", format!("{load_s:.1}"));
+    metric(
+        "ormdb.load_rows_per_s",
+        format!("{:.0}", a.rows as f64 / load_s),
+    );
+    metric("ormdb.load_rss_max_mib", format!("{:.1}", mib(max_rss)));
+    metric("ormdb.load_hwm_mib", format!("{:.1}", mib(rss().1)));
+    metric("ormdb.disk_mib", format!("{:.1}", mib(disk_usage(dir))));
+    metric(
+        "ormdb.disk_apparent_mib",
+        format!("{:.1}", mib(apparent_size(dir))),
+    );
+    for sub in ["data", "log"] {
+        metric(
+            &format!("ormdb.disk_{sub}_mib"),
+            format!("{:.1}", mib(disk_usage(&dir.join(sub)))),
+        );
+    }
+}
+
+fn phase_load_sqlite(a: &Args, dir: &Path) {
+    let t0 = Instant::now();
+    let path = dir.join("bench.db");
+    let c = sqlite_open(&path, Mode::Normal);
+    sqlite_schema(&c);
+    let step = (a.rows / 10).max(a.batch);
+    let (_, max_rss) = sampled(|sample| {
+        sqlite_load_items(&c, a.rows, a.payload, a.batch, |done| {
+            sample();
+            if done % step < a.batch || done == a.rows {
+                eprintln!(
+                    "  sqlite load: {done} rows, {:.1} s, RSS {:.0} MiB",
+                    t0.elapsed().as_secs_f64(),
+                    mib(rss().0)
+                );
+            }
+        })
+    });
+    let load_s = t0.elapsed().as_secs_f64();
+    c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+        .expect("checkpoint");
+    drop(c);
+    metric("sqlite.rows", a.rows);
+    metric("sqlite.load_s", format!("{load_s:.1}"));
+    metric(
+        "sqlite.load_rows_per_s",
+        format!("{:.0}", a.rows as f64 / load_s),
+    );
+    metric("sqlite.load_rss_max_mib", format!("{:.1}", mib(max_rss)));
+    metric("sqlite.load_hwm_mib", format!("{:.1}", mib(rss().1)));
+    metric("sqlite.disk_mib", format!("{:.1}", mib(disk_usage(dir))));
+    metric(
+        "sqlite.disk_apparent_mib",
+        format!("{:.1}", mib(apparent_size(dir))),
+    );
+}
+
+/// Runs `reads` random point reads through `get`, sampling RSS every 1000 reads.
+fn read_loop(engine: &str, a: &Args, opened_at: Instant, mut get: impl FnMut(i64) -> usize) {
+    let open_s = opened_at.elapsed().as_secs_f64();
+    let rss_open = rss().0;
+    let mut rng = Rng::new(99);
+    let mut lat = Vec::with_capacity(a.reads as usize);
+    let mut max_rss = rss_open;
+    let mut sum = 0usize;
+    let start = Instant::now();
+    for i in 0..a.reads {
+        let t0 = Instant::now();
+        sum += get(rng.id(a.rows));
+        lat.push(t0.elapsed());
+        if i % 1000 == 999 {
+            max_rss = max_rss.max(rss().0);
+        }
+        if (i + 1) % (a.reads / 10).max(1) == 0 {
+            eprintln!(
+                "  {engine} read: {} reads, RSS {:.0} MiB",
+                i + 1,
+                mib(rss().0)
+            );
+        }
+    }
+    let wall = start.elapsed();
+    std::hint::black_box(sum);
+    let (rss_end, hwm) = rss();
+    let p = percentiles(&mut lat);
+    metric(&format!("{engine}.open_s"), format!("{open_s:.2}"));
+    metric(
+        &format!("{engine}.read_rss_after_open_mib"),
+        format!("{:.1}", mib(rss_open)),
+    );
+    metric(
+        &format!("{engine}.read_rss_max_mib"),
+        format!("{:.1}", mib(max_rss)),
+    );
+    metric(
+        &format!("{engine}.read_rss_end_mib"),
+        format!("{:.1}", mib(rss_end)),
+    );
+    metric(
+        &format!("{engine}.read_hwm_mib"),
+        format!("{:.1}", mib(hwm)),
+    );
+    metric(
+        &format!("{engine}.reads_per_s"),
+        format!("{:.0}", a.reads as f64 / wall.as_secs_f64()),
+    );
+    metric(&format!("{engine}.read_p50_us"), format!("{:.2}", p.p50_us));
+    metric(&format!("{engine}.read_p95_us"), format!("{:.2}", p.p95_us));
+    metric(&format!("{engine}.read_p99_us"), format!("{:.2}", p.p99_us));
+    metric(&format!("{engine}.read_max_us"), format!("{:.0}", p.max_us));
+}
+
+fn phase_read_ormdb(a: &Args, dir: &Path) {
+    let t0 = Instant::now();
+    let db = Database::open(dir, ormdb_opts(a).durability(ormdb::Durability::Full)).expect("open");
+    let conn = db.connect();
+    read_loop("ormdb", a, t0, |id| ormdb_get_one(&conn, id));
+}
+
+fn phase_read_sqlite(a: &Args, dir: &Path) {
+    let t0 = Instant::now();
+    let c = sqlite_open(&dir.join("bench.db"), Mode::Full);
+    read_loop("sqlite", a, t0, |id| sqlite_get_one(&c, id));
+}
+
+/// Runs one phase in a child process; returns its metrics (also echoed).
+fn run_phase(a: &Args, phase: &str, dir: &Path, out: &mut BTreeMap<String, String>) {
+    let exe = std::env::current_exe().expect("current exe");
+    let mut cmd = Command::new(exe);
+    cmd.args([
+        "--phase",
+        phase,
+        "--dir",
+        dir.to_str().expect("utf-8 path"),
+        "--rows",
+        &a.rows.to_string(),
+        "--payload",
+        &a.payload.to_string(),
+        "--batch",
+        &a.batch.to_string(),
+        "--cache-mib",
+        &a.cache_mib.to_string(),
+        "--reads",
+        &a.reads.to_string(),
+    ]);
+    if let Some(r) = a.change_retention {
+        cmd.args(["--change-retention", &r.to_string()]);
+    }
+    eprintln!("phase {phase} ...");
+    let o = cmd
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("run phase");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    print!("{stdout}");
+    assert!(o.status.success(), "phase {phase} failed: {}", o.status);
+    for l in stdout.lines() {
+        let mut f = l.split_whitespace();
+        if let (Some("METRIC"), Some(k), Some(v)) = (f.next(), f.next(), f.next()) {
+            out.insert(k.to_string(), v.to_string());
+        }
+    }
+}
+
+fn main() {
+    let a = parse_args();
+    if let Some(phase) = &a.phase {
+        let dir = a.dir.clone().expect("--dir");
+        match phase.as_str() {
+            "load-ormdb" => phase_load_ormdb(&a, &dir),
+            "load-sqlite" => phase_load_sqlite(&a, &dir),
+            "read-ormdb" => phase_read_ormdb(&a, &dir),
+            "read-sqlite" => phase_read_sqlite(&a, &dir),
+            other => panic!("unknown phase {other}"),
+        }
+        return;
+    }
+
+    let root = match &a.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).expect("create --dir");
+            tempfile::Builder::new()
+                .prefix("memory-")
+                .tempdir_in(d)
+                .expect("temp dir")
+        }
+        None => temp_dir("memory-"),
+    };
+    eprintln!(
+        "memory benchmark: {} rows x {} B payload, batches of {}, ORMDB cache {} MiB, {} reads, in {}",
+        a.rows,
+        a.payload,
+        a.batch,
+        a.cache_mib,
+        a.reads,
+        root.path().display()
+    );
+    let mut m = BTreeMap::new();
+    let engines: Vec<&str> = match a.engine.as_str() {
+        "both" => vec!["ormdb", "sqlite"],
+        e @ ("ormdb" | "sqlite") => vec![e],
+        other => panic!("unknown engine {other}"),
+    };
+    for e in &engines {
+        let dir = root.path().join(e);
+        std::fs::create_dir_all(&dir).expect("engine dir");
+        run_phase(&a, &format!("load-{e}"), &dir, &mut m);
+        // The OS page cache is left as it is (warm from the load) for both engines; it is not
+        // part of the process RSS.
+        std::thread::sleep(Duration::from_millis(500));
+        run_phase(&a, &format!("read-{e}"), &dir, &mut m);
+        if !a.keep {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+    if a.keep {
+        eprintln!("kept {}", root.keep().display());
+    }
+
+    let g = |k: &str| m.get(k).cloned().unwrap_or_else(|| "-".into());
+    let data_mib = (a.rows as f64) * (a.payload as f64 + 15.0 + 16.0) / (1024.0 * 1024.0);
+    println!();
+    println!(
+        "SUMMARY memory/disk: {} rows, ~{:.0} MiB of row data, ORMDB cache_capacity {} MiB",
+        a.rows, data_mib, a.cache_mib
+    );
+    println!("{:<28} {:>12} {:>12}", "metric", "ormdb", "sqlite");
+    for k in [
+        "load_s",
+        "load_rows_per_s",
+        "load_rss_max_mib",
+        "load_hwm_mib",
+        "disk_mib",
+        "disk_apparent_mib",
+        "open_s",
+        "read_rss_after_open_mib",
+        "read_rss_max_mib",
+        "read_hwm_mib",
+        "reads_per_s",
+        "read_p50_us",
+        "read_p95_us",
+        "read_p99_us",
+    ] {
+        println!(
+            "{:<28} {:>12} {:>12}",
+            k,
+            g(&format!("ormdb.{k}")),
+            g(&format!("sqlite.{k}"))
+        );
+    }
+    if let (Some(o), Some(s)) = (m.get("ormdb.disk_mib"), m.get("sqlite.disk_mib")) {
+        if let (Ok(o), Ok(s)) = (o.parse::<f64>(), s.parse::<f64>()) {
+            println!("disk ratio ormdb/sqlite: {:.2}x", o / s);
+        }
+    }
+    if let Some(r) = m
+        .get("ormdb.read_rss_max_mib")
+        .and_then(|v| v.parse::<f64>().ok())
+    {
+        println!(
+            "goal RSS < 256 MiB while serving point reads: {} ({r:.0} MiB)",
+            if r < 256.0 { "MET" } else { "MISSED" }
+        );
+    }
+}
