@@ -405,6 +405,8 @@ impl Drop for DbInner {
                 }
                 if let Err(e) = core.log.sync_all_pending().and_then(|_| core.checkpoint()) {
                     warn!(error = %e, "final checkpoint on close failed; the commit log will be replayed on open");
+                } else if let Err(e) = core.release_reservation() {
+                    warn!(error = %e, "releasing the timestamp reservation on close failed");
                 }
             }
             core.mark_closed();

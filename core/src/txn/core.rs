@@ -641,6 +641,22 @@ impl DbCore {
         Ok(())
     }
 
+    /// On a clean close: shrinks the timestamp reservation to the last commit, which the final
+    /// checkpoint made durable, so the next open has no timestamps to abort.
+    pub fn release_reservation(&self) -> Result<()> {
+        let _commits = self.oracle.commit.lock();
+        let last = stored_last_ts(self.kv.as_ref())?;
+        if self.checkpoint_recorded.load(Ordering::Acquire) < last {
+            return Ok(()); // not everything is checkpointed: keep the reservation
+        }
+        let mut b = Batch::default();
+        b.put(META_RESERVED.to_vec(), last.to_be_bytes().to_vec());
+        self.kv.apply(&b)?;
+        self.kv.sync()?;
+        self.reserved_ts.store(last, Ordering::Release);
+        Ok(())
+    }
+
     /// Whether `ts` belongs to a commit that never became durable (its versions are ignored).
     #[inline]
     pub fn is_aborted(&self, ts: u64) -> bool {

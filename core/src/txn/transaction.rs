@@ -153,13 +153,18 @@ impl Txn {
     pub fn committed_row(&self, table_id: u32, row_id: i64) -> Result<Option<StoredRow>> {
         let start = keys::row_version_key(table_id, row_id, self.snapshot_ts);
         let end = prefix_end(&keys::row_key(table_id, row_id));
-        if !self.core.has_aborted() {
-            return match self.core.kv.first_in(&start, &end)? {
-                Some((_, v)) => Ok(Some(decode_row(&v)?)),
-                None => Ok(None),
-            };
+        match self.core.kv.first_in(&start, &end)? {
+            None => return Ok(None),
+            Some((k, v)) => {
+                let aborted = self.core.has_aborted()
+                    && keys::parse_row_version_key(&k)
+                        .is_some_and(|(_, _, ts)| self.core.is_aborted(ts));
+                if !aborted {
+                    return Ok(Some(decode_row(&v)?));
+                }
+            }
         }
-        // Skip versions of commits that never became durable.
+        // The newest version belongs to a commit that never became durable: skip such versions.
         for item in self.core.kv.scan(&start, &end) {
             let (k, v) = item?;
             match keys::parse_row_version_key(&k) {
