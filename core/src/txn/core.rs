@@ -278,15 +278,17 @@ impl DbCore {
             Some(_) => recorded.unwrap_or(0).max(replay.max_ts),
         };
         let mut aborted = read_aborted(kv.as_ref())?;
-        if let Some(r) = reserved.filter(|r| *r > durable) {
-            aborted.push((durable, r));
+        // Timestamps up to the newest durable commit or an earlier aborted range are spoken for.
+        let floor = aborted.iter().map(|r| r.1).max().unwrap_or(0).max(durable);
+        if let Some(r) = reserved.filter(|r| *r > floor) {
+            aborted.push((floor, r));
             info!(
-                from = durable + 1,
+                from = floor + 1,
                 to = r,
                 "timestamps of commits that were not durable are aborted"
             );
         }
-        let next_ts = reserved.unwrap_or(0).max(durable) + 1;
+        let next_ts = reserved.unwrap_or(0).max(floor) + 1;
         let new_reservation = next_ts + TS_RESERVATION - 1;
         let mut meta = Batch::default();
         meta.put(META_ABORTED.to_vec(), encode_aborted(&aborted));
@@ -296,6 +298,17 @@ impl DbCore {
         );
         kv.apply(&meta)?;
         kv.sync()?;
+        // The replayed commits are durable in the store now, and the log that held them is
+        // about to be replaced: record them as checkpointed first, or a crash before the next
+        // checkpoint would make the next open abort them as not durable.
+        let recorded = match recorded {
+            Some(r) if r >= durable => Some(r),
+            _ if durable > 0 => {
+                write_checkpoint_record(dir, durable)?;
+                Some(durable)
+            }
+            other => other,
+        };
         let is_aborted = |ts: u64| aborted.iter().any(|(a, b)| ts > *a && ts <= *b);
         // Catalog history: every bundle, keyed by its commit timestamp.
         let mut versions = vec![(0u64, Arc::new(Schema::new(SchemaBundle::default())))];
