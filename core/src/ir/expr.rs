@@ -225,36 +225,17 @@ impl Expr {
 
     /// Rewrites field references (used when fields are dropped or reordered).
     pub fn remap_fields(&mut self, map: &impl Fn(u32) -> Option<u32>) -> Result<()> {
-        match self {
-            Expr::Field(i) => {
-                *i = map(*i)
-                    .ok_or_else(|| Error::invalid("expression refers to a removed field"))?;
-                Ok(())
-            }
-            Expr::Literal(_) | Expr::Named(_) => Ok(()),
-            Expr::Unary(_, e) => e.remap_fields(map),
-            Expr::Binary(_, l, r) => {
-                l.remap_fields(map)?;
-                r.remap_fields(map)
-            }
-            Expr::IsNull { expr, .. } => expr.remap_fields(map),
-            Expr::InList { expr, list, .. } => {
-                expr.remap_fields(map)?;
-                list.iter_mut().try_for_each(|e| e.remap_fields(map))
-            }
-            Expr::Between {
-                expr, low, high, ..
-            } => {
-                expr.remap_fields(map)?;
-                low.remap_fields(map)?;
-                high.remap_fields(map)
-            }
-            Expr::Like { expr, pattern, .. } => {
-                expr.remap_fields(map)?;
-                pattern.remap_fields(map)
-            }
-            Expr::Function { args, .. } => args.iter_mut().try_for_each(|e| e.remap_fields(map)),
+        if let Expr::Field(i) = self {
+            *i = map(*i).ok_or_else(|| Error::invalid("expression refers to a removed field"))?;
+            return Ok(());
         }
+        let mut res = Ok(());
+        self.for_each_child_mut(&mut |c| {
+            if res.is_ok() {
+                res = c.remap_fields(map);
+            }
+        });
+        res
     }
 
     /// Whether the expression reads field `i`.

@@ -257,14 +257,7 @@ impl DbCore {
             );
             info
         };
-        let stored_ts = match kv.get(keys::META_LAST_TS)? {
-            Some(b) => u64::from_be_bytes(
-                b.as_ref()
-                    .try_into()
-                    .map_err(|_| Error::corrupted("last commit timestamp record is malformed"))?,
-            ),
-            None => 0,
-        };
+        let stored_ts = stored_last_ts(kv.as_ref())?;
         // Commits are applied to the store op by op (not as one sled batch, which costs two
         // synchronous buffer writes), so after a crash the store may hold part of a commit whose
         // log record never became durable. Every commit up to `durable` is complete (in a
@@ -309,7 +302,7 @@ impl DbCore {
             }
             other => other,
         };
-        let is_aborted = |ts: u64| aborted.iter().any(|(a, b)| ts > *a && ts <= *b);
+        let is_aborted = |ts: u64| in_aborted_ranges(&aborted, ts);
         // Catalog history: every bundle, keyed by its commit timestamp.
         let mut versions = vec![(0u64, Arc::new(Schema::new(SchemaBundle::default())))];
         let cat = [keys::CATALOG];
@@ -328,14 +321,7 @@ impl DbCore {
         let catalog_ts = versions.last().map_or(0, |v| v.0);
         // Keep only the newest bundle in memory; history is read from the store on demand.
         let latest = versions.pop().expect("at least the empty schema");
-        let floor = match kv.get(META_CHANGES_FLOOR)? {
-            Some(b) => u64::from_be_bytes(
-                b.as_ref()
-                    .try_into()
-                    .map_err(|_| Error::corrupted("malformed change floor"))?,
-            ),
-            None => 0,
-        };
+        let changes_floor = read_u64(kv.as_ref(), META_CHANGES_FLOOR)?.unwrap_or(0);
         let log = Arc::new(CommitLog::create(&log_dir, durable)?);
         let syncer = if durability == Durability::Full {
             let l = log.clone();
@@ -360,7 +346,7 @@ impl DbCore {
             aborted,
             durability,
             metrics: Metrics::default(),
-            changes_floor: AtomicU64::new(floor),
+            changes_floor: AtomicU64::new(changes_floor),
             change_retention,
             catalog: RwLock::new(vec![latest]),
             row_ids: Mutex::new(HashMap::new()),
@@ -673,7 +659,7 @@ impl DbCore {
     /// Whether `ts` belongs to a commit that never became durable (its versions are ignored).
     #[inline]
     pub fn is_aborted(&self, ts: u64) -> bool {
-        !self.aborted.is_empty() && self.aborted.iter().any(|(a, b)| ts > *a && ts <= *b)
+        in_aborted_ranges(&self.aborted, ts)
     }
 
     pub fn has_aborted(&self) -> bool {
@@ -1066,12 +1052,12 @@ fn write_checkpoint_record(dir: &Path, ts: u64) -> Result<()> {
 
 /// The last commit timestamp recorded in the store (0 for an empty store).
 fn stored_last_ts(kv: &dyn Kv) -> Result<u64> {
-    match kv.get(keys::META_LAST_TS)? {
-        Some(b) => Ok(u64::from_be_bytes(b.as_ref().try_into().map_err(|_| {
-            Error::corrupted("last commit timestamp record is malformed")
-        })?)),
-        None => Ok(0),
-    }
+    Ok(read_u64(kv, keys::META_LAST_TS)?.unwrap_or(0))
+}
+
+/// Whether `ts` lies in one of the aborted ranges `(a, b]`.
+pub fn in_aborted_ranges(ranges: &[(u64, u64)], ts: u64) -> bool {
+    ranges.iter().any(|(a, b)| ts > *a && ts <= *b)
 }
 
 impl Drop for DbCore {

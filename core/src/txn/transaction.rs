@@ -568,7 +568,7 @@ impl RowScan {
                     };
                     if ts > self.snapshot
                         || self.last_row == Some(r)
-                        || self.aborted.iter().any(|(a, b)| ts > *a && ts <= *b)
+                        || super::core::in_aborted_ranges(&self.aborted, ts)
                     {
                         continue;
                     }
