@@ -3,7 +3,9 @@
 //! invalid and duplicate names, and opening the same path twice in one process. Each case must
 //! give a clear error with the right SQLSTATE, never a panic, and leave data intact.
 
-use std::fmt::Debug;
+mod common;
+use common::*;
+
 use std::fs;
 use std::path::Path;
 use std::time::Duration;
@@ -15,31 +17,6 @@ use ormdb::{
 
 // ---------------------------------------------------------------------------------------------
 // helpers
-
-fn expect_err<T: Debug>(r: ormdb::Result<T>, state: SqlState, needles: &[&str]) -> Error {
-    let err = match r {
-        Ok(v) => panic!("expected error {state:?}, got Ok({v:?})"),
-        Err(e) => e,
-    };
-    assert_eq!(err.state, state, "unexpected error: {err}");
-    assert_eq!(err.code(), state.code());
-    for n in needles {
-        assert!(
-            err.message.contains(n),
-            "error message {:?} should mention {n:?}",
-            err.message
-        );
-    }
-    err
-}
-
-fn int(i: i64) -> Value {
-    Value::Integer(i)
-}
-
-fn text(s: &str) -> Value {
-    Value::from(s)
-}
 
 fn users() -> EntitySpec {
     EntitySpec::new("users")

@@ -3,25 +3,20 @@
 //! exactly once in commit order; several subscribers; resuming from a token (also across a
 //! reopen); entity filters; live delivery to another thread; and the retention floor.
 
+mod common;
+use common::*;
+
 use std::path::Path;
 use std::time::Duration;
 
 use ormdb::changes::{EntityChange, RelationChange};
 use ormdb::{
     ChangeKind, ChangeSet, ChangeToken, DataType, Database, EntitySpec, FieldDef, FkAction,
-    ForeignKeySpec, Options, SqlState, Subscription, SubscriptionFilter, Value,
+    ForeignKeySpec, Options, SqlState, Subscription, SubscriptionFilter,
 };
 
 // ---------------------------------------------------------------------------------------------
 // helpers
-
-fn int(i: i64) -> Value {
-    Value::Integer(i)
-}
-
-fn text(s: &str) -> Value {
-    Value::from(s)
-}
 
 /// Everything already committed that the subscription has not delivered yet.
 fn drain(sub: &mut Subscription) -> Vec<ChangeSet> {

@@ -3,10 +3,11 @@
 //! atomicity, soft delete, version tokens and strict/lenient typing. Every test runs against a
 //! real database and checks both the error (SQLSTATE and message) and the data left behind.
 
-use std::fmt::Debug;
+mod common;
+use common::*;
 
 use ormdb::{
-    BinaryOp, DataType, Database, EntitySpec, Error, Expr, FieldDef, FkAction, ForeignKeySpec, Row,
+    BinaryOp, DataType, Database, EntitySpec, Expr, FieldDef, FkAction, ForeignKeySpec,
     ScanOptions, SqlState, Transaction, Value,
 };
 
@@ -17,48 +18,12 @@ fn db() -> Database {
     Database::temporary().expect("temporary database")
 }
 
-fn expect_err<T: Debug>(r: ormdb::Result<T>, state: SqlState, needles: &[&str]) -> Error {
-    let err = match r {
-        Ok(v) => panic!("expected error {state:?}, got Ok({v:?})"),
-        Err(e) => e,
-    };
-    assert_eq!(err.state, state, "unexpected error: {err}");
-    assert_eq!(err.code(), state.code());
-    for n in needles {
-        assert!(
-            err.message.contains(n),
-            "error message {:?} should mention {n:?}",
-            err.message
-        );
-    }
-    err
-}
-
-fn rows(tx: &mut Transaction, entity: &str) -> Vec<Row> {
-    tx.scan(entity)
-        .expect("scan")
-        .collect::<ormdb::Result<Vec<_>>>()
-        .expect("scan rows")
-}
-
-fn ids(tx: &mut Transaction, entity: &str) -> Vec<i64> {
-    rows(tx, entity).into_iter().map(|r| r.row_id).collect()
-}
-
 fn field(tx: &mut Transaction, entity: &str, id: i64, pos: usize) -> Value {
     tx.get(entity, id)
         .expect("get")
         .unwrap_or_else(|| panic!("{entity} row {id} missing"))
         .values[pos]
         .clone()
-}
-
-fn int(i: i64) -> Value {
-    Value::Integer(i)
-}
-
-fn text(s: &str) -> Value {
-    Value::from(s)
 }
 
 /// users(id, name) and posts(id, author_id -> users, title) with the given FK actions.

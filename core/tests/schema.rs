@@ -3,13 +3,15 @@
 //! index builds, field changes, renames, garbage collection with old snapshots, and
 //! `Database::info`. Every test uses a real database on disk.
 
-use std::fmt::Debug;
+mod common;
+use common::*;
+
 use std::path::Path;
 use std::time::Duration;
 
 use ormdb::{
-    DataType, Database, EntitySpec, Error, FieldDef, FkAction, ForeignKeySpec, IndexSpec, Options,
-    RelationKind, Row, SqlState, Transaction, Value,
+    DataType, Database, EntitySpec, FieldDef, FkAction, ForeignKeySpec, IndexSpec, Options,
+    RelationKind, SqlState, Transaction, Value,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -27,43 +29,8 @@ fn open(path: &Path) -> Database {
     Database::open(path, quiet()).expect("open database")
 }
 
-fn expect_err<T: Debug>(r: ormdb::Result<T>, state: SqlState, needles: &[&str]) -> Error {
-    let err = match r {
-        Ok(v) => panic!("expected error {state:?}, got Ok({v:?})"),
-        Err(e) => e,
-    };
-    assert_eq!(err.state, state, "unexpected error: {err}");
-    for n in needles {
-        assert!(
-            err.message.contains(n),
-            "error message {:?} should mention {n:?}",
-            err.message
-        );
-    }
-    err
-}
-
-fn rows(tx: &mut Transaction, entity: &str) -> Vec<Row> {
-    tx.scan(entity)
-        .expect("scan")
-        .collect::<ormdb::Result<Vec<_>>>()
-        .expect("scan rows")
-}
-
-fn ids(tx: &mut Transaction, entity: &str) -> Vec<i64> {
-    rows(tx, entity).into_iter().map(|r| r.row_id).collect()
-}
-
 fn values(tx: &mut Transaction, entity: &str) -> Vec<Vec<Value>> {
     rows(tx, entity).into_iter().map(|r| r.values).collect()
-}
-
-fn int(i: i64) -> Value {
-    Value::Integer(i)
-}
-
-fn text(s: &str) -> Value {
-    Value::from(s)
 }
 
 fn users_spec() -> EntitySpec {
