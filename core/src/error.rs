@@ -47,6 +47,8 @@ pub enum SqlState {
     ConnectionDoesNotExist,
     /// 55006: the database is locked by another process.
     ObjectInUse,
+    /// 08P01: a malformed or unsupported wire message.
+    ProtocolViolation,
     /// XX001: stored data is corrupted or not an ORMDB database.
     DataCorrupted,
     /// 58030: an I/O error from the operating system.
@@ -66,6 +68,7 @@ impl SqlState {
             SqlState::VersionMismatch => "40002",
             SqlState::SnapshotTooOld => "72000",
             SqlState::UndefinedTable => "42P01",
+            SqlState::ProtocolViolation => "08P01",
             SqlState::UndefinedColumn => "42703",
             SqlState::DuplicateObject => "42P07",
             SqlState::SyntaxError => "42601",

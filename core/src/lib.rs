@@ -30,6 +30,7 @@ pub mod error;
 pub mod exec;
 pub mod ir;
 pub mod observe;
+pub mod plan;
 pub mod storage;
 pub mod txn;
 pub mod value;
@@ -43,6 +44,11 @@ pub use catalog::{
 pub use changes::{ChangeKind, ChangeSet, ChangeToken, Subscription, SubscriptionFilter};
 pub use error::{Error, Result, SqlState};
 pub use exec::{DeleteMode, DeleteResult, WriteResult};
-pub use ir::{BinaryOp, Expr};
+pub use ir::{
+    AggFunc, Aggregate, AggregateResult, BinaryOp, Budget, CmpOp, CreateNode, Cursor, Expr, Filter,
+    GraphFetch, GraphResult, Include, Measure, Mutation, MutationOp, MutationResult, NestedCreate,
+    Nulls, OrderBy,
+};
+pub use plan::Explain;
 pub use txn::Durability;
 pub use value::{DataType, Value};

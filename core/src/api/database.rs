@@ -293,7 +293,7 @@ impl Database {
     /// Engine counters in Prometheus text format.
     pub fn metrics_text(&self) -> String {
         let core = self.core();
-        core.metrics.render_prometheus(&[
+        let mut out = core.metrics.render_prometheus(&[
             (
                 "ormdb_last_commit_token",
                 "Token of the newest visible commit.",
@@ -309,7 +309,14 @@ impl Database {
                 "Current schema version.",
                 core.latest_schema().version(),
             ),
-        ])
+        ]);
+        let q = &core.query;
+        q.metrics.render_prometheus(
+            q.cache.hits.load(std::sync::atomic::Ordering::Relaxed),
+            q.cache.misses.load(std::sync::atomic::Ordering::Relaxed),
+            &mut out,
+        );
+        out
     }
 
     /// Tables with exact row counts at the current snapshot, schema version, size on disk.

@@ -5,6 +5,7 @@
 
 mod connection;
 mod database;
+mod query;
 mod transaction;
 
 pub use connection::Connection;

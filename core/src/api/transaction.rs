@@ -76,6 +76,15 @@ impl Transaction {
         self.txn.core().check_open()
     }
 
+    pub(crate) fn txn_mut(&mut self) -> Result<&mut Txn> {
+        self.live()?;
+        Ok(&mut self.txn)
+    }
+
+    pub(crate) fn limits(&self) -> WriteLimits {
+        self.limits
+    }
+
     /// The schema this transaction sees, including its own changes.
     pub fn schema(&self) -> &Arc<Schema> {
         self.txn.schema()

@@ -31,6 +31,8 @@ pub struct Relation {
     pub far_fk_name: Option<String>,
     pub on_delete: FkAction,
     pub on_update: FkAction,
+    /// True when `from` holds the foreign key (many-to-one, and the owning side of one-to-one).
+    pub forward: bool,
 }
 
 fn strip_id(name: &str) -> Option<&str> {
@@ -133,6 +135,7 @@ pub fn derive_relations(bundle: &SchemaBundle) -> Vec<Relation> {
                 far_fk_name: None,
                 on_delete: fk.on_delete,
                 on_update: fk.on_update,
+                forward: true,
             });
             let inverse = namer.unique(parent, child.name.clone(), || {
                 format!("{}_by_{joined}", child.name)
@@ -151,6 +154,7 @@ pub fn derive_relations(bundle: &SchemaBundle) -> Vec<Relation> {
                 far_fk_name: None,
                 on_delete: fk.on_delete,
                 on_update: fk.on_update,
+                forward: false,
             });
         }
     }
@@ -178,6 +182,7 @@ pub fn derive_relations(bundle: &SchemaBundle) -> Vec<Relation> {
                 far_fk_name: Some(far.name.clone()),
                 on_delete: near.on_delete,
                 on_update: near.on_update,
+                forward: false,
             });
         }
     }

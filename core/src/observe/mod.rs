@@ -2,6 +2,10 @@
 //! the work happens (`ormdb.open`, `ormdb.recovery`, `ormdb.commit`, `ormdb.checkpoint`,
 //! `ormdb.gc`).
 
+pub mod query;
+
+pub use query::{Histogram, QueryMetrics};
+
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -68,6 +68,8 @@ pub struct DbCore {
     pub oracle: Oracle,
     pub durability: Durability,
     pub metrics: Metrics,
+    /// Planner statistics, the plan cache and query metrics.
+    pub query: crate::plan::QueryState,
     /// Change records with a token at or below this have been pruned.
     pub changes_floor: AtomicU64,
     /// How many commits of change log to keep.
@@ -346,6 +348,7 @@ impl DbCore {
             aborted,
             durability,
             metrics: Metrics::default(),
+            query: Default::default(),
             changes_floor: AtomicU64::new(changes_floor),
             change_retention,
             catalog: RwLock::new(vec![latest]),

@@ -88,6 +88,9 @@ pub struct Txn {
     field_maps: HashMap<u32, Vec<Option<u32>>>,
     pub opts: TxnOptions,
     finished: bool,
+    /// Whether reads join the read set. A read-only transaction that will never commit writes
+    /// (a one-shot graph fetch) turns this off: it has nothing to validate.
+    track_reads: bool,
 }
 
 /// Whether a stored version is a live row (not a tombstone).
@@ -122,11 +125,18 @@ impl Txn {
             field_maps: HashMap::new(),
             opts,
             finished: false,
+            track_reads: true,
         })
     }
 
     pub fn core(&self) -> &Arc<DbCore> {
         &self.core
+    }
+
+    /// Stops recording reads for conflict detection. Only for transactions that will not
+    /// write: a commit after this would not be serializable.
+    pub fn disable_read_tracking(&mut self) {
+        self.track_reads = false;
     }
 
     pub fn schema(&self) -> &Arc<Schema> {
@@ -139,6 +149,11 @@ impl Txn {
         bundle.version = self.base_schema_version + 1;
         self.schema = Arc::new(Schema::new(bundle));
         self.schema_changed = true;
+    }
+
+    /// Whether the schema is the committed one of the snapshot (no DDL in this transaction).
+    pub fn schema_is_committed(&self) -> bool {
+        !self.schema_changed
     }
 
     pub fn is_finished(&self) -> bool {
@@ -181,7 +196,9 @@ impl Txn {
         if let Some(p) = self.pending.get(&(table_id, row_id)) {
             return Ok(Some(p.cur.clone()));
         }
-        self.read_set.add_point(keys::row_key(table_id, row_id));
+        if self.track_reads {
+            self.read_set.add_point(keys::row_key(table_id, row_id));
+        }
         self.core
             .metrics
             .rows_read
@@ -251,16 +268,28 @@ impl Txn {
     /// Every live row of a table at this transaction's view, in row id order. Records a read
     /// of the whole table.
     pub fn scan(&mut self, table_id: u32) -> RowScan {
+        self.scan_from(table_id, i64::MIN)
+    }
+
+    /// Live rows with row id `>= from`, in row id order. Records a read of that id range.
+    pub fn scan_from(&mut self, table_id: u32, from: i64) -> RowScan {
         let prefix = keys::table_prefix(table_id);
+        let start = keys::row_key(table_id, from);
         let end = prefix_end(&prefix);
-        self.read_set.add_range(prefix.clone(), end.clone());
+        if self.track_reads {
+            self.read_set.add_range(start.clone(), end.clone());
+        }
+        self.untracked_scan(table_id, &start, &end, from)
+    }
+
+    fn untracked_scan(&self, table_id: u32, start: &[u8], end: &[u8], from: i64) -> RowScan {
         let pending: Vec<(i64, StoredRow)> = self
             .pending
-            .range((table_id, i64::MIN)..=(table_id, i64::MAX))
+            .range((table_id, from)..=(table_id, i64::MAX))
             .map(|((_, r), p)| (*r, p.cur.clone()))
             .collect();
         RowScan {
-            kv: self.core.kv.scan(&prefix, &end),
+            kv: self.core.kv.scan(start, end),
             snapshot: self.snapshot_ts,
             aborted: self.core.aborted_ranges().to_vec(),
             last_row: None,
@@ -269,6 +298,110 @@ impl Txn {
             pending_pos: 0,
             done_kv: false,
         }
+    }
+
+    /// Number of live rows in a table at this view, without recording the read (for planner
+    /// statistics, which must not make a transaction conflict).
+    pub fn count_rows_untracked(&self, table_id: u32) -> Result<u64> {
+        let prefix = keys::table_prefix(table_id);
+        let end = prefix_end(&prefix);
+        let mut n = 0;
+        for r in self.untracked_scan(table_id, &prefix, &end, i64::MIN) {
+            r?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Committed index entry keys in `[start, end)` in key order, without recording the read
+    /// (for planner statistics). Stops after `max` entries.
+    pub fn index_keys_untracked(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        max: usize,
+    ) -> Result<Vec<Vec<u8>>> {
+        let mut out = Vec::new();
+        for item in self.core.kv.scan(start, end) {
+            let (k, _) = item?;
+            out.push(k.to_vec());
+            if out.len() >= max {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Live rows whose encoded index key (the index's fields, without the row id) lies in
+    /// `[start, end)`, in index order; `start` and `end` are full key bytes from
+    /// [`keys::index_values_prefix`]. Entries are hints: each is verified against the row version
+    /// this transaction sees, so a row appears once, at the position of its current values.
+    pub fn index_range(
+        &mut self,
+        entity: &EntityDef,
+        index: &IndexDef,
+        start: &[u8],
+        end: &[u8],
+        mut visit: impl FnMut(i64, StoredRow) -> Result<bool>,
+    ) -> Result<()> {
+        if self.track_reads {
+            self.read_set.add_range(start.to_vec(), end.to_vec());
+        }
+        let hints: Vec<Vec<u8>> = self
+            .hints
+            .range(start.to_vec()..end.to_vec())
+            .cloned()
+            .collect();
+        let mut hint_pos = 0;
+        let mut kv = self.core.kv.scan(start, end);
+        let mut next_kv: Option<Vec<u8>> = None;
+        let mut kv_done = false;
+        let mut last: Option<Vec<u8>> = None;
+        loop {
+            if next_kv.is_none() && !kv_done {
+                match kv.next() {
+                    None => kv_done = true,
+                    Some(item) => next_kv = Some(item?.0.to_vec()),
+                }
+            }
+            let key = match (next_kv.as_ref(), hints.get(hint_pos)) {
+                (None, None) => break,
+                (Some(a), Some(b)) if b <= a => {
+                    hint_pos += 1;
+                    if b == a {
+                        next_kv = None;
+                    }
+                    b.clone()
+                }
+                (None, Some(b)) => {
+                    hint_pos += 1;
+                    b.clone()
+                }
+                _ => next_kv.take().expect("checked"),
+            };
+            if last.as_ref() == Some(&key) {
+                continue;
+            }
+            let Some(id) = keys::index_entry_row_id(&key) else {
+                continue;
+            };
+            let Some(row) = self.read_row(entity.id, id)? else {
+                last = Some(key);
+                continue;
+            };
+            if is_live(&row) {
+                let vals: Vec<Value> = index
+                    .fields
+                    .iter()
+                    .map(|f| entity.stored_value(&row.values, *f))
+                    .collect();
+                if keys::index_entry_key(index.id, &vals, id) == key && !visit(id, row)? {
+                    return Ok(());
+                }
+            }
+            last = Some(key);
+        }
+        Ok(())
     }
 
     /// Rows whose leading index fields equal `values`, at this transaction's view (live rows
@@ -281,7 +414,9 @@ impl Txn {
     ) -> Result<Vec<(i64, StoredRow)>> {
         let prefix = keys::index_values_prefix(index.id, values);
         let end = prefix_end(&prefix);
-        self.read_set.add_range(prefix.clone(), end.clone());
+        if self.track_reads {
+            self.read_set.add_range(prefix.clone(), end.clone());
+        }
         let mut ids: BTreeSet<i64> = BTreeSet::new();
         for item in self.core.kv.scan(&prefix, &end) {
             let (k, _) = item?;
@@ -420,8 +555,24 @@ impl Txn {
             Ok(req) => self.core.commit(req),
             Err(e) => Err(e),
         };
+        if res.is_ok() {
+            self.core.query.stats.apply_deltas(self.row_count_deltas());
+        }
         self.abort();
         res
+    }
+
+    /// Live-row count change per table made by the buffered writes (planner statistics).
+    fn row_count_deltas(&self) -> HashMap<u32, i64> {
+        let mut out: HashMap<u32, i64> = HashMap::new();
+        for ((table, _), p) in &self.pending {
+            let before = p.base.as_ref().is_some_and(is_live) as i64;
+            let after = is_live(&p.cur) as i64;
+            if before != after {
+                *out.entry(*table).or_default() += after - before;
+            }
+        }
+        out
     }
 
     fn build_commit(&mut self) -> Result<CommitRequest> {

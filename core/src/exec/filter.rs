@@ -1,0 +1,146 @@
+//! Filters compiled for execution: scalar leaves become [`Expr`]s over field positions (literals
+//! take the field's affinity, as SQLite does for column-vs-constant comparisons); relation
+//! predicates become membership tests of the row's key in a set computed by one batched lookup.
+
+use std::collections::HashSet;
+
+use crate::catalog::EntityDef;
+use crate::error::Result;
+use crate::ir::expr::truthy;
+use crate::ir::graph::{CmpOp, Filter};
+use crate::ir::{BinaryOp, Expr};
+use crate::value::{encode_key_value, Value};
+
+#[derive(Debug, Clone)]
+pub enum Pred {
+    Expr(Expr),
+    And(Vec<Pred>),
+    Or(Vec<Pred>),
+    Not(Box<Pred>),
+    /// The row's `fields` (all non-NULL) encode to a key in `set`; false when any is NULL.
+    KeyIn {
+        fields: Vec<u32>,
+        set: HashSet<Vec<u8>>,
+    },
+}
+
+impl Pred {
+    /// Three-valued evaluation: `None` is unknown (NULL).
+    pub fn eval(&self, row: &[Value]) -> Result<Option<bool>> {
+        Ok(match self {
+            Pred::Expr(e) => truthy(&e.eval(row)?),
+            Pred::And(ps) => {
+                let mut unknown = false;
+                for p in ps {
+                    match p.eval(row)? {
+                        Some(false) => return Ok(Some(false)),
+                        None => unknown = true,
+                        Some(true) => {}
+                    }
+                }
+                if unknown {
+                    None
+                } else {
+                    Some(true)
+                }
+            }
+            Pred::Or(ps) => {
+                let mut unknown = false;
+                for p in ps {
+                    match p.eval(row)? {
+                        Some(true) => return Ok(Some(true)),
+                        None => unknown = true,
+                        Some(false) => {}
+                    }
+                }
+                if unknown {
+                    None
+                } else {
+                    Some(false)
+                }
+            }
+            Pred::Not(p) => p.eval(row)?.map(|b| !b),
+            Pred::KeyIn { fields, set } => {
+                Some(key_of(row, fields).is_some_and(|k| set.contains(&k)))
+            }
+        })
+    }
+
+    /// Whether the row passes (unknown does not pass).
+    pub fn passes(&self, row: &[Value]) -> Result<bool> {
+        Ok(self.eval(row)? == Some(true))
+    }
+}
+
+/// The encoded key of `fields` of a row; `None` when any of them is NULL (NULL keys match
+/// nothing, as in foreign keys).
+pub fn key_of(row: &[Value], fields: &[u32]) -> Option<Vec<u8>> {
+    let mut k = Vec::with_capacity(16 * fields.len());
+    for f in fields {
+        let v = row.get(*f as usize).unwrap_or(&Value::Null);
+        if v.is_null() {
+            return None;
+        }
+        encode_key_value(v, &mut k);
+    }
+    Some(k)
+}
+
+fn field_pos(e: &EntityDef, name: &str) -> Result<u32> {
+    e.field_index(name)
+        .ok_or_else(|| crate::error::Error::unknown_field(&e.name, name))
+}
+
+/// A literal with the field's affinity applied.
+pub fn literal_for(e: &EntityDef, field: u32, v: &Value) -> Value {
+    e.fields[field as usize].ty.apply_affinity(v.clone())
+}
+
+/// Compiles a scalar leaf (anything but and/or/not and relation predicates).
+pub fn compile_leaf(e: &EntityDef, f: &Filter) -> Result<Option<Expr>> {
+    Ok(Some(match f {
+        Filter::Cmp { field, op, value } => {
+            let i = field_pos(e, field)?;
+            let op = match op {
+                CmpOp::Eq => BinaryOp::Eq,
+                CmpOp::Ne => BinaryOp::Ne,
+                CmpOp::Lt => BinaryOp::Lt,
+                CmpOp::Le => BinaryOp::Le,
+                CmpOp::Gt => BinaryOp::Gt,
+                CmpOp::Ge => BinaryOp::Ge,
+            };
+            Expr::bin(op, Expr::Field(i), Expr::Literal(literal_for(e, i, value)))
+        }
+        Filter::In {
+            field,
+            values,
+            negated,
+        } => {
+            let i = field_pos(e, field)?;
+            Expr::InList {
+                expr: Box::new(Expr::Field(i)),
+                list: values
+                    .iter()
+                    .map(|v| Expr::Literal(literal_for(e, i, v)))
+                    .collect(),
+                negated: *negated,
+            }
+        }
+        Filter::Like {
+            field,
+            pattern,
+            escape,
+            negated,
+        } => Expr::Like {
+            expr: Box::new(Expr::Field(field_pos(e, field)?)),
+            pattern: Box::new(Expr::Literal(Value::Text(pattern.clone()))),
+            escape: *escape,
+            negated: *negated,
+        },
+        Filter::IsNull { field, negated } => Expr::IsNull {
+            expr: Box::new(Expr::Field(field_pos(e, field)?)),
+            negated: *negated,
+        },
+        _ => return Ok(None),
+    }))
+}
