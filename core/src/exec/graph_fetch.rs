@@ -566,6 +566,28 @@ impl<'t> Executor<'t> {
                 }
                 Ok(())
             }
+            Access::IdentityRange { conjuncts } => {
+                let alias = e.rowid_alias.unwrap_or(0);
+                let (mut lo, mut hi) = (i64::MIN, i64::MAX);
+                for c in conjuncts {
+                    if let Filter::Cmp { op, value, .. } = conj[*c] {
+                        // Bounds only narrow the scan; the full filter still decides.
+                        let (l, h) = id_bounds(*op, &literal_for(e, alias, value));
+                        lo = lo.max(l);
+                        hi = hi.min(h);
+                    }
+                }
+                let from = scan_from.map_or(lo, |s| s.max(lo));
+                if from > hi {
+                    return Ok(());
+                }
+                self.scan(e, from, step, |ex, r| {
+                    if r.0 > hi {
+                        return Ok(false);
+                    }
+                    visit(ex, r)
+                })
+            }
             Access::Scan => self.scan(e, scan_from.unwrap_or(i64::MIN), step, |ex, r| visit(ex, r)),
         }
     }
@@ -1137,6 +1159,24 @@ impl<'t> Executor<'t> {
             next_cursor,
             stats: self.stats.clone(),
         }
+    }
+}
+
+/// The identity range `[lo, hi]` a comparison of the row id with `v` allows (a superset for
+/// reals; unbounded when `v` is not a number).
+fn id_bounds(op: CmpOp, v: &Value) -> (i64, i64) {
+    let (lo_incl, hi_incl) = match v {
+        Value::Integer(i) => (*i as f64, *i as f64),
+        Value::Real(r) if r.is_finite() => (r.ceil(), r.floor()),
+        _ => return (i64::MIN, i64::MAX),
+    };
+    let clamp = |f: f64| f.clamp(i64::MIN as f64, i64::MAX as f64) as i64;
+    match op {
+        CmpOp::Ge => (clamp(lo_incl), i64::MAX),
+        CmpOp::Gt => (clamp(hi_incl).saturating_add(1), i64::MAX),
+        CmpOp::Le => (i64::MIN, clamp(hi_incl)),
+        CmpOp::Lt => (i64::MIN, clamp(lo_incl).saturating_sub(1)),
+        _ => (i64::MIN, i64::MAX),
     }
 }
 

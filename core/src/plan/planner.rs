@@ -33,6 +33,10 @@ pub enum Access {
     Identity {
         conjunct: usize,
     },
+    /// Range bounds on the row id alias: a scan of that identity range.
+    IdentityRange {
+        conjuncts: Vec<usize>,
+    },
     /// Equality (or IN) on the leading fields of an index.
     IndexEq {
         index: u32,
@@ -54,6 +58,7 @@ impl Access {
     pub fn describe(&self, e: &EntityDef) -> String {
         match self {
             Access::Identity { .. } => format!("identity lookup on {}", e.name),
+            Access::IdentityRange { .. } => format!("identity range scan of {}", e.name),
             Access::IndexEq { name, unique, .. } => format!(
                 "{} index lookup {name}",
                 if *unique { "unique" } else { "index" }
@@ -455,6 +460,20 @@ impl<'a> Planner<'a> {
                     }
                 }
             }
+            let range: Vec<usize> = conj
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| is_range_bound(c, &field_of, alias))
+                .map(|(i, _)| i)
+                .collect();
+            if !range.is_empty() {
+                let sel = cost::RANGE_SELECTIVITY.powi(range.len().min(2) as i32);
+                let est = (rows * sel).max(1.0);
+                let cost = cost::SEEK + est * cost::SCAN_ROW;
+                if cost < best.2 {
+                    best = (Access::IdentityRange { conjuncts: range }, est, cost);
+                }
+            }
         }
         // Index equality / range on leading fields.
         for ix in &e.indexes {
@@ -572,6 +591,7 @@ fn is_range_bound(c: &Filter, field_of: &impl Fn(&str) -> Option<u32>, f: u32) -
 fn residual_selectivity(conj: &[&Filter], access: &Access) -> f64 {
     let used: Vec<usize> = match access {
         Access::Identity { conjunct } => vec![*conjunct],
+        Access::IdentityRange { conjuncts } => conjuncts.clone(),
         Access::IndexEq { conjuncts, .. } => conjuncts.clone(),
         Access::IndexRange {
             eq_conjuncts,
