@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::filter::{compile_leaf, key_of, literal_for, Pred};
-use crate::catalog::{EntityDef, Schema};
+use crate::catalog::{EntityDef, IndexDef, Schema};
 use crate::error::{Error, Result, SqlState};
 use crate::ir::graph::{Budget, CmpOp, Cursor, Filter, GraphFetch, Include};
 use crate::ir::result::{CountBlock, EdgeBlock, EntityBlock, FetchStats, GraphResult};
@@ -218,17 +218,6 @@ impl<'t> Executor<'t> {
         Ok(())
     }
 
-    fn read(&mut self, e: &EntityDef, id: i64, step: usize) -> Result<Option<RowRef>> {
-        let r = self.txn.read_row(e.id, id)?;
-        self.tick(step)?;
-        Ok(match r {
-            Some(r) if !r.is_tombstone() && !r.is_soft_deleted() => {
-                Some((id, Arc::new(full_values(e, r))))
-            }
-            _ => None,
-        })
-    }
-
     /// Every live row of `e` (soft-deleted excluded) in identity order, from `from` on, until
     /// `visit` returns false.
     fn scan(
@@ -272,6 +261,67 @@ impl<'t> Executor<'t> {
         };
         drop(rows);
         Ok(())
+    }
+
+    /// Live rows (soft-deleted excluded) with the given ids (sorted, distinct), in id order,
+    /// read in runs of nearby ids.
+    fn read_batch(&mut self, e: &EntityDef, ids: &[i64], step: usize) -> Result<Vec<RowRef>> {
+        let mut stored = Vec::with_capacity(ids.len());
+        self.txn.read_rows_batch(e.id, ids, |id, r| {
+            stored.push((id, r));
+            Ok(())
+        })?;
+        let mut out = Vec::with_capacity(stored.len());
+        for (id, r) in stored {
+            self.tick(step)?;
+            if !r.is_soft_deleted() {
+                out.push((id, Arc::new(full_values(e, r))));
+            }
+        }
+        Ok(out)
+    }
+
+    /// For each encoded prefix of the first `n` fields of `ix`: the live rows (soft-deleted
+    /// excluded) under it, in id order. All candidates are read in one batch; each is verified
+    /// against its current values (index entries are hints).
+    fn index_lookup_batch(
+        &mut self,
+        e: &EntityDef,
+        ix: &IndexDef,
+        prefixes: &[Vec<u8>],
+        n: usize,
+        step: usize,
+    ) -> Result<Vec<Vec<RowRef>>> {
+        let mut cands = Vec::with_capacity(prefixes.len());
+        for p in prefixes {
+            cands.push(self.txn.index_candidates(p)?);
+        }
+        let mut all: Vec<i64> = cands.iter().flatten().copied().collect();
+        all.sort_unstable();
+        all.dedup();
+        let rows: HashMap<i64, RowRef> = self
+            .read_batch(e, &all, step)?
+            .into_iter()
+            .map(|r| (r.0, r))
+            .collect();
+        let n = n.min(ix.fields.len());
+        let mut out = Vec::with_capacity(prefixes.len());
+        for (p, ids) in prefixes.iter().zip(cands) {
+            let mut v = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(r) = rows.get(&id) {
+                    let vals: Vec<Value> = ix.fields[..n]
+                        .iter()
+                        .map(|f| r.1.get(*f as usize).cloned().unwrap_or(Value::Null))
+                        .collect();
+                    if keys::index_values_prefix(ix.id, &vals) == *p {
+                        v.push(r.clone());
+                    }
+                }
+            }
+            out.push(v);
+        }
+        Ok(out)
     }
 
     fn add_to_block(&mut self, pos: usize, r: &RowRef) {
@@ -441,11 +491,9 @@ impl<'t> Executor<'t> {
                     .collect();
                 ids.sort_unstable();
                 ids.dedup();
-                for id in ids {
-                    if let Some(r) = self.read(e, id, step)? {
-                        if !visit(self, r)? {
-                            return Ok(());
-                        }
+                for r in self.read_batch(e, &ids, step)? {
+                    if !visit(self, r)? {
+                        return Ok(());
                     }
                 }
                 Ok(())
@@ -485,26 +533,11 @@ impl<'t> Executor<'t> {
                 keys.sort();
                 keys.dedup();
                 let mut seen: HashSet<i64> = HashSet::new();
-                for k in keys {
-                    let end = prefix_end(&k);
-                    let mut stop = false;
-                    let mut batch = Vec::new();
-                    self.txn.index_range(e, &ix, &k, &end, |id, r| {
-                        batch.push((id, r));
-                        Ok(true)
-                    })?;
-                    for (id, r) in batch {
-                        self.tick(step)?;
-                        if r.is_soft_deleted() || !seen.insert(id) {
-                            continue;
+                for rows in self.index_lookup_batch(e, &ix, &keys, conjuncts.len(), step)? {
+                    for r in rows {
+                        if seen.insert(r.0) && !visit(self, r)? {
+                            return Ok(());
                         }
-                        if !visit(self, (id, Arc::new(full_values(e, r))))? {
-                            stop = true;
-                            break;
-                        }
-                    }
-                    if stop {
-                        break;
                     }
                 }
                 Ok(())
@@ -784,9 +817,10 @@ impl<'t> Executor<'t> {
             if !keep(&r)? {
                 return Ok(());
             }
-            let t = out
-                .entry(k.clone())
-                .or_insert_with(|| TopK::new(keys_order, cap, true));
+            if !out.contains_key(k) {
+                out.insert(k.clone(), TopK::new(keys_order, cap, true));
+            }
+            let t = out.get_mut(k).expect("inserted above");
             t.push(r, presorted);
             total += 1;
             if let Some((limit, what)) = per_key_limit_check {
@@ -811,12 +845,24 @@ impl<'t> Executor<'t> {
         match strategy {
             JoinStrategy::IndexNestedLoop if hop.target_rowid => {
                 let f = hop.target_fields[0];
-                for (k, vals) in &key_list {
-                    let Some(id) = literal_for(&target, f, &vals[0]).as_i64() else {
-                        continue;
-                    };
-                    if let Some(r) = self.read(&target, id, step)? {
-                        accept(self, k, r, true)?;
+                let mut by_id: Vec<(i64, usize)> = key_list
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, (_, vals))| {
+                        literal_for(&target, f, &vals[0]).as_i64().map(|id| (id, i))
+                    })
+                    .collect();
+                by_id.sort_unstable();
+                let mut ids: Vec<i64> = by_id.iter().map(|(id, _)| *id).collect();
+                ids.dedup();
+                let rows = self.read_batch(&target, &ids, step)?;
+                let mut ri = 0;
+                for (id, ki) in by_id {
+                    while ri < rows.len() && rows[ri].0 < id {
+                        ri += 1;
+                    }
+                    if ri < rows.len() && rows[ri].0 == id {
+                        accept(self, &key_list[ki].0, rows[ri].clone(), true)?;
                     }
                 }
             }
@@ -827,15 +873,20 @@ impl<'t> Executor<'t> {
                     .find(|i| Some(i.id) == hop.target_index)
                     .ok_or_else(|| Error::internal("planned index vanished"))?
                     .clone();
-                for (k, vals) in &key_list {
-                    let mut found = self.txn.index_lookup(&target, &ix, vals)?;
-                    found.sort_by_key(|(id, _)| *id);
-                    for (id, r) in found {
-                        self.tick(step)?;
-                        if r.is_soft_deleted() {
-                            continue;
-                        }
-                        accept(self, k, (id, Arc::new(full_values(&target, r))), true)?;
+                let prefixes: Vec<Vec<u8>> = key_list
+                    .iter()
+                    .map(|(_, vals)| keys::index_values_prefix(ix.id, vals))
+                    .collect();
+                let found = self.index_lookup_batch(
+                    &target,
+                    &ix,
+                    &prefixes,
+                    hop.target_fields.len(),
+                    step,
+                )?;
+                for ((k, _), rows) in key_list.iter().zip(found) {
+                    for r in rows {
+                        accept(self, k, r, true)?;
                     }
                 }
             }
