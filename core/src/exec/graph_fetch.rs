@@ -821,7 +821,8 @@ impl<'t> Executor<'t> {
                 out.insert(k.clone(), TopK::new(keys_order, cap, true));
             }
             let t = out.get_mut(k).expect("inserted above");
-            t.push(r, presorted);
+            // Rows arrive in identity order per key: only the identity order is presorted.
+            t.push(r, presorted && keys_order.is_empty());
             total += 1;
             if let Some((limit, what)) = per_key_limit_check {
                 // No per-parent limit: every kept row is returned, so budgets apply now.

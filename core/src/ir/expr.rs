@@ -276,7 +276,12 @@ impl Expr {
             } => {
                 let v = expr.eval(row)?;
                 if v.is_null() {
-                    return Ok(Value::Null);
+                    // As in SQLite: `NULL IN ()` is false and `NULL NOT IN ()` true.
+                    return Ok(if list.is_empty() {
+                        Value::Integer(*negated as i64)
+                    } else {
+                        Value::Null
+                    });
                 }
                 let mut saw_null = false;
                 for item in list {
