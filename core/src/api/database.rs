@@ -311,6 +311,32 @@ impl Database {
             ),
         ]);
         let q = &core.query;
+        let t = &q.tables;
+        for (name, help, v) in [
+            (
+                "ormdb_table_image_hits_total",
+                "Reads served from decoded table images.",
+                t.hits.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+            (
+                "ormdb_table_image_builds_total",
+                "Decoded table images built by full scans.",
+                t.builds.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+            (
+                "ormdb_table_image_invalidations_total",
+                "Decoded table images dropped because their table was written.",
+                t.invalidations.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+        ] {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
+            ));
+        }
+        out.push_str(&format!(
+            "# HELP ormdb_table_image_bytes Bytes held by decoded table images.\n# TYPE ormdb_table_image_bytes gauge\normdb_table_image_bytes {}\n",
+            t.bytes()
+        ));
         q.metrics.render_prometheus(
             q.cache.hits.load(std::sync::atomic::Ordering::Relaxed),
             q.cache.misses.load(std::sync::atomic::Ordering::Relaxed),

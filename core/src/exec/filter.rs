@@ -2,7 +2,7 @@
 //! take the field's affinity, as SQLite does for column-vs-constant comparisons); relation
 //! predicates become membership tests of the row's key in a set computed by one batched lookup.
 
-use std::collections::HashSet;
+use rustc_hash::FxHashSet as HashSet;
 
 use crate::catalog::EntityDef;
 use crate::error::Result;
@@ -72,18 +72,32 @@ impl Pred {
     }
 }
 
-/// The encoded key of `fields` of a row; `None` when any of them is NULL (NULL keys match
-/// nothing, as in foreign keys).
+/// The equality key of `fields` of a row; `None` when any of them is NULL (NULL keys match
+/// nothing, as in foreign keys). Equal values (SQLite `=`, so 1 and 1.0 too) give equal keys;
+/// unlike index keys the encoding need not preserve order, so integers take a short form.
 pub fn key_of(row: &[Value], fields: &[u32]) -> Option<Vec<u8>> {
-    let mut k = Vec::with_capacity(16 * fields.len());
+    let mut k = Vec::with_capacity(9 * fields.len());
+    key_into(row, fields, &mut k).then_some(k)
+}
+
+/// [`key_of`] into a reusable buffer (cleared first); false when a field is NULL.
+pub fn key_into(row: &[Value], fields: &[u32], k: &mut Vec<u8>) -> bool {
+    k.clear();
     for f in fields {
-        let v = row.get(*f as usize).unwrap_or(&Value::Null);
-        if v.is_null() {
-            return None;
+        match row.get(*f as usize).unwrap_or(&Value::Null) {
+            Value::Null => return false,
+            Value::Integer(i) => {
+                k.push(0x01);
+                k.extend_from_slice(&i.to_be_bytes());
+            }
+            Value::Real(r) if r.fract() == 0.0 && *r >= -9.2e18 && *r <= 9.2e18 => {
+                k.push(0x01);
+                k.extend_from_slice(&(*r as i64).to_be_bytes());
+            }
+            v => encode_key_value(v, k),
         }
-        encode_key_value(v, &mut k);
     }
-    Some(k)
+    true
 }
 
 fn field_pos(e: &EntityDef, name: &str) -> Result<u32> {

@@ -6,11 +6,13 @@
 //! that would exceed one stops before holding its whole result.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::filter::{compile_leaf, key_of, literal_for, Pred};
+use super::filter::{compile_leaf, key_into, key_of, literal_for, Pred};
 use crate::catalog::{EntityDef, IndexDef, Schema};
 use crate::error::{Error, Result, SqlState};
 use crate::ir::graph::{Budget, CmpOp, Cursor, Filter, GraphFetch, Include};
@@ -177,7 +179,7 @@ impl<'t> Executor<'t> {
             start: Instant::now(),
             stats: FetchStats::default(),
             steps: Vec::new(),
-            blocks: HashMap::new(),
+            blocks: HashMap::default(),
             edges: Vec::new(),
             counts: Vec::new(),
         }
@@ -227,45 +229,104 @@ impl<'t> Executor<'t> {
         step: usize,
         mut visit: impl FnMut(&mut Self, RowRef) -> Result<bool>,
     ) -> Result<()> {
-        let rows: Vec<(i64, StoredRow)> = {
-            // Collect in chunks so `visit` may use the executor (the scan borrows the txn).
-            let mut out = Vec::new();
-            let mut next = from;
-            loop {
-                out.clear();
-                let mut it = self.txn.scan_from(e.id, next);
-                for item in it.by_ref() {
-                    out.push(item?);
-                    if out.len() >= 1024 {
-                        break;
-                    }
+        if let Some(img) = self.image(e) {
+            self.txn.record_scan(e.id, from);
+            for (id, deleted, vals) in &img.rows[img.seek(from)..] {
+                self.tick(step)?;
+                if *deleted {
+                    continue;
                 }
-                drop(it);
-                let full = out.len() >= 1024;
-                let last = out.last().map(|(id, _)| *id);
-                for (id, r) in out.drain(..) {
-                    self.tick(step)?;
-                    if r.is_soft_deleted() {
-                        continue;
-                    }
-                    if !visit(self, (id, Arc::new(full_values(e, r))))? {
-                        return Ok(());
-                    }
-                }
-                match (full, last) {
-                    (true, Some(l)) if l < i64::MAX => next = l + 1,
-                    _ => break,
+                if !visit(self, (*id, vals.clone()))? {
+                    return Ok(());
                 }
             }
-            out
-        };
-        drop(rows);
+            return Ok(());
+        }
+        // A full scan of a table without buffered writes can leave a decoded image behind.
+        let core = self.txn.core().clone();
+        let cache = &core.query.tables;
+        let lw = cache.last_write(e.id);
+        let mut image = (from == i64::MIN
+            && lw <= self.txn.snapshot_ts
+            && !self.txn.has_pending_in(e.id)
+            && core.query.stats.row_count(self.txn, e)? <= crate::exec::table_cache::MAX_ROWS)
+            .then(|| (Vec::new(), 0usize));
+        // Collect in chunks so `visit` may use the executor (the scan borrows the txn).
+        let mut out = Vec::new();
+        let mut next = from;
+        loop {
+            out.clear();
+            let mut it = self.txn.scan_from(e.id, next);
+            for item in it.by_ref() {
+                out.push(item?);
+                if out.len() >= 1024 {
+                    break;
+                }
+            }
+            drop(it);
+            let full = out.len() >= 1024;
+            let last = out.last().map(|(id, _)| *id);
+            for (id, r) in out.drain(..) {
+                self.tick(step)?;
+                let deleted = r.is_soft_deleted();
+                let vals = Arc::new(full_values(e, r));
+                if let Some((rows, bytes)) = image.as_mut() {
+                    *bytes += crate::exec::table_cache::row_bytes(&vals);
+                    rows.push((id, deleted, vals.clone()));
+                }
+                if deleted {
+                    continue;
+                }
+                if !visit(self, (id, vals))? {
+                    return Ok(());
+                }
+            }
+            match (full, last) {
+                (true, Some(l)) if l < i64::MAX => next = l + 1,
+                _ => break,
+            }
+        }
+        if let Some((rows, bytes)) = image {
+            cache.put(crate::exec::table_cache::TableImage {
+                table_id: e.id,
+                schema_version: self.schema.version(),
+                built_at: self.txn.snapshot_ts,
+                valid_from: lw,
+                rows,
+                bytes,
+            });
+        }
         Ok(())
+    }
+
+    /// The decoded image of `e` this transaction may read, if any.
+    fn image(&self, e: &EntityDef) -> Option<Arc<crate::exec::table_cache::TableImage>> {
+        if !self.txn.schema_is_committed() || self.txn.has_pending_in(e.id) {
+            return None;
+        }
+        self.txn
+            .core()
+            .query
+            .tables
+            .get(e.id, self.schema.version(), self.txn.snapshot_ts)
     }
 
     /// Live rows (soft-deleted excluded) with the given ids (sorted, distinct), in id order,
     /// read in runs of nearby ids.
     fn read_batch(&mut self, e: &EntityDef, ids: &[i64], step: usize) -> Result<Vec<RowRef>> {
+        if let Some(img) = self.image(e) {
+            self.txn.record_points(e.id, ids);
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some((_, deleted, vals)) = img.get(*id) {
+                    self.tick(step)?;
+                    if !deleted {
+                        out.push((*id, vals.clone()));
+                    }
+                }
+            }
+            return Ok(out);
+        }
         let mut stored = Vec::with_capacity(ids.len());
         self.txn.read_rows_batch(e.id, ids, |id, r| {
             stored.push((id, r));
@@ -281,6 +342,58 @@ impl<'t> Executor<'t> {
         Ok(out)
     }
 
+    /// Candidate row ids per prefix. Prefixes of nearby integer keys (ids, foreign keys to
+    /// ids) share one range scan of the index instead of one scan each.
+    fn index_candidates_grouped(&mut self, prefixes: &[Vec<u8>]) -> Result<Vec<Vec<i64>>> {
+        /// Largest gap between integer keys read through by one scan.
+        const GAP: i64 = 4;
+        let mut order: Vec<usize> = (0..prefixes.len()).collect();
+        order.sort_by(|a, b| prefixes[*a].cmp(&prefixes[*b]));
+        let mut out: Vec<Vec<i64>> = vec![Vec::new(); prefixes.len()];
+        let mut i = 0;
+        while i < order.len() {
+            let mut j = i;
+            while j + 1 < order.len() {
+                let (a, b) = (&prefixes[order[j]], &prefixes[order[j + 1]]);
+                match (trailing_int(a), trailing_int(b)) {
+                    (Some((pa, x)), Some((pb, y))) if pa == pb && y.saturating_sub(x) <= GAP => {
+                        j += 1
+                    }
+                    _ => break,
+                }
+            }
+            if i == j {
+                out[order[i]] = self.txn.index_candidates(&prefixes[order[i]])?;
+            } else {
+                let start = prefixes[order[i]].clone();
+                let end = prefix_end(&prefixes[order[j]]);
+                let entries = self.txn.index_entries(&start, &end)?;
+                // Entries and prefixes are both sorted: walk them together.
+                let mut e = 0;
+                for &pi in &order[i..=j] {
+                    let p = &prefixes[pi];
+                    while e < entries.len() && entries[e].as_slice() < p.as_slice() {
+                        e += 1;
+                    }
+                    let mut ids = Vec::new();
+                    while e < entries.len() && entries[e].starts_with(p) {
+                        if entries[e].len() == p.len() + 8 {
+                            if let Some(id) = keys::index_entry_row_id(&entries[e]) {
+                                ids.push(id);
+                            }
+                        }
+                        e += 1;
+                    }
+                    ids.sort_unstable();
+                    ids.dedup();
+                    out[pi] = ids;
+                }
+            }
+            i = j + 1;
+        }
+        Ok(out)
+    }
+
     /// For each encoded prefix of the first `n` fields of `ix`: the live rows (soft-deleted
     /// excluded) under it, in id order. All candidates are read in one batch; each is verified
     /// against its current values (index entries are hints).
@@ -292,10 +405,7 @@ impl<'t> Executor<'t> {
         n: usize,
         step: usize,
     ) -> Result<Vec<Vec<RowRef>>> {
-        let mut cands = Vec::with_capacity(prefixes.len());
-        for p in prefixes {
-            cands.push(self.txn.index_candidates(p)?);
-        }
+        let cands = self.index_candidates_grouped(prefixes)?;
         let mut all: Vec<i64> = cands.iter().flatten().copied().collect();
         all.sort_unstable();
         all.dedup();
@@ -407,7 +517,7 @@ impl<'t> Executor<'t> {
         let target = schema.entity_at(last.target_pos).clone();
         let pred = self.compile_filter(last.target_pos, filter, step)?;
         if failing && pred.is_none() {
-            return Ok(HashSet::new()); // every related row matches an absent filter
+            return Ok(HashSet::default()); // every related row matches an absent filter
         }
         // Matching target rows, through the cheapest access path for the filter.
         let conj = if failing {
@@ -416,7 +526,7 @@ impl<'t> Executor<'t> {
             conjuncts(filter)
         };
         let access = self.choose_access(&target, &conj)?;
-        let mut keys_at_target: HashSet<Vec<u8>> = HashSet::new();
+        let mut keys_at_target: HashSet<Vec<u8>> = HashSet::default();
         let tf = last.target_fields.clone();
         self.access_rows(&target, &access, &conj, None, step, &mut |_, r| {
             let pass = match &pred {
@@ -444,7 +554,7 @@ impl<'t> Executor<'t> {
         let join = schema.entity_at(rel.hops[0].target_pos).clone();
         let near = rel.hops[0].target_fields.clone();
         let far = rel.hops[1].source_fields.clone();
-        let mut out = HashSet::new();
+        let mut out = HashSet::default();
         self.scan(&join, i64::MIN, step, |_, r| {
             if key_of(&r.1, &far).is_some_and(|k| keys_at_target.contains(&k)) {
                 if let Some(k) = key_of(&r.1, &near) {
@@ -532,7 +642,7 @@ impl<'t> Executor<'t> {
                     .collect();
                 keys.sort();
                 keys.dedup();
-                let mut seen: HashSet<i64> = HashSet::new();
+                let mut seen: HashSet<i64> = HashSet::default();
                 for rows in self.index_lookup_batch(e, &ix, &keys, conjuncts.len(), step)? {
                     for r in rows {
                         if seen.insert(r.0) && !visit(self, r)? {
@@ -767,7 +877,7 @@ impl<'t> Executor<'t> {
         let target = schema.entity_at(hop.target_pos).clone();
         // Distinct keys in first-seen order, with their values for index lookups.
         let mut key_list: Vec<(Vec<u8>, Vec<Value>)> = Vec::new();
-        let mut key_set: HashSet<Vec<u8>> = HashSet::new();
+        let mut key_set: HashSet<Vec<u8>> = HashSet::default();
         for (_, vals) in sources {
             if let Some(k) = key_of(vals, &hop.source_fields) {
                 if key_set.insert(k.clone()) {
@@ -781,9 +891,9 @@ impl<'t> Executor<'t> {
                 }
             }
         }
-        let mut out: HashMap<Vec<u8>, TopK> = HashMap::new();
+        let mut out: HashMap<Vec<u8>, TopK> = HashMap::default();
         if key_list.is_empty() {
-            return Ok((HashMap::new(), planned));
+            return Ok((HashMap::default(), planned));
         }
         // Re-check the planned strategy with the actual number of keys.
         let strategy = if hop.target_rowid || hop.target_index.is_some() {
@@ -808,7 +918,8 @@ impl<'t> Executor<'t> {
                     None => rows,
                 }
             };
-            choose_strategy(true, key_list.len() as f64, per_key, rows).0
+            let imaged = self.image(&target).is_some();
+            choose_strategy(true, key_list.len() as f64, per_key, rows, imaged).0
         } else {
             JoinStrategy::Hash
         };
@@ -893,11 +1004,10 @@ impl<'t> Executor<'t> {
             }
             JoinStrategy::Hash => {
                 let tf = hop.target_fields.clone();
+                let mut k = Vec::new();
                 self.scan(&target, i64::MIN, step, |ex, r| {
-                    if let Some(k) = key_of(&r.1, &tf) {
-                        if key_set.contains(&k) {
-                            accept(ex, &k, r, true)?;
-                        }
+                    if key_into(&r.1, &tf, &mut k) && key_set.contains(&k) {
+                        accept(ex, &k, r, true)?;
                     }
                     Ok(true)
                 })?;
@@ -968,9 +1078,18 @@ impl<'t> Executor<'t> {
                 check,
             )?;
             strategies.push(s);
+            // One-to-many: each parent has its own key, so its rows can be moved out.
+            let unique_keys = !hop.target_unique;
+            let mut map = map;
             for (pid, vals) in parents {
                 let mut kids = key_of(vals, &hop.source_fields)
-                    .and_then(|k| map.get(&k).cloned())
+                    .and_then(|k| {
+                        if unique_keys {
+                            map.remove(&k)
+                        } else {
+                            map.get(&k).cloned()
+                        }
+                    })
                     .unwrap_or_default();
                 let more = limit.is_some_and(|l| kids.len() > l);
                 if let Some(l) = limit {
@@ -993,7 +1112,7 @@ impl<'t> Executor<'t> {
                 None,
             )?;
             let join_rows: Vec<RowRef> = {
-                let mut seen = HashSet::new();
+                let mut seen = HashSet::default();
                 let mut v = Vec::new();
                 for rows in joins.values() {
                     for r in rows {
@@ -1019,7 +1138,7 @@ impl<'t> Executor<'t> {
             strategies.push(s2);
             for (pid, vals) in parents {
                 let mut t = TopK::new(&keys, cap, false);
-                let mut seen = HashSet::new();
+                let mut seen = HashSet::default();
                 if let Some(js) = key_of(vals, &h1.source_fields).and_then(|k| joins.get(&k)) {
                     for j in js {
                         if let Some(ts) =
@@ -1053,7 +1172,7 @@ impl<'t> Executor<'t> {
             more_cursors: Vec::new(),
         };
         let mut next_parents: Vec<RowRef> = Vec::new();
-        let mut next_seen: HashSet<i64> = HashSet::new();
+        let mut next_seen: HashSet<i64> = HashSet::default();
         let mut returned = 0u64;
         for (pid, kids, more) in per_parent {
             let fan = kids.len() as u64;
@@ -1149,7 +1268,8 @@ impl<'t> Executor<'t> {
         let schema = self.schema.clone();
         let target = schema.entity_at(hop.target_pos);
         let rows = self.txn.core().query.stats.row_count(self.txn, target)? as f64;
-        Ok(choose_strategy(true, keys as f64, 1.0, rows).0)
+        let imaged = self.image(target).is_some();
+        Ok(choose_strategy(true, keys as f64, 1.0, rows, imaged).0)
     }
 
     fn assemble(
@@ -1159,7 +1279,7 @@ impl<'t> Executor<'t> {
         next_cursor: Option<Cursor>,
     ) -> GraphResult {
         // Fields per entity: the union of every node's projection, in field order.
-        let mut fields: HashMap<usize, BTreeSet<u32>> = HashMap::new();
+        let mut fields: HashMap<usize, BTreeSet<u32>> = HashMap::default();
         let mut order: Vec<usize> = Vec::new();
         fn walk(n: &NodePlan, fields: &mut HashMap<usize, BTreeSet<u32>>, order: &mut Vec<usize>) {
             if !order.contains(&n.entity_pos) {
@@ -1212,6 +1332,30 @@ impl<'t> Executor<'t> {
             stats: self.stats.clone(),
         }
     }
+}
+
+/// Splits an encoded index prefix whose last value is an integer into (everything before it,
+/// the integer); `None` for other prefixes.
+fn trailing_int(prefix: &[u8]) -> Option<(&[u8], i64)> {
+    // An encoded number is 0x10, 8 bytes of ordered f64 and 8 bytes of residual.
+    if prefix.len() < 17 + 5 {
+        return None;
+    }
+    let (head, num) = prefix.split_at(prefix.len() - 17);
+    if num[0] != 0x10 {
+        return None;
+    }
+    let bits = u64::from_be_bytes(num[1..9].try_into().ok()?);
+    let f = f64::from_bits(if bits >> 63 == 1 {
+        bits ^ (1 << 63)
+    } else {
+        !bits
+    });
+    let residual = (u64::from_be_bytes(num[9..17].try_into().ok()?) ^ (1 << 63)) as i64;
+    if !f.is_finite() || f.fract() != 0.0 || f.abs() > 9.0e15 {
+        return None;
+    }
+    Some((head, (f as i64).wrapping_add(residual)))
 }
 
 /// The identity range `[lo, hi]` a comparison of the row id with `v` allows (a superset for

@@ -8,5 +8,6 @@ pub mod filter;
 pub mod graph_fetch;
 pub mod mutate;
 pub mod mutation_ir;
+pub mod table_cache;
 
 pub use mutate::{DeleteMode, DeleteResult, WriteResult};

@@ -19,4 +19,5 @@ pub struct QueryState {
     pub stats: stats::StatsStore,
     pub cache: PlanCache,
     pub metrics: QueryMetrics,
+    pub tables: crate::exec::table_cache::TableCache,
 }

@@ -21,6 +21,8 @@ pub mod cost {
     pub const SCAN_ROW: f64 = 0.5;
     /// Evaluating a filter or hashing one row.
     pub const CPU_ROW: f64 = 0.1;
+    /// One row of a decoded table image (scan step or identity read).
+    pub const IMAGE_ROW: f64 = 0.05;
     /// Selectivity guessed for one range bound.
     pub const RANGE_SELECTIVITY: f64 = 0.3;
     /// Selectivity guessed for a conjunct no index serves.
@@ -399,6 +401,7 @@ impl<'a> Planner<'a> {
                 keys_in,
                 per_key,
                 target_rows,
+                false,
             );
             strategies.push(strategy);
             cost_total += c;
@@ -548,17 +551,25 @@ impl<'a> Planner<'a> {
 }
 
 /// Chooses between index nested loop and hash join for one hop; returns the strategy and cost.
+/// `imaged`: the target has a decoded table image, so scanning it and reading rows by identity
+/// cost [`cost::IMAGE_ROW`] per row instead of store work (index lookups still use the store).
 pub fn choose_strategy(
     indexed: bool,
     keys: f64,
     per_key: f64,
     target_rows: f64,
+    imaged: bool,
 ) -> (JoinStrategy, f64) {
-    let hash = target_rows * (cost::SCAN_ROW + cost::CPU_ROW) + keys * cost::CPU_ROW;
+    let (scan_row, read_row) = if imaged {
+        (cost::IMAGE_ROW, cost::IMAGE_ROW)
+    } else {
+        (cost::SCAN_ROW, cost::SEEK)
+    };
+    let hash = target_rows * (scan_row + cost::CPU_ROW) + keys * cost::CPU_ROW;
     if !indexed {
         return (JoinStrategy::Hash, hash);
     }
-    let inl = keys * cost::SEEK + (keys * per_key).min(target_rows) * cost::SEEK;
+    let inl = keys * cost::SEEK + (keys * per_key).min(target_rows) * read_row;
     if inl <= hash {
         (JoinStrategy::IndexNestedLoop, inl)
     } else {

@@ -546,6 +546,11 @@ impl DbCore {
                 }
             }
             let ts = st.next_ts;
+            // Before the rows reach the store: decoded table images built earlier go stale.
+            let mut tables: Vec<u32> = req.rows.iter().map(|(t, _, _)| *t).collect();
+            tables.sort_unstable();
+            tables.dedup();
+            self.query.tables.note_writes(tables.into_iter(), ts);
             let mut batch = Batch::default();
             for (t, r, v) in req.rows {
                 batch.put(keys::row_version_key(t, r, ts), v);

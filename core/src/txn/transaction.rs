@@ -300,6 +300,34 @@ impl Txn {
         }
     }
 
+    /// Whether this transaction has buffered writes to `table_id`.
+    pub fn has_pending_in(&self, table_id: u32) -> bool {
+        self.pending
+            .range((table_id, i64::MIN)..=(table_id, i64::MAX))
+            .next()
+            .is_some()
+    }
+
+    /// Records a read of the rows of a table from id `from` on, as a scan would (for reads
+    /// served from a decoded table image).
+    pub fn record_scan(&mut self, table_id: u32, from: i64) {
+        if self.track_reads {
+            self.read_set.add_range(
+                keys::row_key(table_id, from),
+                prefix_end(&keys::table_prefix(table_id)),
+            );
+        }
+    }
+
+    /// Records point reads of rows (served from a decoded table image).
+    pub fn record_points(&mut self, table_id: u32, ids: &[i64]) {
+        if self.track_reads {
+            for id in ids {
+                self.read_set.add_point(keys::row_key(table_id, *id));
+            }
+        }
+    }
+
     /// Number of live rows in a table at this view, without recording the read (for planner
     /// statistics, which must not make a transaction conflict).
     pub fn count_rows_untracked(&self, table_id: u32) -> Result<u64> {
@@ -427,6 +455,25 @@ impl Txn {
         ids.sort_unstable();
         ids.dedup();
         Ok(ids)
+    }
+
+    /// Index entry keys in `[start, end)` (committed entries and this transaction's own),
+    /// sorted and distinct. Records the range.
+    pub fn index_entries(&mut self, start: &[u8], end: &[u8]) -> Result<Vec<Vec<u8>>> {
+        if self.track_reads {
+            self.read_set.add_range(start.to_vec(), end.to_vec());
+        }
+        let mut out = Vec::new();
+        for item in self.core.kv.scan(start, end) {
+            out.push(item?.0.to_vec());
+        }
+        let mut hints = self.hints.range(start.to_vec()..end.to_vec()).peekable();
+        if hints.peek().is_some() {
+            out.extend(hints.cloned());
+            out.sort_unstable();
+            out.dedup();
+        }
+        Ok(out)
     }
 
     /// Reads the rows with the given ids (sorted, distinct) as this transaction sees them, with
