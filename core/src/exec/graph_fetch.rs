@@ -28,8 +28,27 @@ use crate::value::Value;
 /// A row as the executor holds it: identity and every field (older stored layouts widened).
 pub type RowRef = (i64, Arc<Vec<Value>>);
 
-/// Target rows per encoded source key.
-type RowsByKey = HashMap<Vec<u8>, Vec<RowRef>>;
+/// What one hop found: target rows per distinct source key (by slot).
+#[derive(Default)]
+struct HopOut {
+    slots: HashMap<Vec<u8>, usize>,
+    rows: Vec<Vec<RowRef>>,
+}
+
+impl HopOut {
+    fn get(&self, key: &[u8]) -> Option<&Vec<RowRef>> {
+        self.slots.get(key).map(|s| &self.rows[*s])
+    }
+
+    fn take(&mut self, key: &[u8]) -> Option<Vec<RowRef>> {
+        let s = *self.slots.get(key)?;
+        Some(std::mem::take(&mut self.rows[s]))
+    }
+
+    fn all(&self) -> impl Iterator<Item = &RowRef> {
+        self.rows.iter().flatten()
+    }
+}
 
 /// Actual figures of one plan step (EXPLAIN ANALYZE).
 #[derive(Debug, Clone, Default)]
@@ -129,7 +148,7 @@ impl<'k> TopK<'k> {
         TopK {
             keys,
             cap,
-            rows: Vec::new(),
+            rows: Vec::with_capacity(8),
             sorted: presorted,
         }
     }
@@ -432,6 +451,12 @@ impl<'t> Executor<'t> {
             out.push(v);
         }
         Ok(out)
+    }
+
+    fn reserve_block(&mut self, pos: usize, n: usize) {
+        let (rows, index) = self.blocks.entry(pos).or_default();
+        rows.reserve(n);
+        index.reserve(n);
     }
 
     fn add_to_block(&mut self, pos: usize, r: &RowRef) {
@@ -872,15 +897,17 @@ impl<'t> Executor<'t> {
         keys_order: &[SortKey],
         cap: Option<usize>,
         per_key_limit_check: Option<(u64, &str)>,
-    ) -> Result<(RowsByKey, JoinStrategy)> {
+    ) -> Result<(HopOut, JoinStrategy)> {
         let schema = self.schema.clone();
         let target = schema.entity_at(hop.target_pos).clone();
         // Distinct keys in first-seen order, with their values for index lookups.
         let mut key_list: Vec<(Vec<u8>, Vec<Value>)> = Vec::new();
-        let mut key_set: HashSet<Vec<u8>> = HashSet::default();
+        let mut slots: HashMap<Vec<u8>, usize> = HashMap::default();
+        slots.reserve(sources.len());
         for (_, vals) in sources {
             if let Some(k) = key_of(vals, &hop.source_fields) {
-                if key_set.insert(k.clone()) {
+                if let std::collections::hash_map::Entry::Vacant(v) = slots.entry(k.clone()) {
+                    v.insert(key_list.len());
                     let v = hop
                         .source_fields
                         .iter()
@@ -891,9 +918,11 @@ impl<'t> Executor<'t> {
                 }
             }
         }
-        let mut out: HashMap<Vec<u8>, TopK> = HashMap::default();
+        let mut out: Vec<TopK> = (0..key_list.len())
+            .map(|_| TopK::new(keys_order, cap, true))
+            .collect();
         if key_list.is_empty() {
-            return Ok((HashMap::default(), planned));
+            return Ok((HopOut::default(), planned));
         }
         // Re-check the planned strategy with the actual number of keys.
         let strategy = if hop.target_rowid || hop.target_index.is_some() {
@@ -924,14 +953,11 @@ impl<'t> Executor<'t> {
             JoinStrategy::Hash
         };
         let mut total: u64 = 0;
-        let mut accept = |ex: &mut Self, k: &Vec<u8>, r: RowRef, presorted: bool| -> Result<()> {
+        let mut accept = |ex: &mut Self, slot: usize, r: RowRef, presorted: bool| -> Result<()> {
             if !keep(&r)? {
                 return Ok(());
             }
-            if !out.contains_key(k) {
-                out.insert(k.clone(), TopK::new(keys_order, cap, true));
-            }
-            let t = out.get_mut(k).expect("inserted above");
+            let t = &mut out[slot];
             // Rows arrive in identity order per key: only the identity order is presorted.
             t.push(r, presorted && keys_order.is_empty());
             total += 1;
@@ -974,7 +1000,7 @@ impl<'t> Executor<'t> {
                         ri += 1;
                     }
                     if ri < rows.len() && rows[ri].0 == id {
-                        accept(self, &key_list[ki].0, rows[ri].clone(), true)?;
+                        accept(self, ki, rows[ri].clone(), true)?;
                     }
                 }
             }
@@ -996,9 +1022,9 @@ impl<'t> Executor<'t> {
                     hop.target_fields.len(),
                     step,
                 )?;
-                for ((k, _), rows) in key_list.iter().zip(found) {
+                for (slot, rows) in found.into_iter().enumerate() {
                     for r in rows {
-                        accept(self, k, r, true)?;
+                        accept(self, slot, r, true)?;
                     }
                 }
             }
@@ -1006,18 +1032,20 @@ impl<'t> Executor<'t> {
                 let tf = hop.target_fields.clone();
                 let mut k = Vec::new();
                 self.scan(&target, i64::MIN, step, |ex, r| {
-                    if key_into(&r.1, &tf, &mut k) && key_set.contains(&k) {
-                        accept(ex, &k, r, true)?;
+                    if key_into(&r.1, &tf, &mut k) {
+                        if let Some(&slot) = slots.get(&k) {
+                            accept(ex, slot, r, true)?;
+                        }
                     }
                     Ok(true)
                 })?;
             }
         }
-        let result = out
+        let rows = out
             .into_iter()
-            .map(|(k, t)| (k, t.into_sorted().into_iter().map(|(_, r)| r).collect()))
+            .map(|t| t.into_sorted().into_iter().map(|(_, r)| r).collect())
             .collect();
-        Ok((result, strategy))
+        Ok((HopOut { slots, rows }, strategy))
     }
 
     fn run_include(
@@ -1085,7 +1113,7 @@ impl<'t> Executor<'t> {
                 let mut kids = key_of(vals, &hop.source_fields)
                     .and_then(|k| {
                         if unique_keys {
-                            map.remove(&k)
+                            map.take(&k)
                         } else {
                             map.get(&k).cloned()
                         }
@@ -1114,11 +1142,9 @@ impl<'t> Executor<'t> {
             let join_rows: Vec<RowRef> = {
                 let mut seen = HashSet::default();
                 let mut v = Vec::new();
-                for rows in joins.values() {
-                    for r in rows {
-                        if seen.insert(r.0) {
-                            v.push(r.clone());
-                        }
+                for r in joins.all() {
+                    if seen.insert(r.0) {
+                        v.push(r.clone());
                     }
                 }
                 v.sort_by_key(|r| r.0);
@@ -1211,6 +1237,7 @@ impl<'t> Executor<'t> {
             ));
         }
         self.add_rows(returned, &node.path)?;
+        self.reserve_block(node.entity_pos, next_parents.len());
         for r in &next_parents {
             self.add_to_block(node.entity_pos, r);
         }
