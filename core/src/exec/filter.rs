@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::ir::expr::truthy;
 use crate::ir::graph::{CmpOp, Filter};
 use crate::ir::{BinaryOp, Expr};
-use crate::value::{encode_key_value, Value};
+use crate::value::{encode_key_value, DataType, Value};
 
 #[derive(Debug, Clone)]
 pub enum Pred {
@@ -17,9 +17,11 @@ pub enum Pred {
     And(Vec<Pred>),
     Or(Vec<Pred>),
     Not(Box<Pred>),
-    /// The row's `fields` (all non-NULL) encode to a key in `set`; false when any is NULL.
+    /// The row's `fields` (all non-NULL, with the affinity of `types`) encode to a key in
+    /// `set`; false when any is NULL.
     KeyIn {
         fields: Vec<u32>,
+        types: Vec<DataType>,
         set: HashSet<Vec<u8>>,
     },
 }
@@ -60,8 +62,8 @@ impl Pred {
                 }
             }
             Pred::Not(p) => p.eval(row)?.map(|b| !b),
-            Pred::KeyIn { fields, set } => {
-                Some(key_of(row, fields).is_some_and(|k| set.contains(&k)))
+            Pred::KeyIn { fields, types, set } => {
+                Some(source_key(row, fields, types).is_some_and(|k| set.contains(&k)))
             }
         })
     }
@@ -78,6 +80,24 @@ impl Pred {
 pub fn key_of(row: &[Value], fields: &[u32]) -> Option<Vec<u8>> {
     let mut k = Vec::with_capacity(9 * fields.len());
     key_into(row, fields, &mut k).then_some(k)
+}
+
+/// The key of a source row's `fields` as the target side compares them: each value first takes
+/// the affinity of the target field (`types`), as SQLite does for foreign keys.
+pub fn source_key(row: &[Value], fields: &[u32], types: &[DataType]) -> Option<Vec<u8>> {
+    let vals: Vec<Value> = fields
+        .iter()
+        .zip(types)
+        .map(|(f, t)| {
+            let v = row.get(*f as usize).cloned().unwrap_or(Value::Null);
+            match v {
+                Value::Integer(_) if !matches!(t, DataType::Text | DataType::Real) => v,
+                v => t.apply_affinity(v),
+            }
+        })
+        .collect();
+    let idx: Vec<u32> = (0..vals.len() as u32).collect();
+    key_of(&vals, &idx)
 }
 
 /// [`key_of`] into a reusable buffer (cleared first); false when a field is NULL.

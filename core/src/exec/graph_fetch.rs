@@ -12,7 +12,7 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::filter::{compile_leaf, key_into, key_of, literal_for, Pred};
+use super::filter::{compile_leaf, key_into, key_of, literal_for, source_key, Pred};
 use crate::catalog::{EntityDef, IndexDef, Schema};
 use crate::error::{Error, Result, SqlState};
 use crate::ir::graph::{Budget, CmpOp, Cursor, Filter, GraphFetch, Include};
@@ -508,6 +508,7 @@ impl<'t> Executor<'t> {
                 let set = self.related_keys(&rel, filter.as_deref(), every, step)?;
                 let key_in = Pred::KeyIn {
                     fields: rel.hops[0].source_fields.clone(),
+                    types: rel.hops[0].target_types.clone(),
                     set,
                 };
                 if matches!(f, Filter::Some { .. }) {
@@ -579,9 +580,10 @@ impl<'t> Executor<'t> {
         let join = schema.entity_at(rel.hops[0].target_pos).clone();
         let near = rel.hops[0].target_fields.clone();
         let far = rel.hops[1].source_fields.clone();
+        let far_types = rel.hops[1].target_types.clone();
         let mut out = HashSet::default();
         self.scan(&join, i64::MIN, step, |_, r| {
-            if key_of(&r.1, &far).is_some_and(|k| keys_at_target.contains(&k)) {
+            if source_key(&r.1, &far, &far_types).is_some_and(|k| keys_at_target.contains(&k)) {
                 if let Some(k) = key_of(&r.1, &near) {
                     out.insert(k);
                 }
@@ -905,7 +907,7 @@ impl<'t> Executor<'t> {
         let mut slots: HashMap<Vec<u8>, usize> = HashMap::default();
         slots.reserve(sources.len());
         for (_, vals) in sources {
-            if let Some(k) = key_of(vals, &hop.source_fields) {
+            if let Some(k) = source_key(vals, &hop.source_fields, &hop.target_types) {
                 if let std::collections::hash_map::Entry::Vacant(v) = slots.entry(k.clone()) {
                     v.insert(key_list.len());
                     let v = hop
@@ -1110,7 +1112,7 @@ impl<'t> Executor<'t> {
             let unique_keys = !hop.target_unique;
             let mut map = map;
             for (pid, vals) in parents {
-                let mut kids = key_of(vals, &hop.source_fields)
+                let mut kids = source_key(vals, &hop.source_fields, &hop.target_types)
                     .and_then(|k| {
                         if unique_keys {
                             map.take(&k)
@@ -1165,10 +1167,12 @@ impl<'t> Executor<'t> {
             for (pid, vals) in parents {
                 let mut t = TopK::new(&keys, cap, false);
                 let mut seen = HashSet::default();
-                if let Some(js) = key_of(vals, &h1.source_fields).and_then(|k| joins.get(&k)) {
+                if let Some(js) = source_key(vals, &h1.source_fields, &h1.target_types)
+                    .and_then(|k| joins.get(&k))
+                {
                     for j in js {
-                        if let Some(ts) =
-                            key_of(&j.1, &h2.source_fields).and_then(|k| targets.get(&k))
+                        if let Some(ts) = source_key(&j.1, &h2.source_fields, &h2.target_types)
+                            .and_then(|k| targets.get(&k))
                         {
                             for r in ts {
                                 if seen.insert(r.0) {
@@ -1269,14 +1273,15 @@ impl<'t> Executor<'t> {
                 counts: Vec::with_capacity(rows.len()),
             };
             for (id, vals) in rows {
-                let related = key_of(vals, &h1.source_fields).and_then(|k| map.get(&k));
+                let related =
+                    source_key(vals, &h1.source_fields, &h1.target_types).and_then(|k| map.get(&k));
                 let n = match (related, rel.hops.get(1)) {
                     (None, _) => 0,
                     (Some(v), None) => v.len() as u64,
                     // Many-to-many: distinct far keys among the join rows.
                     (Some(v), Some(h2)) => v
                         .iter()
-                        .filter_map(|j| key_of(&j.1, &h2.source_fields))
+                        .filter_map(|j| source_key(&j.1, &h2.source_fields, &h2.target_types))
                         .collect::<BTreeSet<_>>()
                         .len() as u64,
                 };

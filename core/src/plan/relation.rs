@@ -16,6 +16,9 @@ pub struct Hop {
     /// An index whose leading fields are `target_fields`.
     pub target_index: Option<u32>,
     pub target_unique: bool,
+    /// Types of `target_fields`: source values take their affinity before they are compared,
+    /// as SQLite does with a foreign key's parent columns.
+    pub target_types: Vec<crate::value::DataType>,
 }
 
 #[derive(Debug, Clone)]
@@ -40,6 +43,10 @@ fn hop_to(target: &EntityDef, target_pos: usize, source_fields: Vec<u32>, fields
         target_rowid: rowid,
         target_index: ix.map(|i| i.id),
         target_unique: rowid || unique_ix.is_some(),
+        target_types: fields
+            .iter()
+            .map(|f| target.fields[*f as usize].ty)
+            .collect(),
         target_fields: fields,
     }
 }
