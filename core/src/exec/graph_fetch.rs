@@ -313,6 +313,7 @@ impl<'t> Executor<'t> {
                 valid_from: lw,
                 rows,
                 bytes,
+                indexes: Default::default(),
             });
         }
         Ok(())
@@ -351,6 +352,11 @@ impl<'t> Executor<'t> {
             stored.push((id, r));
             Ok(())
         })?;
+        self.txn
+            .core()
+            .query
+            .tables
+            .note_served(e.id, stored.len() as u64);
         let mut out = Vec::with_capacity(stored.len());
         for (id, r) in stored {
             self.tick(step)?;
@@ -926,6 +932,16 @@ impl<'t> Executor<'t> {
         if key_list.is_empty() {
             return Ok((HopOut::default(), planned));
         }
+        // A read-mostly target read often enough through the store gets its image now.
+        let mut image = self.image(&target);
+        if image.is_none() {
+            let core = self.txn.core().clone();
+            let rows = core.query.stats.row_count(self.txn, &target)?;
+            if core.query.tables.wants_image(target.id, rows) {
+                self.scan(&target, i64::MIN, step, |_, _| Ok(true))?;
+                image = self.image(&target);
+            }
+        }
         // Re-check the planned strategy with the actual number of keys.
         let strategy = if hop.target_rowid || hop.target_index.is_some() {
             let core = self.txn.core().clone();
@@ -949,8 +965,7 @@ impl<'t> Executor<'t> {
                     None => rows,
                 }
             };
-            let imaged = self.image(&target).is_some();
-            choose_strategy(true, key_list.len() as f64, per_key, rows, imaged).0
+            choose_strategy(true, key_list.len() as f64, per_key, rows, image.is_some()).0
         } else {
             JoinStrategy::Hash
         };
@@ -1003,6 +1018,21 @@ impl<'t> Executor<'t> {
                     }
                     if ri < rows.len() && rows[ri].0 == id {
                         accept(self, ki, rows[ri].clone(), true)?;
+                    }
+                }
+            }
+            JoinStrategy::IndexNestedLoop if image.is_some() => {
+                // Probe the image's equality index instead of the store's index.
+                let img = image.clone().expect("checked");
+                self.txn.record_scan(target.id, i64::MIN);
+                let ix = img.index(&hop.target_fields);
+                for (slot, (k, _)) in key_list.iter().enumerate() {
+                    for pos in ix.get(k).map(|v| v.as_slice()).unwrap_or(&[]) {
+                        let (id, deleted, vals) = &img.rows[*pos as usize];
+                        self.tick(step)?;
+                        if !deleted {
+                            accept(self, slot, (*id, vals.clone()), true)?;
+                        }
                     }
                 }
             }

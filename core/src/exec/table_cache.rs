@@ -32,7 +32,14 @@ pub struct TableImage {
     /// (row id, soft-deleted, every field), in row id order.
     pub rows: Vec<(i64, bool, Arc<Vec<Value>>)>,
     pub bytes: usize,
+    /// Equality indexes over the image, built on first use: key of the fields -> positions in
+    /// `rows` (identity order).
+    pub indexes: Mutex<HashMap<Vec<u32>, Arc<ImageIndex>>>,
 }
+
+/// Positions of an image's rows by the equality key of some fields (see
+/// [`crate::exec::filter::key_into`]).
+pub type ImageIndex = rustc_hash::FxHashMap<Vec<u8>, Vec<u32>>;
 
 impl TableImage {
     /// Position of the first row with id `>= id`.
@@ -44,6 +51,23 @@ impl TableImage {
         let i = self.seek(id);
         self.rows.get(i).filter(|r| r.0 == id)
     }
+
+    /// The equality index on `fields`, built now if this is its first use.
+    pub fn index(&self, fields: &[u32]) -> Arc<ImageIndex> {
+        if let Some(ix) = self.indexes.lock().get(fields) {
+            return ix.clone();
+        }
+        let mut ix = ImageIndex::default();
+        let mut k = Vec::new();
+        for (pos, (_, _, vals)) in self.rows.iter().enumerate() {
+            if crate::exec::filter::key_into(vals, fields, &mut k) {
+                ix.entry(k.clone()).or_default().push(pos as u32);
+            }
+        }
+        let ix = Arc::new(ix);
+        self.indexes.lock().insert(fields.to_vec(), ix.clone());
+        ix
+    }
 }
 
 pub fn row_bytes(values: &[Value]) -> usize {
@@ -53,6 +77,8 @@ pub fn row_bytes(values: &[Value]) -> usize {
 #[derive(Default)]
 pub struct TableCache {
     last_write: RwLock<HashMap<u32, u64>>,
+    /// Per table: (last write seen, rows read from the store since then).
+    served: Mutex<HashMap<u32, (u64, u64)>>,
     images: Mutex<HashMap<u32, Arc<TableImage>>>,
     bytes: AtomicU64,
     pub hits: AtomicU64,
@@ -68,6 +94,30 @@ impl TableCache {
         for t in tables {
             lw.insert(t, ts);
         }
+    }
+
+    /// Counts rows of `table` read from the store (not from an image).
+    pub fn note_served(&self, table: u32, rows: u64) {
+        let lw = self.last_write(table);
+        let mut m = self.served.lock();
+        let e = m.entry(table).or_insert((lw, 0));
+        if e.0 != lw {
+            *e = (lw, 0);
+        }
+        e.1 += rows;
+    }
+
+    /// Whether reads of `table` since its last write have cost as much as the scan that builds
+    /// its image (so building it at most doubles what reading it without one would cost).
+    pub fn wants_image(&self, table: u32, table_rows: u64) -> bool {
+        if table_rows > MAX_ROWS {
+            return false;
+        }
+        let lw = self.last_write(table);
+        self.served
+            .lock()
+            .get(&table)
+            .is_some_and(|(seen, rows)| *seen == lw && *rows >= table_rows.max(64))
     }
 
     /// The newest commit known to have written `table` (0: none since open).
