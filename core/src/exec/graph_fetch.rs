@@ -292,6 +292,9 @@ impl<'t> Executor<'t> {
                 if let Some((rows, bytes)) = image.as_mut() {
                     *bytes += crate::exec::table_cache::row_bytes(&vals);
                     rows.push((id, deleted, vals.clone()));
+                    if *bytes > crate::exec::table_cache::MAX_IMAGE_BYTES {
+                        image = None; // too big to keep: stop collecting
+                    }
                 }
                 if deleted {
                     continue;

@@ -21,6 +21,8 @@ use crate::value::Value;
 
 /// Bytes of decoded rows kept across all images.
 pub const DEFAULT_BUDGET: usize = 64 << 20;
+/// Largest single image.
+pub const MAX_IMAGE_BYTES: usize = DEFAULT_BUDGET / 2;
 /// Tables larger than this many rows are not imaged.
 pub const MAX_ROWS: u64 = 250_000;
 
@@ -145,7 +147,7 @@ impl TableCache {
     /// Keeps an image built by a complete scan (see the module docs for `valid_from`).
     pub fn put(&self, img: TableImage) {
         let budget = DEFAULT_BUDGET as u64;
-        if img.bytes as u64 > budget / 2 || self.last_write(img.table_id) > img.built_at {
+        if img.bytes > MAX_IMAGE_BYTES || self.last_write(img.table_id) > img.built_at {
             return;
         }
         let mut images = self.images.lock();
