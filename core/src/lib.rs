@@ -30,6 +30,7 @@ pub mod error;
 pub mod exec;
 pub mod ir;
 pub mod observe;
+pub mod sql;
 pub mod storage;
 pub mod txn;
 pub mod value;
@@ -44,5 +45,6 @@ pub use changes::{ChangeKind, ChangeSet, ChangeToken, Subscription, Subscription
 pub use error::{Error, Result, SqlState};
 pub use exec::{DeleteMode, DeleteResult, WriteResult};
 pub use ir::{BinaryOp, Expr};
+pub use sql::{Params, Session, StatementResult};
 pub use txn::Durability;
 pub use value::{DataType, Value};
