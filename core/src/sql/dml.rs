@@ -525,6 +525,16 @@ fn insert_one(
     check_parents(ctx, e, &vals)?;
     let conflicts = conflicting_rows(ctx, e, &vals, None)?;
     if !conflicts.is_empty() {
+        // SQLite's AUTOINCREMENT takes the next id before resolving the conflict, so a row
+        // skipped or turned into an update still uses one up.
+        let auto_id = e
+            .rowid_alias
+            .is_some_and(|a| row[a as usize].as_ref().is_none_or(Value::is_null));
+        if e.autoincrement && auto_id && !matches!(conflict, Conflict::Abort | Conflict::Replace) {
+            let txn = ctx.tx.txn_mut();
+            let id = txn.core().clone().alloc_row_id(e.id)?;
+            txn.note_sequence(e.id, id);
+        }
         match conflict {
             Conflict::Abort => return Err(unique_error(ctx, e, &vals)?),
             Conflict::Ignore => return Ok(()),

@@ -291,13 +291,26 @@ pub fn table_name(name: &ObjectName) -> Result<String> {
         })
         .collect::<Result<_>>()?;
     match parts.as_slice() {
-        [t] => Ok(t.value.clone()),
-        [s, t] if s.value.eq_ignore_ascii_case("main") => Ok(t.value.clone()),
+        [t] => refuse_sequence_table(&t.value).map(|_| t.value.clone()),
+        [s, t] if s.value.eq_ignore_ascii_case("main") => {
+            refuse_sequence_table(&t.value).map(|_| t.value.clone())
+        }
         [s, _] if s.value.eq_ignore_ascii_case("temp") => {
             Err(Error::unsupported(format!("the temp schema ({name})")))
         }
         _ => Err(Error::unsupported(format!("schema-qualified name {name}"))),
     }
+}
+
+/// Refuses `sqlite_sequence`: ORMDB allocates row ids itself and never reuses them, so the
+/// AUTOINCREMENT counters cannot be read or reset through it.
+pub fn refuse_sequence_table(name: &str) -> Result<()> {
+    if name.eq_ignore_ascii_case("sqlite_sequence") {
+        return Err(Error::unsupported(
+            "the sqlite_sequence table (row ids are allocated by the engine and never reused)",
+        ));
+    }
+    Ok(())
 }
 
 /// Whether `name` is one of the schema tables SQLite exposes.

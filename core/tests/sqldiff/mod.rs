@@ -250,7 +250,9 @@ impl Diff {
                     && ca.len() == cb.len()
                     && rows_equal(&ra, &rb)
                     && xa == xb
-                    && la == lb
+                    // The last insert id is what an INSERT reports; after other statements
+                    // it is only the connection's memory of it.
+                    && (la == lb || !sql.trim_start().to_ascii_uppercase().starts_with("INSERT"))
             }
             _ => false,
         };
