@@ -31,6 +31,7 @@ pub mod exec;
 pub mod ir;
 pub mod observe;
 pub mod plan;
+pub mod sql;
 pub mod storage;
 pub mod txn;
 pub mod value;
@@ -50,5 +51,6 @@ pub use ir::{
     Nulls, OrderBy,
 };
 pub use plan::Explain;
+pub use sql::{Params, Session, StatementResult};
 pub use txn::Durability;
 pub use value::{DataType, Value};

@@ -69,6 +69,11 @@ impl Transaction {
         }
     }
 
+    /// The engine transaction, for the SQL front end's catalog text updates.
+    pub(crate) fn engine_txn(&mut self) -> &mut Txn {
+        &mut self.txn
+    }
+
     fn live(&self) -> Result<()> {
         if self.txn.is_finished() {
             return Err(Error::txn_state("the transaction has already finished"));

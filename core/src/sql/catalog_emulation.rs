@@ -1,0 +1,282 @@
+//! `sqlite_master` and the introspection PRAGMAs, answered from the catalog. Indexes the engine
+//! creates on its own for foreign keys (`ormdb_fk_*`) are not shown: SQLite has none, and
+//! migration tools diffing the schema would try to drop them.
+
+use crate::api::Transaction;
+use crate::catalog::{DefaultValue, EntityDef, IndexDef, IndexOrigin, Schema};
+use crate::error::Result;
+use crate::value::Value;
+
+pub const SCHEMA_COLUMNS: [(&str, &str); 5] = [
+    ("type", "TEXT"),
+    ("name", "TEXT"),
+    ("tbl_name", "TEXT"),
+    ("rootpage", "INT"),
+    ("sql", "TEXT"),
+];
+
+pub fn visible_index(ix: &IndexDef) -> bool {
+    ix.origin != IndexOrigin::ForeignKey
+}
+
+/// The CREATE text SQLite would show for an entity (the original text when it came from SQL).
+pub fn create_text(e: &EntityDef) -> String {
+    if let Some(s) = &e.sql {
+        return s.clone();
+    }
+    let cols: Vec<String> = e
+        .fields
+        .iter()
+        .map(|f| {
+            let mut s = format!("\"{}\" {}", f.name, f.decl_type);
+            if !f.nullable {
+                s.push_str(" NOT NULL");
+            }
+            s
+        })
+        .collect();
+    let mut parts = cols;
+    if !e.primary_key.is_empty() {
+        let pk: Vec<String> = e
+            .primary_key
+            .iter()
+            .map(|i| format!("\"{}\"", e.fields[*i as usize].name))
+            .collect();
+        parts.push(format!("PRIMARY KEY ({})", pk.join(", ")));
+    }
+    format!("CREATE TABLE \"{}\" ({})", e.name, parts.join(", "))
+}
+
+/// Rows of `sqlite_master`: tables, then their visible indexes, in creation order of tables.
+pub fn schema_rows(schema: &Schema) -> Vec<Vec<Value>> {
+    let mut out = Vec::new();
+    let mut page = 2i64;
+    let mut any_autoinc = false;
+    for e in schema.entities() {
+        any_autoinc |= e.autoincrement;
+        out.push(vec![
+            Value::from("table"),
+            Value::from(e.name.as_str()),
+            Value::from(e.name.as_str()),
+            Value::Integer(page),
+            Value::Text(create_text(e)),
+        ]);
+        page += 1;
+        for ix in e.indexes.iter().filter(|i| visible_index(i)) {
+            out.push(vec![
+                Value::from("index"),
+                Value::from(ix.name.as_str()),
+                Value::from(e.name.as_str()),
+                Value::Integer(page),
+                ix.sql.clone().map_or(Value::Null, Value::Text),
+            ]);
+            page += 1;
+        }
+    }
+    if any_autoinc {
+        out.push(vec![
+            Value::from("table"),
+            Value::from("sqlite_sequence"),
+            Value::from("sqlite_sequence"),
+            Value::Integer(page),
+            Value::from("CREATE TABLE sqlite_sequence(name,seq)"),
+        ]);
+    }
+    out
+}
+
+/// Default value texts per column, recovered from the CREATE text (as SQLite reports them).
+fn default_texts(e: &EntityDef) -> Vec<Option<String>> {
+    let mut out = vec![None; e.fields.len()];
+    if let Some(sql) = &e.sql {
+        if let Ok(cols) = super::ddl::scan_columns(sql) {
+            for c in cols {
+                if let Some(pos) = e.field_index(&c.name) {
+                    out[pos as usize] = c.default;
+                }
+            }
+            return out;
+        }
+    }
+    for (i, f) in e.fields.iter().enumerate() {
+        out[i] = f.default.as_ref().map(|d| match d {
+            DefaultValue::Literal(v) => v.to_string(),
+            DefaultValue::CurrentTimestamp => "CURRENT_TIMESTAMP".into(),
+            DefaultValue::CurrentDate => "CURRENT_DATE".into(),
+            DefaultValue::CurrentTime => "CURRENT_TIME".into(),
+            DefaultValue::Expr(_) => "(expression)".into(),
+        });
+    }
+    out
+}
+
+pub fn table_info(e: &EntityDef, extended: bool) -> Vec<Vec<Value>> {
+    let defaults = default_texts(e);
+    e.fields
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let pk = e
+                .primary_key
+                .iter()
+                .position(|p| *p as usize == i)
+                .map_or(0, |p| p as i64 + 1);
+            let mut row = vec![
+                Value::Integer(i as i64),
+                Value::from(f.name.as_str()),
+                Value::from(f.decl_type.as_str()),
+                Value::Integer(!f.nullable as i64),
+                defaults[i].clone().map_or(Value::Null, Value::Text),
+                Value::Integer(pk),
+            ];
+            if extended {
+                row.push(Value::Integer(0));
+            }
+            row
+        })
+        .collect()
+}
+
+pub fn index_list(e: &EntityDef) -> Vec<Vec<Value>> {
+    e.indexes
+        .iter()
+        .filter(|i| visible_index(i))
+        .rev()
+        .enumerate()
+        .map(|(seq, ix)| {
+            let origin = match ix.origin {
+                IndexOrigin::Explicit => "c",
+                IndexOrigin::Unique => "u",
+                IndexOrigin::PrimaryKey => "pk",
+                IndexOrigin::ForeignKey => "c",
+            };
+            vec![
+                Value::Integer(seq as i64),
+                Value::from(ix.name.as_str()),
+                Value::Integer(ix.unique as i64),
+                Value::from(origin),
+                Value::Integer(0),
+            ]
+        })
+        .collect()
+}
+
+pub fn index_info(e: &EntityDef, ix: &IndexDef, extended: bool) -> Vec<Vec<Value>> {
+    let mut rows: Vec<Vec<Value>> = ix
+        .fields
+        .iter()
+        .enumerate()
+        .map(|(seq, f)| {
+            let mut r = vec![
+                Value::Integer(seq as i64),
+                Value::Integer(*f as i64),
+                Value::from(e.fields[*f as usize].name.as_str()),
+            ];
+            if extended {
+                r.extend([Value::Integer(0), Value::from("BINARY"), Value::Integer(1)]);
+            }
+            r
+        })
+        .collect();
+    if extended {
+        rows.push(vec![
+            Value::Integer(ix.fields.len() as i64),
+            Value::Integer(-1),
+            Value::Null,
+            Value::Integer(0),
+            Value::from("BINARY"),
+            Value::Integer(0),
+        ]);
+    }
+    rows
+}
+
+pub fn foreign_key_list(e: &EntityDef) -> Vec<Vec<Value>> {
+    let mut out = Vec::new();
+    for (id, fk) in e.foreign_keys.iter().rev().enumerate() {
+        for (seq, f) in fk.fields.iter().enumerate() {
+            out.push(vec![
+                Value::Integer(id as i64),
+                Value::Integer(seq as i64),
+                Value::from(fk.parent.as_str()),
+                Value::from(e.fields[*f as usize].name.as_str()),
+                fk.parent_fields
+                    .get(seq)
+                    .map_or(Value::Null, |s| Value::from(s.as_str())),
+                Value::from(fk.on_update.sql_name()),
+                Value::from(fk.on_delete.sql_name()),
+                Value::from("NONE"),
+            ]);
+        }
+    }
+    out
+}
+
+/// Rows violating a foreign key: (table, rowid, parent, fkid).
+pub fn foreign_key_check(tx: &mut Transaction, only: Option<&str>) -> Result<Vec<Vec<Value>>> {
+    let schema = tx.schema().clone();
+    let mut out = Vec::new();
+    for e in schema.entities() {
+        if only.is_some_and(|t| !t.eq_ignore_ascii_case(&e.name)) {
+            continue;
+        }
+        let n = e.foreign_keys.len();
+        for (k, fk) in e.foreign_keys.iter().enumerate() {
+            let fkid = (n - 1 - k) as i64;
+            let parent = schema.entity(&fk.parent).ok().cloned();
+            let rows: Vec<crate::api::Row> = tx.scan(&e.name)?.collect::<Result<_>>()?;
+            for r in rows {
+                let vals: Vec<Value> = fk
+                    .fields
+                    .iter()
+                    .map(|f| r.values[*f as usize].clone())
+                    .collect();
+                if vals.iter().any(Value::is_null) {
+                    continue;
+                }
+                let ok = match &parent {
+                    None => false,
+                    Some(p) => parent_has(tx, &schema, e, fk, p, &vals)?,
+                };
+                if !ok {
+                    out.push(vec![
+                        Value::from(e.name.as_str()),
+                        Value::Integer(r.row_id),
+                        Value::from(fk.parent.as_str()),
+                        Value::Integer(fkid),
+                    ]);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn parent_has(
+    tx: &mut Transaction,
+    schema: &Schema,
+    child: &EntityDef,
+    fk: &crate::catalog::ForeignKeyDef,
+    parent: &EntityDef,
+    vals: &[Value],
+) -> Result<bool> {
+    let Ok((_, fields, is_rowid)) = schema.fk_parent_key(child, fk) else {
+        return Ok(false);
+    };
+    if is_rowid {
+        let v = crate::value::DataType::Integer.apply_affinity(vals[0].clone());
+        return Ok(match v {
+            Value::Integer(i) => tx.get(&parent.name, i)?.is_some(),
+            _ => false,
+        });
+    }
+    let Some(ix) = parent.index_on(&fields, true) else {
+        return Ok(false);
+    };
+    let key: Vec<Value> = fields
+        .iter()
+        .zip(vals)
+        .map(|(f, v)| parent.fields[*f as usize].ty.apply_affinity(v.clone()))
+        .collect();
+    Ok(!tx.find_by_index(&parent.name, &ix.name, &key)?.is_empty())
+}

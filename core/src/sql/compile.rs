@@ -1,0 +1,964 @@
+//! Compilation of sqlparser expressions into [`SExpr`]: column names resolved against a chain of
+//! scopes (innermost query first, then the queries it is nested in), parameters replaced by
+//! their bound values, SQLite's comparison affinity made explicit, aggregates collected into
+//! slots of their query.
+
+use std::rc::Rc;
+
+use sqlparser::ast::Spanned;
+use sqlparser::ast::{
+    self as ast, BinaryOperator, CastKind, DuplicateTreatment, Expr as AExpr, FunctionArg,
+    FunctionArgExpr, FunctionArgumentClause, FunctionArguments, UnaryOperator, Value as AValue,
+};
+
+use super::params::Bound;
+use super::parse::LineIndex;
+use super::query::Query;
+use crate::catalog::Schema;
+use crate::error::{Error, Result, SqlState};
+use crate::value::{DataType, Value};
+
+/// Binary operators of compiled expressions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Is,
+    IsNot,
+    And,
+    Or,
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Rem,
+    Concat,
+    BitAnd,
+    BitOr,
+    Shl,
+    Shr,
+}
+
+/// A compiled scalar expression.
+#[derive(Debug, Clone)]
+pub enum SExpr {
+    Lit(Value),
+    /// Column `idx` of the row `up` scopes out (0: the current query's row).
+    Col {
+        up: usize,
+        idx: usize,
+    },
+    /// Applies a type affinity to the value (comparison affinity, CAST-free conversions).
+    Affinity(DataType, Box<SExpr>),
+    Not(Box<SExpr>),
+    Neg(Box<SExpr>),
+    BitNot(Box<SExpr>),
+    Bin(Op, Box<SExpr>, Box<SExpr>),
+    IsNull(Box<SExpr>, bool),
+    InList {
+        expr: Box<SExpr>,
+        list: Vec<SExpr>,
+        negated: bool,
+    },
+    InQuery {
+        expr: Box<SExpr>,
+        query: Rc<Query>,
+        negated: bool,
+        /// Affinity applied to the left value before comparing (the column's, if any).
+        affinity: Option<DataType>,
+    },
+    Exists {
+        query: Rc<Query>,
+        negated: bool,
+    },
+    Scalar(Rc<Query>),
+    Between {
+        expr: Box<SExpr>,
+        low: Box<SExpr>,
+        high: Box<SExpr>,
+        negated: bool,
+    },
+    Like {
+        expr: Box<SExpr>,
+        pattern: Box<SExpr>,
+        escape: Option<Box<SExpr>>,
+        negated: bool,
+    },
+    Glob {
+        expr: Box<SExpr>,
+        pattern: Box<SExpr>,
+        negated: bool,
+    },
+    Case {
+        operand: Option<Box<SExpr>>,
+        whens: Vec<(SExpr, SExpr)>,
+        else_: Option<Box<SExpr>>,
+    },
+    Cast(Box<SExpr>, CastType),
+    Func(String, Vec<SExpr>),
+}
+
+/// The target of CAST.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CastType {
+    Integer,
+    Real,
+    Text,
+    Blob,
+    Numeric,
+}
+
+/// An aggregate call collected from a query's projection, HAVING or ORDER BY.
+#[derive(Debug, Clone)]
+pub struct AggCall {
+    pub func: AggFunc,
+    pub args: Vec<SExpr>,
+    pub distinct: bool,
+    pub filter: Option<SExpr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AggFunc {
+    CountStar,
+    Count,
+    Sum,
+    Total,
+    Avg,
+    Min,
+    Max,
+    GroupConcat,
+}
+
+/// A column visible in a scope.
+#[derive(Debug, Clone)]
+pub struct ColInfo {
+    /// Table name or alias (as written).
+    pub table: Option<String>,
+    pub name: String,
+    /// Comparison affinity (None: no affinity, like an expression).
+    pub affinity: Option<DataType>,
+    /// Declared type, reported with result columns.
+    pub decl: Option<String>,
+    /// Not part of `*` (the rowid).
+    pub hidden: bool,
+    /// For the hidden rowid of a table with an `INTEGER PRIMARY KEY`: that column's name (SQLite
+    /// names a selected rowid after it).
+    pub alias_of: Option<String>,
+}
+
+/// One query level's columns plus what compiling it collected.
+#[derive(Debug, Default)]
+pub struct Frame {
+    pub cols: Vec<ColInfo>,
+    /// Aggregates collected (when `allow_agg` is set) and their slot base.
+    pub aggs: Vec<AggCall>,
+    pub agg_base: usize,
+    pub allow_agg: bool,
+    /// Set when an expression in this frame refers to an enclosing frame.
+    pub correlated: bool,
+    /// USING/NATURAL join columns that unqualified names prefer (left side).
+    pub using_cols: Vec<(String, usize)>,
+}
+
+/// A named common table expression visible while compiling.
+#[derive(Debug, Clone)]
+pub struct CteDef {
+    pub name: String,
+    pub query: Rc<Query>,
+    pub columns: Vec<String>,
+    /// Index into the execution context's CTE result slots.
+    pub slot: usize,
+}
+
+/// Compilation state for one statement.
+pub struct Compiler<'a> {
+    pub schema: &'a Schema,
+    pub bound: &'a Bound,
+    pub text: &'a LineIndex<'a>,
+    pub frames: Vec<Frame>,
+    pub ctes: Vec<CteDef>,
+    pub cte_slots: usize,
+    /// Whether the statement reads random()/changes() etc. (not cacheable by value).
+    pub volatile: bool,
+}
+
+fn syntax(msg: impl Into<String>) -> Error {
+    Error::new(SqlState::SyntaxError, msg)
+}
+
+/// SQLite's aggregate functions by name and argument count.
+pub fn agg_func(name: &str, nargs: usize, star: bool) -> Option<AggFunc> {
+    Some(match (name, nargs) {
+        ("count", 0) if star => AggFunc::CountStar,
+        ("count", 0) => AggFunc::CountStar,
+        ("count", 1) => AggFunc::Count,
+        ("sum", 1) => AggFunc::Sum,
+        ("total", 1) => AggFunc::Total,
+        ("avg", 1) => AggFunc::Avg,
+        ("min", 1) => AggFunc::Min,
+        ("max", 1) => AggFunc::Max,
+        ("group_concat", 1 | 2) | ("string_agg", 2) => AggFunc::GroupConcat,
+        _ => return None,
+    })
+}
+
+impl<'a> Compiler<'a> {
+    pub fn new(schema: &'a Schema, bound: &'a Bound, text: &'a LineIndex<'a>) -> Self {
+        Compiler {
+            schema,
+            bound,
+            text,
+            frames: Vec::new(),
+            ctes: Vec::new(),
+            cte_slots: 0,
+            volatile: false,
+        }
+    }
+
+    pub fn frame(&mut self) -> &mut Frame {
+        self.frames
+            .last_mut()
+            .expect("a frame is pushed while compiling")
+    }
+
+    /// The text of an expression as written (SQLite names result columns after it).
+    pub fn text_of(&self, e: &AExpr) -> String {
+        self.text
+            .slice(e.span())
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| e.to_string())
+    }
+
+    fn resolve_column(
+        &mut self,
+        table: Option<&str>,
+        name: &str,
+    ) -> Result<(SExpr, Option<DataType>)> {
+        let depth = self.frames.len();
+        for (d, frame) in self.frames.iter().rev().enumerate() {
+            let mut found: Option<usize> = None;
+            if table.is_none() {
+                if let Some((_, i)) = frame
+                    .using_cols
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                {
+                    found = Some(*i);
+                }
+            }
+            if found.is_none() {
+                for (i, c) in frame.cols.iter().enumerate() {
+                    let table_ok = match table {
+                        None => true,
+                        Some(t) => c
+                            .table
+                            .as_deref()
+                            .is_some_and(|ct| ct.eq_ignore_ascii_case(t)),
+                    };
+                    if table_ok && c.name.eq_ignore_ascii_case(name) {
+                        if found.is_some() && table.is_none() {
+                            return Err(syntax(format!("ambiguous column name: {name}")));
+                        }
+                        if found.is_none() {
+                            found = Some(i);
+                        }
+                    }
+                }
+            }
+            if found.is_none() && is_rowid_name(name) {
+                // rowid/oid/_rowid_ of a table in this frame (hidden column named "rowid").
+                let mut hit = None;
+                for (i, c) in frame.cols.iter().enumerate() {
+                    let table_ok = match table {
+                        None => true,
+                        Some(t) => c
+                            .table
+                            .as_deref()
+                            .is_some_and(|ct| ct.eq_ignore_ascii_case(t)),
+                    };
+                    if table_ok && c.hidden {
+                        if hit.is_some() && table.is_none() {
+                            return Err(syntax(format!("ambiguous column name: {name}")));
+                        }
+                        hit.get_or_insert(i);
+                    }
+                }
+                found = hit;
+            }
+            if let Some(i) = found {
+                let aff = frame.cols[i].affinity;
+                if d > 0 {
+                    let n = self.frames.len();
+                    for f in &mut self.frames[n - d..n] {
+                        f.correlated = true;
+                    }
+                }
+                let _ = depth;
+                return Ok((SExpr::Col { up: d, idx: i }, aff));
+            }
+        }
+        let full = match table {
+            Some(t) => format!("{t}.{name}"),
+            None => name.to_string(),
+        };
+        Err(Error::new(
+            SqlState::UndefinedColumn,
+            format!("no such column: {full}"),
+        ))
+    }
+
+    /// Compiles an expression; also returns its comparison affinity (columns and CASTs have one).
+    pub fn expr_aff(&mut self, e: &AExpr) -> Result<(SExpr, Option<DataType>)> {
+        Ok(match e {
+            AExpr::Identifier(id) => {
+                if id.quote_style == Some('"') {
+                    // SQLite's misfeature: a double-quoted name that is no column is a string.
+                    match self.resolve_column(None, &id.value) {
+                        Ok(x) => x,
+                        Err(err) if err.state == SqlState::UndefinedColumn => {
+                            (SExpr::Lit(Value::Text(id.value.clone())), None)
+                        }
+                        Err(err) => return Err(err),
+                    }
+                } else {
+                    self.resolve_column(None, &id.value)?
+                }
+            }
+            AExpr::CompoundIdentifier(parts) => match parts.as_slice() {
+                [t, c] => self.resolve_column(Some(&t.value), &c.value)?,
+                [s, t, c] if s.value.eq_ignore_ascii_case("main") => {
+                    self.resolve_column(Some(&t.value), &c.value)?
+                }
+                _ => {
+                    return Err(Error::unsupported(format!(
+                        "qualified column reference {e}"
+                    )))
+                }
+            },
+            AExpr::Nested(inner) => self.expr_aff(inner)?,
+            AExpr::Value(v) => (self.literal(&v.value, v.span)?, None),
+            AExpr::TypedString(ts) => {
+                return Err(Error::unsupported(format!("typed string literal {ts}")))
+            }
+            AExpr::UnaryOp { op, expr } => {
+                let (x, aff) = self.expr_aff(expr)?;
+                match op {
+                    UnaryOperator::Not => (SExpr::Not(Box::new(x)), None),
+                    UnaryOperator::Minus => match x {
+                        SExpr::Lit(Value::Integer(i)) if i != i64::MIN => {
+                            (SExpr::Lit(Value::Integer(-i)), None)
+                        }
+                        SExpr::Lit(Value::Real(r)) => (SExpr::Lit(Value::Real(-r)), None),
+                        x => (SExpr::Neg(Box::new(x)), None),
+                    },
+                    UnaryOperator::Plus => (x, aff),
+                    UnaryOperator::BitwiseNot => (SExpr::BitNot(Box::new(x)), None),
+                    other => return Err(Error::unsupported(format!("unary operator {other}"))),
+                }
+            }
+            AExpr::BinaryOp { left, op, right } => (self.binary(left, op, right)?, None),
+            AExpr::IsNull(x) => (SExpr::IsNull(Box::new(self.expr(x)?), false), None),
+            AExpr::IsNotNull(x) => (SExpr::IsNull(Box::new(self.expr(x)?), true), None),
+            AExpr::IsDistinctFrom(a, b) => (self.compare(Op::IsNot, a, b)?, None),
+            AExpr::IsNotDistinctFrom(a, b) => (self.compare(Op::Is, a, b)?, None),
+            AExpr::IsTrue(x) | AExpr::IsNotTrue(x) | AExpr::IsFalse(x) | AExpr::IsNotFalse(x) => {
+                let v = self.expr(x)?;
+                let (want, neg) = match e {
+                    AExpr::IsTrue(_) => (true, false),
+                    AExpr::IsNotTrue(_) => (true, true),
+                    AExpr::IsFalse(_) => (false, false),
+                    _ => (false, true),
+                };
+                (
+                    SExpr::Func(
+                        "$is_bool".into(),
+                        vec![
+                            v,
+                            SExpr::Lit(Value::Integer(want as i64)),
+                            SExpr::Lit(Value::Integer(neg as i64)),
+                        ],
+                    ),
+                    None,
+                )
+            }
+            AExpr::In {
+                expr,
+                target,
+                negated,
+                global,
+            } => {
+                if *global {
+                    return Err(Error::unsupported("GLOBAL IN"));
+                }
+                let (x, aff) = self.expr_aff(expr)?;
+                match target {
+                    ast::InTarget::List(list) => {
+                        let mut items = Vec::with_capacity(list.len());
+                        for it in list {
+                            let (y, yaff) = self.expr_aff(it)?;
+                            // The left operand's affinity applies to list items without one.
+                            items.push(match (aff, yaff) {
+                                (Some(a), None) if is_numeric_aff(a) || a == DataType::Text => {
+                                    SExpr::Affinity(a, Box::new(y))
+                                }
+                                _ => y,
+                            });
+                        }
+                        (
+                            SExpr::InList {
+                                expr: Box::new(x),
+                                list: items,
+                                negated: *negated,
+                            },
+                            None,
+                        )
+                    }
+                    ast::InTarget::Subquery(subquery) => {
+                        let q = self.subquery(subquery)?;
+                        if q.columns.len() != 1 {
+                            return Err(syntax(format!(
+                                "sub-select returns {} columns - expected 1",
+                                q.columns.len()
+                            )));
+                        }
+                        (
+                            SExpr::InQuery {
+                                expr: Box::new(x),
+                                query: Rc::new(q),
+                                negated: *negated,
+                                affinity: aff,
+                            },
+                            None,
+                        )
+                    }
+                    other => return Err(Error::unsupported(format!("IN {other}"))),
+                }
+            }
+            AExpr::Between {
+                expr,
+                negated,
+                low,
+                high,
+            } => {
+                let (x, aff) = self.expr_aff(expr)?;
+                let lo = self.with_aff(low, aff)?;
+                let hi = self.with_aff(high, aff)?;
+                (
+                    SExpr::Between {
+                        expr: Box::new(x),
+                        low: Box::new(lo),
+                        high: Box::new(hi),
+                        negated: *negated,
+                    },
+                    None,
+                )
+            }
+            AExpr::Like {
+                negated,
+                any,
+                expr,
+                pattern,
+                escape_char,
+            } => {
+                if *any {
+                    return Err(Error::unsupported("LIKE ANY"));
+                }
+                let escape = match escape_char {
+                    Some(x) => Some(Box::new(self.expr(x)?)),
+                    None => None,
+                };
+                (
+                    SExpr::Like {
+                        expr: Box::new(self.expr(expr)?),
+                        pattern: Box::new(self.expr(pattern)?),
+                        escape,
+                        negated: *negated,
+                    },
+                    None,
+                )
+            }
+            AExpr::ILike { .. } => return Err(Error::unsupported("ILIKE")),
+            AExpr::SimilarTo { .. } => return Err(Error::unsupported("SIMILAR TO")),
+            AExpr::RLike { .. } => return Err(Error::unsupported("REGEXP")),
+            AExpr::Cast {
+                kind,
+                expr,
+                data_type,
+                format,
+            } => {
+                if format.is_some() || !matches!(kind, CastKind::Cast) {
+                    return Err(Error::unsupported(format!("cast form {e}")));
+                }
+                let decl = data_type.to_string();
+                let ty = DataType::from_declared(&decl);
+                let ct = match ty {
+                    DataType::Integer => CastType::Integer,
+                    DataType::Real => CastType::Real,
+                    DataType::Text => CastType::Text,
+                    DataType::Blob => CastType::Blob,
+                    DataType::Numeric | DataType::Any => CastType::Numeric,
+                };
+                let aff = if decl.trim().is_empty() {
+                    DataType::Blob
+                } else {
+                    ty
+                };
+                (SExpr::Cast(Box::new(self.expr(expr)?), ct), Some(aff))
+            }
+            AExpr::Collate { expr, collation } => {
+                let c = collation.to_string();
+                if c.eq_ignore_ascii_case("binary") {
+                    self.expr_aff(expr)?
+                } else {
+                    return Err(Error::unsupported(format!("COLLATE {c}")));
+                }
+            }
+            AExpr::Case {
+                operand,
+                conditions,
+                else_result,
+                ..
+            } => {
+                let operand = match operand {
+                    Some(o) => Some(Box::new(self.expr(o)?)),
+                    None => None,
+                };
+                let mut whens = Vec::new();
+                for w in conditions {
+                    whens.push((self.expr(&w.condition)?, self.expr(&w.result)?));
+                }
+                let else_ = match else_result {
+                    Some(x) => Some(Box::new(self.expr(x)?)),
+                    None => None,
+                };
+                (
+                    SExpr::Case {
+                        operand,
+                        whens,
+                        else_,
+                    },
+                    None,
+                )
+            }
+            AExpr::Exists { subquery, negated } => {
+                let q = self.subquery(subquery)?;
+                (
+                    SExpr::Exists {
+                        query: Rc::new(q),
+                        negated: *negated,
+                    },
+                    None,
+                )
+            }
+            AExpr::Subquery(q) => {
+                let q = self.subquery(q)?;
+                if q.columns.len() != 1 {
+                    return Err(syntax(format!(
+                        "sub-select returns {} columns - expected 1",
+                        q.columns.len()
+                    )));
+                }
+                (SExpr::Scalar(Rc::new(q)), None)
+            }
+            AExpr::Function(f) => (self.function(f)?, None),
+            AExpr::Substring {
+                expr,
+                substring_from,
+                substring_for,
+                ..
+            } => {
+                let mut args = vec![self.expr(expr)?];
+                if let Some(f) = substring_from {
+                    args.push(self.expr(f)?);
+                }
+                if let Some(f) = substring_for {
+                    args.push(self.expr(f)?);
+                }
+                (SExpr::Func("substr".into(), args), None)
+            }
+            AExpr::Trim {
+                trim_where,
+                trim_what,
+                expr,
+                trim_characters,
+            } => {
+                if trim_characters.is_some() {
+                    return Err(Error::unsupported("TRIM with a character list"));
+                }
+                let name = match trim_where {
+                    None | Some(ast::TrimWhereField::Both) => "trim",
+                    Some(ast::TrimWhereField::Leading) => "ltrim",
+                    Some(ast::TrimWhereField::Trailing) => "rtrim",
+                };
+                let mut args = vec![self.expr(expr)?];
+                if let Some(w) = trim_what {
+                    args.push(self.expr(w)?);
+                }
+                (SExpr::Func(name.into(), args), None)
+            }
+            AExpr::Tuple(_) => return Err(Error::unsupported("row values")),
+            AExpr::Wildcard(_) | AExpr::QualifiedWildcard(..) => {
+                return Err(syntax("* is not allowed here"))
+            }
+            other => {
+                return Err(Error::unsupported(format!("expression {other}")));
+            }
+        })
+    }
+
+    pub fn expr(&mut self, e: &AExpr) -> Result<SExpr> {
+        Ok(self.expr_aff(e)?.0)
+    }
+
+    /// Compiles `e`, applying affinity `aff` to it when `e` has none itself.
+    fn with_aff(&mut self, e: &AExpr, aff: Option<DataType>) -> Result<SExpr> {
+        let (x, own) = self.expr_aff(e)?;
+        Ok(match (aff, own) {
+            (Some(a), None) if is_numeric_aff(a) || a == DataType::Text => {
+                SExpr::Affinity(a, Box::new(x))
+            }
+            _ => x,
+        })
+    }
+
+    fn literal(&mut self, v: &AValue, span: sqlparser::tokenizer::Span) -> Result<SExpr> {
+        Ok(SExpr::Lit(match v {
+            AValue::Number(n, _) => parse_number_literal(n)?,
+            AValue::SingleQuotedString(s) => Value::Text(s.clone()),
+            AValue::DoubleQuotedString(s) => Value::Text(s.clone()),
+            AValue::HexStringLiteral(h) => Value::Blob(decode_hex(h)?),
+            AValue::Boolean(b) => Value::Integer(*b as i64),
+            AValue::Null => Value::Null,
+            AValue::Placeholder(_) => self.bound.value_at(span.start)?,
+            other => return Err(Error::unsupported(format!("literal {other}"))),
+        }))
+    }
+
+    fn compare(&mut self, op: Op, l: &AExpr, r: &AExpr) -> Result<SExpr> {
+        let (a, aa) = self.expr_aff(l)?;
+        let (b, ba) = self.expr_aff(r)?;
+        let (a, b) = apply_comparison_affinity(a, aa, b, ba);
+        Ok(SExpr::Bin(op, Box::new(a), Box::new(b)))
+    }
+
+    fn binary(&mut self, l: &AExpr, op: &BinaryOperator, r: &AExpr) -> Result<SExpr> {
+        let o = match op {
+            BinaryOperator::Eq => return self.compare(Op::Eq, l, r),
+            BinaryOperator::NotEq => return self.compare(Op::Ne, l, r),
+            BinaryOperator::Lt => return self.compare(Op::Lt, l, r),
+            BinaryOperator::LtEq => return self.compare(Op::Le, l, r),
+            BinaryOperator::Gt => return self.compare(Op::Gt, l, r),
+            BinaryOperator::GtEq => return self.compare(Op::Ge, l, r),
+            BinaryOperator::Spaceship => return self.compare(Op::Is, l, r),
+            BinaryOperator::And => Op::And,
+            BinaryOperator::Or => Op::Or,
+            BinaryOperator::Plus => Op::Add,
+            BinaryOperator::Minus => Op::Sub,
+            BinaryOperator::Multiply => Op::Mul,
+            BinaryOperator::Divide => Op::Div,
+            BinaryOperator::Modulo => Op::Rem,
+            BinaryOperator::StringConcat => Op::Concat,
+            BinaryOperator::BitwiseAnd => Op::BitAnd,
+            BinaryOperator::BitwiseOr => Op::BitOr,
+            BinaryOperator::PGBitwiseShiftLeft => Op::Shl,
+            BinaryOperator::PGBitwiseShiftRight => Op::Shr,
+            BinaryOperator::Glob => {
+                return Ok(SExpr::Glob {
+                    expr: Box::new(self.expr(l)?),
+                    pattern: Box::new(self.expr(r)?),
+                    negated: false,
+                })
+            }
+            BinaryOperator::Arrow | BinaryOperator::LongArrow => {
+                let name = if matches!(op, BinaryOperator::Arrow) {
+                    "$json_arrow"
+                } else {
+                    "$json_long_arrow"
+                };
+                return Ok(SExpr::Func(name.into(), vec![self.expr(l)?, self.expr(r)?]));
+            }
+            other => return Err(Error::unsupported(format!("operator {other}"))),
+        };
+        // IS / IS NOT arrive as special forms in some dialect paths; handled above.
+        Ok(SExpr::Bin(
+            o,
+            Box::new(self.expr(l)?),
+            Box::new(self.expr(r)?),
+        ))
+    }
+
+    fn function(&mut self, f: &ast::Function) -> Result<SExpr> {
+        let name = match f.name.0.as_slice() {
+            [ast::ObjectNamePart::Identifier(i)] => i.value.to_ascii_lowercase(),
+            _ => return Err(Error::unsupported(format!("function name {}", f.name))),
+        };
+        if f.over.is_some() {
+            return Err(Error::unsupported(format!("window function {name}() OVER")));
+        }
+        if !f.within_group.is_empty() || f.null_treatment.is_some() {
+            return Err(Error::unsupported(format!(
+                "{name}() with WITHIN GROUP/null treatment"
+            )));
+        }
+        let mut distinct = false;
+        let mut star = false;
+        let mut arg_exprs: Vec<&AExpr> = Vec::new();
+        let mut order_clause = false;
+        match &f.args {
+            FunctionArguments::None => {}
+            FunctionArguments::Subquery(_) => {
+                return Err(Error::unsupported(format!("{name}(subquery) form")))
+            }
+            FunctionArguments::List(list) => {
+                distinct = matches!(list.duplicate_treatment, Some(DuplicateTreatment::Distinct));
+                for c in &list.clauses {
+                    match c {
+                        FunctionArgumentClause::OrderBy(_) => order_clause = true,
+                        other => {
+                            return Err(Error::unsupported(format!("clause {other} in {name}()")))
+                        }
+                    }
+                }
+                for a in &list.args {
+                    match a {
+                        FunctionArg::Unnamed(FunctionArgExpr::Expr(x)) => arg_exprs.push(x),
+                        FunctionArg::Unnamed(FunctionArgExpr::Wildcard) => star = true,
+                        other => {
+                            return Err(Error::unsupported(format!("argument {other} of {name}()")))
+                        }
+                    }
+                }
+            }
+        }
+        if order_clause {
+            return Err(Error::unsupported(format!("ORDER BY inside {name}()")));
+        }
+        if let Some(af) = agg_func(&name, arg_exprs.len(), star) {
+            if star && name != "count" {
+                return Err(syntax(format!("wrong use of * in {name}()")));
+            }
+            if !self.frames.last().is_some_and(|f| f.allow_agg) {
+                return Err(Error::new(
+                    SqlState::SyntaxError,
+                    format!("misuse of aggregate function {name}()"),
+                ));
+            }
+            if distinct && arg_exprs.len() != 1 {
+                return Err(syntax(format!(
+                    "DISTINCT aggregates must have exactly one argument ({name})"
+                )));
+            }
+            // Arguments are compiled without aggregates allowed (no nesting).
+            self.frame().allow_agg = false;
+            let args: Result<Vec<SExpr>> = arg_exprs.iter().map(|a| self.expr(a)).collect();
+            let filter = f.filter.as_ref().map(|x| self.expr(x));
+            self.frame().allow_agg = true;
+            let args = args?;
+            let filter = filter.transpose()?;
+            let fr = self.frame();
+            let slot = fr.agg_base + fr.aggs.len();
+            fr.aggs.push(AggCall {
+                func: af,
+                args,
+                distinct,
+                filter,
+            });
+            return Ok(SExpr::Col { up: 0, idx: slot });
+        }
+        if f.filter.is_some() {
+            return Err(Error::unsupported(format!(
+                "FILTER on non-aggregate {name}()"
+            )));
+        }
+        if distinct {
+            return Err(syntax(format!(
+                "DISTINCT in non-aggregate function {name}()"
+            )));
+        }
+        if star {
+            return Err(syntax(format!("wrong use of * in {name}()")));
+        }
+        if !super::functions::is_known(&name) {
+            return Err(Error::unsupported(format!("function {name}()")));
+        }
+        if matches!(
+            name.as_str(),
+            "random" | "randomblob" | "changes" | "total_changes" | "last_insert_rowid"
+        ) {
+            self.volatile = true;
+        }
+        let args = arg_exprs
+            .iter()
+            .map(|a| self.expr(a))
+            .collect::<Result<Vec<_>>>()?;
+        super::functions::check_arity(&name, args.len())?;
+        Ok(SExpr::Func(name, args))
+    }
+
+    fn subquery(&mut self, q: &ast::Query) -> Result<Query> {
+        super::query::compile_query(self, q)
+    }
+}
+
+pub fn is_rowid_name(n: &str) -> bool {
+    ["rowid", "oid", "_rowid_"]
+        .iter()
+        .any(|r| r.eq_ignore_ascii_case(n))
+}
+
+pub fn is_numeric_aff(a: DataType) -> bool {
+    matches!(a, DataType::Integer | DataType::Real | DataType::Numeric)
+}
+
+/// SQLite's comparison affinity: a numeric-affinity operand converts the other one (when that
+/// one has TEXT/BLOB/no affinity) to numeric; a TEXT operand converts an operand without
+/// affinity to text.
+pub fn apply_comparison_affinity(
+    a: SExpr,
+    aa: Option<DataType>,
+    b: SExpr,
+    ba: Option<DataType>,
+) -> (SExpr, SExpr) {
+    let num = |x: Option<DataType>| x.is_some_and(is_numeric_aff);
+    let texty =
+        |x: Option<DataType>| matches!(x, Some(DataType::Text) | Some(DataType::Blob) | None);
+    if num(aa) && texty(ba) {
+        return (a, SExpr::Affinity(DataType::Numeric, Box::new(b)));
+    }
+    if num(ba) && texty(aa) {
+        return (SExpr::Affinity(DataType::Numeric, Box::new(a)), b);
+    }
+    if aa == Some(DataType::Text) && ba.is_none() {
+        return (a, SExpr::Affinity(DataType::Text, Box::new(b)));
+    }
+    if ba == Some(DataType::Text) && aa.is_none() {
+        return (SExpr::Affinity(DataType::Text, Box::new(a)), b);
+    }
+    (a, b)
+}
+
+pub fn parse_number_literal(n: &str) -> Result<Value> {
+    if let Some(h) = n.strip_prefix("0x").or_else(|| n.strip_prefix("0X")) {
+        return u64::from_str_radix(h, 16)
+            .map(|u| Value::Integer(u as i64))
+            .map_err(|_| syntax(format!("hex literal too big: {n}")));
+    }
+    if n.bytes().all(|b| b.is_ascii_digit()) {
+        if let Ok(i) = n.parse::<i64>() {
+            return Ok(Value::Integer(i));
+        }
+    }
+    n.parse::<f64>()
+        .map(Value::Real)
+        .map_err(|_| syntax(format!("malformed number {n}")))
+}
+
+fn decode_hex(h: &str) -> Result<Vec<u8>> {
+    if !h.len().is_multiple_of(2) {
+        return Err(syntax(format!("malformed blob literal X'{h}'")));
+    }
+    (0..h.len())
+        .step_by(2)
+        .map(|i| {
+            u8::from_str_radix(&h[i..i + 2], 16)
+                .map_err(|_| syntax(format!("malformed blob literal X'{h}'")))
+        })
+        .collect()
+}
+
+/// Whether an expression refers to the current row (depth 0) at or beyond column `from`, or to
+/// any subquery/volatile function; used to decide which predicates can drive index lookups.
+pub fn refs_current_at_or_after(e: &SExpr, from: usize) -> bool {
+    let mut hit = false;
+    walk(e, &mut |x| match x {
+        SExpr::Col { up: 0, idx } if *idx >= from => hit = true,
+        SExpr::InQuery { .. } | SExpr::Exists { .. } | SExpr::Scalar(_) => hit = true,
+        SExpr::Func(n, _)
+            if matches!(
+                n.as_str(),
+                "random" | "randomblob" | "changes" | "total_changes" | "last_insert_rowid"
+            ) =>
+        {
+            hit = true
+        }
+        _ => {}
+    });
+    hit
+}
+
+/// Calls `f` on every node (not descending into subqueries).
+pub fn walk(e: &SExpr, f: &mut impl FnMut(&SExpr)) {
+    f(e);
+    match e {
+        SExpr::Lit(_) | SExpr::Col { .. } | SExpr::Exists { .. } | SExpr::Scalar(_) => {}
+        SExpr::Affinity(_, x)
+        | SExpr::Not(x)
+        | SExpr::Neg(x)
+        | SExpr::BitNot(x)
+        | SExpr::IsNull(x, _)
+        | SExpr::Cast(x, _) => walk(x, f),
+        SExpr::Bin(_, a, b) => {
+            walk(a, f);
+            walk(b, f);
+        }
+        SExpr::InList { expr, list, .. } => {
+            walk(expr, f);
+            list.iter().for_each(|x| walk(x, f));
+        }
+        SExpr::InQuery { expr, .. } => walk(expr, f),
+        SExpr::Between {
+            expr, low, high, ..
+        } => {
+            walk(expr, f);
+            walk(low, f);
+            walk(high, f);
+        }
+        SExpr::Like {
+            expr,
+            pattern,
+            escape,
+            ..
+        } => {
+            walk(expr, f);
+            walk(pattern, f);
+            if let Some(x) = escape {
+                walk(x, f);
+            }
+        }
+        SExpr::Glob { expr, pattern, .. } => {
+            walk(expr, f);
+            walk(pattern, f);
+        }
+        SExpr::Case {
+            operand,
+            whens,
+            else_,
+        } => {
+            if let Some(o) = operand {
+                walk(o, f);
+            }
+            for (a, b) in whens {
+                walk(a, f);
+                walk(b, f);
+            }
+            if let Some(x) = else_ {
+                walk(x, f);
+            }
+        }
+        SExpr::Func(_, args) => args.iter().for_each(|x| walk(x, f)),
+    }
+}
+
+/// Splits an AND tree into its conjuncts.
+pub fn conjuncts(e: &SExpr, out: &mut Vec<SExpr>) {
+    if let SExpr::Bin(Op::And, a, b) = e {
+        conjuncts(a, out);
+        conjuncts(b, out);
+    } else {
+        out.push(e.clone());
+    }
+}

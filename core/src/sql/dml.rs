@@ -1,0 +1,822 @@
+//! INSERT / UPDATE / DELETE with RETURNING, OR IGNORE / OR REPLACE and upserts (ON CONFLICT DO
+//! NOTHING / DO UPDATE), counting changes and the last insert row id the way SQLite does.
+
+use sqlparser::ast::{
+    self as ast, AssignmentTarget, ConflictTarget, FromTable, OnConflictAction, OnInsert,
+    SelectItem, SqliteOnConflict, TableObject,
+};
+
+use super::compile::{ColInfo, Compiler, Frame, SExpr};
+use super::eval::{eval, is_true, Ctx, Env};
+use super::parse::table_name;
+use super::query::{self, compile_query, joined_rows, run_query, JoinKind, Source, SourceKind};
+use crate::catalog::{DefaultValue, EntityDef};
+use crate::error::{Error, Result, SqlState};
+use crate::value::{DataType, Value};
+
+/// What a write statement produced.
+#[derive(Debug, Default)]
+pub struct WriteOutcome {
+    pub columns: Vec<String>,
+    pub decls: Vec<Option<String>>,
+    pub rows: Vec<Vec<Value>>,
+    pub changes: i64,
+    /// Rows changed by foreign key actions (counted by `total_changes()` only).
+    pub cascaded: i64,
+    pub last_insert_rowid: Option<i64>,
+}
+
+fn syntax(msg: impl Into<String>) -> Error {
+    Error::new(SqlState::SyntaxError, msg)
+}
+
+/// A frame holding one table's columns (fields, then the hidden row id).
+pub fn table_frame(e: &EntityDef, shown: &str) -> Frame {
+    let mut f = Frame::default();
+    push_table_cols(&mut f, e, shown);
+    f
+}
+
+fn push_table_cols(f: &mut Frame, e: &EntityDef, shown: &str) {
+    for fd in &e.fields {
+        let aff = match fd.ty {
+            DataType::Any => DataType::Blob,
+            t => t,
+        };
+        f.cols.push(ColInfo {
+            table: Some(shown.to_string()),
+            name: fd.name.clone(),
+            affinity: Some(aff),
+            decl: Some(fd.decl_type.clone()),
+            hidden: false,
+            alias_of: None,
+        });
+    }
+    f.cols.push(ColInfo {
+        table: Some(shown.to_string()),
+        name: "rowid".into(),
+        affinity: Some(DataType::Integer),
+        decl: Some("INTEGER".into()),
+        hidden: true,
+        alias_of: e.rowid_alias.map(|a| e.fields[a as usize].name.clone()),
+    });
+}
+
+/// SET assignments: (field name, value expression).
+type Sets = Vec<(String, SExpr)>;
+
+type Returning = (Vec<SExpr>, Vec<String>, Vec<Option<String>>);
+
+/// Compiles RETURNING items in the current (table) frame.
+fn compile_returning(c: &mut Compiler, items: &[SelectItem]) -> Result<Returning> {
+    let mut exprs = Vec::new();
+    let mut names = Vec::new();
+    let mut decls = Vec::new();
+    let texts = super::parse::returning_item_texts(c.text.text());
+    for (k, it) in items.iter().enumerate() {
+        match it {
+            SelectItem::UnnamedExpr(e) => {
+                let x = c.expr(e)?;
+                names.push(match e {
+                    ast::Expr::Identifier(i) => i.value.clone(),
+                    ast::Expr::CompoundIdentifier(p) => {
+                        p.last().map(|i| i.value.clone()).unwrap_or_default()
+                    }
+                    other => match texts.get(k) {
+                        Some(t) if !t.is_empty() && texts.len() == items.len() => t.clone(),
+                        _ => c.text_of(other),
+                    },
+                });
+                decls.push(col_decl(c, &x));
+                exprs.push(x);
+            }
+            SelectItem::ExprWithAlias { expr, alias } => {
+                let x = c.expr(expr)?;
+                names.push(alias.value.clone());
+                decls.push(col_decl(c, &x));
+                exprs.push(x);
+            }
+            SelectItem::Wildcard(_) => {
+                let cols = c.frame().cols.clone();
+                for (i, col) in cols.iter().enumerate() {
+                    if col.hidden || col.table.as_deref() == Some("excluded") {
+                        continue;
+                    }
+                    names.push(col.name.clone());
+                    decls.push(col.decl.clone());
+                    exprs.push(SExpr::Col { up: 0, idx: i });
+                }
+            }
+            other => return Err(Error::unsupported(format!("RETURNING item {other}"))),
+        }
+    }
+    Ok((exprs, names, decls))
+}
+
+fn col_decl(c: &Compiler, x: &SExpr) -> Option<String> {
+    match x {
+        SExpr::Col { up: 0, idx } => c.frames.last()?.cols.get(*idx)?.decl.clone(),
+        _ => None,
+    }
+}
+
+fn full_row(ctx: &mut Ctx, entity: &str, row_id: i64) -> Result<Option<Vec<Value>>> {
+    Ok(ctx.tx.get(entity, row_id)?.map(|r| {
+        let mut v = r.values;
+        v.push(Value::Integer(r.row_id));
+        v
+    }))
+}
+
+fn eval_returning(
+    ret: &Option<Returning>,
+    ctx: &mut Ctx,
+    row: &[Value],
+    out: &mut Vec<Vec<Value>>,
+) -> Result<()> {
+    if let Some((exprs, _, _)) = ret {
+        let env = Env::root(row);
+        let mut vals = Vec::with_capacity(exprs.len());
+        for x in exprs {
+            vals.push(eval(x, ctx, &env)?);
+        }
+        out.push(vals);
+    }
+    Ok(())
+}
+
+enum Conflict {
+    Abort,
+    Ignore,
+    Replace,
+    /// ON CONFLICT [(target)] DO NOTHING
+    Nothing(Option<Vec<u32>>),
+    /// ON CONFLICT (target) DO UPDATE SET ... [WHERE ...]
+    Update {
+        target: Option<Vec<u32>>,
+        sets: Vec<(String, SExpr)>,
+        filter: Option<SExpr>,
+    },
+}
+
+pub fn insert(c: &mut Compiler, ins: &ast::Insert, ctx: &mut Ctx) -> Result<WriteOutcome> {
+    if ins.ignore
+        || ins.overwrite
+        || ins.partitioned.is_some()
+        || !ins.after_columns.is_empty()
+        || !ins.assignments.is_empty()
+        || ins.replace_into
+        || ins.priority.is_some()
+        || ins.insert_alias.is_some()
+        || ins.has_table_keyword
+        || ins.settings.is_some()
+        || ins.format_clause.is_some()
+        || ins.output.is_some()
+    {
+        return Err(Error::unsupported("INSERT form"));
+    }
+    let TableObject::TableName(tname) = &ins.table else {
+        return Err(Error::unsupported("INSERT INTO a table function"));
+    };
+    let name = table_name(tname)?;
+    let schema = ctx.tx.schema().clone();
+    let e = schema.entity(&name)?.clone();
+    let shown = ins
+        .table_alias
+        .as_ref()
+        .map(|a| a.alias.value.clone())
+        .unwrap_or_else(|| e.name.clone());
+    // Target columns.
+    let targets: Vec<u32> = if ins.columns.is_empty() {
+        (0..e.fields.len() as u32).collect()
+    } else {
+        let mut t = Vec::new();
+        for col in &ins.columns {
+            let n = col
+                .0
+                .last()
+                .map(|p| match p {
+                    ast::ObjectNamePart::Identifier(i) => i.value.clone(),
+                    other => other.to_string(),
+                })
+                .unwrap_or_default();
+            let pos = match e.field_index(&n) {
+                Some(p) => p,
+                None if super::compile::is_rowid_name(&n) => match e.rowid_alias {
+                    Some(a) => a,
+                    None => return Err(Error::unsupported("INSERT into the hidden rowid column")),
+                },
+                None => {
+                    return Err(Error::new(
+                        SqlState::UndefinedColumn,
+                        format!("table {} has no column named {n}", e.name),
+                    ))
+                }
+            };
+            if t.contains(&pos) {
+                return Err(syntax(format!("column {n} given twice")));
+            }
+            t.push(pos);
+        }
+        t
+    };
+    // Conflict resolution.
+    let mut conflict = match ins.or {
+        None | Some(SqliteOnConflict::Abort) => Conflict::Abort,
+        Some(SqliteOnConflict::Ignore) => Conflict::Ignore,
+        Some(SqliteOnConflict::Replace) => Conflict::Replace,
+        Some(other) => return Err(Error::unsupported(format!("INSERT OR {other}"))),
+    };
+    let mut frame_for_upsert = None;
+    if let Some(on) = &ins.on {
+        let OnInsert::OnConflict(oc) = on else {
+            return Err(Error::unsupported("ON DUPLICATE KEY UPDATE"));
+        };
+        let target = match &oc.conflict_target {
+            None => None,
+            Some(ConflictTarget::Columns { columns, predicate }) => {
+                if predicate.is_some() {
+                    return Err(Error::unsupported("ON CONFLICT target with WHERE"));
+                }
+                let mut t: Vec<u32> = columns
+                    .iter()
+                    .map(|i| e.field_index_or_err(&i.value))
+                    .collect::<Result<_>>()?;
+                t.sort_unstable();
+                let matches_pk = t.len() == 1 && e.rowid_alias == Some(t[0]);
+                let matches_ix = e.indexes.iter().any(|ix| {
+                    let mut f = ix.fields.clone();
+                    f.sort_unstable();
+                    ix.unique && f == t
+                });
+                if !matches_pk && !matches_ix {
+                    return Err(syntax(
+                        "ON CONFLICT clause does not match any PRIMARY KEY or UNIQUE constraint",
+                    ));
+                }
+                Some(t)
+            }
+            Some(ConflictTarget::OnConstraint(_)) => {
+                return Err(Error::unsupported("ON CONFLICT ON CONSTRAINT"))
+            }
+        };
+        conflict = match &oc.action {
+            OnConflictAction::DoNothing => Conflict::Nothing(target),
+            OnConflictAction::DoUpdate(du) => {
+                if target.is_none() {
+                    return Err(syntax("ON CONFLICT DO UPDATE needs a conflict target"));
+                }
+                let mut f = table_frame(&e, &shown);
+                push_table_cols(&mut f, &e, "excluded");
+                c.frames.push(f);
+                let res = (|| -> Result<(Sets, Option<SExpr>)> {
+                    let mut sets = Vec::new();
+                    for a in &du.assignments {
+                        for col in assignment_columns(a)? {
+                            e.field_index_or_err(&col)?;
+                            sets.push((col, c.expr(&a.value)?));
+                        }
+                    }
+                    let filter = match &du.selection {
+                        Some(w) => Some(c.expr(w)?),
+                        None => None,
+                    };
+                    Ok((sets, filter))
+                })();
+                frame_for_upsert = c.frames.pop();
+                let (sets, filter) = res?;
+                Conflict::Update {
+                    target,
+                    sets,
+                    filter,
+                }
+            }
+        };
+    }
+    let _ = frame_for_upsert;
+    // RETURNING over the table's columns.
+    let returning = match &ins.returning {
+        Some(items) => {
+            c.frames.push(table_frame(&e, &shown));
+            let r = compile_returning(c, items);
+            c.frames.pop();
+            Some(r?)
+        }
+        None => None,
+    };
+    // Source rows.
+    let rows: Vec<Vec<Option<Value>>> = match &ins.source {
+        None => vec![vec![None; e.fields.len()]],
+        Some(q) => {
+            let qc = compile_query(c, q)?;
+            let data = run_query(&qc, ctx, None)?.rows;
+            let mut out = Vec::with_capacity(data.len());
+            for r in data {
+                if r.len() != targets.len() {
+                    return Err(syntax(if ins.columns.is_empty() {
+                        format!(
+                            "table {} has {} columns but {} values were supplied",
+                            e.name,
+                            targets.len(),
+                            r.len()
+                        )
+                    } else {
+                        format!("{} values for {} columns", r.len(), targets.len())
+                    }));
+                }
+                let mut row = vec![None; e.fields.len()];
+                for (p, v) in targets.iter().zip(r) {
+                    row[*p as usize] = Some(v);
+                }
+                out.push(row);
+            }
+            out
+        }
+    };
+    let mut outcome = WriteOutcome::default();
+    if let Some((_, names, decls)) = &returning {
+        outcome.columns = names.clone();
+        outcome.decls = decls.clone();
+    }
+    for row in rows {
+        insert_one(ctx, &e, row, &conflict, &returning, &mut outcome)?;
+    }
+    Ok(outcome)
+}
+
+fn assignment_columns(a: &ast::Assignment) -> Result<Vec<String>> {
+    let one = |n: &ast::ObjectName| -> String {
+        n.0.last()
+            .map(|p| match p {
+                ast::ObjectNamePart::Identifier(i) => i.value.clone(),
+                other => other.to_string(),
+            })
+            .unwrap_or_default()
+    };
+    match &a.target {
+        AssignmentTarget::ColumnName(n) => Ok(vec![one(n)]),
+        AssignmentTarget::Tuple(_) => {
+            Err(Error::unsupported("row-value assignment (a, b) = (...)"))
+        }
+    }
+}
+
+/// The values a row will have once written (defaults filled, affinity applied, NOT NULL and
+/// CHECK verified), computed before the engine allocates a row id: SQLite consumes no row id
+/// on a failed insert, so constraint failures are found here first.
+fn prepared_values(e: &EntityDef, row: &[Option<Value>]) -> Result<Vec<Value>> {
+    let mut values = Vec::with_capacity(row.len());
+    for (i, v) in row.iter().enumerate() {
+        values.push(match v {
+            Some(v) => v.clone(),
+            None if Some(i as u32) == e.rowid_alias => Value::Null,
+            None => match &e.fields[i].default {
+                Some(DefaultValue::Literal(_)) | None => {
+                    crate::constraint::defaults::default_for(&e.fields[i])?
+                }
+                // Time defaults are taken by the engine at write time; any value stands in.
+                Some(_) => Value::Text(String::new()),
+            },
+        });
+    }
+    if let Some(a) = e.rowid_alias {
+        let a = a as usize;
+        if !values[a].is_null() {
+            values[a] = e.fields[a].ty.apply_affinity(values[a].clone());
+            if !matches!(values[a], Value::Integer(_)) {
+                return Err(Error::new(
+                    SqlState::DatatypeMismatch,
+                    format!(
+                        "datatype mismatch: {}.{} is an INTEGER PRIMARY KEY",
+                        e.name, e.fields[a].name
+                    ),
+                ));
+            }
+        } else {
+            // stands in for the id the engine will allocate
+            values[a] = Value::Integer(i64::MIN);
+        }
+    }
+    crate::constraint::prepare_row(e, &mut values, usize::MAX)?;
+    if let Some(a) = e.rowid_alias {
+        if values[a as usize] == Value::Integer(i64::MIN) {
+            values[a as usize] = Value::Null;
+        }
+    }
+    Ok(values)
+}
+
+/// Immediate foreign keys of a new row, checked before the engine allocates its id.
+fn check_parents(ctx: &mut Ctx, e: &EntityDef, vals: &[Value]) -> Result<()> {
+    let txn = ctx.tx.engine_txn();
+    if !txn.opts.foreign_keys {
+        return Ok(());
+    }
+    let schema = txn.schema().clone();
+    for fk in &e.foreign_keys {
+        // Deferred keys are checked at commit; a self-reference may be satisfied by the row.
+        if fk.deferred || fk.parent.eq_ignore_ascii_case(&e.name) {
+            continue;
+        }
+        if schema.entity_pos(&fk.parent).is_none() {
+            continue; // the engine reports the missing parent table
+        }
+        if !crate::constraint::parent_exists(txn, &schema, e, fk, vals)? {
+            return Err(crate::constraint::fk_error(
+                e,
+                fk,
+                "no parent row has that key",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Row ids of existing rows that conflict with `vals` on the row id or a unique index
+/// (restricted to `target` fields when given).
+fn conflicting_rows(
+    ctx: &mut Ctx,
+    e: &EntityDef,
+    vals: &[Value],
+    target: Option<&[u32]>,
+) -> Result<Vec<i64>> {
+    let mut out = Vec::new();
+    let target_is = |fields: &[u32]| -> bool {
+        match target {
+            None => true,
+            Some(t) => {
+                let mut f = fields.to_vec();
+                f.sort_unstable();
+                f == t
+            }
+        }
+    };
+    if let Some(a) = e.rowid_alias {
+        if target_is(&[a]) {
+            if let Value::Integer(id) = vals[a as usize] {
+                if ctx.tx.get(&e.name, id)?.is_some() {
+                    out.push(id);
+                }
+            }
+        }
+    }
+    for ix in e.indexes.iter().filter(|ix| ix.unique) {
+        if !target_is(&ix.fields) {
+            continue;
+        }
+        let key: Vec<Value> = ix
+            .fields
+            .iter()
+            .map(|f| vals[*f as usize].clone())
+            .collect();
+        if key.iter().any(Value::is_null) {
+            continue;
+        }
+        for r in ctx.tx.find_by_index(&e.name, &ix.name, &key)? {
+            if !out.contains(&r.row_id) {
+                out.push(r.row_id);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The error SQLite reports for a uniqueness conflict of `vals`.
+fn unique_error(ctx: &mut Ctx, e: &EntityDef, vals: &[Value]) -> Result<Error> {
+    if let Some(a) = e.rowid_alias {
+        if let Value::Integer(id) = vals[a as usize] {
+            if ctx.tx.get(&e.name, id)?.is_some() {
+                return Ok(Error::unique("PRIMARY KEY", &e.name, e.field_names(&[a])));
+            }
+        }
+    }
+    let id = e
+        .rowid_alias
+        .and_then(|a| vals[a as usize].as_i64())
+        .unwrap_or(i64::MIN);
+    match crate::constraint::check_unique(ctx.tx.engine_txn(), e, id, vals, None) {
+        Err(err) => Ok(err),
+        Ok(()) => Ok(Error::unique("UNIQUE", &e.name, "conflicting row")),
+    }
+}
+
+fn insert_one(
+    ctx: &mut Ctx,
+    e: &EntityDef,
+    row: Vec<Option<Value>>,
+    conflict: &Conflict,
+    returning: &Option<Returning>,
+    out: &mut WriteOutcome,
+) -> Result<()> {
+    let vals = match prepared_values(e, &row) {
+        Ok(v) => v,
+        Err(err) => {
+            let ignorable = matches!(
+                err.state,
+                SqlState::NotNullViolation | SqlState::CheckViolation
+            );
+            return if ignorable && matches!(conflict, Conflict::Ignore) {
+                Ok(())
+            } else {
+                Err(err)
+            };
+        }
+    };
+    check_parents(ctx, e, &vals)?;
+    let conflicts = conflicting_rows(ctx, e, &vals, None)?;
+    if !conflicts.is_empty() {
+        // SQLite's AUTOINCREMENT takes the next id before resolving the conflict, so a row
+        // skipped or turned into an update still uses one up.
+        let auto_id = e
+            .rowid_alias
+            .is_some_and(|a| row[a as usize].as_ref().is_none_or(Value::is_null));
+        if e.autoincrement && auto_id && !matches!(conflict, Conflict::Abort | Conflict::Replace) {
+            let txn = ctx.tx.engine_txn();
+            let id = txn.core().clone().alloc_row_id(e.id)?;
+            txn.note_sequence(e.id, id);
+        }
+        match conflict {
+            Conflict::Abort => return Err(unique_error(ctx, e, &vals)?),
+            Conflict::Ignore => return Ok(()),
+            Conflict::Nothing(target) => {
+                if target.is_none()
+                    || !conflicting_rows(ctx, e, &vals, target.as_deref())?.is_empty()
+                {
+                    return Ok(());
+                }
+                return Err(unique_error(ctx, e, &vals)?);
+            }
+            Conflict::Update {
+                target,
+                sets,
+                filter,
+            } => {
+                let hits = conflicting_rows(ctx, e, &vals, target.as_deref())?;
+                let Some(&id) = hits.first() else {
+                    return Err(unique_error(ctx, e, &vals)?);
+                };
+                let Some(existing) = full_row(ctx, &e.name, id)? else {
+                    return Ok(());
+                };
+                let mut combined = existing;
+                combined.extend(vals.iter().cloned());
+                combined.push(Value::Null);
+                let env = Env::root(&combined);
+                if let Some(f) = filter {
+                    if !is_true(&eval(f, ctx, &env)?) {
+                        return Ok(());
+                    }
+                }
+                let mut changes = Vec::with_capacity(sets.len());
+                for (col, x) in sets {
+                    changes.push((col.clone(), eval(x, ctx, &env)?));
+                }
+                let refs: Vec<(&str, Value)> = changes
+                    .iter()
+                    .map(|(c, v)| (c.as_str(), v.clone()))
+                    .collect();
+                let w = ctx.tx.update(&e.name, id, &refs)?;
+                ctx.invalidate();
+                out.changes += 1;
+                if let Some(w) = w {
+                    if let Some(r) = full_row(ctx, &e.name, w.row_id)? {
+                        eval_returning(returning, ctx, &r, &mut out.rows)?;
+                    }
+                }
+                return Ok(());
+            }
+            Conflict::Replace => {
+                let same_id = e
+                    .rowid_alias
+                    .and_then(|a| vals[a as usize].as_i64())
+                    .filter(|id| conflicts == [*id]);
+                let literal_defaults = row.iter().zip(&e.fields).all(|(v, f)| {
+                    v.is_some()
+                        || !matches!(
+                            f.default,
+                            Some(
+                                DefaultValue::CurrentTimestamp
+                                    | DefaultValue::CurrentDate
+                                    | DefaultValue::CurrentTime
+                                    | DefaultValue::Expr(_)
+                            )
+                        )
+                });
+                if let (Some(id), true) = (same_id, literal_defaults) {
+                    // The row keeps its id: rewrite it in place, so references to it (checked
+                    // per operation here, at statement end in SQLite) stay valid.
+                    let changes: Vec<(&str, Value)> = e
+                        .fields
+                        .iter()
+                        .zip(&vals)
+                        .map(|(f, v)| (f.name.as_str(), v.clone()))
+                        .collect();
+                    ctx.tx.update(&e.name, id, &changes)?;
+                    ctx.invalidate();
+                    out.changes += 1;
+                    out.last_insert_rowid = Some(id);
+                    if let Some(r) = full_row(ctx, &e.name, id)? {
+                        eval_returning(returning, ctx, &r, &mut out.rows)?;
+                    }
+                    return Ok(());
+                }
+                for id in conflicts {
+                    if let Some(d) = ctx.tx.delete(&e.name, id)? {
+                        out.cascaded += d.cascaded as i64;
+                    }
+                }
+                ctx.invalidate();
+            }
+        }
+    }
+    let w = ctx.tx.insert_positional(&e.name, row)?;
+    ctx.invalidate();
+    out.changes += 1;
+    out.last_insert_rowid = Some(w.row_id);
+    if returning.is_some() {
+        if let Some(r) = full_row(ctx, &e.name, w.row_id)? {
+            eval_returning(returning, ctx, &r, &mut out.rows)?;
+        }
+    }
+    Ok(())
+}
+
+/// The target rows of an UPDATE/DELETE: (row values with row id last).
+fn target_rows(
+    c: &mut Compiler,
+    e: &EntityDef,
+    shown: &str,
+    selection: Option<&ast::Expr>,
+    ctx: &mut Ctx,
+) -> Result<(Vec<Vec<Value>>, Frame)> {
+    c.frames.push(table_frame(e, shown));
+    let w = match selection {
+        Some(x) => c.expr(x),
+        None => Ok(SExpr::Lit(Value::Integer(1))),
+    };
+    let frame = c.frames.pop().unwrap_or_default();
+    let w = w?;
+    let width = frame.cols.len();
+    let mut preds = Vec::new();
+    super::compile::conjuncts(&w, &mut preds);
+    let access = query::choose_access(e, 0, &preds);
+    let sources = vec![Source {
+        kind: SourceKind::Table {
+            name: e.name.clone(),
+        },
+        offset: 0,
+        width,
+        join: JoinKind::Inner,
+        on: None,
+        access,
+    }];
+    let rows = joined_rows(&sources, width, Some(&w), ctx, None)?;
+    Ok((rows, frame))
+}
+
+pub fn update(c: &mut Compiler, u: &ast::Update, ctx: &mut Ctx) -> Result<WriteOutcome> {
+    if u.from.is_some() {
+        return Err(Error::unsupported("UPDATE ... FROM"));
+    }
+    if !u.order_by.is_empty() || u.limit.is_some() {
+        return Err(Error::unsupported("UPDATE ... ORDER BY/LIMIT"));
+    }
+    if u.output.is_some() || u.settings.is_some() || !u.table.joins.is_empty() {
+        return Err(Error::unsupported("UPDATE form"));
+    }
+    match u.or {
+        None | Some(SqliteOnConflict::Abort) => {}
+        Some(other) => return Err(Error::unsupported(format!("UPDATE OR {other}"))),
+    }
+    let (name, alias) = match &u.table.relation {
+        ast::TableFactor::Table { name, alias, .. } => (
+            table_name(name)?,
+            alias.as_ref().map(|a| a.name.value.clone()),
+        ),
+        other => return Err(Error::unsupported(format!("UPDATE of {other}"))),
+    };
+    let schema = ctx.tx.schema().clone();
+    let e = schema.entity(&name)?.clone();
+    let shown = alias.unwrap_or_else(|| e.name.clone());
+    let (rows, frame) = target_rows(c, &e, &shown, u.selection.as_ref(), ctx)?;
+    c.frames.push(frame);
+    let compiled = (|| -> Result<(Sets, Option<Returning>)> {
+        let mut sets = Vec::new();
+        for a in &u.assignments {
+            for col in assignment_columns(a)? {
+                let pos = match e.field_index(&col) {
+                    Some(p) => p,
+                    None if super::compile::is_rowid_name(&col) => match e.rowid_alias {
+                        Some(p) => p,
+                        None => return Err(Error::unsupported("UPDATE of the hidden rowid")),
+                    },
+                    None => {
+                        return Err(Error::new(
+                            SqlState::UndefinedColumn,
+                            format!("no such column: {col}"),
+                        ))
+                    }
+                };
+                sets.push((e.fields[pos as usize].name.clone(), c.expr(&a.value)?));
+            }
+        }
+        let ret = match &u.returning {
+            Some(items) => Some(compile_returning(c, items)?),
+            None => None,
+        };
+        Ok((sets, ret))
+    })();
+    c.frames.pop();
+    let (sets, returning) = compiled?;
+    let mut out = WriteOutcome::default();
+    if let Some((_, names, decls)) = &returning {
+        out.columns = names.clone();
+        out.decls = decls.clone();
+    }
+    let rowid_pos = e.fields.len();
+    for row in rows {
+        let Value::Integer(id) = row[rowid_pos] else {
+            continue;
+        };
+        let env = Env::root(&row);
+        let mut changes = Vec::with_capacity(sets.len());
+        for (col, x) in &sets {
+            changes.push((col.as_str(), eval(x, ctx, &env)?));
+        }
+        let w = ctx.tx.update(&e.name, id, &changes)?;
+        ctx.invalidate();
+        if let Some(w) = w {
+            out.changes += 1;
+            if returning.is_some() {
+                if let Some(r) = full_row(ctx, &e.name, w.row_id)? {
+                    eval_returning(&returning, ctx, &r, &mut out.rows)?;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub fn delete(c: &mut Compiler, d: &ast::Delete, ctx: &mut Ctx) -> Result<WriteOutcome> {
+    if !d.tables.is_empty()
+        || d.using.is_some()
+        || !d.order_by.is_empty()
+        || d.limit.is_some()
+        || d.output.is_some()
+        || d.settings.is_some()
+    {
+        return Err(Error::unsupported("DELETE form"));
+    }
+    let twj = match &d.from {
+        FromTable::WithFromKeyword(v) | FromTable::WithoutKeyword(v) => match v.as_slice() {
+            [one] if one.joins.is_empty() => one,
+            _ => return Err(Error::unsupported("DELETE from several tables")),
+        },
+    };
+    let (name, alias) = match &twj.relation {
+        ast::TableFactor::Table { name, alias, .. } => (
+            table_name(name)?,
+            alias.as_ref().map(|a| a.name.value.clone()),
+        ),
+        other => return Err(Error::unsupported(format!("DELETE from {other}"))),
+    };
+    let schema = ctx.tx.schema().clone();
+    let e = schema.entity(&name)?.clone();
+    let shown = alias.unwrap_or_else(|| e.name.clone());
+    let (rows, frame) = target_rows(c, &e, &shown, d.selection.as_ref(), ctx)?;
+    let returning = match &d.returning {
+        Some(items) => {
+            c.frames.push(frame);
+            let r = compile_returning(c, items);
+            c.frames.pop();
+            Some(r?)
+        }
+        None => None,
+    };
+    let mut out = WriteOutcome::default();
+    if let Some((_, names, decls)) = &returning {
+        out.columns = names.clone();
+        out.decls = decls.clone();
+    }
+    let rowid_pos = e.fields.len();
+    for row in rows {
+        let Value::Integer(id) = row[rowid_pos] else {
+            continue;
+        };
+        // A cascade from an earlier row of this statement may have removed it already.
+        let current = if returning.is_some() {
+            full_row(ctx, &e.name, id)?
+        } else {
+            None
+        };
+        if let Some(d) = ctx.tx.delete(&e.name, id)? {
+            out.changes += 1;
+            out.cascaded += d.cascaded as i64;
+            if let Some(r) = current {
+                eval_returning(&returning, ctx, &r, &mut out.rows)?;
+            }
+        }
+        ctx.invalidate();
+    }
+    Ok(out)
+}

@@ -1,0 +1,532 @@
+//! Evaluation of compiled expressions with SQLite's semantics (three-valued logic, numeric
+//! comparison across integer and real, comparison affinity, LIKE/GLOB, CAST), over a row and the
+//! rows of the enclosing queries.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use super::compile::{CastType, Op, SExpr};
+use super::query::{run_query, Query};
+use crate::api::Transaction;
+use crate::error::{Error, Result, SqlState};
+use crate::ir::expr::{like_match, text_of, to_numeric, truthy};
+use crate::ir::{BinaryOp, Expr};
+use crate::value::{DataType, Value};
+
+/// Connection counters that SQL functions read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counters {
+    pub last_insert_rowid: i64,
+    pub changes: i64,
+    pub total_changes: i64,
+}
+
+/// Everything a statement's execution needs besides the rows.
+pub struct Ctx<'t> {
+    pub tx: &'t mut Transaction,
+    pub counters: Counters,
+    /// Full scans of tables read by this statement, with the row id as the last column.
+    pub table_cache: HashMap<String, Rc<Vec<Vec<Value>>>>,
+    /// Results of CTEs (by slot) and uncorrelated subqueries (by address).
+    pub cte_results: HashMap<usize, Rc<Vec<Vec<Value>>>>,
+    pub subquery_cache: HashMap<usize, Rc<Vec<Vec<Value>>>>,
+}
+
+impl<'t> Ctx<'t> {
+    pub fn new(tx: &'t mut Transaction, counters: Counters) -> Self {
+        Ctx {
+            tx,
+            counters,
+            table_cache: HashMap::new(),
+            cte_results: HashMap::new(),
+            subquery_cache: HashMap::new(),
+        }
+    }
+
+    /// Forgets cached table contents after a write.
+    pub fn invalidate(&mut self) {
+        self.table_cache.clear();
+        self.subquery_cache.clear();
+    }
+}
+
+/// The row being evaluated and the rows of the queries it is nested in.
+#[derive(Clone, Copy)]
+pub struct Env<'a> {
+    pub row: &'a [Value],
+    pub parent: Option<&'a Env<'a>>,
+}
+
+impl<'a> Env<'a> {
+    pub fn root(row: &'a [Value]) -> Env<'a> {
+        Env { row, parent: None }
+    }
+
+    fn column(&self, up: usize, idx: usize) -> Value {
+        let mut e = self;
+        for _ in 0..up {
+            match e.parent {
+                Some(p) => e = p,
+                None => return Value::Null,
+            }
+        }
+        e.row.get(idx).cloned().unwrap_or(Value::Null)
+    }
+}
+
+pub fn bool_val(b: Option<bool>) -> Value {
+    b.map_or(Value::Null, |x| Value::Integer(x as i64))
+}
+
+fn cmp3(a: &Value, b: &Value) -> Option<Ordering> {
+    if a.is_null() || b.is_null() {
+        None
+    } else {
+        Some(a.total_cmp(b))
+    }
+}
+
+/// Arithmetic and concatenation through the engine's expression evaluator (one set of rules).
+pub fn arith(op: Op, a: Value, b: Value) -> Result<Value> {
+    let bop = match op {
+        Op::Add => BinaryOp::Add,
+        Op::Sub => BinaryOp::Sub,
+        Op::Mul => BinaryOp::Mul,
+        Op::Div => BinaryOp::Div,
+        Op::Rem => BinaryOp::Rem,
+        Op::Concat => BinaryOp::Concat,
+        _ => return Err(Error::internal("not an arithmetic operator")),
+    };
+    Expr::bin(bop, Expr::Literal(a), Expr::Literal(b)).eval(&[])
+}
+
+fn int_of(v: &Value) -> Option<i64> {
+    match to_numeric(v) {
+        Value::Null => None,
+        Value::Integer(i) => Some(i),
+        Value::Real(r) => Some(real_to_int(r)),
+        _ => Some(0),
+    }
+}
+
+pub fn real_to_int(r: f64) -> i64 {
+    if r.is_nan() {
+        0
+    } else if r >= 9.223_372_036_854_776e18 {
+        i64::MAX
+    } else if r <= -9.223_372_036_854_776e18 {
+        i64::MIN
+    } else {
+        r as i64
+    }
+}
+
+pub fn cast(v: Value, ty: CastType) -> Value {
+    if v.is_null() {
+        return Value::Null;
+    }
+    match ty {
+        CastType::Text => match v {
+            Value::Text(s) => Value::Text(s),
+            other => Value::Text(text_of(&other)),
+        },
+        CastType::Blob => match v {
+            Value::Blob(b) => Value::Blob(b),
+            other => Value::Blob(text_of(&other).into_bytes()),
+        },
+        CastType::Integer => match to_numeric(&as_text_if_blob(v)) {
+            Value::Integer(i) => Value::Integer(i),
+            Value::Real(r) => Value::Integer(real_to_int(r)),
+            _ => Value::Integer(0),
+        },
+        CastType::Real => match to_numeric(&as_text_if_blob(v)) {
+            Value::Integer(i) => Value::Real(i as f64),
+            Value::Real(r) => Value::Real(r),
+            _ => Value::Real(0.0),
+        },
+        CastType::Numeric => match to_numeric(&as_text_if_blob(v)) {
+            Value::Real(r) if r == r.trunc() && r.abs() < 9.2e18 => Value::Integer(r as i64),
+            other => other,
+        },
+    }
+}
+
+fn as_text_if_blob(v: Value) -> Value {
+    match v {
+        Value::Blob(b) => Value::Text(String::from_utf8_lossy(&b).into_owned()),
+        other => other,
+    }
+}
+
+/// SQLite GLOB: `*`, `?`, `[...]` classes (with `^` and ranges), case-sensitive.
+pub fn glob_match(p: &[char], t: &[char]) -> bool {
+    let (mut pi, mut ti) = (0, 0);
+    while pi < p.len() {
+        match p[pi] {
+            '*' => {
+                while pi < p.len() && p[pi] == '*' {
+                    pi += 1;
+                }
+                if pi == p.len() {
+                    return true;
+                }
+                return (ti..=t.len()).any(|k| glob_match(&p[pi..], &t[k..]));
+            }
+            '?' => {
+                if ti >= t.len() {
+                    return false;
+                }
+                pi += 1;
+                ti += 1;
+            }
+            '[' => {
+                if ti >= t.len() {
+                    return false;
+                }
+                let c = t[ti];
+                let mut j = pi + 1;
+                let negate = j < p.len() && p[j] == '^';
+                if negate {
+                    j += 1;
+                }
+                let mut matched = false;
+                let mut first = true;
+                while j < p.len() && (first || p[j] != ']') {
+                    first = false;
+                    if j + 2 < p.len() && p[j + 1] == '-' && p[j + 2] != ']' {
+                        if p[j] <= c && c <= p[j + 2] {
+                            matched = true;
+                        }
+                        j += 3;
+                    } else {
+                        if p[j] == c {
+                            matched = true;
+                        }
+                        j += 1;
+                    }
+                }
+                if j >= p.len() {
+                    return false; // unterminated class matches nothing
+                }
+                if matched == negate {
+                    return false;
+                }
+                pi = j + 1;
+                ti += 1;
+            }
+            ch => {
+                if ti >= t.len() || t[ti] != ch {
+                    return false;
+                }
+                pi += 1;
+                ti += 1;
+            }
+        }
+    }
+    ti == t.len()
+}
+
+/// Rows of a subquery, cached when it does not depend on the enclosing row.
+pub fn subquery_rows(q: &Rc<Query>, ctx: &mut Ctx, env: &Env) -> Result<Rc<Vec<Vec<Value>>>> {
+    if !q.correlated {
+        let key = Rc::as_ptr(q) as usize;
+        if let Some(r) = ctx.subquery_cache.get(&key) {
+            return Ok(r.clone());
+        }
+        let rows = Rc::new(run_query(q, ctx, Some(env))?.rows);
+        ctx.subquery_cache.insert(key, rows.clone());
+        return Ok(rows);
+    }
+    Ok(Rc::new(run_query(q, ctx, Some(env))?.rows))
+}
+
+pub fn eval(e: &SExpr, ctx: &mut Ctx, env: &Env) -> Result<Value> {
+    Ok(match e {
+        SExpr::Lit(v) => v.clone(),
+        SExpr::Col { up, idx } => env.column(*up, *idx),
+        SExpr::Affinity(ty, x) => {
+            let v = eval(x, ctx, env)?;
+            match ty {
+                DataType::Text => match v {
+                    Value::Integer(_) | Value::Real(_) => Value::Text(text_of(&v)),
+                    other => other,
+                },
+                t => t.apply_affinity(v),
+            }
+        }
+        SExpr::Not(x) => bool_val(truthy(&eval(x, ctx, env)?).map(|b| !b)),
+        SExpr::Neg(x) => arith(Op::Sub, Value::Integer(0), {
+            let v = eval(x, ctx, env)?;
+            if v.is_null() {
+                return Ok(Value::Null);
+            }
+            to_numeric(&v)
+        })?,
+        SExpr::BitNot(x) => match int_of(&eval(x, ctx, env)?) {
+            None => Value::Null,
+            Some(i) => Value::Integer(!i),
+        },
+        SExpr::Bin(op, a, b) => eval_bin(*op, a, b, ctx, env)?,
+        SExpr::IsNull(x, neg) => Value::Integer((eval(x, ctx, env)?.is_null() != *neg) as i64),
+        SExpr::InList {
+            expr,
+            list,
+            negated,
+        } => {
+            let v = eval(expr, ctx, env)?;
+            if list.is_empty() {
+                return Ok(Value::Integer(*negated as i64));
+            }
+            if v.is_null() {
+                return Ok(Value::Null);
+            }
+            let mut saw_null = false;
+            for it in list {
+                let x = eval(it, ctx, env)?;
+                if x.is_null() {
+                    saw_null = true;
+                } else if v.total_cmp(&x) == Ordering::Equal {
+                    return Ok(Value::Integer(!*negated as i64));
+                }
+            }
+            if saw_null {
+                Value::Null
+            } else {
+                Value::Integer(*negated as i64)
+            }
+        }
+        SExpr::InQuery {
+            expr,
+            query,
+            negated,
+            affinity,
+        } => {
+            let v = eval(expr, ctx, env)?;
+            let rows = subquery_rows(query, ctx, env)?;
+            if rows.is_empty() {
+                return Ok(Value::Integer(*negated as i64));
+            }
+            if v.is_null() {
+                return Ok(Value::Null);
+            }
+            let mut saw_null = false;
+            for r in rows.iter() {
+                let mut x = r.first().cloned().unwrap_or(Value::Null);
+                if let Some(a) = affinity {
+                    if super::compile::is_numeric_aff(*a) {
+                        x = DataType::Numeric.apply_affinity(x);
+                    }
+                }
+                if x.is_null() {
+                    saw_null = true;
+                } else if v.total_cmp(&x) == Ordering::Equal {
+                    return Ok(Value::Integer(!*negated as i64));
+                }
+            }
+            if saw_null {
+                Value::Null
+            } else {
+                Value::Integer(*negated as i64)
+            }
+        }
+        SExpr::Exists { query, negated } => {
+            let rows = subquery_rows(query, ctx, env)?;
+            Value::Integer((rows.is_empty() == *negated) as i64)
+        }
+        SExpr::Scalar(q) => {
+            let rows = subquery_rows(q, ctx, env)?;
+            rows.first()
+                .and_then(|r| r.first().cloned())
+                .unwrap_or(Value::Null)
+        }
+        SExpr::Between {
+            expr,
+            low,
+            high,
+            negated,
+        } => {
+            let v = eval(expr, ctx, env)?;
+            let lo = eval(low, ctx, env)?;
+            let hi = eval(high, ctx, env)?;
+            let ge = cmp3(&v, &lo).map(|o| o != Ordering::Less);
+            let le = cmp3(&v, &hi).map(|o| o != Ordering::Greater);
+            let both = match (ge, le) {
+                (Some(false), _) | (_, Some(false)) => Some(false),
+                (Some(true), Some(true)) => Some(true),
+                _ => None,
+            };
+            bool_val(both.map(|b| b != *negated))
+        }
+        SExpr::Like {
+            expr,
+            pattern,
+            escape,
+            negated,
+        } => {
+            let v = eval(expr, ctx, env)?;
+            let p = eval(pattern, ctx, env)?;
+            let esc = match escape {
+                Some(x) => match eval(x, ctx, env)? {
+                    Value::Null => return Ok(Value::Null),
+                    ev => {
+                        let s = text_of(&ev);
+                        let mut cs = s.chars();
+                        match (cs.next(), cs.next()) {
+                            (Some(c), None) => Some(c),
+                            _ => {
+                                return Err(Error::new(
+                                    SqlState::InvalidParameter,
+                                    "ESCAPE expression must be a single character",
+                                ))
+                            }
+                        }
+                    }
+                },
+                None => None,
+            };
+            if v.is_null() || p.is_null() {
+                return Ok(Value::Null);
+            }
+            let m = like_match(&text_of(&p), &text_of(&v), esc);
+            Value::Integer((m != *negated) as i64)
+        }
+        SExpr::Glob {
+            expr,
+            pattern,
+            negated,
+        } => {
+            let v = eval(expr, ctx, env)?;
+            let p = eval(pattern, ctx, env)?;
+            if v.is_null() || p.is_null() {
+                return Ok(Value::Null);
+            }
+            let pc: Vec<char> = text_of(&p).chars().collect();
+            let tc: Vec<char> = text_of(&v).chars().collect();
+            Value::Integer((glob_match(&pc, &tc) != *negated) as i64)
+        }
+        SExpr::Case {
+            operand,
+            whens,
+            else_,
+        } => {
+            let base = match operand {
+                Some(o) => Some(eval(o, ctx, env)?),
+                None => None,
+            };
+            for (w, r) in whens {
+                let c = eval(w, ctx, env)?;
+                let hit = match &base {
+                    Some(b) => cmp3(b, &c) == Some(Ordering::Equal),
+                    None => truthy(&c) == Some(true),
+                };
+                if hit {
+                    return eval(r, ctx, env);
+                }
+            }
+            match else_ {
+                Some(x) => eval(x, ctx, env)?,
+                None => Value::Null,
+            }
+        }
+        SExpr::Cast(x, ty) => cast(eval(x, ctx, env)?, *ty),
+        SExpr::Func(name, args) => {
+            if name == "coalesce" || name == "ifnull" {
+                for a in args {
+                    let v = eval(a, ctx, env)?;
+                    if !v.is_null() {
+                        return Ok(v);
+                    }
+                }
+                return Ok(Value::Null);
+            }
+            if name == "iif" && args.len() == 3 {
+                let c = eval(&args[0], ctx, env)?;
+                return eval(
+                    if truthy(&c) == Some(true) {
+                        &args[1]
+                    } else {
+                        &args[2]
+                    },
+                    ctx,
+                    env,
+                );
+            }
+            let mut vals = Vec::with_capacity(args.len());
+            for a in args {
+                vals.push(eval(a, ctx, env)?);
+            }
+            super::functions::call(name, vals, &ctx.counters)?
+        }
+    })
+}
+
+fn eval_bin(op: Op, a: &SExpr, b: &SExpr, ctx: &mut Ctx, env: &Env) -> Result<Value> {
+    if op == Op::And || op == Op::Or {
+        let x = truthy(&eval(a, ctx, env)?);
+        if op == Op::And && x == Some(false) {
+            return Ok(Value::Integer(0));
+        }
+        if op == Op::Or && x == Some(true) {
+            return Ok(Value::Integer(1));
+        }
+        let y = truthy(&eval(b, ctx, env)?);
+        let r = if op == Op::And {
+            match (x, y) {
+                (_, Some(false)) => Some(false),
+                (Some(true), Some(true)) => Some(true),
+                _ => None,
+            }
+        } else {
+            match (x, y) {
+                (_, Some(true)) => Some(true),
+                (Some(false), Some(false)) => Some(false),
+                _ => None,
+            }
+        };
+        return Ok(bool_val(r));
+    }
+    let x = eval(a, ctx, env)?;
+    let y = eval(b, ctx, env)?;
+    Ok(match op {
+        Op::Eq => bool_val(cmp3(&x, &y).map(|o| o == Ordering::Equal)),
+        Op::Ne => bool_val(cmp3(&x, &y).map(|o| o != Ordering::Equal)),
+        Op::Lt => bool_val(cmp3(&x, &y).map(|o| o == Ordering::Less)),
+        Op::Le => bool_val(cmp3(&x, &y).map(|o| o != Ordering::Greater)),
+        Op::Gt => bool_val(cmp3(&x, &y).map(|o| o == Ordering::Greater)),
+        Op::Ge => bool_val(cmp3(&x, &y).map(|o| o != Ordering::Less)),
+        Op::Is => Value::Integer((x.total_cmp(&y) == Ordering::Equal) as i64),
+        Op::IsNot => Value::Integer((x.total_cmp(&y) != Ordering::Equal) as i64),
+        Op::BitAnd | Op::BitOr | Op::Shl | Op::Shr => match (int_of(&x), int_of(&y)) {
+            (Some(i), Some(j)) => Value::Integer(match op {
+                Op::BitAnd => i & j,
+                Op::BitOr => i | j,
+                Op::Shl => shift(i, j),
+                _ => shift(i, j.checked_neg().unwrap_or(i64::MAX)),
+            }),
+            _ => Value::Null,
+        },
+        _ => arith(op, x, y)?,
+    })
+}
+
+fn shift(i: i64, by: i64) -> i64 {
+    if by >= 64 {
+        0
+    } else if by >= 0 {
+        ((i as u64) << by) as i64
+    } else if by <= -64 {
+        if i < 0 {
+            -1
+        } else {
+            0
+        }
+    } else {
+        i >> (-by)
+    }
+}
+
+/// Whether a WHERE/ON/HAVING value counts as true.
+pub fn is_true(v: &Value) -> bool {
+    truthy(v) == Some(true)
+}

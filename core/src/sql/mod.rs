@@ -1,0 +1,24 @@
+//! The SQL front end: SQLite-flavoured SQL text (as the ORMs emit it) compiled against the
+//! catalog and executed inside a [`Transaction`](crate::Transaction).
+//!
+//! Flow: [`session::Session::execute`] splits the text into statements ([`parse`]), answers
+//! PRAGMAs itself ([`pragma`]), parses the rest with sqlparser (SQLiteDialect), binds parameters
+//! ([`params`]), compiles expressions against scopes ([`compile`]) and runs queries ([`query`]),
+//! writes ([`dml`]) and schema changes ([`ddl`]). `sqlite_master` and the introspection PRAGMAs
+//! are answered from the catalog ([`catalog_emulation`]). Anything not supported fails with
+//! 0A000 naming the construct: never a silently different answer.
+
+pub mod catalog_emulation;
+pub mod compile;
+pub mod ddl;
+pub mod dml;
+pub mod eval;
+pub mod functions;
+pub mod params;
+pub mod parse;
+pub mod pragma;
+pub mod query;
+pub mod session;
+
+pub use params::Params;
+pub use session::{Session, StatementResult};

@@ -1,0 +1,1672 @@
+//! Queries: compilation of SELECT / VALUES / compound selects / CTEs into a [`Query`] and their
+//! execution (nested-loop joins with primary key and index lookups for equality and IN
+//! predicates, grouping and aggregates, ORDER BY, LIMIT/OFFSET).
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, HashSet};
+use std::rc::Rc;
+
+use sqlparser::ast::{
+    self as ast, Expr as AExpr, GroupByExpr, JoinConstraint, JoinOperator, LimitClause,
+    OrderByKind, SelectItem, SetExpr, SetOperator, SetQuantifier, TableFactor,
+};
+
+use super::catalog_emulation;
+use super::compile::{
+    conjuncts, refs_current_at_or_after, AggCall, AggFunc, ColInfo, Compiler, CteDef, Frame, Op,
+    SExpr,
+};
+use super::eval::{eval, is_true, Ctx, Env};
+use super::parse::{is_schema_table, is_temp_schema_table, table_name};
+use crate::error::{Error, Result, SqlState};
+use crate::ir::expr::text_of;
+use crate::value::{encode_key_value, DataType, Value};
+
+/// A compiled query.
+#[derive(Debug)]
+pub struct Query {
+    pub body: Body,
+    pub order: Vec<OrderSpec>,
+    pub limit: Option<SExpr>,
+    pub offset: Option<SExpr>,
+    pub columns: Vec<String>,
+    pub decls: Vec<Option<String>>,
+    pub correlated: bool,
+}
+
+#[derive(Debug)]
+pub enum Body {
+    Select(Box<SelectPlan>),
+    Values(Vec<Vec<SExpr>>),
+    SetOp {
+        op: SetOp,
+        all: bool,
+        left: Box<Body>,
+        right: Box<Body>,
+    },
+    Query(Rc<Query>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetOp {
+    Union,
+    Intersect,
+    Except,
+}
+
+#[derive(Debug)]
+pub struct OrderSpec {
+    pub key: OrderKey,
+    pub desc: bool,
+    pub nulls_first: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum OrderKey {
+    Output(usize),
+    Expr(usize),
+}
+
+#[derive(Debug)]
+pub struct SelectPlan {
+    pub sources: Vec<Source>,
+    pub width: usize,
+    pub where_: Option<SExpr>,
+    pub group_by: Vec<SExpr>,
+    pub aggs: Vec<AggCall>,
+    pub aggregate: bool,
+    pub having: Option<SExpr>,
+    pub projection: Vec<SExpr>,
+    pub distinct: bool,
+    pub order_keys: Vec<SExpr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinKind {
+    Inner,
+    Left,
+}
+
+#[derive(Debug)]
+pub struct Source {
+    pub kind: SourceKind,
+    pub offset: usize,
+    pub width: usize,
+    pub join: JoinKind,
+    pub on: Option<SExpr>,
+    pub access: Access,
+}
+
+#[derive(Debug)]
+pub enum SourceKind {
+    Table { name: String },
+    SchemaTable { temp: bool },
+    Query(Rc<Query>),
+    Cte { slot: usize, query: Rc<Query> },
+}
+
+/// How a table's candidate rows are found. Lookups only narrow the candidates: every
+/// predicate is still evaluated on them.
+#[derive(Debug)]
+pub enum Access {
+    Scan,
+    /// By row id (one key per expression).
+    RowId(Vec<SExpr>),
+    /// By an index's leading fields: one key tuple per lookup.
+    Index {
+        name: String,
+        keys: Vec<Vec<SExpr>>,
+    },
+}
+
+/// Rows produced by a query.
+#[derive(Debug, Default)]
+pub struct QueryRows {
+    pub rows: Vec<Vec<Value>>,
+}
+
+fn syntax(msg: impl Into<String>) -> Error {
+    Error::new(SqlState::SyntaxError, msg)
+}
+
+// ---------------------------------------------------------------- compilation
+
+pub fn compile_query(c: &mut Compiler, q: &ast::Query) -> Result<Query> {
+    if q.fetch.is_some() || !q.locks.is_empty() || q.for_clause.is_some() {
+        return Err(Error::unsupported("FETCH/FOR clauses"));
+    }
+    if !q.pipe_operators.is_empty() || q.settings.is_some() || q.format_clause.is_some() {
+        return Err(Error::unsupported("query pipe operators/settings"));
+    }
+    let ctes_before = c.ctes.len();
+    if let Some(with) = &q.with {
+        for cte in &with.cte_tables {
+            if with.recursive && query_mentions(&cte.query, &cte.alias.name.value) {
+                return Err(Error::unsupported("recursive common table expressions"));
+            }
+            let sub = compile_query(c, &cte.query)?;
+            let mut columns = sub.columns.clone();
+            if !cte.alias.columns.is_empty() {
+                if cte.alias.columns.len() != columns.len() {
+                    return Err(syntax(format!(
+                        "table {} has {} values for {} columns",
+                        cte.alias.name.value,
+                        columns.len(),
+                        cte.alias.columns.len()
+                    )));
+                }
+                columns = cte
+                    .alias
+                    .columns
+                    .iter()
+                    .map(|c| c.name.value.clone())
+                    .collect();
+            }
+            let slot = c.cte_slots;
+            c.cte_slots += 1;
+            c.ctes.push(CteDef {
+                name: cte.alias.name.value.clone(),
+                query: Rc::new(sub),
+                columns,
+                slot,
+            });
+        }
+    }
+    let res = compile_query_body(c, q);
+    c.ctes.truncate(ctes_before);
+    res
+}
+
+fn query_mentions(q: &ast::Query, name: &str) -> bool {
+    // Cheap textual check: a recursive CTE names itself in its own body.
+    let text = q.to_string().to_ascii_lowercase();
+    let n = name.to_ascii_lowercase();
+    text.split(|ch: char| !(ch.is_alphanumeric() || ch == '_'))
+        .any(|w| w == n)
+}
+
+fn compile_query_body(c: &mut Compiler, q: &ast::Query) -> Result<Query> {
+    let order_exprs: Vec<&ast::OrderByExpr> = match &q.order_by {
+        None => Vec::new(),
+        Some(ob) => match &ob.kind {
+            OrderByKind::Expressions(v) => v.iter().collect(),
+            OrderByKind::All(_) => return Err(Error::unsupported("ORDER BY ALL")),
+        },
+    };
+    for o in &order_exprs {
+        if o.with_fill.is_some() {
+            return Err(Error::unsupported("ORDER BY ... WITH FILL"));
+        }
+    }
+    let (limit, offset) = match &q.limit_clause {
+        None => (None, None),
+        Some(LimitClause::LimitOffset {
+            limit,
+            offset,
+            limit_by,
+        }) => {
+            if !limit_by.is_empty() {
+                return Err(Error::unsupported("LIMIT BY"));
+            }
+            (limit.clone(), offset.as_ref().map(|o| o.value.clone()))
+        }
+        Some(LimitClause::OffsetCommaLimit { offset, limit }) => {
+            (Some(limit.clone()), Some(offset.clone()))
+        }
+    };
+    // LIMIT/OFFSET see no columns of the query (only enclosing ones).
+    let compile_const = |c: &mut Compiler, e: &Option<AExpr>| -> Result<Option<SExpr>> {
+        match e {
+            None => Ok(None),
+            Some(x) => {
+                c.frames.push(Frame::default());
+                let r = c.expr(x);
+                let f = c.frames.pop();
+                let correlated = f.is_some_and(|f| f.correlated);
+                let r = r?;
+                if correlated {
+                    return Err(Error::unsupported(
+                        "LIMIT/OFFSET referring to outer columns",
+                    ));
+                }
+                Ok(Some(r))
+            }
+        }
+    };
+    let limit = compile_const(c, &limit)?;
+    let offset = compile_const(c, &offset)?;
+    match q.body.as_ref() {
+        SetExpr::Select(s) => {
+            let (plan, columns, decls, order, correlated) = compile_select(c, s, &order_exprs)?;
+            Ok(Query {
+                body: Body::Select(Box::new(plan)),
+                order,
+                limit,
+                offset,
+                columns,
+                decls,
+                correlated,
+            })
+        }
+        other => {
+            let (body, columns, decls, correlated) = compile_set_expr(c, other)?;
+            let mut order = Vec::new();
+            for (n, o) in order_exprs.iter().enumerate() {
+                let i = match_output_column(c, &o.expr, &columns, n)?;
+                order.push(OrderSpec {
+                    key: OrderKey::Output(i),
+                    desc: is_desc(o),
+                    nulls_first: o.options.nulls_first,
+                });
+            }
+            Ok(Query {
+                body,
+                order,
+                limit,
+                offset,
+                columns,
+                decls,
+                correlated,
+            })
+        }
+    }
+}
+
+fn is_desc(o: &ast::OrderByExpr) -> bool {
+    matches!(o.options.sort, Some(ast::OrderBySort::Desc))
+}
+
+fn ordinal(n: usize) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (1, x) if x != 11 => "st",
+        (2, x) if x != 12 => "nd",
+        (3, x) if x != 13 => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
+}
+
+fn match_output_column(c: &mut Compiler, e: &AExpr, columns: &[String], n: usize) -> Result<usize> {
+    if let Some(k) = integer_literal(e) {
+        if k < 1 || k as usize > columns.len() {
+            return Err(syntax(format!(
+                "{} ORDER BY term out of range - should be between 1 and {}",
+                ordinal(n + 1),
+                columns.len()
+            )));
+        }
+        return Ok(k as usize - 1);
+    }
+    let name = match e {
+        AExpr::Identifier(i) => i.value.clone(),
+        AExpr::CompoundIdentifier(p) => p.last().map(|i| i.value.clone()).unwrap_or_default(),
+        other => c.text_of(other),
+    };
+    columns
+        .iter()
+        .position(|col| col.eq_ignore_ascii_case(&name))
+        .ok_or_else(|| {
+            syntax(format!(
+                "{} ORDER BY term does not match any column in the result set",
+                ordinal(n + 1)
+            ))
+        })
+}
+
+fn integer_literal(e: &AExpr) -> Option<i64> {
+    match e {
+        AExpr::Value(v) => match &v.value {
+            ast::Value::Number(n, _) => n.parse().ok(),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+type BodyInfo = (Body, Vec<String>, Vec<Option<String>>, bool);
+
+fn compile_set_expr(c: &mut Compiler, s: &SetExpr) -> Result<BodyInfo> {
+    match s {
+        SetExpr::Select(sel) => {
+            let (plan, cols, decls, _, corr) = compile_select(c, sel, &[])?;
+            Ok((Body::Select(Box::new(plan)), cols, decls, corr))
+        }
+        SetExpr::Query(q) => {
+            let q = compile_query(c, q)?;
+            let cols = q.columns.clone();
+            let decls = q.decls.clone();
+            let corr = q.correlated;
+            Ok((Body::Query(Rc::new(q)), cols, decls, corr))
+        }
+        SetExpr::Values(v) => {
+            c.frames.push(Frame::default());
+            let mut rows = Vec::new();
+            let mut width = None;
+            let mut err = None;
+            for r in &v.rows {
+                if *width.get_or_insert(r.len()) != r.len() {
+                    err = Some(syntax("all VALUES must have the same number of terms"));
+                    break;
+                }
+                match r.iter().map(|e| c.expr(e)).collect::<Result<Vec<_>>>() {
+                    Ok(x) => rows.push(x),
+                    Err(e) => {
+                        err = Some(e);
+                        break;
+                    }
+                }
+            }
+            let f = c.frames.pop().unwrap_or_default();
+            if let Some(e) = err {
+                return Err(e);
+            }
+            let w = width.unwrap_or(0);
+            let cols = (1..=w).map(|i| format!("column{i}")).collect();
+            Ok((Body::Values(rows), cols, vec![None; w], f.correlated))
+        }
+        SetExpr::SetOperation {
+            left,
+            op,
+            set_quantifier,
+            right,
+        } => {
+            let op2 = match op {
+                SetOperator::Union => SetOp::Union,
+                SetOperator::Intersect => SetOp::Intersect,
+                SetOperator::Except | SetOperator::Minus => SetOp::Except,
+            };
+            let all = match set_quantifier {
+                SetQuantifier::All => true,
+                SetQuantifier::None | SetQuantifier::Distinct => false,
+                other => return Err(Error::unsupported(format!("set quantifier {other}"))),
+            };
+            if all && op2 != SetOp::Union {
+                return Err(Error::unsupported(format!("{op} ALL")));
+            }
+            let (l, lc, ld, lcorr) = compile_set_expr(c, left)?;
+            let (r, rc, _, rcorr) = compile_set_expr(c, right)?;
+            if lc.len() != rc.len() {
+                return Err(syntax(format!(
+                    "SELECTs to the left and right of {op} do not have the same number of result columns"
+                )));
+            }
+            Ok((
+                Body::SetOp {
+                    op: op2,
+                    all,
+                    left: Box::new(l),
+                    right: Box::new(r),
+                },
+                lc,
+                ld,
+                lcorr || rcorr,
+            ))
+        }
+        other => Err(Error::unsupported(format!("query form {other}"))),
+    }
+}
+
+type SelectParts = (SelectPlan, Vec<String>, Vec<Option<String>>, Vec<OrderSpec>);
+
+type SelectInfo = (
+    SelectPlan,
+    Vec<String>,
+    Vec<Option<String>>,
+    Vec<OrderSpec>,
+    bool,
+);
+
+/// Adds a FROM item's columns to the current frame and returns its source.
+fn compile_factor(c: &mut Compiler, f: &TableFactor, join: JoinKind) -> Result<Source> {
+    let offset = c.frame().cols.len();
+    match f {
+        TableFactor::Table {
+            name,
+            alias,
+            args,
+            with_hints,
+            version,
+            partitions,
+            sample,
+            index_directives,
+            ..
+        } => {
+            if args.is_some() {
+                return Err(Error::unsupported(format!("table-valued function {name}")));
+            }
+            if !with_hints.is_empty()
+                || version.is_some()
+                || !partitions.is_empty()
+                || sample.is_some()
+            {
+                return Err(Error::unsupported(format!("table hints on {name}")));
+            }
+            if !index_directives.is_empty() {
+                return Err(Error::unsupported("INDEXED BY / NOT INDEXED"));
+            }
+            let tname = table_name(name)?;
+            if let Some(a) = alias {
+                if !a.columns.is_empty() {
+                    return Err(Error::unsupported("column aliases on a table"));
+                }
+            }
+            let shown = alias
+                .as_ref()
+                .map(|a| a.name.value.clone())
+                .unwrap_or_else(|| tname.clone());
+            // CTEs shadow tables (innermost first), unless the name is schema-qualified.
+            let qualified = name.0.len() > 1;
+            if !qualified {
+                if let Some(cte) = c
+                    .ctes
+                    .iter()
+                    .rev()
+                    .find(|d| d.name.eq_ignore_ascii_case(&tname))
+                    .cloned()
+                {
+                    for (i, col) in cte.columns.iter().enumerate() {
+                        c.frame().cols.push(ColInfo {
+                            table: Some(shown.clone()),
+                            name: col.clone(),
+                            affinity: None,
+                            decl: cte.query.decls.get(i).cloned().flatten(),
+                            hidden: false,
+                            alias_of: None,
+                        });
+                    }
+                    return Ok(Source {
+                        kind: SourceKind::Cte {
+                            slot: cte.slot,
+                            query: cte.query.clone(),
+                        },
+                        offset,
+                        width: cte.columns.len(),
+                        join,
+                        on: None,
+                        access: Access::Scan,
+                    });
+                }
+            }
+            if is_schema_table(&tname) || is_temp_schema_table(&tname) {
+                for (n, t) in catalog_emulation::SCHEMA_COLUMNS {
+                    c.frame().cols.push(ColInfo {
+                        table: Some(shown.clone()),
+                        name: n.to_string(),
+                        affinity: Some(DataType::from_declared(t)),
+                        decl: Some(t.to_string()),
+                        hidden: false,
+                        alias_of: None,
+                    });
+                }
+                return Ok(Source {
+                    kind: SourceKind::SchemaTable {
+                        temp: is_temp_schema_table(&tname),
+                    },
+                    offset,
+                    width: catalog_emulation::SCHEMA_COLUMNS.len(),
+                    join,
+                    on: None,
+                    access: Access::Scan,
+                });
+            }
+            let e = c.schema.entity(&tname)?;
+            for fd in &e.fields {
+                let aff = match fd.ty {
+                    DataType::Any => DataType::Blob,
+                    t => t,
+                };
+                c.frames.last_mut().expect("frame").cols.push(ColInfo {
+                    table: Some(shown.clone()),
+                    name: fd.name.clone(),
+                    affinity: Some(aff),
+                    decl: Some(fd.decl_type.clone()),
+                    hidden: false,
+                    alias_of: None,
+                });
+            }
+            let ename = e.name.clone();
+            let alias_of = e.rowid_alias.map(|a| e.fields[a as usize].name.clone());
+            c.frame().cols.push(ColInfo {
+                table: Some(shown),
+                name: "rowid".into(),
+                affinity: Some(DataType::Integer),
+                decl: Some("INTEGER".into()),
+                hidden: true,
+                alias_of,
+            });
+            let width = c.frame().cols.len() - offset;
+            Ok(Source {
+                kind: SourceKind::Table { name: ename },
+                offset,
+                width,
+                join,
+                on: None,
+                access: Access::Scan,
+            })
+        }
+        TableFactor::Derived {
+            lateral,
+            subquery,
+            alias,
+            sample,
+        } => {
+            if sample.is_some() {
+                return Err(Error::unsupported("TABLESAMPLE"));
+            }
+            if *lateral {
+                return Err(Error::unsupported("LATERAL"));
+            }
+            let q = compile_query(c, subquery)?;
+            let shown = alias.as_ref().map(|a| a.name.value.clone());
+            let mut names = q.columns.clone();
+            if let Some(a) = alias {
+                if !a.columns.is_empty() {
+                    if a.columns.len() != names.len() {
+                        return Err(syntax("derived table column alias count mismatch"));
+                    }
+                    names = a.columns.iter().map(|c| c.name.value.clone()).collect();
+                }
+            }
+            for (i, n) in names.iter().enumerate() {
+                c.frame().cols.push(ColInfo {
+                    table: shown.clone(),
+                    name: n.clone(),
+                    affinity: None,
+                    decl: q.decls.get(i).cloned().flatten(),
+                    hidden: false,
+                    alias_of: None,
+                });
+            }
+            if q.correlated {
+                c.frame().correlated = true;
+            }
+            Ok(Source {
+                kind: SourceKind::Query(Rc::new(q)),
+                offset,
+                width: names.len(),
+                join,
+                on: None,
+                access: Access::Scan,
+            })
+        }
+        TableFactor::NestedJoin { .. } => Err(Error::unsupported("parenthesized joins")),
+        other => Err(Error::unsupported(format!("FROM item {other}"))),
+    }
+}
+
+fn compile_join(c: &mut Compiler, j: &ast::Join, sources: &mut Vec<Source>) -> Result<()> {
+    let (kind, constraint) = match &j.join_operator {
+        JoinOperator::Join(k) | JoinOperator::Inner(k) => (JoinKind::Inner, Some(k)),
+        JoinOperator::Left(k) | JoinOperator::LeftOuter(k) => (JoinKind::Left, Some(k)),
+        JoinOperator::CrossJoin(k) => (JoinKind::Inner, Some(k)),
+        JoinOperator::Right(_) | JoinOperator::RightOuter(_) => {
+            return Err(Error::unsupported("RIGHT JOIN"))
+        }
+        JoinOperator::FullOuter(_) => return Err(Error::unsupported("FULL OUTER JOIN")),
+        other => {
+            return Err(Error::unsupported(
+                format!("join {other:?}")
+                    .chars()
+                    .take(60)
+                    .collect::<String>(),
+            ))
+        }
+    };
+    let left_cols: Vec<ColInfo> = c.frame().cols.clone();
+    let mut src = compile_factor(c, &j.relation, kind)?;
+    let on = match constraint {
+        None | Some(JoinConstraint::None) => None,
+        Some(JoinConstraint::On(e)) => Some(c.expr(e)?),
+        Some(JoinConstraint::Using(names)) => {
+            let names: Vec<String> = names
+                .iter()
+                .map(|n| n.0.last().map(|p| p.to_string()).unwrap_or_default())
+                .map(|s| {
+                    s.trim_matches(|ch| ch == '"' || ch == '`' || ch == '[' || ch == ']')
+                        .to_string()
+                })
+                .collect();
+            Some(using_condition(c, &left_cols, &src, &names)?)
+        }
+        Some(JoinConstraint::Natural) => {
+            let right: Vec<String> = c.frame().cols[src.offset..src.offset + src.width]
+                .iter()
+                .filter(|x| !x.hidden)
+                .map(|x| x.name.clone())
+                .collect();
+            let common: Vec<String> = right
+                .into_iter()
+                .filter(|n| {
+                    left_cols
+                        .iter()
+                        .any(|l| !l.hidden && l.name.eq_ignore_ascii_case(n))
+                })
+                .collect();
+            if common.is_empty() {
+                None
+            } else {
+                Some(using_condition(c, &left_cols, &src, &common)?)
+            }
+        }
+        Some(other) => return Err(Error::unsupported(format!("join constraint {other:?}"))),
+    };
+    src.on = on;
+    sources.push(src);
+    Ok(())
+}
+
+fn using_condition(
+    c: &mut Compiler,
+    left: &[ColInfo],
+    src: &Source,
+    names: &[String],
+) -> Result<SExpr> {
+    let mut cond: Option<SExpr> = None;
+    for n in names {
+        let li = left
+            .iter()
+            .position(|x| !x.hidden && x.name.eq_ignore_ascii_case(n))
+            .ok_or_else(|| {
+                syntax(format!(
+                    "cannot join using column {n} - column not present in both tables"
+                ))
+            })?;
+        let ri = c.frame().cols[src.offset..src.offset + src.width]
+            .iter()
+            .position(|x| !x.hidden && x.name.eq_ignore_ascii_case(n))
+            .map(|i| i + src.offset)
+            .ok_or_else(|| {
+                syntax(format!(
+                    "cannot join using column {n} - column not present in both tables"
+                ))
+            })?;
+        let (la, ra) = (left[li].affinity, c.frame().cols[ri].affinity);
+        let (a, b) = super::compile::apply_comparison_affinity(
+            SExpr::Col { up: 0, idx: li },
+            la,
+            SExpr::Col { up: 0, idx: ri },
+            ra,
+        );
+        let eq = SExpr::Bin(Op::Eq, Box::new(a), Box::new(b));
+        cond = Some(match cond {
+            None => eq,
+            Some(p) => SExpr::Bin(Op::And, Box::new(p), Box::new(eq)),
+        });
+        c.frame().using_cols.push((n.clone(), li));
+    }
+    cond.ok_or_else(|| syntax("empty USING"))
+}
+
+/// Compiles the FROM clause into the current frame.
+pub fn compile_from(c: &mut Compiler, from: &[ast::TableWithJoins]) -> Result<Vec<Source>> {
+    let mut sources = Vec::new();
+    for twj in from {
+        let s = compile_factor(c, &twj.relation, JoinKind::Inner)?;
+        sources.push(s);
+        for j in &twj.joins {
+            compile_join(c, j, &mut sources)?;
+        }
+    }
+    Ok(sources)
+}
+
+fn compile_select(
+    c: &mut Compiler,
+    s: &ast::Select,
+    order_by: &[&ast::OrderByExpr],
+) -> Result<SelectInfo> {
+    if s.top.is_some()
+        || s.into.is_some()
+        || !s.lateral_views.is_empty()
+        || s.prewhere.is_some()
+        || !s.connect_by.is_empty()
+        || !s.cluster_by.is_empty()
+        || !s.distribute_by.is_empty()
+        || !s.sort_by.is_empty()
+        || !s.named_window.is_empty()
+        || s.qualify.is_some()
+        || s.value_table_mode.is_some()
+        || s.exclude.is_some()
+    {
+        return Err(Error::unsupported("non-SQLite SELECT clause"));
+    }
+    let distinct = match &s.distinct {
+        None | Some(ast::Distinct::All) => false,
+        Some(ast::Distinct::Distinct) => true,
+        Some(ast::Distinct::On(_)) => return Err(Error::unsupported("DISTINCT ON")),
+    };
+    c.frames.push(Frame::default());
+    let res = compile_select_in_frame(c, s, order_by, distinct);
+    let frame = c.frames.pop().unwrap_or_default();
+    let (mut plan, cols, decls, order) = res?;
+    plan.aggs = frame.aggs;
+    plan.aggregate = plan.aggregate || !plan.aggs.is_empty();
+    if !plan.aggregate && plan.having.is_some() {
+        return Err(syntax("a GROUP BY clause is required before HAVING"));
+    }
+    Ok((plan, cols, decls, order, frame.correlated))
+}
+
+fn compile_select_in_frame(
+    c: &mut Compiler,
+    s: &ast::Select,
+    order_by: &[&ast::OrderByExpr],
+    distinct: bool,
+) -> Result<SelectParts> {
+    let mut sources = compile_from(c, &s.from)?;
+    let width = c.frame().cols.len();
+    c.frame().agg_base = width;
+    let where_ = match &s.selection {
+        Some(w) => Some(c.expr(w)?),
+        None => None,
+    };
+    // Projection (aggregates allowed).
+    c.frame().allow_agg = true;
+    let mut projection = Vec::new();
+    let mut columns = Vec::new();
+    let mut decls = Vec::new();
+    let mut proj_ast: Vec<Option<&AExpr>> = Vec::new();
+    let mut item_texts: Option<Vec<String>> = None;
+    for (k, item) in s.projection.iter().enumerate() {
+        match item {
+            SelectItem::UnnamedExpr(e) => {
+                let (x, _) = c.expr_aff(e)?;
+                let plain_col = match (&x, e) {
+                    (
+                        SExpr::Col { up: 0, idx },
+                        AExpr::Identifier(_) | AExpr::CompoundIdentifier(_),
+                    ) => {
+                        let col = &c.frame().cols[*idx];
+                        Some(col.alias_of.clone().unwrap_or_else(|| col.name.clone()))
+                    }
+                    _ => None,
+                };
+                columns.push(match plain_col {
+                    Some(n) => n,
+                    None => match e {
+                        AExpr::Identifier(i) => i.value.clone(),
+                        AExpr::CompoundIdentifier(p) => {
+                            p.last().map(|i| i.value.clone()).unwrap_or_default()
+                        }
+                        other => {
+                            let texts = item_texts.get_or_insert_with(|| {
+                                super::parse::select_item_texts(
+                                    c.text.text(),
+                                    s.select_token.0.span.start,
+                                )
+                            });
+                            match texts.get(k) {
+                                Some(t) if !t.is_empty() && texts.len() == s.projection.len() => {
+                                    t.clone()
+                                }
+                                _ => c.text_of(other),
+                            }
+                        }
+                    },
+                });
+                decls.push(decl_of(c, &x));
+                projection.push(x);
+                proj_ast.push(Some(e));
+            }
+            SelectItem::ExprWithAlias { expr, alias } => {
+                let x = c.expr(expr)?;
+                columns.push(alias.value.clone());
+                decls.push(decl_of(c, &x));
+                projection.push(x);
+                proj_ast.push(Some(expr));
+            }
+            SelectItem::Wildcard(opts) => {
+                if opts.opt_exclude.is_some()
+                    || opts.opt_except.is_some()
+                    || opts.opt_replace.is_some()
+                    || opts.opt_rename.is_some()
+                    || opts.opt_ilike.is_some()
+                {
+                    return Err(Error::unsupported("wildcard options"));
+                }
+                if sources.is_empty() {
+                    return Err(syntax("no tables specified"));
+                }
+                let using: Vec<String> = c
+                    .frame()
+                    .using_cols
+                    .iter()
+                    .map(|(n, _)| n.to_ascii_lowercase())
+                    .collect();
+                let mut seen_using = HashSet::new();
+                let cols = c.frame().cols.clone();
+                for (i, col) in cols.iter().enumerate() {
+                    if col.hidden {
+                        continue;
+                    }
+                    let lname = col.name.to_ascii_lowercase();
+                    if using.contains(&lname) && !seen_using.insert(lname) {
+                        continue; // USING columns appear once
+                    }
+                    columns.push(col.name.clone());
+                    decls.push(col.decl.clone());
+                    projection.push(SExpr::Col { up: 0, idx: i });
+                    proj_ast.push(None);
+                }
+            }
+            SelectItem::QualifiedWildcard(kind, _) => {
+                let tname = match kind {
+                    ast::SelectItemQualifiedWildcardKind::ObjectName(n) => table_name(n)?,
+                    ast::SelectItemQualifiedWildcardKind::Expr(e) => {
+                        return Err(Error::unsupported(format!("wildcard on {e}")))
+                    }
+                };
+                let cols = c.frame().cols.clone();
+                let mut any = false;
+                for (i, col) in cols.iter().enumerate() {
+                    if col.hidden
+                        || !col
+                            .table
+                            .as_deref()
+                            .is_some_and(|t| t.eq_ignore_ascii_case(&tname))
+                    {
+                        continue;
+                    }
+                    any = true;
+                    columns.push(col.name.clone());
+                    decls.push(col.decl.clone());
+                    projection.push(SExpr::Col { up: 0, idx: i });
+                    proj_ast.push(None);
+                }
+                if !any {
+                    return Err(Error::new(
+                        SqlState::UndefinedTable,
+                        format!("no such table: {tname}"),
+                    ));
+                }
+            }
+            SelectItem::ExprWithAliases { .. } => {
+                return Err(Error::unsupported("multiple aliases"))
+            }
+        }
+    }
+    // GROUP BY (no aggregates; ordinals and aliases refer to result columns).
+    c.frame().allow_agg = false;
+    let mut group_by = Vec::new();
+    let mut grouped = false;
+    match &s.group_by {
+        GroupByExpr::All(_) => return Err(Error::unsupported("GROUP BY ALL")),
+        GroupByExpr::Expressions(exprs, mods) => {
+            if !mods.is_empty() {
+                return Err(Error::unsupported("GROUP BY modifiers"));
+            }
+            for g in exprs {
+                grouped = true;
+                let x = if let Some(k) = integer_literal(g) {
+                    if k < 1 || k as usize > projection.len() {
+                        return Err(syntax(format!(
+                            "{} GROUP BY term out of range - should be between 1 and {}",
+                            ordinal(group_by.len() + 1),
+                            projection.len()
+                        )));
+                    }
+                    match proj_ast[k as usize - 1] {
+                        Some(a) => c.expr(a)?,
+                        None => projection[k as usize - 1].clone(),
+                    }
+                } else {
+                    match c.expr(g) {
+                        Ok(x) => x,
+                        Err(e) if e.state == SqlState::UndefinedColumn => {
+                            let AExpr::Identifier(id) = g else {
+                                return Err(e);
+                            };
+                            let pos = s.projection.iter().position(|it| matches!(it, SelectItem::ExprWithAlias { alias, .. } if alias.value.eq_ignore_ascii_case(&id.value)));
+                            match pos.and_then(|p| match &s.projection[p] {
+                                SelectItem::ExprWithAlias { expr, .. } => Some(expr),
+                                _ => None,
+                            }) {
+                                Some(a) => c.expr(a)?,
+                                None => return Err(e),
+                            }
+                        }
+                        Err(e) => return Err(e),
+                    }
+                };
+                group_by.push(x);
+            }
+        }
+    }
+    c.frame().allow_agg = true;
+    let having = match &s.having {
+        Some(h) => Some(c.expr(h)?),
+        None => None,
+    };
+    // ORDER BY: ordinals and result aliases first, then expressions over the FROM columns.
+    let mut order = Vec::new();
+    let mut order_keys = Vec::new();
+    for (n, o) in order_by.iter().enumerate() {
+        let key = if let Some(k) = integer_literal(&o.expr) {
+            if k < 1 || k as usize > projection.len() {
+                return Err(syntax(format!(
+                    "{} ORDER BY term out of range - should be between 1 and {}",
+                    ordinal(n + 1),
+                    projection.len()
+                )));
+            }
+            OrderKey::Output(k as usize - 1)
+        } else if let Some(i) = alias_position(&o.expr, s) {
+            OrderKey::Output(i)
+        } else {
+            order_keys.push(c.expr(&o.expr)?);
+            OrderKey::Expr(order_keys.len() - 1)
+        };
+        order.push(OrderSpec {
+            key,
+            desc: is_desc(o),
+            nulls_first: o.options.nulls_first,
+        });
+    }
+    c.frame().allow_agg = false;
+    // Access paths for tables, from equality and IN predicates.
+    let mut where_conj = Vec::new();
+    if let Some(w) = &where_ {
+        conjuncts(w, &mut where_conj);
+    }
+    let left_from = sources
+        .iter()
+        .position(|s| s.join == JoinKind::Left)
+        .unwrap_or(sources.len());
+    for (i, src) in sources.iter_mut().enumerate() {
+        let SourceKind::Table { name } = &src.kind else {
+            continue;
+        };
+        let mut preds = Vec::new();
+        if let Some(on) = &src.on {
+            conjuncts(on, &mut preds);
+        }
+        if i < left_from {
+            preds.extend(where_conj.iter().cloned());
+        }
+        let e = c.schema.entity(name)?;
+        src.access = choose_access(e, src.offset, &preds);
+    }
+    let aggregate = grouped;
+    Ok((
+        SelectPlan {
+            sources,
+            width,
+            where_,
+            group_by,
+            aggs: Vec::new(),
+            aggregate,
+            having,
+            projection,
+            distinct,
+            order_keys,
+        },
+        columns,
+        decls,
+        order,
+    ))
+}
+
+fn alias_position(e: &AExpr, s: &ast::Select) -> Option<usize> {
+    let AExpr::Identifier(id) = e else {
+        return None;
+    };
+    let mut pos = 0;
+    for it in &s.projection {
+        match it {
+            SelectItem::ExprWithAlias { alias, .. } => {
+                if alias.value.eq_ignore_ascii_case(&id.value) {
+                    return Some(pos);
+                }
+                pos += 1;
+            }
+            SelectItem::UnnamedExpr(_) => pos += 1,
+            // Wildcards expand to several columns: stop matching aliases after them.
+            _ => return None,
+        }
+    }
+    None
+}
+
+fn decl_of(c: &Compiler, x: &SExpr) -> Option<String> {
+    match x {
+        SExpr::Col { up, idx } => {
+            let n = c.frames.len();
+            c.frames
+                .get(n.checked_sub(1 + up)?)?
+                .cols
+                .get(*idx)?
+                .decl
+                .clone()
+        }
+        _ => None,
+    }
+}
+
+/// Picks a row id or index lookup for a table from predicates `col = expr` / `col IN (...)`
+/// whose other side does not depend on this table or later ones.
+pub fn choose_access(e: &crate::catalog::EntityDef, offset: usize, preds: &[SExpr]) -> Access {
+    let nfields = e.fields.len();
+    let rowid_col = offset + nfields;
+    let alias_col = e.rowid_alias.map(|a| offset + a as usize);
+    // field position -> candidate key expressions (one per lookup)
+    let mut eq: Vec<(usize, Vec<SExpr>)> = Vec::new();
+    for p in preds {
+        match p {
+            SExpr::Bin(Op::Eq, a, b) => {
+                for (l, r) in [(a, b), (b, a)] {
+                    if let SExpr::Col { up: 0, idx } = l.as_ref() {
+                        if *idx >= offset
+                            && *idx <= rowid_col
+                            && !refs_current_at_or_after(r, offset)
+                        {
+                            eq.push((*idx - offset, vec![(**r).clone()]));
+                            break;
+                        }
+                    }
+                }
+            }
+            SExpr::InList {
+                expr,
+                list,
+                negated: false,
+            } => {
+                if let SExpr::Col { up: 0, idx } = expr.as_ref() {
+                    if *idx >= offset
+                        && *idx <= rowid_col
+                        && !list.iter().any(|x| refs_current_at_or_after(x, offset))
+                    {
+                        eq.push((*idx - offset, list.clone()));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some((_, keys)) = eq
+        .iter()
+        .find(|(f, _)| offset + f == rowid_col || Some(offset + f) == alias_col)
+    {
+        return Access::RowId(keys.clone());
+    }
+    // An index whose leading field has an equality; extend with more single-key equalities.
+    let mut best: Option<(usize, bool, &str, Vec<Vec<SExpr>>)> = None;
+    for ix in &e.indexes {
+        let mut tuple_sets: Vec<Vec<SExpr>> = vec![Vec::new()];
+        let mut used = 0;
+        for (k, f) in ix.fields.iter().enumerate() {
+            let Some((_, keys)) = eq.iter().find(|(p, _)| *p == *f as usize) else {
+                break;
+            };
+            if k > 0 && keys.len() != 1 {
+                break;
+            }
+            if k == 0 {
+                tuple_sets = keys.iter().map(|x| vec![x.clone()]).collect();
+            } else {
+                for t in &mut tuple_sets {
+                    t.push(keys[0].clone());
+                }
+            }
+            used += 1;
+        }
+        if used == 0 {
+            continue;
+        }
+        let full_unique = ix.unique && used == ix.fields.len();
+        let better = match &best {
+            None => true,
+            Some((u, fu, _, _)) => (full_unique && !fu) || (full_unique == *fu && used > *u),
+        };
+        if better {
+            best = Some((used, full_unique, &ix.name, tuple_sets));
+        }
+    }
+    match best {
+        Some((_, _, name, keys)) => Access::Index {
+            name: name.to_string(),
+            keys,
+        },
+        None => Access::Scan,
+    }
+}
+
+// ---------------------------------------------------------------- execution
+
+/// Runs a query; `outer` is the row of the enclosing query for correlated subqueries.
+pub fn run_query(q: &Query, ctx: &mut Ctx, outer: Option<&Env>) -> Result<QueryRows> {
+    let mut keyed = body_rows(&q.body, ctx, outer, !q.order.is_empty())?;
+    if !q.order.is_empty() {
+        let mut err = None;
+        keyed.sort_by(|(ra, ka), (rb, kb)| {
+            for o in &q.order {
+                let (x, y) = match o.key {
+                    OrderKey::Output(i) => (ra.get(i), rb.get(i)),
+                    OrderKey::Expr(i) => (ka.get(i), kb.get(i)),
+                };
+                let (Some(x), Some(y)) = (x, y) else {
+                    err = Some(Error::internal("sort key missing"));
+                    return Ordering::Equal;
+                };
+                let nulls_first = o.nulls_first.unwrap_or(!o.desc);
+                let ord = match (x.is_null(), y.is_null()) {
+                    (true, true) => Ordering::Equal,
+                    (true, false) => {
+                        if nulls_first {
+                            Ordering::Less
+                        } else {
+                            Ordering::Greater
+                        }
+                    }
+                    (false, true) => {
+                        if nulls_first {
+                            Ordering::Greater
+                        } else {
+                            Ordering::Less
+                        }
+                    }
+                    _ => {
+                        let c = x.total_cmp(y);
+                        if o.desc {
+                            c.reverse()
+                        } else {
+                            c
+                        }
+                    }
+                };
+                if ord != Ordering::Equal {
+                    return ord;
+                }
+            }
+            Ordering::Equal
+        });
+        if let Some(e) = err {
+            return Err(e);
+        }
+    }
+    let empty: [Value; 0] = [];
+    let env = Env {
+        row: &empty,
+        parent: outer,
+    };
+    let limit = match &q.limit {
+        Some(l) => limit_value(eval(l, ctx, &env)?, "LIMIT")?,
+        None => -1,
+    };
+    let offset = match &q.offset {
+        Some(o) => limit_value(eval(o, ctx, &env)?, "OFFSET")?.max(0),
+        None => 0,
+    };
+    let rows = keyed.into_iter().map(|(r, _)| r).skip(offset as usize);
+    let rows: Vec<Vec<Value>> = if limit < 0 {
+        rows.collect()
+    } else {
+        rows.take(limit as usize).collect()
+    };
+    Ok(QueryRows { rows })
+}
+
+fn limit_value(v: Value, what: &str) -> Result<i64> {
+    match DataType::Integer.apply_affinity(v) {
+        Value::Integer(i) => Ok(i),
+        other => Err(Error::new(
+            SqlState::DatatypeMismatch,
+            format!("datatype mismatch: {what} must be an integer, got {other}"),
+        )),
+    }
+}
+
+type Keyed = Vec<(Vec<Value>, Vec<Value>)>;
+
+fn key_bytes(row: &[Value]) -> Vec<u8> {
+    let mut k = Vec::new();
+    for v in row {
+        encode_key_value(v, &mut k);
+    }
+    k
+}
+
+fn dedup(rows: Keyed) -> Keyed {
+    let mut seen = HashSet::new();
+    rows.into_iter()
+        .filter(|(r, _)| seen.insert(key_bytes(r)))
+        .collect()
+}
+
+fn body_rows(b: &Body, ctx: &mut Ctx, outer: Option<&Env>, want_keys: bool) -> Result<Keyed> {
+    match b {
+        Body::Select(s) => run_select(s, ctx, outer, want_keys),
+        Body::Values(rows) => {
+            let empty: [Value; 0] = [];
+            let env = Env {
+                row: &empty,
+                parent: outer,
+            };
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                let mut vals = Vec::with_capacity(r.len());
+                for x in r {
+                    vals.push(eval(x, ctx, &env)?);
+                }
+                out.push((vals, Vec::new()));
+            }
+            Ok(out)
+        }
+        Body::Query(q) => Ok(run_query(q, ctx, outer)?
+            .rows
+            .into_iter()
+            .map(|r| (r, Vec::new()))
+            .collect()),
+        Body::SetOp {
+            op,
+            all,
+            left,
+            right,
+        } => {
+            let l = body_rows(left, ctx, outer, false)?;
+            let r = body_rows(right, ctx, outer, false)?;
+            Ok(match op {
+                SetOp::Union if *all => l.into_iter().chain(r).collect(),
+                SetOp::Union => dedup(l.into_iter().chain(r).collect()),
+                SetOp::Intersect => {
+                    let rk: HashSet<Vec<u8>> = r.iter().map(|(x, _)| key_bytes(x)).collect();
+                    dedup(
+                        l.into_iter()
+                            .filter(|(x, _)| rk.contains(&key_bytes(x)))
+                            .collect(),
+                    )
+                }
+                SetOp::Except => {
+                    let rk: HashSet<Vec<u8>> = r.iter().map(|(x, _)| key_bytes(x)).collect();
+                    dedup(
+                        l.into_iter()
+                            .filter(|(x, _)| !rk.contains(&key_bytes(x)))
+                            .collect(),
+                    )
+                }
+            })
+        }
+    }
+}
+
+/// Reads all rows of a table (cached for the statement), row id appended.
+pub fn table_rows(ctx: &mut Ctx, name: &str) -> Result<Rc<Vec<Vec<Value>>>> {
+    if let Some(r) = ctx.table_cache.get(name) {
+        return Ok(r.clone());
+    }
+    let mut rows = Vec::new();
+    for r in ctx.tx.scan(name)? {
+        let r = r?;
+        let mut v = r.values;
+        v.push(Value::Integer(r.row_id));
+        rows.push(v);
+    }
+    let rows = Rc::new(rows);
+    ctx.table_cache.insert(name.to_string(), rows.clone());
+    Ok(rows)
+}
+
+fn source_rows(src: &Source, ctx: &mut Ctx, env: &Env) -> Result<Rc<Vec<Vec<Value>>>> {
+    match &src.kind {
+        SourceKind::Table { name } => match &src.access {
+            Access::Scan => table_rows(ctx, name),
+            Access::RowId(keys) => {
+                let mut out = Vec::new();
+                let mut seen = HashSet::new();
+                for k in keys {
+                    let v = eval(k, ctx, env)?;
+                    let id = match v {
+                        Value::Integer(i) => i,
+                        Value::Real(r) if r == r.trunc() && r.abs() < 9.2e18 => r as i64,
+                        _ => continue,
+                    };
+                    if !seen.insert(id) {
+                        continue;
+                    }
+                    if let Some(r) = ctx.tx.get(name, id)? {
+                        let mut vals = r.values;
+                        vals.push(Value::Integer(r.row_id));
+                        out.push(vals);
+                    }
+                }
+                Ok(Rc::new(out))
+            }
+            Access::Index { name: ix, keys } => {
+                let mut out = Vec::new();
+                let mut seen = HashSet::new();
+                for tuple in keys {
+                    let mut vals = Vec::with_capacity(tuple.len());
+                    let mut null = false;
+                    for k in tuple {
+                        let v = eval(k, ctx, env)?;
+                        null |= v.is_null();
+                        vals.push(v);
+                    }
+                    if null {
+                        continue; // `col = NULL` matches nothing
+                    }
+                    for r in ctx.tx.find_by_index(name, ix, &vals)? {
+                        if seen.insert(r.row_id) {
+                            let mut v = r.values;
+                            v.push(Value::Integer(r.row_id));
+                            out.push(v);
+                        }
+                    }
+                }
+                Ok(Rc::new(out))
+            }
+        },
+        SourceKind::SchemaTable { temp } => {
+            if *temp {
+                return Ok(Rc::new(Vec::new()));
+            }
+            let schema = ctx.tx.schema().clone();
+            Ok(Rc::new(catalog_emulation::schema_rows(&schema)))
+        }
+        SourceKind::Query(q) => Ok(Rc::new(run_query(q, ctx, env.parent)?.rows)),
+        SourceKind::Cte { slot, query } => {
+            if let Some(r) = ctx.cte_results.get(slot) {
+                return Ok(r.clone());
+            }
+            let rows = Rc::new(run_query(query, ctx, env.parent)?.rows);
+            if !query.correlated {
+                ctx.cte_results.insert(*slot, rows.clone());
+            }
+            Ok(rows)
+        }
+    }
+}
+
+/// All joined rows that pass WHERE.
+pub fn joined_rows(
+    sources: &[Source],
+    width: usize,
+    where_: Option<&SExpr>,
+    ctx: &mut Ctx,
+    outer: Option<&Env>,
+) -> Result<Vec<Vec<Value>>> {
+    let mut out = Vec::new();
+    let mut buf = vec![Value::Null; width];
+    join_level(sources, 0, &mut buf, where_, ctx, outer, &mut out)?;
+    Ok(out)
+}
+
+fn join_level(
+    sources: &[Source],
+    level: usize,
+    buf: &mut Vec<Value>,
+    where_: Option<&SExpr>,
+    ctx: &mut Ctx,
+    outer: Option<&Env>,
+    out: &mut Vec<Vec<Value>>,
+) -> Result<()> {
+    if level == sources.len() {
+        let keep = match where_ {
+            None => true,
+            Some(w) => {
+                let env = Env {
+                    row: buf,
+                    parent: outer,
+                };
+                is_true(&eval(w, ctx, &env)?)
+            }
+        };
+        if keep {
+            out.push(buf.clone());
+        }
+        return Ok(());
+    }
+    let src = &sources[level];
+    let rows = {
+        let env = Env {
+            row: buf,
+            parent: outer,
+        };
+        source_rows(src, ctx, &env)?
+    };
+    let mut matched = false;
+    for r in rows.iter() {
+        let n = src.width.min(r.len());
+        buf[src.offset..src.offset + n].clone_from_slice(&r[..n]);
+        if let Some(on) = &src.on {
+            let env = Env {
+                row: buf,
+                parent: outer,
+            };
+            if !is_true(&eval(on, ctx, &env)?) {
+                continue;
+            }
+        }
+        matched = true;
+        join_level(sources, level + 1, buf, where_, ctx, outer, out)?;
+    }
+    if !matched && src.join == JoinKind::Left {
+        for v in &mut buf[src.offset..src.offset + src.width] {
+            *v = Value::Null;
+        }
+        join_level(sources, level + 1, buf, where_, ctx, outer, out)?;
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct AggState {
+    count: i64,
+    int_sum: Option<i64>,
+    real_sum: f64,
+    overflow: bool,
+    any_real: bool,
+    best: Option<Value>,
+    text: Option<String>,
+    seen: HashSet<Vec<u8>>,
+}
+
+fn agg_step(a: &AggCall, st: &mut AggState, ctx: &mut Ctx, env: &Env) -> Result<()> {
+    if let Some(f) = &a.filter {
+        if !is_true(&eval(f, ctx, env)?) {
+            return Ok(());
+        }
+    }
+    if a.func == AggFunc::CountStar {
+        st.count += 1;
+        return Ok(());
+    }
+    let v = eval(&a.args[0], ctx, env)?;
+    if v.is_null() {
+        return Ok(());
+    }
+    if a.distinct {
+        let mut k = Vec::new();
+        encode_key_value(&v, &mut k);
+        if !st.seen.insert(k) {
+            return Ok(());
+        }
+    }
+    st.count += 1;
+    match a.func {
+        AggFunc::Count | AggFunc::CountStar => {}
+        AggFunc::Sum | AggFunc::Total | AggFunc::Avg => {
+            let n = crate::ir::expr::to_numeric(&v);
+            match n {
+                Value::Integer(i) if !st.any_real && !st.overflow => {
+                    match st.int_sum.unwrap_or(0).checked_add(i) {
+                        Some(s) => st.int_sum = Some(s),
+                        None => st.overflow = true,
+                    }
+                    st.real_sum += i as f64;
+                }
+                Value::Integer(i) => st.real_sum += i as f64,
+                Value::Real(r) => {
+                    st.any_real = true;
+                    st.real_sum += r;
+                }
+                _ => {}
+            }
+            if matches!(n, Value::Integer(_))
+                && st.int_sum.is_none()
+                && !st.any_real
+                && !st.overflow
+            {
+                st.int_sum = Some(0);
+            }
+        }
+        AggFunc::Min | AggFunc::Max => {
+            let better = match &st.best {
+                None => true,
+                Some(b) => {
+                    let o = v.total_cmp(b);
+                    if a.func == AggFunc::Min {
+                        o == Ordering::Less
+                    } else {
+                        o == Ordering::Greater
+                    }
+                }
+            };
+            if better {
+                st.best = Some(v);
+            }
+        }
+        AggFunc::GroupConcat => {
+            let sep = match a.args.get(1) {
+                Some(s) => {
+                    let sv = eval(s, ctx, env)?;
+                    if sv.is_null() {
+                        String::new()
+                    } else {
+                        text_of(&sv)
+                    }
+                }
+                None => ",".to_string(),
+            };
+            let t = text_of(&v);
+            match &mut st.text {
+                None => st.text = Some(t),
+                Some(acc) => {
+                    acc.push_str(&sep);
+                    acc.push_str(&t);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn agg_final(a: &AggCall, st: &AggState) -> Result<Value> {
+    Ok(match a.func {
+        AggFunc::Count | AggFunc::CountStar => Value::Integer(st.count),
+        AggFunc::Sum => {
+            if st.count == 0 {
+                Value::Null
+            } else if st.overflow && !st.any_real {
+                return Err(Error::new(SqlState::ValueTooLong, "integer overflow"));
+            } else if st.any_real {
+                Value::Real(st.real_sum)
+            } else {
+                Value::Integer(st.int_sum.unwrap_or(0))
+            }
+        }
+        AggFunc::Total => Value::Real(st.real_sum),
+        AggFunc::Avg => {
+            if st.count == 0 {
+                Value::Null
+            } else {
+                Value::Real(st.real_sum / st.count as f64)
+            }
+        }
+        AggFunc::Min | AggFunc::Max => st.best.clone().unwrap_or(Value::Null),
+        AggFunc::GroupConcat => st.text.clone().map_or(Value::Null, Value::Text),
+    })
+}
+
+fn run_select(
+    s: &SelectPlan,
+    ctx: &mut Ctx,
+    outer: Option<&Env>,
+    want_keys: bool,
+) -> Result<Keyed> {
+    let rows = joined_rows(&s.sources, s.width, s.where_.as_ref(), ctx, outer)?;
+    let ext_rows: Vec<Vec<Value>> = if s.aggregate {
+        let mut groups: BTreeMap<Vec<u8>, (Vec<Value>, Vec<AggState>)> = BTreeMap::new();
+        for r in rows {
+            let env = Env {
+                row: &r,
+                parent: outer,
+            };
+            let mut key = Vec::new();
+            for g in &s.group_by {
+                encode_key_value(&eval(g, ctx, &env)?, &mut key);
+            }
+            let entry = groups.entry(key).or_insert_with(|| {
+                (
+                    Vec::new(),
+                    s.aggs.iter().map(|_| AggState::default()).collect(),
+                )
+            });
+            for (a, st) in s.aggs.iter().zip(entry.1.iter_mut()) {
+                agg_step(a, st, ctx, &env)?;
+            }
+            // A bare column takes the value of the row holding a lone min()/max(), else the
+            // last row of the group.
+            let lone_minmax =
+                s.aggs.len() == 1 && matches!(s.aggs[0].func, AggFunc::Min | AggFunc::Max);
+            let take = !lone_minmax || entry.0.is_empty() || {
+                let v = eval(&s.aggs[0].args[0], ctx, &env)?;
+                !v.is_null()
+                    && entry.1[0]
+                        .best
+                        .as_ref()
+                        .is_some_and(|b| b.total_cmp(&v) == Ordering::Equal)
+            };
+            if take {
+                entry.0 = r;
+            }
+        }
+        if groups.is_empty() && s.group_by.is_empty() {
+            groups.insert(
+                Vec::new(),
+                (
+                    vec![Value::Null; s.width],
+                    s.aggs.iter().map(|_| AggState::default()).collect(),
+                ),
+            );
+        }
+        let mut out = Vec::with_capacity(groups.len());
+        for (_, (mut rep, states)) in groups {
+            rep.resize(s.width, Value::Null);
+            for (a, st) in s.aggs.iter().zip(&states) {
+                rep.push(agg_final(a, st)?);
+            }
+            if let Some(h) = &s.having {
+                let env = Env {
+                    row: &rep,
+                    parent: outer,
+                };
+                if !is_true(&eval(h, ctx, &env)?) {
+                    continue;
+                }
+            }
+            out.push(rep);
+        }
+        out
+    } else {
+        rows
+    };
+    let mut out = Vec::with_capacity(ext_rows.len());
+    for r in &ext_rows {
+        let env = Env {
+            row: r,
+            parent: outer,
+        };
+        let mut vals = Vec::with_capacity(s.projection.len());
+        for p in &s.projection {
+            vals.push(eval(p, ctx, &env)?);
+        }
+        let mut keys = Vec::new();
+        if want_keys {
+            for k in &s.order_keys {
+                keys.push(eval(k, ctx, &env)?);
+            }
+        }
+        out.push((vals, keys));
+    }
+    Ok(if s.distinct { dedup(out) } else { out })
+}

@@ -1,0 +1,740 @@
+//! [`Session`]: a connection speaking SQL. It owns the explicit transaction (BEGIN ... COMMIT,
+//! SAVEPOINT ...), runs every other statement in its own transaction (autocommit), keeps the
+//! connection counters (`changes()`, `total_changes()`, `last_insert_rowid()`) and a cache of
+//! parsed statements keyed by their text.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::{Mutex, OnceLock};
+
+use sqlparser::ast::Statement;
+
+use super::catalog_emulation as cat;
+use super::compile::Compiler;
+use super::eval::{Counters, Ctx};
+use super::params::{Bound, Params};
+use super::parse::{self, LineIndex};
+use super::pragma::{self, Pragma};
+use super::{ddl, dml, query};
+use crate::api::{Connection, Transaction};
+use crate::error::{Error, Result, SqlState};
+use crate::value::Value;
+
+/// What one statement returned.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StatementResult {
+    /// Result column names (empty for statements without rows).
+    pub columns: Vec<String>,
+    /// Declared type of each result column when it is a table column (for drivers that map
+    /// types, like Prisma's adapters and JDBC).
+    pub decl_types: Vec<Option<String>>,
+    pub rows: Vec<Vec<Value>>,
+    /// Rows inserted, updated or deleted by this statement (SQLite's `changes()`); 0 for others.
+    pub rows_affected: u64,
+    /// The connection's last insert row id after the statement.
+    pub last_insert_rowid: i64,
+}
+
+/// A parsed statement and its placeholders, cached by text.
+struct Parsed {
+    stmt: Statement,
+    placeholders: Vec<(sqlparser::tokenizer::Location, String)>,
+}
+
+/// A statement checked and ready to run many times with different parameters.
+#[derive(Debug, Clone)]
+pub struct PreparedStatement {
+    sql: String,
+    /// Number of the highest parameter (`sqlite3_bind_parameter_count`).
+    pub parameter_count: usize,
+    /// Parameter names in number order (`None` for `?`/`?NNN`).
+    pub parameter_names: Vec<Option<String>>,
+}
+
+impl PreparedStatement {
+    pub fn sql(&self) -> &str {
+        &self.sql
+    }
+}
+
+const CACHE_LIMIT: usize = 512;
+
+/// A SQL connection. Not `Sync`: use one per thread (like a SQLite connection).
+pub struct Session {
+    conn: Connection,
+    tx: Option<Transaction>,
+    /// Savepoints opened by SAVEPOINT, outermost first.
+    savepoints: Vec<String>,
+    /// Whether the outermost SAVEPOINT started the transaction (RELEASE of it commits).
+    savepoint_began: bool,
+    counters: Counters,
+    cache: HashMap<String, Rc<Parsed>>,
+    cache_hits: u64,
+    cache_misses: u64,
+    legacy_alter_table: bool,
+}
+
+fn user_versions() -> &'static Mutex<HashMap<PathBuf, i64>> {
+    static V: OnceLock<Mutex<HashMap<PathBuf, i64>>> = OnceLock::new();
+    V.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+impl Connection {
+    /// A SQL session over this connection.
+    pub fn sql(self) -> Session {
+        Session::new(self)
+    }
+}
+
+impl Session {
+    pub fn new(conn: Connection) -> Session {
+        Session {
+            conn,
+            tx: None,
+            savepoints: Vec::new(),
+            savepoint_began: false,
+            counters: Counters::default(),
+            cache: HashMap::new(),
+            cache_hits: 0,
+            cache_misses: 0,
+            legacy_alter_table: false,
+        }
+    }
+
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Whether an explicit transaction is open (SQLite's `!sqlite3_get_autocommit`).
+    pub fn in_transaction(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    pub fn changes(&self) -> i64 {
+        self.counters.changes
+    }
+
+    pub fn total_changes(&self) -> i64 {
+        self.counters.total_changes
+    }
+
+    pub fn last_insert_rowid(&self) -> i64 {
+        self.counters.last_insert_rowid
+    }
+
+    /// (hits, misses) of the statement cache.
+    pub fn cache_stats(&self) -> (u64, u64) {
+        (self.cache_hits, self.cache_misses)
+    }
+
+    /// Runs every statement of `sql` and returns the last one's result. Parameters are only
+    /// allowed with a single statement.
+    pub fn execute(&mut self, sql: &str, params: &Params) -> Result<StatementResult> {
+        let pieces = parse::split_statements(sql);
+        if pieces.is_empty() {
+            return Ok(StatementResult {
+                last_insert_rowid: self.counters.last_insert_rowid,
+                ..Default::default()
+            });
+        }
+        if pieces.len() > 1 && !params.is_empty() {
+            return Err(Error::unsupported(
+                "parameters with more than one statement in one call",
+            ));
+        }
+        let mut last = StatementResult::default();
+        for p in pieces {
+            last = self.execute_one(p, params)?;
+        }
+        Ok(last)
+    }
+
+    /// Runs a script (several statements, no parameters), like `sqlite3_exec`.
+    pub fn execute_batch(&mut self, sql: &str) -> Result<()> {
+        self.execute(sql, &Params::None).map(|_| ())
+    }
+
+    /// Parses and checks one statement without running it.
+    pub fn prepare(&mut self, sql: &str) -> Result<PreparedStatement> {
+        let pieces = parse::split_statements(sql);
+        if pieces.len() != 1 {
+            return Err(Error::new(
+                SqlState::SyntaxError,
+                format!("prepare takes one statement, {} given", pieces.len()),
+            ));
+        }
+        let text = pieces[0];
+        let mut names: Vec<Option<String>> = Vec::new();
+        if !pragma::is_pragma(text) {
+            let parsed = self.parsed(text)?;
+            let mut max = 0usize;
+            let mut by_name: HashMap<String, usize> = HashMap::new();
+            for (_, p) in &parsed.placeholders {
+                let n = if p == "?" {
+                    max + 1
+                } else if let Some(d) = p.strip_prefix('?') {
+                    d.parse().unwrap_or(max + 1)
+                } else {
+                    *by_name.entry(p.clone()).or_insert(max + 1)
+                };
+                max = max.max(n);
+                if names.len() < n {
+                    names.resize(n, None);
+                }
+                if !p.starts_with('?') {
+                    names[n - 1] = Some(p.clone());
+                }
+            }
+        }
+        Ok(PreparedStatement {
+            sql: text.to_string(),
+            parameter_count: names.len(),
+            parameter_names: names,
+        })
+    }
+
+    pub fn execute_prepared(
+        &mut self,
+        stmt: &PreparedStatement,
+        params: &Params,
+    ) -> Result<StatementResult> {
+        self.execute_one(&stmt.sql, params)
+    }
+
+    fn parsed(&mut self, text: &str) -> Result<Rc<Parsed>> {
+        if let Some(p) = self.cache.get(text) {
+            self.cache_hits += 1;
+            return Ok(p.clone());
+        }
+        self.cache_misses += 1;
+        let stmt = parse::parse_one(text)?;
+        let placeholders = parse::placeholders(text)?;
+        let p = Rc::new(Parsed { stmt, placeholders });
+        if self.cache.len() >= CACHE_LIMIT {
+            self.cache.clear();
+        }
+        self.cache.insert(text.to_string(), p.clone());
+        Ok(p)
+    }
+
+    fn result(
+        &self,
+        columns: Vec<String>,
+        decls: Vec<Option<String>>,
+        rows: Vec<Vec<Value>>,
+        affected: u64,
+    ) -> StatementResult {
+        StatementResult {
+            columns,
+            decl_types: decls,
+            rows,
+            rows_affected: affected,
+            last_insert_rowid: self.counters.last_insert_rowid,
+        }
+    }
+
+    fn execute_one(&mut self, text: &str, params: &Params) -> Result<StatementResult> {
+        if pragma::is_pragma(text) {
+            let p = pragma::parse(text)?;
+            let (cols, rows) = self.pragma(&p)?;
+            let n = cols.len();
+            return Ok(self.result(cols, vec![None; n], rows, 0));
+        }
+        let parsed = self.parsed(text)?;
+        let bound = Bound::bind(&parsed.placeholders, params)?;
+        match &parsed.stmt {
+            Statement::StartTransaction {
+                statements,
+                exception,
+                modifier,
+                ..
+            } => {
+                if !statements.is_empty() || exception.is_some() {
+                    return Err(Error::unsupported("BEGIN ... END blocks"));
+                }
+                let _ = modifier;
+                if self.tx.is_some() {
+                    return Err(Error::txn_state(
+                        "cannot start a transaction within a transaction",
+                    ));
+                }
+                self.tx = Some(self.conn.begin()?);
+                self.savepoints.clear();
+                self.savepoint_began = false;
+                Ok(self.result(vec![], vec![], vec![], 0))
+            }
+            Statement::Commit { chain, .. } => {
+                if *chain {
+                    return Err(Error::unsupported("COMMIT AND CHAIN"));
+                }
+                let tx = self
+                    .tx
+                    .take()
+                    .ok_or_else(|| Error::txn_state("cannot commit - no transaction is active"))?;
+                self.savepoints.clear();
+                tx.commit()?;
+                Ok(self.result(vec![], vec![], vec![], 0))
+            }
+            Statement::Rollback { chain, savepoint } => {
+                if *chain {
+                    return Err(Error::unsupported("ROLLBACK AND CHAIN"));
+                }
+                match savepoint {
+                    None => {
+                        let tx = self.tx.take().ok_or_else(|| {
+                            Error::txn_state("cannot rollback - no transaction is active")
+                        })?;
+                        self.savepoints.clear();
+                        tx.rollback();
+                    }
+                    Some(name) => {
+                        let pos = self
+                            .savepoints
+                            .iter()
+                            .rposition(|s| s.eq_ignore_ascii_case(&name.value))
+                            .ok_or_else(|| {
+                                Error::txn_state(format!("no such savepoint: {}", name.value))
+                            })?;
+                        let real = self.savepoints[pos].clone();
+                        self.savepoints.truncate(pos + 1);
+                        let tx = self
+                            .tx
+                            .as_mut()
+                            .ok_or_else(|| Error::internal("savepoint without transaction"))?;
+                        tx.rollback_to(&real)?;
+                    }
+                }
+                Ok(self.result(vec![], vec![], vec![], 0))
+            }
+            Statement::Savepoint { name } => {
+                if self.tx.is_none() {
+                    self.tx = Some(self.conn.begin()?);
+                    self.savepoints.clear();
+                    self.savepoint_began = true;
+                }
+                let tx = self
+                    .tx
+                    .as_mut()
+                    .ok_or_else(|| Error::internal("transaction missing"))?;
+                tx.savepoint(&name.value)?;
+                self.savepoints.push(name.value.clone());
+                Ok(self.result(vec![], vec![], vec![], 0))
+            }
+            Statement::ReleaseSavepoint { name } => {
+                let pos = self
+                    .savepoints
+                    .iter()
+                    .rposition(|s| s.eq_ignore_ascii_case(&name.value))
+                    .ok_or_else(|| {
+                        Error::txn_state(format!("no such savepoint: {}", name.value))
+                    })?;
+                let real = self.savepoints[pos].clone();
+                self.savepoints.truncate(pos);
+                if pos == 0 && self.savepoint_began {
+                    let tx = self
+                        .tx
+                        .take()
+                        .ok_or_else(|| Error::internal("transaction missing"))?;
+                    self.savepoint_began = false;
+                    tx.commit()?;
+                } else {
+                    let tx = self
+                        .tx
+                        .as_mut()
+                        .ok_or_else(|| Error::internal("transaction missing"))?;
+                    tx.release(&real)?;
+                }
+                Ok(self.result(vec![], vec![], vec![], 0))
+            }
+            stmt => self.run_in_transaction(text, stmt, &bound),
+        }
+    }
+
+    /// Runs a data or schema statement: inside the open transaction (undoing just this
+    /// statement on error) or in its own transaction (autocommit).
+    fn run_in_transaction(
+        &mut self,
+        text: &str,
+        stmt: &Statement,
+        bound: &Bound,
+    ) -> Result<StatementResult> {
+        const STMT_SAVEPOINT: &str = "\u{0}ormdb_statement";
+        let counters = self.counters;
+        if let Some(tx) = self.tx.as_mut() {
+            tx.savepoint(STMT_SAVEPOINT)?;
+            let res = run_statement(tx, text, stmt, bound, counters);
+            match &res {
+                Ok(_) => tx.release(STMT_SAVEPOINT)?,
+                Err(_) => {
+                    tx.rollback_to(STMT_SAVEPOINT)?;
+                    tx.release(STMT_SAVEPOINT)?;
+                }
+            }
+            return self.finish(res?);
+        }
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let mut tx = self.conn.begin()?;
+            let res = run_statement(&mut tx, text, stmt, bound, counters);
+            let res = match res {
+                Ok(out) => tx.commit().map(|_| out),
+                Err(e) => {
+                    tx.rollback();
+                    Err(e)
+                }
+            };
+            match res {
+                Err(e) if e.state.is_retryable() && attempts < 20 => {
+                    std::thread::sleep(std::time::Duration::from_micros(50 * attempts));
+                    continue;
+                }
+                other => return self.finish(other?),
+            }
+        }
+    }
+
+    fn finish(&mut self, out: Outcome) -> Result<StatementResult> {
+        if out.write {
+            self.counters.changes = out.changes;
+            self.counters.total_changes += out.changes + out.cascaded;
+        }
+        if let Some(id) = out.last_insert_rowid {
+            self.counters.last_insert_rowid = id;
+        }
+        Ok(self.result(out.columns, out.decls, out.rows, out.changes.max(0) as u64))
+    }
+
+    fn pragma(&mut self, p: &Pragma) -> Result<(Vec<String>, Vec<Vec<Value>>)> {
+        let cols = |name: &str| {
+            pragma::columns(name)
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+        };
+        let one = |name: &str, v: Value| (vec![name.to_string()], vec![vec![v]]);
+        let none = || (Vec::new(), Vec::new());
+        let temp = p
+            .schema
+            .as_deref()
+            .is_some_and(|s| s.eq_ignore_ascii_case("temp"));
+        if let Some(s) = &p.schema {
+            if !s.eq_ignore_ascii_case("main") && !temp {
+                return Err(Error::new(
+                    SqlState::UndefinedTable,
+                    format!("unknown database {s}"),
+                ));
+            }
+        }
+        let name = p.name.as_str();
+        match name {
+            "table_info" | "table_xinfo" | "index_list" | "foreign_key_list" => {
+                let Some(t) = &p.arg else { return Ok(none()) };
+                if temp {
+                    return Ok((cols(name), Vec::new()));
+                }
+                let rows = self.read(|tx| {
+                    let schema = tx.schema().clone();
+                    Ok(match schema.entity(t) {
+                        Err(_) => Vec::new(),
+                        Ok(e) => match name {
+                            "table_info" => cat::table_info(e, false),
+                            "table_xinfo" => cat::table_info(e, true),
+                            "index_list" => cat::index_list(e),
+                            _ => cat::foreign_key_list(e),
+                        },
+                    })
+                })?;
+                if rows.is_empty() && name.starts_with("table_") {
+                    // SQLite returns no result set at all for an unknown table.
+                    return Ok((cols(name), Vec::new()));
+                }
+                Ok((cols(name), rows))
+            }
+            "index_info" | "index_xinfo" => {
+                let Some(ix) = &p.arg else { return Ok(none()) };
+                let rows = self.read(|tx| {
+                    let schema = tx.schema().clone();
+                    for e in schema.entities() {
+                        if let Some(d) = e.index_by_name(ix) {
+                            return Ok(cat::index_info(e, d, name == "index_xinfo"));
+                        }
+                    }
+                    Ok(Vec::new())
+                })?;
+                Ok((cols(name), rows))
+            }
+            "foreign_key_check" => {
+                let only = p.arg.clone();
+                let rows = self.read(|tx| {
+                    if let Some(t) = &only {
+                        tx.schema().entity(t)?;
+                    }
+                    cat::foreign_key_check(tx, only.as_deref())
+                })?;
+                Ok((cols(name), rows))
+            }
+            "database_list" => Ok((
+                cols(name),
+                vec![vec![
+                    Value::Integer(0),
+                    Value::from("main"),
+                    Value::Text(self.conn.database().path().display().to_string()),
+                ]],
+            )),
+            "table_list" => {
+                let rows = self.read(|tx| {
+                    Ok(tx
+                        .schema()
+                        .entities()
+                        .iter()
+                        .map(|e| {
+                            vec![
+                                Value::from("main"),
+                                Value::from(e.name.as_str()),
+                                Value::from("table"),
+                                Value::Integer(e.fields.len() as i64),
+                                Value::Integer(0),
+                                Value::Integer(e.strict as i64),
+                            ]
+                        })
+                        .collect())
+                })?;
+                Ok((cols(name), rows))
+            }
+            "foreign_keys" => match &p.arg {
+                None => Ok(one(
+                    "foreign_keys",
+                    Value::Integer(self.conn.foreign_keys() as i64),
+                )),
+                Some(a) => {
+                    let on = pragma::bool_arg(a)?;
+                    // SQLite ignores this PRAGMA inside a transaction.
+                    if self.tx.is_none() {
+                        self.conn.set_foreign_keys(on);
+                    }
+                    Ok(none())
+                }
+            },
+            "legacy_alter_table" => match &p.arg {
+                None => Ok(one(name, Value::Integer(self.legacy_alter_table as i64))),
+                Some(a) => {
+                    let on = pragma::bool_arg(a)?;
+                    if on {
+                        return Err(Error::unsupported("PRAGMA legacy_alter_table = ON"));
+                    }
+                    self.legacy_alter_table = on;
+                    Ok(none())
+                }
+            },
+            "user_version" => {
+                let path = self.conn.database().path().to_path_buf();
+                let mut map = user_versions()
+                    .lock()
+                    .map_err(|_| Error::internal("user_version lock poisoned"))?;
+                match &p.arg {
+                    None => Ok(one(name, Value::Integer(*map.get(&path).unwrap_or(&0)))),
+                    Some(a) => {
+                        let v: i64 = a
+                            .trim()
+                            .parse()
+                            .map_err(|_| Error::invalid(format!("invalid user_version {a}")))?;
+                        map.insert(path, v);
+                        Ok(none())
+                    }
+                }
+            }
+            "schema_version" => {
+                let v = self.read(|tx| Ok(tx.schema().version() as i64))?;
+                Ok(one(name, Value::Integer(v)))
+            }
+            "journal_mode" => Ok(one(name, Value::from("wal"))),
+            "read_uncommitted"
+            | "recursive_triggers"
+            | "reverse_unordered_selects"
+            | "case_sensitive_like"
+            | "ignore_check_constraints"
+            | "defer_foreign_keys"
+            | "count_changes"
+            | "full_column_names" => match &p.arg {
+                None => Ok(one(name, Value::Integer(0))),
+                Some(a) => {
+                    if pragma::bool_arg(a)? && name != "read_uncommitted" {
+                        return Err(Error::unsupported(format!("PRAGMA {name} = ON")));
+                    }
+                    Ok(none())
+                }
+            },
+            "synchronous" => match &p.arg {
+                None => Ok(one(name, Value::Integer(2))),
+                Some(_) => Ok(none()),
+            },
+            "busy_timeout" => match &p.arg {
+                None => Ok(one("timeout", Value::Integer(0))),
+                Some(a) => Ok(one(
+                    "timeout",
+                    Value::Integer(a.trim().parse().unwrap_or(0)),
+                )),
+            },
+            "cache_size" | "temp_store" | "mmap_size" | "page_size" | "auto_vacuum"
+            | "locking_mode" | "cache_spill" | "wal_autocheckpoint" | "secure_delete"
+            | "optimize" | "analysis_limit" | "automatic_index" | "threads" => match &p.arg {
+                // Storage tuning knobs of SQLite's pager: accepted and ignored.
+                None => Ok(one(name, Value::Integer(0))),
+                Some(_) => Ok(none()),
+            },
+            "encoding" => Ok(one(name, Value::from("UTF-8"))),
+            "compile_options" => Ok((vec!["compile_options".into()], Vec::new())),
+            "collation_list" => Ok((
+                vec!["seq".into(), "name".into()],
+                vec![vec![Value::Integer(0), Value::from("BINARY")]],
+            )),
+            "integrity_check" | "quick_check" => Ok(one(name, Value::from("ok"))),
+            "wal_checkpoint" => Ok((
+                vec!["busy".into(), "log".into(), "checkpoint".into()],
+                vec![vec![
+                    Value::Integer(0),
+                    Value::Integer(0),
+                    Value::Integer(0),
+                ]],
+            )),
+            _ => Err(Error::unsupported(format!("PRAGMA {name}"))),
+        }
+    }
+
+    /// Runs a read against the open transaction or a fresh snapshot.
+    fn read<T>(&mut self, f: impl FnOnce(&mut Transaction) -> Result<T>) -> Result<T> {
+        if let Some(tx) = self.tx.as_mut() {
+            return f(tx);
+        }
+        let mut tx = self.conn.begin()?;
+        let r = f(&mut tx);
+        tx.rollback();
+        r
+    }
+}
+
+/// What running one statement produced.
+struct Outcome {
+    columns: Vec<String>,
+    decls: Vec<Option<String>>,
+    rows: Vec<Vec<Value>>,
+    write: bool,
+    changes: i64,
+    cascaded: i64,
+    last_insert_rowid: Option<i64>,
+}
+
+fn run_statement(
+    tx: &mut Transaction,
+    text: &str,
+    stmt: &Statement,
+    bound: &Bound,
+    counters: Counters,
+) -> Result<Outcome> {
+    let schema = tx.schema().clone();
+    let li = LineIndex::new(text);
+    let mut c = Compiler::new(&schema, bound, &li);
+    let plain = |columns, decls, rows| Outcome {
+        columns,
+        decls,
+        rows,
+        write: false,
+        changes: 0,
+        cascaded: 0,
+        last_insert_rowid: None,
+    };
+    match stmt {
+        Statement::Query(q) => {
+            let compiled = query::compile_query(&mut c, q)?;
+            let mut ctx = Ctx::new(tx, counters);
+            let rows = query::run_query(&compiled, &mut ctx, None)?.rows;
+            Ok(plain(
+                compiled.columns.clone(),
+                compiled.decls.clone(),
+                rows,
+            ))
+        }
+        Statement::Insert(ins) => {
+            let mut ctx = Ctx::new(tx, counters);
+            let o = dml::insert(&mut c, ins, &mut ctx)?;
+            Ok(Outcome {
+                columns: o.columns,
+                decls: o.decls,
+                rows: o.rows,
+                write: true,
+                changes: o.changes,
+                cascaded: o.cascaded,
+                last_insert_rowid: o.last_insert_rowid,
+            })
+        }
+        Statement::Update(u) => {
+            let mut ctx = Ctx::new(tx, counters);
+            let o = dml::update(&mut c, u, &mut ctx)?;
+            Ok(Outcome {
+                columns: o.columns,
+                decls: o.decls,
+                rows: o.rows,
+                write: true,
+                changes: o.changes,
+                cascaded: o.cascaded,
+                last_insert_rowid: None,
+            })
+        }
+        Statement::Delete(d) => {
+            let mut ctx = Ctx::new(tx, counters);
+            let o = dml::delete(&mut c, d, &mut ctx)?;
+            Ok(Outcome {
+                columns: o.columns,
+                decls: o.decls,
+                rows: o.rows,
+                write: true,
+                changes: o.changes,
+                cascaded: o.cascaded,
+                last_insert_rowid: None,
+            })
+        }
+        Statement::CreateTable(ct) => {
+            ddl::create_table(tx, ct, text)?;
+            Ok(plain(vec![], vec![], vec![]))
+        }
+        Statement::CreateIndex(ci) => {
+            ddl::create_index(tx, ci, text)?;
+            Ok(plain(vec![], vec![], vec![]))
+        }
+        Statement::Drop {
+            object_type,
+            if_exists,
+            names,
+            cascade,
+            restrict,
+            purge,
+            temporary,
+            table,
+        } => {
+            if *cascade || *restrict || *purge || *temporary || table.is_some() {
+                return Err(Error::unsupported("DROP options"));
+            }
+            ddl::drop(tx, object_type, *if_exists, names)?;
+            Ok(plain(vec![], vec![], vec![]))
+        }
+        Statement::AlterTable(at) => {
+            ddl::alter_table(tx, at, text)?;
+            Ok(plain(vec![], vec![], vec![]))
+        }
+        Statement::CreateView(_) => Err(Error::unsupported("CREATE VIEW")),
+        Statement::Explain { .. } | Statement::ExplainTable { .. } => {
+            Err(Error::unsupported("EXPLAIN"))
+        }
+        other => {
+            let kind = other.to_string();
+            let head: String = kind
+                .split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ");
+            Err(Error::unsupported(format!("statement {head}")))
+        }
+    }
+}
