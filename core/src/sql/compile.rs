@@ -184,6 +184,8 @@ pub struct Compiler<'a> {
     pub cte_slots: usize,
     /// Whether the statement reads random()/changes() etc. (not cacheable by value).
     pub volatile: bool,
+    /// Functions registered on the session; they take precedence over built-ins.
+    pub user_functions: Option<&'a super::user_functions::UserFunctions>,
 }
 
 fn syntax(msg: impl Into<String>) -> Error {
@@ -216,6 +218,7 @@ impl<'a> Compiler<'a> {
             ctes: Vec::new(),
             cte_slots: 0,
             volatile: false,
+            user_functions: None,
         }
     }
 
@@ -781,6 +784,17 @@ impl<'a> Compiler<'a> {
         }
         if star {
             return Err(syntax(format!("wrong use of * in {name}()")));
+        }
+        if let Some(u) = self
+            .user_functions
+            .and_then(|u| u.get(&name, arg_exprs.len()))
+        {
+            self.volatile |= !u.deterministic;
+            let args = arg_exprs
+                .iter()
+                .map(|a| self.expr(a))
+                .collect::<Result<Vec<_>>>()?;
+            return Ok(SExpr::Func(name, args));
         }
         if !super::functions::is_known(&name) {
             return Err(Error::unsupported(format!("function {name}()")));

@@ -31,6 +31,8 @@ pub struct Ctx<'t> {
     /// Results of CTEs (by slot) and uncorrelated subqueries (by address).
     pub cte_results: HashMap<usize, Rc<Vec<Vec<Value>>>>,
     pub subquery_cache: HashMap<usize, Rc<Vec<Vec<Value>>>>,
+    /// Functions registered on the session (the compiler resolved names against the same set).
+    pub user_functions: Option<std::sync::Arc<super::user_functions::UserFunctions>>,
 }
 
 impl<'t> Ctx<'t> {
@@ -41,6 +43,7 @@ impl<'t> Ctx<'t> {
             table_cache: HashMap::new(),
             cte_results: HashMap::new(),
             subquery_cache: HashMap::new(),
+            user_functions: None,
         }
     }
 
@@ -456,7 +459,15 @@ pub fn eval(e: &SExpr, ctx: &mut Ctx, env: &Env) -> Result<Value> {
             for a in args {
                 vals.push(eval(a, ctx, env)?);
             }
-            super::functions::call(name, vals, &ctx.counters)?
+            let user = ctx
+                .user_functions
+                .as_ref()
+                .and_then(|u| u.get(name, vals.len()))
+                .map(|u| u.func.clone());
+            match user {
+                Some(f) => f(&vals)?,
+                None => super::functions::call(name, vals, &ctx.counters)?,
+            }
         }
     })
 }

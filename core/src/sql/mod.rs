@@ -19,6 +19,8 @@ pub mod parse;
 pub mod pragma;
 pub mod query;
 pub mod session;
+pub mod user_functions;
 
 pub use params::Params;
 pub use session::{Session, StatementResult};
+pub use user_functions::{ScalarFn, UserFunction, UserFunctions};

@@ -5,8 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::rc::Rc;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use sqlparser::ast::Statement;
 
@@ -16,6 +15,7 @@ use super::eval::{Counters, Ctx};
 use super::params::{Bound, Params};
 use super::parse::{self, LineIndex};
 use super::pragma::{self, Pragma};
+use super::user_functions::{UserFunction, UserFunctions};
 use super::{ddl, dml, query};
 use crate::api::{Connection, Transaction};
 use crate::error::{Error, Result, SqlState};
@@ -60,7 +60,8 @@ impl PreparedStatement {
 
 const CACHE_LIMIT: usize = 512;
 
-/// A SQL connection. Not `Sync`: use one per thread (like a SQLite connection).
+/// A SQL connection. `Send` but not meant for concurrent use: use one per thread (like a
+/// SQLite connection), or guard it with a lock.
 pub struct Session {
     conn: Connection,
     tx: Option<Transaction>,
@@ -69,10 +70,12 @@ pub struct Session {
     /// Whether the outermost SAVEPOINT started the transaction (RELEASE of it commits).
     savepoint_began: bool,
     counters: Counters,
-    cache: HashMap<String, Rc<Parsed>>,
+    cache: HashMap<String, Arc<Parsed>>,
     cache_hits: u64,
     cache_misses: u64,
     legacy_alter_table: bool,
+    /// Application functions (`create_function`); shared with running statements.
+    user_functions: Arc<UserFunctions>,
 }
 
 fn user_versions() -> &'static Mutex<HashMap<PathBuf, i64>> {
@@ -99,7 +102,20 @@ impl Session {
             cache_hits: 0,
             cache_misses: 0,
             legacy_alter_table: false,
+            user_functions: Arc::new(UserFunctions::default()),
         }
+    }
+
+    /// Registers a scalar function for this session's statements (`nargs` `None`: any number of
+    /// arguments), replacing one with the same name and argument count; it takes precedence over
+    /// a built-in function of that name.
+    pub fn create_function(&mut self, name: &str, nargs: Option<usize>, f: UserFunction) {
+        Arc::make_mut(&mut self.user_functions).register(name, nargs, f);
+    }
+
+    /// Unregisters a function; returns whether it was registered.
+    pub fn remove_function(&mut self, name: &str, nargs: Option<usize>) -> bool {
+        Arc::make_mut(&mut self.user_functions).remove(name, nargs)
     }
 
     pub fn connection(&self) -> &Connection {
@@ -202,7 +218,7 @@ impl Session {
         self.execute_one(&stmt.sql, params)
     }
 
-    fn parsed(&mut self, text: &str) -> Result<Rc<Parsed>> {
+    fn parsed(&mut self, text: &str) -> Result<Arc<Parsed>> {
         if let Some(p) = self.cache.get(text) {
             self.cache_hits += 1;
             return Ok(p.clone());
@@ -210,7 +226,7 @@ impl Session {
         self.cache_misses += 1;
         let stmt = parse::parse_one(text)?;
         let placeholders = parse::placeholders(text)?;
-        let p = Rc::new(Parsed { stmt, placeholders });
+        let p = Arc::new(Parsed { stmt, placeholders });
         if self.cache.len() >= CACHE_LIMIT {
             self.cache.clear();
         }
@@ -361,9 +377,10 @@ impl Session {
     ) -> Result<StatementResult> {
         const STMT_SAVEPOINT: &str = "\u{0}ormdb_statement";
         let counters = self.counters;
+        let functions = self.user_functions.clone();
         if let Some(tx) = self.tx.as_mut() {
             tx.savepoint(STMT_SAVEPOINT)?;
-            let res = run_statement(tx, text, stmt, bound, counters);
+            let res = run_statement(tx, text, stmt, bound, counters, &functions);
             match &res {
                 Ok(_) => tx.release(STMT_SAVEPOINT)?,
                 Err(_) => {
@@ -377,7 +394,7 @@ impl Session {
         loop {
             attempts += 1;
             let mut tx = self.conn.begin()?;
-            let res = run_statement(&mut tx, text, stmt, bound, counters);
+            let res = run_statement(&mut tx, text, stmt, bound, counters, &functions);
             let res = match res {
                 Ok(out) => tx.commit().map(|_| out),
                 Err(e) => {
@@ -626,16 +643,29 @@ struct Outcome {
     last_insert_rowid: Option<i64>,
 }
 
+fn statement_ctx<'t>(
+    tx: &'t mut Transaction,
+    counters: Counters,
+    functions: &Option<Arc<UserFunctions>>,
+) -> Ctx<'t> {
+    let mut ctx = Ctx::new(tx, counters);
+    ctx.user_functions = functions.clone();
+    ctx
+}
+
 fn run_statement(
     tx: &mut Transaction,
     text: &str,
     stmt: &Statement,
     bound: &Bound,
     counters: Counters,
+    functions: &Arc<UserFunctions>,
 ) -> Result<Outcome> {
     let schema = tx.schema().clone();
     let li = LineIndex::new(text);
     let mut c = Compiler::new(&schema, bound, &li);
+    let user_functions = (!functions.is_empty()).then(|| functions.clone());
+    c.user_functions = user_functions.as_deref();
     let plain = |columns, decls, rows| Outcome {
         columns,
         decls,
@@ -648,7 +678,7 @@ fn run_statement(
     match stmt {
         Statement::Query(q) => {
             let compiled = query::compile_query(&mut c, q)?;
-            let mut ctx = Ctx::new(tx, counters);
+            let mut ctx = statement_ctx(tx, counters, &user_functions);
             let rows = query::run_query(&compiled, &mut ctx, None)?.rows;
             Ok(plain(
                 compiled.columns.clone(),
@@ -657,7 +687,7 @@ fn run_statement(
             ))
         }
         Statement::Insert(ins) => {
-            let mut ctx = Ctx::new(tx, counters);
+            let mut ctx = statement_ctx(tx, counters, &user_functions);
             let o = dml::insert(&mut c, ins, &mut ctx)?;
             Ok(Outcome {
                 columns: o.columns,
@@ -670,7 +700,7 @@ fn run_statement(
             })
         }
         Statement::Update(u) => {
-            let mut ctx = Ctx::new(tx, counters);
+            let mut ctx = statement_ctx(tx, counters, &user_functions);
             let o = dml::update(&mut c, u, &mut ctx)?;
             Ok(Outcome {
                 columns: o.columns,
@@ -683,7 +713,7 @@ fn run_statement(
             })
         }
         Statement::Delete(d) => {
-            let mut ctx = Ctx::new(tx, counters);
+            let mut ctx = statement_ctx(tx, counters, &user_functions);
             let o = dml::delete(&mut c, d, &mut ctx)?;
             Ok(Outcome {
                 columns: o.columns,

@@ -1,0 +1,157 @@
+//! Scalar functions registered on a [`Session`](super::Session) by the embedding application
+//! (sqlite3's `create_function`): bindings register callbacks into their language here. A
+//! registered function takes precedence over a built-in of the same name and argument count, as
+//! in SQLite.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::error::Result;
+use crate::value::Value;
+
+/// The callback: argument values in, one value (or an error) out.
+pub type ScalarFn = Arc<dyn Fn(&[Value]) -> Result<Value> + Send + Sync>;
+
+#[derive(Clone)]
+pub struct UserFunction {
+    pub func: ScalarFn,
+    /// Whether equal arguments always give equal results.
+    pub deterministic: bool,
+}
+
+/// Registered functions by lower-case name and argument count (`None`: any count).
+#[derive(Clone, Default)]
+pub struct UserFunctions {
+    by_name: HashMap<String, Vec<(Option<usize>, UserFunction)>>,
+}
+
+impl UserFunctions {
+    /// Registers (or replaces) `name` taking `nargs` arguments (`None`: any number).
+    pub fn register(&mut self, name: &str, nargs: Option<usize>, f: UserFunction) {
+        let list = self.by_name.entry(name.to_ascii_lowercase()).or_default();
+        list.retain(|(n, _)| *n != nargs);
+        list.push((nargs, f));
+    }
+
+    /// Removes `name` with `nargs`; returns whether it was registered.
+    pub fn remove(&mut self, name: &str, nargs: Option<usize>) -> bool {
+        let key = name.to_ascii_lowercase();
+        let Some(list) = self.by_name.get_mut(&key) else {
+            return false;
+        };
+        let before = list.len();
+        list.retain(|(n, _)| *n != nargs);
+        let removed = list.len() != before;
+        if list.is_empty() {
+            self.by_name.remove(&key);
+        }
+        removed
+    }
+
+    /// The function called for `name` with `nargs` arguments: an exact argument count wins over
+    /// a variadic registration. `name` must be lower case.
+    pub fn get(&self, name: &str, nargs: usize) -> Option<&UserFunction> {
+        let list = self.by_name.get(name)?;
+        list.iter()
+            .find(|(n, _)| *n == Some(nargs))
+            .or_else(|| list.iter().find(|(n, _)| n.is_none()))
+            .map(|(_, f)| f)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+}
+
+impl fmt::Debug for UserFunctions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut names: Vec<&String> = self.by_name.keys().collect();
+        names.sort();
+        f.debug_struct("UserFunctions")
+            .field("names", &names)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn constant(v: i64) -> UserFunction {
+        UserFunction {
+            func: Arc::new(move |_| Ok(Value::Integer(v))),
+            deterministic: true,
+        }
+    }
+
+    #[test]
+    fn exact_arity_wins_over_variadic_and_remove_works() {
+        let mut u = UserFunctions::default();
+        u.register("F", None, constant(1));
+        u.register("f", Some(2), constant(2));
+        let call = |u: &UserFunctions, n| (u.get("f", n).unwrap().func)(&[]).unwrap();
+        assert_eq!(call(&u, 2), Value::Integer(2));
+        assert_eq!(call(&u, 3), Value::Integer(1));
+        assert!(u.remove("f", Some(2)));
+        assert_eq!(call(&u, 2), Value::Integer(1));
+        assert!(!u.remove("f", Some(2)));
+        assert!(u.remove("F", None));
+        assert!(u.get("f", 0).is_none());
+        assert!(u.is_empty());
+    }
+
+    #[test]
+    fn sessions_are_send_and_call_registered_functions() {
+        fn assert_send<T: Send>() {}
+        assert_send::<crate::sql::Session>();
+        let db = crate::Database::temporary().unwrap();
+        let mut s = db.connect().sql();
+        s.execute_batch("CREATE TABLE t(x INTEGER); INSERT INTO t VALUES (1), (2), (3);")
+            .unwrap();
+        s.create_function(
+            "twice",
+            Some(1),
+            UserFunction {
+                func: Arc::new(|a: &[Value]| {
+                    Ok(match &a[0] {
+                        Value::Integer(i) => Value::Integer(i * 2),
+                        _ => Value::Null,
+                    })
+                }),
+                deterministic: true,
+            },
+        );
+        // A registered function overrides the built-in of the same name and arity.
+        s.create_function(
+            "abs",
+            Some(1),
+            UserFunction {
+                func: Arc::new(|_| Err(crate::Error::internal("user abs called"))),
+                deterministic: false,
+            },
+        );
+        let r = s
+            .execute(
+                "SELECT twice(x) FROM t WHERE twice(x) > 2 ORDER BY x",
+                &crate::Params::None,
+            )
+            .unwrap();
+        assert_eq!(
+            r.rows,
+            vec![vec![Value::Integer(4)], vec![Value::Integer(6)]]
+        );
+        let e = s
+            .execute("SELECT abs(-1)", &crate::Params::None)
+            .unwrap_err();
+        assert_eq!(e.message, "user abs called");
+        // Wrong arity is not the registered function.
+        let e = s
+            .execute("SELECT twice(1, 2)", &crate::Params::None)
+            .unwrap_err();
+        assert_eq!(e.code(), "0A000");
+        assert!(s.remove_function("abs", Some(1)));
+        let r = s.execute("SELECT abs(-1)", &crate::Params::None).unwrap();
+        assert_eq!(r.rows, vec![vec![Value::Integer(1)]]);
+    }
+}
