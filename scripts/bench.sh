@@ -3,6 +3,7 @@
 # summary with medians, spread, ratios and the performance goals (see docs/BENCHMARKS.md).
 #
 # Usage: scripts/bench.sh [--reps N] [--rows N] [--reads N] [--ops N] [--out DIR]
+#                         [--benches "engine_core graph_fetch"] [--graph-users N]
 #                         [--skip-criterion] [--skip-latency] [--skip-memory]
 #   --reps N     repetitions of every benchmark (default 3; the machine is shared and noisy)
 #   --rows N     rows for the memory/disk benchmark (default 1000000, ~1 KB each: ~1 GB of data,
@@ -10,6 +11,9 @@
 #   --reads N    point reads in the memory benchmark's read phase (default 200000)
 #   --ops N      operations per latency measurement (default 5000)
 #   --out DIR    results directory (default target/bench-results/<timestamp>)
+#   --benches L  criterion benches to run (default "engine_core graph_fetch")
+#   --graph-users N  users in the graph fetch memory benchmark (default 2000: x 10 posts x 40
+#                comments = 822,000 rows)
 # Environment: ORMDB_BENCH_DIR (where benchmark databases are created; default the temp dir),
 # CRITERION_ARGS (extra criterion arguments; default "--warm-up-time 1 --measurement-time 3").
 #
@@ -23,6 +27,8 @@ ROWS=1000000
 READS=200000
 OPS=5000
 OUT=""
+BENCHES="engine_core graph_fetch"
+GRAPH_USERS=2000
 RUN_CRITERION=1
 RUN_LATENCY=1
 RUN_MEMORY=1
@@ -33,10 +39,12 @@ while [ $# -gt 0 ]; do
     --reads) READS="$2"; shift 2 ;;
     --ops) OPS="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
+    --benches) BENCHES="$2"; shift 2 ;;
+    --graph-users) GRAPH_USERS="$2"; shift 2 ;;
     --skip-criterion) RUN_CRITERION=0; shift ;;
     --skip-latency) RUN_LATENCY=0; shift ;;
     --skip-memory) RUN_MEMORY=0; shift ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -52,7 +60,7 @@ CRITERION_ARGS="${CRITERION_ARGS:---warm-up-time 1 --measurement-time 3}"
 
 log "building (release)"
 cargo build --release -p ormdb-benches --bins
-cargo bench -p ormdb-benches --bench engine_core --no-run
+for b in $BENCHES; do cargo bench -p ormdb-benches --bench "$b" --no-run; done
 
 {
   echo "date: $(date -u +%FT%TZ)"
@@ -76,9 +84,11 @@ for rep in $(seq 1 "$REPS"); do
   if [ "$RUN_CRITERION" = 1 ]; then
     log "rep $rep/$REPS: criterion benches"
     rm -rf "$TARGET/criterion"
-    # shellcheck disable=SC2086
-    cargo bench -p ormdb-benches --bench engine_core -- --noplot $CRITERION_ARGS \
-      2>&1 | tee "$OUT/criterion-$rep.log" | grep -E '^[a-z_]+/|time:|thrpt:' || true
+    for b in $BENCHES; do
+      # shellcheck disable=SC2086
+      cargo bench -p ormdb-benches --bench "$b" -- --noplot $CRITERION_ARGS \
+        2>&1 | tee -a "$OUT/criterion-$rep.log" | grep -E '^[a-z_]+/|time:|thrpt:' || true
+    done
     mkdir -p "$OUT/criterion-$rep"
     (cd "$TARGET/criterion" && find . -path '*/new/*.json' -exec cp --parents {} "$OUT/criterion-$rep/" \;)
   fi
@@ -89,6 +99,8 @@ for rep in $(seq 1 "$REPS"); do
   if [ "$RUN_MEMORY" = 1 ]; then
     log "rep $rep/$REPS: memory and disk ($ROWS rows)"
     "$TARGET/release/memory" --rows "$ROWS" --reads "$READS" | tee "$OUT/memory-$rep.txt"
+    log "rep $rep/$REPS: graph fetch memory ($GRAPH_USERS users x 10 x 40)"
+    "$TARGET/release/graph_memory" --users "$GRAPH_USERS" | tee "$OUT/graph-memory-$rep.txt"
   fi
 done
 

@@ -87,6 +87,60 @@ def load_kv_lines(out, pattern, prefix):
     return res
 
 
+GRAPH_VARIANTS = [
+    ("ormdb", "ORMDB conn.fetch"),
+    ("ormdb_nested", "ORMDB fetch + nesting"),
+    ("sqlite", "SQLite (a) IN-list batching"),
+    ("sqlite_nplus1", "SQLite (b) N+1"),
+]
+
+
+def graph_section(p, per, by_rep):
+    """Graph fetch (issue 3) table: time per fetch per variant, paired time ratios. Returns goals."""
+    cases = [c for c in ("one_user", "hundred_users") if f"graph_fetch/ormdb/{c}" in per]
+    if not cases:
+        return []
+    p("## Graph fetch (issue 3): users -> posts -> comments, time per fetch")
+    p("")
+    p(
+        "Time ratios are medians of per-repetition ratios: ORMDB/(a) < 1 means ORMDB is faster than"
+        " hand-written batching; (b)/ORMDB > 1 means ORMDB is that many times faster than N+1."
+    )
+    p("")
+    p("| case | " + " | ".join(label for _, label in GRAPH_VARIANTS) + " | ORMDB/(a) time | (b)/ORMDB time |")
+    p("|---|" + "---:|" * (len(GRAPH_VARIANTS) + 2))
+    goals = []
+    for case in cases:
+        rows = {"one_user": 111, "hundred_users": 11100}[case]
+        cells = []
+        for v, _ in GRAPH_VARIANTS:
+            k = f"graph_fetch/{v}/{case}"
+            # per[] is us per element (row); a fetch returns `rows` rows.
+            cells.append(spread([x * rows for x in per.get(k, [])], 1))
+        o, a, b = (f"graph_fetch/{v}/{case}" for v in ("ormdb", "sqlite", "sqlite_nplus1"))
+
+        def paired(num, den):
+            # by_rep holds throughput; time ratio num/den = thr(den)/thr(num).
+            xs = [by_rep[den][r] / by_rep[num][r] for r in sorted(by_rep.get(num, {})) if r in by_rep.get(den, {})]
+            return med(xs), xs
+
+        oa, oa_xs = paired(o, a)
+        bo, bo_xs = paired(b, o)
+        txt = lambda m, xs: "-" if m is None else f"{m:.2f} ({', '.join(f'{x:.2f}' for x in xs)})"
+        p(f"| {case} (us) | " + " | ".join(cells) + f" | {txt(oa, oa_xs)} | {txt(bo, bo_xs)} |")
+        if oa is not None:
+            goals.append(
+                (f"graph fetch no slower than hand-written IN-list batching ({case})", oa <= 1.0,
+                 f"ORMDB/(a) time {oa:.2f}")
+            )
+        if case == "hundred_users" and bo is not None:
+            goals.append(
+                ("graph fetch >= 10x faster than N+1 (hundred_users)", bo >= 10.0, f"(b)/ORMDB time {bo:.2f}")
+            )
+    p("")
+    return goals
+
+
 def main():
     out = sys.argv[1]
     lines = []
@@ -110,14 +164,15 @@ def main():
 
     thr, per, by_rep = load_criterion(out)
     goals = {}
-    if thr:
+    if any(not k.startswith("graph_fetch/") for k in thr):
         p("## Criterion (throughput per second; time per operation in us)")
         p("")
         p(
             "| case | variant | ORMDB ops/s | SQLite ops/s | ratio (per rep) | ORMDB us/op | SQLite us/op |"
         )
         p("|---|---|---:|---:|---:|---:|---:|")
-        keys = sorted({(split_id(k)[0], split_id(k)[2]) for k in thr})
+        # graph_fetch has its own section below.
+        keys = sorted({(split_id(k)[0], split_id(k)[2]) for k in thr if not k.startswith("graph_fetch/")})
         for case, rest in keys:
             o = f"{case}/ormdb/{rest}"
             for sq in ("sqlite", "sqlite_mutex"):
@@ -137,6 +192,8 @@ def main():
                 goals[f"{case}/{sq}/{rest}"] = ratio
         p("")
 
+    graph_goals = graph_section(p, per, by_rep)
+
     lat = load_kv_lines(out, "latency-*.txt", "RESULT")
     if lat:
         p("## Per-operation latency (us) and process CPU per operation (all threads)")
@@ -148,6 +205,27 @@ def main():
             p(
                 f"| {rid} | {spread(r['ops_per_s'], 0)} | {spread(r['p50_us'], 1)} | "
                 f"{spread(r['p95_us'], 1)} | {spread(r['p99_us'], 1)} | {spread(r['cpu_us_per_op'], 1)} |"
+            )
+        p("")
+
+    gmem = load_kv_lines(out, "graph-memory-*.txt", "METRIC")
+    if gmem:
+        p("## Graph fetch memory (ORMDB; peak RSS over the RSS before the fetch, own process per phase)")
+        p("")
+        rows = gmem.get("graph.rows", {}).get("v", [])
+        refuse = gmem.get("graph.refuse_at", {}).get("v", [])
+        p(
+            f"Dataset: {fmt(med(rows), 0) if rows else '?'} rows; refused fetch budget max_rows = "
+            f"{fmt(med(refuse), 0) if refuse else '?'}."
+        )
+        p("")
+        p("| phase | rows returned | time ms | RSS before MiB | peak RSS MiB | peak over before MiB |")
+        p("|---|---:|---:|---:|---:|---:|")
+        for ph in ("open", "refused", "full"):
+            g = lambda k: gmem.get(f"graph.{ph}.{k}", {}).get("v", [])
+            p(
+                f"| {ph} | {spread(g('rows'), 0)} | {spread(g('time_ms'), 1)} | {spread(g('rss_before_mib'), 1)} | "
+                f"{spread(g('peak_rss_mib'), 1)} | {spread(g('peak_over_before_mib'), 1)} |"
             )
         p("")
 
@@ -208,6 +286,8 @@ def main():
                 goals[k16] >= 2.0,
                 f"{goals[k16]:.2f}x vs stock SQLite (busy timeout){extra}",
             )
+    for name, ok, detail in graph_goals:
+        goal(name, ok, detail)
     rss = mem.get("ormdb.read_rss_max_mib", {}).get("v", [])
     rows = mem.get("ormdb.rows", {}).get("v", [])
     if rss:

@@ -8,6 +8,8 @@
 //! - [`Mode::Normal`]: ORMDB `Durability::Normal` (log written to the OS before the
 //!   acknowledgement, synced every 100 ms) vs SQLite `journal_mode=WAL`, `synchronous=NORMAL`.
 
+pub mod graph;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Barrier, Mutex, OnceLock};

@@ -2,7 +2,9 @@
 //! SQLite with matching durability. Each operation is timed individually with `Instant`.
 //!
 //! Usage: `latency [--ops N] [--rows N] [FILTER...]`
-//! Cases: `point_read_txn`, `point_read_batch100`, `insert_commit`, `family_commit`, `writers`.
+//! Cases: `point_read_txn`, `point_read_batch100`, `insert_commit`, `family_commit`, `writers`,
+//! `graph_fetch` (issue 3: users -> posts -> comments, `one_user` / `hundred_users`; variants
+//! `ormdb`, `sqlite` = hand-written IN-list batching, `sqlite_nplus1`; see benches/src/graph.rs).
 //! A FILTER keeps the results whose id (`case/engine/mode[/threads]`) contains it.
 //!
 //! Output: one `RESULT <id> n=.. ops_per_s=.. mean_us=.. p50_us=.. p95_us=.. p99_us=.. max_us=..`
@@ -151,6 +153,8 @@ fn main() {
         }
     }
 
+    graph_fetch(&args);
+
     for mode in Mode::ALL {
         let m = mode.name();
         // Fewer durable commits: each costs an fsync.
@@ -247,6 +251,57 @@ fn main() {
                 let cpu = process_cpu() - cpu0;
                 report(&id, r.elapsed, cpu, r.commits, &mut l);
             }
+        }
+    }
+}
+
+/// Graph fetch latencies on the criterion dataset (100 users x 10 posts x 10 comments): the
+/// one-user case rotates through the users; `ops` fetches of one user, `ops / 20` of 100 users.
+fn graph_fetch(args: &Args) {
+    use ormdb_benches::graph::*;
+    const CASES: [(&str, i64); 2] = [("one_user", 1), ("hundred_users", 100)];
+    const VARIANTS: [&str; 3] = ["ormdb", "sqlite", "sqlite_nplus1"];
+    let wanted = |case: &str, v: &str| args.wants(&format!("graph_fetch/{v}/{case}"));
+    if !CASES
+        .iter()
+        .any(|(c, _)| VARIANTS.iter().any(|v| wanted(c, v)))
+    {
+        return;
+    }
+    let shape = Shape::BENCH;
+    let fx = BlogFixture::new(Mode::Full, shape);
+    let conn = fx.db.connect();
+    for (case, n) in CASES {
+        fx.check(&user_ids(1, n, shape.users));
+        let ops = if n == 1 {
+            args.ops
+        } else {
+            (args.ops / 20).max(50)
+        };
+        let ids: Vec<Vec<i64>> = (1..=shape.users)
+            .map(|first| user_ids(first, n, shape.users))
+            .collect();
+        let fetches: Vec<_> = ids.iter().map(|i| blog_fetch(i)).collect();
+        for v in VARIANTS {
+            if !wanted(case, v) {
+                continue;
+            }
+            let mut k = 0usize;
+            let (w, cpu, mut l) = time_ops(ops, || {
+                k = (k + 1) % ids.len();
+                match v {
+                    "ormdb" => {
+                        std::hint::black_box(ormdb_fetch(&conn, &fetches[k]));
+                    }
+                    "sqlite" => {
+                        std::hint::black_box(fx.sqlite.fetch_batched(&ids[k]));
+                    }
+                    _ => {
+                        std::hint::black_box(fx.sqlite.fetch_n_plus_1(&ids[k]));
+                    }
+                }
+            });
+            report(&format!("graph_fetch/{v}/{case}"), w, cpu, ops, &mut l);
         }
     }
 }
