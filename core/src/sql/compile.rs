@@ -603,6 +603,26 @@ impl<'a> Compiler<'a> {
                 }
                 (SExpr::Func(name.into(), args), None)
             }
+            // sqlparser reads `floor(x)` / `ceil(x)` as special forms; they reach a registered
+            // function of that name (SQLAlchemy registers floor), else stay unsupported.
+            AExpr::Floor {
+                expr,
+                field: ast::CeilFloorKind::DateTimeField(ast::DateTimeField::NoDateTime),
+            }
+            | AExpr::Ceil {
+                expr,
+                field: ast::CeilFloorKind::DateTimeField(ast::DateTimeField::NoDateTime),
+            } => {
+                let name = if matches!(e, AExpr::Floor { .. }) {
+                    "floor"
+                } else {
+                    "ceil"
+                };
+                match self.user_call(name, &[expr.as_ref()]) {
+                    Some(r) => (r?, None),
+                    None => return Err(Error::unsupported(format!("function {name}()"))),
+                }
+            }
             AExpr::Tuple(_) => return Err(Error::unsupported("row values")),
             AExpr::Wildcard(_) | AExpr::QualifiedWildcard(..) => {
                 return Err(syntax("* is not allowed here"))
@@ -785,16 +805,8 @@ impl<'a> Compiler<'a> {
         if star {
             return Err(syntax(format!("wrong use of * in {name}()")));
         }
-        if let Some(u) = self
-            .user_functions
-            .and_then(|u| u.get(&name, arg_exprs.len()))
-        {
-            self.volatile |= !u.deterministic;
-            let args = arg_exprs
-                .iter()
-                .map(|a| self.expr(a))
-                .collect::<Result<Vec<_>>>()?;
-            return Ok(SExpr::Func(name, args));
+        if let Some(r) = self.user_call(&name, &arg_exprs) {
+            return r;
         }
         if !super::functions::is_known(&name) {
             return Err(Error::unsupported(format!("function {name}()")));
@@ -811,6 +823,17 @@ impl<'a> Compiler<'a> {
             .collect::<Result<Vec<_>>>()?;
         super::functions::check_arity(&name, args.len())?;
         Ok(SExpr::Func(name, args))
+    }
+
+    /// A call of a function registered on the session, if `name` with this many arguments is.
+    fn user_call(&mut self, name: &str, arg_exprs: &[&AExpr]) -> Option<Result<SExpr>> {
+        let u = self.user_functions?.get(name, arg_exprs.len())?;
+        self.volatile |= !u.deterministic;
+        let args = arg_exprs
+            .iter()
+            .map(|a| self.expr(a))
+            .collect::<Result<Vec<_>>>();
+        Some(args.map(|args| SExpr::Func(name.to_string(), args)))
     }
 
     fn subquery(&mut self, q: &ast::Query) -> Result<Query> {

@@ -150,6 +150,25 @@ mod tests {
             .execute("SELECT twice(1, 2)", &crate::Params::None)
             .unwrap_err();
         assert_eq!(e.code(), "0A000");
+        // sqlparser's FLOOR/CEIL special forms reach a registered function of that name.
+        s.create_function(
+            "floor",
+            Some(1),
+            UserFunction {
+                func: Arc::new(|a: &[Value]| {
+                    Ok(Value::Integer(a[0].as_f64().unwrap_or(0.0).floor() as i64))
+                }),
+                deterministic: true,
+            },
+        );
+        let r = s
+            .execute("SELECT floor(2.5)", &crate::Params::None)
+            .unwrap();
+        assert_eq!(r.rows, vec![vec![Value::Integer(2)]]);
+        let e = s
+            .execute("SELECT ceil(2.5)", &crate::Params::None)
+            .unwrap_err();
+        assert_eq!(e.code(), "0A000");
         assert!(s.remove_function("abs", Some(1)));
         let r = s.execute("SELECT abs(-1)", &crate::Params::None).unwrap();
         assert_eq!(r.rows, vec![vec![Value::Integer(1)]]);
