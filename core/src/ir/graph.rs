@@ -275,13 +275,15 @@ pub struct Cursor {
 }
 
 impl Cursor {
-    /// The opaque token form: hex of the rkyv bytes.
+    /// The opaque token form: hex of the CRC-32 (little-endian) of the rkyv bytes, then the
+    /// bytes. rkyv reads from the end of a buffer, so the checksum is what refuses a truncated
+    /// or altered token instead of reading it as another position.
     pub fn to_token(&self) -> String {
         let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(self)
             .map(|b| b.to_vec())
             .unwrap_or_default();
-        let mut s = String::with_capacity(bytes.len() * 2);
-        for b in bytes {
+        let mut s = String::with_capacity(8 + bytes.len() * 2);
+        for b in crc32fast::hash(&bytes).to_le_bytes().iter().chain(&bytes) {
             s.push_str(&format!("{b:02x}"));
         }
         s
@@ -294,7 +296,7 @@ impl Cursor {
                 format!("invalid cursor token {token:?}"),
             )
         };
-        if !token.len().is_multiple_of(2) || token.len() > 1 << 20 {
+        if !token.len().is_multiple_of(2) || token.len() < 8 || token.len() > 1 << 20 {
             return Err(bad());
         }
         let bytes: Vec<u8> = (0..token.len())
@@ -302,7 +304,11 @@ impl Cursor {
             .map(|i| u8::from_str_radix(token.get(i..i + 2).unwrap_or("zz"), 16))
             .collect::<std::result::Result<_, _>>()
             .map_err(|_| bad())?;
-        rkyv::from_bytes::<Cursor, rkyv::rancor::Error>(&bytes).map_err(|_| bad())
+        let (crc, payload) = bytes.split_at(4);
+        if crc32fast::hash(payload).to_le_bytes() != crc {
+            return Err(bad());
+        }
+        rkyv::from_bytes::<Cursor, rkyv::rancor::Error>(payload).map_err(|_| bad())
     }
 }
 
@@ -398,7 +404,7 @@ pub enum CmpOp {
     __C: rkyv::validation::ArchiveContext,
     __C::Error: rkyv::rancor::Source,
 )))]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Filter {
     And(#[rkyv(omit_bounds)] Vec<Filter>),
     Or(#[rkyv(omit_bounds)] Vec<Filter>),

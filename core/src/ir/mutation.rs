@@ -24,7 +24,7 @@ pub struct Mutation {
 #[derive(
     Debug, Clone, PartialEq, Archive, Serialize, Deserialize, SerdeSerialize, SerdeDeserialize,
 )]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum MutationOp {
     Insert {
         entity: String,

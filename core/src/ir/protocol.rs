@@ -1,5 +1,6 @@
-//! Wire messages: every message carries the protocol version; received buffers are validated
-//! by rkyv's bytecheck and then read in place (zero-copy) through [`access`].
+//! Wire messages: every message carries the protocol version and is framed with its length and
+//! CRC-32; received buffers are checked against the frame, validated by rkyv's bytecheck and
+//! then read in place (zero-copy) through [`access`].
 
 use rkyv::{Archive, Deserialize, Serialize};
 
@@ -33,26 +34,62 @@ pub enum Body {
     Error { code: String, message: String },
 }
 
+/// Bytes before the rkyv payload: its length and its CRC-32, both u32 little-endian. rkyv reads
+/// a buffer from its end, so without them a truncated buffer can validate as another message.
+pub const FRAME_HEADER: usize = 8;
+
 /// Serializes a message with the current protocol version.
 pub fn encode(body: &Body) -> Result<Vec<u8>> {
-    let msg = Message {
+    encode_message(&Message {
         version: PROTOCOL_VERSION,
         body: body.clone(),
-    };
-    rkyv::to_bytes::<rkyv::rancor::Error>(&msg)
-        .map(|b| b.to_vec())
-        .map_err(|e| Error::internal(format!("serializing a message: {e}")))
+    })
+}
+
+/// Serializes a message as given (any version), framed with its length and checksum.
+pub fn encode_message(msg: &Message) -> Result<Vec<u8>> {
+    let payload = rkyv::to_bytes::<rkyv::rancor::Error>(msg)
+        .map_err(|e| Error::internal(format!("serializing a message: {e}")))?;
+    let len = u32::try_from(payload.len())
+        .map_err(|_| Error::internal("a message is limited to 4 GiB"))?;
+    let mut out = Vec::with_capacity(FRAME_HEADER + payload.len());
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    out.extend_from_slice(&payload);
+    Ok(out)
+}
+
+fn le_u32(b: &[u8]) -> u32 {
+    let mut x = [0u8; 4];
+    x.copy_from_slice(&b[..4]);
+    u32::from_le_bytes(x)
 }
 
 /// Validates a received buffer and returns a zero-copy view of it. Garbage, truncated buffers
 /// and unsupported protocol versions are rejected with 08P01.
 pub fn access(bytes: &[u8]) -> Result<&ArchivedMessage> {
-    let msg = rkyv::access::<ArchivedMessage, rkyv::rancor::Error>(bytes).map_err(|e| {
+    let bad = |why: String| {
         Error::new(
             SqlState::ProtocolViolation,
-            format!("invalid message ({} bytes): {e}", bytes.len()),
+            format!("invalid message ({} bytes): {why}", bytes.len()),
         )
-    })?;
+    };
+    if bytes.len() < FRAME_HEADER {
+        return Err(bad("shorter than the frame header".into()));
+    }
+    let (len, crc) = (le_u32(&bytes[0..4]) as usize, le_u32(&bytes[4..8]));
+    let payload = &bytes[FRAME_HEADER..];
+    if payload.len() != len {
+        return Err(bad(format!(
+            "the frame announces {len} payload bytes, {} arrived",
+            payload.len()
+        )));
+    }
+    if crc32fast::hash(payload) != crc {
+        return Err(bad("payload checksum mismatch".into()));
+    }
+    let msg = rkyv::access::<ArchivedMessage, rkyv::rancor::Error>(payload)
+        .map_err(|e| bad(e.to_string()))?;
     let v = msg.version.to_native();
     if !SUPPORTED_VERSIONS.contains(&v) {
         return Err(Error::new(
