@@ -12,7 +12,7 @@ use crate::ir::aggregate::{AggFunc, Aggregate, AggregateResult, Measure};
 use crate::ir::expr::to_numeric;
 use crate::ir::graph::Budget;
 use crate::txn::Txn;
-use crate::value::{encode_key_value, Value};
+use crate::value::{encode_key_value, parse_numeric, Value};
 
 #[derive(Default, Clone)]
 struct Acc {
@@ -92,7 +92,20 @@ pub fn run(txn: &mut Txn, a: &Aggregate) -> Result<AggregateResult> {
             acc.count += 1;
             acc.any = true;
             match m.func {
+                // As in SQLite, an input that is not an integer (a real, a blob, or text that
+                // is not entirely an integer) makes the sum a real.
                 AggFunc::Sum | AggFunc::Avg => match to_numeric(v) {
+                    Value::Integer(i)
+                        if !matches!(v, Value::Integer(_))
+                            && !matches!(v, Value::Text(s)
+                                if matches!(parse_numeric(s), Some(Value::Integer(_)))) =>
+                    {
+                        if !acc.any_real {
+                            acc.any_real = true;
+                            acc.real_sum = acc.int_sum as f64;
+                        }
+                        acc.real_sum += i as f64;
+                    }
                     Value::Integer(i) if !acc.any_real => match acc.int_sum.checked_add(i) {
                         Some(s) => acc.int_sum = s,
                         None if m.func == AggFunc::Sum => {
