@@ -556,6 +556,30 @@ impl SqliteGraph {
     }
 }
 
+/// Rewrites comment `cid` in two commits (another body, then its own again), so the data ends
+/// up unchanged but the `comments` table has been written: ORMDB drops its decoded image of the
+/// table, SQLite readers on other connections see a changed WAL.
+pub fn ormdb_touch_comment(conn: &Connection, cid: i64) {
+    for body in [Value::Text("edited".into()), opt_text(comment_body(cid))] {
+        let mut tx = conn.begin().expect("begin");
+        tx.update("comments", cid, &[("body", body)])
+            .expect("update")
+            .expect("comment exists");
+        tx.commit().expect("commit");
+    }
+}
+
+/// The SQLite counterpart of [`ormdb_touch_comment`], on the given (writer) connection.
+pub fn sqlite_touch_comment(c: &rusqlite::Connection, cid: i64) {
+    let mut st = c
+        .prepare_cached("UPDATE comments SET body = ?1 WHERE id = ?2")
+        .expect("prepare");
+    st.execute(rusqlite::params!["edited", cid])
+        .expect("update");
+    st.execute(rusqlite::params![comment_body(cid), cid])
+        .expect("update");
+}
+
 /// Total rows in a nested result.
 pub fn nested_rows(users: &[User]) -> usize {
     users
@@ -574,6 +598,8 @@ pub struct BlogFixture {
     pub db: Database,
     pub sqlite: SqliteGraph,
     pub shape: Shape,
+    sqlite_path: std::path::PathBuf,
+    mode: crate::Mode,
     _odir: tempfile::TempDir,
     _sdir: tempfile::TempDir,
 }
@@ -587,16 +613,24 @@ impl BlogFixture {
         ormdb_blog_load(&db, shape, 10);
         db.checkpoint().expect("checkpoint");
         let sdir = crate::temp_dir("sqlite-graph-");
-        let sqlite = SqliteGraph::open(&sdir.path().join("graph.db"), mode);
+        let sqlite_path = sdir.path().join("graph.db");
+        let sqlite = SqliteGraph::open(&sqlite_path, mode);
         sqlite_blog_schema(&sqlite.conn);
         sqlite_blog_load(&sqlite.conn, shape, 10);
         BlogFixture {
             db,
             sqlite,
             shape,
+            sqlite_path,
+            mode,
             _odir: odir,
             _sdir: sdir,
         }
+    }
+
+    /// A second SQLite connection to the same database (a writer besides the reader).
+    pub fn sqlite_writer(&self) -> rusqlite::Connection {
+        crate::sqlite_open(&self.sqlite_path, self.mode)
     }
 
     /// Asserts that the three methods return the same nested data for `ids`.

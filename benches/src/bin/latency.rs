@@ -4,7 +4,9 @@
 //! Usage: `latency [--ops N] [--rows N] [FILTER...]`
 //! Cases: `point_read_txn`, `point_read_batch100`, `insert_commit`, `family_commit`, `writers`,
 //! `graph_fetch` (issue 3: users -> posts -> comments, `one_user` / `hundred_users`; variants
-//! `ormdb`, `sqlite` = hand-written IN-list batching, `sqlite_nplus1`; see benches/src/graph.rs).
+//! `ormdb`, `sqlite` = hand-written IN-list batching, `sqlite_nplus1`, and `ormdb_after_write` /
+//! `sqlite_after_write`: each fetch preceded by an untimed write to `comments` from another
+//! connection; see benches/src/graph.rs).
 //! A FILTER keeps the results whose id (`case/engine/mode[/threads]`) contains it.
 //!
 //! Output: one `RESULT <id> n=.. ops_per_s=.. mean_us=.. p50_us=.. p95_us=.. p99_us=.. max_us=..`
@@ -260,7 +262,13 @@ fn main() {
 fn graph_fetch(args: &Args) {
     use ormdb_benches::graph::*;
     const CASES: [(&str, i64); 2] = [("one_user", 1), ("hundred_users", 100)];
-    const VARIANTS: [&str; 3] = ["ormdb", "sqlite", "sqlite_nplus1"];
+    const VARIANTS: [&str; 5] = [
+        "ormdb",
+        "sqlite",
+        "sqlite_nplus1",
+        "ormdb_after_write",
+        "sqlite_after_write",
+    ];
     let wanted = |case: &str, v: &str| args.wants(&format!("graph_fetch/{v}/{case}"));
     if !CASES
         .iter()
@@ -282,7 +290,8 @@ fn graph_fetch(args: &Args) {
             .map(|first| user_ids(first, n, shape.users))
             .collect();
         let fetches: Vec<_> = ids.iter().map(|i| blog_fetch(i)).collect();
-        for v in VARIANTS {
+        for v in &VARIANTS[..3] {
+            let v = *v;
             if !wanted(case, v) {
                 continue;
             }
@@ -302,6 +311,44 @@ fn graph_fetch(args: &Args) {
                 }
             });
             report(&format!("graph_fetch/{v}/{case}"), w, cpu, ops, &mut l);
+        }
+        // After a write: before each (timed) fetch, another connection rewrites one comment
+        // (untimed), so ORMDB cannot use a decoded image of `comments` and SQLite's reader
+        // sees a changed WAL. Wall time and CPU are of the fetches only.
+        for v in &VARIANTS[3..] {
+            let v = *v;
+            if !wanted(case, v) {
+                continue;
+            }
+            let ormdb_writer = fx.db.connect();
+            let sqlite_writer = fx.sqlite_writer();
+            let ops = (ops / 4).max(50);
+            let mut lat = Vec::with_capacity(ops as usize);
+            let mut cpu = Duration::ZERO;
+            for i in 0..ops + ops / 10 {
+                let k = (i as usize) % ids.len();
+                let cid =
+                    (i as i64 * 7919) % (shape.users * shape.posts_per * shape.comments_per) + 1;
+                if v == "ormdb_after_write" {
+                    ormdb_touch_comment(&ormdb_writer, cid);
+                    let (c1, t1) = (process_cpu(), Instant::now());
+                    std::hint::black_box(ormdb_fetch(&conn, &fetches[k]));
+                    if i >= ops / 10 {
+                        lat.push(t1.elapsed());
+                        cpu += process_cpu() - c1;
+                    }
+                } else {
+                    sqlite_touch_comment(&sqlite_writer, cid);
+                    let (c1, t1) = (process_cpu(), Instant::now());
+                    std::hint::black_box(fx.sqlite.fetch_batched(&ids[k]));
+                    if i >= ops / 10 {
+                        lat.push(t1.elapsed());
+                        cpu += process_cpu() - c1;
+                    }
+                }
+            }
+            let wall: Duration = lat.iter().sum();
+            report(&format!("graph_fetch/{v}/{case}"), wall, cpu, ops, &mut lat);
         }
     }
 }
