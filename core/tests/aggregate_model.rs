@@ -528,7 +528,8 @@ fn run_mutations(seed: u64, n: usize, count: usize) -> Result<(), String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { // PROPTEST_CASES overrides the count (e.g. for a longer soak).
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(48), failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn aggregates_match_sqlite(seed in any::<u64>(), n in 0usize..30) {
