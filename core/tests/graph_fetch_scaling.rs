@@ -591,16 +591,37 @@ fn memory_child(spec: &str) {
     assert_eq!(conn.fetch(&f.clone().limit(1)).unwrap().roots, vec![1]);
     std::fs::write("/proc/self/clear_refs", "5").unwrap();
     let base = proc_status_kb("VmRSS:").unwrap();
-    let outcome = if mode == "rejected" {
-        let r = conn.fetch(&f.budget(Budget {
-            max_rows: DOC_BUDGET,
-            ..Budget::default()
-        }));
-        let e = expect_err(r, SqlState::LimitExceeded, &["max_rows"]);
-        format!("error {}", e.code())
-    } else {
-        let r = conn.fetch(&f).unwrap();
-        format!("rows {}", r.roots.len())
+    let budget = Budget {
+        max_rows: DOC_BUDGET,
+        ..Budget::default()
+    };
+    // The same rows as the children of one owner.
+    let owned = GraphFetch::new("owners").include(Include::new("docs"));
+    let outcome = match mode {
+        "rejected" => {
+            let e = expect_err(
+                conn.fetch(&f.budget(budget)),
+                SqlState::LimitExceeded,
+                &["max_rows"],
+            );
+            format!("error {}", e.code())
+        }
+        "rejected_include" => {
+            let e = expect_err(
+                conn.fetch(&owned.budget(budget)),
+                SqlState::LimitExceeded,
+                &["max_rows"],
+            );
+            format!("error {}", e.code())
+        }
+        "full_include" => {
+            let r = conn.fetch(&owned).unwrap();
+            format!("rows {}", r.edges[0].children.len())
+        }
+        _ => {
+            let r = conn.fetch(&f).unwrap();
+            format!("rows {}", r.roots.len())
+        }
     };
     let peak = proc_status_kb("VmHWM:").unwrap();
     println!(
@@ -657,11 +678,21 @@ fn a_fetch_over_its_row_budget_fails_before_materializing() {
         let conn = db.connect();
         let mut tx = conn.begin().unwrap();
         tx.create_entity(
-            &EntitySpec::new("docs")
+            &EntitySpec::new("owners")
                 .id("id")
-                .field(FieldDef::new("body", DataType::Text)),
+                .field(FieldDef::new("name", DataType::Text)),
         )
         .unwrap();
+        tx.create_entity(
+            &EntitySpec::new("docs")
+                .id("id")
+                .field(FieldDef::new("owner_id", DataType::Integer))
+                .field(FieldDef::new("body", DataType::Text))
+                .foreign_key(ForeignKeySpec::new(&["owner_id"], "owners", &["id"])),
+        )
+        .unwrap();
+        tx.insert("owners", &[("id", int(1)), ("name", text("o"))])
+            .unwrap();
         tx.commit().unwrap();
         for chunk in 0..DOCS / 500 {
             let mut tx = conn.begin().unwrap();
@@ -669,8 +700,15 @@ fn a_fetch_over_its_row_budget_fails_before_materializing() {
                 let id = chunk * 500 + i + 1;
                 let c = (b'a' + (id % 26) as u8) as char;
                 let body: String = std::iter::repeat_n(c, DOC_BYTES).collect();
-                tx.insert("docs", &[("id", int(id)), ("body", Value::Text(body))])
-                    .unwrap();
+                tx.insert(
+                    "docs",
+                    &[
+                        ("id", int(id)),
+                        ("owner_id", int(1)),
+                        ("body", Value::Text(body)),
+                    ],
+                )
+                .unwrap();
             }
             tx.commit().unwrap();
         }
@@ -694,5 +732,23 @@ fn a_fetch_over_its_row_budget_fails_before_materializing() {
     assert!(
         rejected * 5 < full,
         "the rejected fetch peaked at {rejected} bytes, the full one at {full}"
+    );
+    // The same rows as an include (one parent, 10,000 children).
+    let (rejected, outcome) = run_memory_child(&path, "rejected_include");
+    assert_eq!(outcome, "error 54000");
+    let (full, outcome) = run_memory_child(&path, "full_include");
+    assert_eq!(outcome, format!("rows {DOCS}"));
+    println!(
+        "include: peak RSS growth rejected at max_rows {DOC_BUDGET}: {} KiB; full: {} KiB",
+        rejected / 1024,
+        full / 1024
+    );
+    assert!(
+        full >= result_bytes,
+        "the measurement sees the full include"
+    );
+    assert!(
+        rejected * 5 < full,
+        "the rejected include peaked at {rejected} bytes, the full one at {full}"
     );
 }
