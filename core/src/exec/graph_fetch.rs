@@ -250,12 +250,12 @@ impl<'t> Executor<'t> {
     ) -> Result<()> {
         if let Some(img) = self.image(e) {
             self.txn.record_scan(e.id, from);
-            for (id, deleted, vals) in &img.rows[img.seek(from)..] {
+            for (id, deleted, vals) in img.rows_from(from) {
                 self.tick(step)?;
-                if *deleted {
+                if deleted {
                     continue;
                 }
-                if !visit(self, (*id, vals.clone()))? {
+                if !visit(self, (id, vals))? {
                     return Ok(());
                 }
             }
@@ -309,21 +309,20 @@ impl<'t> Executor<'t> {
             }
         }
         if let Some((rows, bytes)) = image {
-            cache.put(crate::exec::table_cache::TableImage {
-                table_id: e.id,
-                schema_version: self.schema.version(),
-                built_at: self.txn.snapshot_ts,
-                valid_from: lw,
+            cache.put(crate::exec::table_cache::TableImage::new(
+                e.id,
+                self.schema.version(),
+                self.txn.snapshot_ts,
+                lw,
                 rows,
                 bytes,
-                indexes: Default::default(),
-            });
+            ));
         }
         Ok(())
     }
 
     /// The decoded image of `e` this transaction may read, if any.
-    fn image(&self, e: &EntityDef) -> Option<Arc<crate::exec::table_cache::TableImage>> {
+    fn image(&self, e: &EntityDef) -> Option<crate::exec::table_cache::ImageView> {
         if !self.txn.schema_is_committed() || self.txn.has_pending_in(e.id) {
             return None;
         }
@@ -344,7 +343,7 @@ impl<'t> Executor<'t> {
                 if let Some((_, deleted, vals)) = img.get(*id) {
                     self.tick(step)?;
                     if !deleted {
-                        out.push((*id, vals.clone()));
+                        out.push((*id, vals));
                     }
                 }
             }
@@ -1026,15 +1025,14 @@ impl<'t> Executor<'t> {
             }
             JoinStrategy::IndexNestedLoop if image.is_some() => {
                 // Probe the image's equality index instead of the store's index.
-                let img = image.clone().expect("checked");
+                let img = image.take().expect("checked");
                 self.txn.record_scan(target.id, i64::MIN);
                 let ix = img.index(&hop.target_fields);
                 for (slot, (k, _)) in key_list.iter().enumerate() {
-                    for pos in ix.get(k).map(|v| v.as_slice()).unwrap_or(&[]) {
-                        let (id, deleted, vals) = &img.rows[*pos as usize];
+                    for (id, deleted, vals) in img.lookup(&ix, &hop.target_fields, k) {
                         self.tick(step)?;
                         if !deleted {
-                            accept(self, slot, (*id, vals.clone()), true)?;
+                            accept(self, slot, (id, vals), true)?;
                         }
                     }
                 }

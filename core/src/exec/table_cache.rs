@@ -1,22 +1,26 @@
 //! Decoded table images: for read-mostly tables, the rows of a table as of some commit, decoded
-//! once and shared by every reader whose snapshot sees exactly that content. A graph fetch's hash
-//! joins and identity reads then skip the store (a sled iteration step costs far more than
-//! reading a decoded row).
+//! once and shared by readers, plus an overlay of the row versions committed since. A graph
+//! fetch's hash joins, identity reads and include lookups then skip the store (a sled iteration
+//! step costs far more than reading a decoded row).
 //!
-//! Validity is tracked per table with the timestamp of the newest commit that wrote it
-//! (`note_writes`, called under the commit lock before the commit's rows reach the store).
-//! An image built by a scan at snapshot `s` records `valid_from`, the newest write at or below
-//! `s` (known because every commit at or below a snapshot has noted its writes before it became
-//! visible), and `built_at = s`. A reader at snapshot `r` may use it when `valid_from <= r` and
-//! no commit has written the table since `built_at`; any later write makes the image stale for
-//! everyone. Transactions with their own buffered writes to a table never use its image.
+//! An image is built by a complete scan at snapshot `s` (`built_at = s`); `valid_from` is the
+//! newest commit at or below `s` that wrote the table. From then on every commit that writes the
+//! table appends its row versions to the image's overlay, under the commit lock and before the
+//! commit becomes visible (`note_commit`). A reader at snapshot `r >= valid_from` therefore sees
+//! exactly its snapshot: the base rows, overridden by the overlay versions with `ts <= r`.
+//! Readers below `valid_from` never use the image. Both the per-table write marks and the images
+//! live under one lock, so an image can never be installed after a write it missed. A schema
+//! change drops the images of the tables it touches, and an overlay that grows past an eighth of
+//! its base drops its image (the ski-rental rule in `wants_image` rebuilds it when reads justify
+//! a scan). Transactions with their own buffered writes to a table never use its image.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 
+use crate::catalog::Schema;
 use crate::value::Value;
 
 /// Bytes of decoded rows kept across all images.
@@ -26,36 +30,62 @@ pub const MAX_IMAGE_BYTES: usize = DEFAULT_BUDGET / 2;
 /// Tables larger than this many rows are not imaged.
 pub const MAX_ROWS: u64 = 250_000;
 
+/// A decoded row: (row id, soft-deleted, every field).
+pub type ImageRow = (i64, bool, Arc<Vec<Value>>);
+
+/// A row version in an overlay: (soft-deleted, every field); `None` means deleted.
+type Version = Option<(bool, Arc<Vec<Value>>)>;
+
+/// One overlay version: commit timestamp, row id, the row.
+type OverlayEntry = (u64, i64, Version);
+
 pub struct TableImage {
     pub table_id: u32,
     pub schema_version: u64,
     pub built_at: u64,
     pub valid_from: u64,
-    /// (row id, soft-deleted, every field), in row id order.
-    pub rows: Vec<(i64, bool, Arc<Vec<Value>>)>,
+    /// Base rows in row id order.
+    pub rows: Vec<ImageRow>,
     pub bytes: usize,
-    /// Equality indexes over the image, built on first use: key of the fields -> positions in
-    /// `rows` (identity order).
+    /// Equality indexes over the base rows, built on first use: key of the fields -> positions
+    /// in `rows` (identity order).
     pub indexes: Mutex<HashMap<Vec<u32>, Arc<ImageIndex>>>,
+    /// Versions committed after `built_at`, in commit order.
+    overlay: Mutex<Vec<OverlayEntry>>,
 }
 
-/// Positions of an image's rows by the equality key of some fields (see
+/// Positions of an image's base rows by the equality key of some fields (see
 /// [`crate::exec::filter::key_into`]).
 pub type ImageIndex = rustc_hash::FxHashMap<Vec<u8>, Vec<u32>>;
 
 impl TableImage {
-    /// Position of the first row with id `>= id`.
-    pub fn seek(&self, id: i64) -> usize {
+    pub fn new(
+        table_id: u32,
+        schema_version: u64,
+        built_at: u64,
+        valid_from: u64,
+        rows: Vec<ImageRow>,
+        bytes: usize,
+    ) -> TableImage {
+        TableImage {
+            table_id,
+            schema_version,
+            built_at,
+            valid_from,
+            rows,
+            bytes,
+            indexes: Mutex::new(HashMap::new()),
+            overlay: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Position of the first base row with id `>= id`.
+    fn seek(&self, id: i64) -> usize {
         self.rows.partition_point(|r| r.0 < id)
     }
 
-    pub fn get(&self, id: i64) -> Option<&(i64, bool, Arc<Vec<Value>>)> {
-        let i = self.seek(id);
-        self.rows.get(i).filter(|r| r.0 == id)
-    }
-
-    /// The equality index on `fields`, built now if this is its first use.
-    pub fn index(&self, fields: &[u32]) -> Arc<ImageIndex> {
+    /// The equality index on `fields` over the base rows, built now if this is its first use.
+    fn index(&self, fields: &[u32]) -> Arc<ImageIndex> {
         if let Some(ix) = self.indexes.lock().get(fields) {
             return ix.clone();
         }
@@ -72,29 +102,180 @@ impl TableImage {
     }
 }
 
+/// What one reader sees of an image: the base plus the overlay versions visible at its
+/// snapshot (the newest per row, in row id order).
+pub struct ImageView {
+    base: Arc<TableImage>,
+    overlay: Vec<(i64, Version)>,
+}
+
+impl ImageView {
+    fn overlay_pos(&self, id: i64) -> Result<usize, usize> {
+        self.overlay.binary_search_by_key(&id, |e| e.0)
+    }
+
+    /// Rows with id `>= from` in id order (deleted rows skipped, soft-deleted included).
+    pub fn rows_from(&self, from: i64) -> Vec<ImageRow> {
+        let base = &self.base.rows[self.base.seek(from)..];
+        let start = self.overlay_pos(from).unwrap_or_else(|p| p);
+        let over = &self.overlay[start..];
+        let mut out = Vec::with_capacity(base.len() + over.len());
+        let (mut i, mut j) = (0, 0);
+        while i < base.len() || j < over.len() {
+            let take_over = match (base.get(i), over.get(j)) {
+                (Some(b), Some(o)) if o.0 <= b.0 => {
+                    if o.0 == b.0 {
+                        i += 1; // the overlay version replaces the base row
+                    }
+                    true
+                }
+                (None, Some(_)) => true,
+                _ => false,
+            };
+            if take_over {
+                let (id, row) = &over[j];
+                if let Some((deleted, vals)) = row {
+                    out.push((*id, *deleted, vals.clone()));
+                }
+                j += 1;
+            } else {
+                out.push(base[i].clone());
+                i += 1;
+            }
+        }
+        out
+    }
+
+    /// The row with this id (`None`: absent or deleted).
+    pub fn get(&self, id: i64) -> Option<ImageRow> {
+        if let Ok(p) = self.overlay_pos(id) {
+            let (id, row) = &self.overlay[p];
+            return row.as_ref().map(|(d, v)| (*id, *d, v.clone()));
+        }
+        let i = self.base.seek(id);
+        self.base.rows.get(i).filter(|r| r.0 == id).cloned()
+    }
+
+    /// Rows whose `fields` have equality key `key`, in id order.
+    pub fn lookup(&self, index: &ImageIndex, fields: &[u32], key: &[u8]) -> Vec<ImageRow> {
+        let mut out: Vec<ImageRow> = index
+            .get(key)
+            .map(|v| v.as_slice())
+            .unwrap_or(&[])
+            .iter()
+            .map(|p| &self.base.rows[*p as usize])
+            .filter(|r| self.overlay_pos(r.0).is_err())
+            .cloned()
+            .collect();
+        if !self.overlay.is_empty() {
+            let mut k = Vec::new();
+            let before = out.len();
+            for (id, row) in &self.overlay {
+                if let Some((d, vals)) = row {
+                    if crate::exec::filter::key_into(vals, fields, &mut k) && k == key {
+                        out.push((*id, *d, vals.clone()));
+                    }
+                }
+            }
+            if out.len() > before {
+                out.sort_by_key(|r| r.0);
+            }
+        }
+        out
+    }
+
+    /// The base's equality index on `fields`.
+    pub fn index(&self, fields: &[u32]) -> Arc<ImageIndex> {
+        self.base.index(fields)
+    }
+}
+
 pub fn row_bytes(values: &[Value]) -> usize {
     48 + values.iter().map(|v| 16 + v.size()).sum::<usize>()
 }
 
 #[derive(Default)]
+struct Inner {
+    /// Newest commit that wrote each table (absent: none since open).
+    last_write: HashMap<u32, u64>,
+    images: HashMap<u32, Arc<TableImage>>,
+    bytes: u64,
+}
+
+impl Inner {
+    fn drop_image(&mut self, table: u32) -> bool {
+        match self.images.remove(&table) {
+            Some(old) => {
+                self.bytes = self.bytes.saturating_sub(old.bytes as u64);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+#[derive(Default)]
 pub struct TableCache {
-    last_write: RwLock<HashMap<u32, u64>>,
+    inner: Mutex<Inner>,
     /// Per table: (last write seen, rows read from the store since then).
     served: Mutex<HashMap<u32, (u64, u64)>>,
-    images: Mutex<HashMap<u32, Arc<TableImage>>>,
-    bytes: AtomicU64,
     pub hits: AtomicU64,
     pub builds: AtomicU64,
     pub invalidations: AtomicU64,
 }
 
 impl TableCache {
-    /// Records that the commit at `ts` writes `tables` (under the commit lock, before the rows
-    /// are applied).
-    pub fn note_writes(&self, tables: impl Iterator<Item = u32>, ts: u64) {
-        let mut lw = self.last_write.write();
+    /// Records the rows the commit at `ts` writes, as `(table, row id, encoded row)` (under the
+    /// commit lock, before the commit becomes visible): updates the write marks and appends to
+    /// the overlays of imaged tables. `schema` is the schema the rows are written with;
+    /// `schema_changed` drops the images of the tables written.
+    pub fn note_commit(
+        &self,
+        ts: u64,
+        rows: &[(u32, i64, Vec<u8>)],
+        schema: &Schema,
+        schema_changed: bool,
+    ) {
+        let mut inner = self.inner.lock();
+        for (t, _, _) in rows {
+            inner.last_write.insert(*t, ts);
+        }
+        if inner.images.is_empty() {
+            return;
+        }
+        let mut tables: Vec<u32> = rows.iter().map(|r| r.0).collect();
+        tables.sort_unstable();
+        tables.dedup();
         for t in tables {
-            lw.insert(t, ts);
+            let Some(img) = inner.images.get(&t).cloned() else {
+                continue;
+            };
+            let entity = schema.entity_by_id(t);
+            let keep =
+                !schema_changed && entity.is_some() && img.schema_version == schema.version();
+            let mut ok = keep;
+            if keep {
+                let e = entity.expect("checked");
+                let mut overlay = img.overlay.lock();
+                for (_, id, bytes) in rows.iter().filter(|r| r.0 == t) {
+                    match crate::storage::row_codec::decode_row(bytes) {
+                        Ok(r) if r.is_tombstone() => overlay.push((ts, *id, None)),
+                        Ok(r) => {
+                            let deleted = r.is_soft_deleted();
+                            let vals = crate::exec::graph_fetch::full_values(e, r);
+                            overlay.push((ts, *id, Some((deleted, Arc::new(vals)))));
+                        }
+                        Err(_) => {
+                            ok = false;
+                            break;
+                        }
+                    }
+                }
+                ok &= overlay.len() <= (img.rows.len() / 8).max(256);
+            }
+            if !ok && inner.drop_image(t) {
+                self.invalidations.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
@@ -109,8 +290,9 @@ impl TableCache {
         e.1 += rows;
     }
 
-    /// Whether reads of `table` since its last write have cost as much as the scan that builds
-    /// its image (so building it at most doubles what reading it without one would cost).
+    /// Whether reads of `table` from the store since its last write have cost as much as the
+    /// scan that builds its image (so building it at most doubles what reading it without one
+    /// would cost).
     pub fn wants_image(&self, table: u32, table_rows: u64) -> bool {
         if table_rows > MAX_ROWS {
             return false;
@@ -124,57 +306,68 @@ impl TableCache {
 
     /// The newest commit known to have written `table` (0: none since open).
     pub fn last_write(&self, table: u32) -> u64 {
-        self.last_write.read().get(&table).copied().unwrap_or(0)
+        self.inner
+            .lock()
+            .last_write
+            .get(&table)
+            .copied()
+            .unwrap_or(0)
     }
 
-    /// An image a reader at `snapshot` may use.
-    pub fn get(&self, table: u32, schema_version: u64, snapshot: u64) -> Option<Arc<TableImage>> {
-        let img = self.images.lock().get(&table).cloned()?;
+    /// The view of `table` a reader at `snapshot` may use.
+    pub fn get(&self, table: u32, schema_version: u64, snapshot: u64) -> Option<ImageView> {
+        let img = self.inner.lock().images.get(&table).cloned()?;
         if img.schema_version != schema_version || img.valid_from > snapshot {
             return None;
         }
-        if self.last_write(table) > img.built_at {
-            if let Some(old) = self.images.lock().remove(&table) {
-                self.bytes.fetch_sub(old.bytes as u64, Ordering::Relaxed);
-                self.invalidations.fetch_add(1, Ordering::Relaxed);
-            }
-            return None;
-        }
+        let mut visible: Vec<(i64, Version)> = {
+            let overlay = img.overlay.lock();
+            overlay
+                .iter()
+                .filter(|e| e.0 <= snapshot)
+                .map(|e| (e.1, e.2.clone()))
+                .collect()
+        };
+        // Newest version per row: entries are in commit order, so keep the last one per id.
+        visible.reverse();
+        visible.sort_by_key(|e| e.0); // stable: the newest stays first per id
+        visible.dedup_by_key(|e| e.0);
         self.hits.fetch_add(1, Ordering::Relaxed);
-        Some(img)
+        Some(ImageView {
+            base: img,
+            overlay: visible,
+        })
     }
 
-    /// Keeps an image built by a complete scan (see the module docs for `valid_from`).
+    /// Keeps an image built by a complete scan at `img.built_at`, unless the table was written
+    /// since (its overlay would miss that write).
     pub fn put(&self, img: TableImage) {
-        let budget = DEFAULT_BUDGET as u64;
-        if img.bytes > MAX_IMAGE_BYTES || self.last_write(img.table_id) > img.built_at {
+        if img.bytes > MAX_IMAGE_BYTES {
             return;
         }
-        let mut images = self.images.lock();
-        if let Some(old) = images.remove(&img.table_id) {
-            self.bytes.fetch_sub(old.bytes as u64, Ordering::Relaxed);
+        let budget = DEFAULT_BUDGET as u64;
+        let mut inner = self.inner.lock();
+        if inner.last_write.get(&img.table_id).copied().unwrap_or(0) > img.built_at {
+            return;
         }
+        inner.drop_image(img.table_id);
         // Evict others until the new image fits.
-        while self.bytes.load(Ordering::Relaxed) + img.bytes as u64 > budget {
-            let Some(&victim) = images.keys().next() else {
+        while inner.bytes + img.bytes as u64 > budget {
+            let Some(&victim) = inner.images.keys().next() else {
                 break;
             };
-            if let Some(old) = images.remove(&victim) {
-                self.bytes.fetch_sub(old.bytes as u64, Ordering::Relaxed);
-            }
+            inner.drop_image(victim);
         }
-        self.bytes.fetch_add(img.bytes as u64, Ordering::Relaxed);
+        inner.bytes += img.bytes as u64;
         self.builds.fetch_add(1, Ordering::Relaxed);
-        images.insert(img.table_id, Arc::new(img));
+        inner.images.insert(img.table_id, Arc::new(img));
     }
 
     pub fn bytes(&self) -> u64 {
-        self.bytes.load(Ordering::Relaxed)
+        self.inner.lock().bytes
     }
 
     pub fn forget(&self, table: u32) {
-        if let Some(old) = self.images.lock().remove(&table) {
-            self.bytes.fetch_sub(old.bytes as u64, Ordering::Relaxed);
-        }
+        self.inner.lock().drop_image(table);
     }
 }

@@ -546,11 +546,12 @@ impl DbCore {
                 }
             }
             let ts = st.next_ts;
-            // Before the rows reach the store: decoded table images built earlier go stale.
-            let mut tables: Vec<u32> = req.rows.iter().map(|(t, _, _)| *t).collect();
-            tables.sort_unstable();
-            tables.dedup();
-            self.query.tables.note_writes(tables.into_iter(), ts);
+            // Before the commit becomes visible: decoded table images get its row versions.
+            // (A schema change drops the images of the tables it writes.)
+            let schema = self.latest_schema();
+            self.query
+                .tables
+                .note_commit(ts, &req.rows, &schema, req.new_schema.is_some());
             let mut batch = Batch::default();
             for (t, r, v) in req.rows {
                 batch.put(keys::row_version_key(t, r, ts), v);
