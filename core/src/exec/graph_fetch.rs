@@ -70,6 +70,8 @@ pub struct Executor<'t> {
     pub steps: Vec<StepActual>,
     /// Per entity position: rows by identity, insertion-ordered.
     blocks: HashMap<usize, (Vec<RowRef>, HashMap<i64, usize>)>,
+    /// Table image views taken by this execution, by table id (one per table per fetch).
+    views: std::cell::RefCell<HashMap<u32, Arc<crate::exec::table_cache::ImageView>>>,
     edges: Vec<EdgeBlock>,
     counts: Vec<CountBlock>,
 }
@@ -199,6 +201,7 @@ impl<'t> Executor<'t> {
             stats: FetchStats::default(),
             steps: Vec::new(),
             blocks: HashMap::default(),
+            views: Default::default(),
             edges: Vec::new(),
             counts: Vec::new(),
         }
@@ -322,15 +325,20 @@ impl<'t> Executor<'t> {
     }
 
     /// The decoded image of `e` this transaction may read, if any.
-    fn image(&self, e: &EntityDef) -> Option<crate::exec::table_cache::ImageView> {
+    fn image(&self, e: &EntityDef) -> Option<Arc<crate::exec::table_cache::ImageView>> {
         if !self.txn.schema_is_committed() || self.txn.has_pending_in(e.id) {
             return None;
         }
-        self.txn
-            .core()
-            .query
-            .tables
-            .get(e.id, self.schema.version(), self.txn.snapshot_ts)
+        if let Some(v) = self.views.borrow().get(&e.id) {
+            return Some(v.clone());
+        }
+        let v = Arc::new(self.txn.core().query.tables.get(
+            e.id,
+            self.schema.version(),
+            self.txn.snapshot_ts,
+        )?);
+        self.views.borrow_mut().insert(e.id, v.clone());
+        Some(v)
     }
 
     /// Live rows (soft-deleted excluded) with the given ids (sorted, distinct), in id order,

@@ -11,8 +11,8 @@
 //! Readers below `valid_from` never use the image. Both the per-table write marks and the images
 //! live under one lock, so an image can never be installed after a write it missed. A schema
 //! change drops the images of the tables it touches, and an overlay that grows past an eighth of
-//! its base drops its image (the ski-rental rule in `wants_image` rebuilds it when reads justify
-//! a scan). Transactions with their own buffered writes to a table never use its image.
+//! its base drops its image (the ski-rental rule in `wants_image` rebuilds it once store reads
+//! of the table have cost as much as a scan). Transactions with their own buffered writes to a table never use its image.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,6 +27,8 @@ use crate::value::Value;
 pub const DEFAULT_BUDGET: usize = 64 << 20;
 /// Largest single image.
 pub const MAX_IMAGE_BYTES: usize = DEFAULT_BUDGET / 2;
+/// Overlay length at which a reader that sees all of it folds it into a new base.
+pub const COMPACT_AT: usize = 64;
 /// Tables larger than this many rows are not imaged.
 pub const MAX_ROWS: u64 = 250_000;
 
@@ -57,6 +59,9 @@ pub struct TableImage {
 /// Positions of an image's base rows by the equality key of some fields (see
 /// [`crate::exec::filter::key_into`]).
 pub type ImageIndex = rustc_hash::FxHashMap<Vec<u8>, Vec<u32>>;
+
+/// Positions in a view's overlay by equality key.
+type OverlayIndex = rustc_hash::FxHashMap<Vec<u8>, Vec<usize>>;
 
 impl TableImage {
     pub fn new(
@@ -107,6 +112,8 @@ impl TableImage {
 pub struct ImageView {
     base: Arc<TableImage>,
     overlay: Vec<(i64, Version)>,
+    /// Overlay positions by equality key, per field list (built on first lookup).
+    overlay_keys: Mutex<HashMap<Vec<u32>, Arc<OverlayIndex>>>,
 }
 
 impl ImageView {
@@ -168,13 +175,11 @@ impl ImageView {
             .cloned()
             .collect();
         if !self.overlay.is_empty() {
-            let mut k = Vec::new();
+            let keys = self.overlay_index(fields);
             let before = out.len();
-            for (id, row) in &self.overlay {
-                if let Some((d, vals)) = row {
-                    if crate::exec::filter::key_into(vals, fields, &mut k) && k == key {
-                        out.push((*id, *d, vals.clone()));
-                    }
+            for p in keys.get(key).map(|v| v.as_slice()).unwrap_or(&[]) {
+                if let (id, Some((d, vals))) = &self.overlay[*p] {
+                    out.push((*id, *d, vals.clone()));
                 }
             }
             if out.len() > before {
@@ -182,6 +187,25 @@ impl ImageView {
             }
         }
         out
+    }
+
+    fn overlay_index(&self, fields: &[u32]) -> Arc<OverlayIndex> {
+        let mut m = self.overlay_keys.lock();
+        if let Some(ix) = m.get(fields) {
+            return ix.clone();
+        }
+        let mut ix = OverlayIndex::default();
+        let mut k = Vec::new();
+        for (p, (_, row)) in self.overlay.iter().enumerate() {
+            if let Some((_, vals)) = row {
+                if crate::exec::filter::key_into(vals, fields, &mut k) {
+                    ix.entry(k.clone()).or_default().push(p);
+                }
+            }
+        }
+        let ix = Arc::new(ix);
+        m.insert(fields.to_vec(), ix.clone());
+        ix
     }
 
     /// The base's equality index on `fields`.
@@ -217,8 +241,8 @@ impl Inner {
 #[derive(Default)]
 pub struct TableCache {
     inner: Mutex<Inner>,
-    /// Per table: (last write seen, rows read from the store since then).
-    served: Mutex<HashMap<u32, (u64, u64)>>,
+    /// Per table: rows read from the store (not from an image) since the last image build.
+    served: Mutex<HashMap<u32, u64>>,
     pub hits: AtomicU64,
     pub builds: AtomicU64,
     pub invalidations: AtomicU64,
@@ -281,27 +305,19 @@ impl TableCache {
 
     /// Counts rows of `table` read from the store (not from an image).
     pub fn note_served(&self, table: u32, rows: u64) {
-        let lw = self.last_write(table);
-        let mut m = self.served.lock();
-        let e = m.entry(table).or_insert((lw, 0));
-        if e.0 != lw {
-            *e = (lw, 0);
-        }
-        e.1 += rows;
+        *self.served.lock().entry(table).or_insert(0) += rows;
     }
 
-    /// Whether reads of `table` from the store since its last write have cost as much as the
-    /// scan that builds its image (so building it at most doubles what reading it without one
-    /// would cost).
+    /// Whether reads of `table` from the store have cost as much as the scan that builds its
+    /// image (so building it at most doubles what reading it without one would cost). Writes
+    /// do not reset the count: an image survives them through its overlay.
     pub fn wants_image(&self, table: u32, table_rows: u64) -> bool {
-        if table_rows > MAX_ROWS {
-            return false;
-        }
-        let lw = self.last_write(table);
-        self.served
-            .lock()
-            .get(&table)
-            .is_some_and(|(seen, rows)| *seen == lw && *rows >= table_rows.max(64))
+        table_rows <= MAX_ROWS
+            && self
+                .served
+                .lock()
+                .get(&table)
+                .is_some_and(|rows| *rows >= table_rows.max(64))
     }
 
     /// The newest commit known to have written `table` (0: none since open).
@@ -316,18 +332,28 @@ impl TableCache {
 
     /// The view of `table` a reader at `snapshot` may use.
     pub fn get(&self, table: u32, schema_version: u64, snapshot: u64) -> Option<ImageView> {
-        let img = self.inner.lock().images.get(&table).cloned()?;
+        let mut img = self.inner.lock().images.get(&table).cloned()?;
         if img.schema_version != schema_version || img.valid_from > snapshot {
             return None;
         }
-        let mut visible: Vec<(i64, Version)> = {
-            let overlay = img.overlay.lock();
-            overlay
-                .iter()
-                .filter(|e| e.0 <= snapshot)
-                .map(|e| (e.1, e.2.clone()))
-                .collect()
-        };
+        let entries: Vec<OverlayEntry> = img.overlay.lock().clone();
+        // A long overlay that this reader sees whole is folded into a new base (readers older
+        // than the newest folded write then fall back to the store).
+        if entries.len() >= COMPACT_AT && entries.iter().all(|e| e.0 <= snapshot) {
+            if let Some(merged) = self.compact(&img, &entries) {
+                img = merged;
+                return Some(ImageView {
+                    base: img,
+                    overlay: Vec::new(),
+                    overlay_keys: Mutex::new(HashMap::new()),
+                });
+            }
+        }
+        let mut visible: Vec<(i64, Version)> = entries
+            .into_iter()
+            .filter(|e| e.0 <= snapshot)
+            .map(|e| (e.1, e.2))
+            .collect();
         // Newest version per row: entries are in commit order, so keep the last one per id.
         visible.reverse();
         visible.sort_by_key(|e| e.0); // stable: the newest stays first per id
@@ -336,7 +362,45 @@ impl TableCache {
         Some(ImageView {
             base: img,
             overlay: visible,
+            overlay_keys: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Folds `entries` (the whole overlay of `img`) into a new image and installs it, unless a
+    /// commit appended to the overlay meanwhile.
+    fn compact(&self, img: &Arc<TableImage>, entries: &[OverlayEntry]) -> Option<Arc<TableImage>> {
+        let newest = entries.iter().map(|e| e.0).max()?;
+        let view = ImageView {
+            base: img.clone(),
+            overlay: {
+                let mut v: Vec<(i64, Version)> =
+                    entries.iter().map(|e| (e.1, e.2.clone())).collect();
+                v.reverse();
+                v.sort_by_key(|e| e.0);
+                v.dedup_by_key(|e| e.0);
+                v
+            },
+            overlay_keys: Mutex::new(HashMap::new()),
+        };
+        let rows = view.rows_from(i64::MIN);
+        let bytes = rows.iter().map(|r| row_bytes(&r.2)).sum();
+        let merged = Arc::new(TableImage::new(
+            img.table_id,
+            img.schema_version,
+            newest,
+            newest,
+            rows,
+            bytes,
+        ));
+        let mut inner = self.inner.lock();
+        let current = inner.images.get(&img.table_id)?;
+        if !Arc::ptr_eq(current, img) || img.overlay.lock().len() != entries.len() {
+            return None;
+        }
+        inner.bytes = inner.bytes.saturating_sub(img.bytes as u64) + merged.bytes as u64;
+        inner.images.insert(img.table_id, merged.clone());
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        Some(merged)
     }
 
     /// Keeps an image built by a complete scan at `img.built_at`, unless the table was written
@@ -359,6 +423,7 @@ impl TableCache {
             inner.drop_image(victim);
         }
         inner.bytes += img.bytes as u64;
+        self.served.lock().remove(&img.table_id);
         self.builds.fetch_add(1, Ordering::Relaxed);
         inner.images.insert(img.table_id, Arc::new(img));
     }
