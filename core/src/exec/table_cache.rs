@@ -267,6 +267,15 @@ impl TableCache {
         if inner.images.is_empty() {
             return;
         }
+        if schema_changed {
+            // Images are tied to a schema version; a new one makes them all useless.
+            let tables: Vec<u32> = inner.images.keys().copied().collect();
+            for t in tables {
+                inner.drop_image(t);
+            }
+            self.invalidations.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let mut tables: Vec<u32> = rows.iter().map(|r| r.0).collect();
         tables.sort_unstable();
         tables.dedup();
