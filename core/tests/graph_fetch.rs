@@ -7,9 +7,8 @@ use common::{expect_err, int, text};
 use ormdb::ir::graph::CmpOp;
 use ormdb::GraphResult;
 use ormdb::{
-    AggFunc, Aggregate, Budget, Connection, CreateNode, DataType, Database, EntitySpec, FieldDef,
-    Filter, ForeignKeySpec, GraphFetch, Include, Measure, Mutation, MutationOp, NestedCreate,
-    OrderBy, SqlState, Value,
+    AggFunc, Aggregate, Budget, Connection, CreateNode, Database, Filter, GraphFetch, Include,
+    Measure, Mutation, MutationOp, NestedCreate, OrderBy, SqlState, Value,
 };
 
 /// users -> posts -> comments (comments also -> users as author), posts <-> tags through
@@ -17,51 +16,7 @@ use ormdb::{
 pub fn blog(n_users: i64, posts_per: i64, comments_per: i64) -> (Database, Connection) {
     let db = Database::temporary().unwrap();
     let conn = db.connect();
-    let mut tx = conn.begin().unwrap();
-    tx.create_entity(
-        &EntitySpec::new("users")
-            .id("id")
-            .field(FieldDef::new("name", DataType::Text).not_null())
-            .field(FieldDef::new("email", DataType::Text))
-            .field(FieldDef::new("age", DataType::Integer))
-            .unique(&["email"]),
-    )
-    .unwrap();
-    tx.create_entity(
-        &EntitySpec::new("posts")
-            .id("id")
-            .field(FieldDef::new("user_id", DataType::Integer).not_null())
-            .field(FieldDef::new("title", DataType::Text))
-            .field(FieldDef::new("score", DataType::Integer))
-            .foreign_key(ForeignKeySpec::new(&["user_id"], "users", &["id"])),
-    )
-    .unwrap();
-    tx.create_entity(
-        &EntitySpec::new("comments")
-            .id("id")
-            .field(FieldDef::new("post_id", DataType::Integer).not_null())
-            .field(FieldDef::new("author_id", DataType::Integer))
-            .field(FieldDef::new("body", DataType::Text))
-            .foreign_key(ForeignKeySpec::new(&["post_id"], "posts", &["id"]))
-            .foreign_key(ForeignKeySpec::new(&["author_id"], "users", &["id"])),
-    )
-    .unwrap();
-    tx.create_entity(
-        &EntitySpec::new("tags")
-            .id("id")
-            .field(FieldDef::new("name", DataType::Text).not_null()),
-    )
-    .unwrap();
-    tx.create_entity(
-        &EntitySpec::new("post_tags")
-            .field(FieldDef::new("post_id", DataType::Integer).not_null())
-            .field(FieldDef::new("tag_id", DataType::Integer).not_null())
-            .primary_key(&["post_id", "tag_id"])
-            .foreign_key(ForeignKeySpec::new(&["post_id"], "posts", &["id"]))
-            .foreign_key(ForeignKeySpec::new(&["tag_id"], "tags", &["id"])),
-    )
-    .unwrap();
-    tx.commit().unwrap();
+    common::blog_schema(&conn);
     let mut tx = conn.begin().unwrap();
     for t in 1..=3 {
         tx.insert(

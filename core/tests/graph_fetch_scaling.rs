@@ -32,48 +32,7 @@ fn fast_db() -> (Database, Connection) {
 /// users -> posts -> comments (comments.author -> users, nullable), posts <-> tags through
 /// post_tags. Ids are dense from 1 per table.
 fn blog(conn: &Connection, users: i64, posts_per: i64, comments_per: i64) {
-    let mut tx = conn.begin().unwrap();
-    tx.create_entity(
-        &EntitySpec::new("users")
-            .id("id")
-            .field(FieldDef::new("name", DataType::Text).not_null())
-            .field(FieldDef::new("balance", DataType::Integer)),
-    )
-    .unwrap();
-    tx.create_entity(
-        &EntitySpec::new("posts")
-            .id("id")
-            .field(FieldDef::new("user_id", DataType::Integer).not_null())
-            .field(FieldDef::new("score", DataType::Integer))
-            .foreign_key(ForeignKeySpec::new(&["user_id"], "users", &["id"])),
-    )
-    .unwrap();
-    tx.create_entity(
-        &EntitySpec::new("comments")
-            .id("id")
-            .field(FieldDef::new("post_id", DataType::Integer).not_null())
-            .field(FieldDef::new("author_id", DataType::Integer))
-            .field(FieldDef::new("body", DataType::Text))
-            .foreign_key(ForeignKeySpec::new(&["post_id"], "posts", &["id"]))
-            .foreign_key(ForeignKeySpec::new(&["author_id"], "users", &["id"])),
-    )
-    .unwrap();
-    tx.create_entity(
-        &EntitySpec::new("tags")
-            .id("id")
-            .field(FieldDef::new("name", DataType::Text).not_null()),
-    )
-    .unwrap();
-    tx.create_entity(
-        &EntitySpec::new("post_tags")
-            .field(FieldDef::new("post_id", DataType::Integer).not_null())
-            .field(FieldDef::new("tag_id", DataType::Integer).not_null())
-            .primary_key(&["post_id", "tag_id"])
-            .foreign_key(ForeignKeySpec::new(&["post_id"], "posts", &["id"]))
-            .foreign_key(ForeignKeySpec::new(&["tag_id"], "tags", &["id"])),
-    )
-    .unwrap();
-    tx.commit().unwrap();
+    common::blog_schema(&conn);
     let mut tx = conn.begin().unwrap();
     for t in 1..=4 {
         tx.insert("tags", &[("id", int(t)), ("name", text(&format!("t{t}")))])
@@ -365,8 +324,8 @@ fn every_fetch_sees_one_snapshot_under_concurrent_writers() {
                 let (a, b) = (first + i % 5, first + (i + 2) % 5);
                 let res = conn.transact(20, |tx| {
                     // Move 3 points between two posts of one user...
-                    let pa = tx.get("posts", a)?.unwrap().values[2].as_i64().unwrap();
-                    let pb = tx.get("posts", b)?.unwrap().values[2].as_i64().unwrap();
+                    let pa = tx.get("posts", a)?.unwrap().values[3].as_i64().unwrap();
+                    let pb = tx.get("posts", b)?.unwrap().values[3].as_i64().unwrap();
                     tx.update("posts", a, &[("score", int(pa - 3))])?;
                     thread::yield_now();
                     tx.update("posts", b, &[("score", int(pb + 3))])?;

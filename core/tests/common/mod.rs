@@ -4,7 +4,10 @@
 
 use std::fmt::Debug;
 
-use ormdb::{Error, Row, SqlState, Transaction, Value};
+use ormdb::{
+    Connection, DataType, EntitySpec, Error, FieldDef, ForeignKeySpec, Row, SqlState, Transaction,
+    Value,
+};
 
 /// Asserts that `r` failed with `state` and a message containing every needle.
 pub fn expect_err<T: Debug>(r: ormdb::Result<T>, state: SqlState, needles: &[&str]) -> Error {
@@ -42,4 +45,57 @@ pub fn rows(tx: &mut Transaction, entity: &str) -> Vec<Row> {
 
 pub fn ids(tx: &mut Transaction, entity: &str) -> Vec<i64> {
     rows(tx, entity).into_iter().map(|r| r.row_id).collect()
+}
+
+/// The blog schema the graph fetch tests share: users -> posts -> comments (comments.author_id
+/// -> users, nullable), posts <-> tags through the join entity post_tags. Relations: users.posts,
+/// posts.user, posts.comments, comments.post, comments.author, users.comments, posts.tags,
+/// tags.posts.
+pub fn blog_schema(conn: &Connection) {
+    let mut tx = conn.begin().unwrap();
+    tx.create_entity(
+        &EntitySpec::new("users")
+            .id("id")
+            .field(FieldDef::new("name", DataType::Text).not_null())
+            .field(FieldDef::new("email", DataType::Text))
+            .field(FieldDef::new("age", DataType::Integer))
+            .field(FieldDef::new("balance", DataType::Integer))
+            .unique(&["email"]),
+    )
+    .unwrap();
+    tx.create_entity(
+        &EntitySpec::new("posts")
+            .id("id")
+            .field(FieldDef::new("user_id", DataType::Integer).not_null())
+            .field(FieldDef::new("title", DataType::Text))
+            .field(FieldDef::new("score", DataType::Integer))
+            .foreign_key(ForeignKeySpec::new(&["user_id"], "users", &["id"])),
+    )
+    .unwrap();
+    tx.create_entity(
+        &EntitySpec::new("comments")
+            .id("id")
+            .field(FieldDef::new("post_id", DataType::Integer).not_null())
+            .field(FieldDef::new("author_id", DataType::Integer))
+            .field(FieldDef::new("body", DataType::Text))
+            .foreign_key(ForeignKeySpec::new(&["post_id"], "posts", &["id"]))
+            .foreign_key(ForeignKeySpec::new(&["author_id"], "users", &["id"])),
+    )
+    .unwrap();
+    tx.create_entity(
+        &EntitySpec::new("tags")
+            .id("id")
+            .field(FieldDef::new("name", DataType::Text).not_null()),
+    )
+    .unwrap();
+    tx.create_entity(
+        &EntitySpec::new("post_tags")
+            .field(FieldDef::new("post_id", DataType::Integer).not_null())
+            .field(FieldDef::new("tag_id", DataType::Integer).not_null())
+            .primary_key(&["post_id", "tag_id"])
+            .foreign_key(ForeignKeySpec::new(&["post_id"], "posts", &["id"]))
+            .foreign_key(ForeignKeySpec::new(&["tag_id"], "tags", &["id"])),
+    )
+    .unwrap();
+    tx.commit().unwrap();
 }
