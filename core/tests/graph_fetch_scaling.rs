@@ -32,7 +32,7 @@ fn fast_db() -> (Database, Connection) {
 /// users -> posts -> comments (comments.author -> users, nullable), posts <-> tags through
 /// post_tags. Ids are dense from 1 per table.
 fn blog(conn: &Connection, users: i64, posts_per: i64, comments_per: i64) {
-    common::blog_schema(&conn);
+    common::blog_schema(conn);
     let mut tx = conn.begin().unwrap();
     for t in 1..=4 {
         tx.insert("tags", &[("id", int(t)), ("name", text(&format!("t{t}")))])
