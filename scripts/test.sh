@@ -3,6 +3,7 @@
 # summary. Exit status is non-zero if any suite failed.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/python_env.sh"
 set +e # a failing suite must not stop the others; the summary decides the exit status
 cd "$ROOT"
 
@@ -40,6 +41,7 @@ for t in core/tests/*.rs; do
   name="$(basename "$t" .rs)"
   run_suite "rust integration: $name" cargo test -p ormdb --test "$name" -- --test-threads=2
 done
+run_suite "python binding (pytest)" python_binding_tests
 run_suite "cli smoke (ormdb demo + info)" bash -c '
   d=$(mktemp -d) && ./target/debug/ormdb demo "$d/demo.db" --users 20 >/dev/null &&
   ./target/debug/ormdb info "$d/demo.db" | grep -q "^comments " && rm -rf "$d"'

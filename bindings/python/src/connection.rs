@@ -1,0 +1,661 @@
+//! Native handles: [`NativeDatabase`] (an open database), [`NativeConnection`] (one SQL session
+//! plus the native graph API) and [`NativeSubscription`] (a change stream). Engine work runs with
+//! the GIL released; each connection's session sits behind a mutex so concurrent use from
+//! several threads is serialized, never undefined behaviour. Engine panics become
+//! InternalError instead of unwinding into Python.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::ThreadId;
+use std::time::Duration;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+
+use ormdb::catalog::{Schema, SchemaBundle};
+use ormdb::sql::parse::split_statements;
+use ormdb::sql::UserFunction;
+use ormdb::{
+    Aggregate, ChangeKind, ChangeSet, Database, Durability, GraphFetch, Mutation, Options,
+    RelationKind, Session, SqlState, Subscription, SubscriptionFilter, Value,
+};
+
+use crate::errors;
+use crate::values::{self, json_to_py, rows_to_py, Param};
+
+/// Why an engine call did not produce a value.
+enum Failure {
+    Engine(ormdb::Error),
+    Closed,
+    Recursive,
+    Panic(String),
+}
+
+fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".into()
+    }
+}
+
+fn guarded<T>(f: impl FnOnce() -> ormdb::Result<T>) -> Result<T, Failure> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(Failure::Engine(e)),
+        Err(p) => Err(Failure::Panic(panic_message(p))),
+    }
+}
+
+fn raise(f: Failure) -> PyErr {
+    match f {
+        Failure::Engine(e) => errors::to_py(e),
+        Failure::Closed => errors::closed(),
+        Failure::Recursive => errors::programming(
+            "Recursive use of the connection (from a user-defined function) is not allowed",
+        ),
+        Failure::Panic(m) => errors::to_py(ormdb::Error::internal(format!(
+            "internal error in the engine: {m}"
+        ))),
+    }
+}
+
+fn durability(name: &str) -> PyResult<Durability> {
+    match name.to_ascii_lowercase().as_str() {
+        "full" => Ok(Durability::Full),
+        "normal" => Ok(Durability::Normal),
+        other => Err(errors::programming(format!(
+            "unknown durability {other:?}: use \"full\" or \"normal\""
+        ))),
+    }
+}
+
+/// An open database (a path, or a temporary one for ":memory:").
+#[pyclass(module = "ormdb._ormdb", frozen)]
+pub struct NativeDatabase {
+    db: Database,
+}
+
+#[pymethods]
+impl NativeDatabase {
+    /// Opens (creating if missing) the database at `path`; `None` makes a fresh temporary
+    /// database removed when its last handle closes.
+    #[staticmethod]
+    #[pyo3(signature = (path=None, durability="full"))]
+    fn open(py: Python<'_>, path: Option<String>, durability: &str) -> PyResult<NativeDatabase> {
+        let opts = Options::default().durability(self::durability(durability)?);
+        let res = py.detach(|| {
+            guarded(|| match path {
+                Some(p) => Database::open(p, opts),
+                None => Database::temporary_with(opts),
+            })
+        });
+        res.map(|db| NativeDatabase { db }).map_err(raise)
+    }
+
+    fn connect(&self) -> NativeConnection {
+        NativeConnection::new(self.db.clone())
+    }
+
+    #[getter]
+    fn path(&self) -> String {
+        self.db.path().display().to_string()
+    }
+
+    /// Engine counters in Prometheus text format.
+    fn metrics(&self) -> String {
+        self.db.metrics_text()
+    }
+}
+
+type CallbackError = Arc<Mutex<Option<PyErr>>>;
+
+#[pyclass(module = "ormdb._ormdb", frozen)]
+pub struct NativeConnection {
+    db: Database,
+    session: Mutex<Option<Session>>,
+    /// The thread currently running a statement (to refuse re-entrant use from callbacks,
+    /// which would otherwise deadlock on `session`).
+    owner: Mutex<Option<ThreadId>>,
+    /// The exception a user-defined function raised during the current statement.
+    callback_error: CallbackError,
+    /// Set by `close` (readable without waiting for a running statement).
+    is_closed: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Engine panics are caught inside the lock, so poisoning only follows a bug in this file;
+    // the protected state is still consistent (a session or None).
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What `execute` hands to Python: (columns, decl types, rows, rows affected, last insert row id).
+type ExecOut<'py> = (
+    Bound<'py, PyList>,
+    Bound<'py, PyList>,
+    Bound<'py, PyList>,
+    u64,
+    i64,
+);
+
+impl NativeConnection {
+    fn new(db: Database) -> NativeConnection {
+        let session = Session::new(db.connect());
+        NativeConnection {
+            db,
+            session: Mutex::new(Some(session)),
+            owner: Mutex::new(None),
+            callback_error: Arc::new(Mutex::new(None)),
+            is_closed: AtomicBool::new(false),
+        }
+    }
+
+    /// The current thread, unless it is already running a statement on this connection (a
+    /// user-defined function calling back into it), which would deadlock on the session lock.
+    fn not_recursive(&self) -> PyResult<ThreadId> {
+        let me = std::thread::current().id();
+        if *lock(&self.owner) == Some(me) {
+            return Err(raise(Failure::Recursive));
+        }
+        Ok(me)
+    }
+
+    /// Runs `f` on the session with the GIL released.
+    fn run<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut Session) -> ormdb::Result<T> + Send,
+    ) -> PyResult<T> {
+        let me = self.not_recursive()?;
+        lock(&self.callback_error).take();
+        let res = py.detach(|| {
+            let mut guard = lock(&self.session);
+            let Some(session) = guard.as_mut() else {
+                return Err(Failure::Closed);
+            };
+            *lock(&self.owner) = Some(me);
+            let r = guarded(|| f(session));
+            *lock(&self.owner) = None;
+            r
+        });
+        res.map_err(|f| {
+            let cb = lock(&self.callback_error).take();
+            match (f, cb) {
+                (Failure::Engine(_), Some(cause)) => {
+                    let e = Python::attach(|py| {
+                        use pyo3::PyTypeInfo;
+                        errors::with_state(
+                            py,
+                            errors::OperationalError::type_object(py),
+                            None,
+                            format!("user-defined function raised exception: {cause}"),
+                        )
+                    });
+                    Python::attach(|py| e.set_cause(py, Some(cause)));
+                    e
+                }
+                (f, _) => raise(f),
+            }
+        })
+    }
+
+    /// A read against the connection's database (native API) with the GIL released.
+    fn native<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&ormdb::Connection) -> ormdb::Result<T> + Send,
+    ) -> PyResult<T> {
+        self.run(py, |s| f(s.connection()))
+    }
+}
+
+fn graph_json(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<String> {
+    if let Ok(s) = obj.cast::<PyString>() {
+        return s.extract::<String>();
+    }
+    if obj.is_instance_of::<PyDict>() {
+        let json = obj.py().import("json")?;
+        return json
+            .call_method1("dumps", (obj,))
+            .and_then(|s| s.extract::<String>())
+            .map_err(|e| errors::programming(format!("the {what} is not JSON-serializable: {e}")));
+    }
+    Err(errors::programming(format!(
+        "the {what} must be a dict or a JSON string, not '{}'",
+        obj.get_type().name()?
+    )))
+}
+
+/// Whether the include at `path` (relation names from `root`) is to-one.
+fn to_one_path(schema: &Schema, root: &str, path: &str) -> bool {
+    let mut entity = root.to_string();
+    let mut last = None;
+    for name in path.split('.') {
+        match schema
+            .relations_of(&entity)
+            .find(|r| r.name.eq_ignore_ascii_case(name))
+        {
+            Some(r) => {
+                entity = r.to.clone();
+                last = Some(r.kind);
+            }
+            None => return false,
+        }
+    }
+    matches!(last, Some(RelationKind::ManyToOne | RelationKind::OneToOne))
+}
+
+#[pymethods]
+impl NativeConnection {
+    /// Runs one statement (qmark/numbered parameters from a sequence, named ones from a
+    /// mapping). Returns (columns, decl_types, rows, rows_affected, last_insert_rowid).
+    #[pyo3(signature = (sql, params=None))]
+    fn execute<'py>(
+        &self,
+        py: Python<'py>,
+        sql: &str,
+        params: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<ExecOut<'py>> {
+        let params = values::to_params(params)?;
+        if split_statements(sql).len() > 1 {
+            return Err(errors::programming(
+                "You can only execute one statement at a time.",
+            ));
+        }
+        let r = self.run(py, |s| s.execute(sql, &params))?;
+        let columns = PyList::new(py, &r.columns)?;
+        let decls = PyList::new(py, &r.decl_types)?;
+        let rows = rows_to_py(py, &r.rows)?;
+        Ok((columns, decls, rows, r.rows_affected, r.last_insert_rowid))
+    }
+
+    /// Runs one statement once per parameter set; returns the total rows affected.
+    fn executemany(&self, py: Python<'_>, sql: &str, seq: &Bound<'_, PyAny>) -> PyResult<u64> {
+        if split_statements(sql).len() > 1 {
+            return Err(errors::programming(
+                "You can only execute one statement at a time.",
+            ));
+        }
+        let mut all = Vec::new();
+        for p in seq.try_iter()? {
+            all.push(values::to_params(Some(&p?))?);
+        }
+        self.run(py, |s| {
+            let stmt = s.prepare(sql)?;
+            let mut total = 0u64;
+            for p in &all {
+                total += s.execute_prepared(&stmt, p)?.rows_affected;
+            }
+            Ok(total)
+        })
+    }
+
+    /// Runs a script of statements without parameters.
+    fn executescript(&self, py: Python<'_>, sql: &str) -> PyResult<()> {
+        self.run(py, |s| s.execute_batch(sql))
+    }
+
+    #[getter]
+    fn in_transaction(&self) -> PyResult<bool> {
+        self.peek(|s| s.in_transaction())
+    }
+
+    #[getter]
+    fn total_changes(&self) -> PyResult<i64> {
+        self.peek(|s| s.total_changes())
+    }
+
+    #[getter]
+    fn changes(&self) -> PyResult<i64> {
+        self.peek(|s| s.changes())
+    }
+
+    #[getter]
+    fn last_insert_rowid(&self) -> PyResult<i64> {
+        self.peek(|s| s.last_insert_rowid())
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.is_closed.load(Ordering::Acquire)
+    }
+
+    /// (hits, misses) of the statement cache.
+    fn cache_stats(&self) -> PyResult<(u64, u64)> {
+        self.peek(|s| s.cache_stats())
+    }
+
+    /// Rolls back an open transaction and releases the session. Idempotent.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.not_recursive()?;
+        let res = py.detach(|| {
+            let mut guard = lock(&self.session);
+            self.is_closed.store(true, Ordering::Release);
+            if let Some(mut s) = guard.take() {
+                if s.in_transaction() {
+                    return guarded(|| s.execute_batch("ROLLBACK"));
+                }
+            }
+            Ok(())
+        });
+        res.map_err(raise)
+    }
+
+    /// Registers `func` as SQL function `name` with `narg` arguments (-1: any number); `None`
+    /// unregisters it.
+    #[pyo3(signature = (name, narg, func, deterministic=false))]
+    fn create_function(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        narg: i64,
+        func: Option<Py<PyAny>>,
+        deterministic: bool,
+    ) -> PyResult<()> {
+        let nargs = match narg {
+            -1 => None,
+            n if (0..=127).contains(&n) => Some(n as usize),
+            n => {
+                return Err(errors::programming(format!(
+                    "narg must be between -1 and 127, not {n}"
+                )))
+            }
+        };
+        let name = name.to_owned();
+        let Some(func) = func else {
+            return self.run(py, |s| {
+                s.remove_function(&name, nargs);
+                Ok(())
+            });
+        };
+        if !func.bind(py).is_callable() {
+            return Err(errors::programming("func must be callable or None"));
+        }
+        let slot = self.callback_error.clone();
+        let fname = name.clone();
+        let f = UserFunction {
+            func: Arc::new(move |args: &[Value]| {
+                Python::attach(|py| {
+                    let call = || -> PyResult<Value> {
+                        let items = args
+                            .iter()
+                            .map(|v| values::to_py(py, v))
+                            .collect::<PyResult<Vec<_>>>()?;
+                        let out = func.bind(py).call1(PyTuple::new(py, items)?)?;
+                        values::to_value(&out, Param::Function(args.len()))
+                    };
+                    call().map_err(|e| {
+                        *lock(&slot) = Some(e);
+                        ormdb::Error::new(
+                            SqlState::Internal,
+                            format!("user-defined function {fname}() raised an exception"),
+                        )
+                    })
+                })
+            }),
+            deterministic,
+        };
+        self.run(py, |s| {
+            s.create_function(&name, nargs, f);
+            Ok(())
+        })
+    }
+
+    /// Graph fetch: nested rows (to-one relations as dict or None, to-many as lists).
+    fn fetch<'py>(
+        &self,
+        py: Python<'py>,
+        graph: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let raw = self.fetch_json(py, graph)?;
+        json_to_py(py, &raw["data"])
+    }
+
+    /// Graph fetch returning {"data", "next_cursor", "stats"}.
+    fn fetch_raw<'py>(
+        &self,
+        py: Python<'py>,
+        graph: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let raw = self.fetch_json(py, graph)?;
+        json_to_py(py, &raw)
+    }
+
+    /// The plan of a graph fetch as text; `analyze` runs it and adds actual figures.
+    #[pyo3(signature = (graph, analyze=false))]
+    fn explain(&self, py: Python<'_>, graph: &Bound<'_, PyAny>, analyze: bool) -> PyResult<String> {
+        let json = graph_json(graph, "graph fetch")?;
+        self.native(py, |c| {
+            let f = GraphFetch::from_json(&json)?;
+            Ok(c.explain(&f, analyze)?.text)
+        })
+    }
+
+    /// Applies a mutation batch in one transaction: {"ops": [{"affected", "ids"}], "token"}.
+    fn mutate<'py>(
+        &self,
+        py: Python<'py>,
+        mutation: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let json = graph_json(mutation, "mutation")?;
+        let out = self.native(py, |c| {
+            let m = Mutation::from_json(&json)?;
+            let r = c.mutate(&m)?;
+            serde_json::to_value(&r).map_err(|e| ormdb::Error::internal(e.to_string()))
+        })?;
+        json_to_py(py, &out)
+    }
+
+    /// Runs an aggregate: {"columns", "rows", "rows_examined"}.
+    fn aggregate<'py>(
+        &self,
+        py: Python<'py>,
+        aggregate: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let json = graph_json(aggregate, "aggregate")?;
+        let out = self.native(py, |c| {
+            let a = Aggregate::from_json(&json)?;
+            let r = c.aggregate(&a)?;
+            serde_json::to_value(&r).map_err(|e| ormdb::Error::internal(e.to_string()))
+        })?;
+        json_to_py(py, &out)
+    }
+
+    fn metrics(&self) -> PyResult<String> {
+        if self.closed() {
+            return Err(errors::closed());
+        }
+        Ok(self.db.metrics_text())
+    }
+
+    /// A change stream from now on (or after token `after`), optionally limited to entities.
+    #[pyo3(signature = (entities=None, after=None))]
+    fn subscribe(
+        &self,
+        py: Python<'_>,
+        entities: Option<Vec<String>>,
+        after: Option<u64>,
+    ) -> PyResult<NativeSubscription> {
+        if self.closed() {
+            return Err(errors::closed());
+        }
+        let filter = SubscriptionFilter {
+            entities: entities.unwrap_or_default(),
+        };
+        let db = self.db.clone();
+        let sub = py
+            .detach(|| guarded(|| db.subscribe(after, filter)))
+            .map_err(raise)?;
+        Ok(NativeSubscription {
+            db: self.db.clone(),
+            sub: Mutex::new(Some(sub)),
+        })
+    }
+}
+
+impl NativeConnection {
+    /// Reads session state; waits (without the GIL) for a statement running on another thread.
+    fn peek<T: Send>(&self, f: impl FnOnce(&Session) -> T + Send) -> PyResult<T> {
+        self.not_recursive()?;
+        Python::attach(|py| py.detach(|| lock(&self.session).as_ref().map(f)))
+            .ok_or_else(errors::closed)
+    }
+
+    fn fetch_json(&self, py: Python<'_>, graph: &Bound<'_, PyAny>) -> PyResult<serde_json::Value> {
+        let json = graph_json(graph, "graph fetch")?;
+        let db = self.db.clone();
+        self.native(py, move |c| {
+            let f = GraphFetch::from_json(&json)?;
+            let r = c.fetch(&f)?;
+            let schema = Schema::new(db.schema());
+            let to_one = |p: &str| to_one_path(&schema, &f.root, p);
+            Ok(serde_json::json!({
+                "data": r.to_nested_json(&to_one),
+                "next_cursor": r.next_cursor.as_ref().map(|c| c.to_token()),
+                "stats": r.stats,
+            }))
+        })
+    }
+}
+
+#[pyclass(module = "ormdb._ormdb", frozen)]
+pub struct NativeSubscription {
+    db: Database,
+    sub: Mutex<Option<Subscription>>,
+}
+
+fn kind_name(k: ChangeKind) -> &'static str {
+    match k {
+        ChangeKind::Insert => "insert",
+        ChangeKind::Update => "update",
+        ChangeKind::SoftDelete => "soft_delete",
+        ChangeKind::Restore => "restore",
+        ChangeKind::Delete => "delete",
+    }
+}
+
+fn change_to_py<'py>(
+    py: Python<'py>,
+    schema: &SchemaBundle,
+    cs: &ChangeSet,
+) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("token", cs.token)?;
+    d.set_item("schema_version", cs.schema_version)?;
+    d.set_item("schema_changed", cs.schema_changed)?;
+    let entities = PyList::empty(py);
+    for e in &cs.entities {
+        let def = schema.entities.iter().find(|d| d.id == e.table_id);
+        let field = |pos: usize| -> String {
+            def.and_then(|d| d.fields.get(pos))
+                .map(|f| f.name.clone())
+                .unwrap_or_else(|| format!("#{pos}"))
+        };
+        let x = PyDict::new(py);
+        x.set_item("entity", &e.entity)?;
+        x.set_item("row_id", e.row_id)?;
+        x.set_item("kind", kind_name(e.kind))?;
+        x.set_item("version", e.version)?;
+        let changed = PyList::empty(py);
+        for p in &e.changed {
+            changed.append(field(*p as usize))?;
+        }
+        x.set_item("changed", changed)?;
+        let vals = PyDict::new(py);
+        for (i, v) in e.values.iter().enumerate() {
+            vals.set_item(field(i), values::to_py(py, v)?)?;
+        }
+        x.set_item("values", vals)?;
+        entities.append(x)?;
+    }
+    d.set_item("entities", entities)?;
+    let relations = PyList::empty(py);
+    for r in &cs.relations {
+        let x = PyDict::new(py);
+        x.set_item("relation", &r.relation)?;
+        x.set_item("child_entity", &r.child_entity)?;
+        x.set_item("child_row_id", r.child_row_id)?;
+        x.set_item("parent_entity", &r.parent_entity)?;
+        let key = r
+            .parent_key
+            .iter()
+            .map(|v| values::to_py(py, v))
+            .collect::<PyResult<Vec<_>>>()?;
+        x.set_item("parent_key", PyList::new(py, key)?)?;
+        x.set_item("attached", r.attached)?;
+        relations.append(x)?;
+    }
+    d.set_item("relations", relations)?;
+    Ok(d)
+}
+
+#[pymethods]
+impl NativeSubscription {
+    /// The next change set as a dict, waiting up to `timeout` seconds (None: wait until one
+    /// arrives, still answering Ctrl-C); None when the timeout passed.
+    #[pyo3(signature = (timeout=None))]
+    fn next<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+    ) -> PyResult<Option<Bound<'py, PyDict>>> {
+        if let Some(t) = timeout {
+            if !t.is_finite() || t < 0.0 {
+                return Err(errors::programming(
+                    "timeout must be a non-negative number of seconds",
+                ));
+            }
+        }
+        let step = Duration::from_millis(200);
+        let mut left = timeout.map(Duration::from_secs_f64);
+        loop {
+            let wait = left.map_or(step, |l| l.min(step));
+            let res = py.detach(|| {
+                let mut g = lock(&self.sub);
+                let Some(sub) = g.as_mut() else {
+                    return Err(Failure::Closed);
+                };
+                guarded(|| sub.next_timeout(wait))
+            });
+            match res.map_err(|f| match f {
+                Failure::Closed => errors::programming("Cannot operate on a closed subscription."),
+                f => raise(f),
+            })? {
+                Some(cs) => return Ok(Some(change_to_py(py, &self.db.schema(), &cs)?)),
+                None => {
+                    py.check_signals()?;
+                    if let Some(l) = left.as_mut() {
+                        *l = l.saturating_sub(wait);
+                        if l.is_zero() {
+                            return Ok(None);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The token of the last change delivered.
+    #[getter]
+    fn position(&self) -> PyResult<u64> {
+        lock(&self.sub)
+            .as_ref()
+            .map(|s| s.position())
+            .ok_or_else(|| errors::programming("Cannot operate on a closed subscription."))
+    }
+
+    fn close(&self) {
+        lock(&self.sub).take();
+    }
+
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        self.next(py, None)
+    }
+}
