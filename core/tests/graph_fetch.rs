@@ -556,3 +556,44 @@ fn table_image_overlays_match_plain_scans_at_every_snapshot() {
         "images were barely used ({hits} hits): the test lost its point"
     );
 }
+
+#[test]
+fn one_relation_twice_needs_an_alias() {
+    let (_db, conn) = blog(3, 4, 0);
+    let twice = GraphFetch::new("users")
+        .filter(Filter::eq("id", 1))
+        .include(Include::new("posts").order(OrderBy::desc("score")).limit(1))
+        .include(Include::new("posts").order(OrderBy::asc("score")).limit(1));
+    expect_err(
+        conn.fetch(&twice),
+        SqlState::InvalidParameter,
+        &["posts", "alias"],
+    );
+    let aliased = GraphFetch::new("users")
+        .filter(Filter::eq("id", 1))
+        .include(
+            Include::new("posts")
+                .alias("best")
+                .order(OrderBy::desc("score"))
+                .limit(1),
+        )
+        .include(
+            Include::new("posts")
+                .alias("worst")
+                .order(OrderBy::asc("score"))
+                .limit(1),
+        );
+    let r = conn.fetch(&aliased).unwrap();
+    let best = r.edges_at("best").unwrap();
+    let worst = r.edges_at("worst").unwrap();
+    assert_eq!(best.relation, "posts");
+    let score = |id: i64| col(&r, "posts", "score", id).as_i64().unwrap();
+    assert!(score(best.children[0]) >= score(worst.children[0]));
+    let nested = r.to_nested_json(&|_| false);
+    assert!(nested[0]["best"].is_array() && nested[0]["worst"].is_array());
+    expect_err(
+        conn.fetch(&GraphFetch::new("users").include(Include::new("posts").alias("a.b"))),
+        SqlState::InvalidParameter,
+        &["alias"],
+    );
+}

@@ -64,6 +64,10 @@ pub struct GraphFetch {
 pub struct Include {
     /// A relation of the parent entity, as named by the catalog.
     pub relation: String,
+    /// Name of this include in paths and nested results (default: the relation name). Needed
+    /// to include one relation twice at the same level (say, with different filters).
+    #[serde(default)]
+    pub alias: Option<String>,
     #[serde(default)]
     pub filter: Option<Filter>,
     #[serde(default)]
@@ -87,6 +91,7 @@ impl Include {
     pub fn new(relation: &str) -> Include {
         Include {
             relation: relation.to_string(),
+            alias: None,
             filter: None,
             select: None,
             order: Vec::new(),
@@ -95,6 +100,10 @@ impl Include {
             includes: Vec::new(),
             counts: Vec::new(),
         }
+    }
+    pub fn alias(mut self, name: &str) -> Self {
+        self.alias = Some(name.to_string());
+        self
     }
     pub fn filter(mut self, f: Filter) -> Self {
         self.filter = Some(f);

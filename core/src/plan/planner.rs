@@ -180,7 +180,12 @@ pub fn signature(f: &GraphFetch) -> String {
 }
 
 fn sig_include(i: &Include, s: &mut String) {
-    let _ = write!(s, "[{}|", i.relation.to_ascii_lowercase());
+    let _ = write!(
+        s,
+        "[{}@{}|",
+        i.relation.to_ascii_lowercase(),
+        i.alias.as_deref().unwrap_or("")
+    );
     sig_filter(i.filter.as_ref(), s);
     sig_common(i.select.as_deref(), &i.order, &i.counts, s);
     let _ = write!(
@@ -349,6 +354,7 @@ impl<'a> Planner<'a> {
             est_cost,
             children: Vec::new(),
         };
+        check_sibling_names(&f.includes)?;
         for inc in &f.includes {
             let child = self.plan_include(&root, inc, &budget)?;
             root.children.push(child);
@@ -413,10 +419,17 @@ impl<'a> Planner<'a> {
         if let Some(l) = inc.limit {
             rows_out = rows_out.min(parent.est_rows.max(1.0) * l as f64);
         }
+        let name = inc.alias.clone().unwrap_or_else(|| rel.name.clone());
+        if name.is_empty() || name.contains('.') {
+            return Err(Error::new(
+                SqlState::InvalidParameter,
+                format!("include alias {name:?} must be a non-empty name without dots"),
+            ));
+        }
         let path = if parent.path.is_empty() {
-            rel.name.clone()
+            name
         } else {
-            format!("{}.{}", parent.path, rel.name)
+            format!("{}.{}", parent.path, name)
         };
         let order = resolve_order(&e, &inc.order)?;
         let counts = inc
@@ -441,6 +454,7 @@ impl<'a> Planner<'a> {
             est_cost: cost_total + rows_out * cost::CPU_ROW,
             children: Vec::new(),
         };
+        check_sibling_names(&inc.includes)?;
         for c in &inc.includes {
             let child = self.plan_include(&node, c, budget)?;
             node.children.push(child);
@@ -548,6 +562,27 @@ impl<'a> Planner<'a> {
         }
         Ok(best)
     }
+}
+
+/// Sibling includes must have distinct names (their relation, or their alias): the name is the
+/// include's path segment and its key in nested results.
+fn check_sibling_names(incs: &[Include]) -> Result<()> {
+    let mut seen: Vec<String> = Vec::new();
+    for i in incs {
+        let n = i
+            .alias
+            .as_deref()
+            .unwrap_or(&i.relation)
+            .to_ascii_lowercase();
+        if seen.contains(&n) {
+            return Err(Error::new(
+                SqlState::InvalidParameter,
+                format!("include {n} appears twice at the same level; give one of them an alias"),
+            ));
+        }
+        seen.push(n);
+    }
+    Ok(())
 }
 
 /// Chooses between index nested loop and hash join for one hop; returns the strategy and cost.
