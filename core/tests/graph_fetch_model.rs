@@ -643,8 +643,21 @@ fn gen_include(rng: &mut Rng, w: &World, parent: &str, depth: u32) -> Include {
         for _ in 0..rng.below(if depth == 1 { 3 } else { 2 }) {
             inc.includes.push(gen_include(rng, w, &r.to, depth + 1));
         }
+        alias_duplicates(&mut inc.includes);
     }
     inc
+}
+
+/// Sibling includes of one relation need distinct names: alias the repeats (which also
+/// exercises aliases).
+fn alias_duplicates(incs: &mut [Include]) {
+    let mut seen: Vec<String> = Vec::new();
+    for (k, inc) in incs.iter_mut().enumerate() {
+        if seen.contains(&inc.relation) {
+            inc.alias = Some(format!("{}_{k}", inc.relation));
+        }
+        seen.push(inc.relation.clone());
+    }
 }
 
 fn gen_fetch(rng: &mut Rng, w: &World) -> GraphFetch {
@@ -666,6 +679,7 @@ fn gen_fetch(rng: &mut Rng, w: &World) -> GraphFetch {
     for _ in 0..rng.below(3) {
         f.includes.push(gen_include(rng, w, &e.name, 1));
     }
+    alias_duplicates(&mut f.includes);
     f
 }
 
@@ -909,10 +923,11 @@ fn ref_include(
 ) {
     out.lookups += 1 + count_rel_preds(inc.filter.as_ref());
     let r = w.rel(parent_entity, &inc.relation).clone();
+    let name = inc.alias.clone().unwrap_or_else(|| r.name.clone());
     let path = if parent_path.is_empty() {
-        r.name.clone()
+        name
     } else {
-        format!("{parent_path}.{}", r.name)
+        format!("{parent_path}.{name}")
     };
     let mut s = Sql {
         w,
