@@ -597,3 +597,46 @@ fn one_relation_twice_needs_an_alias() {
         &["alias"],
     );
 }
+
+#[test]
+fn plan_cache_reuses_plans_by_shape_and_schema_version() {
+    let (db, conn) = blog(3, 2, 1);
+    let f = |id: i64| {
+        GraphFetch::new("users")
+            .filter(Filter::eq("id", id))
+            .include(Include::new("posts"))
+    };
+    assert!(!conn.fetch(&f(1)).unwrap().stats.plan_cached);
+    // Same shape, other values: the cached plan.
+    assert!(conn.fetch(&f(2)).unwrap().stats.plan_cached);
+    assert!(conn.explain(&f(3), false).unwrap().plan_cached);
+    // Another shape: a new plan.
+    assert!(
+        !conn
+            .fetch(&f(1).include(Include::new("comments")))
+            .unwrap()
+            .stats
+            .plan_cached
+    );
+    // A schema change: a new plan.
+    let mut tx = conn.begin().unwrap();
+    tx.add_field("users", ormdb::FieldDef::new("nick", ormdb::DataType::Text))
+        .unwrap();
+    tx.commit().unwrap();
+    let r = conn.fetch(&f(1)).unwrap();
+    assert!(!r.stats.plan_cached);
+    assert!(r
+        .block("users")
+        .unwrap()
+        .fields
+        .contains(&"nick".to_string()));
+    let m = db.metrics_text();
+    for name in [
+        "ormdb_plan_cache_hits_total 2",
+        "ormdb_plan_cache_misses_total 3",
+        "ormdb_fetch_duration_seconds_count",
+        "ormdb_fetch_lookups_total",
+    ] {
+        assert!(m.contains(name), "metrics lack {name:?}:\n{m}");
+    }
+}
