@@ -373,7 +373,6 @@ class Connection:
     NotSupportedError = NotSupportedError
 
     row_factory: Optional[Callable[[Cursor, tuple], Any]]
-    text_factory: Any
 
     def __init__(
         self,
@@ -406,7 +405,6 @@ class Connection:
         self._thread = threading.get_ident()
         self._autocommit = autocommit
         self.row_factory = None
-        self.text_factory = str
         if autocommit is False:
             self._native.execute("BEGIN")
 
@@ -479,6 +477,16 @@ class Connection:
         elif value is False and not self._native.in_transaction:
             self._native.execute("BEGIN")
         self._autocommit = value
+
+    @property
+    def text_factory(self) -> Any:
+        return str
+
+    @text_factory.setter
+    def text_factory(self, value: Any) -> None:
+        # TEXT values always arrive as str; anything else would silently be ignored.
+        if value is not str:
+            raise NotSupportedError("text_factory: only str is supported")
 
     @property
     def in_transaction(self) -> bool:
