@@ -119,6 +119,8 @@ pub struct AggCall {
     pub args: Vec<SExpr>,
     pub distinct: bool,
     pub filter: Option<SExpr>,
+    /// For [`AggFunc::User`]: the registered aggregate.
+    pub user: Option<super::user_functions::UserAggregate>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +133,8 @@ pub enum AggFunc {
     Min,
     Max,
     GroupConcat,
+    /// An aggregate registered on the session.
+    User,
 }
 
 /// A column visible in a scope.
@@ -760,7 +764,13 @@ impl<'a> Compiler<'a> {
         if order_clause {
             return Err(Error::unsupported(format!("ORDER BY inside {name}()")));
         }
-        if let Some(af) = agg_func(&name, arg_exprs.len(), star) {
+        let user_agg = self
+            .user_functions
+            .and_then(|u| u.get_aggregate(&name, arg_exprs.len()))
+            .filter(|_| !star)
+            .cloned();
+        let builtin_agg = agg_func(&name, arg_exprs.len(), star);
+        if let Some(af) = user_agg.as_ref().map(|_| AggFunc::User).or(builtin_agg) {
             if star && name != "count" {
                 return Err(syntax(format!("wrong use of * in {name}()")));
             }
@@ -789,6 +799,7 @@ impl<'a> Compiler<'a> {
                 args,
                 distinct,
                 filter,
+                user: user_agg,
             });
             return Ok(SExpr::Col { up: 0, idx: slot });
         }

@@ -23,4 +23,4 @@ pub mod user_functions;
 
 pub use params::Params;
 pub use session::{Session, StatementResult};
-pub use user_functions::{ScalarFn, UserFunction, UserFunctions};
+pub use user_functions::{AggregateFn, ScalarFn, UserAggregate, UserFunction, UserFunctions};

@@ -1458,6 +1458,8 @@ struct AggState {
     best: Option<Value>,
     text: Option<String>,
     seen: HashSet<Vec<u8>>,
+    /// Argument rows of a user aggregate, handed to it when the group is finished.
+    user_rows: Vec<Vec<Value>>,
 }
 
 fn agg_step(a: &AggCall, st: &mut AggState, ctx: &mut Ctx, env: &Env) -> Result<()> {
@@ -1468,6 +1470,24 @@ fn agg_step(a: &AggCall, st: &mut AggState, ctx: &mut Ctx, env: &Env) -> Result<
     }
     if a.func == AggFunc::CountStar {
         st.count += 1;
+        return Ok(());
+    }
+    if a.func == AggFunc::User {
+        // User aggregates see every row, NULL arguments included (as in SQLite).
+        let mut row = Vec::with_capacity(a.args.len());
+        for x in &a.args {
+            row.push(eval(x, ctx, env)?);
+        }
+        if a.distinct {
+            let mut k = Vec::new();
+            for v in &row {
+                encode_key_value(v, &mut k);
+            }
+            if !st.seen.insert(k) {
+                return Ok(());
+            }
+        }
+        st.user_rows.push(row);
         return Ok(());
     }
     let v = eval(&a.args[0], ctx, env)?;
@@ -1483,7 +1503,7 @@ fn agg_step(a: &AggCall, st: &mut AggState, ctx: &mut Ctx, env: &Env) -> Result<
     }
     st.count += 1;
     match a.func {
-        AggFunc::Count | AggFunc::CountStar => {}
+        AggFunc::Count | AggFunc::CountStar | AggFunc::User => {}
         AggFunc::Sum | AggFunc::Total | AggFunc::Avg => {
             let n = crate::ir::expr::to_numeric(&v);
             match n {
@@ -1574,6 +1594,10 @@ fn agg_final(a: &AggCall, st: &AggState) -> Result<Value> {
         }
         AggFunc::Min | AggFunc::Max => st.best.clone().unwrap_or(Value::Null),
         AggFunc::GroupConcat => st.text.clone().map_or(Value::Null, Value::Text),
+        AggFunc::User => match &a.user {
+            Some(u) => (u.func)(&st.user_rows)?,
+            None => return Err(Error::internal("user aggregate without its function")),
+        },
     })
 }
 

@@ -15,7 +15,7 @@ use super::eval::{Counters, Ctx};
 use super::params::{Bound, Params};
 use super::parse::{self, LineIndex};
 use super::pragma::{self, Pragma};
-use super::user_functions::{UserFunction, UserFunctions};
+use super::user_functions::{UserAggregate, UserFunction, UserFunctions};
 use super::{ddl, dml, query};
 use crate::api::{Connection, Transaction};
 use crate::error::{Error, Result, SqlState};
@@ -116,6 +116,16 @@ impl Session {
     /// Unregisters a function; returns whether it was registered.
     pub fn remove_function(&mut self, name: &str, nargs: Option<usize>) -> bool {
         Arc::make_mut(&mut self.user_functions).remove(name, nargs)
+    }
+
+    /// Registers an aggregate function (like [`Session::create_function`]); it takes precedence
+    /// over a built-in aggregate of the same name and argument count.
+    pub fn create_aggregate(&mut self, name: &str, nargs: Option<usize>, f: UserAggregate) {
+        Arc::make_mut(&mut self.user_functions).register_aggregate(name, nargs, f);
+    }
+
+    pub fn remove_aggregate(&mut self, name: &str, nargs: Option<usize>) -> bool {
+        Arc::make_mut(&mut self.user_functions).remove_aggregate(name, nargs)
     }
 
     pub fn connection(&self) -> &Connection {

@@ -1,7 +1,7 @@
-//! Scalar functions registered on a [`Session`](super::Session) by the embedding application
-//! (sqlite3's `create_function`): bindings register callbacks into their language here. A
-//! registered function takes precedence over a built-in of the same name and argument count, as
-//! in SQLite.
+//! Functions registered on a [`Session`](super::Session) by the embedding application:
+//! scalar functions (sqlite3's `create_function`) and aggregates (`create_aggregate`); bindings
+//! register callbacks into their language here. A registered function takes precedence over a
+//! built-in of the same name and argument count, as in SQLite.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -13,6 +13,24 @@ use crate::value::Value;
 /// The callback: argument values in, one value (or an error) out.
 pub type ScalarFn = Arc<dyn Fn(&[Value]) -> Result<Value> + Send + Sync>;
 
+/// An aggregate callback: the argument rows of one group (after FILTER and DISTINCT), in
+/// input order, to the aggregate's value. The rows are collected and handed over when the group
+/// is finished, so the callback sees exactly the step calls SQLite would make.
+pub type AggregateFn = Arc<dyn Fn(&[Vec<Value>]) -> Result<Value> + Send + Sync>;
+
+#[derive(Clone)]
+pub struct UserAggregate {
+    /// The name it was called by (for messages).
+    pub name: String,
+    pub func: AggregateFn,
+}
+
+impl fmt::Debug for UserAggregate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "UserAggregate({})", self.name)
+    }
+}
+
 #[derive(Clone)]
 pub struct UserFunction {
     pub func: ScalarFn,
@@ -20,22 +38,28 @@ pub struct UserFunction {
     pub deterministic: bool,
 }
 
-/// Registered functions by lower-case name and argument count (`None`: any count).
-#[derive(Clone, Default)]
-pub struct UserFunctions {
-    by_name: HashMap<String, Vec<(Option<usize>, UserFunction)>>,
+/// Entries by lower-case name and argument count (`None`: any count).
+#[derive(Clone)]
+struct Registry<T> {
+    by_name: HashMap<String, Vec<(Option<usize>, T)>>,
 }
 
-impl UserFunctions {
-    /// Registers (or replaces) `name` taking `nargs` arguments (`None`: any number).
-    pub fn register(&mut self, name: &str, nargs: Option<usize>, f: UserFunction) {
+impl<T> Default for Registry<T> {
+    fn default() -> Self {
+        Registry {
+            by_name: HashMap::new(),
+        }
+    }
+}
+
+impl<T> Registry<T> {
+    fn register(&mut self, name: &str, nargs: Option<usize>, f: T) {
         let list = self.by_name.entry(name.to_ascii_lowercase()).or_default();
         list.retain(|(n, _)| *n != nargs);
         list.push((nargs, f));
     }
 
-    /// Removes `name` with `nargs`; returns whether it was registered.
-    pub fn remove(&mut self, name: &str, nargs: Option<usize>) -> bool {
+    fn remove(&mut self, name: &str, nargs: Option<usize>) -> bool {
         let key = name.to_ascii_lowercase();
         let Some(list) = self.by_name.get_mut(&key) else {
             return false;
@@ -49,9 +73,7 @@ impl UserFunctions {
         removed
     }
 
-    /// The function called for `name` with `nargs` arguments: an exact argument count wins over
-    /// a variadic registration. `name` must be lower case.
-    pub fn get(&self, name: &str, nargs: usize) -> Option<&UserFunction> {
+    fn get(&self, name: &str, nargs: usize) -> Option<&T> {
         let list = self.by_name.get(name)?;
         list.iter()
             .find(|(n, _)| *n == Some(nargs))
@@ -59,17 +81,61 @@ impl UserFunctions {
             .map(|(_, f)| f)
     }
 
+    fn names(&self) -> Vec<&String> {
+        let mut names: Vec<&String> = self.by_name.keys().collect();
+        names.sort();
+        names
+    }
+}
+
+/// The functions and aggregates registered on a session.
+#[derive(Clone, Default)]
+pub struct UserFunctions {
+    scalars: Registry<UserFunction>,
+    aggregates: Registry<UserAggregate>,
+}
+
+impl UserFunctions {
+    /// Registers (or replaces) `name` taking `nargs` arguments (`None`: any number).
+    pub fn register(&mut self, name: &str, nargs: Option<usize>, f: UserFunction) {
+        self.scalars.register(name, nargs, f);
+    }
+
+    /// Removes `name` with `nargs`; returns whether it was registered.
+    pub fn remove(&mut self, name: &str, nargs: Option<usize>) -> bool {
+        self.scalars.remove(name, nargs)
+    }
+
+    /// The function called for `name` with `nargs` arguments: an exact argument count wins over
+    /// a variadic registration. `name` must be lower case.
+    pub fn get(&self, name: &str, nargs: usize) -> Option<&UserFunction> {
+        self.scalars.get(name, nargs)
+    }
+
+    /// Registers (or replaces) aggregate `name` taking `nargs` arguments (`None`: any number).
+    pub fn register_aggregate(&mut self, name: &str, nargs: Option<usize>, f: UserAggregate) {
+        self.aggregates.register(name, nargs, f);
+    }
+
+    pub fn remove_aggregate(&mut self, name: &str, nargs: Option<usize>) -> bool {
+        self.aggregates.remove(name, nargs)
+    }
+
+    /// The aggregate called for `name` with `nargs` arguments (`name` in lower case).
+    pub fn get_aggregate(&self, name: &str, nargs: usize) -> Option<&UserAggregate> {
+        self.aggregates.get(name, nargs)
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.by_name.is_empty()
+        self.scalars.by_name.is_empty() && self.aggregates.by_name.is_empty()
     }
 }
 
 impl fmt::Debug for UserFunctions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut names: Vec<&String> = self.by_name.keys().collect();
-        names.sort();
         f.debug_struct("UserFunctions")
-            .field("names", &names)
+            .field("scalars", &self.scalars.names())
+            .field("aggregates", &self.aggregates.names())
             .finish()
     }
 }
@@ -172,5 +238,76 @@ mod tests {
         assert!(s.remove_function("abs", Some(1)));
         let r = s.execute("SELECT abs(-1)", &crate::Params::None).unwrap();
         assert_eq!(r.rows, vec![vec![Value::Integer(1)]]);
+    }
+}
+
+#[cfg(test)]
+mod aggregate_tests {
+    use super::*;
+    use crate::Params;
+
+    #[test]
+    fn registered_aggregates_get_every_row_per_group() {
+        let db = crate::Database::temporary().unwrap();
+        let mut s = db.connect().sql();
+        s.execute_batch(
+            "CREATE TABLE t (g TEXT, x INTEGER);
+             INSERT INTO t VALUES ('a', 1), ('a', NULL), ('a', 3), ('b', 4), ('b', 4);",
+        )
+        .unwrap();
+        // Counts rows (NULLs included) and sums the non-NULL values.
+        s.create_aggregate(
+            "rows_and_sum",
+            Some(1),
+            UserAggregate {
+                name: "rows_and_sum".into(),
+                func: Arc::new(|rows: &[Vec<Value>]| {
+                    let sum: i64 = rows.iter().filter_map(|r| r[0].as_i64()).sum();
+                    Ok(Value::Text(format!("{}:{sum}", rows.len())))
+                }),
+            },
+        );
+        let r = s
+            .execute(
+                "SELECT g, rows_and_sum(x), rows_and_sum(DISTINCT x) FROM t GROUP BY g ORDER BY g",
+                &Params::None,
+            )
+            .unwrap();
+        assert_eq!(
+            r.rows,
+            vec![
+                vec![Value::from("a"), Value::from("3:4"), Value::from("3:4")],
+                vec![Value::from("b"), Value::from("2:8"), Value::from("1:4")],
+            ]
+        );
+        // No rows: the aggregate still finishes once, with no rows.
+        let r = s
+            .execute("SELECT rows_and_sum(x) FROM t WHERE 0", &Params::None)
+            .unwrap();
+        assert_eq!(r.rows, vec![vec![Value::from("0:0")]]);
+        // Errors propagate; removal restores "unknown function".
+        s.create_aggregate(
+            "bad",
+            None,
+            UserAggregate {
+                name: "bad".into(),
+                func: Arc::new(|_| Err(crate::Error::internal("bad aggregate"))),
+            },
+        );
+        let e = s
+            .execute("SELECT bad(x, g) FROM t", &Params::None)
+            .unwrap_err();
+        assert_eq!(e.message, "bad aggregate");
+        assert!(s.remove_aggregate("bad", None));
+        assert_eq!(
+            s.execute("SELECT bad(x) FROM t", &Params::None)
+                .unwrap_err()
+                .code(),
+            "0A000"
+        );
+        let e = s
+            .execute("SELECT x FROM t WHERE rows_and_sum(x) > 0", &Params::None)
+            .unwrap_err();
+        assert_eq!(e.code(), "42601");
     }
 }
