@@ -576,10 +576,12 @@ class Connection:
         self._native.create_function(name, narg, func, deterministic)
 
     def create_aggregate(self, name: str, n_arg: int, aggregate_class: Any) -> None:
+        """Registers an aggregate: ``aggregate_class()`` is instantiated per group, its
+        ``step(*args)`` called for each row and ``finalize()`` gives the value
+        (``aggregate_class=None`` removes it). The steps of a group run when the group is
+        complete."""
         self._check()
-        raise NotSupportedError(
-            "create_aggregate: user-defined aggregate functions are not supported yet"
-        )
+        self._native.create_aggregate(name, n_arg, aggregate_class)
 
     def create_window_function(self, name: str, num_params: int, aggregate_class: Any) -> None:
         self._check()

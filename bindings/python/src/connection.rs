@@ -15,7 +15,7 @@ use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
 use ormdb::catalog::{Schema, SchemaBundle};
 use ormdb::sql::parse::split_statements;
-use ormdb::sql::UserFunction;
+use ormdb::sql::{UserAggregate, UserFunction};
 use ormdb::{
     Aggregate, ChangeKind, ChangeSet, Database, Durability, GraphFetch, Mutation, Options,
     RelationKind, Session, SqlState, Subscription, SubscriptionFilter, Value,
@@ -113,6 +113,16 @@ impl NativeDatabase {
 
 type CallbackError = Arc<Mutex<Option<PyErr>>>;
 
+/// sqlite3's wording ("user-defined function raised exception", "user-defined aggregate's
+/// 'step' method raised error") plus which function and the exception itself.
+fn callback_message(engine_msg: &str, cause: &PyErr) -> String {
+    if engine_msg.starts_with("user-defined aggregate") {
+        format!("{engine_msg}: {cause}")
+    } else {
+        format!("user-defined function raised exception: {cause}")
+    }
+}
+
 #[pyclass(module = "ormdb._ormdb", frozen)]
 pub struct NativeConnection {
     db: Database,
@@ -184,14 +194,15 @@ impl NativeConnection {
         res.map_err(|f| {
             let cb = lock(&self.callback_error).take();
             match (f, cb) {
-                (Failure::Engine(_), Some(cause)) => {
+                (Failure::Engine(e), Some(cause)) => {
+                    let cause_msg = e.message;
                     let e = Python::attach(|py| {
                         use pyo3::PyTypeInfo;
                         errors::with_state(
                             py,
                             errors::OperationalError::type_object(py),
                             None,
-                            format!("user-defined function raised exception: {cause}"),
+                            callback_message(&cause_msg, &cause),
                         )
                     });
                     Python::attach(|py| e.set_cause(py, Some(cause)));
@@ -227,6 +238,17 @@ fn graph_json(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<String> {
         "the {what} must be a dict or a JSON string, not '{}'",
         obj.get_type().name()?
     )))
+}
+
+/// sqlite3's argument count convention: -1 for any number, else 0..=127.
+fn arg_count(narg: i64) -> PyResult<Option<usize>> {
+    match narg {
+        -1 => Ok(None),
+        n if (0..=127).contains(&n) => Ok(Some(n as usize)),
+        n => Err(errors::programming(format!(
+            "narg must be between -1 and 127, not {n}"
+        ))),
+    }
 }
 
 /// Whether the include at `path` (relation names from `root`) is to-one.
@@ -355,15 +377,7 @@ impl NativeConnection {
         func: Option<Py<PyAny>>,
         deterministic: bool,
     ) -> PyResult<()> {
-        let nargs = match narg {
-            -1 => None,
-            n if (0..=127).contains(&n) => Some(n as usize),
-            n => {
-                return Err(errors::programming(format!(
-                    "narg must be between -1 and 127, not {n}"
-                )))
-            }
-        };
+        let nargs = arg_count(narg)?;
         let name = name.to_owned();
         let Some(func) = func else {
             return self.run(py, |s| {
@@ -400,6 +414,67 @@ impl NativeConnection {
         };
         self.run(py, |s| {
             s.create_function(&name, nargs, f);
+            Ok(())
+        })
+    }
+
+    /// Registers `aggregate_class` (with `step(*args)` and `finalize()`) as SQL aggregate
+    /// `name` with `narg` arguments (-1: any number); `None` unregisters it. One instance is
+    /// created per group.
+    fn create_aggregate(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        narg: i64,
+        aggregate_class: Option<Py<PyAny>>,
+    ) -> PyResult<()> {
+        let nargs = arg_count(narg)?;
+        let name = name.to_owned();
+        let Some(class) = aggregate_class else {
+            return self.run(py, |s| {
+                s.remove_aggregate(&name, nargs);
+                Ok(())
+            });
+        };
+        if !class.bind(py).is_callable() {
+            return Err(errors::programming(
+                "aggregate_class must be a class (with step and finalize) or None",
+            ));
+        }
+        let slot = self.callback_error.clone();
+        let fname = name.clone();
+        let f = UserAggregate {
+            name: name.clone(),
+            func: Arc::new(move |rows: &[Vec<Value>]| {
+                Python::attach(|py| {
+                    let mut stage = "__init__";
+                    let mut call = || -> PyResult<Value> {
+                        let inst = class.bind(py).call0()?;
+                        stage = "step";
+                        let step = inst.getattr("step")?;
+                        for row in rows {
+                            let items = row
+                                .iter()
+                                .map(|v| values::to_py(py, v))
+                                .collect::<PyResult<Vec<_>>>()?;
+                            step.call1(PyTuple::new(py, items)?)?;
+                        }
+                        stage = "finalize";
+                        let out = inst.call_method0("finalize")?;
+                        values::to_value(&out, Param::Function(0))
+                    };
+                    call().map_err(|e| {
+                        *lock(&slot) = Some(e);
+                        ormdb::Error::new(
+                            SqlState::Internal,
+                            format!("user-defined aggregate {fname}(): its '{stage}' method raised an exception"),
+                        )
+                    })
+                })
+            }),
+        };
+        self.run(py, |s| {
+            s.create_aggregate(&name, nargs, f);
             Ok(())
         })
     }

@@ -255,9 +255,73 @@ def test_recursive_use_from_a_function_is_refused(conn):
     assert conn.execute("SELECT 2").fetchone() == (2,)
 
 
-def test_unsupported_features_raise_not_supported(conn):
+def test_create_aggregate(conn):
+    class Variance:
+        def __init__(self):
+            self.values = []
+
+        def step(self, v):
+            if v is not None:
+                self.values.append(v)
+
+        def finalize(self):
+            n = len(self.values)
+            if n < 2:
+                return None
+            m = sum(self.values) / n
+            return sum((v - m) ** 2 for v in self.values) / (n - 1)
+
+    conn.create_aggregate("VAR_SAMP", 1, Variance)
+    conn.execute("CREATE TABLE t (g TEXT, x REAL)")
+    conn.executemany(
+        "INSERT INTO t VALUES (?, ?)", [("a", 1), ("a", 2), ("a", 3), ("b", 5), ("b", None)]
+    )
+    assert conn.execute("SELECT g, var_samp(x) FROM t GROUP BY g ORDER BY g").fetchall() == [
+        ("a", 1.0),
+        ("b", None),
+    ]
+    assert conn.execute("SELECT var_samp(x) FROM t WHERE x > 100").fetchone() == (None,)
+
+    class Concat:
+        def __init__(self):
+            self.parts = []
+
+        def step(self, *args):
+            self.parts.append("/".join(map(str, args)))
+
+        def finalize(self):
+            return ",".join(self.parts)
+
+    conn.create_aggregate("cat", -1, Concat)
+    assert conn.execute("SELECT cat(g, x) FROM t WHERE g = 'b'").fetchone() == ("b/5.0,b/None",)
+    conn.create_aggregate("cat", -1, None)
     with pytest.raises(ormdb.NotSupportedError):
-        conn.create_aggregate("agg", 1, object)
+        conn.execute("SELECT cat(g) FROM t")
+
+
+@pytest.mark.parametrize("stage", ["__init__", "step", "finalize"])
+def test_create_aggregate_errors(conn, stage):
+    class Bad:
+        def __init__(self):
+            if stage == "__init__":
+                raise RuntimeError("init")
+
+        def step(self, v):
+            if stage == "step":
+                raise RuntimeError("step")
+
+        def finalize(self):
+            if stage == "finalize":
+                raise RuntimeError("finalize")
+            return 1
+
+    conn.create_aggregate("bad", 1, Bad)
+    with pytest.raises(ormdb.OperationalError, match=f"'{stage}' method") as ei:
+        conn.execute("SELECT bad(1)")
+    assert isinstance(ei.value.__cause__, RuntimeError)
+
+
+def test_unsupported_features_raise_not_supported(conn):
     with pytest.raises(ormdb.NotSupportedError):
         conn.backup(ormdb.connect(":memory:"))
     with pytest.raises(ormdb.NotSupportedError):
