@@ -399,7 +399,7 @@ impl NativeConnection {
                             .map(|v| values::to_py(py, v))
                             .collect::<PyResult<Vec<_>>>()?;
                         let out = func.bind(py).call1(PyTuple::new(py, items)?)?;
-                        values::to_value(&out, Param::Function(args.len()))
+                        values::to_value(&out, Param::Result)
                     };
                     call().map_err(|e| {
                         *lock(&slot) = Some(e);
@@ -461,7 +461,7 @@ impl NativeConnection {
                         }
                         stage = "finalize";
                         let out = inst.call_method0("finalize")?;
-                        values::to_value(&out, Param::Function(0))
+                        values::to_value(&out, Param::Result)
                     };
                     call().map_err(|e| {
                         *lock(&slot) = Some(e);

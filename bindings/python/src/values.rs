@@ -27,16 +27,17 @@ pub fn _set_adapters(py: Python<'_>, adapters: Bound<'_, PyDict>) -> PyResult<()
 /// Describes which parameter a conversion error is about.
 fn label(pos: &Param<'_>) -> String {
     match pos {
-        Param::Index(i) => format!("parameter {}", i + 1),
-        Param::Name(n) => format!("parameter :{n}"),
-        Param::Function(i) => format!("return value of user function (argument {i})"),
+        Param::Index(i) => format!("binding parameter {}", i + 1),
+        Param::Name(n) => format!("binding parameter :{n}"),
+        Param::Result => "converting the value returned by a user-defined function".to_string(),
     }
 }
 
 pub enum Param<'a> {
     Index(usize),
     Name(&'a str),
-    Function(usize),
+    /// The result of a user-defined function or aggregate.
+    Result,
 }
 
 fn primitive(obj: &Bound<'_, PyAny>, at: &Param<'_>) -> PyResult<Option<Value>> {
@@ -95,7 +96,7 @@ pub fn to_value(obj: &Bound<'_, PyAny>, at: Param<'_>) -> PyResult<Value> {
                 return Ok(v);
             }
             return Err(errors::programming(format!(
-                "Error binding {}: the adapter for type '{}' returned unsupported type '{}'",
+                "Error {}: the adapter for type '{}' returned unsupported type '{}'",
                 label(&at),
                 ty.name()?,
                 adapted.get_type().name()?
@@ -103,7 +104,7 @@ pub fn to_value(obj: &Bound<'_, PyAny>, at: Param<'_>) -> PyResult<Value> {
         }
     }
     Err(errors::programming(format!(
-        "Error binding {}: type '{}' is not supported (use None, int, float, str, bytes, or register an adapter)",
+        "Error {}: type '{}' is not supported (use None, int, float, str, bytes, or register an adapter)",
         label(&at),
         ty.name()?
     )))
