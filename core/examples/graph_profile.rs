@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use ormdb::{
-    Database, DataType, EntitySpec, FieldDef, Filter, ForeignKeySpec, GraphFetch, Include, Value,
+    DataType, Database, EntitySpec, FieldDef, Filter, ForeignKeySpec, GraphFetch, Include, Value,
 };
 
 fn main() -> ormdb::Result<()> {
@@ -67,8 +67,8 @@ fn main() -> ormdb::Result<()> {
         }
     }
     tx.commit()?;
-    let mut f = GraphFetch::new("users")
-        .include(Include::new("posts").include(Include::new("comments")));
+    let mut f =
+        GraphFetch::new("users").include(Include::new("posts").include(Include::new("comments")));
     if case == "one" {
         f = f.filter(Filter::eq("id", 42));
     }
