@@ -68,8 +68,10 @@ pub enum SExpr {
         expr: Box<SExpr>,
         query: Rc<Query>,
         negated: bool,
-        /// Affinity applied to the left value before comparing (the column's, if any).
-        affinity: Option<DataType>,
+        /// Comparison affinity applied to the left value and to the subquery's values (as for
+        /// `x = y` between the left operand and the subquery's column).
+        left_conv: Option<DataType>,
+        right_conv: Option<DataType>,
     },
     Exists {
         query: Rc<Query>,
@@ -425,12 +427,15 @@ impl<'a> Compiler<'a> {
                                 q.columns.len()
                             )));
                         }
+                        let (left_conv, right_conv) =
+                            comparison_conversions(aff, q.affinities.first().copied().flatten());
                         (
                             SExpr::InQuery {
                                 expr: Box::new(x),
                                 query: Rc::new(q),
                                 negated: *negated,
-                                affinity: aff,
+                                left_conv,
+                                right_conv,
                             },
                             None,
                         )
@@ -653,7 +658,8 @@ impl<'a> Compiler<'a> {
             BinaryOperator::LtEq => return self.compare(Op::Le, l, r),
             BinaryOperator::Gt => return self.compare(Op::Gt, l, r),
             BinaryOperator::GtEq => return self.compare(Op::Ge, l, r),
-            BinaryOperator::Spaceship => return self.compare(Op::Is, l, r),
+            BinaryOperator::Spaceship | BinaryOperator::Is => return self.compare(Op::Is, l, r),
+            BinaryOperator::IsNot => return self.compare(Op::IsNot, l, r),
             BinaryOperator::And => Op::And,
             BinaryOperator::Or => Op::Or,
             BinaryOperator::Plus => Op::Add,
@@ -812,6 +818,27 @@ pub fn is_rowid_name(n: &str) -> bool {
 
 pub fn is_numeric_aff(a: DataType) -> bool {
     matches!(a, DataType::Integer | DataType::Real | DataType::Numeric)
+}
+
+/// Which affinity to apply to (left, right) operands of a comparison, by SQLite's rules.
+pub fn comparison_conversions(
+    aa: Option<DataType>,
+    ba: Option<DataType>,
+) -> (Option<DataType>, Option<DataType>) {
+    let num = |x: Option<DataType>| x.is_some_and(is_numeric_aff);
+    let texty =
+        |x: Option<DataType>| matches!(x, Some(DataType::Text) | Some(DataType::Blob) | None);
+    if num(aa) && texty(ba) {
+        (None, Some(DataType::Numeric))
+    } else if num(ba) && texty(aa) {
+        (Some(DataType::Numeric), None)
+    } else if aa == Some(DataType::Text) && ba.is_none() {
+        (None, Some(DataType::Text))
+    } else if ba == Some(DataType::Text) && aa.is_none() {
+        (Some(DataType::Text), None)
+    } else {
+        (None, None)
+    }
 }
 
 /// SQLite's comparison affinity: a numeric-affinity operand converts the other one (when that

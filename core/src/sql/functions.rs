@@ -190,28 +190,34 @@ pub fn call(name: &str, mut args: Vec<Value>, counters: &Counters) -> Result<Val
             }
             Value::Text(s.replace(&from, &text_of(&args[2])))
         }
-        "abs" => match to_numeric(&a0) {
+        // Integers stay integers; anything else is read as a real (text included).
+        "abs" => match &a0 {
             Value::Integer(i) => Value::Integer(
                 i.checked_abs()
                     .ok_or_else(|| Error::new(SqlState::ValueTooLong, "integer overflow"))?,
             ),
-            Value::Real(r) => Value::Real(r.abs()),
             Value::Null => Value::Null,
-            _ => Value::Real(0.0),
+            other => Value::Real(match to_numeric(other) {
+                Value::Integer(i) => (i as f64).abs(),
+                Value::Real(r) => r.abs(),
+                _ => 0.0,
+            }),
         },
         "round" => round(&args),
         "min" | "max" => {
             if null_if_any(&args) {
                 return Ok(Value::Null);
             }
-            let want = if name == "min" {
-                Ordering::Less
-            } else {
-                Ordering::Greater
-            };
+            // Ties: min() takes the later argument, max() keeps the earlier (as SQLite).
             let mut best = args[0].clone();
             for v in &args[1..] {
-                if v.total_cmp(&best) == want {
+                let o = v.total_cmp(&best);
+                let take = if name == "min" {
+                    o != Ordering::Greater
+                } else {
+                    o == Ordering::Greater
+                };
+                if take {
                     best = v.clone();
                 }
             }

@@ -31,7 +31,19 @@ pub struct Query {
     pub offset: Option<SExpr>,
     pub columns: Vec<String>,
     pub decls: Vec<Option<String>>,
+    /// Comparison affinity of each result column (a table column's; None for expressions).
+    pub affinities: Vec<Option<DataType>>,
     pub correlated: bool,
+    /// Unique per compiled query: the key of its cached rows (addresses can be reused once a
+    /// compiled expression is dropped).
+    pub id: usize,
+}
+
+/// A fresh query id.
+pub fn next_query_id() -> usize {
+    use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+    static NEXT: AtomicUsize = AtomicUsize::new(1);
+    NEXT.fetch_add(1, AtomicOrdering::Relaxed)
 }
 
 #[derive(Debug)]
@@ -79,6 +91,8 @@ pub struct SelectPlan {
     pub projection: Vec<SExpr>,
     pub distinct: bool,
     pub order_keys: Vec<SExpr>,
+    /// Comparison affinity of each result column.
+    pub affinities: Vec<Option<DataType>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,14 +252,17 @@ fn compile_query_body(c: &mut Compiler, q: &ast::Query) -> Result<Query> {
     match q.body.as_ref() {
         SetExpr::Select(s) => {
             let (plan, columns, decls, order, correlated) = compile_select(c, s, &order_exprs)?;
+            let affinities = plan.affinities.clone();
             Ok(Query {
                 body: Body::Select(Box::new(plan)),
                 order,
                 limit,
                 offset,
+                affinities,
                 columns,
                 decls,
                 correlated,
+                id: next_query_id(),
             })
         }
         other => {
@@ -260,6 +277,7 @@ fn compile_query_body(c: &mut Compiler, q: &ast::Query) -> Result<Query> {
                 });
             }
             Ok(Query {
+                affinities: body_affinities(&body),
                 body,
                 order,
                 limit,
@@ -267,8 +285,18 @@ fn compile_query_body(c: &mut Compiler, q: &ast::Query) -> Result<Query> {
                 columns,
                 decls,
                 correlated,
+                id: next_query_id(),
             })
         }
+    }
+}
+
+fn body_affinities(b: &Body) -> Vec<Option<DataType>> {
+    match b {
+        Body::Select(s) => s.affinities.clone(),
+        Body::Values(rows) => vec![None; rows.first().map_or(0, Vec::len)],
+        Body::SetOp { left, .. } => body_affinities(left),
+        Body::Query(q) => q.affinities.clone(),
     }
 }
 
@@ -468,7 +496,7 @@ fn compile_factor(c: &mut Compiler, f: &TableFactor, join: JoinKind) -> Result<S
                         c.frame().cols.push(ColInfo {
                             table: Some(shown.clone()),
                             name: col.clone(),
-                            affinity: None,
+                            affinity: cte.query.affinities.get(i).copied().flatten(),
                             decl: cte.query.decls.get(i).cloned().flatten(),
                             hidden: false,
                             alias_of: None,
@@ -571,7 +599,7 @@ fn compile_factor(c: &mut Compiler, f: &TableFactor, join: JoinKind) -> Result<S
                 c.frame().cols.push(ColInfo {
                     table: shown.clone(),
                     name: n.clone(),
-                    affinity: None,
+                    affinity: q.affinities.get(i).copied().flatten(),
                     decl: q.decls.get(i).cloned().flatten(),
                     hidden: false,
                     alias_of: None,
@@ -766,11 +794,13 @@ fn compile_select_in_frame(
     let mut columns = Vec::new();
     let mut decls = Vec::new();
     let mut proj_ast: Vec<Option<&AExpr>> = Vec::new();
+    let mut affs: Vec<Option<DataType>> = Vec::new();
     let mut item_texts: Option<Vec<String>> = None;
     for (k, item) in s.projection.iter().enumerate() {
         match item {
             SelectItem::UnnamedExpr(e) => {
-                let (x, _) = c.expr_aff(e)?;
+                let (x, aff) = c.expr_aff(e)?;
+                affs.push(aff);
                 let plain_col = match (&x, e) {
                     (
                         SExpr::Col { up: 0, idx },
@@ -809,7 +839,8 @@ fn compile_select_in_frame(
                 proj_ast.push(Some(e));
             }
             SelectItem::ExprWithAlias { expr, alias } => {
-                let x = c.expr(expr)?;
+                let (x, aff) = c.expr_aff(expr)?;
+                affs.push(aff);
                 columns.push(alias.value.clone());
                 decls.push(decl_of(c, &x));
                 projection.push(x);
@@ -845,6 +876,7 @@ fn compile_select_in_frame(
                     }
                     columns.push(col.name.clone());
                     decls.push(col.decl.clone());
+                    affs.push(col.affinity);
                     projection.push(SExpr::Col { up: 0, idx: i });
                     proj_ast.push(None);
                 }
@@ -870,6 +902,7 @@ fn compile_select_in_frame(
                     any = true;
                     columns.push(col.name.clone());
                     decls.push(col.decl.clone());
+                    affs.push(col.affinity);
                     projection.push(SExpr::Col { up: 0, idx: i });
                     proj_ast.push(None);
                 }
@@ -999,6 +1032,7 @@ fn compile_select_in_frame(
             projection,
             distinct,
             order_keys,
+            affinities: affs,
         },
         columns,
         decls,
@@ -1266,7 +1300,14 @@ fn body_rows(b: &Body, ctx: &mut Ctx, outer: Option<&Env>, want_keys: bool) -> R
             let r = body_rows(right, ctx, outer, false)?;
             Ok(match op {
                 SetOp::Union if *all => l.into_iter().chain(r).collect(),
-                SetOp::Union => dedup(l.into_iter().chain(r).collect()),
+                // SQLite's UNION keeps the last of equal rows (1 and 1.0 are equal).
+                SetOp::Union => {
+                    let mut all: Keyed = l.into_iter().chain(r).collect();
+                    all.reverse();
+                    let mut kept = dedup(all);
+                    kept.reverse();
+                    kept
+                }
                 SetOp::Intersect => {
                     let rk: HashSet<Vec<u8>> = r.iter().map(|(x, _)| key_bytes(x)).collect();
                     dedup(
@@ -1453,6 +1494,7 @@ struct AggState {
     count: i64,
     int_sum: Option<i64>,
     real_sum: f64,
+    compensation: f64,
     overflow: bool,
     any_real: bool,
     best: Option<Value>,
@@ -1485,29 +1527,40 @@ fn agg_step(a: &AggCall, st: &mut AggState, ctx: &mut Ctx, env: &Env) -> Result<
     match a.func {
         AggFunc::Count | AggFunc::CountStar => {}
         AggFunc::Sum | AggFunc::Total | AggFunc::Avg => {
-            let n = crate::ir::expr::to_numeric(&v);
-            match n {
-                Value::Integer(i) if !st.any_real && !st.overflow => {
-                    match st.int_sum.unwrap_or(0).checked_add(i) {
-                        Some(s) => st.int_sum = Some(s),
-                        None => st.overflow = true,
+            // Integers add exactly (overflow is an error for sum()); anything else makes the
+            // result real, summed with Kahan-Babuska-Neumaier compensation as SQLite does.
+            // Text that reads as a number counts as that number (SQLite's numeric type of
+            // the value); other text counts as a real.
+            let v = match &v {
+                Value::Text(t) => crate::value::parse_numeric(t).unwrap_or(v),
+                _ => v,
+            };
+            let x = match &v {
+                Value::Integer(i) => {
+                    if !st.overflow {
+                        match st.int_sum.unwrap_or(0).checked_add(*i) {
+                            Some(t) => st.int_sum = Some(t),
+                            None => st.overflow = true,
+                        }
                     }
-                    st.real_sum += i as f64;
+                    *i as f64
                 }
-                Value::Integer(i) => st.real_sum += i as f64,
-                Value::Real(r) => {
+                other => {
                     st.any_real = true;
-                    st.real_sum += r;
+                    match crate::ir::expr::to_numeric(other) {
+                        Value::Integer(i) => i as f64,
+                        Value::Real(r) => r,
+                        _ => 0.0,
+                    }
                 }
-                _ => {}
+            };
+            let t = st.real_sum + x;
+            if st.real_sum.abs() >= x.abs() {
+                st.compensation += (st.real_sum - t) + x;
+            } else {
+                st.compensation += (x - t) + st.real_sum;
             }
-            if matches!(n, Value::Integer(_))
-                && st.int_sum.is_none()
-                && !st.any_real
-                && !st.overflow
-            {
-                st.int_sum = Some(0);
-            }
+            st.real_sum = t;
         }
         AggFunc::Min | AggFunc::Max => {
             let better = match &st.best {
@@ -1559,17 +1612,17 @@ fn agg_final(a: &AggCall, st: &AggState) -> Result<Value> {
             } else if st.overflow && !st.any_real {
                 return Err(Error::new(SqlState::ValueTooLong, "integer overflow"));
             } else if st.any_real {
-                Value::Real(st.real_sum)
+                Value::Real(st.real_sum + st.compensation)
             } else {
                 Value::Integer(st.int_sum.unwrap_or(0))
             }
         }
-        AggFunc::Total => Value::Real(st.real_sum),
+        AggFunc::Total => Value::Real(st.real_sum + st.compensation),
         AggFunc::Avg => {
             if st.count == 0 {
                 Value::Null
             } else {
-                Value::Real(st.real_sum / st.count as f64)
+                Value::Real((st.real_sum + st.compensation) / st.count as f64)
             }
         }
         AggFunc::Min | AggFunc::Max => st.best.clone().unwrap_or(Value::Null),
