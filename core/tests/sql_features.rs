@@ -278,3 +278,21 @@ SELECT 1 FROM e WHERE count(*) > 1;
 SELECT id FROM e ORDER BY 3;
 "#);
 }
+
+#[test]
+fn json_functions() {
+    run(r#"
+CREATE TABLE j (id INTEGER PRIMARY KEY, doc JSON);
+INSERT INTO j (doc) VALUES ('{"theme": "dark", "n": [1, 2.50, 3], "o": {"k": "v\"q"}, "t": true, "z": null}'), ('[1, {"a": 2}]'), ('not json'), (NULL);
+SELECT json(doc) FROM j WHERE json_valid(doc) ORDER BY id;
+SELECT json_valid(doc) FROM j ORDER BY id;
+SELECT json_extract(doc, '$.theme'), json_extract(doc, '$.n[1]'), json_extract(doc, '$.n'), json_extract(doc, '$.o.k'), json_extract(doc, '$.t'), json_extract(doc, '$.z'), json_extract(doc, '$.missing') FROM j WHERE id = 1;
+SELECT json_extract(doc, '$[1].a'), json_extract(doc, '$[#-1]'), json_extract(doc, '$[0]', '$[1]') FROM j WHERE id = 2;
+SELECT doc -> 'theme', doc ->> 'theme', doc -> '$.n', doc ->> '$.n[2]', doc -> 'missing' FROM j WHERE id = 1;
+SELECT doc -> 1, doc ->> 0 FROM j WHERE id = 2;
+SELECT id FROM j WHERE json_extract(doc, '$."theme"') = 'dark';
+SELECT json_type(doc), json_type(doc, '$.n'), json_array_length(doc, '$.n') FROM j WHERE id = 1;
+SELECT json('{"a" : [ 1 , 2 ] }'), json_quote('a"b'), json_quote(3);
+SELECT json(doc) FROM j WHERE id = 3;
+"#);
+}

@@ -63,7 +63,7 @@ const KNOWN: &[&str] = &[
 ];
 
 pub fn is_known(name: &str) -> bool {
-    KNOWN.contains(&name)
+    KNOWN.contains(&name) || super::json::FUNCTIONS.contains(&name)
 }
 
 /// Argument counts SQLite accepts; a wrong count is an error at prepare time.
@@ -97,6 +97,9 @@ pub fn check_arity(name: &str, n: usize) -> Result<()> {
             true
         }
         "strftime" => n >= 1,
+        "json" | "json_valid" | "json_quote" => n == 1,
+        "json_extract" => n >= 2,
+        "json_type" | "json_array_length" => n == 1 || n == 2,
         _ => true,
     };
     if ok {
@@ -114,6 +117,9 @@ fn null_if_any(args: &[Value]) -> bool {
 }
 
 pub fn call(name: &str, mut args: Vec<Value>, counters: &Counters) -> Result<Value> {
+    if super::json::FUNCTIONS.contains(&name) {
+        return super::json::call(name, &args);
+    }
     let a0 = args.first().cloned().unwrap_or(Value::Null);
     Ok(match name {
         "lower" | "upper" => match a0 {

@@ -14,6 +14,7 @@ pub mod ddl;
 pub mod dml;
 pub mod eval;
 pub mod functions;
+pub mod json;
 pub mod params;
 pub mod parse;
 pub mod pragma;
