@@ -102,6 +102,8 @@ pub enum SExpr {
     },
     Cast(Box<SExpr>, CastType),
     Func(String, Vec<SExpr>),
+    /// An application-defined function.
+    Udf(super::udf::UserFunction, Vec<SExpr>),
 }
 
 /// The target of CAST.
@@ -179,6 +181,7 @@ pub struct CteDef {
 /// Compilation state for one statement.
 pub struct Compiler<'a> {
     pub schema: &'a Schema,
+    pub udfs: &'a super::udf::UserFunctions,
     pub bound: &'a Bound,
     pub text: &'a LineIndex<'a>,
     pub frames: Vec<Frame>,
@@ -209,9 +212,15 @@ pub fn agg_func(name: &str, nargs: usize, star: bool) -> Option<AggFunc> {
 }
 
 impl<'a> Compiler<'a> {
-    pub fn new(schema: &'a Schema, bound: &'a Bound, text: &'a LineIndex<'a>) -> Self {
+    pub fn new(
+        schema: &'a Schema,
+        udfs: &'a super::udf::UserFunctions,
+        bound: &'a Bound,
+        text: &'a LineIndex<'a>,
+    ) -> Self {
         Compiler {
             schema,
+            udfs,
             bound,
             text,
             frames: Vec::new(),
@@ -488,7 +497,30 @@ impl<'a> Compiler<'a> {
             }
             AExpr::ILike { .. } => return Err(Error::unsupported("ILIKE")),
             AExpr::SimilarTo { .. } => return Err(Error::unsupported("SIMILAR TO")),
-            AExpr::RLike { .. } => return Err(Error::unsupported("REGEXP")),
+            AExpr::RLike {
+                negated,
+                expr,
+                pattern,
+                regexp,
+            } => {
+                // X REGEXP Y calls the application's regexp(Y, X), as in SQLite.
+                let fname = if *regexp { "regexp" } else { "rlike" };
+                let Some(f) = self.udfs.find(fname, 2).cloned() else {
+                    return Err(Error::unsupported(
+                        "operator REGEXP (no regexp() function is registered)",
+                    ));
+                };
+                self.volatile |= !f.deterministic;
+                let call = SExpr::Udf(f, vec![self.expr(pattern)?, self.expr(expr)?]);
+                (
+                    if *negated {
+                        SExpr::Not(Box::new(call))
+                    } else {
+                        call
+                    },
+                    None,
+                )
+            }
             AExpr::Cast {
                 kind,
                 expr,
@@ -679,6 +711,21 @@ impl<'a> Compiler<'a> {
                     negated: false,
                 })
             }
+            BinaryOperator::Regexp | BinaryOperator::Match => {
+                // X REGEXP Y calls the application's regexp(Y, X), as in SQLite.
+                let fname = if matches!(op, BinaryOperator::Regexp) {
+                    "regexp"
+                } else {
+                    "match"
+                };
+                let Some(f) = self.udfs.find(fname, 2).cloned() else {
+                    return Err(Error::unsupported(format!(
+                        "operator {op} (no {fname}() function is registered)"
+                    )));
+                };
+                self.volatile |= !f.deterministic;
+                return Ok(SExpr::Udf(f, vec![self.expr(r)?, self.expr(l)?]));
+            }
             BinaryOperator::Arrow | BinaryOperator::LongArrow => {
                 let name = if matches!(op, BinaryOperator::Arrow) {
                     "$json_arrow"
@@ -779,6 +826,19 @@ impl<'a> Compiler<'a> {
             return Err(Error::unsupported(format!(
                 "FILTER on non-aggregate {name}()"
             )));
+        }
+        if let Some(uf) = self.udfs.find(&name, arg_exprs.len()).cloned() {
+            if distinct || star {
+                return Err(syntax(format!(
+                    "DISTINCT or * in non-aggregate function {name}()"
+                )));
+            }
+            self.volatile |= !uf.deterministic;
+            let args = arg_exprs
+                .iter()
+                .map(|a| self.expr(a))
+                .collect::<Result<Vec<_>>>()?;
+            return Ok(SExpr::Udf(uf, args));
         }
         if distinct {
             return Err(syntax(format!(
@@ -903,7 +963,9 @@ pub fn refs_current_at_or_after(e: &SExpr, from: usize) -> bool {
     let mut hit = false;
     walk(e, &mut |x| match x {
         SExpr::Col { up: 0, idx } if *idx >= from => hit = true,
-        SExpr::InQuery { .. } | SExpr::Exists { .. } | SExpr::Scalar(_) => hit = true,
+        SExpr::InQuery { .. } | SExpr::Exists { .. } | SExpr::Scalar(_) | SExpr::Udf(..) => {
+            hit = true
+        }
         SExpr::Func(n, _)
             if matches!(
                 n.as_str(),
@@ -976,7 +1038,7 @@ pub fn walk(e: &SExpr, f: &mut impl FnMut(&SExpr)) {
                 walk(x, f);
             }
         }
-        SExpr::Func(_, args) => args.iter().for_each(|x| walk(x, f)),
+        SExpr::Func(_, args) | SExpr::Udf(_, args) => args.iter().for_each(|x| walk(x, f)),
     }
 }
 

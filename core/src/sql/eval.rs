@@ -433,6 +433,13 @@ pub fn eval(e: &SExpr, ctx: &mut Ctx, env: &Env) -> Result<Value> {
             }
         }
         SExpr::Cast(x, ty) => cast(eval(x, ctx, env)?, *ty),
+        SExpr::Udf(f, args) => {
+            let mut vals = Vec::with_capacity(args.len());
+            for a in args {
+                vals.push(eval(a, ctx, env)?);
+            }
+            (f.f)(&vals)?
+        }
         SExpr::Func(name, args) => {
             if name == "coalesce" || name == "ifnull" {
                 for a in args {

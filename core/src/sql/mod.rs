@@ -20,6 +20,8 @@ pub mod parse;
 pub mod pragma;
 pub mod query;
 pub mod session;
+pub mod udf;
 
 pub use params::Params;
-pub use session::{Session, StatementResult};
+pub use session::{PreparedStatement, Session, StatementResult};
+pub use udf::{ScalarFn, UserFunction};

@@ -73,6 +73,7 @@ pub struct Session {
     cache_hits: u64,
     cache_misses: u64,
     legacy_alter_table: bool,
+    functions: std::sync::Arc<super::udf::UserFunctions>,
 }
 
 fn user_versions() -> &'static Mutex<HashMap<PathBuf, i64>> {
@@ -99,6 +100,7 @@ impl Session {
             cache_hits: 0,
             cache_misses: 0,
             legacy_alter_table: false,
+            functions: Default::default(),
         }
     }
 
@@ -121,6 +123,35 @@ impl Session {
 
     pub fn last_insert_rowid(&self) -> i64 {
         self.counters.last_insert_rowid
+    }
+
+    /// Registers an application-defined scalar function (`n_args` -1: any number), like
+    /// `sqlite3_create_function`; it replaces an earlier registration with the same arity and
+    /// takes precedence over a built-in function of that name.
+    pub fn create_function(
+        &mut self,
+        name: &str,
+        n_args: i32,
+        deterministic: bool,
+        f: super::udf::ScalarFn,
+    ) -> Result<()> {
+        if name.is_empty() || name.len() > 255 || !(-1..=127).contains(&n_args) {
+            return Err(Error::invalid(format!(
+                "invalid function registration {name}/{n_args}"
+            )));
+        }
+        std::sync::Arc::make_mut(&mut self.functions).register(super::udf::UserFunction {
+            name: name.to_string(),
+            n_args,
+            deterministic,
+            f,
+        });
+        Ok(())
+    }
+
+    /// Removes a function registered with [`Session::create_function`].
+    pub fn remove_function(&mut self, name: &str, n_args: i32) {
+        std::sync::Arc::make_mut(&mut self.functions).remove(name, n_args);
     }
 
     /// (hits, misses) of the statement cache.
@@ -347,7 +378,10 @@ impl Session {
                 }
                 Ok(self.result(vec![], vec![], vec![], 0))
             }
-            stmt => self.run_in_transaction(text, stmt, &bound),
+            stmt => {
+                let funcs = self.functions.clone();
+                self.run_in_transaction(text, stmt, &bound, &funcs)
+            }
         }
     }
 
@@ -358,12 +392,13 @@ impl Session {
         text: &str,
         stmt: &Statement,
         bound: &Bound,
+        funcs: &super::udf::UserFunctions,
     ) -> Result<StatementResult> {
         const STMT_SAVEPOINT: &str = "\u{0}ormdb_statement";
         let counters = self.counters;
         if let Some(tx) = self.tx.as_mut() {
             tx.savepoint(STMT_SAVEPOINT)?;
-            let res = run_statement(tx, text, stmt, bound, counters);
+            let res = run_statement(tx, text, stmt, bound, funcs, counters);
             match &res {
                 Ok(_) => tx.release(STMT_SAVEPOINT)?,
                 Err(_) => {
@@ -377,7 +412,7 @@ impl Session {
         loop {
             attempts += 1;
             let mut tx = self.conn.begin()?;
-            let res = run_statement(&mut tx, text, stmt, bound, counters);
+            let res = run_statement(&mut tx, text, stmt, bound, funcs, counters);
             let res = match res {
                 Ok(out) => tx.commit().map(|_| out),
                 Err(e) => {
@@ -631,11 +666,12 @@ fn run_statement(
     text: &str,
     stmt: &Statement,
     bound: &Bound,
+    funcs: &super::udf::UserFunctions,
     counters: Counters,
 ) -> Result<Outcome> {
     let schema = tx.schema().clone();
     let li = LineIndex::new(text);
-    let mut c = Compiler::new(&schema, bound, &li);
+    let mut c = Compiler::new(&schema, funcs, bound, &li);
     let plain = |columns, decls, rows| Outcome {
         columns,
         decls,

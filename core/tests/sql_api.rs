@@ -1,0 +1,268 @@
+//! The SQL API bindings call: parameters (positional, numbered, named), prepared statements,
+//! connection counters, transactions state, application-defined functions and REGEXP, the
+//! statement cache, and SQLSTATE codes of bad SQL.
+
+use std::sync::Arc;
+
+use ormdb::{Database, Params, SqlState, Value};
+
+fn session() -> (Database, ormdb::Session) {
+    let db = Database::temporary().expect("db");
+    let s = db.connect().sql();
+    (db, s)
+}
+
+fn one(s: &mut ormdb::Session, sql: &str, p: Params) -> Value {
+    let r = s.execute(sql, &p).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    r.rows[0][0].clone()
+}
+
+#[test]
+fn parameters_bind_like_sqlite() {
+    let (_db, mut s) = session();
+    let p = Params::Positional(vec![Value::Integer(1), Value::from("b"), Value::Integer(3)]);
+    let r = s.execute("SELECT ?, ?, ?3, ?1", &p).unwrap();
+    assert_eq!(
+        r.rows[0],
+        vec![
+            Value::Integer(1),
+            Value::from("b"),
+            Value::Integer(3),
+            Value::Integer(1)
+        ]
+    );
+    let named = Params::Named(vec![
+        ("a".into(), Value::Integer(7)),
+        (":b".into(), Value::from("x")),
+    ]);
+    let r = s.execute("SELECT :a, @b, :a + 1, $a", &named).unwrap();
+    assert_eq!(
+        r.rows[0],
+        vec![
+            Value::Integer(7),
+            Value::from("x"),
+            Value::Integer(8),
+            Value::Integer(7)
+        ]
+    );
+    // Named parameters are numbered too: they bind by position.
+    let r = s
+        .execute(
+            "SELECT :x, :y, :x",
+            &Params::Positional(vec![Value::Integer(1), Value::Integer(2)]),
+        )
+        .unwrap();
+    assert_eq!(
+        r.rows[0],
+        vec![Value::Integer(1), Value::Integer(2), Value::Integer(1)]
+    );
+    let err = s
+        .execute(
+            "SELECT ?",
+            &Params::Positional(vec![Value::Integer(1), Value::Integer(2)]),
+        )
+        .unwrap_err();
+    assert_eq!(err.state, SqlState::InvalidParameter);
+    let err = s
+        .execute("SELECT ?, ?", &Params::Positional(vec![Value::Integer(1)]))
+        .unwrap_err();
+    assert_eq!(err.state, SqlState::InvalidParameter);
+    let prep = s.prepare("SELECT ?2, :name, ?").unwrap();
+    assert_eq!(prep.parameter_count, 4);
+    assert_eq!(
+        prep.parameter_names,
+        vec![None, None, Some(":name".to_string()), None]
+    );
+    let r = s
+        .execute_prepared(
+            &prep,
+            &Params::Positional(vec![1.into(), 2.into(), 3.into(), 4.into()]),
+        )
+        .unwrap();
+    assert_eq!(
+        r.rows[0],
+        vec![Value::Integer(2), Value::Integer(3), Value::Integer(4)]
+    );
+}
+
+#[test]
+fn counters_transactions_and_cache() {
+    let (_db, mut s) = session();
+    s.execute_batch(
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t (v) VALUES ('a'), ('b');",
+    )
+    .unwrap();
+    assert_eq!(s.changes(), 2);
+    assert_eq!(s.last_insert_rowid(), 2);
+    let r = s
+        .execute("UPDATE t SET v = v || '!'", &Params::None)
+        .unwrap();
+    assert_eq!(r.rows_affected, 2);
+    assert_eq!(s.total_changes(), 4);
+    assert!(!s.in_transaction());
+    s.execute("BEGIN", &Params::None).unwrap();
+    assert!(s.in_transaction());
+    s.execute("INSERT INTO t (v) VALUES ('c')", &Params::None)
+        .unwrap();
+    // A failing statement inside a transaction undoes only itself.
+    assert!(s
+        .execute("INSERT INTO t (id, v) VALUES (1, 'dup')", &Params::None)
+        .is_err());
+    s.execute("COMMIT", &Params::None).unwrap();
+    assert_eq!(
+        one(&mut s, "SELECT count(*) FROM t", Params::None),
+        Value::Integer(3)
+    );
+    let (hits_before, _) = s.cache_stats();
+    for _ in 0..3 {
+        s.execute(
+            "SELECT v FROM t WHERE id = ?",
+            &Params::Positional(vec![Value::Integer(1)]),
+        )
+        .unwrap();
+    }
+    assert!(
+        s.cache_stats().0 >= hits_before + 2,
+        "{:?}",
+        s.cache_stats()
+    );
+    let r = s
+        .execute("SELECT id, v AS value FROM t WHERE id = 1", &Params::None)
+        .unwrap();
+    assert_eq!(r.columns, vec!["id", "value"]);
+    assert_eq!(
+        r.decl_types,
+        vec![Some("INTEGER".to_string()), Some("TEXT".to_string())]
+    );
+}
+
+#[test]
+fn application_functions_and_regexp() {
+    let (_db, mut s) = session();
+    let err = s
+        .execute("SELECT 'abc' REGEXP 'b'", &Params::None)
+        .unwrap_err();
+    assert_eq!(err.state, SqlState::FeatureNotSupported);
+    assert!(err.message.contains("REGEXP"), "{err}");
+    s.create_function(
+        "regexp",
+        2,
+        true,
+        Arc::new(|args: &[Value]| {
+            // a tiny "contains" stand-in for a regex engine
+            Ok(match (&args[0], &args[1]) {
+                (Value::Text(p), Value::Text(t)) => Value::Integer(t.contains(p.as_str()) as i64),
+                _ => Value::Null,
+            })
+        }),
+    )
+    .unwrap();
+    assert_eq!(
+        one(&mut s, "SELECT 'abc' REGEXP 'b'", Params::None),
+        Value::Integer(1)
+    );
+    assert_eq!(
+        one(&mut s, "SELECT 'abc' NOT REGEXP 'z'", Params::None),
+        Value::Integer(1)
+    );
+    s.create_function(
+        "double",
+        1,
+        true,
+        Arc::new(|a: &[Value]| {
+            Ok(match a[0] {
+                Value::Integer(i) => Value::Integer(i * 2),
+                _ => Value::Null,
+            })
+        }),
+    )
+    .unwrap();
+    s.execute_batch("CREATE TABLE n (x INTEGER); INSERT INTO n VALUES (1), (2), (3);")
+        .unwrap();
+    assert_eq!(
+        one(
+            &mut s,
+            "SELECT sum(double(x)) FROM n WHERE double(x) > 2",
+            Params::None
+        ),
+        Value::Integer(10)
+    );
+    // Overriding a built-in, and errors raised by the function.
+    s.create_function(
+        "upper",
+        1,
+        true,
+        Arc::new(|_: &[Value]| Ok(Value::from("overridden"))),
+    )
+    .unwrap();
+    assert_eq!(
+        one(&mut s, "SELECT upper('x')", Params::None),
+        Value::from("overridden")
+    );
+    s.create_function(
+        "fail",
+        0,
+        false,
+        Arc::new(|_: &[Value]| Err(ormdb::Error::invalid("boom"))),
+    )
+    .unwrap();
+    let err = s.execute("SELECT fail()", &Params::None).unwrap_err();
+    assert!(err.message.contains("boom"));
+    s.remove_function("upper", 1);
+    assert_eq!(
+        one(&mut s, "SELECT upper('x')", Params::None),
+        Value::from("X")
+    );
+}
+
+#[test]
+fn bad_sql_has_sqlstates() {
+    let (_db, mut s) = session();
+    s.execute("CREATE TABLE t (a INT)", &Params::None).unwrap();
+    let cases: &[(&str, SqlState)] = &[
+        ("SELEC 1", SqlState::SyntaxError),
+        ("SELECT * FROM nope", SqlState::UndefinedTable),
+        ("SELECT b FROM t", SqlState::UndefinedColumn),
+        ("SELECT a FROM t ORDER BY 2", SqlState::SyntaxError),
+        (
+            "SELECT count(*) FROM t WHERE count(*) > 0",
+            SqlState::SyntaxError,
+        ),
+        (
+            "SELECT x FROM t RIGHT JOIN t u ON 1",
+            SqlState::FeatureNotSupported,
+        ),
+        (
+            "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c) SELECT n FROM c",
+            SqlState::FeatureNotSupported,
+        ),
+        (
+            "SELECT row_number() OVER () FROM t",
+            SqlState::FeatureNotSupported,
+        ),
+        ("CREATE VIEW v AS SELECT 1", SqlState::FeatureNotSupported),
+        ("PRAGMA no_such_pragma", SqlState::FeatureNotSupported),
+        (
+            "SELECT a COLLATE NOCASE FROM t",
+            SqlState::FeatureNotSupported,
+        ),
+        ("SELECT no_such_function(1)", SqlState::FeatureNotSupported),
+        (
+            "SELECT * FROM sqlite_sequence",
+            SqlState::FeatureNotSupported,
+        ),
+        ("COMMIT", SqlState::InvalidTransactionState),
+        (
+            "INSERT INTO t (a) VALUES (1), (1, 2)",
+            SqlState::SyntaxError,
+        ),
+        ("", SqlState::SyntaxError),
+    ];
+    for (sql, state) in cases {
+        match s.execute(sql, &Params::None) {
+            Ok(r) if sql.is_empty() => assert!(r.rows.is_empty()),
+            Ok(r) => panic!("{sql}: expected {state:?}, got {r:?}"),
+            Err(e) => assert_eq!(e.state, *state, "{sql}: {e}"),
+        }
+    }
+}
