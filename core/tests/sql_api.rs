@@ -234,7 +234,7 @@ fn bad_sql_has_sqlstates() {
         ),
         (
             "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c) SELECT n FROM c",
-            SqlState::FeatureNotSupported,
+            SqlState::LimitExceeded,
         ),
         (
             "SELECT row_number() OVER () FROM t",

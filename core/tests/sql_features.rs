@@ -296,3 +296,17 @@ SELECT json('{"a" : [ 1 , 2 ] }'), json_quote('a"b'), json_quote(3);
 SELECT json(doc) FROM j WHERE id = 3;
 "#);
 }
+
+#[test]
+fn recursive_ctes() {
+    run(r#"
+CREATE TABLE node (id INTEGER PRIMARY KEY, parent INTEGER REFERENCES node(id), name TEXT);
+INSERT INTO node VALUES (1, NULL, 'root'), (2, 1, 'a'), (3, 1, 'b'), (4, 2, 'a1'), (5, 4, 'a11'), (6, 3, 'b1');
+WITH RECURSIVE cnt(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM cnt WHERE x < 10) SELECT x, x * x FROM cnt ORDER BY x;
+WITH RECURSIVE cnt(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM cnt LIMIT 5) SELECT sum(x), count(*) FROM cnt;
+WITH RECURSIVE sub(id, depth) AS (SELECT id, 0 FROM node WHERE id = 2 UNION ALL SELECT n.id, s.depth + 1 FROM node n JOIN sub s ON n.parent = s.id) SELECT id, depth FROM sub ORDER BY id;
+WITH RECURSIVE up(id, path) AS (SELECT id, name FROM node WHERE id = 5 UNION ALL SELECT n.parent, (SELECT name FROM node WHERE id = n.parent) || '/' || up.path FROM up JOIN node n ON n.id = up.id WHERE n.parent IS NOT NULL) SELECT path FROM up ORDER BY length(path) DESC LIMIT 1;
+WITH RECURSIVE cyc(x) AS (SELECT 1 UNION SELECT (x % 3) + 1 FROM cyc) SELECT x FROM cyc ORDER BY x;
+WITH RECURSIVE fib(a, b) AS (SELECT 0, 1 UNION ALL SELECT b, a + b FROM fib WHERE a < 100) SELECT group_concat(a, ',') FROM fib;
+"#);
+}

@@ -57,6 +57,16 @@ pub enum Body {
         right: Box<Body>,
     },
     Query(Rc<Query>),
+    /// A recursive CTE: `init`, then `step` over the rows the previous round added (exposed
+    /// in `work_slot`) until a round adds none.
+    Recursive {
+        init: Box<Body>,
+        step: Box<Body>,
+        all: bool,
+        work_slot: usize,
+        /// The CTE query's own LIMIT and OFFSET.
+        cap: Option<(SExpr, Option<SExpr>)>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,7 +166,9 @@ pub fn compile_query(c: &mut Compiler, q: &ast::Query) -> Result<Query> {
     if let Some(with) = &q.with {
         for cte in &with.cte_tables {
             if with.recursive && query_mentions(&cte.query, &cte.alias.name.value) {
-                return Err(Error::unsupported("recursive common table expressions"));
+                let def = compile_recursive_cte(c, cte)?;
+                c.ctes.push(def);
+                continue;
             }
             let sub = compile_query(c, &cte.query)?;
             let mut columns = sub.columns.clone();
@@ -189,6 +201,126 @@ pub fn compile_query(c: &mut Compiler, q: &ast::Query) -> Result<Query> {
     let res = compile_query_body(c, q);
     c.ctes.truncate(ctes_before);
     res
+}
+
+/// Most rows a recursive CTE may produce without a LIMIT of its own.
+const RECURSION_ROW_LIMIT: usize = 1_000_000;
+
+/// `name(cols) AS (initial UNION [ALL] recursive)`: the recursive part reads the rows the
+/// previous step added (the working table, its own slot); the query reads the final result.
+fn compile_recursive_cte(c: &mut Compiler, cte: &ast::Cte) -> Result<CteDef> {
+    let name = cte.alias.name.value.clone();
+    let q = &cte.query;
+    if q.with.is_some() || q.order_by.is_some() || q.fetch.is_some() {
+        return Err(Error::unsupported(format!(
+            "WITH or ORDER BY inside recursive common table expression {name}"
+        )));
+    }
+    let SetExpr::SetOperation {
+        left,
+        op: SetOperator::Union,
+        set_quantifier,
+        right,
+    } = q.body.as_ref()
+    else {
+        return Err(Error::unsupported(format!(
+            "recursive common table expression {name} that is not `initial UNION [ALL] recursive`"
+        )));
+    };
+    let all = match set_quantifier {
+        SetQuantifier::All => true,
+        SetQuantifier::None | SetQuantifier::Distinct => false,
+        other => return Err(Error::unsupported(format!("set quantifier {other}"))),
+    };
+    let (init, init_cols, decls, corr_init) = compile_set_expr(c, left)?;
+    let mut columns = init_cols;
+    if !cte.alias.columns.is_empty() {
+        if cte.alias.columns.len() != columns.len() {
+            return Err(syntax(format!(
+                "table {name} has {} values for {} columns",
+                columns.len(),
+                cte.alias.columns.len()
+            )));
+        }
+        columns = cte
+            .alias
+            .columns
+            .iter()
+            .map(|c| c.name.value.clone())
+            .collect();
+    }
+    let work_slot = c.cte_slots;
+    let final_slot = c.cte_slots + 1;
+    c.cte_slots += 2;
+    let affinities = body_affinities(&init);
+    let placeholder = Rc::new(Query {
+        body: Body::Values(Vec::new()),
+        order: Vec::new(),
+        limit: None,
+        offset: None,
+        columns: columns.clone(),
+        decls: decls.clone(),
+        affinities: affinities.clone(),
+        correlated: false,
+        id: next_query_id(),
+    });
+    c.ctes.push(CteDef {
+        name: name.clone(),
+        query: placeholder,
+        columns: columns.clone(),
+        slot: work_slot,
+    });
+    let step = compile_set_expr(c, right);
+    c.ctes.pop();
+    let (step, step_cols, _, corr_step) = step?;
+    if step_cols.len() != columns.len() {
+        return Err(syntax(format!(
+            "SELECTs to the left and right of UNION do not have the same number of result columns ({name})"
+        )));
+    }
+    // LIMIT/OFFSET of the CTE's own query bound the recursion.
+    let cap = match &q.limit_clause {
+        None => None,
+        Some(LimitClause::LimitOffset {
+            limit: Some(l),
+            offset,
+            limit_by,
+        }) if limit_by.is_empty() => {
+            c.frames.push(Frame::default());
+            let l = c.expr(l);
+            let o = offset.as_ref().map(|o| c.expr(&o.value)).transpose();
+            c.frames.pop();
+            Some((l?, o?))
+        }
+        Some(_) => {
+            return Err(Error::unsupported(format!(
+                "this LIMIT form in recursive common table expression {name}"
+            )))
+        }
+    };
+    let query = Query {
+        body: Body::Recursive {
+            init: Box::new(init),
+            step: Box::new(step),
+            all,
+            work_slot,
+            cap,
+        },
+        order: Vec::new(),
+        limit: None,
+        offset: None,
+        columns: columns.clone(),
+        decls,
+        affinities,
+        correlated: corr_init || corr_step,
+        id: next_query_id(),
+    };
+    Ok(CteDef {
+        name,
+        query: Rc::new(query),
+        columns,
+        slot: final_slot,
+    })
 }
 
 fn query_mentions(q: &ast::Query, name: &str) -> bool {
@@ -297,6 +429,7 @@ fn body_affinities(b: &Body) -> Vec<Option<DataType>> {
         Body::Values(rows) => vec![None; rows.first().map_or(0, Vec::len)],
         Body::SetOp { left, .. } => body_affinities(left),
         Body::Query(q) => q.affinities.clone(),
+        Body::Recursive { init, .. } => body_affinities(init),
     }
 }
 
@@ -1290,6 +1423,72 @@ fn body_rows(b: &Body, ctx: &mut Ctx, outer: Option<&Env>, want_keys: bool) -> R
             .into_iter()
             .map(|r| (r, Vec::new()))
             .collect()),
+        Body::Recursive {
+            init,
+            step,
+            all,
+            work_slot,
+            cap,
+        } => {
+            let empty: [Value; 0] = [];
+            let env = Env {
+                row: &empty,
+                parent: outer,
+            };
+            let (limit, offset) = match cap {
+                None => (None, 0),
+                Some((l, o)) => {
+                    let l = limit_value(eval(l, ctx, &env)?, "LIMIT")?;
+                    let o = match o {
+                        Some(o) => limit_value(eval(o, ctx, &env)?, "OFFSET")?.max(0),
+                        None => 0,
+                    };
+                    (if l < 0 { None } else { Some(l as usize) }, o as usize)
+                }
+            };
+            let wanted = limit.map(|l| l.saturating_add(offset));
+            let mut seen = HashSet::new();
+            let mut result: Keyed = Vec::new();
+            let mut queue: Vec<Vec<Value>> = Vec::new();
+            let admit = |r: Vec<Value>, seen: &mut HashSet<Vec<u8>>| -> Option<Vec<Value>> {
+                if *all || seen.insert(key_bytes(&r)) {
+                    Some(r)
+                } else {
+                    None
+                }
+            };
+            for (r, _) in body_rows(init, ctx, outer, false)? {
+                if let Some(r) = admit(r, &mut seen) {
+                    queue.push(r.clone());
+                    result.push((r, Vec::new()));
+                }
+            }
+            while !queue.is_empty() && wanted.is_none_or(|w| result.len() < w) {
+                if wanted.is_none() && result.len() > RECURSION_ROW_LIMIT {
+                    return Err(Error::new(
+                        SqlState::LimitExceeded,
+                        format!(
+                            "recursive common table expression produced more than {RECURSION_ROW_LIMIT} rows (add a LIMIT or a stop condition)"
+                        ),
+                    ));
+                }
+                ctx.cte_results
+                    .insert(*work_slot, Rc::new(std::mem::take(&mut queue)));
+                // Subqueries over the working table must see each round's rows.
+                ctx.subquery_cache.clear();
+                for (r, _) in body_rows(step, ctx, outer, false)? {
+                    if let Some(r) = admit(r, &mut seen) {
+                        queue.push(r.clone());
+                        result.push((r, Vec::new()));
+                    }
+                }
+            }
+            ctx.cte_results.remove(work_slot);
+            if let Some(w) = wanted {
+                result.truncate(w);
+            }
+            Ok(result.into_iter().skip(offset).collect())
+        }
         Body::SetOp {
             op,
             all,
