@@ -266,3 +266,149 @@ fn bad_sql_has_sqlstates() {
         }
     }
 }
+
+#[test]
+fn equality_and_in_use_key_and_index_lookups() {
+    let (_db, mut s) = session();
+    s.execute_batch(
+        "CREATE TABLE u (id INTEGER PRIMARY KEY, email TEXT UNIQUE, team INT, name TEXT);
+         CREATE INDEX u_team ON u (team);
+         CREATE TABLE p (id INTEGER PRIMARY KEY, author INT REFERENCES u(id), title TEXT);",
+    )
+    .unwrap();
+    s.execute("BEGIN", &Params::None).unwrap();
+    for i in 1..=500 {
+        s.execute(
+            "INSERT INTO u (email, team, name) VALUES (?, ?, ?)",
+            &Params::Positional(vec![
+                Value::from(format!("u{i}@x")),
+                Value::Integer(i % 50),
+                Value::from(format!("n{i}")),
+            ]),
+        )
+        .unwrap();
+        s.execute(
+            "INSERT INTO p (author, title) VALUES (?, 't')",
+            &Params::Positional(vec![Value::Integer(i)]),
+        )
+        .unwrap();
+    }
+    s.execute("COMMIT", &Params::None).unwrap();
+    let cases: &[(&str, Vec<Value>, u64, usize)] = &[
+        (
+            "SELECT name FROM u WHERE id = ?",
+            vec![Value::Integer(42)],
+            1,
+            1,
+        ),
+        (
+            "SELECT name FROM u WHERE id = ?",
+            vec![Value::from("42")],
+            1,
+            1,
+        ),
+        (
+            "SELECT name FROM u WHERE rowid IN (?, ?, ?)",
+            vec![1.into(), 2.into(), 999.into()],
+            2,
+            2,
+        ),
+        (
+            "SELECT id FROM u WHERE email = ?",
+            vec![Value::from("u7@x")],
+            1,
+            1,
+        ),
+        (
+            "SELECT id FROM u WHERE team = ? AND name LIKE 'n%'",
+            vec![Value::Integer(3)],
+            10,
+            10,
+        ),
+        (
+            "SELECT u.name, p.title FROM u JOIN p ON p.author = u.id WHERE u.id IN (?, ?)",
+            vec![5.into(), 6.into()],
+            4,
+            2,
+        ),
+        (
+            "SELECT count(*) FROM p WHERE author = ?",
+            vec![Value::Integer(9)],
+            1,
+            1,
+        ),
+    ];
+    for (sql, params, max_read, rows) in cases {
+        let r = s.execute(sql, &Params::Positional(params.clone())).unwrap();
+        assert_eq!(
+            r.rows.len().max(if sql.contains("count") { 1 } else { 0 }),
+            *rows,
+            "{sql}"
+        );
+        assert!(
+            s.last_rows_read() <= *max_read,
+            "{sql}: read {} rows (lookup not used)",
+            s.last_rows_read()
+        );
+    }
+    // Without a usable predicate the table is scanned.
+    s.execute("SELECT count(*) FROM u WHERE name = 'n1'", &Params::None)
+        .unwrap();
+    assert_eq!(s.last_rows_read(), 500);
+}
+
+#[test]
+fn hostile_input_never_panics() {
+    let (_db, mut s) = session();
+    s.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT, b REAL); INSERT INTO t VALUES (1, 'x', 1.5);")
+        .unwrap();
+    let mut inputs: Vec<String> = [
+        "pragmé x", "PRAGMA", "PRAGMA (", "PRAGMA table_info(", "PRAGMA a.b.c", "PRAGMA foreign_keys = maybe",
+        "SELECT X'zz'", "SELECT X'é1'", "SELECT '", "SELECT \"", "SELECT [", "SELECT 1 FROM t WHERE",
+        "SELECT ?99999", "SELECT ?0", "SELECT :", "SELECT @", "SELECT $", "SELECT 1;;;", ";", "  -- only a comment",
+        "/* unterminated", "SELECT substr('é', 2, 1), printf('%', 1), printf('%.*f', -1, 1.5), printf('%5', 1)",
+        "SELECT json_extract('{}', 'nope')", "SELECT json_extract('[1]', '$[')", "SELECT strftime('%', 'now')",
+        "SELECT date('é'), date('2024-13-45'), datetime(1e300), julianday('x', 'start of é'), datetime(1e300, 'unixepoch'), date(0, '+1e300 days')",
+        "SELECT zeroblob(1e18)", "SELECT 1 << 1000, 1 >> -1000, -9223372036854775808 / -1, -9223372036854775808 % -1",
+        "SELECT abs(-9223372036854775808)", "SELECT sum(a) FROM (SELECT 9223372036854775807 AS a UNION ALL SELECT 1)",
+        "SELECT * FROM t LIMIT 'x'", "SELECT * FROM t LIMIT 1e30", "SELECT a FROM t ORDER BY 0",
+        "CREATE TABLE é (x)", "CREATE TABLE z (x DEFAULT (x + 1))", "CREATE TABLE z2 (x CHECK (nosuchfn(x)))",
+        "ALTER TABLE t RENAME COLUMN nope TO x", "ALTER TABLE t ADD COLUMN c INT NOT NULL", "DROP INDEX sqlite_autoindex_t_1",
+        "INSERT INTO t VALUES (1)", "INSERT INTO t (id) SELECT 1, 2", "UPDATE t SET nope = 1", "DELETE FROM nope",
+        "SELECT (SELECT 1, 2)", "SELECT 1 IN (SELECT 1, 2)", "WITH RECURSIVE r(x) AS (SELECT 1 UNION ALL SELECT 'a' FROM r LIMIT 2) SELECT * FROM r",
+        "SELECT * FROM t a JOIN t b USING (nope)", "SELECT t.* FROM t AS u", "SELECT 1 GROUP BY 2", "SELECT count(*) GROUP BY count(*)",
+        "SELECT a FROM t WHERE a LIKE 'x' ESCAPE 'ab'", "SELECT char(1114112, -1), unicode(''), hex(zeroblob(2))",
+        "SAVEPOINT a; ROLLBACK TO b", "RELEASE nothing", "BEGIN; BEGIN", "COMMIT; COMMIT",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    // Random byte soup built from SQL fragments.
+    let frags = [
+        "SELECT", " ", "(", ")", "'", "\"", ",", "*", "FROM t", "WHERE", "?", ":x", "1", "-", "||",
+        "é", "/*", "--", ";", "x'", "CASE", "END", "IN", "NULL", "JOIN", "ON",
+    ];
+    let mut seed = 0x1234_5678_9abc_def1u64;
+    for _ in 0..2000 {
+        let mut q = String::new();
+        for _ in 0..(seed % 12 + 1) {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            q.push_str(frags[(seed % frags.len() as u64) as usize]);
+        }
+        inputs.push(q);
+    }
+    for q in &inputs {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = s.execute(q, &Params::None);
+        }));
+        assert!(r.is_ok(), "panicked on {q:?}");
+    }
+    // The session is still usable.
+    let _ = s.execute("ROLLBACK", &Params::None);
+    assert_eq!(
+        one(&mut s, "SELECT count(*) FROM t", Params::None),
+        Value::Integer(1)
+    );
+}

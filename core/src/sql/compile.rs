@@ -944,8 +944,8 @@ pub fn parse_number_literal(n: &str) -> Result<Value> {
         .map_err(|_| syntax(format!("malformed number {n}")))
 }
 
-fn decode_hex(h: &str) -> Result<Vec<u8>> {
-    if !h.len().is_multiple_of(2) {
+pub fn decode_hex(h: &str) -> Result<Vec<u8>> {
+    if !h.len().is_multiple_of(2) || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(syntax(format!("malformed blob literal X'{h}'")));
     }
     (0..h.len())

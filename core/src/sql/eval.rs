@@ -31,6 +31,9 @@ pub struct Ctx<'t> {
     /// Results of CTEs (by slot) and uncorrelated subqueries (by address).
     pub cte_results: HashMap<usize, Rc<Vec<Vec<Value>>>>,
     pub subquery_cache: HashMap<usize, Rc<Vec<Vec<Value>>>>,
+    /// Stored rows read from tables by this statement (scans, lookups), for EXPLAIN-style
+    /// checks that the access path was used.
+    pub rows_read: u64,
 }
 
 impl<'t> Ctx<'t> {
@@ -41,6 +44,7 @@ impl<'t> Ctx<'t> {
             table_cache: HashMap::new(),
             cte_results: HashMap::new(),
             subquery_cache: HashMap::new(),
+            rows_read: 0,
         }
     }
 

@@ -848,7 +848,10 @@ fn apply_modifier(jd: Jd, m: &str, first_numeric: bool, orig: &Value) -> Option<
                 Value::Text(t) => t.trim().parse().ok()?,
                 _ => return None,
             };
-            return Some((secs * 1000.0).round() as i64 + 210_866_760_000_000);
+            if !secs.is_finite() || secs.abs() > 1e14 {
+                return None;
+            }
+            return ((secs * 1000.0).round() as i64).checked_add(210_866_760_000_000);
         }
         "utc" | "localtime" | "auto" | "subsec" | "subsecond" => return Some(jd),
         _ => {}
@@ -862,6 +865,9 @@ fn apply_modifier(jd: Jd, m: &str, first_numeric: bool, orig: &Value) -> Option<
     let (num, unit) = m.split_once(' ')?;
     let unit = unit.trim().trim_end_matches('s');
     let x: f64 = num.trim().parse().ok()?;
+    if !x.is_finite() || x.abs() > 1e12 {
+        return None;
+    }
     let ms = match unit {
         "day" => x * 86_400_000.0,
         "hour" => x * 3_600_000.0,
@@ -881,7 +887,12 @@ fn apply_modifier(jd: Jd, m: &str, first_numeric: bool, orig: &Value) -> Option<
         }
         _ => return None,
     };
-    Some(jd + ms.round() as i64)
+    jd.checked_add(ms.round() as i64)
+}
+
+/// Julian day numbers SQLite accepts: 0000-01-01 to 9999-12-31.
+fn jd_in_range(jd: Jd) -> bool {
+    (0..=464_269_060_799_999).contains(&jd)
 }
 
 fn fmt_date(jd: Jd) -> String {
@@ -907,7 +918,7 @@ fn datetime_fn(name: &str, args: &[Value]) -> Value {
         None => (parse_datetime(&Value::Text("now".into())), &rest[0..0]),
         Some(v) => (parse_datetime(v), &rest[1..]),
     };
-    let Some(mut j) = jd.take() else {
+    let Some(mut j) = jd.take().filter(|j| jd_in_range(*j)) else {
         return Value::Null;
     };
     let first_numeric = matches!(rest.first(), Some(Value::Integer(_) | Value::Real(_)));
@@ -916,8 +927,8 @@ fn datetime_fn(name: &str, args: &[Value]) -> Value {
             return Value::Null;
         }
         match apply_modifier(j, &text_of(m), i == 0 && first_numeric, &rest[0]) {
-            Some(x) => j = x,
-            None => return Value::Null,
+            Some(x) if jd_in_range(x) => j = x,
+            _ => return Value::Null,
         }
     }
     match name {

@@ -1534,12 +1534,15 @@ pub fn table_rows(ctx: &mut Ctx, name: &str) -> Result<Rc<Vec<Vec<Value>>>> {
         return Ok(r.clone());
     }
     let mut rows = Vec::new();
+    let mut n = 0u64;
     for r in ctx.tx.scan(name)? {
+        n += 1;
         let r = r?;
         let mut v = r.values;
         v.push(Value::Integer(r.row_id));
         rows.push(v);
     }
+    ctx.rows_read += n;
     let rows = Rc::new(rows);
     ctx.table_cache.insert(name.to_string(), rows.clone());
     Ok(rows)
@@ -1563,6 +1566,7 @@ fn source_rows(src: &Source, ctx: &mut Ctx, env: &Env) -> Result<Rc<Vec<Vec<Valu
                         continue;
                     }
                     if let Some(r) = ctx.tx.get(name, id)? {
+                        ctx.rows_read += 1;
                         let mut vals = r.values;
                         vals.push(Value::Integer(r.row_id));
                         out.push(vals);
@@ -1585,6 +1589,7 @@ fn source_rows(src: &Source, ctx: &mut Ctx, env: &Env) -> Result<Rc<Vec<Vec<Valu
                         continue; // `col = NULL` matches nothing
                     }
                     for r in ctx.tx.find_by_index(name, ix, &vals)? {
+                        ctx.rows_read += 1;
                         if seen.insert(r.row_id) {
                             let mut v = r.values;
                             v.push(Value::Integer(r.row_id));

@@ -72,6 +72,7 @@ pub struct Session {
     cache: HashMap<String, Rc<Parsed>>,
     cache_hits: u64,
     cache_misses: u64,
+    last_rows_read: u64,
     legacy_alter_table: bool,
     functions: std::sync::Arc<super::udf::UserFunctions>,
 }
@@ -99,6 +100,7 @@ impl Session {
             cache: HashMap::new(),
             cache_hits: 0,
             cache_misses: 0,
+            last_rows_read: 0,
             legacy_alter_table: false,
             functions: Default::default(),
         }
@@ -152,6 +154,12 @@ impl Session {
     /// Removes a function registered with [`Session::create_function`].
     pub fn remove_function(&mut self, name: &str, n_args: i32) {
         std::sync::Arc::make_mut(&mut self.functions).remove(name, n_args);
+    }
+
+    /// Stored rows the last data statement read (a scan reads every row; a primary key or
+    /// index lookup only the rows it finds).
+    pub fn last_rows_read(&self) -> u64 {
+        self.last_rows_read
     }
 
     /// (hits, misses) of the statement cache.
@@ -431,6 +439,7 @@ impl Session {
     }
 
     fn finish(&mut self, out: Outcome) -> Result<StatementResult> {
+        self.last_rows_read = out.rows_read;
         if out.write {
             self.counters.changes = out.changes;
             self.counters.total_changes += out.changes + out.cascaded;
@@ -659,6 +668,7 @@ struct Outcome {
     changes: i64,
     cascaded: i64,
     last_insert_rowid: Option<i64>,
+    rows_read: u64,
 }
 
 fn run_statement(
@@ -680,17 +690,17 @@ fn run_statement(
         changes: 0,
         cascaded: 0,
         last_insert_rowid: None,
+        rows_read: 0,
     };
     match stmt {
         Statement::Query(q) => {
             let compiled = query::compile_query(&mut c, q)?;
             let mut ctx = Ctx::new(tx, counters);
             let rows = query::run_query(&compiled, &mut ctx, None)?.rows;
-            Ok(plain(
-                compiled.columns.clone(),
-                compiled.decls.clone(),
-                rows,
-            ))
+            let read = ctx.rows_read;
+            let mut out = plain(compiled.columns.clone(), compiled.decls.clone(), rows);
+            out.rows_read = read;
+            Ok(out)
         }
         Statement::Insert(ins) => {
             let mut ctx = Ctx::new(tx, counters);
@@ -703,6 +713,7 @@ fn run_statement(
                 changes: o.changes,
                 cascaded: o.cascaded,
                 last_insert_rowid: o.last_insert_rowid,
+                rows_read: ctx.rows_read,
             })
         }
         Statement::Update(u) => {
@@ -716,6 +727,7 @@ fn run_statement(
                 changes: o.changes,
                 cascaded: o.cascaded,
                 last_insert_rowid: None,
+                rows_read: ctx.rows_read,
             })
         }
         Statement::Delete(d) => {
@@ -729,6 +741,7 @@ fn run_statement(
                 changes: o.changes,
                 cascaded: o.cascaded,
                 last_insert_rowid: None,
+                rows_read: ctx.rows_read,
             })
         }
         Statement::CreateTable(ct) => {
