@@ -237,7 +237,7 @@ fn bad_sql_has_sqlstates() {
             SqlState::LimitExceeded,
         ),
         (
-            "SELECT row_number() OVER () FROM t",
+            "SELECT sum(a) OVER (ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) FROM t",
             SqlState::FeatureNotSupported,
         ),
         ("CREATE VIEW v AS SELECT 1", SqlState::FeatureNotSupported),

@@ -310,3 +310,22 @@ WITH RECURSIVE cyc(x) AS (SELECT 1 UNION SELECT (x % 3) + 1 FROM cyc) SELECT x F
 WITH RECURSIVE fib(a, b) AS (SELECT 0, 1 UNION ALL SELECT b, a + b FROM fib WHERE a < 100) SELECT group_concat(a, ',') FROM fib;
 "#);
 }
+
+#[test]
+fn window_functions() {
+    run(&format!(
+        "{SCHEMA}{}",
+        r#"
+SELECT id, user_id, row_number() OVER (PARTITION BY user_id ORDER BY id) AS rn FROM posts ORDER BY id;
+SELECT id, views, rank() OVER (ORDER BY views DESC) AS r, dense_rank() OVER (ORDER BY views DESC) AS d FROM posts ORDER BY id;
+SELECT id, sum(views) OVER (PARTITION BY user_id) AS total, sum(views) OVER (ORDER BY id) AS running, count(*) OVER () AS n FROM posts ORDER BY id;
+SELECT id, avg(views) OVER (PARTITION BY user_id ORDER BY views) AS a, max(title) OVER (PARTITION BY user_id) AS m FROM posts ORDER BY id;
+SELECT id, lag(views) OVER (ORDER BY id) AS prev, lead(views, 2, -1) OVER (ORDER BY id) AS next2 FROM posts ORDER BY id;
+SELECT id, first_value(title) OVER (PARTITION BY user_id ORDER BY id DESC) AS f, last_value(title) OVER (PARTITION BY user_id ORDER BY id) AS l FROM posts ORDER BY id;
+SELECT user_id, count(*) AS c, rank() OVER (ORDER BY count(*) DESC) AS r FROM posts GROUP BY user_id ORDER BY user_id;
+SELECT posts.id, row_number() OVER (PARTITION BY posts.user_id ORDER BY posts.id) AS anon_1 FROM posts ORDER BY 1;
+SELECT * FROM (SELECT id, row_number() OVER (PARTITION BY user_id ORDER BY views DESC, id) AS rn FROM posts) WHERE rn = 1 ORDER BY id;
+SELECT id FROM posts ORDER BY row_number() OVER (ORDER BY title DESC);
+"#
+    ));
+}

@@ -137,6 +137,35 @@ pub enum AggFunc {
     GroupConcat,
 }
 
+/// Window functions: ranking, offsets, and aggregates over a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WinFunc {
+    RowNumber,
+    Rank,
+    DenseRank,
+    Lag,
+    Lead,
+    FirstValue,
+    LastValue,
+    Agg(AggFunc),
+}
+
+/// A window function call: `func(args) OVER (PARTITION BY ... ORDER BY ...)` with the
+/// default frame (the partition up to the current row's last peer when ordered, else all of
+/// it).
+#[derive(Debug, Clone)]
+pub struct WindowCall {
+    pub func: WinFunc,
+    pub args: Vec<SExpr>,
+    pub partition: Vec<SExpr>,
+    /// (key, descending, nulls first)
+    pub order: Vec<(SExpr, bool, Option<bool>)>,
+}
+
+/// Column references to window results are numbered from here until the query knows how
+/// many aggregates precede them (see `place_windows`).
+pub const WINDOW_SLOT_BASE: usize = usize::MAX / 2;
+
 /// A column visible in a scope.
 #[derive(Debug, Clone)]
 pub struct ColInfo {
@@ -160,6 +189,8 @@ pub struct Frame {
     pub cols: Vec<ColInfo>,
     /// Aggregates collected (when `allow_agg` is set) and their slot base.
     pub aggs: Vec<AggCall>,
+    /// Window function calls collected in the projection and ORDER BY.
+    pub windows: Vec<WindowCall>,
     pub agg_base: usize,
     pub allow_agg: bool,
     /// Set when an expression in this frame refers to an enclosing frame.
@@ -749,8 +780,8 @@ impl<'a> Compiler<'a> {
             [ast::ObjectNamePart::Identifier(i)] => i.value.to_ascii_lowercase(),
             _ => return Err(Error::unsupported(format!("function name {}", f.name))),
         };
-        if f.over.is_some() {
-            return Err(Error::unsupported(format!("window function {name}() OVER")));
+        if let Some(over) = &f.over {
+            return self.window_call(&name, f, over);
         }
         if !f.within_group.is_empty() || f.null_treatment.is_some() {
             return Err(Error::unsupported(format!(
@@ -863,6 +894,104 @@ impl<'a> Compiler<'a> {
             .collect::<Result<Vec<_>>>()?;
         super::functions::check_arity(&name, args.len())?;
         Ok(SExpr::Func(name, args))
+    }
+
+    fn window_call(
+        &mut self,
+        name: &str,
+        f: &ast::Function,
+        over: &ast::WindowType,
+    ) -> Result<SExpr> {
+        let ast::WindowType::WindowSpec(spec) = over else {
+            return Err(Error::unsupported(format!("named window in {name}() OVER")));
+        };
+        if spec.window_name.is_some() || spec.window_frame.is_some() {
+            return Err(Error::unsupported(format!(
+                "window frame or base window in {name}() OVER"
+            )));
+        }
+        if f.filter.is_some() || !f.within_group.is_empty() || f.null_treatment.is_some() {
+            return Err(Error::unsupported(format!("{name}() OVER with FILTER")));
+        }
+        if !self.frames.last().is_some_and(|fr| fr.allow_agg) {
+            return Err(syntax(format!("misuse of window function {name}()")));
+        }
+        let mut star = false;
+        let mut arg_exprs: Vec<&AExpr> = Vec::new();
+        match &f.args {
+            FunctionArguments::None => {}
+            FunctionArguments::List(list) => {
+                if list.duplicate_treatment.is_some() || !list.clauses.is_empty() {
+                    return Err(Error::unsupported(format!(
+                        "DISTINCT or clauses in {name}() OVER"
+                    )));
+                }
+                for a in &list.args {
+                    match a {
+                        FunctionArg::Unnamed(FunctionArgExpr::Expr(x)) => arg_exprs.push(x),
+                        FunctionArg::Unnamed(FunctionArgExpr::Wildcard) => star = true,
+                        other => {
+                            return Err(Error::unsupported(format!("argument {other} of {name}()")))
+                        }
+                    }
+                }
+            }
+            FunctionArguments::Subquery(_) => {
+                return Err(Error::unsupported(format!("{name}(subquery) OVER")))
+            }
+        }
+        let n = arg_exprs.len();
+        let func = match (name, n) {
+            ("row_number", 0) => WinFunc::RowNumber,
+            ("rank", 0) => WinFunc::Rank,
+            ("dense_rank", 0) => WinFunc::DenseRank,
+            ("lag", 1..=3) => WinFunc::Lag,
+            ("lead", 1..=3) => WinFunc::Lead,
+            ("first_value", 1) => WinFunc::FirstValue,
+            ("last_value", 1) => WinFunc::LastValue,
+            _ => match agg_func(name, n, star) {
+                Some(a) => WinFunc::Agg(a),
+                None => return Err(Error::unsupported(format!("window function {name}()"))),
+            },
+        };
+        // Arguments and window keys are evaluated on the (grouped) row, like the projection;
+        // window calls cannot nest.
+        let saved = std::mem::take(&mut self.frame().windows);
+        let res = (|| -> Result<WindowCall> {
+            let args = arg_exprs
+                .iter()
+                .map(|a| self.expr(a))
+                .collect::<Result<Vec<_>>>()?;
+            let partition = spec
+                .partition_by
+                .iter()
+                .map(|p| self.expr(p))
+                .collect::<Result<Vec<_>>>()?;
+            let mut order = Vec::new();
+            for o in &spec.order_by {
+                let desc = matches!(o.options.sort, Some(ast::OrderBySort::Desc));
+                order.push((self.expr(&o.expr)?, desc, o.options.nulls_first));
+            }
+            Ok(WindowCall {
+                func,
+                args,
+                partition,
+                order,
+            })
+        })();
+        let nested = std::mem::replace(&mut self.frame().windows, saved);
+        let call = res?;
+        if !nested.is_empty() {
+            return Err(syntax(format!(
+                "window functions cannot be nested ({name})"
+            )));
+        }
+        let fr = self.frame();
+        fr.windows.push(call);
+        Ok(SExpr::Col {
+            up: 0,
+            idx: WINDOW_SLOT_BASE + fr.windows.len() - 1,
+        })
     }
 
     fn subquery(&mut self, q: &ast::Query) -> Result<Query> {
@@ -1039,6 +1168,73 @@ pub fn walk(e: &SExpr, f: &mut impl FnMut(&SExpr)) {
             }
         }
         SExpr::Func(_, args) | SExpr::Udf(_, args) => args.iter().for_each(|x| walk(x, f)),
+    }
+}
+
+/// Gives window result references their final column: after the FROM columns and aggregates.
+pub fn place_windows(e: &mut SExpr, base: usize) {
+    match e {
+        SExpr::Col { up: 0, idx } if *idx >= WINDOW_SLOT_BASE => {
+            *idx = base + (*idx - WINDOW_SLOT_BASE)
+        }
+        SExpr::Lit(_) | SExpr::Col { .. } | SExpr::Exists { .. } | SExpr::Scalar(_) => {}
+        SExpr::Affinity(_, x)
+        | SExpr::Not(x)
+        | SExpr::Neg(x)
+        | SExpr::BitNot(x)
+        | SExpr::IsNull(x, _)
+        | SExpr::Cast(x, _) => place_windows(x, base),
+        SExpr::Bin(_, a, b) => {
+            place_windows(a, base);
+            place_windows(b, base);
+        }
+        SExpr::InList { expr, list, .. } => {
+            place_windows(expr, base);
+            list.iter_mut().for_each(|x| place_windows(x, base));
+        }
+        SExpr::InQuery { expr, .. } => place_windows(expr, base),
+        SExpr::Between {
+            expr, low, high, ..
+        } => {
+            place_windows(expr, base);
+            place_windows(low, base);
+            place_windows(high, base);
+        }
+        SExpr::Like {
+            expr,
+            pattern,
+            escape,
+            ..
+        } => {
+            place_windows(expr, base);
+            place_windows(pattern, base);
+            if let Some(x) = escape {
+                place_windows(x, base);
+            }
+        }
+        SExpr::Glob { expr, pattern, .. } => {
+            place_windows(expr, base);
+            place_windows(pattern, base);
+        }
+        SExpr::Case {
+            operand,
+            whens,
+            else_,
+        } => {
+            if let Some(o) = operand {
+                place_windows(o, base);
+            }
+            for (a, b) in whens {
+                place_windows(a, base);
+                place_windows(b, base);
+            }
+            if let Some(x) = else_ {
+                place_windows(x, base);
+            }
+        }
+        SExpr::Func(_, args) | SExpr::Udf(_, args) => {
+            args.iter_mut().for_each(|x| place_windows(x, base))
+        }
     }
 }
 

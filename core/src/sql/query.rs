@@ -103,6 +103,8 @@ pub struct SelectPlan {
     pub order_keys: Vec<SExpr>,
     /// Comparison affinity of each result column.
     pub affinities: Vec<Option<DataType>>,
+    /// Window function calls; their results follow the FROM columns and aggregates.
+    pub windows: Vec<super::compile::WindowCall>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -902,6 +904,16 @@ fn compile_select(
     let (mut plan, cols, decls, order) = res?;
     plan.aggs = frame.aggs;
     plan.aggregate = plan.aggregate || !plan.aggs.is_empty();
+    if !frame.windows.is_empty() {
+        let base = plan.width + plan.aggs.len();
+        for p in plan.projection.iter_mut().chain(plan.order_keys.iter_mut()) {
+            super::compile::place_windows(p, base);
+        }
+        if plan.distinct && plan.order_keys.is_empty() {
+            // fine: DISTINCT applies to the projected values
+        }
+        plan.windows = frame.windows;
+    }
     if !plan.aggregate && plan.having.is_some() {
         return Err(syntax("a GROUP BY clause is required before HAVING"));
     }
@@ -1166,6 +1178,7 @@ fn compile_select_in_frame(
             distinct,
             order_keys,
             affinities: affs,
+            windows: Vec::new(),
         },
         columns,
         decls,
@@ -1834,6 +1847,157 @@ fn agg_final(a: &AggCall, st: &AggState) -> Result<Value> {
     })
 }
 
+/// Appends each window call's value to every row (rows are `base` columns wide before).
+fn compute_windows(
+    windows: &[super::compile::WindowCall],
+    rows: &mut [Vec<Value>],
+    base: usize,
+    ctx: &mut Ctx,
+    outer: Option<&Env>,
+) -> Result<()> {
+    use super::compile::WinFunc;
+    for r in rows.iter_mut() {
+        r.resize(base, Value::Null);
+    }
+    for w in windows {
+        // (partition key, order values, argument values, row position) per row
+        type Keyed = (Vec<u8>, Vec<Value>, Vec<Value>, usize);
+        let mut keyed: Vec<Keyed> = Vec::with_capacity(rows.len());
+        for (i, r) in rows.iter().enumerate() {
+            let env = Env {
+                row: r,
+                parent: outer,
+            };
+            let mut pk = Vec::new();
+            for p in &w.partition {
+                encode_key_value(&eval(p, ctx, &env)?, &mut pk);
+            }
+            let mut ok = Vec::with_capacity(w.order.len());
+            for (o, _, _) in &w.order {
+                ok.push(eval(o, ctx, &env)?);
+            }
+            let mut args = Vec::with_capacity(w.args.len());
+            for a in &w.args {
+                args.push(eval(a, ctx, &env)?);
+            }
+            keyed.push((pk, ok, args, i));
+        }
+        let cmp_order = |a: &[Value], b: &[Value]| -> Ordering {
+            for (k, (x, y)) in a.iter().zip(b).enumerate() {
+                let (_, desc, nulls_first) = &w.order[k];
+                let nf = nulls_first.unwrap_or(!desc);
+                let o = match (x.is_null(), y.is_null()) {
+                    (true, true) => Ordering::Equal,
+                    (true, false) if nf => Ordering::Less,
+                    (true, false) => Ordering::Greater,
+                    (false, true) if nf => Ordering::Greater,
+                    (false, true) => Ordering::Less,
+                    _ if *desc => x.total_cmp(y).reverse(),
+                    _ => x.total_cmp(y),
+                };
+                if o != Ordering::Equal {
+                    return o;
+                }
+            }
+            Ordering::Equal
+        };
+        keyed.sort_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then_with(|| cmp_order(&a.1, &b.1))
+                .then(a.3.cmp(&b.3))
+        });
+        let mut results = vec![Value::Null; rows.len()];
+        let mut start = 0;
+        while start < keyed.len() {
+            let mut end = start;
+            while end < keyed.len() && keyed[end].0 == keyed[start].0 {
+                end += 1;
+            }
+            let part = &keyed[start..end];
+            // the end of each row's peer group (rows with equal ORDER BY values)
+            let mut peer_end = vec![0usize; part.len()];
+            let mut g = 0;
+            while g < part.len() {
+                let mut h = g + 1;
+                while h < part.len() && cmp_order(&part[h].1, &part[g].1) == Ordering::Equal {
+                    h += 1;
+                }
+                for x in peer_end.iter_mut().take(h).skip(g) {
+                    *x = h;
+                }
+                g = h;
+            }
+            let ordered = !w.order.is_empty();
+            let mut rank = 0i64;
+            let mut dense = 0i64;
+            for (pos, item) in part.iter().enumerate() {
+                let new_peer_group =
+                    pos == 0 || cmp_order(&part[pos - 1].1, &item.1) != Ordering::Equal;
+                if new_peer_group {
+                    rank = pos as i64 + 1;
+                    dense += 1;
+                }
+                let frame_end = if ordered { peer_end[pos] } else { part.len() };
+                let v = match w.func {
+                    WinFunc::RowNumber => Value::Integer(pos as i64 + 1),
+                    WinFunc::Rank => Value::Integer(rank),
+                    WinFunc::DenseRank => Value::Integer(dense),
+                    WinFunc::Lag | WinFunc::Lead => {
+                        let off = match item.2.get(1) {
+                            None => 1,
+                            Some(v) => match DataType::Integer.apply_affinity(v.clone()) {
+                                Value::Integer(i) if i >= 0 => i,
+                                _ => {
+                                    return Err(Error::new(
+                                        SqlState::InvalidParameter,
+                                        "second argument to lag()/lead() must be a non-negative integer",
+                                    ))
+                                }
+                            },
+                        };
+                        let target = if w.func == WinFunc::Lag {
+                            (pos as i64).checked_sub(off)
+                        } else {
+                            (pos as i64).checked_add(off)
+                        };
+                        match target.filter(|t| *t >= 0 && (*t as usize) < part.len()) {
+                            Some(t) => part[t as usize].2[0].clone(),
+                            None => item.2.get(2).cloned().unwrap_or(Value::Null),
+                        }
+                    }
+                    WinFunc::FirstValue => part[0].2[0].clone(),
+                    WinFunc::LastValue => part[frame_end - 1].2[0].clone(),
+                    WinFunc::Agg(f) => {
+                        let call = AggCall {
+                            func: f,
+                            args: (0..item.2.len())
+                                .map(|k| SExpr::Col { up: 0, idx: k })
+                                .collect(),
+                            distinct: false,
+                            filter: None,
+                        };
+                        let mut st = AggState::default();
+                        for row in &part[..frame_end] {
+                            let env = Env {
+                                row: &row.2,
+                                parent: outer,
+                            };
+                            agg_step(&call, &mut st, ctx, &env)?;
+                        }
+                        agg_final(&call, &st)?
+                    }
+                };
+                results[item.3] = v;
+            }
+            start = end;
+        }
+        for (r, v) in rows.iter_mut().zip(results) {
+            r.push(v);
+        }
+    }
+    Ok(())
+}
+
 fn run_select(
     s: &SelectPlan,
     ctx: &mut Ctx,
@@ -1907,6 +2071,16 @@ fn run_select(
     } else {
         rows
     };
+    let mut ext_rows = ext_rows;
+    if !s.windows.is_empty() {
+        compute_windows(
+            &s.windows,
+            &mut ext_rows,
+            s.width + s.aggs.len(),
+            ctx,
+            outer,
+        )?;
+    }
     let mut out = Vec::with_capacity(ext_rows.len());
     for r in &ext_rows {
         let env = Env {
