@@ -93,10 +93,7 @@ pub fn values_equal(a: &Value, b: &Value) -> bool {
         // Known difference (docs/COMPAT.md): a real that needs 17 significant digits may print
         // with a different last digit (SQLite's digit generation is not correctly rounded).
         (Value::Text(x), Value::Text(y)) if x != y && x.len() >= 17 && x.len() == y.len() => {
-            match (x.parse::<f64>(), y.parse::<f64>()) {
-                (Ok(p), Ok(q)) => (p - q).abs() <= 4e-16 * p.abs().max(q.abs()),
-                _ => false,
-            }
+            seventeenth_digit_only(x, y)
         }
         (Value::Real(x), Value::Real(y)) => {
             x == y || (x - y).abs() <= 1e-9 * x.abs().max(y.abs()) || (x.is_nan() && y.is_nan())
@@ -110,6 +107,50 @@ fn rows_equal(a: &[Vec<Value>], b: &[Vec<Value>]) -> bool {
         && a.iter()
             .zip(b)
             .all(|(x, y)| x.len() == y.len() && x.iter().zip(y).all(|(p, q)| values_equal(p, q)))
+}
+
+/// Whether two texts differ only in one digit that ends a run of at least 16 significant
+/// digits (a real printed with 17 digits, possibly inside a longer text).
+fn seventeenth_digit_only(x: &str, y: &str) -> bool {
+    let (a, b) = (x.as_bytes(), y.as_bytes());
+    let diffs: Vec<usize> = (0..a.len()).filter(|&i| a[i] != b[i]).collect();
+    let [k] = diffs.as_slice() else { return false };
+    if !a[*k].is_ascii_digit() || !b[*k].is_ascii_digit() {
+        return false;
+    }
+    let digits = a[..*k]
+        .iter()
+        .rev()
+        .take_while(|c| c.is_ascii_digit() || **c == b'.')
+        .filter(|c| c.is_ascii_digit())
+        .count();
+    digits >= 16
+}
+
+/// Whether the statement orders its result (an ORDER BY outside parentheses, so not one in a
+/// subquery or a window definition).
+pub fn top_level_order_by(sql: &str) -> bool {
+    let up = sql.to_ascii_uppercase();
+    let b = up.as_bytes();
+    let mut depth = 0i32;
+    let mut quote: Option<u8> = None;
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None => match c {
+                b'\'' | b'"' | b'`' => quote = Some(c),
+                b'(' => depth += 1,
+                b')' => depth -= 1,
+                b'O' if depth == 0 && up[i..].starts_with("ORDER BY") => return true,
+                _ => {}
+            },
+        }
+        i += 1;
+    }
+    false
 }
 
 fn loose_equal(a: &[Vec<Value>], b: &[Vec<Value>]) -> bool {
@@ -242,7 +283,7 @@ impl Diff {
         self.statements += 1;
         let a = self.run_lite(sql, params);
         let b = self.run_ormdb(sql, params);
-        let ordered = sql.to_ascii_uppercase().contains("ORDER BY");
+        let ordered = top_level_order_by(sql);
         let verdict = match (&a, &b) {
             (_, Res::Unsupported(m)) => {
                 self.unsupported.push(format!(
@@ -279,7 +320,7 @@ impl Diff {
                     });
                 sort_rows(&mut ra);
                 sort_rows(&mut rb);
-                let order_ok = ordered || !sql.to_ascii_uppercase().contains("ORDER BY");
+                let order_ok = ordered || !top_level_order_by(sql);
                 // Deduplication keeps one of several equal rows, and 1 equals 1.0: which one
                 // SQLite keeps depends on its b-tree, so after DISTINCT/UNION/INTERSECT/EXCEPT/
                 // GROUP BY such rows match by value, not storage class.
@@ -287,8 +328,20 @@ impl Diff {
                 let dedup = ["DISTINCT", "UNION", "INTERSECT", "EXCEPT", "GROUP BY"]
                     .iter()
                     .any(|k| up.contains(k));
-                if dedup && !rows_equal(&ra, &rb) && loose_equal(&ra, &rb) {
-                    rb = ra.clone();
+                if dedup && !rows_equal(&ra, &rb) {
+                    let (mut la, mut lb) = (ra.clone(), rb.clone());
+                    let by_value = |x: &Vec<Value>, y: &Vec<Value>| {
+                        x.iter()
+                            .zip(y)
+                            .map(|(p, q)| p.total_cmp(q))
+                            .find(|o| *o != std::cmp::Ordering::Equal)
+                            .unwrap_or(std::cmp::Ordering::Equal)
+                    };
+                    la.sort_by(by_value);
+                    lb.sort_by(by_value);
+                    if loose_equal(&la, &lb) {
+                        rb = ra.clone();
+                    }
                 }
                 order_ok
                     && (!self.compare_names || ca == cb)
