@@ -329,3 +329,20 @@ SELECT id FROM posts ORDER BY row_number() OVER (ORDER BY title DESC);
 "#
     ));
 }
+
+#[test]
+fn update_from() {
+    run(&format!(
+        "{SCHEMA}{}",
+        r#"
+CREATE TABLE totals (user_id INTEGER PRIMARY KEY, n INT, v INT);
+INSERT INTO totals (user_id, n, v) SELECT id, 0, 0 FROM users;
+UPDATE totals SET n = s.c, v = s.v FROM (SELECT user_id, count(*) AS c, sum(views) AS v FROM posts GROUP BY user_id) AS s WHERE s.user_id = totals.user_id;
+SELECT * FROM totals ORDER BY user_id;
+UPDATE posts SET title = users.name || ': ' || posts.title FROM users WHERE users.id = posts.user_id AND users.age > 26 RETURNING posts.id, posts.title;
+SELECT id, title FROM posts ORDER BY id;
+UPDATE totals SET v = v + 1 FROM users u JOIN posts p ON p.user_id = u.id WHERE u.id = totals.user_id;
+SELECT * FROM totals ORDER BY user_id;
+"#
+    ));
+}
