@@ -5,8 +5,9 @@
 //! PRAGMAs itself ([`pragma`]), parses the rest with sqlparser (SQLiteDialect), binds parameters
 //! ([`params`]), compiles expressions against scopes ([`compile`]) and runs queries ([`query`]),
 //! writes ([`dml`]) and schema changes ([`ddl`]). `sqlite_master` and the introspection PRAGMAs
-//! are answered from the catalog ([`catalog_emulation`]). Anything not supported fails with
-//! 0A000 naming the construct: never a silently different answer.
+//! are answered from the catalog ([`catalog_emulation`]). Scalar functions live in
+//! [`functions`] and [`json`]; applications add their own through [`udf`]. Anything not
+//! supported fails with 0A000 naming the construct: never a silently different answer.
 
 pub mod catalog_emulation;
 pub mod compile;
