@@ -346,3 +346,69 @@ SELECT * FROM totals ORDER BY user_id;
 "#
     ));
 }
+
+#[test]
+fn date_time_functions_grid() {
+    let inputs = [
+        "'2024-02-29'",
+        "'2024-02-29 13:45:10'",
+        "'2024-02-29T13:45:10.123'",
+        "'2024-02-29 13:45:10Z'",
+        "'2024-02-29 13:45:10+02:00'",
+        "'2024-02-29 13:45'",
+        "'12:30'",
+        "'12:30:45.5'",
+        "2460000.5",
+        "0",
+        "2451545",
+        "'2000-01-01 00:00:00'",
+        "'1970-01-01'",
+        "'1999-12-31 23:59:59.999'",
+        "NULL",
+        "'garbage'",
+        "'2024-13-01'",
+        "'2023-01-31'",
+        "'2024-12-31 23:00:00'",
+    ];
+    let modifiers = [
+        "",
+        ", '+1 day'",
+        ", '-3 hours'",
+        ", '+90 minutes'",
+        ", '+30 seconds'",
+        ", '+1 month'",
+        ", '-1 year'",
+        ", 'start of month'",
+        ", 'start of year'",
+        ", 'start of day'",
+        ", 'weekday 0'",
+        ", 'weekday 3'",
+        ", '+1.5 days'",
+        ", '+1 month', 'start of month'",
+        ", 'bogus'",
+    ];
+    let mut d = Diff::new();
+    for i in inputs {
+        for m in modifiers {
+            d.check(
+                &format!("SELECT date({i}{m}), time({i}{m}), datetime({i}{m}), julianday({i}{m}), unixepoch({i}{m})"),
+                &[],
+            );
+        }
+        d.check(
+            &format!("SELECT strftime('%Y-%m-%d %H:%M:%S|%j|%w|%s|%f|%%|%d/%m', {i}), strftime('%J', {i})"),
+            &[],
+        );
+    }
+    for n in ["0", "86400", "1700000000", "1700000000.5", "-1"] {
+        d.check(
+            &format!("SELECT datetime({n}, 'unixepoch'), date({n}, 'unixepoch', '+1 day')"),
+            &[],
+        );
+    }
+    assert!(
+        d.mismatches.is_empty() && d.unsupported.is_empty(),
+        "{}",
+        d.report()
+    );
+}

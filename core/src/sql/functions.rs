@@ -700,6 +700,23 @@ fn c_general(x: f64, p: usize, upper: bool) -> String {
     }
 }
 
+/// `%.16g`: 16 significant digits, trailing zeros dropped (strftime's %J).
+fn format_g16(x: f64) -> String {
+    if x == 0.0 {
+        return "0".into();
+    }
+    let exp = x.abs().log10().floor() as i32;
+    if !(-4..16).contains(&exp) {
+        return format!("{x:.15e}");
+    }
+    let s = format!("{:.*}", (15 - exp).max(0) as usize, x);
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
 // ---- date and time ----
 
 /// A point in time as a Julian day number in milliseconds (SQLite's iJD).
@@ -918,7 +935,7 @@ fn datetime_fn(name: &str, args: &[Value]) -> Value {
         None => (parse_datetime(&Value::Text("now".into())), &rest[0..0]),
         Some(v) => (parse_datetime(v), &rest[1..]),
     };
-    let Some(mut j) = jd.take().filter(|j| jd_in_range(*j)) else {
+    let Some(mut j) = jd.take() else {
         return Value::Null;
     };
     let first_numeric = matches!(rest.first(), Some(Value::Integer(_) | Value::Real(_)));
@@ -926,10 +943,19 @@ fn datetime_fn(name: &str, args: &[Value]) -> Value {
         if m.is_null() {
             return Value::Null;
         }
-        match apply_modifier(j, &text_of(m), i == 0 && first_numeric, &rest[0]) {
-            Some(x) if jd_in_range(x) => j = x,
-            _ => return Value::Null,
+        let m = text_of(m);
+        // `unixepoch` reinterprets the original number, which need not be a valid day.
+        let reinterpret = i == 0 && first_numeric && m.trim().eq_ignore_ascii_case("unixepoch");
+        if !reinterpret && !jd_in_range(j) {
+            return Value::Null;
         }
+        match apply_modifier(j, &m, i == 0 && first_numeric, &rest[0]) {
+            Some(x) => j = x,
+            None => return Value::Null,
+        }
+    }
+    if !jd_in_range(j) {
+        return Value::Null;
     }
     match name {
         "date" => Value::Text(fmt_date(j)),
@@ -963,7 +989,7 @@ fn datetime_fn(name: &str, args: &[Value]) -> Value {
                     Some('s') => {
                         out.push_str(&(j - 210_866_760_000_000).div_euclid(1000).to_string())
                     }
-                    Some('J') => out.push_str(&format_real(j as f64 / 86_400_000.0)),
+                    Some('J') => out.push_str(&format_g16(j as f64 / 86_400_000.0)),
                     Some('w') => out.push_str(&((j + 129_600_000) / 86_400_000 % 7).to_string()),
                     Some('u') => {
                         let w = (j + 129_600_000) / 86_400_000 % 7;
