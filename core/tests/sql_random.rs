@@ -377,6 +377,22 @@ fn query(r: &mut Rng, tables: &[Table]) -> String {
 
 fn mutation(r: &mut Rng, tables: &[Table]) -> String {
     let t = r.pick(tables);
+    if r.chance(30) {
+        // Inserts name their ids (row id allocation after deletes differs by design).
+        let vals: Vec<String> = t.cols[1..].iter().map(|_| literal(r)).collect();
+        let id = 1 + r.below(20);
+        let c = &r.pick(&t.cols[1..]).0;
+        return match r.below(4) {
+            0 => format!("INSERT INTO {} VALUES ({id}, {})", t.name, vals.join(", ")),
+            1 => format!("INSERT OR IGNORE INTO {} VALUES ({id}, {})", t.name, vals.join(", ")),
+            2 => format!("INSERT OR REPLACE INTO {} VALUES ({id}, {})", t.name, vals.join(", ")),
+            _ => format!(
+                "INSERT INTO {} VALUES ({id}, {}) ON CONFLICT (id) DO UPDATE SET {c} = excluded.{c} WHERE {c} IS NOT excluded.{c}",
+                t.name,
+                vals.join(", ")
+            ),
+        };
+    }
     let scope = Scope {
         cols: t.cols.iter().map(|(n, _)| n.clone()).collect(),
     };
@@ -493,12 +509,19 @@ fn random_queries_match_sqlite() {
                     ));
                 }
             }
-            if stmt.starts_with("UPDATE") || stmt.starts_with("DELETE") {
+            if stmt.starts_with("UPDATE")
+                || stmt.starts_with("DELETE")
+                || stmt.starts_with("INSERT")
+            {
                 // A mutation must leave the same rows: compare the table right away, so a
                 // difference is reported at the statement that caused it.
                 let table = stmt
                     .split_whitespace()
-                    .nth(if stmt.starts_with("UPDATE") { 1 } else { 2 })
+                    .find(|w| {
+                        w.starts_with('t')
+                            && w[1..].chars().all(|c| c.is_ascii_digit())
+                            && w.len() > 1
+                    })
                     .unwrap_or("t0");
                 let dump = format!("SELECT * FROM {table} ORDER BY id");
                 if d.mismatches.is_empty()

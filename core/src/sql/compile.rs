@@ -301,7 +301,14 @@ impl<'a> Compiler<'a> {
                             .as_deref()
                             .is_some_and(|ct| ct.eq_ignore_ascii_case(t)),
                     };
-                    if table_ok && c.name.eq_ignore_ascii_case(name) {
+                    // In an upsert, unqualified names are the target table's, not `excluded.`.
+                    let pseudo = table.is_none()
+                        && c.table.as_deref() == Some("excluded")
+                        && frame.cols.iter().any(|o| {
+                            o.table.as_deref() != Some("excluded")
+                                && o.name.eq_ignore_ascii_case(name)
+                        });
+                    if table_ok && !pseudo && c.name.eq_ignore_ascii_case(name) {
                         if found.is_some() && table.is_none() {
                             return Err(syntax(format!("ambiguous column name: {name}")));
                         }
