@@ -314,9 +314,9 @@ impl Diff {
                     && ra.len() == rb.len()
                     && ra.iter().zip(&rb).all(|(x, y)| {
                         x.len() == y.len()
-                            && x.iter()
-                                .zip(y)
-                                .all(|(p, q)| p.total_cmp(q) == std::cmp::Ordering::Equal)
+                            && x.iter().zip(y).all(|(p, q)| {
+                                p.total_cmp(q) == std::cmp::Ordering::Equal || values_equal(p, q)
+                            })
                     });
                 sort_rows(&mut ra);
                 sort_rows(&mut rb);
