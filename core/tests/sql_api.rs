@@ -412,3 +412,17 @@ fn hostile_input_never_panics() {
         Value::Integer(1)
     );
 }
+
+#[test]
+fn session_can_move_between_threads() {
+    // Bindings keep a Session inside a Python/Node/Java object that may move across threads.
+    fn assert_send<T: Send>() {}
+    assert_send::<ormdb::Session>();
+    let (_db, mut s) = session();
+    let h = std::thread::spawn(move || {
+        s.execute("SELECT 1", &Params::None).unwrap();
+        s
+    });
+    let mut s = h.join().unwrap();
+    assert_eq!(one(&mut s, "SELECT 2", Params::None), Value::Integer(2));
+}

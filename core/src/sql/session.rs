@@ -5,8 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::rc::Rc;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use sqlparser::ast::Statement;
 
@@ -60,7 +59,8 @@ impl PreparedStatement {
 
 const CACHE_LIMIT: usize = 512;
 
-/// A SQL connection. Not `Sync`: use one per thread (like a SQLite connection).
+/// A SQL connection: `Send` (it can move between threads with the object that owns it), used
+/// by one thread at a time (`&mut self`), like a SQLite connection.
 pub struct Session {
     conn: Connection,
     tx: Option<Transaction>,
@@ -69,7 +69,7 @@ pub struct Session {
     /// Whether the outermost SAVEPOINT started the transaction (RELEASE of it commits).
     savepoint_began: bool,
     counters: Counters,
-    cache: HashMap<String, Rc<Parsed>>,
+    cache: HashMap<String, Arc<Parsed>>,
     cache_hits: u64,
     cache_misses: u64,
     last_rows_read: u64,
@@ -241,7 +241,7 @@ impl Session {
         self.execute_one(&stmt.sql, params)
     }
 
-    fn parsed(&mut self, text: &str) -> Result<Rc<Parsed>> {
+    fn parsed(&mut self, text: &str) -> Result<Arc<Parsed>> {
         if let Some(p) = self.cache.get(text) {
             self.cache_hits += 1;
             return Ok(p.clone());
@@ -249,7 +249,7 @@ impl Session {
         self.cache_misses += 1;
         let stmt = parse::parse_one(text)?;
         let placeholders = parse::placeholders(text)?;
-        let p = Rc::new(Parsed { stmt, placeholders });
+        let p = Arc::new(Parsed { stmt, placeholders });
         if self.cache.len() >= CACHE_LIMIT {
             self.cache.clear();
         }
