@@ -280,7 +280,6 @@ impl<'a> Compiler<'a> {
         table: Option<&str>,
         name: &str,
     ) -> Result<(SExpr, Option<DataType>)> {
-        let depth = self.frames.len();
         for (d, frame) in self.frames.iter().rev().enumerate() {
             let mut found: Option<usize> = None;
             if table.is_none() {
@@ -346,7 +345,6 @@ impl<'a> Compiler<'a> {
                         f.correlated = true;
                     }
                 }
-                let _ = depth;
                 return Ok((SExpr::Col { up: d, idx: i }, aff));
             }
         }

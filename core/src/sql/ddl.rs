@@ -7,7 +7,7 @@ use sqlparser::ast::{
     Spanned, Statement, TableConstraint,
 };
 use sqlparser::dialect::SQLiteDialect;
-use sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
+use sqlparser::tokenizer::{Token, Tokenizer};
 
 use super::parse::{table_name, LineIndex};
 use crate::api::Transaction;
@@ -191,7 +191,6 @@ pub fn scan_columns(sql: &str) -> Result<Vec<ColumnText>> {
         }
         i = j + 1;
     }
-    let _ = Whitespace::Space;
     Ok(out)
 }
 

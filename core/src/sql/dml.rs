@@ -227,7 +227,6 @@ pub fn insert(c: &mut Compiler, ins: &ast::Insert, ctx: &mut Ctx) -> Result<Writ
         Some(SqliteOnConflict::Replace) => Conflict::Replace,
         Some(other) => return Err(Error::unsupported(format!("INSERT OR {other}"))),
     };
-    let mut frame_for_upsert = None;
     if let Some(on) = &ins.on {
         let OnInsert::OnConflict(oc) = on else {
             return Err(Error::unsupported("ON DUPLICATE KEY UPDATE"));
@@ -283,7 +282,7 @@ pub fn insert(c: &mut Compiler, ins: &ast::Insert, ctx: &mut Ctx) -> Result<Writ
                     };
                     Ok((sets, filter))
                 })();
-                frame_for_upsert = c.frames.pop();
+                c.frames.pop();
                 let (sets, filter) = res?;
                 Conflict::Update {
                     target,
@@ -293,7 +292,6 @@ pub fn insert(c: &mut Compiler, ins: &ast::Insert, ctx: &mut Ctx) -> Result<Writ
             }
         };
     }
-    let _ = frame_for_upsert;
     // RETURNING over the table's columns.
     let returning = match &ins.returning {
         Some(items) => {

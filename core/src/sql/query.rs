@@ -909,9 +909,6 @@ fn compile_select(
         for p in plan.projection.iter_mut().chain(plan.order_keys.iter_mut()) {
             super::compile::place_windows(p, base);
         }
-        if plan.distinct && plan.order_keys.is_empty() {
-            // fine: DISTINCT applies to the projected values
-        }
         plan.windows = frame.windows;
     }
     if !plan.aggregate && plan.having.is_some() {

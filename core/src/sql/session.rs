@@ -286,13 +286,12 @@ impl Session {
             Statement::StartTransaction {
                 statements,
                 exception,
-                modifier,
+                modifier: _,
                 ..
             } => {
                 if !statements.is_empty() || exception.is_some() {
                     return Err(Error::unsupported("BEGIN ... END blocks"));
                 }
-                let _ = modifier;
                 if self.tx.is_some() {
                     return Err(Error::txn_state(
                         "cannot start a transaction within a transaction",
