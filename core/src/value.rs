@@ -134,25 +134,51 @@ impl fmt::Display for Value {
     }
 }
 
-/// Formats a real the way SQLite prints it (`1.0`, `0.5`, `1.0e+20`).
+/// Formats a real the way SQLite prints it: `%!.15g`, or `%!.17g` when 15 significant digits
+/// do not read back as the same value (`1.0`, `0.5`, `1.0e+20`, `0.41666666666666669`).
 pub fn format_real(r: f64) -> String {
+    if r == 0.0 {
+        return "0.0".into(); // -0.0 prints as 0.0 in SQLite
+    }
+    if r.is_nan() {
+        return "NaN".into();
+    }
     if r.is_infinite() {
         return if r > 0.0 { "Inf".into() } else { "-Inf".into() };
     }
-    if r == r.trunc() && r.abs() < 1e15 {
-        format!("{r:.1}")
+    let s15 = format_g(r, 15);
+    if s15.parse::<f64>().ok() == Some(r) {
+        s15
     } else {
-        let s = format!("{r}");
-        if s.contains('e') {
-            s
-        } else {
-            // Up to 15 significant digits like SQLite's %!.15g.
-            let g = format!("{:.15e}", r);
-            match g.parse::<f64>() {
-                Ok(v) if v == r => format!("{v}"),
-                _ => s,
+        format_g(r, 17)
+    }
+}
+
+/// `%!.{p}g` as SQLite prints it: `p` significant digits, trailing zeros removed but at least
+/// one digit after the decimal point.
+fn format_g(r: f64, p: usize) -> String {
+    let e = format!("{:.*e}", p - 1, r);
+    let (mant, exp) = e.split_once('e').unwrap_or((&e, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let trim = |m: &str| -> String {
+        if m.contains('.') {
+            let t = m.trim_end_matches('0');
+            if t.ends_with('.') {
+                format!("{t}0")
+            } else {
+                t.to_string()
             }
+        } else {
+            format!("{m}.0")
         }
+    };
+    // SQLite switches to the exponent form outside 1e-4 .. 1e16 whatever the digit count.
+    if !(-4..=15).contains(&exp) {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{}e{sign}{:02}", trim(mant), exp.abs())
+    } else {
+        let decimals = (p as i32 - 1 - exp).max(0) as usize;
+        trim(&format!("{:.*}", decimals, r))
     }
 }
 

@@ -368,7 +368,7 @@ fn django52() {
         "django52_sqlite_trace.txt",
         &[],
         &python_trace(&read("django52_sqlite_trace.txt")),
-        466,
+        467,
     );
 }
 
@@ -378,6 +378,6 @@ fn sqlalchemy2() {
         "sqlalchemy2_sqlite_trace.txt",
         &[],
         &python_trace(&read("sqlalchemy2_sqlite_trace.txt")),
-        174,
+        176,
     );
 }

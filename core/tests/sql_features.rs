@@ -278,3 +278,137 @@ SELECT 1 FROM e WHERE count(*) > 1;
 SELECT id FROM e ORDER BY 3;
 "#);
 }
+
+#[test]
+fn json_functions() {
+    run(r#"
+CREATE TABLE j (id INTEGER PRIMARY KEY, doc JSON);
+INSERT INTO j (doc) VALUES ('{"theme": "dark", "n": [1, 2.50, 3], "o": {"k": "v\"q"}, "t": true, "z": null}'), ('[1, {"a": 2}]'), ('not json'), (NULL);
+SELECT json(doc) FROM j WHERE json_valid(doc) ORDER BY id;
+SELECT json_valid(doc) FROM j ORDER BY id;
+SELECT json_extract(doc, '$.theme'), json_extract(doc, '$.n[1]'), json_extract(doc, '$.n'), json_extract(doc, '$.o.k'), json_extract(doc, '$.t'), json_extract(doc, '$.z'), json_extract(doc, '$.missing') FROM j WHERE id = 1;
+SELECT json_extract(doc, '$[1].a'), json_extract(doc, '$[#-1]'), json_extract(doc, '$[0]', '$[1]') FROM j WHERE id = 2;
+SELECT doc -> 'theme', doc ->> 'theme', doc -> '$.n', doc ->> '$.n[2]', doc -> 'missing' FROM j WHERE id = 1;
+SELECT doc -> 1, doc ->> 0 FROM j WHERE id = 2;
+SELECT id FROM j WHERE json_extract(doc, '$."theme"') = 'dark';
+SELECT json_type(doc), json_type(doc, '$.n'), json_array_length(doc, '$.n') FROM j WHERE id = 1;
+SELECT json('{"a" : [ 1 , 2 ] }'), json_quote('a"b'), json_quote(3);
+SELECT json(doc) FROM j WHERE id = 3;
+"#);
+}
+
+#[test]
+fn recursive_ctes() {
+    run(r#"
+CREATE TABLE node (id INTEGER PRIMARY KEY, parent INTEGER REFERENCES node(id), name TEXT);
+INSERT INTO node VALUES (1, NULL, 'root'), (2, 1, 'a'), (3, 1, 'b'), (4, 2, 'a1'), (5, 4, 'a11'), (6, 3, 'b1');
+WITH RECURSIVE cnt(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM cnt WHERE x < 10) SELECT x, x * x FROM cnt ORDER BY x;
+WITH RECURSIVE cnt(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM cnt LIMIT 5) SELECT sum(x), count(*) FROM cnt;
+WITH RECURSIVE sub(id, depth) AS (SELECT id, 0 FROM node WHERE id = 2 UNION ALL SELECT n.id, s.depth + 1 FROM node n JOIN sub s ON n.parent = s.id) SELECT id, depth FROM sub ORDER BY id;
+WITH RECURSIVE up(id, path) AS (SELECT id, name FROM node WHERE id = 5 UNION ALL SELECT n.parent, (SELECT name FROM node WHERE id = n.parent) || '/' || up.path FROM up JOIN node n ON n.id = up.id WHERE n.parent IS NOT NULL) SELECT path FROM up ORDER BY length(path) DESC LIMIT 1;
+WITH RECURSIVE cyc(x) AS (SELECT 1 UNION SELECT (x % 3) + 1 FROM cyc) SELECT x FROM cyc ORDER BY x;
+WITH RECURSIVE fib(a, b) AS (SELECT 0, 1 UNION ALL SELECT b, a + b FROM fib WHERE a < 100) SELECT group_concat(a, ',') FROM fib;
+"#);
+}
+
+#[test]
+fn window_functions() {
+    run(&format!(
+        "{SCHEMA}{}",
+        r#"
+SELECT id, user_id, row_number() OVER (PARTITION BY user_id ORDER BY id) AS rn FROM posts ORDER BY id;
+SELECT id, views, rank() OVER (ORDER BY views DESC) AS r, dense_rank() OVER (ORDER BY views DESC) AS d FROM posts ORDER BY id;
+SELECT id, sum(views) OVER (PARTITION BY user_id) AS total, sum(views) OVER (ORDER BY id) AS running, count(*) OVER () AS n FROM posts ORDER BY id;
+SELECT id, avg(views) OVER (PARTITION BY user_id ORDER BY views) AS a, max(title) OVER (PARTITION BY user_id) AS m FROM posts ORDER BY id;
+SELECT id, lag(views) OVER (ORDER BY id) AS prev, lead(views, 2, -1) OVER (ORDER BY id) AS next2 FROM posts ORDER BY id;
+SELECT id, first_value(title) OVER (PARTITION BY user_id ORDER BY id DESC) AS f, last_value(title) OVER (PARTITION BY user_id ORDER BY id) AS l FROM posts ORDER BY id;
+SELECT user_id, count(*) AS c, rank() OVER (ORDER BY count(*) DESC) AS r FROM posts GROUP BY user_id ORDER BY user_id;
+SELECT posts.id, row_number() OVER (PARTITION BY posts.user_id ORDER BY posts.id) AS anon_1 FROM posts ORDER BY 1;
+SELECT * FROM (SELECT id, row_number() OVER (PARTITION BY user_id ORDER BY views DESC, id) AS rn FROM posts) WHERE rn = 1 ORDER BY id;
+SELECT id FROM posts ORDER BY row_number() OVER (ORDER BY title DESC);
+"#
+    ));
+}
+
+#[test]
+fn update_from() {
+    run(&format!(
+        "{SCHEMA}{}",
+        r#"
+CREATE TABLE totals (user_id INTEGER PRIMARY KEY, n INT, v INT);
+INSERT INTO totals (user_id, n, v) SELECT id, 0, 0 FROM users;
+UPDATE totals SET n = s.c, v = s.v FROM (SELECT user_id, count(*) AS c, sum(views) AS v FROM posts GROUP BY user_id) AS s WHERE s.user_id = totals.user_id;
+SELECT * FROM totals ORDER BY user_id;
+UPDATE posts SET title = users.name || ': ' || posts.title FROM users WHERE users.id = posts.user_id AND users.age > 26 RETURNING posts.id, posts.title;
+SELECT id, title FROM posts ORDER BY id;
+UPDATE totals SET v = v + 1 FROM users u JOIN posts p ON p.user_id = u.id WHERE u.id = totals.user_id;
+SELECT * FROM totals ORDER BY user_id;
+"#
+    ));
+}
+
+#[test]
+fn date_time_functions_grid() {
+    let inputs = [
+        "'2024-02-29'",
+        "'2024-02-29 13:45:10'",
+        "'2024-02-29T13:45:10.123'",
+        "'2024-02-29 13:45:10Z'",
+        "'2024-02-29 13:45:10+02:00'",
+        "'2024-02-29 13:45'",
+        "'12:30'",
+        "'12:30:45.5'",
+        "2460000.5",
+        "0",
+        "2451545",
+        "'2000-01-01 00:00:00'",
+        "'1970-01-01'",
+        "'1999-12-31 23:59:59.999'",
+        "NULL",
+        "'garbage'",
+        "'2024-13-01'",
+        "'2023-01-31'",
+        "'2024-12-31 23:00:00'",
+    ];
+    let modifiers = [
+        "",
+        ", '+1 day'",
+        ", '-3 hours'",
+        ", '+90 minutes'",
+        ", '+30 seconds'",
+        ", '+1 month'",
+        ", '-1 year'",
+        ", 'start of month'",
+        ", 'start of year'",
+        ", 'start of day'",
+        ", 'weekday 0'",
+        ", 'weekday 3'",
+        ", '+1.5 days'",
+        ", '+1 month', 'start of month'",
+        ", 'bogus'",
+    ];
+    let mut d = Diff::new();
+    for i in inputs {
+        for m in modifiers {
+            d.check(
+                &format!("SELECT date({i}{m}), time({i}{m}), datetime({i}{m}), julianday({i}{m}), unixepoch({i}{m})"),
+                &[],
+            );
+        }
+        d.check(
+            &format!("SELECT strftime('%Y-%m-%d %H:%M:%S|%j|%w|%s|%f|%%|%d/%m', {i}), strftime('%J', {i})"),
+            &[],
+        );
+    }
+    for n in ["0", "86400", "1700000000", "1700000000.5", "-1"] {
+        d.check(
+            &format!("SELECT datetime({n}, 'unixepoch'), date({n}, 'unixepoch', '+1 day')"),
+            &[],
+        );
+    }
+    assert!(
+        d.mismatches.is_empty() && d.unsupported.is_empty(),
+        "{}",
+        d.report()
+    );
+}

@@ -68,8 +68,10 @@ pub enum SExpr {
         expr: Box<SExpr>,
         query: Rc<Query>,
         negated: bool,
-        /// Affinity applied to the left value before comparing (the column's, if any).
-        affinity: Option<DataType>,
+        /// Comparison affinity applied to the left value and to the subquery's values (as for
+        /// `x = y` between the left operand and the subquery's column).
+        left_conv: Option<DataType>,
+        right_conv: Option<DataType>,
     },
     Exists {
         query: Rc<Query>,
@@ -137,6 +139,35 @@ pub enum AggFunc {
     User,
 }
 
+/// Window functions: ranking, offsets, and aggregates over a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WinFunc {
+    RowNumber,
+    Rank,
+    DenseRank,
+    Lag,
+    Lead,
+    FirstValue,
+    LastValue,
+    Agg(AggFunc),
+}
+
+/// A window function call: `func(args) OVER (PARTITION BY ... ORDER BY ...)` with the
+/// default frame (the partition up to the current row's last peer when ordered, else all of
+/// it).
+#[derive(Debug, Clone)]
+pub struct WindowCall {
+    pub func: WinFunc,
+    pub args: Vec<SExpr>,
+    pub partition: Vec<SExpr>,
+    /// (key, descending, nulls first)
+    pub order: Vec<(SExpr, bool, Option<bool>)>,
+}
+
+/// Column references to window results are numbered from here until the query knows how
+/// many aggregates precede them (see `place_windows`).
+pub const WINDOW_SLOT_BASE: usize = usize::MAX / 2;
+
 /// A column visible in a scope.
 #[derive(Debug, Clone)]
 pub struct ColInfo {
@@ -160,6 +191,8 @@ pub struct Frame {
     pub cols: Vec<ColInfo>,
     /// Aggregates collected (when `allow_agg` is set) and their slot base.
     pub aggs: Vec<AggCall>,
+    /// Window function calls collected in the projection and ORDER BY.
+    pub windows: Vec<WindowCall>,
     pub agg_base: usize,
     pub allow_agg: bool,
     /// Set when an expression in this frame refers to an enclosing frame.
@@ -213,7 +246,11 @@ pub fn agg_func(name: &str, nargs: usize, star: bool) -> Option<AggFunc> {
 }
 
 impl<'a> Compiler<'a> {
-    pub fn new(schema: &'a Schema, bound: &'a Bound, text: &'a LineIndex<'a>) -> Self {
+    pub fn new(
+        schema: &'a Schema,
+        bound: &'a Bound,
+        text: &'a LineIndex<'a>,
+    ) -> Self {
         Compiler {
             schema,
             bound,
@@ -245,7 +282,6 @@ impl<'a> Compiler<'a> {
         table: Option<&str>,
         name: &str,
     ) -> Result<(SExpr, Option<DataType>)> {
-        let depth = self.frames.len();
         for (d, frame) in self.frames.iter().rev().enumerate() {
             let mut found: Option<usize> = None;
             if table.is_none() {
@@ -266,7 +302,14 @@ impl<'a> Compiler<'a> {
                             .as_deref()
                             .is_some_and(|ct| ct.eq_ignore_ascii_case(t)),
                     };
-                    if table_ok && c.name.eq_ignore_ascii_case(name) {
+                    // In an upsert, unqualified names are the target table's, not `excluded.`.
+                    let pseudo = table.is_none()
+                        && c.table.as_deref() == Some("excluded")
+                        && frame.cols.iter().any(|o| {
+                            o.table.as_deref() != Some("excluded")
+                                && o.name.eq_ignore_ascii_case(name)
+                        });
+                    if table_ok && !pseudo && c.name.eq_ignore_ascii_case(name) {
                         if found.is_some() && table.is_none() {
                             return Err(syntax(format!("ambiguous column name: {name}")));
                         }
@@ -304,7 +347,6 @@ impl<'a> Compiler<'a> {
                         f.correlated = true;
                     }
                 }
-                let _ = depth;
                 return Ok((SExpr::Col { up: d, idx: i }, aff));
             }
         }
@@ -432,12 +474,15 @@ impl<'a> Compiler<'a> {
                                 q.columns.len()
                             )));
                         }
+                        let (left_conv, right_conv) =
+                            comparison_conversions(aff, q.affinities.first().copied().flatten());
                         (
                             SExpr::InQuery {
                                 expr: Box::new(x),
                                 query: Rc::new(q),
                                 negated: *negated,
-                                affinity: aff,
+                                left_conv,
+                                right_conv,
                             },
                             None,
                         )
@@ -490,7 +535,33 @@ impl<'a> Compiler<'a> {
             }
             AExpr::ILike { .. } => return Err(Error::unsupported("ILIKE")),
             AExpr::SimilarTo { .. } => return Err(Error::unsupported("SIMILAR TO")),
-            AExpr::RLike { .. } => return Err(Error::unsupported("REGEXP")),
+            AExpr::RLike {
+                negated,
+                expr,
+                pattern,
+                regexp,
+            } => {
+                // X REGEXP Y calls the application's regexp(Y, X), as in SQLite.
+                let fname = if *regexp { "regexp" } else { "rlike" };
+                let Some(f) = self.user_functions.and_then(|u| u.get(fname, 2)) else {
+                    return Err(Error::unsupported(
+                        "operator REGEXP (no regexp() function is registered)",
+                    ));
+                };
+                self.volatile |= !f.deterministic;
+                let call = SExpr::Func(
+                    fname.to_string(),
+                    vec![self.expr(pattern)?, self.expr(expr)?],
+                );
+                (
+                    if *negated {
+                        SExpr::Not(Box::new(call))
+                    } else {
+                        call
+                    },
+                    None,
+                )
+            }
             AExpr::Cast {
                 kind,
                 expr,
@@ -680,7 +751,8 @@ impl<'a> Compiler<'a> {
             BinaryOperator::LtEq => return self.compare(Op::Le, l, r),
             BinaryOperator::Gt => return self.compare(Op::Gt, l, r),
             BinaryOperator::GtEq => return self.compare(Op::Ge, l, r),
-            BinaryOperator::Spaceship => return self.compare(Op::Is, l, r),
+            BinaryOperator::Spaceship | BinaryOperator::Is => return self.compare(Op::Is, l, r),
+            BinaryOperator::IsNot => return self.compare(Op::IsNot, l, r),
             BinaryOperator::And => Op::And,
             BinaryOperator::Or => Op::Or,
             BinaryOperator::Plus => Op::Add,
@@ -699,6 +771,24 @@ impl<'a> Compiler<'a> {
                     pattern: Box::new(self.expr(r)?),
                     negated: false,
                 })
+            }
+            BinaryOperator::Regexp | BinaryOperator::Match => {
+                // X REGEXP Y calls the application's regexp(Y, X), as in SQLite.
+                let fname = if matches!(op, BinaryOperator::Regexp) {
+                    "regexp"
+                } else {
+                    "match"
+                };
+                let Some(f) = self.user_functions.and_then(|u| u.get(fname, 2)) else {
+                    return Err(Error::unsupported(format!(
+                        "operator {op} (no {fname}() function is registered)"
+                    )));
+                };
+                self.volatile |= !f.deterministic;
+                return Ok(SExpr::Func(
+                    fname.to_string(),
+                    vec![self.expr(r)?, self.expr(l)?],
+                ));
             }
             BinaryOperator::Arrow | BinaryOperator::LongArrow => {
                 let name = if matches!(op, BinaryOperator::Arrow) {
@@ -723,8 +813,8 @@ impl<'a> Compiler<'a> {
             [ast::ObjectNamePart::Identifier(i)] => i.value.to_ascii_lowercase(),
             _ => return Err(Error::unsupported(format!("function name {}", f.name))),
         };
-        if f.over.is_some() {
-            return Err(Error::unsupported(format!("window function {name}() OVER")));
+        if let Some(over) = &f.over {
+            return self.window_call(&name, f, over);
         }
         if !f.within_group.is_empty() || f.null_treatment.is_some() {
             return Err(Error::unsupported(format!(
@@ -847,6 +937,104 @@ impl<'a> Compiler<'a> {
         Some(args.map(|args| SExpr::Func(name.to_string(), args)))
     }
 
+    fn window_call(
+        &mut self,
+        name: &str,
+        f: &ast::Function,
+        over: &ast::WindowType,
+    ) -> Result<SExpr> {
+        let ast::WindowType::WindowSpec(spec) = over else {
+            return Err(Error::unsupported(format!("named window in {name}() OVER")));
+        };
+        if spec.window_name.is_some() || spec.window_frame.is_some() {
+            return Err(Error::unsupported(format!(
+                "window frame or base window in {name}() OVER"
+            )));
+        }
+        if f.filter.is_some() || !f.within_group.is_empty() || f.null_treatment.is_some() {
+            return Err(Error::unsupported(format!("{name}() OVER with FILTER")));
+        }
+        if !self.frames.last().is_some_and(|fr| fr.allow_agg) {
+            return Err(syntax(format!("misuse of window function {name}()")));
+        }
+        let mut star = false;
+        let mut arg_exprs: Vec<&AExpr> = Vec::new();
+        match &f.args {
+            FunctionArguments::None => {}
+            FunctionArguments::List(list) => {
+                if list.duplicate_treatment.is_some() || !list.clauses.is_empty() {
+                    return Err(Error::unsupported(format!(
+                        "DISTINCT or clauses in {name}() OVER"
+                    )));
+                }
+                for a in &list.args {
+                    match a {
+                        FunctionArg::Unnamed(FunctionArgExpr::Expr(x)) => arg_exprs.push(x),
+                        FunctionArg::Unnamed(FunctionArgExpr::Wildcard) => star = true,
+                        other => {
+                            return Err(Error::unsupported(format!("argument {other} of {name}()")))
+                        }
+                    }
+                }
+            }
+            FunctionArguments::Subquery(_) => {
+                return Err(Error::unsupported(format!("{name}(subquery) OVER")))
+            }
+        }
+        let n = arg_exprs.len();
+        let func = match (name, n) {
+            ("row_number", 0) => WinFunc::RowNumber,
+            ("rank", 0) => WinFunc::Rank,
+            ("dense_rank", 0) => WinFunc::DenseRank,
+            ("lag", 1..=3) => WinFunc::Lag,
+            ("lead", 1..=3) => WinFunc::Lead,
+            ("first_value", 1) => WinFunc::FirstValue,
+            ("last_value", 1) => WinFunc::LastValue,
+            _ => match agg_func(name, n, star) {
+                Some(a) => WinFunc::Agg(a),
+                None => return Err(Error::unsupported(format!("window function {name}()"))),
+            },
+        };
+        // Arguments and window keys are evaluated on the (grouped) row, like the projection;
+        // window calls cannot nest.
+        let saved = std::mem::take(&mut self.frame().windows);
+        let res = (|| -> Result<WindowCall> {
+            let args = arg_exprs
+                .iter()
+                .map(|a| self.expr(a))
+                .collect::<Result<Vec<_>>>()?;
+            let partition = spec
+                .partition_by
+                .iter()
+                .map(|p| self.expr(p))
+                .collect::<Result<Vec<_>>>()?;
+            let mut order = Vec::new();
+            for o in &spec.order_by {
+                let desc = matches!(o.options.sort, Some(ast::OrderBySort::Desc));
+                order.push((self.expr(&o.expr)?, desc, o.options.nulls_first));
+            }
+            Ok(WindowCall {
+                func,
+                args,
+                partition,
+                order,
+            })
+        })();
+        let nested = std::mem::replace(&mut self.frame().windows, saved);
+        let call = res?;
+        if !nested.is_empty() {
+            return Err(syntax(format!(
+                "window functions cannot be nested ({name})"
+            )));
+        }
+        let fr = self.frame();
+        fr.windows.push(call);
+        Ok(SExpr::Col {
+            up: 0,
+            idx: WINDOW_SLOT_BASE + fr.windows.len() - 1,
+        })
+    }
+
     fn subquery(&mut self, q: &ast::Query) -> Result<Query> {
         super::query::compile_query(self, q)
     }
@@ -860,6 +1048,27 @@ pub fn is_rowid_name(n: &str) -> bool {
 
 pub fn is_numeric_aff(a: DataType) -> bool {
     matches!(a, DataType::Integer | DataType::Real | DataType::Numeric)
+}
+
+/// Which affinity to apply to (left, right) operands of a comparison, by SQLite's rules.
+pub fn comparison_conversions(
+    aa: Option<DataType>,
+    ba: Option<DataType>,
+) -> (Option<DataType>, Option<DataType>) {
+    let num = |x: Option<DataType>| x.is_some_and(is_numeric_aff);
+    let texty =
+        |x: Option<DataType>| matches!(x, Some(DataType::Text) | Some(DataType::Blob) | None);
+    if num(aa) && texty(ba) {
+        (None, Some(DataType::Numeric))
+    } else if num(ba) && texty(aa) {
+        (Some(DataType::Numeric), None)
+    } else if aa == Some(DataType::Text) && ba.is_none() {
+        (None, Some(DataType::Text))
+    } else if ba == Some(DataType::Text) && aa.is_none() {
+        (Some(DataType::Text), None)
+    } else {
+        (None, None)
+    }
 }
 
 /// SQLite's comparison affinity: a numeric-affinity operand converts the other one (when that
@@ -905,8 +1114,8 @@ pub fn parse_number_literal(n: &str) -> Result<Value> {
         .map_err(|_| syntax(format!("malformed number {n}")))
 }
 
-fn decode_hex(h: &str) -> Result<Vec<u8>> {
-    if !h.len().is_multiple_of(2) {
+pub fn decode_hex(h: &str) -> Result<Vec<u8>> {
+    if !h.len().is_multiple_of(2) || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(syntax(format!("malformed blob literal X'{h}'")));
     }
     (0..h.len())
@@ -998,6 +1207,73 @@ pub fn walk(e: &SExpr, f: &mut impl FnMut(&SExpr)) {
             }
         }
         SExpr::Func(_, args) => args.iter().for_each(|x| walk(x, f)),
+    }
+}
+
+/// Gives window result references their final column: after the FROM columns and aggregates.
+pub fn place_windows(e: &mut SExpr, base: usize) {
+    match e {
+        SExpr::Col { up: 0, idx } if *idx >= WINDOW_SLOT_BASE => {
+            *idx = base + (*idx - WINDOW_SLOT_BASE)
+        }
+        SExpr::Lit(_) | SExpr::Col { .. } | SExpr::Exists { .. } | SExpr::Scalar(_) => {}
+        SExpr::Affinity(_, x)
+        | SExpr::Not(x)
+        | SExpr::Neg(x)
+        | SExpr::BitNot(x)
+        | SExpr::IsNull(x, _)
+        | SExpr::Cast(x, _) => place_windows(x, base),
+        SExpr::Bin(_, a, b) => {
+            place_windows(a, base);
+            place_windows(b, base);
+        }
+        SExpr::InList { expr, list, .. } => {
+            place_windows(expr, base);
+            list.iter_mut().for_each(|x| place_windows(x, base));
+        }
+        SExpr::InQuery { expr, .. } => place_windows(expr, base),
+        SExpr::Between {
+            expr, low, high, ..
+        } => {
+            place_windows(expr, base);
+            place_windows(low, base);
+            place_windows(high, base);
+        }
+        SExpr::Like {
+            expr,
+            pattern,
+            escape,
+            ..
+        } => {
+            place_windows(expr, base);
+            place_windows(pattern, base);
+            if let Some(x) = escape {
+                place_windows(x, base);
+            }
+        }
+        SExpr::Glob { expr, pattern, .. } => {
+            place_windows(expr, base);
+            place_windows(pattern, base);
+        }
+        SExpr::Case {
+            operand,
+            whens,
+            else_,
+        } => {
+            if let Some(o) = operand {
+                place_windows(o, base);
+            }
+            for (a, b) in whens {
+                place_windows(a, base);
+                place_windows(b, base);
+            }
+            if let Some(x) = else_ {
+                place_windows(x, base);
+            }
+        }
+        SExpr::Func(_, args) => {
+            args.iter_mut().for_each(|x| place_windows(x, base))
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use sqlparser::ast::{
     Spanned, Statement, TableConstraint,
 };
 use sqlparser::dialect::SQLiteDialect;
-use sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
+use sqlparser::tokenizer::{Token, Tokenizer};
 
 use super::parse::{table_name, LineIndex};
 use crate::api::Transaction;
@@ -191,7 +191,6 @@ pub fn scan_columns(sql: &str) -> Result<Vec<ColumnText>> {
         }
         i = j + 1;
     }
-    let _ = Whitespace::Space;
     Ok(out)
 }
 
@@ -412,11 +411,7 @@ fn literal_value(v: &ast::Value) -> Result<Value> {
         ast::Value::SingleQuotedString(s) | ast::Value::DoubleQuotedString(s) => {
             Value::Text(s.clone())
         }
-        ast::Value::HexStringLiteral(h) => Value::Blob(
-            (0..h.len() / 2)
-                .map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).unwrap_or(0))
-                .collect(),
-        ),
+        ast::Value::HexStringLiteral(h) => Value::Blob(super::compile::decode_hex(h)?),
         ast::Value::Boolean(b) => Value::Integer(*b as i64),
         ast::Value::Null => Value::Null,
         ast::Value::Placeholder(p) => {

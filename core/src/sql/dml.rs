@@ -227,7 +227,6 @@ pub fn insert(c: &mut Compiler, ins: &ast::Insert, ctx: &mut Ctx) -> Result<Writ
         Some(SqliteOnConflict::Replace) => Conflict::Replace,
         Some(other) => return Err(Error::unsupported(format!("INSERT OR {other}"))),
     };
-    let mut frame_for_upsert = None;
     if let Some(on) = &ins.on {
         let OnInsert::OnConflict(oc) = on else {
             return Err(Error::unsupported("ON DUPLICATE KEY UPDATE"));
@@ -283,7 +282,7 @@ pub fn insert(c: &mut Compiler, ins: &ast::Insert, ctx: &mut Ctx) -> Result<Writ
                     };
                     Ok((sets, filter))
                 })();
-                frame_for_upsert = c.frames.pop();
+                c.frames.pop();
                 let (sets, filter) = res?;
                 Conflict::Update {
                     target,
@@ -293,7 +292,6 @@ pub fn insert(c: &mut Compiler, ins: &ast::Insert, ctx: &mut Ctx) -> Result<Writ
             }
         };
     }
-    let _ = frame_for_upsert;
     // RETURNING over the table's columns.
     let returning = match &ins.returning {
         Some(items) => {
@@ -642,42 +640,72 @@ fn insert_one(
 }
 
 /// The target rows of an UPDATE/DELETE: (row values with row id last).
+/// The rows an UPDATE/DELETE changes: the target table's columns (row id last), then the
+/// columns of UPDATE ... FROM items; one row per target row (the first match, as SQLite).
 fn target_rows(
     c: &mut Compiler,
     e: &EntityDef,
     shown: &str,
+    from: &[ast::TableWithJoins],
     selection: Option<&ast::Expr>,
     ctx: &mut Ctx,
 ) -> Result<(Vec<Vec<Value>>, Frame)> {
     c.frames.push(table_frame(e, shown));
-    let w = match selection {
-        Some(x) => c.expr(x),
-        None => Ok(SExpr::Lit(Value::Integer(1))),
-    };
+    let target_width = e.fields.len() + 1;
+    let compiled = (|| -> Result<(Vec<Source>, SExpr)> {
+        let extra = query::compile_from(c, from)?;
+        let w = match selection {
+            Some(x) => c.expr(x)?,
+            None => SExpr::Lit(Value::Integer(1)),
+        };
+        Ok((extra, w))
+    })();
     let frame = c.frames.pop().unwrap_or_default();
-    let w = w?;
+    let (mut extra, w) = compiled?;
     let width = frame.cols.len();
     let mut preds = Vec::new();
     super::compile::conjuncts(&w, &mut preds);
-    let access = query::choose_access(e, 0, &preds);
-    let sources = vec![Source {
+    let schema = ctx.tx.schema().clone();
+    for src in &mut extra {
+        if let SourceKind::Table { name } = &src.kind {
+            if src.join == JoinKind::Inner {
+                let mut p = preds.clone();
+                if let Some(on) = &src.on {
+                    super::compile::conjuncts(on, &mut p);
+                }
+                src.access = query::choose_access(schema.entity(name)?, src.offset, &p);
+            }
+        }
+    }
+    let mut sources = vec![Source {
         kind: SourceKind::Table {
             name: e.name.clone(),
         },
         offset: 0,
-        width,
+        width: target_width,
         join: JoinKind::Inner,
         on: None,
-        access,
+        access: query::choose_access(e, 0, &preds),
     }];
-    let rows = joined_rows(&sources, width, Some(&w), ctx, None)?;
+    sources.extend(extra);
+    let mut rows = joined_rows(&sources, width, Some(&w), ctx, None)?;
+    if !from.is_empty() {
+        let mut seen = std::collections::HashSet::new();
+        rows.retain(|r| seen.insert(r[target_width - 1].as_i64()));
+    }
     Ok((rows, frame))
 }
 
 pub fn update(c: &mut Compiler, u: &ast::Update, ctx: &mut Ctx) -> Result<WriteOutcome> {
-    if u.from.is_some() {
-        return Err(Error::unsupported("UPDATE ... FROM"));
-    }
+    let from: &[ast::TableWithJoins] = match &u.from {
+        None => &[],
+        Some(ast::UpdateTableFromKind::AfterSet(f)) => f,
+        Some(ast::UpdateTableFromKind::BeforeSet(_)) => {
+            return Err(Error::unsupported(
+                "UPDATE t FROM ... SET (FROM before SET)",
+            ))
+        }
+    };
     if !u.order_by.is_empty() || u.limit.is_some() {
         return Err(Error::unsupported("UPDATE ... ORDER BY/LIMIT"));
     }
@@ -698,7 +726,7 @@ pub fn update(c: &mut Compiler, u: &ast::Update, ctx: &mut Ctx) -> Result<WriteO
     let schema = ctx.tx.schema().clone();
     let e = schema.entity(&name)?.clone();
     let shown = alias.unwrap_or_else(|| e.name.clone());
-    let (rows, frame) = target_rows(c, &e, &shown, u.selection.as_ref(), ctx)?;
+    let (rows, frame) = target_rows(c, &e, &shown, from, u.selection.as_ref(), ctx)?;
     c.frames.push(frame);
     let compiled = (|| -> Result<(Sets, Option<Returning>)> {
         let mut sets = Vec::new();
@@ -783,7 +811,7 @@ pub fn delete(c: &mut Compiler, d: &ast::Delete, ctx: &mut Ctx) -> Result<WriteO
     let schema = ctx.tx.schema().clone();
     let e = schema.entity(&name)?.clone();
     let shown = alias.unwrap_or_else(|| e.name.clone());
-    let (rows, frame) = target_rows(c, &e, &shown, d.selection.as_ref(), ctx)?;
+    let (rows, frame) = target_rows(c, &e, &shown, &[], d.selection.as_ref(), ctx)?;
     let returning = match &d.returning {
         Some(items) => {
             c.frames.push(frame);

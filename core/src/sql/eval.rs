@@ -33,6 +33,9 @@ pub struct Ctx<'t> {
     pub subquery_cache: HashMap<usize, Rc<Vec<Vec<Value>>>>,
     /// Functions registered on the session (the compiler resolved names against the same set).
     pub user_functions: Option<std::sync::Arc<super::user_functions::UserFunctions>>,
+    /// Stored rows read from tables by this statement (scans, lookups), for EXPLAIN-style
+    /// checks that the access path was used.
+    pub rows_read: u64,
 }
 
 impl<'t> Ctx<'t> {
@@ -44,13 +47,14 @@ impl<'t> Ctx<'t> {
             cte_results: HashMap::new(),
             subquery_cache: HashMap::new(),
             user_functions: None,
+            rows_read: 0,
         }
     }
 
-    /// Forgets cached table contents after a write.
+    /// Forgets cached table contents after a write. Uncorrelated subqueries keep their
+    /// result: SQLite evaluates them once per statement.
     pub fn invalidate(&mut self) {
         self.table_cache.clear();
-        self.subquery_cache.clear();
     }
 }
 
@@ -148,9 +152,13 @@ pub fn cast(v: Value, ty: CastType) -> Value {
             Value::Real(r) => Value::Real(r),
             _ => Value::Real(0.0),
         },
-        CastType::Numeric => match to_numeric(&as_text_if_blob(v)) {
-            Value::Real(r) if r == r.trunc() && r.abs() < 9.2e18 => Value::Integer(r as i64),
-            other => other,
+        // Numbers stay as they are; text becomes an integer when that loses nothing.
+        CastType::Numeric => match v {
+            Value::Integer(_) | Value::Real(_) => v,
+            other => match to_numeric(&as_text_if_blob(other)) {
+                Value::Real(r) if r == r.trunc() && r.abs() < 9.2e18 => Value::Integer(r as i64),
+                n => n,
+            },
         },
     }
 }
@@ -233,7 +241,7 @@ pub fn glob_match(p: &[char], t: &[char]) -> bool {
 /// Rows of a subquery, cached when it does not depend on the enclosing row.
 pub fn subquery_rows(q: &Rc<Query>, ctx: &mut Ctx, env: &Env) -> Result<Rc<Vec<Vec<Value>>>> {
     if !q.correlated {
-        let key = Rc::as_ptr(q) as usize;
+        let key = q.id;
         if let Some(r) = ctx.subquery_cache.get(&key) {
             return Ok(r.clone());
         }
@@ -244,20 +252,23 @@ pub fn subquery_rows(q: &Rc<Query>, ctx: &mut Ctx, env: &Env) -> Result<Rc<Vec<V
     Ok(Rc::new(run_query(q, ctx, Some(env))?.rows))
 }
 
+/// Applies a comparison affinity (TEXT turns numbers into text; numeric ones parse text).
+pub fn convert(aff: Option<DataType>, v: Value) -> Value {
+    match aff {
+        None => v,
+        Some(DataType::Text) => match v {
+            Value::Integer(_) | Value::Real(_) => Value::Text(text_of(&v)),
+            other => other,
+        },
+        Some(t) => t.apply_affinity(v),
+    }
+}
+
 pub fn eval(e: &SExpr, ctx: &mut Ctx, env: &Env) -> Result<Value> {
     Ok(match e {
         SExpr::Lit(v) => v.clone(),
         SExpr::Col { up, idx } => env.column(*up, *idx),
-        SExpr::Affinity(ty, x) => {
-            let v = eval(x, ctx, env)?;
-            match ty {
-                DataType::Text => match v {
-                    Value::Integer(_) | Value::Real(_) => Value::Text(text_of(&v)),
-                    other => other,
-                },
-                t => t.apply_affinity(v),
-            }
-        }
+        SExpr::Affinity(ty, x) => convert(Some(*ty), eval(x, ctx, env)?),
         SExpr::Not(x) => bool_val(truthy(&eval(x, ctx, env)?).map(|b| !b)),
         SExpr::Neg(x) => arith(Op::Sub, Value::Integer(0), {
             let v = eval(x, ctx, env)?;
@@ -303,9 +314,10 @@ pub fn eval(e: &SExpr, ctx: &mut Ctx, env: &Env) -> Result<Value> {
             expr,
             query,
             negated,
-            affinity,
+            left_conv,
+            right_conv,
         } => {
-            let v = eval(expr, ctx, env)?;
+            let v = convert(*left_conv, eval(expr, ctx, env)?);
             let rows = subquery_rows(query, ctx, env)?;
             if rows.is_empty() {
                 return Ok(Value::Integer(*negated as i64));
@@ -315,12 +327,7 @@ pub fn eval(e: &SExpr, ctx: &mut Ctx, env: &Env) -> Result<Value> {
             }
             let mut saw_null = false;
             for r in rows.iter() {
-                let mut x = r.first().cloned().unwrap_or(Value::Null);
-                if let Some(a) = affinity {
-                    if super::compile::is_numeric_aff(*a) {
-                        x = DataType::Numeric.apply_affinity(x);
-                    }
-                }
+                let x = convert(*right_conv, r.first().cloned().unwrap_or(Value::Null));
                 if x.is_null() {
                     saw_null = true;
                 } else if v.total_cmp(&x) == Ordering::Equal {
@@ -517,8 +524,57 @@ fn eval_bin(op: Op, a: &SExpr, b: &SExpr, ctx: &mut Ctx, env: &Env) -> Result<Va
             }),
             _ => Value::Null,
         },
+        Op::Rem => remainder(x, y),
         _ => arith(op, x, y)?,
     })
+}
+
+/// SQLite's `%`: integer remainder; when either side is not an integer both are read as
+/// integers (text by its integer prefix) and the result is real.
+fn remainder(x: Value, y: Value) -> Value {
+    if x.is_null() || y.is_null() {
+        return Value::Null;
+    }
+    let (nx, ny) = (to_numeric(&x), to_numeric(&y));
+    let int_of = |v: &Value, n: &Value| -> i64 {
+        match (v, n) {
+            (Value::Text(s), _) => atoi_prefix(s),
+            (Value::Blob(b), _) => atoi_prefix(&String::from_utf8_lossy(b)),
+            (_, Value::Integer(i)) => *i,
+            (_, Value::Real(r)) => real_to_int(*r),
+            _ => 0,
+        }
+    };
+    if let (Value::Integer(a), Value::Integer(b)) = (&nx, &ny) {
+        if *b == 0 {
+            return Value::Null;
+        }
+        return Value::Integer(if *b == -1 { 0 } else { a % b });
+    }
+    let (a, b) = (int_of(&x, &nx), int_of(&y, &ny));
+    if b == 0 {
+        return Value::Null;
+    }
+    Value::Real(if b == -1 { 0.0 } else { (a % b) as f64 })
+}
+
+/// The integer a text starts with (leading spaces and sign allowed), saturating.
+fn atoi_prefix(s: &str) -> i64 {
+    let t = s.trim_start();
+    let (neg, digits) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let mut v: i128 = 0;
+    for b in digits.bytes() {
+        if !b.is_ascii_digit() {
+            break;
+        }
+        v = (v * 10 + (b - b'0') as i128).min(i64::MAX as i128 + 1);
+    }
+    let v = if neg { -v } else { v };
+    v.clamp(i64::MIN as i128, i64::MAX as i128) as i64
 }
 
 fn shift(i: i64, by: i64) -> i64 {

@@ -63,7 +63,7 @@ const KNOWN: &[&str] = &[
 ];
 
 pub fn is_known(name: &str) -> bool {
-    KNOWN.contains(&name)
+    KNOWN.contains(&name) || super::json::FUNCTIONS.contains(&name)
 }
 
 /// Argument counts SQLite accepts; a wrong count is an error at prepare time.
@@ -97,6 +97,9 @@ pub fn check_arity(name: &str, n: usize) -> Result<()> {
             true
         }
         "strftime" => n >= 1,
+        "json" | "json_valid" | "json_quote" => n == 1,
+        "json_extract" => n >= 2,
+        "json_type" | "json_array_length" => n == 1 || n == 2,
         _ => true,
     };
     if ok {
@@ -114,6 +117,9 @@ fn null_if_any(args: &[Value]) -> bool {
 }
 
 pub fn call(name: &str, mut args: Vec<Value>, counters: &Counters) -> Result<Value> {
+    if super::json::FUNCTIONS.contains(&name) {
+        return super::json::call(name, &args);
+    }
     let a0 = args.first().cloned().unwrap_or(Value::Null);
     Ok(match name {
         "lower" | "upper" => match a0 {
@@ -190,28 +196,34 @@ pub fn call(name: &str, mut args: Vec<Value>, counters: &Counters) -> Result<Val
             }
             Value::Text(s.replace(&from, &text_of(&args[2])))
         }
-        "abs" => match to_numeric(&a0) {
+        // Integers stay integers; anything else is read as a real (text included).
+        "abs" => match &a0 {
             Value::Integer(i) => Value::Integer(
                 i.checked_abs()
                     .ok_or_else(|| Error::new(SqlState::ValueTooLong, "integer overflow"))?,
             ),
-            Value::Real(r) => Value::Real(r.abs()),
             Value::Null => Value::Null,
-            _ => Value::Real(0.0),
+            other => Value::Real(match to_numeric(other) {
+                Value::Integer(i) => (i as f64).abs(),
+                Value::Real(r) => r.abs(),
+                _ => 0.0,
+            }),
         },
         "round" => round(&args),
         "min" | "max" => {
             if null_if_any(&args) {
                 return Ok(Value::Null);
             }
-            let want = if name == "min" {
-                Ordering::Less
-            } else {
-                Ordering::Greater
-            };
+            // Ties: min() takes the later argument, max() keeps the earlier (as SQLite).
             let mut best = args[0].clone();
             for v in &args[1..] {
-                if v.total_cmp(&best) == want {
+                let o = v.total_cmp(&best);
+                let take = if name == "min" {
+                    o != Ordering::Greater
+                } else {
+                    o == Ordering::Greater
+                };
+                if take {
                     best = v.clone();
                 }
             }
@@ -688,6 +700,23 @@ fn c_general(x: f64, p: usize, upper: bool) -> String {
     }
 }
 
+/// `%.16g`: 16 significant digits, trailing zeros dropped (strftime's %J).
+fn format_g16(x: f64) -> String {
+    if x == 0.0 {
+        return "0".into();
+    }
+    let exp = x.abs().log10().floor() as i32;
+    if !(-4..16).contains(&exp) {
+        return format!("{x:.15e}");
+    }
+    let s = format!("{:.*}", (15 - exp).max(0) as usize, x);
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
 // ---- date and time ----
 
 /// A point in time as a Julian day number in milliseconds (SQLite's iJD).
@@ -836,7 +865,10 @@ fn apply_modifier(jd: Jd, m: &str, first_numeric: bool, orig: &Value) -> Option<
                 Value::Text(t) => t.trim().parse().ok()?,
                 _ => return None,
             };
-            return Some((secs * 1000.0).round() as i64 + 210_866_760_000_000);
+            if !secs.is_finite() || secs.abs() > 1e14 {
+                return None;
+            }
+            return ((secs * 1000.0).round() as i64).checked_add(210_866_760_000_000);
         }
         "utc" | "localtime" | "auto" | "subsec" | "subsecond" => return Some(jd),
         _ => {}
@@ -850,6 +882,9 @@ fn apply_modifier(jd: Jd, m: &str, first_numeric: bool, orig: &Value) -> Option<
     let (num, unit) = m.split_once(' ')?;
     let unit = unit.trim().trim_end_matches('s');
     let x: f64 = num.trim().parse().ok()?;
+    if !x.is_finite() || x.abs() > 1e12 {
+        return None;
+    }
     let ms = match unit {
         "day" => x * 86_400_000.0,
         "hour" => x * 3_600_000.0,
@@ -869,7 +904,12 @@ fn apply_modifier(jd: Jd, m: &str, first_numeric: bool, orig: &Value) -> Option<
         }
         _ => return None,
     };
-    Some(jd + ms.round() as i64)
+    jd.checked_add(ms.round() as i64)
+}
+
+/// Julian day numbers SQLite accepts: 0000-01-01 to 9999-12-31.
+fn jd_in_range(jd: Jd) -> bool {
+    (0..=464_269_060_799_999).contains(&jd)
 }
 
 fn fmt_date(jd: Jd) -> String {
@@ -903,10 +943,19 @@ fn datetime_fn(name: &str, args: &[Value]) -> Value {
         if m.is_null() {
             return Value::Null;
         }
-        match apply_modifier(j, &text_of(m), i == 0 && first_numeric, &rest[0]) {
+        let m = text_of(m);
+        // `unixepoch` reinterprets the original number, which need not be a valid day.
+        let reinterpret = i == 0 && first_numeric && m.trim().eq_ignore_ascii_case("unixepoch");
+        if !reinterpret && !jd_in_range(j) {
+            return Value::Null;
+        }
+        match apply_modifier(j, &m, i == 0 && first_numeric, &rest[0]) {
             Some(x) => j = x,
             None => return Value::Null,
         }
+    }
+    if !jd_in_range(j) {
+        return Value::Null;
     }
     match name {
         "date" => Value::Text(fmt_date(j)),
@@ -940,7 +989,7 @@ fn datetime_fn(name: &str, args: &[Value]) -> Value {
                     Some('s') => {
                         out.push_str(&(j - 210_866_760_000_000).div_euclid(1000).to_string())
                     }
-                    Some('J') => out.push_str(&format_real(j as f64 / 86_400_000.0)),
+                    Some('J') => out.push_str(&format_g16(j as f64 / 86_400_000.0)),
                     Some('w') => out.push_str(&((j + 129_600_000) / 86_400_000 % 7).to_string()),
                     Some('u') => {
                         let w = (j + 129_600_000) / 86_400_000 % 7;

@@ -5,8 +5,9 @@
 //! PRAGMAs itself ([`pragma`]), parses the rest with sqlparser (SQLiteDialect), binds parameters
 //! ([`params`]), compiles expressions against scopes ([`compile`]) and runs queries ([`query`]),
 //! writes ([`dml`]) and schema changes ([`ddl`]). `sqlite_master` and the introspection PRAGMAs
-//! are answered from the catalog ([`catalog_emulation`]). Anything not supported fails with
-//! 0A000 naming the construct: never a silently different answer.
+//! are answered from the catalog ([`catalog_emulation`]). Scalar functions live in
+//! [`functions`] and [`json`]; applications add their own through [`udf`]. Anything not
+//! supported fails with 0A000 naming the construct: never a silently different answer.
 
 pub mod catalog_emulation;
 pub mod compile;
@@ -14,6 +15,7 @@ pub mod ddl;
 pub mod dml;
 pub mod eval;
 pub mod functions;
+pub mod json;
 pub mod params;
 pub mod parse;
 pub mod pragma;
@@ -22,5 +24,5 @@ pub mod session;
 pub mod user_functions;
 
 pub use params::Params;
-pub use session::{Session, StatementResult};
+pub use session::{PreparedStatement, Session, StatementResult};
 pub use user_functions::{AggregateFn, ScalarFn, UserAggregate, UserFunction, UserFunctions};

@@ -21,8 +21,7 @@ fn syntax(msg: impl Into<String>) -> Error {
 /// Whether a statement text is a PRAGMA.
 pub fn is_pragma(sql: &str) -> bool {
     let t = strip_leading_comments(sql);
-    t.len() >= 6
-        && t[..6].eq_ignore_ascii_case("pragma")
+    t.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("pragma"))
         && t[6..].starts_with(|c: char| c.is_whitespace())
 }
 

@@ -31,7 +31,19 @@ pub struct Query {
     pub offset: Option<SExpr>,
     pub columns: Vec<String>,
     pub decls: Vec<Option<String>>,
+    /// Comparison affinity of each result column (a table column's; None for expressions).
+    pub affinities: Vec<Option<DataType>>,
     pub correlated: bool,
+    /// Unique per compiled query: the key of its cached rows (addresses can be reused once a
+    /// compiled expression is dropped).
+    pub id: usize,
+}
+
+/// A fresh query id.
+pub fn next_query_id() -> usize {
+    use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+    static NEXT: AtomicUsize = AtomicUsize::new(1);
+    NEXT.fetch_add(1, AtomicOrdering::Relaxed)
 }
 
 #[derive(Debug)]
@@ -45,6 +57,16 @@ pub enum Body {
         right: Box<Body>,
     },
     Query(Rc<Query>),
+    /// A recursive CTE: `init`, then `step` over the rows the previous round added (exposed
+    /// in `work_slot`) until a round adds none.
+    Recursive {
+        init: Box<Body>,
+        step: Box<Body>,
+        all: bool,
+        work_slot: usize,
+        /// The CTE query's own LIMIT and OFFSET.
+        cap: Option<(SExpr, Option<SExpr>)>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +101,10 @@ pub struct SelectPlan {
     pub projection: Vec<SExpr>,
     pub distinct: bool,
     pub order_keys: Vec<SExpr>,
+    /// Comparison affinity of each result column.
+    pub affinities: Vec<Option<DataType>>,
+    /// Window function calls; their results follow the FROM columns and aggregates.
+    pub windows: Vec<super::compile::WindowCall>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,7 +168,9 @@ pub fn compile_query(c: &mut Compiler, q: &ast::Query) -> Result<Query> {
     if let Some(with) = &q.with {
         for cte in &with.cte_tables {
             if with.recursive && query_mentions(&cte.query, &cte.alias.name.value) {
-                return Err(Error::unsupported("recursive common table expressions"));
+                let def = compile_recursive_cte(c, cte)?;
+                c.ctes.push(def);
+                continue;
             }
             let sub = compile_query(c, &cte.query)?;
             let mut columns = sub.columns.clone();
@@ -175,6 +203,126 @@ pub fn compile_query(c: &mut Compiler, q: &ast::Query) -> Result<Query> {
     let res = compile_query_body(c, q);
     c.ctes.truncate(ctes_before);
     res
+}
+
+/// Most rows a recursive CTE may produce without a LIMIT of its own.
+const RECURSION_ROW_LIMIT: usize = 1_000_000;
+
+/// `name(cols) AS (initial UNION [ALL] recursive)`: the recursive part reads the rows the
+/// previous step added (the working table, its own slot); the query reads the final result.
+fn compile_recursive_cte(c: &mut Compiler, cte: &ast::Cte) -> Result<CteDef> {
+    let name = cte.alias.name.value.clone();
+    let q = &cte.query;
+    if q.with.is_some() || q.order_by.is_some() || q.fetch.is_some() {
+        return Err(Error::unsupported(format!(
+            "WITH or ORDER BY inside recursive common table expression {name}"
+        )));
+    }
+    let SetExpr::SetOperation {
+        left,
+        op: SetOperator::Union,
+        set_quantifier,
+        right,
+    } = q.body.as_ref()
+    else {
+        return Err(Error::unsupported(format!(
+            "recursive common table expression {name} that is not `initial UNION [ALL] recursive`"
+        )));
+    };
+    let all = match set_quantifier {
+        SetQuantifier::All => true,
+        SetQuantifier::None | SetQuantifier::Distinct => false,
+        other => return Err(Error::unsupported(format!("set quantifier {other}"))),
+    };
+    let (init, init_cols, decls, corr_init) = compile_set_expr(c, left)?;
+    let mut columns = init_cols;
+    if !cte.alias.columns.is_empty() {
+        if cte.alias.columns.len() != columns.len() {
+            return Err(syntax(format!(
+                "table {name} has {} values for {} columns",
+                columns.len(),
+                cte.alias.columns.len()
+            )));
+        }
+        columns = cte
+            .alias
+            .columns
+            .iter()
+            .map(|c| c.name.value.clone())
+            .collect();
+    }
+    let work_slot = c.cte_slots;
+    let final_slot = c.cte_slots + 1;
+    c.cte_slots += 2;
+    let affinities = body_affinities(&init);
+    let placeholder = Rc::new(Query {
+        body: Body::Values(Vec::new()),
+        order: Vec::new(),
+        limit: None,
+        offset: None,
+        columns: columns.clone(),
+        decls: decls.clone(),
+        affinities: affinities.clone(),
+        correlated: false,
+        id: next_query_id(),
+    });
+    c.ctes.push(CteDef {
+        name: name.clone(),
+        query: placeholder,
+        columns: columns.clone(),
+        slot: work_slot,
+    });
+    let step = compile_set_expr(c, right);
+    c.ctes.pop();
+    let (step, step_cols, _, corr_step) = step?;
+    if step_cols.len() != columns.len() {
+        return Err(syntax(format!(
+            "SELECTs to the left and right of UNION do not have the same number of result columns ({name})"
+        )));
+    }
+    // LIMIT/OFFSET of the CTE's own query bound the recursion.
+    let cap = match &q.limit_clause {
+        None => None,
+        Some(LimitClause::LimitOffset {
+            limit: Some(l),
+            offset,
+            limit_by,
+        }) if limit_by.is_empty() => {
+            c.frames.push(Frame::default());
+            let l = c.expr(l);
+            let o = offset.as_ref().map(|o| c.expr(&o.value)).transpose();
+            c.frames.pop();
+            Some((l?, o?))
+        }
+        Some(_) => {
+            return Err(Error::unsupported(format!(
+                "this LIMIT form in recursive common table expression {name}"
+            )))
+        }
+    };
+    let query = Query {
+        body: Body::Recursive {
+            init: Box::new(init),
+            step: Box::new(step),
+            all,
+            work_slot,
+            cap,
+        },
+        order: Vec::new(),
+        limit: None,
+        offset: None,
+        columns: columns.clone(),
+        decls,
+        affinities,
+        correlated: corr_init || corr_step,
+        id: next_query_id(),
+    };
+    Ok(CteDef {
+        name,
+        query: Rc::new(query),
+        columns,
+        slot: final_slot,
+    })
 }
 
 fn query_mentions(q: &ast::Query, name: &str) -> bool {
@@ -238,14 +386,17 @@ fn compile_query_body(c: &mut Compiler, q: &ast::Query) -> Result<Query> {
     match q.body.as_ref() {
         SetExpr::Select(s) => {
             let (plan, columns, decls, order, correlated) = compile_select(c, s, &order_exprs)?;
+            let affinities = plan.affinities.clone();
             Ok(Query {
                 body: Body::Select(Box::new(plan)),
                 order,
                 limit,
                 offset,
+                affinities,
                 columns,
                 decls,
                 correlated,
+                id: next_query_id(),
             })
         }
         other => {
@@ -260,6 +411,7 @@ fn compile_query_body(c: &mut Compiler, q: &ast::Query) -> Result<Query> {
                 });
             }
             Ok(Query {
+                affinities: body_affinities(&body),
                 body,
                 order,
                 limit,
@@ -267,8 +419,19 @@ fn compile_query_body(c: &mut Compiler, q: &ast::Query) -> Result<Query> {
                 columns,
                 decls,
                 correlated,
+                id: next_query_id(),
             })
         }
+    }
+}
+
+fn body_affinities(b: &Body) -> Vec<Option<DataType>> {
+    match b {
+        Body::Select(s) => s.affinities.clone(),
+        Body::Values(rows) => vec![None; rows.first().map_or(0, Vec::len)],
+        Body::SetOp { left, .. } => body_affinities(left),
+        Body::Query(q) => q.affinities.clone(),
+        Body::Recursive { init, .. } => body_affinities(init),
     }
 }
 
@@ -468,7 +631,7 @@ fn compile_factor(c: &mut Compiler, f: &TableFactor, join: JoinKind) -> Result<S
                         c.frame().cols.push(ColInfo {
                             table: Some(shown.clone()),
                             name: col.clone(),
-                            affinity: None,
+                            affinity: cte.query.affinities.get(i).copied().flatten(),
                             decl: cte.query.decls.get(i).cloned().flatten(),
                             hidden: false,
                             alias_of: None,
@@ -571,7 +734,7 @@ fn compile_factor(c: &mut Compiler, f: &TableFactor, join: JoinKind) -> Result<S
                 c.frame().cols.push(ColInfo {
                     table: shown.clone(),
                     name: n.clone(),
-                    affinity: None,
+                    affinity: q.affinities.get(i).copied().flatten(),
                     decl: q.decls.get(i).cloned().flatten(),
                     hidden: false,
                     alias_of: None,
@@ -741,6 +904,13 @@ fn compile_select(
     let (mut plan, cols, decls, order) = res?;
     plan.aggs = frame.aggs;
     plan.aggregate = plan.aggregate || !plan.aggs.is_empty();
+    if !frame.windows.is_empty() {
+        let base = plan.width + plan.aggs.len();
+        for p in plan.projection.iter_mut().chain(plan.order_keys.iter_mut()) {
+            super::compile::place_windows(p, base);
+        }
+        plan.windows = frame.windows;
+    }
     if !plan.aggregate && plan.having.is_some() {
         return Err(syntax("a GROUP BY clause is required before HAVING"));
     }
@@ -766,11 +936,13 @@ fn compile_select_in_frame(
     let mut columns = Vec::new();
     let mut decls = Vec::new();
     let mut proj_ast: Vec<Option<&AExpr>> = Vec::new();
+    let mut affs: Vec<Option<DataType>> = Vec::new();
     let mut item_texts: Option<Vec<String>> = None;
     for (k, item) in s.projection.iter().enumerate() {
         match item {
             SelectItem::UnnamedExpr(e) => {
-                let (x, _) = c.expr_aff(e)?;
+                let (x, aff) = c.expr_aff(e)?;
+                affs.push(aff);
                 let plain_col = match (&x, e) {
                     (
                         SExpr::Col { up: 0, idx },
@@ -809,7 +981,8 @@ fn compile_select_in_frame(
                 proj_ast.push(Some(e));
             }
             SelectItem::ExprWithAlias { expr, alias } => {
-                let x = c.expr(expr)?;
+                let (x, aff) = c.expr_aff(expr)?;
+                affs.push(aff);
                 columns.push(alias.value.clone());
                 decls.push(decl_of(c, &x));
                 projection.push(x);
@@ -845,6 +1018,7 @@ fn compile_select_in_frame(
                     }
                     columns.push(col.name.clone());
                     decls.push(col.decl.clone());
+                    affs.push(col.affinity);
                     projection.push(SExpr::Col { up: 0, idx: i });
                     proj_ast.push(None);
                 }
@@ -870,6 +1044,7 @@ fn compile_select_in_frame(
                     any = true;
                     columns.push(col.name.clone());
                     decls.push(col.decl.clone());
+                    affs.push(col.affinity);
                     projection.push(SExpr::Col { up: 0, idx: i });
                     proj_ast.push(None);
                 }
@@ -999,6 +1174,8 @@ fn compile_select_in_frame(
             projection,
             distinct,
             order_keys,
+            affinities: affs,
+            windows: Vec::new(),
         },
         columns,
         decls,
@@ -1256,6 +1433,72 @@ fn body_rows(b: &Body, ctx: &mut Ctx, outer: Option<&Env>, want_keys: bool) -> R
             .into_iter()
             .map(|r| (r, Vec::new()))
             .collect()),
+        Body::Recursive {
+            init,
+            step,
+            all,
+            work_slot,
+            cap,
+        } => {
+            let empty: [Value; 0] = [];
+            let env = Env {
+                row: &empty,
+                parent: outer,
+            };
+            let (limit, offset) = match cap {
+                None => (None, 0),
+                Some((l, o)) => {
+                    let l = limit_value(eval(l, ctx, &env)?, "LIMIT")?;
+                    let o = match o {
+                        Some(o) => limit_value(eval(o, ctx, &env)?, "OFFSET")?.max(0),
+                        None => 0,
+                    };
+                    (if l < 0 { None } else { Some(l as usize) }, o as usize)
+                }
+            };
+            let wanted = limit.map(|l| l.saturating_add(offset));
+            let mut seen = HashSet::new();
+            let mut result: Keyed = Vec::new();
+            let mut queue: Vec<Vec<Value>> = Vec::new();
+            let admit = |r: Vec<Value>, seen: &mut HashSet<Vec<u8>>| -> Option<Vec<Value>> {
+                if *all || seen.insert(key_bytes(&r)) {
+                    Some(r)
+                } else {
+                    None
+                }
+            };
+            for (r, _) in body_rows(init, ctx, outer, false)? {
+                if let Some(r) = admit(r, &mut seen) {
+                    queue.push(r.clone());
+                    result.push((r, Vec::new()));
+                }
+            }
+            while !queue.is_empty() && wanted.is_none_or(|w| result.len() < w) {
+                if wanted.is_none() && result.len() > RECURSION_ROW_LIMIT {
+                    return Err(Error::new(
+                        SqlState::LimitExceeded,
+                        format!(
+                            "recursive common table expression produced more than {RECURSION_ROW_LIMIT} rows (add a LIMIT or a stop condition)"
+                        ),
+                    ));
+                }
+                ctx.cte_results
+                    .insert(*work_slot, Rc::new(std::mem::take(&mut queue)));
+                // Subqueries over the working table must see each round's rows.
+                ctx.subquery_cache.clear();
+                for (r, _) in body_rows(step, ctx, outer, false)? {
+                    if let Some(r) = admit(r, &mut seen) {
+                        queue.push(r.clone());
+                        result.push((r, Vec::new()));
+                    }
+                }
+            }
+            ctx.cte_results.remove(work_slot);
+            if let Some(w) = wanted {
+                result.truncate(w);
+            }
+            Ok(result.into_iter().skip(offset).collect())
+        }
         Body::SetOp {
             op,
             all,
@@ -1266,7 +1509,14 @@ fn body_rows(b: &Body, ctx: &mut Ctx, outer: Option<&Env>, want_keys: bool) -> R
             let r = body_rows(right, ctx, outer, false)?;
             Ok(match op {
                 SetOp::Union if *all => l.into_iter().chain(r).collect(),
-                SetOp::Union => dedup(l.into_iter().chain(r).collect()),
+                // SQLite's UNION keeps the last of equal rows (1 and 1.0 are equal).
+                SetOp::Union => {
+                    let mut all: Keyed = l.into_iter().chain(r).collect();
+                    all.reverse();
+                    let mut kept = dedup(all);
+                    kept.reverse();
+                    kept
+                }
                 SetOp::Intersect => {
                     let rk: HashSet<Vec<u8>> = r.iter().map(|(x, _)| key_bytes(x)).collect();
                     dedup(
@@ -1294,12 +1544,15 @@ pub fn table_rows(ctx: &mut Ctx, name: &str) -> Result<Rc<Vec<Vec<Value>>>> {
         return Ok(r.clone());
     }
     let mut rows = Vec::new();
+    let mut n = 0u64;
     for r in ctx.tx.scan(name)? {
+        n += 1;
         let r = r?;
         let mut v = r.values;
         v.push(Value::Integer(r.row_id));
         rows.push(v);
     }
+    ctx.rows_read += n;
     let rows = Rc::new(rows);
     ctx.table_cache.insert(name.to_string(), rows.clone());
     Ok(rows)
@@ -1323,6 +1576,7 @@ fn source_rows(src: &Source, ctx: &mut Ctx, env: &Env) -> Result<Rc<Vec<Vec<Valu
                         continue;
                     }
                     if let Some(r) = ctx.tx.get(name, id)? {
+                        ctx.rows_read += 1;
                         let mut vals = r.values;
                         vals.push(Value::Integer(r.row_id));
                         out.push(vals);
@@ -1345,6 +1599,7 @@ fn source_rows(src: &Source, ctx: &mut Ctx, env: &Env) -> Result<Rc<Vec<Vec<Valu
                         continue; // `col = NULL` matches nothing
                     }
                     for r in ctx.tx.find_by_index(name, ix, &vals)? {
+                        ctx.rows_read += 1;
                         if seen.insert(r.row_id) {
                             let mut v = r.values;
                             v.push(Value::Integer(r.row_id));
@@ -1453,6 +1708,7 @@ struct AggState {
     count: i64,
     int_sum: Option<i64>,
     real_sum: f64,
+    compensation: f64,
     overflow: bool,
     any_real: bool,
     best: Option<Value>,
@@ -1505,29 +1761,40 @@ fn agg_step(a: &AggCall, st: &mut AggState, ctx: &mut Ctx, env: &Env) -> Result<
     match a.func {
         AggFunc::Count | AggFunc::CountStar | AggFunc::User => {}
         AggFunc::Sum | AggFunc::Total | AggFunc::Avg => {
-            let n = crate::ir::expr::to_numeric(&v);
-            match n {
-                Value::Integer(i) if !st.any_real && !st.overflow => {
-                    match st.int_sum.unwrap_or(0).checked_add(i) {
-                        Some(s) => st.int_sum = Some(s),
-                        None => st.overflow = true,
+            // Integers add exactly (overflow is an error for sum()); anything else makes the
+            // result real, summed with Kahan-Babuska-Neumaier compensation as SQLite does.
+            // Text that reads as a number counts as that number (SQLite's numeric type of
+            // the value); other text counts as a real.
+            let v = match &v {
+                Value::Text(t) => crate::value::parse_numeric(t).unwrap_or(v),
+                _ => v,
+            };
+            let x = match &v {
+                Value::Integer(i) => {
+                    if !st.overflow {
+                        match st.int_sum.unwrap_or(0).checked_add(*i) {
+                            Some(t) => st.int_sum = Some(t),
+                            None => st.overflow = true,
+                        }
                     }
-                    st.real_sum += i as f64;
+                    *i as f64
                 }
-                Value::Integer(i) => st.real_sum += i as f64,
-                Value::Real(r) => {
+                other => {
                     st.any_real = true;
-                    st.real_sum += r;
+                    match crate::ir::expr::to_numeric(other) {
+                        Value::Integer(i) => i as f64,
+                        Value::Real(r) => r,
+                        _ => 0.0,
+                    }
                 }
-                _ => {}
+            };
+            let t = st.real_sum + x;
+            if st.real_sum.abs() >= x.abs() {
+                st.compensation += (st.real_sum - t) + x;
+            } else {
+                st.compensation += (x - t) + st.real_sum;
             }
-            if matches!(n, Value::Integer(_))
-                && st.int_sum.is_none()
-                && !st.any_real
-                && !st.overflow
-            {
-                st.int_sum = Some(0);
-            }
+            st.real_sum = t;
         }
         AggFunc::Min | AggFunc::Max => {
             let better = match &st.best {
@@ -1579,17 +1846,17 @@ fn agg_final(a: &AggCall, st: &AggState) -> Result<Value> {
             } else if st.overflow && !st.any_real {
                 return Err(Error::new(SqlState::ValueTooLong, "integer overflow"));
             } else if st.any_real {
-                Value::Real(st.real_sum)
+                Value::Real(st.real_sum + st.compensation)
             } else {
                 Value::Integer(st.int_sum.unwrap_or(0))
             }
         }
-        AggFunc::Total => Value::Real(st.real_sum),
+        AggFunc::Total => Value::Real(st.real_sum + st.compensation),
         AggFunc::Avg => {
             if st.count == 0 {
                 Value::Null
             } else {
-                Value::Real(st.real_sum / st.count as f64)
+                Value::Real((st.real_sum + st.compensation) / st.count as f64)
             }
         }
         AggFunc::Min | AggFunc::Max => st.best.clone().unwrap_or(Value::Null),
@@ -1599,6 +1866,158 @@ fn agg_final(a: &AggCall, st: &AggState) -> Result<Value> {
             None => return Err(Error::internal("user aggregate without its function")),
         },
     })
+}
+
+/// Appends each window call's value to every row (rows are `base` columns wide before).
+fn compute_windows(
+    windows: &[super::compile::WindowCall],
+    rows: &mut [Vec<Value>],
+    base: usize,
+    ctx: &mut Ctx,
+    outer: Option<&Env>,
+) -> Result<()> {
+    use super::compile::WinFunc;
+    for r in rows.iter_mut() {
+        r.resize(base, Value::Null);
+    }
+    for w in windows {
+        // (partition key, order values, argument values, row position) per row
+        type Keyed = (Vec<u8>, Vec<Value>, Vec<Value>, usize);
+        let mut keyed: Vec<Keyed> = Vec::with_capacity(rows.len());
+        for (i, r) in rows.iter().enumerate() {
+            let env = Env {
+                row: r,
+                parent: outer,
+            };
+            let mut pk = Vec::new();
+            for p in &w.partition {
+                encode_key_value(&eval(p, ctx, &env)?, &mut pk);
+            }
+            let mut ok = Vec::with_capacity(w.order.len());
+            for (o, _, _) in &w.order {
+                ok.push(eval(o, ctx, &env)?);
+            }
+            let mut args = Vec::with_capacity(w.args.len());
+            for a in &w.args {
+                args.push(eval(a, ctx, &env)?);
+            }
+            keyed.push((pk, ok, args, i));
+        }
+        let cmp_order = |a: &[Value], b: &[Value]| -> Ordering {
+            for (k, (x, y)) in a.iter().zip(b).enumerate() {
+                let (_, desc, nulls_first) = &w.order[k];
+                let nf = nulls_first.unwrap_or(!desc);
+                let o = match (x.is_null(), y.is_null()) {
+                    (true, true) => Ordering::Equal,
+                    (true, false) if nf => Ordering::Less,
+                    (true, false) => Ordering::Greater,
+                    (false, true) if nf => Ordering::Greater,
+                    (false, true) => Ordering::Less,
+                    _ if *desc => x.total_cmp(y).reverse(),
+                    _ => x.total_cmp(y),
+                };
+                if o != Ordering::Equal {
+                    return o;
+                }
+            }
+            Ordering::Equal
+        };
+        keyed.sort_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then_with(|| cmp_order(&a.1, &b.1))
+                .then(a.3.cmp(&b.3))
+        });
+        let mut results = vec![Value::Null; rows.len()];
+        let mut start = 0;
+        while start < keyed.len() {
+            let mut end = start;
+            while end < keyed.len() && keyed[end].0 == keyed[start].0 {
+                end += 1;
+            }
+            let part = &keyed[start..end];
+            // the end of each row's peer group (rows with equal ORDER BY values)
+            let mut peer_end = vec![0usize; part.len()];
+            let mut g = 0;
+            while g < part.len() {
+                let mut h = g + 1;
+                while h < part.len() && cmp_order(&part[h].1, &part[g].1) == Ordering::Equal {
+                    h += 1;
+                }
+                for x in peer_end.iter_mut().take(h).skip(g) {
+                    *x = h;
+                }
+                g = h;
+            }
+            let ordered = !w.order.is_empty();
+            let mut rank = 0i64;
+            let mut dense = 0i64;
+            for (pos, item) in part.iter().enumerate() {
+                let new_peer_group =
+                    pos == 0 || cmp_order(&part[pos - 1].1, &item.1) != Ordering::Equal;
+                if new_peer_group {
+                    rank = pos as i64 + 1;
+                    dense += 1;
+                }
+                let frame_end = if ordered { peer_end[pos] } else { part.len() };
+                let v = match w.func {
+                    WinFunc::RowNumber => Value::Integer(pos as i64 + 1),
+                    WinFunc::Rank => Value::Integer(rank),
+                    WinFunc::DenseRank => Value::Integer(dense),
+                    WinFunc::Lag | WinFunc::Lead => {
+                        let off = match item.2.get(1) {
+                            None => 1,
+                            Some(v) => match DataType::Integer.apply_affinity(v.clone()) {
+                                Value::Integer(i) if i >= 0 => i,
+                                _ => {
+                                    return Err(Error::new(
+                                        SqlState::InvalidParameter,
+                                        "second argument to lag()/lead() must be a non-negative integer",
+                                    ))
+                                }
+                            },
+                        };
+                        let target = if w.func == WinFunc::Lag {
+                            (pos as i64).checked_sub(off)
+                        } else {
+                            (pos as i64).checked_add(off)
+                        };
+                        match target.filter(|t| *t >= 0 && (*t as usize) < part.len()) {
+                            Some(t) => part[t as usize].2[0].clone(),
+                            None => item.2.get(2).cloned().unwrap_or(Value::Null),
+                        }
+                    }
+                    WinFunc::FirstValue => part[0].2[0].clone(),
+                    WinFunc::LastValue => part[frame_end - 1].2[0].clone(),
+                    WinFunc::Agg(f) => {
+                        let call = AggCall {
+                            func: f,
+                            args: (0..item.2.len())
+                                .map(|k| SExpr::Col { up: 0, idx: k })
+                                .collect(),
+                            distinct: false,
+                            filter: None,
+                            user: None,
+                        };
+                        let mut st = AggState::default();
+                        for row in &part[..frame_end] {
+                            let env = Env {
+                                row: &row.2,
+                                parent: outer,
+                            };
+                            agg_step(&call, &mut st, ctx, &env)?;
+                        }
+                        agg_final(&call, &st)?
+                    }
+                };
+                results[item.3] = v;
+            }
+            start = end;
+        }
+        for (r, v) in rows.iter_mut().zip(results) {
+            r.push(v);
+        }
+    }
+    Ok(())
 }
 
 fn run_select(
@@ -1674,6 +2093,16 @@ fn run_select(
     } else {
         rows
     };
+    let mut ext_rows = ext_rows;
+    if !s.windows.is_empty() {
+        compute_windows(
+            &s.windows,
+            &mut ext_rows,
+            s.width + s.aggs.len(),
+            ctx,
+            outer,
+        )?;
+    }
     let mut out = Vec::with_capacity(ext_rows.len());
     for r in &ext_rows {
         let env = Env {

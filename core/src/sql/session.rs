@@ -73,6 +73,7 @@ pub struct Session {
     cache: HashMap<String, Arc<Parsed>>,
     cache_hits: u64,
     cache_misses: u64,
+    last_rows_read: u64,
     legacy_alter_table: bool,
     /// Application functions (`create_function`); shared with running statements.
     user_functions: Arc<UserFunctions>,
@@ -101,6 +102,7 @@ impl Session {
             cache: HashMap::new(),
             cache_hits: 0,
             cache_misses: 0,
+            last_rows_read: 0,
             legacy_alter_table: false,
             user_functions: Arc::new(UserFunctions::default()),
         }
@@ -147,6 +149,12 @@ impl Session {
 
     pub fn last_insert_rowid(&self) -> i64 {
         self.counters.last_insert_rowid
+    }
+
+    /// Stored rows the last data statement read (a scan reads every row; a primary key or
+    /// index lookup only the rows it finds).
+    pub fn last_rows_read(&self) -> u64 {
+        self.last_rows_read
     }
 
     /// (hits, misses) of the statement cache.
@@ -273,13 +281,12 @@ impl Session {
             Statement::StartTransaction {
                 statements,
                 exception,
-                modifier,
+                modifier: _,
                 ..
             } => {
                 if !statements.is_empty() || exception.is_some() {
                     return Err(Error::unsupported("BEGIN ... END blocks"));
                 }
-                let _ = modifier;
                 if self.tx.is_some() {
                     return Err(Error::txn_state(
                         "cannot start a transaction within a transaction",
@@ -423,6 +430,7 @@ impl Session {
     }
 
     fn finish(&mut self, out: Outcome) -> Result<StatementResult> {
+        self.last_rows_read = out.rows_read;
         if out.write {
             self.counters.changes = out.changes;
             self.counters.total_changes += out.changes + out.cascaded;
@@ -651,6 +659,7 @@ struct Outcome {
     changes: i64,
     cascaded: i64,
     last_insert_rowid: Option<i64>,
+    rows_read: u64,
 }
 
 fn statement_ctx<'t>(
@@ -684,17 +693,17 @@ fn run_statement(
         changes: 0,
         cascaded: 0,
         last_insert_rowid: None,
+        rows_read: 0,
     };
     match stmt {
         Statement::Query(q) => {
             let compiled = query::compile_query(&mut c, q)?;
             let mut ctx = statement_ctx(tx, counters, &user_functions);
             let rows = query::run_query(&compiled, &mut ctx, None)?.rows;
-            Ok(plain(
-                compiled.columns.clone(),
-                compiled.decls.clone(),
-                rows,
-            ))
+            let read = ctx.rows_read;
+            let mut out = plain(compiled.columns.clone(), compiled.decls.clone(), rows);
+            out.rows_read = read;
+            Ok(out)
         }
         Statement::Insert(ins) => {
             let mut ctx = statement_ctx(tx, counters, &user_functions);
@@ -707,6 +716,7 @@ fn run_statement(
                 changes: o.changes,
                 cascaded: o.cascaded,
                 last_insert_rowid: o.last_insert_rowid,
+                rows_read: ctx.rows_read,
             })
         }
         Statement::Update(u) => {
@@ -720,6 +730,7 @@ fn run_statement(
                 changes: o.changes,
                 cascaded: o.cascaded,
                 last_insert_rowid: None,
+                rows_read: ctx.rows_read,
             })
         }
         Statement::Delete(d) => {
@@ -733,6 +744,7 @@ fn run_statement(
                 changes: o.changes,
                 cascaded: o.cascaded,
                 last_insert_rowid: None,
+                rows_read: ctx.rows_read,
             })
         }
         Statement::CreateTable(ct) => {
