@@ -246,11 +246,7 @@ pub fn agg_func(name: &str, nargs: usize, star: bool) -> Option<AggFunc> {
 }
 
 impl<'a> Compiler<'a> {
-    pub fn new(
-        schema: &'a Schema,
-        bound: &'a Bound,
-        text: &'a LineIndex<'a>,
-    ) -> Self {
+    pub fn new(schema: &'a Schema, bound: &'a Bound, text: &'a LineIndex<'a>) -> Self {
         Compiler {
             schema,
             bound,
@@ -1271,9 +1267,7 @@ pub fn place_windows(e: &mut SExpr, base: usize) {
                 place_windows(x, base);
             }
         }
-        SExpr::Func(_, args) => {
-            args.iter_mut().for_each(|x| place_windows(x, base))
-        }
+        SExpr::Func(_, args) => args.iter_mut().for_each(|x| place_windows(x, base)),
     }
 }
 
