@@ -343,6 +343,30 @@ fn equality_and_in_use_key_and_index_lookups() {
             1,
             1,
         ),
+        (
+            "SELECT name FROM u WHERE id > ? AND id <= ?",
+            vec![Value::Integer(100), Value::Integer(110)],
+            10,
+            10,
+        ),
+        (
+            "SELECT name FROM u WHERE id BETWEEN ? AND ?",
+            vec![Value::Real(10.5), Value::from("14")],
+            4,
+            4,
+        ),
+        (
+            "SELECT id FROM u WHERE team >= ? AND team < ?",
+            vec![Value::Integer(48), Value::Integer(50)],
+            20,
+            20,
+        ),
+        (
+            "SELECT id FROM u WHERE email > ? AND email < ?",
+            vec![Value::from("u20"), Value::from("u21")],
+            20,
+            11,
+        ),
     ];
     for (sql, params, max_read, rows) in cases {
         let r = s.execute(sql, &Params::Positional(params.clone())).unwrap();

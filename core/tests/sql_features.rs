@@ -412,3 +412,78 @@ fn date_time_functions_grid() {
         d.report()
     );
 }
+
+/// Range predicates on the row id and on indexed columns use range lookups; whatever the value
+/// types of the bounds and of the stored values, the rows are SQLite's.
+#[test]
+fn range_lookups() {
+    let mut script = String::from(
+        "CREATE TABLE m (id INTEGER PRIMARY KEY, n NUMERIC, t TEXT, b BLOB, r REAL);
+CREATE INDEX ix_m_n ON m (n);
+CREATE INDEX ix_m_t ON m (t);
+CREATE INDEX ix_m_b ON m (b);
+CREATE INDEX ix_m_nt ON m (n, t);
+",
+    );
+    let vals = [
+        "NULL",
+        "-5",
+        "0",
+        "1",
+        "1.5",
+        "2",
+        "2.0",
+        "3",
+        "10",
+        "'2'",
+        "'10'",
+        "'abc'",
+        "'B'",
+        "X'00'",
+        "X'ff'",
+        "9223372036854775807",
+        "-9223372036854775808",
+        "1e300",
+    ];
+    for (i, v) in vals.iter().enumerate() {
+        let t = vals[(i * 7) % vals.len()];
+        script.push_str(&format!(
+            "INSERT INTO m VALUES ({}, {v}, {t}, {v}, {v});\n",
+            i as i64 * 3 - 10
+        ));
+    }
+    let bounds = [
+        "NULL", "-5", "1", "1.5", "2", "'2'", "'10'", "'abc'", "X'01'", "2.5", "-1e400",
+    ];
+    for col in ["id", "n", "t", "b", "r"] {
+        for (op, rev) in [("<", ">"), ("<=", ">="), (">", "<"), (">=", "<=")] {
+            for b in bounds {
+                script.push_str(&format!(
+                    "SELECT id FROM m WHERE {col} {op} {b} ORDER BY id;\n"
+                ));
+                script.push_str(&format!(
+                    "SELECT id FROM m WHERE {b} {rev} {col} ORDER BY id;\n"
+                ));
+            }
+        }
+        for (lo, hi) in [
+            ("1", "3"),
+            ("'2'", "'abc'"),
+            ("NULL", "3"),
+            ("-1e400", "1e400"),
+            ("3", "1"),
+        ] {
+            script.push_str(&format!(
+                "SELECT id FROM m WHERE {col} BETWEEN {lo} AND {hi} ORDER BY id;\n"
+            ));
+            script.push_str(&format!(
+                "SELECT id FROM m WHERE {col} > {lo} AND {col} <= {hi} ORDER BY id;\n"
+            ));
+        }
+    }
+    script.push_str("SELECT id FROM m WHERE n = 2 AND t > '1' ORDER BY id;\n");
+    script.push_str(
+        "SELECT a.id, b.id FROM m a JOIN m b ON b.id > a.id AND b.id <= a.id + 6 ORDER BY 1, 2;\n",
+    );
+    run(&script);
+}

@@ -206,6 +206,85 @@ impl Transaction {
             .collect())
     }
 
+    /// Rows whose index key starts with `eq` and whose next indexed field lies within `lo` /
+    /// `hi` (value, inclusive), in index order (soft-deleted excluded). Values compare in
+    /// SQLite's cross-type order (NULL < numbers < text < blob), as index keys do.
+    pub fn find_by_index_range(
+        &mut self,
+        entity: &str,
+        index: &str,
+        eq: &[Value],
+        lo: Option<(&Value, bool)>,
+        hi: Option<(&Value, bool)>,
+    ) -> Result<Vec<Row>> {
+        use crate::storage::keys::{index_values_prefix, prefix_end};
+        self.live()?;
+        let schema = self.txn.schema().clone();
+        let e = schema.entity(entity)?;
+        let ix = e
+            .index_by_name(index)
+            .ok_or_else(|| {
+                Error::new(
+                    crate::error::SqlState::UndefinedTable,
+                    format!("no such index on {}: {index}", e.name),
+                )
+            })?
+            .clone();
+        if eq.len() >= ix.fields.len() {
+            return Err(Error::invalid(format!(
+                "index {index} has {} fields; a range needs fewer than that many equalities",
+                ix.fields.len()
+            )));
+        }
+        let prefix = index_values_prefix(ix.id, eq);
+        let bound = |v: &Value| {
+            let mut k = prefix.clone();
+            crate::value::encode_key_value(v, &mut k);
+            k
+        };
+        let start = match lo {
+            None => prefix.clone(),
+            Some((v, true)) => bound(v),
+            Some((v, false)) => prefix_end(&bound(v)),
+        };
+        let end = match hi {
+            None => prefix_end(&prefix),
+            Some((v, true)) => prefix_end(&bound(v)),
+            Some((v, false)) => bound(v),
+        };
+        let mut out = Vec::new();
+        if start < end {
+            self.txn.index_range(e, &ix, &start, &end, |id, r| {
+                if !r.is_soft_deleted() {
+                    out.push(Row::from_stored(e, id, r));
+                }
+                Ok(true)
+            })?;
+        }
+        Ok(out)
+    }
+
+    /// Rows with `lo <= row id <= hi`, in row id order (soft-deleted excluded).
+    pub fn scan_id_range(&mut self, entity: &str, lo: i64, hi: i64) -> Result<Vec<Row>> {
+        self.live()?;
+        let schema = self.txn.schema().clone();
+        let e = schema.entity(entity)?;
+        let mut out = Vec::new();
+        if lo > hi {
+            return Ok(out);
+        }
+        for item in self.txn.scan_from(e.id, lo) {
+            let (id, r) = item?;
+            if id > hi {
+                break;
+            }
+            if !r.is_soft_deleted() {
+                out.push(Row::from_stored(e, id, r));
+            }
+        }
+        Ok(out)
+    }
+
     /// Every row of an entity in row id order (soft-deleted rows excluded).
     pub fn scan(&mut self, entity: &str) -> Result<impl Iterator<Item = Result<Row>> + '_> {
         self.scan_with(entity, ScanOptions::default())

@@ -143,6 +143,19 @@ pub enum Access {
         name: String,
         keys: Vec<Vec<SExpr>>,
     },
+    /// Row ids within bounds (`<`, `<=`, `>`, `>=`, BETWEEN on the row id): (expression,
+    /// inclusive).
+    RowIdRange {
+        lo: Option<(SExpr, bool)>,
+        hi: Option<(SExpr, bool)>,
+    },
+    /// Equalities on an index's leading fields, then bounds on its next field.
+    IndexRange {
+        name: String,
+        eq: Vec<SExpr>,
+        lo: Option<(SExpr, bool)>,
+        hi: Option<(SExpr, bool)>,
+    },
 }
 
 /// Rows produced by a query.
@@ -1265,6 +1278,63 @@ pub fn choose_access(e: &crate::catalog::EntityDef, offset: usize, preds: &[SExp
     {
         return Access::RowId(keys.clone());
     }
+    // Range bounds per field position: (field, expression, inclusive). The access path only
+    // narrows the rows; WHERE still decides, so any one bound per side is enough.
+    let mut lows: Vec<(usize, SExpr, bool)> = Vec::new();
+    let mut highs: Vec<(usize, SExpr, bool)> = Vec::new();
+    let field_of = |x: &SExpr| match x {
+        SExpr::Col { up: 0, idx } if *idx >= offset && *idx <= rowid_col => Some(*idx - offset),
+        _ => None,
+    };
+    for p in preds {
+        match p {
+            SExpr::Bin(op @ (Op::Lt | Op::Le | Op::Gt | Op::Ge), a, b) => {
+                for (l, r, flipped) in [(a, b, false), (b, a, true)] {
+                    let Some(f) = field_of(l) else {
+                        continue;
+                    };
+                    if refs_current_at_or_after(r, offset) {
+                        continue;
+                    }
+                    let op = match (op, flipped) {
+                        (Op::Lt, true) => Op::Gt,
+                        (Op::Le, true) => Op::Ge,
+                        (Op::Gt, true) => Op::Lt,
+                        (Op::Ge, true) => Op::Le,
+                        (op, _) => *op,
+                    };
+                    let b = ((**r).clone(), matches!(op, Op::Le | Op::Ge));
+                    match op {
+                        Op::Gt | Op::Ge => lows.push((f, b.0, b.1)),
+                        _ => highs.push((f, b.0, b.1)),
+                    }
+                    break;
+                }
+            }
+            SExpr::Between {
+                expr,
+                low,
+                high,
+                negated: false,
+            } => {
+                if let Some(f) = field_of(expr) {
+                    if !refs_current_at_or_after(low, offset)
+                        && !refs_current_at_or_after(high, offset)
+                    {
+                        lows.push((f, (**low).clone(), true));
+                        highs.push((f, (**high).clone(), true));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let bounds = |f: usize| {
+        (
+            lows.iter().find(|b| b.0 == f).map(|b| (b.1.clone(), b.2)),
+            highs.iter().find(|b| b.0 == f).map(|b| (b.1.clone(), b.2)),
+        )
+    };
     // An index whose leading field has an equality; extend with more single-key equalities.
     let mut best: Option<(usize, bool, &str, Vec<Vec<SExpr>>)> = None;
     for ix in &e.indexes {
@@ -1298,12 +1368,56 @@ pub fn choose_access(e: &crate::catalog::EntityDef, offset: usize, preds: &[SExp
             best = Some((used, full_unique, &ix.name, tuple_sets));
         }
     }
-    match best {
-        Some((_, _, name, keys)) => Access::Index {
+    if let Some((_, _, name, keys)) = best {
+        return Access::Index {
             name: name.to_string(),
             keys,
-        },
-        None => Access::Scan,
+        };
+    }
+    // No equality path: a range on the row id, else on an index's leading field.
+    for f in [Some(nfields), e.rowid_alias.map(|a| a as usize)]
+        .into_iter()
+        .flatten()
+    {
+        let (lo, hi) = bounds(f);
+        if lo.is_some() || hi.is_some() {
+            return Access::RowIdRange { lo, hi };
+        }
+    }
+    for ix in &e.indexes {
+        let (lo, hi) = bounds(ix.fields[0] as usize);
+        if lo.is_some() || hi.is_some() {
+            return Access::IndexRange {
+                name: ix.name.clone(),
+                eq: Vec::new(),
+                lo,
+                hi,
+            };
+        }
+    }
+    Access::Scan
+}
+
+/// The row id bound a bound value allows (unbounded when the value is not a number: WHERE
+/// still decides).
+fn id_bound(v: &Value, inclusive: bool, lower: bool) -> i64 {
+    let f = match v {
+        Value::Integer(i) => {
+            return match (lower, inclusive) {
+                (true, true) | (false, true) => *i,
+                (true, false) => i.saturating_add(1),
+                (false, false) => i.saturating_sub(1),
+            }
+        }
+        Value::Real(r) if r.is_finite() => *r,
+        _ => return if lower { i64::MIN } else { i64::MAX },
+    };
+    let clamp = |x: f64| x.clamp(i64::MIN as f64, i64::MAX as f64) as i64;
+    match (lower, inclusive) {
+        (true, true) => clamp(f.ceil()),
+        (true, false) => clamp(f.floor()).saturating_add(1),
+        (false, true) => clamp(f.floor()),
+        (false, false) => clamp(f.ceil()).saturating_sub(1),
     }
 }
 
@@ -1581,6 +1695,72 @@ fn source_rows(src: &Source, ctx: &mut Ctx, env: &Env) -> Result<Rc<Vec<Vec<Valu
                         vals.push(Value::Integer(r.row_id));
                         out.push(vals);
                     }
+                }
+                Ok(Rc::new(out))
+            }
+            Access::RowIdRange { lo, hi } => {
+                let lo = match lo {
+                    Some((x, incl)) => match eval(x, ctx, env)? {
+                        Value::Null => return Ok(Rc::new(Vec::new())),
+                        v => id_bound(&v, *incl, true),
+                    },
+                    None => i64::MIN,
+                };
+                let hi = match hi {
+                    Some((x, incl)) => match eval(x, ctx, env)? {
+                        Value::Null => return Ok(Rc::new(Vec::new())),
+                        v => id_bound(&v, *incl, false),
+                    },
+                    None => i64::MAX,
+                };
+                let mut out = Vec::new();
+                for r in ctx.tx.scan_id_range(name, lo, hi)? {
+                    ctx.rows_read += 1;
+                    let mut v = r.values;
+                    v.push(Value::Integer(r.row_id));
+                    out.push(v);
+                }
+                Ok(Rc::new(out))
+            }
+            Access::IndexRange {
+                name: ix,
+                eq,
+                lo,
+                hi,
+            } => {
+                let mut eq_vals = Vec::with_capacity(eq.len());
+                for k in eq {
+                    match eval(k, ctx, env)? {
+                        Value::Null => return Ok(Rc::new(Vec::new())),
+                        v => eq_vals.push(v),
+                    }
+                }
+                // A NULL bound matches nothing (`x > NULL` is never true).
+                let mut bound =
+                    |b: &Option<(SExpr, bool)>| -> Result<Option<Option<(Value, bool)>>> {
+                        Ok(match b {
+                            None => Some(None),
+                            Some((x, incl)) => match eval(x, ctx, env)? {
+                                Value::Null => None,
+                                v => Some(Some((v, *incl))),
+                            },
+                        })
+                    };
+                let (Some(lo), Some(hi)) = (bound(lo)?, bound(hi)?) else {
+                    return Ok(Rc::new(Vec::new()));
+                };
+                let mut out = Vec::new();
+                for r in ctx.tx.find_by_index_range(
+                    name,
+                    ix,
+                    &eq_vals,
+                    lo.as_ref().map(|(v, i)| (v, *i)),
+                    hi.as_ref().map(|(v, i)| (v, *i)),
+                )? {
+                    ctx.rows_read += 1;
+                    let mut v = r.values;
+                    v.push(Value::Integer(r.row_id));
+                    out.push(v);
                 }
                 Ok(Rc::new(out))
             }
