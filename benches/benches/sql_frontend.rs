@@ -4,8 +4,8 @@
 //! - `sql_point_select`: `SELECT id, name, n FROM items WHERE id = ?` with random ids
 //!   (autocommit: one read transaction per statement on both sides).
 //! - `sql_index_eq`: `... WHERE n = ? ORDER BY id LIMIT 10` through the index on `n`.
-//! - `sql_index_range`: `... WHERE n BETWEEN ? AND ? ORDER BY n LIMIT 20`; ORMDB has no range
-//!   lookups yet and scans (reported as measured).
+//! - `sql_index_range`: `... WHERE n BETWEEN ? AND ? ORDER BY n LIMIT 20` (ORMDB reads the
+//!   index range, then sorts and limits; SQLite walks the index in order and stops at 20).
 //! - `sql_overhead`: `SELECT ?` (parse-cache hit, bind, compile, empty transaction).
 
 use std::hint::black_box;
