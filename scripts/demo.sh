@@ -2,9 +2,11 @@
 # The main job on an embedded database: builds the engine (release) and runs the demo workload
 # (schema with foreign keys, a few thousand rows in durable transactions, constraint errors,
 # optimistic versions, soft delete, cascades, a change stream, timings), then `ormdb info`.
-# The Python/SQLAlchemy part of the demo arrives with the Python binding.
+# Then the Python half: builds and installs the `ormdb` wheel into a venv and runs an ORM-style
+# DB-API workload plus a native graph fetch with EXPLAIN ANALYZE (scripts/demo.py).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/python_env.sh"
 cd "$ROOT"
 
 ensure_rust
@@ -23,3 +25,7 @@ log "relations derived from foreign keys"
 echo
 log "schema history"
 ./target/release/ormdb history "$DB"
+echo
+log "Python: DB-API workload and native graph fetch (installs the ormdb wheel into a venv)"
+ensure_python_env
+"$ORMDB_PY" "$ROOT/scripts/demo.py"
