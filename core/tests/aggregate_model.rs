@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::{from_sql, to_sql};
+
 use std::collections::BTreeSet;
 
 use ormdb::ir::graph::CmpOp;
@@ -70,26 +72,6 @@ fn gen_value(rng: &mut Rng, field: &str) -> Value {
             2 => Value::Real(0.5),
             _ => Value::from("2"),
         },
-    }
-}
-
-fn to_sql(v: &Value) -> SqlValue {
-    match v {
-        Value::Null => SqlValue::Null,
-        Value::Integer(i) => SqlValue::Integer(*i),
-        Value::Real(r) => SqlValue::Real(*r),
-        Value::Text(s) => SqlValue::Text(s.clone()),
-        Value::Blob(b) => SqlValue::Blob(b.clone()),
-    }
-}
-
-fn from_sql(v: SqlValue) -> Value {
-    match v {
-        SqlValue::Null => Value::Null,
-        SqlValue::Integer(i) => Value::Integer(i),
-        SqlValue::Real(r) => Value::Real(r),
-        SqlValue::Text(s) => Value::Text(s),
-        SqlValue::Blob(b) => Value::Blob(b),
     }
 }
 

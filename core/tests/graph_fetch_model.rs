@@ -12,6 +12,9 @@
 //! Generation is driven by a proptest-chosen seed and size parameters (so shrinking reduces row
 //! counts and fetch complexity); a failure prints the schema, the data as SQL and the fetch JSON.
 
+mod common;
+
+use common::{from_sql, to_sql};
 use std::collections::{BTreeSet, HashMap};
 
 use ormdb::ir::graph::{CmpOp, Nulls};
@@ -214,26 +217,6 @@ fn sql_lit(v: &Value) -> String {
         Value::Real(r) => format!("{r:?}"),
         Value::Text(s) => format!("'{}'", s.replace('\'', "''")),
         Value::Blob(_) => "x''".into(),
-    }
-}
-
-fn to_sql(v: &Value) -> SqlValue {
-    match v {
-        Value::Null => SqlValue::Null,
-        Value::Integer(i) => SqlValue::Integer(*i),
-        Value::Real(r) => SqlValue::Real(*r),
-        Value::Text(s) => SqlValue::Text(s.clone()),
-        Value::Blob(b) => SqlValue::Blob(b.clone()),
-    }
-}
-
-fn from_sql(v: SqlValue) -> Value {
-    match v {
-        SqlValue::Null => Value::Null,
-        SqlValue::Integer(i) => Value::Integer(i),
-        SqlValue::Real(r) => Value::Real(r),
-        SqlValue::Text(s) => Value::Text(s),
-        SqlValue::Blob(b) => Value::Blob(b),
     }
 }
 

@@ -99,3 +99,27 @@ pub fn blog_schema(conn: &Connection) {
     .unwrap();
     tx.commit().unwrap();
 }
+
+/// A value as rusqlite binds it (tests that use SQLite as the reference).
+pub fn to_sql(v: &Value) -> rusqlite::types::Value {
+    use rusqlite::types::Value as SqlValue;
+    match v {
+        Value::Null => SqlValue::Null,
+        Value::Integer(i) => SqlValue::Integer(*i),
+        Value::Real(r) => SqlValue::Real(*r),
+        Value::Text(s) => SqlValue::Text(s.clone()),
+        Value::Blob(b) => SqlValue::Blob(b.clone()),
+    }
+}
+
+/// A value rusqlite returned, as ORMDB's.
+pub fn from_sql(v: rusqlite::types::Value) -> Value {
+    use rusqlite::types::Value as SqlValue;
+    match v {
+        SqlValue::Null => Value::Null,
+        SqlValue::Integer(i) => Value::Integer(i),
+        SqlValue::Real(r) => Value::Real(r),
+        SqlValue::Text(s) => Value::Text(s),
+        SqlValue::Blob(b) => Value::Blob(b),
+    }
+}
