@@ -662,6 +662,26 @@ struct Outcome {
     rows_read: u64,
 }
 
+impl Outcome {
+    /// The outcome of an INSERT/UPDATE/DELETE; only an INSERT moves `last_insert_rowid`.
+    fn written(o: dml::WriteOutcome, sets_last_id: bool, rows_read: u64) -> Outcome {
+        Outcome {
+            columns: o.columns,
+            decls: o.decls,
+            rows: o.rows,
+            write: true,
+            changes: o.changes,
+            cascaded: o.cascaded,
+            last_insert_rowid: if sets_last_id {
+                o.last_insert_rowid
+            } else {
+                None
+            },
+            rows_read,
+        }
+    }
+}
+
 fn statement_ctx<'t>(
     tx: &'t mut Transaction,
     counters: Counters,
@@ -708,44 +728,17 @@ fn run_statement(
         Statement::Insert(ins) => {
             let mut ctx = statement_ctx(tx, counters, &user_functions);
             let o = dml::insert(&mut c, ins, &mut ctx)?;
-            Ok(Outcome {
-                columns: o.columns,
-                decls: o.decls,
-                rows: o.rows,
-                write: true,
-                changes: o.changes,
-                cascaded: o.cascaded,
-                last_insert_rowid: o.last_insert_rowid,
-                rows_read: ctx.rows_read,
-            })
+            Ok(Outcome::written(o, true, ctx.rows_read))
         }
         Statement::Update(u) => {
             let mut ctx = statement_ctx(tx, counters, &user_functions);
             let o = dml::update(&mut c, u, &mut ctx)?;
-            Ok(Outcome {
-                columns: o.columns,
-                decls: o.decls,
-                rows: o.rows,
-                write: true,
-                changes: o.changes,
-                cascaded: o.cascaded,
-                last_insert_rowid: None,
-                rows_read: ctx.rows_read,
-            })
+            Ok(Outcome::written(o, false, ctx.rows_read))
         }
         Statement::Delete(d) => {
             let mut ctx = statement_ctx(tx, counters, &user_functions);
             let o = dml::delete(&mut c, d, &mut ctx)?;
-            Ok(Outcome {
-                columns: o.columns,
-                decls: o.decls,
-                rows: o.rows,
-                write: true,
-                changes: o.changes,
-                cascaded: o.cascaded,
-                last_insert_rowid: None,
-                rows_read: ctx.rows_read,
-            })
+            Ok(Outcome::written(o, false, ctx.rows_read))
         }
         Statement::CreateTable(ct) => {
             ddl::create_table(tx, ct, text)?;
