@@ -17,8 +17,8 @@ use ormdb::catalog::{Schema, SchemaBundle};
 use ormdb::sql::parse::split_statements;
 use ormdb::sql::{UserAggregate, UserFunction};
 use ormdb::{
-    Aggregate, ChangeKind, ChangeSet, Database, Durability, GraphFetch, Mutation, Options,
-    RelationKind, Session, SqlState, Subscription, SubscriptionFilter, Value,
+    Aggregate, ChangeKind, ChangeSet, Database, Durability, GraphFetch, Mutation, Options, Session,
+    SqlState, Subscription, SubscriptionFilter, Value,
 };
 
 use crate::errors;
@@ -251,25 +251,6 @@ fn arg_count(narg: i64) -> PyResult<Option<usize>> {
     }
 }
 
-/// Whether the include at `path` (relation names from `root`) is to-one.
-fn to_one_path(schema: &Schema, root: &str, path: &str) -> bool {
-    let mut entity = root.to_string();
-    let mut last = None;
-    for name in path.split('.') {
-        match schema
-            .relations_of(&entity)
-            .find(|r| r.name.eq_ignore_ascii_case(name))
-        {
-            Some(r) => {
-                entity = r.to.clone();
-                last = Some(r.kind);
-            }
-            None => return false,
-        }
-    }
-    matches!(last, Some(RelationKind::ManyToOne | RelationKind::OneToOne))
-}
-
 #[pymethods]
 impl NativeConnection {
     /// Runs one statement (qmark/numbered parameters from a sequence, named ones from a
@@ -485,8 +466,9 @@ impl NativeConnection {
         py: Python<'py>,
         graph: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let raw = self.fetch_json(py, graph)?;
-        json_to_py(py, &raw["data"])
+        let (r, root) = self.run_fetch(py, graph)?;
+        let schema = Schema::new(self.db.schema());
+        Ok(crate::graph::nested(py, &r, &schema, &root)?.into_any())
     }
 
     /// Graph fetch returning {"data", "next_cursor", "stats"}.
@@ -495,8 +477,14 @@ impl NativeConnection {
         py: Python<'py>,
         graph: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let raw = self.fetch_json(py, graph)?;
-        json_to_py(py, &raw)
+        let (r, root) = self.run_fetch(py, graph)?;
+        let schema = Schema::new(self.db.schema());
+        let out = PyDict::new(py);
+        out.set_item("data", crate::graph::nested(py, &r, &schema, &root)?)?;
+        out.set_item("next_cursor", r.next_cursor.as_ref().map(|c| c.to_token()))?;
+        let stats = serde_json::to_value(&r.stats).unwrap_or_default();
+        out.set_item("stats", json_to_py(py, &stats)?)?;
+        Ok(out.into_any())
     }
 
     /// The plan of a graph fetch as text; `analyze` runs it and adds actual figures.
@@ -579,19 +567,16 @@ impl NativeConnection {
             .ok_or_else(errors::closed)
     }
 
-    fn fetch_json(&self, py: Python<'_>, graph: &Bound<'_, PyAny>) -> PyResult<serde_json::Value> {
+    /// Runs a graph fetch (without the GIL); returns the result and the root entity name.
+    fn run_fetch(
+        &self,
+        py: Python<'_>,
+        graph: &Bound<'_, PyAny>,
+    ) -> PyResult<(ormdb::GraphResult, String)> {
         let json = graph_json(graph, "graph fetch")?;
-        let db = self.db.clone();
         self.native(py, move |c| {
             let f = GraphFetch::from_json(&json)?;
-            let r = c.fetch(&f)?;
-            let schema = Schema::new(db.schema());
-            let to_one = |p: &str| to_one_path(&schema, &f.root, p);
-            Ok(serde_json::json!({
-                "data": r.to_nested_json(&to_one),
-                "next_cursor": r.next_cursor.as_ref().map(|c| c.to_token()),
-                "stats": r.stats,
-            }))
+            Ok((c.fetch(&f)?, f.root))
         })
     }
 }

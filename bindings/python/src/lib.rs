@@ -6,6 +6,7 @@ use pyo3::prelude::*;
 
 mod connection;
 mod errors;
+mod graph;
 mod values;
 
 #[pymodule]
