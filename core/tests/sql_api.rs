@@ -456,3 +456,27 @@ fn session_can_move_between_threads() {
     let mut s = h.join().unwrap();
     assert_eq!(one(&mut s, "SELECT 2", Params::None), Value::Integer(2));
 }
+
+#[test]
+fn statement_cache_and_latency_are_in_metrics() {
+    let (db, mut s) = session();
+    s.execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
+    for i in 0..5 {
+        s.execute(
+            "INSERT INTO t VALUES (?)",
+            &Params::Positional(vec![Value::Integer(i)]),
+        )
+        .unwrap();
+    }
+    let m = db.metrics_text();
+    let get = |name: &str| -> u64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing"))
+    };
+    assert_eq!(get("ormdb_sql_statements_total"), 6);
+    assert_eq!(get("ormdb_sql_statement_cache_hits_total"), 4);
+    assert_eq!(get("ormdb_sql_statement_cache_misses_total"), 2);
+    assert_eq!(get("ormdb_sql_statement_duration_seconds_count"), 6);
+}

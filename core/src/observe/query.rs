@@ -79,6 +79,11 @@ pub struct QueryMetrics {
     pub budget_rejections: AtomicU64,
     /// Largest fanout (related rows for one parent) any fetch returned.
     pub max_fanout: AtomicU64,
+    /// SQL statements executed through sessions, and their statement cache lookups.
+    pub sql_statements: AtomicU64,
+    pub sql_cache_hits: AtomicU64,
+    pub sql_cache_misses: AtomicU64,
+    pub sql_latency: Histogram,
     pub fetch_latency: Histogram,
     pub aggregate_latency: Histogram,
     pub mutation_latency: Histogram,
@@ -119,6 +124,21 @@ impl QueryMetrics {
                 &self.rows_examined,
             ),
             (
+                "ormdb_sql_statements_total",
+                "SQL statements executed.",
+                &self.sql_statements,
+            ),
+            (
+                "ormdb_sql_statement_cache_hits_total",
+                "SQL statements found parsed in a session's statement cache.",
+                &self.sql_cache_hits,
+            ),
+            (
+                "ormdb_sql_statement_cache_misses_total",
+                "SQL statements parsed because a session's statement cache lacked them.",
+                &self.sql_cache_misses,
+            ),
+            (
                 "ormdb_budget_rejections_total",
                 "Queries refused for exceeding a budget (54000).",
                 &self.budget_rejections,
@@ -156,6 +176,11 @@ impl QueryMetrics {
         );
         self.fetch_latency
             .render("ormdb_fetch_duration_seconds", "Graph fetch latency.", out);
+        self.sql_latency.render(
+            "ormdb_sql_statement_duration_seconds",
+            "SQL statement latency (including its autocommit transaction).",
+            out,
+        );
         self.aggregate_latency.render(
             "ormdb_aggregate_duration_seconds",
             "Aggregate latency.",

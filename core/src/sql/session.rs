@@ -237,11 +237,16 @@ impl Session {
     }
 
     fn parsed(&mut self, text: &str) -> Result<Arc<Parsed>> {
+        let m = &self.conn.database().core().query.metrics;
         if let Some(p) = self.cache.get(text) {
             self.cache_hits += 1;
+            m.sql_cache_hits
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Ok(p.clone());
         }
         self.cache_misses += 1;
+        m.sql_cache_misses
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let stmt = parse::parse_one(text)?;
         let placeholders = parse::placeholders(text)?;
         let p = Arc::new(Parsed { stmt, placeholders });
@@ -269,6 +274,16 @@ impl Session {
     }
 
     fn execute_one(&mut self, text: &str, params: &Params) -> Result<StatementResult> {
+        let start = std::time::Instant::now();
+        let res = self.execute_one_untimed(text, params);
+        let m = &self.conn.database().core().query.metrics;
+        m.sql_statements
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        m.sql_latency.observe_us(start.elapsed().as_micros() as u64);
+        res
+    }
+
+    fn execute_one_untimed(&mut self, text: &str, params: &Params) -> Result<StatementResult> {
         if pragma::is_pragma(text) {
             let p = pragma::parse(text)?;
             let (cols, rows) = self.pragma(&p)?;
