@@ -85,37 +85,44 @@ pub fn key_of(row: &[Value], fields: &[u32]) -> Option<Vec<u8>> {
 /// The key of a source row's `fields` as the target side compares them: each value first takes
 /// the affinity of the target field (`types`), as SQLite does for foreign keys.
 pub fn source_key(row: &[Value], fields: &[u32], types: &[DataType]) -> Option<Vec<u8>> {
-    let vals: Vec<Value> = fields
-        .iter()
-        .zip(types)
-        .map(|(f, t)| {
-            let v = row.get(*f as usize).cloned().unwrap_or(Value::Null);
-            match v {
-                Value::Integer(_) if !matches!(t, DataType::Text | DataType::Real) => v,
-                v => t.apply_affinity(v),
+    let mut k = Vec::with_capacity(9 * fields.len());
+    for (f, t) in fields.iter().zip(types) {
+        let v = row.get(*f as usize).unwrap_or(&Value::Null);
+        let ok = match v {
+            Value::Integer(_) if !matches!(t, DataType::Text | DataType::Real) => {
+                push_key(v, &mut k)
             }
-        })
-        .collect();
-    let idx: Vec<u32> = (0..vals.len() as u32).collect();
-    key_of(&vals, &idx)
+            Value::Null => false,
+            v => push_key(&t.apply_affinity(v.clone()), &mut k),
+        };
+        if !ok {
+            return None;
+        }
+    }
+    Some(k)
 }
 
 /// [`key_of`] into a reusable buffer (cleared first); false when a field is NULL.
 pub fn key_into(row: &[Value], fields: &[u32], k: &mut Vec<u8>) -> bool {
     k.clear();
-    for f in fields {
-        match row.get(*f as usize).unwrap_or(&Value::Null) {
-            Value::Null => return false,
-            Value::Integer(i) => {
-                k.push(0x01);
-                k.extend_from_slice(&i.to_be_bytes());
-            }
-            Value::Real(r) if r.fract() == 0.0 && *r >= -9.2e18 && *r <= 9.2e18 => {
-                k.push(0x01);
-                k.extend_from_slice(&(*r as i64).to_be_bytes());
-            }
-            v => encode_key_value(v, k),
+    fields
+        .iter()
+        .all(|f| push_key(row.get(*f as usize).unwrap_or(&Value::Null), k))
+}
+
+/// Appends one value's equality key; false for NULL.
+fn push_key(v: &Value, k: &mut Vec<u8>) -> bool {
+    match v {
+        Value::Null => return false,
+        Value::Integer(i) => {
+            k.push(0x01);
+            k.extend_from_slice(&i.to_be_bytes());
         }
+        Value::Real(r) if r.fract() == 0.0 && *r >= -9.2e18 && *r <= 9.2e18 => {
+            k.push(0x01);
+            k.extend_from_slice(&(*r as i64).to_be_bytes());
+        }
+        v => encode_key_value(v, k),
     }
     true
 }

@@ -155,7 +155,11 @@ impl<'k> TopK<'k> {
         }
     }
     fn push(&mut self, r: RowRef, presorted: bool) {
-        let sv = sort_values(self.keys, &r.1);
+        let sv = if self.keys.is_empty() {
+            Vec::new()
+        } else {
+            sort_values(self.keys, &r.1)
+        };
         self.rows.push((sv, r));
         self.sorted &= presorted;
         if let Some(c) = self.cap {
