@@ -72,6 +72,8 @@ pub struct Executor<'t> {
     blocks: HashMap<usize, (Vec<RowRef>, HashMap<i64, usize>)>,
     /// Table image views taken by this execution, by table id (one per table per fetch).
     views: std::cell::RefCell<HashMap<u32, Arc<crate::exec::table_cache::ImageView>>>,
+    /// Entity positions that appear in exactly one node of the plan.
+    single_node_entities: HashSet<usize>,
     edges: Vec<EdgeBlock>,
     counts: Vec<CountBlock>,
 }
@@ -206,6 +208,7 @@ impl<'t> Executor<'t> {
             steps: Vec::new(),
             blocks: HashMap::default(),
             views: Default::default(),
+            single_node_entities: HashSet::default(),
             edges: Vec::new(),
             counts: Vec::new(),
         }
@@ -817,6 +820,17 @@ impl<'t> Executor<'t> {
         }
         let n = plan.node_count();
         self.steps = vec![StepActual::default(); n];
+        let mut uses: HashMap<usize, usize> = HashMap::default();
+        fn count(n: &NodePlan, uses: &mut HashMap<usize, usize>) {
+            *uses.entry(n.entity_pos).or_default() += 1;
+            n.children.iter().for_each(|c| count(c, uses));
+        }
+        count(&plan.root, &mut uses);
+        self.single_node_entities = uses
+            .into_iter()
+            .filter(|(_, k)| *k == 1)
+            .map(|(p, _)| p)
+            .collect();
         let root_plan = &plan.root;
         let (roots, next_cursor) = self.run_root(root_plan, f)?;
         self.stats.lookups += 1;
@@ -1246,6 +1260,9 @@ impl<'t> Executor<'t> {
         };
         let mut next_parents: Vec<RowRef> = Vec::new();
         let mut next_seen: HashSet<i64> = HashSet::default();
+        // One-to-many: every child row hangs off exactly one (distinct) parent key, so the
+        // children of this level are distinct without checking.
+        let distinct_children = rel.hops.len() == 1 && !rel.hops[0].target_unique;
         let mut returned = 0u64;
         for (pid, kids, more) in per_parent {
             let fan = kids.len() as u64;
@@ -1270,7 +1287,7 @@ impl<'t> Executor<'t> {
                 edge.parents.push(pid);
                 edge.children.push(r.0);
                 returned += 1;
-                if next_seen.insert(r.0) {
+                if distinct_children || next_seen.insert(r.0) {
                     next_parents.push(r);
                 }
             }
@@ -1284,9 +1301,15 @@ impl<'t> Executor<'t> {
             ));
         }
         self.add_rows(returned, &node.path)?;
-        self.reserve_block(node.entity_pos, next_parents.len());
-        for r in &next_parents {
-            self.add_to_block(node.entity_pos, r);
+        if distinct_children && self.single_node_entities.contains(&node.entity_pos) {
+            // No other node fills this block and these rows are distinct: no identity map.
+            let (rows, _) = self.blocks.entry(node.entity_pos).or_default();
+            rows.extend(next_parents.iter().cloned());
+        } else {
+            self.reserve_block(node.entity_pos, next_parents.len());
+            for r in &next_parents {
+                self.add_to_block(node.entity_pos, r);
+            }
         }
         self.edges.push(edge);
         let s = &mut self.steps[step];
