@@ -440,8 +440,4 @@ impl TableCache {
     pub fn bytes(&self) -> u64 {
         self.inner.lock().bytes
     }
-
-    pub fn forget(&self, table: u32) {
-        self.inner.lock().drop_image(table);
-    }
 }

@@ -42,11 +42,6 @@ impl StatsStore {
         }
     }
 
-    /// Forgets a table (dropped, or its layout changed).
-    pub fn forget(&self, table: u32) {
-        self.tables.write().remove(&table);
-    }
-
     /// Estimated live rows of `entity`.
     pub fn row_count(&self, txn: &Txn, entity: &EntityDef) -> Result<u64> {
         if let Some(s) = self.tables.read().get(&entity.id) {
