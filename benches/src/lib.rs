@@ -61,6 +61,12 @@ impl Mode {
 }
 
 /// Where benchmark databases are created: `$ORMDB_BENCH_DIR`, else the system temp directory.
+/// The number following a command-line flag (underscores allowed: `1_000_000`).
+pub fn arg_num(v: Option<String>, what: &str) -> u64 {
+    v.and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or_else(|| panic!("{what} needs a number"))
+}
+
 pub fn bench_root() -> PathBuf {
     std::env::var_os("ORMDB_BENCH_DIR")
         .map(PathBuf::from)

@@ -49,10 +49,7 @@ fn parse_args() -> Args {
         phase: None,
     };
     let mut it = std::env::args().skip(1);
-    let num = |v: Option<String>, what: &str| -> u64 {
-        v.and_then(|v| v.replace('_', "").parse().ok())
-            .unwrap_or_else(|| panic!("{what} needs a number"))
-    };
+    let num = ormdb_benches::arg_num;
     while let Some(x) = it.next() {
         match x.as_str() {
             "--users" => a.shape.users = num(it.next(), "--users") as i64,
