@@ -221,6 +221,19 @@ impl NativeConnection {
     ) -> PyResult<T> {
         self.run(py, |s| f(s.connection()))
     }
+
+    /// [`Self::native`] for results returned to Python in their JSON form.
+    fn native_json<'py, T: serde::Serialize + Send>(
+        &self,
+        py: Python<'py>,
+        f: impl FnOnce(&ormdb::Connection) -> ormdb::Result<T> + Send,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let out = self.native(py, |c| {
+            let r = f(c)?;
+            serde_json::to_value(&r).map_err(|e| ormdb::Error::internal(e.to_string()))
+        })?;
+        json_to_py(py, &out)
+    }
 }
 
 fn graph_json(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<String> {
@@ -504,12 +517,7 @@ impl NativeConnection {
         mutation: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let json = graph_json(mutation, "mutation")?;
-        let out = self.native(py, |c| {
-            let m = Mutation::from_json(&json)?;
-            let r = c.mutate(&m)?;
-            serde_json::to_value(&r).map_err(|e| ormdb::Error::internal(e.to_string()))
-        })?;
-        json_to_py(py, &out)
+        self.native_json(py, |c| c.mutate(&Mutation::from_json(&json)?))
     }
 
     /// Runs an aggregate: {"columns", "rows", "rows_examined"}.
@@ -519,12 +527,7 @@ impl NativeConnection {
         aggregate: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let json = graph_json(aggregate, "aggregate")?;
-        let out = self.native(py, |c| {
-            let a = Aggregate::from_json(&json)?;
-            let r = c.aggregate(&a)?;
-            serde_json::to_value(&r).map_err(|e| ormdb::Error::internal(e.to_string()))
-        })?;
-        json_to_py(py, &out)
+        self.native_json(py, |c| c.aggregate(&Aggregate::from_json(&json)?))
     }
 
     fn metrics(&self) -> PyResult<String> {
