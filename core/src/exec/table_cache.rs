@@ -251,14 +251,14 @@ pub struct TableCache {
 impl TableCache {
     /// Records the rows the commit at `ts` writes, as `(table, row id, encoded row)` (under the
     /// commit lock, before the commit becomes visible): updates the write marks and appends to
-    /// the overlays of imaged tables. `schema` is the schema the rows are written with;
-    /// `schema_changed` drops the images of the tables written.
+    /// the overlays of imaged tables. `schema` gives the schema the rows are written with (asked
+    /// only when images exist); `schema_changed` drops every image.
     pub fn note_commit(
         &self,
         ts: u64,
         rows: &[(u32, i64, Vec<u8>)],
-        schema: &Schema,
         schema_changed: bool,
+        schema: impl FnOnce() -> Arc<Schema>,
     ) {
         let mut inner = self.inner.lock();
         for (t, _, _) in rows {
@@ -276,6 +276,7 @@ impl TableCache {
             self.invalidations.fetch_add(1, Ordering::Relaxed);
             return;
         }
+        let schema = schema();
         let mut tables: Vec<u32> = rows.iter().map(|r| r.0).collect();
         tables.sort_unstable();
         tables.dedup();
@@ -284,8 +285,7 @@ impl TableCache {
                 continue;
             };
             let entity = schema.entity_by_id(t);
-            let keep =
-                !schema_changed && entity.is_some() && img.schema_version == schema.version();
+            let keep = entity.is_some() && img.schema_version == schema.version();
             let mut ok = keep;
             if keep {
                 let e = entity.expect("checked");

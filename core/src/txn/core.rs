@@ -547,11 +547,12 @@ impl DbCore {
             }
             let ts = st.next_ts;
             // Before the commit becomes visible: decoded table images get its row versions.
-            // (A schema change drops the images of the tables it writes.)
-            let schema = self.latest_schema();
+            // (A schema change drops them all.)
             self.query
                 .tables
-                .note_commit(ts, &req.rows, &schema, req.new_schema.is_some());
+                .note_commit(ts, &req.rows, req.new_schema.is_some(), || {
+                    self.latest_schema()
+                });
             let mut batch = Batch::default();
             for (t, r, v) in req.rows {
                 batch.put(keys::row_version_key(t, r, ts), v);
