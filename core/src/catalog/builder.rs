@@ -312,6 +312,10 @@ pub fn resolve_entity(bundle: &mut SchemaBundle, spec: &EntitySpec) -> Result<En
         .entities
         .iter()
         .any(|e| e.name.eq_ignore_ascii_case(&spec.name))
+        || bundle
+            .views
+            .iter()
+            .any(|v| v.name.eq_ignore_ascii_case(&spec.name))
     {
         return Err(Error::new(
             SqlState::DuplicateObject,

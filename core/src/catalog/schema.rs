@@ -10,7 +10,7 @@ use crate::ir::Expr;
 use crate::value::{DataType, Value};
 
 /// Bumped when the stored layout of bundles changes.
-pub const BUNDLE_FORMAT: u32 = 1;
+pub const BUNDLE_FORMAT: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Archive, Serialize, Deserialize)]
 pub struct SchemaBundle {
@@ -20,6 +20,28 @@ pub struct SchemaBundle {
     pub entities: Vec<EntityDef>,
     pub next_table_id: u32,
     pub next_index_id: u32,
+    /// Views (CREATE VIEW), in creation order.
+    pub views: Vec<ViewDef>,
+    /// `PRAGMA user_version`: kept in the bundle so it is transactional and survives restart.
+    pub user_version: i64,
+}
+
+/// A view: a named query, expanded as a derived table wherever it is read.
+#[derive(Debug, Clone, PartialEq, Archive, Serialize, Deserialize)]
+pub struct ViewDef {
+    pub name: String,
+    /// The CREATE VIEW text as SQLite keeps it (`CREATE VIEW ` + the text from the name on).
+    pub sql: String,
+}
+
+/// The bundle layout before views and user_version (format 1), still readable.
+#[derive(Debug, Clone, PartialEq, Archive, Serialize, Deserialize)]
+struct SchemaBundleV1 {
+    format: u32,
+    version: u64,
+    entities: Vec<EntityDef>,
+    next_table_id: u32,
+    next_index_id: u32,
 }
 
 impl Default for SchemaBundle {
@@ -30,6 +52,8 @@ impl Default for SchemaBundle {
             entities: Vec::new(),
             next_table_id: 1,
             next_index_id: 1,
+            views: Vec::new(),
+            user_version: 0,
         }
     }
 }
@@ -43,8 +67,26 @@ impl SchemaBundle {
 
     /// Validates and decodes a stored bundle.
     pub fn from_bytes(bytes: &[u8]) -> Result<SchemaBundle> {
-        let b = rkyv::from_bytes::<SchemaBundle, rkyv::rancor::Error>(bytes)
-            .map_err(|e| Error::corrupted(format!("stored schema bundle is invalid: {e}")))?;
+        let b = match rkyv::from_bytes::<SchemaBundle, rkyv::rancor::Error>(bytes) {
+            Ok(b) => b,
+            Err(e) => match rkyv::from_bytes::<SchemaBundleV1, rkyv::rancor::Error>(bytes) {
+                // Databases written before views existed: the same bundle with none.
+                Ok(old) if old.format == 1 => SchemaBundle {
+                    format: BUNDLE_FORMAT,
+                    version: old.version,
+                    entities: old.entities,
+                    next_table_id: old.next_table_id,
+                    next_index_id: old.next_index_id,
+                    views: Vec::new(),
+                    user_version: 0,
+                },
+                _ => {
+                    return Err(Error::corrupted(format!(
+                        "stored schema bundle is invalid: {e}"
+                    )))
+                }
+            },
+        };
         if b.format != BUNDLE_FORMAT {
             return Err(Error::corrupted(format!(
                 "schema bundle format {} is not supported by this build (expects {BUNDLE_FORMAT})",
@@ -279,6 +321,17 @@ impl Schema {
         self.entity_pos(name)
             .map(|i| &self.bundle.entities[i])
             .ok_or_else(|| Error::unknown_entity(name))
+    }
+
+    pub fn view(&self, name: &str) -> Option<&ViewDef> {
+        self.bundle
+            .views
+            .iter()
+            .find(|v| v.name.eq_ignore_ascii_case(name))
+    }
+
+    pub fn views(&self) -> &[ViewDef] {
+        &self.bundle.views
     }
 
     pub fn entity_by_id(&self, id: u32) -> Option<&EntityDef> {

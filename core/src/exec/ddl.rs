@@ -8,6 +8,7 @@ use crate::catalog::builder::{
 };
 use crate::catalog::{
     DefaultValue, EntitySpec, FieldDef, ForeignKeySpec, IndexOrigin, IndexSpec, SchemaBundle,
+    ViewDef,
 };
 use crate::constraint;
 use crate::error::{Error, Result, SqlState};
@@ -36,6 +37,60 @@ pub fn create_entity(txn: &mut Txn, spec: &EntitySpec, if_not_exists: bool) -> R
     bundle.entities.push(e);
     txn.set_schema(bundle);
     Ok(true)
+}
+
+/// Creates a view. Returns false (and changes nothing) when a view of that name exists and
+/// `if_not_exists`. The caller has checked the query against the schema.
+pub fn create_view(txn: &mut Txn, view: ViewDef, if_not_exists: bool) -> Result<bool> {
+    check_name("view", &view.name)?;
+    let schema = txn.schema();
+    if schema.view(&view.name).is_some() || schema.entity_pos(&view.name).is_some() {
+        if if_not_exists {
+            return Ok(false);
+        }
+        let kind = if schema.view(&view.name).is_some() {
+            "view"
+        } else {
+            "table"
+        };
+        return Err(Error::new(
+            SqlState::DuplicateObject,
+            format!("{kind} {} already exists", view.name),
+        ));
+    }
+    let mut bundle = schema.bundle.clone();
+    bundle.views.push(view);
+    txn.set_schema(bundle);
+    Ok(true)
+}
+
+/// Drops a view. Returns false when it does not exist and `if_exists`.
+pub fn drop_view(txn: &mut Txn, name: &str, if_exists: bool) -> Result<bool> {
+    let mut bundle = txn.schema().bundle.clone();
+    let Some(pos) = bundle
+        .views
+        .iter()
+        .position(|v| v.name.eq_ignore_ascii_case(name))
+    else {
+        return if if_exists {
+            Ok(false)
+        } else {
+            Err(Error::new(
+                SqlState::UndefinedTable,
+                format!("no such view: {name}"),
+            ))
+        };
+    };
+    bundle.views.remove(pos);
+    txn.set_schema(bundle);
+    Ok(true)
+}
+
+/// Sets `PRAGMA user_version` (kept in the bundle: transactional and durable).
+pub fn set_user_version(txn: &mut Txn, v: i64) {
+    let mut bundle = txn.schema().bundle.clone();
+    bundle.user_version = v;
+    txn.set_schema(bundle);
 }
 
 /// Drops an entity. With foreign keys on, its rows are deleted first so that references to it
@@ -81,6 +136,10 @@ pub fn rename_entity(txn: &mut Txn, entity: &str, new_name: &str) -> Result<()> 
         .iter()
         .enumerate()
         .any(|(i, e)| i != pos && e.name.eq_ignore_ascii_case(new_name))
+        || bundle
+            .views
+            .iter()
+            .any(|v| v.name.eq_ignore_ascii_case(new_name))
     {
         return Err(Error::new(
             SqlState::DuplicateObject,

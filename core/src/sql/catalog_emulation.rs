@@ -73,6 +73,16 @@ pub fn schema_rows(schema: &Schema) -> Vec<Vec<Value>> {
             page += 1;
         }
     }
+    for v in schema.views() {
+        // SQLite gives views root page 0: they have no storage.
+        out.push(vec![
+            Value::from("view"),
+            Value::from(v.name.as_str()),
+            Value::from(v.name.as_str()),
+            Value::Integer(0),
+            Value::from(v.sql.as_str()),
+        ]);
+    }
     if any_autoinc {
         out.push(vec![
             Value::from("table"),
@@ -128,6 +138,29 @@ pub fn table_info(e: &EntityDef, extended: bool) -> Vec<Vec<Value>> {
                 Value::Integer(!f.nullable as i64),
                 defaults[i].clone().map_or(Value::Null, Value::Text),
                 Value::Integer(pk),
+            ];
+            if extended {
+                row.push(Value::Integer(0));
+            }
+            row
+        })
+        .collect()
+}
+
+/// PRAGMA table_info / table_xinfo of a view: its result columns, with the declared type of
+/// the column each one reads (empty for expressions), as SQLite reports them.
+pub fn view_info(columns: &[String], decls: &[Option<String>], extended: bool) -> Vec<Vec<Value>> {
+    columns
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let mut row = vec![
+                Value::Integer(i as i64),
+                Value::from(n.as_str()),
+                Value::Text(decls.get(i).cloned().flatten().unwrap_or_default()),
+                Value::Integer(0),
+                Value::Null,
+                Value::Integer(0),
             ];
             if extended {
                 row.push(Value::Integer(0));

@@ -223,6 +223,8 @@ pub struct Compiler<'a> {
     pub volatile: bool,
     /// Functions registered on the session; they take precedence over built-ins.
     pub user_functions: Option<&'a super::user_functions::UserFunctions>,
+    /// Views being expanded (outermost first), to refuse a view that reads itself.
+    pub view_stack: Vec<String>,
 }
 
 fn syntax(msg: impl Into<String>) -> Error {
@@ -256,6 +258,7 @@ impl<'a> Compiler<'a> {
             cte_slots: 0,
             volatile: false,
             user_functions: None,
+            view_stack: Vec::new(),
         }
     }
 

@@ -689,6 +689,9 @@ pub fn create_index(tx: &mut Transaction, ci: &ast::CreateIndex, sql: &str) -> R
             format!("index {name} already exists"),
         ));
     }
+    if tx.schema().view(&table).is_some() && tx.schema().entity_pos(&table).is_none() {
+        return Err(syntax(format!("views may not be indexed: {table}")));
+    }
     tx.schema().entity(&table)?;
     let li = LineIndex::new(sql);
     let off = name_offset(&li, iname).ok_or_else(|| Error::internal("index name location"))?;
@@ -714,6 +717,12 @@ pub fn drop(
         let name = table_name(n)?;
         match object_type {
             ObjectType::Table => {
+                if tx.schema().view(&name).is_some() {
+                    return Err(Error::new(
+                        SqlState::UndefinedTable,
+                        format!("use DROP VIEW to delete view {name}"),
+                    ));
+                }
                 if if_exists {
                     tx.drop_entity_if_exists(&name)?;
                 } else {
@@ -739,12 +748,13 @@ pub fn drop(
                 }
             }
             ObjectType::View => {
-                if !if_exists {
+                if tx.schema().view(&name).is_none() && tx.schema().entity_pos(&name).is_some() {
                     return Err(Error::new(
                         SqlState::UndefinedTable,
-                        format!("no such view: {name}"),
+                        format!("use DROP TABLE to delete table {name}"),
                     ));
                 }
+                tx.drop_view(&name, if_exists)?;
             }
             other => return Err(Error::unsupported(format!("DROP {other}"))),
         }

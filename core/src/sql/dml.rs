@@ -159,6 +159,21 @@ enum Conflict {
     },
 }
 
+/// The table a write goes to; views are read-only (SQLite has INSTEAD OF triggers for
+/// writable views, which ORMDB does not have).
+fn write_target<'s>(
+    schema: &'s crate::catalog::Schema,
+    name: &str,
+) -> Result<&'s crate::catalog::EntityDef> {
+    if schema.view(name).is_some() && schema.entity_pos(name).is_none() {
+        return Err(Error::new(
+            SqlState::UndefinedTable,
+            format!("cannot modify {name} because it is a view"),
+        ));
+    }
+    schema.entity(name)
+}
+
 pub fn insert(c: &mut Compiler, ins: &ast::Insert, ctx: &mut Ctx) -> Result<WriteOutcome> {
     if ins.ignore
         || ins.overwrite
@@ -180,7 +195,7 @@ pub fn insert(c: &mut Compiler, ins: &ast::Insert, ctx: &mut Ctx) -> Result<Writ
     };
     let name = table_name(tname)?;
     let schema = ctx.tx.schema().clone();
-    let e = schema.entity(&name)?.clone();
+    let e = write_target(&schema, &name)?.clone();
     let shown = ins
         .table_alias
         .as_ref()
@@ -724,7 +739,7 @@ pub fn update(c: &mut Compiler, u: &ast::Update, ctx: &mut Ctx) -> Result<WriteO
         other => return Err(Error::unsupported(format!("UPDATE of {other}"))),
     };
     let schema = ctx.tx.schema().clone();
-    let e = schema.entity(&name)?.clone();
+    let e = write_target(&schema, &name)?.clone();
     let shown = alias.unwrap_or_else(|| e.name.clone());
     let (rows, frame) = target_rows(c, &e, &shown, from, u.selection.as_ref(), ctx)?;
     c.frames.push(frame);
@@ -809,7 +824,7 @@ pub fn delete(c: &mut Compiler, d: &ast::Delete, ctx: &mut Ctx) -> Result<WriteO
         other => return Err(Error::unsupported(format!("DELETE from {other}"))),
     };
     let schema = ctx.tx.schema().clone();
-    let e = schema.entity(&name)?.clone();
+    let e = write_target(&schema, &name)?.clone();
     let shown = alias.unwrap_or_else(|| e.name.clone());
     let (rows, frame) = target_rows(c, &e, &shown, &[], d.selection.as_ref(), ctx)?;
     let returning = match &d.returning {

@@ -22,6 +22,7 @@ pub mod pragma;
 pub mod query;
 pub mod session;
 pub mod user_functions;
+pub mod view;
 
 pub use params::Params;
 pub use session::{PreparedStatement, Session, StatementResult};

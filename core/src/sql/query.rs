@@ -663,6 +663,34 @@ fn compile_factor(c: &mut Compiler, f: &TableFactor, join: JoinKind) -> Result<S
                     });
                 }
             }
+            if let Some(v) = c.schema.view(&tname).cloned() {
+                let cv = super::view::compile_view(c, &v)?;
+                for (i, n) in cv.columns.iter().enumerate() {
+                    c.frame().cols.push(ColInfo {
+                        table: Some(shown.clone()),
+                        name: n.clone(),
+                        affinity: cv.query.affinities.get(i).copied().flatten(),
+                        decl: cv.query.decls.get(i).cloned().flatten(),
+                        hidden: false,
+                        alias_of: None,
+                    });
+                }
+                // A CTE slot: a view reads nothing of the outer query, so its rows are
+                // computed once per statement however often the join loop asks.
+                let slot = c.cte_slots;
+                c.cte_slots += 1;
+                return Ok(Source {
+                    kind: SourceKind::Cte {
+                        slot,
+                        query: Rc::new(cv.query),
+                    },
+                    offset,
+                    width: cv.columns.len(),
+                    join,
+                    on: None,
+                    access: Access::Scan,
+                });
+            }
             if is_schema_table(&tname) || is_temp_schema_table(&tname) {
                 for (n, t) in catalog_emulation::SCHEMA_COLUMNS {
                     c.frame().cols.push(ColInfo {

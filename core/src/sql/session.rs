@@ -4,8 +4,7 @@
 //! parsed statements keyed by their text.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
 use sqlparser::ast::Statement;
 
@@ -77,11 +76,6 @@ pub struct Session {
     legacy_alter_table: bool,
     /// Application functions (`create_function`); shared with running statements.
     user_functions: Arc<UserFunctions>,
-}
-
-fn user_versions() -> &'static Mutex<HashMap<PathBuf, i64>> {
-    static V: OnceLock<Mutex<HashMap<PathBuf, i64>>> = OnceLock::new();
-    V.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
 impl Connection {
@@ -486,6 +480,22 @@ impl Session {
                 }
                 let rows = self.read(|tx| {
                     let schema = tx.schema().clone();
+                    if schema.entity_pos(t).is_none() {
+                        if let Some(v) = schema.view(t) {
+                            if !name.starts_with("table_") {
+                                return Ok(Vec::new());
+                            }
+                            let bound = Bound::default();
+                            let li = LineIndex::new(&v.sql);
+                            let mut c = Compiler::new(&schema, &bound, &li);
+                            let cv = super::view::compile_view(&mut c, v)?;
+                            return Ok(cat::view_info(
+                                &cv.columns,
+                                &cv.query.decls,
+                                name == "table_xinfo",
+                            ));
+                        }
+                    }
                     Ok(match schema.entity(t) {
                         Err(_) => Vec::new(),
                         Ok(e) => match name {
@@ -578,23 +588,20 @@ impl Session {
                     Ok(none())
                 }
             },
-            "user_version" => {
-                let path = self.conn.database().path().to_path_buf();
-                let mut map = user_versions()
-                    .lock()
-                    .map_err(|_| Error::internal("user_version lock poisoned"))?;
-                match &p.arg {
-                    None => Ok(one(name, Value::Integer(*map.get(&path).unwrap_or(&0)))),
-                    Some(a) => {
-                        let v: i64 = a
-                            .trim()
-                            .parse()
-                            .map_err(|_| Error::invalid(format!("invalid user_version {a}")))?;
-                        map.insert(path, v);
-                        Ok(none())
-                    }
+            "user_version" => match &p.arg {
+                None => {
+                    let v = self.read(|tx| Ok(tx.schema().bundle.user_version))?;
+                    Ok(one(name, Value::Integer(v)))
                 }
-            }
+                Some(a) => {
+                    let v: i64 = a
+                        .trim()
+                        .parse()
+                        .map_err(|_| Error::invalid(format!("invalid user_version {a}")))?;
+                    self.write_schema(|tx| tx.set_user_version(v))?;
+                    Ok(none())
+                }
+            },
             "schema_version" => {
                 let v = self.read(|tx| Ok(tx.schema().version() as i64))?;
                 Ok(one(name, Value::Integer(v)))
@@ -650,6 +657,32 @@ impl Session {
                 ]],
             )),
             _ => Err(Error::unsupported(format!("PRAGMA {name}"))),
+        }
+    }
+
+    /// Runs a small schema write in the open transaction, or in one of its own (retried on
+    /// 40001 like any autocommit statement).
+    fn write_schema(&mut self, f: impl Fn(&mut Transaction) -> Result<()>) -> Result<()> {
+        if let Some(tx) = self.tx.as_mut() {
+            return f(tx);
+        }
+        let mut attempts = 0u64;
+        loop {
+            attempts += 1;
+            let mut tx = self.conn.begin()?;
+            let res = match f(&mut tx) {
+                Ok(()) => tx.commit().map(|_| ()),
+                Err(e) => {
+                    tx.rollback();
+                    Err(e)
+                }
+            };
+            match res {
+                Err(e) if e.state.is_retryable() && attempts < 20 => {
+                    std::thread::sleep(std::time::Duration::from_micros(50 * attempts));
+                }
+                other => return other,
+            }
         }
     }
 
@@ -783,7 +816,10 @@ fn run_statement(
             ddl::alter_table(tx, at, text)?;
             Ok(plain(vec![], vec![], vec![]))
         }
-        Statement::CreateView(_) => Err(Error::unsupported("CREATE VIEW")),
+        Statement::CreateView(cv) => {
+            super::view::create_view(tx, cv, text)?;
+            Ok(plain(vec![], vec![], vec![]))
+        }
         Statement::Explain { .. } | Statement::ExplainTable { .. } => {
             Err(Error::unsupported("EXPLAIN"))
         }

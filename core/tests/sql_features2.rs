@@ -1,0 +1,141 @@
+//! Feature scripts for views, math functions, joins and the other additions of issue 4's
+//! gap list, each statement checked against SQLite (see sql_features.rs for the older areas).
+
+mod sqldiff;
+
+use ormdb::{Database, Options, Params, Value};
+use sqldiff::Diff;
+
+fn run(script: &str) {
+    let mut d = Diff::new();
+    d.script(script);
+    assert!(
+        d.mismatches.is_empty() && d.unsupported.is_empty(),
+        "{}",
+        d.report()
+    );
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE, name VARCHAR(50), age INT, score REAL);
+CREATE TABLE posts (id INTEGER PRIMARY KEY, user_id INTEGER REFERENCES users(id), title TEXT NOT NULL, views INTEGER NOT NULL DEFAULT 0);
+INSERT INTO users (email, name, age, score) VALUES ('a@x', 'Alice', 30, 1.5), ('b@x', 'Bob', NULL, 2.0), ('c@x', 'Carol', 41, NULL), ('d@x', 'dave', 25, 2.25);
+INSERT INTO posts (user_id, title, views) VALUES (1, 'Hello', 10), (1, 'Draft', 0), (2, 'Bob post', 5), (3, 'Carol 1', 7), (NULL, 'Orphan', 3);
+"#;
+
+#[test]
+fn views() {
+    run(&format!(
+        "{SCHEMA}{}",
+        r#"
+CREATE VIEW adults AS SELECT id, name, age FROM users WHERE age >= 26;
+CREATE VIEW IF NOT EXISTS adults AS SELECT 1;
+CREATE VIEW adults AS SELECT 1;
+CREATE VIEW "post stats" (uid, n, total) AS SELECT user_id, count(*), sum(views) FROM posts GROUP BY user_id;
+CREATE VIEW exprs AS SELECT id, age + 1, upper(name) AS shout, name, name FROM users;
+CREATE VIEW nested AS SELECT a.name, s.total FROM adults a JOIN "post stats" s ON s.uid = a.id;
+SELECT * FROM adults ORDER BY id;
+SELECT name FROM adults WHERE age > 35;
+SELECT * FROM "post stats" ORDER BY uid;
+SELECT * FROM exprs ORDER BY id;
+SELECT * FROM nested ORDER BY name;
+SELECT u.email, a.age FROM users u LEFT JOIN adults a ON a.id = u.id ORDER BY u.id;
+SELECT count(*), max(total) FROM "post stats";
+SELECT name FROM users WHERE id IN (SELECT id FROM adults) ORDER BY 1;
+SELECT name FROM users u WHERE EXISTS (SELECT 1 FROM adults a WHERE a.id = u.id AND a.age < 35);
+WITH adults AS (SELECT 99 AS id) SELECT * FROM adults;
+WITH x AS (SELECT * FROM adults) SELECT count(*) FROM x;
+SELECT adults.name FROM adults ORDER BY adults.id DESC LIMIT 1;
+SELECT main.adults.id FROM main.adults ORDER BY 1;
+SELECT type, name, tbl_name, rootpage, sql FROM sqlite_master WHERE type = 'view' ORDER BY name;
+SELECT name FROM sqlite_master ORDER BY name;
+PRAGMA table_info(adults);
+PRAGMA table_info("post stats");
+PRAGMA table_info(exprs);
+PRAGMA table_xinfo(nested);
+PRAGMA index_list(adults);
+INSERT INTO users (email, name, age) VALUES ('e@x', 'Eve', 50);
+SELECT * FROM adults ORDER BY id;
+INSERT INTO adults (id, name, age) VALUES (10, 'x', 1);
+UPDATE adults SET age = 1;
+DELETE FROM adults;
+CREATE INDEX ix_v ON adults (age);
+CREATE TABLE adults (x);
+DROP TABLE adults;
+DROP VIEW users;
+DROP VIEW nested;
+DROP VIEW nested;
+DROP VIEW IF EXISTS nested;
+DROP VIEW IF EXISTS main.exprs;
+SELECT name FROM sqlite_master WHERE type = 'view' ORDER BY name;
+BEGIN;
+CREATE VIEW tmpv AS SELECT 1 AS one;
+SELECT * FROM tmpv;
+ROLLBACK;
+SELECT * FROM tmpv;
+CREATE VIEW bad1 AS SELECT nope FROM users;
+CREATE VIEW bad2 AS SELECT * FROM missing;
+CREATE VIEW bad3 (a, b) AS SELECT 1;
+SELECT * FROM bad1;
+SELECT * FROM bad2;
+SELECT * FROM bad3;
+CREATE TABLE missing (m);
+INSERT INTO missing VALUES (7);
+SELECT * FROM bad2;
+CREATE VIEW selfref AS SELECT * FROM selfref;
+SELECT * FROM selfref;
+CREATE VIEW loop1 AS SELECT * FROM loop2;
+CREATE VIEW loop2 AS SELECT * FROM loop1;
+SELECT * FROM loop1;
+CREATE VIEW dup AS SELECT 1 x, 2 x, 3 x;
+CREATE VIEW dup2 AS SELECT id, id, name AS id FROM users;
+SELECT * FROM dup;
+SELECT * FROM dup2 ORDER BY 1;
+PRAGMA table_info(dup2);
+CREATE VIEW withparam AS SELECT ?;
+SELECT * FROM bad;
+DROP TABLE posts;
+SELECT * FROM "post stats";
+SELECT * FROM adults ORDER BY id;
+"#
+    ));
+}
+
+#[test]
+fn views_survive_reopen_and_user_version_persists() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("db");
+    {
+        let db = Database::open(&path, Options::default()).expect("open");
+        let mut s = db.connect().sql();
+        s.execute_batch(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);
+             INSERT INTO t (v) VALUES ('a'), ('b');
+             CREATE VIEW tv (n) AS SELECT upper(v) FROM t;
+             PRAGMA user_version = 42;",
+        )
+        .expect("setup");
+    }
+    let db = Database::open(&path, Options::default()).expect("reopen");
+    let mut s = db.connect().sql();
+    let r = s
+        .execute("SELECT n FROM tv ORDER BY n", &Params::None)
+        .expect("query view");
+    assert_eq!(r.rows, vec![vec![Value::from("A")], vec![Value::from("B")]]);
+    let r = s
+        .execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'tv'",
+            &Params::None,
+        )
+        .expect("master");
+    assert_eq!(
+        r.rows,
+        vec![vec![Value::from(
+            "CREATE VIEW tv (n) AS SELECT upper(v) FROM t"
+        )]]
+    );
+    let r = s
+        .execute("PRAGMA user_version", &Params::None)
+        .expect("user_version");
+    assert_eq!(r.rows, vec![vec![Value::Integer(42)]]);
+}
