@@ -422,3 +422,35 @@ impl Schema {
         Ok((ppos, fields, is_rowid))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_format_1_bundles_as_bundles_without_views() {
+        let old = SchemaBundleV1 {
+            format: 1,
+            version: 7,
+            entities: Vec::new(),
+            next_table_id: 3,
+            next_index_id: 5,
+        };
+        let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&old).expect("serialize");
+        let b = SchemaBundle::from_bytes(&bytes).expect("format 1 decodes");
+        assert_eq!(
+            (b.format, b.version, b.next_table_id, b.next_index_id),
+            (BUNDLE_FORMAT, 7, 3, 5)
+        );
+        assert!(b.views.is_empty());
+        assert_eq!(b.user_version, 0);
+        let mut new = SchemaBundle::default();
+        new.views.push(ViewDef {
+            name: "v".into(),
+            sql: "CREATE VIEW v AS SELECT 1".into(),
+        });
+        new.user_version = 9;
+        let back = SchemaBundle::from_bytes(&new.to_bytes().expect("bytes")).expect("decode");
+        assert_eq!(back, new);
+    }
+}
