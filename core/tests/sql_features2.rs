@@ -139,3 +139,82 @@ fn views_survive_reopen_and_user_version_persists() {
         .expect("user_version");
     assert_eq!(r.rows, vec![vec![Value::Integer(42)]]);
 }
+
+#[test]
+fn math_functions() {
+    let inputs = [
+        "0",
+        "1",
+        "-1",
+        "2",
+        "0.5",
+        "-0.5",
+        "2.5",
+        "-2.5",
+        "10",
+        "1e300",
+        "-7",
+        "'4'",
+        "' 9 '",
+        "'1.5'",
+        "'abc'",
+        "'12abc'",
+        "NULL",
+        "x'01'",
+        "9223372036854775807",
+        "-3.75",
+    ];
+    let one = [
+        "acos", "acosh", "asin", "asinh", "atan", "atanh", "ceil", "ceiling", "cos", "cosh",
+        "degrees", "exp", "floor", "ln", "log", "log10", "log2", "radians", "sin", "sinh", "sqrt",
+        "tan", "tanh", "trunc",
+    ];
+    let mut script = String::from(
+        "SELECT pi(), typeof(pi()), sqlite_compileoption_used('ENABLE_MATH_FUNCTIONS'), sqlite_compileoption_used('SQLITE_ENABLE_MATH_FUNCTIONS'), sqlite_compileoption_used('enable_math_functions'), sqlite_compileoption_used(NULL);\n",
+    );
+    for f in one {
+        let cols: Vec<String> = inputs.iter().map(|i| format!("{f}({i})")).collect();
+        script.push_str(&format!("SELECT {};\n", cols.join(", ")));
+        let types: Vec<String> = inputs.iter().map(|i| format!("typeof({f}({i}))")).collect();
+        script.push_str(&format!("SELECT {};\n", types.join(", ")));
+    }
+    let pairs = [
+        ("2", "10"),
+        ("10", "2"),
+        ("0", "-1"),
+        ("-8", "1.0 / 3"),
+        ("7", "3"),
+        ("-7", "3"),
+        ("7.5", "-2"),
+        ("5", "0"),
+        ("0", "0"),
+        ("1", "8"),
+        ("0.5", "4"),
+        ("-2", "8"),
+        ("NULL", "2"),
+        ("2", "NULL"),
+        ("'8'", "'2'"),
+        ("'x'", "2"),
+        ("1e308", "10"),
+    ];
+    for f in ["atan2", "mod", "pow", "power", "log"] {
+        let cols: Vec<String> = pairs
+            .iter()
+            .map(|(a, b)| format!("{f}({a}, {b})"))
+            .collect();
+        script.push_str(&format!("SELECT {};\n", cols.join(", ")));
+    }
+    script.push_str(
+        r#"CREATE TABLE m (id INTEGER PRIMARY KEY, x REAL, t TEXT, i INT);
+INSERT INTO m (x, t, i) VALUES (1.25, '3', 4), (-2.75, 'q', -9), (NULL, NULL, NULL), (100.0, '0.001', 0);
+SELECT id, floor(x), ceil(x), round(sqrt(abs(x)), 6), ln(i), log(2, i), mod(i, 4), pow(x, 2), trunc(t) FROM m ORDER BY id;
+SELECT sum(floor(x)), max(ceiling(t)) FROM m;
+SELECT id FROM m WHERE floor(x) = 1 OR sqrt(i) = 2 ORDER BY 1;
+SELECT acos();
+SELECT pow(2);
+SELECT log(1, 2, 3);
+SELECT pi(1);
+"#,
+    );
+    run(&script);
+}

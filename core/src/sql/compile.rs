@@ -678,7 +678,7 @@ impl<'a> Compiler<'a> {
                 (SExpr::Func(name.into(), args), None)
             }
             // sqlparser reads `floor(x)` / `ceil(x)` as special forms; they reach a registered
-            // function of that name (SQLAlchemy registers floor), else stay unsupported.
+            // function of that name (SQLAlchemy registers floor), else the built-in.
             AExpr::Floor {
                 expr,
                 field: ast::CeilFloorKind::DateTimeField(ast::DateTimeField::NoDateTime),
@@ -694,7 +694,7 @@ impl<'a> Compiler<'a> {
                 };
                 match self.user_call(name, &[expr.as_ref()]) {
                     Some(r) => (r?, None),
-                    None => return Err(Error::unsupported(format!("function {name}()"))),
+                    None => (SExpr::Func(name.into(), vec![self.expr(expr)?]), None),
                 }
             }
             AExpr::Tuple(_) => return Err(Error::unsupported("row values")),

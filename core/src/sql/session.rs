@@ -642,7 +642,13 @@ impl Session {
                 Some(_) => Ok(none()),
             },
             "encoding" => Ok(one(name, Value::from("UTF-8"))),
-            "compile_options" => Ok((vec!["compile_options".into()], Vec::new())),
+            "compile_options" => Ok((
+                vec!["compile_options".into()],
+                super::functions::COMPILE_OPTIONS
+                    .iter()
+                    .map(|o| vec![Value::from(*o)])
+                    .collect(),
+            )),
             "collation_list" => Ok((
                 vec!["seq".into(), "name".into()],
                 vec![vec![Value::Integer(0), Value::from("BINARY")]],
