@@ -218,3 +218,140 @@ SELECT pi(1);
     );
     run(&script);
 }
+
+#[test]
+fn temp_tables() {
+    run(&format!(
+        "{SCHEMA}{}",
+        r#"
+CREATE TEMP TABLE scratch (id INTEGER PRIMARY KEY, v TEXT UNIQUE, n INT DEFAULT 3);
+CREATE TEMPORARY TABLE IF NOT EXISTS scratch (x);
+CREATE TEMP TABLE scratch (x);
+INSERT INTO scratch (v) VALUES ('a'), ('b');
+INSERT INTO scratch (v) VALUES ('a');
+INSERT INTO temp.scratch (v, n) VALUES ('c', 9) RETURNING id, v, n;
+SELECT * FROM scratch ORDER BY id;
+SELECT scratch.v FROM temp.scratch WHERE scratch.n = 3 ORDER BY 1;
+SELECT u.name, s.v FROM users u JOIN scratch s ON s.id = u.id ORDER BY u.id;
+UPDATE scratch SET n = n + 1 WHERE v <> 'a';
+DELETE FROM scratch WHERE v = 'b';
+SELECT * FROM scratch ORDER BY id;
+CREATE TEMP TABLE users (id INTEGER PRIMARY KEY, shadow TEXT);
+INSERT INTO users (shadow) VALUES ('temp wins');
+SELECT * FROM users;
+SELECT id, email FROM main.users ORDER BY id;
+SELECT count(*) FROM temp.users;
+PRAGMA table_info(users);
+PRAGMA main.table_info(users);
+PRAGMA temp.table_info(users);
+PRAGMA temp.table_info(posts);
+PRAGMA table_info(scratch);
+PRAGMA index_list(scratch);
+PRAGMA index_info(sqlite_autoindex_scratch_1);
+CREATE INDEX ix_scratch_n ON scratch (n);
+PRAGMA index_list(scratch);
+SELECT type, name, tbl_name, sql FROM sqlite_temp_master ORDER BY name;
+SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name;
+SELECT name FROM sqlite_temp_schema WHERE type = 'table' ORDER BY 1;
+DROP TABLE users;
+SELECT id, email FROM users ORDER BY id;
+SELECT * FROM temp.users;
+ALTER TABLE scratch RENAME TO scratch2;
+ALTER TABLE scratch2 ADD COLUMN extra TEXT DEFAULT 'e';
+SELECT * FROM scratch2 ORDER BY id;
+SELECT name, sql FROM sqlite_temp_master WHERE type = 'table' ORDER BY name;
+BEGIN;
+CREATE TEMP TABLE rolled (a);
+INSERT INTO rolled VALUES (1);
+ROLLBACK;
+SELECT * FROM rolled;
+DROP TABLE temp.scratch2;
+SELECT count(*) FROM sqlite_temp_master;
+CREATE TEMP TABLE main.bad (a);
+"#
+    ));
+}
+
+#[test]
+fn temp_tables_are_per_session_and_go_on_close() {
+    let db = Database::temporary().expect("db");
+    let mut a = db.connect().sql();
+    let mut b = db.connect().sql();
+    a.execute_batch(
+        "CREATE TABLE t (x); INSERT INTO t VALUES (1);
+         CREATE TEMP TABLE t (y); INSERT INTO t VALUES (2), (3);
+         CREATE TEMP TABLE only_a (z UNIQUE);",
+    )
+    .expect("setup");
+    let count = |s: &mut ormdb::Session, sql: &str| -> Value {
+        s.execute(sql, &Params::None).expect(sql).rows[0][0].clone()
+    };
+    assert_eq!(count(&mut a, "SELECT count(*) FROM t"), Value::Integer(2));
+    assert_eq!(count(&mut b, "SELECT count(*) FROM t"), Value::Integer(1));
+    assert!(b.execute("SELECT * FROM only_a", &Params::None).is_err());
+    assert!(b
+        .execute("SELECT * FROM temp.only_a", &Params::None)
+        .is_err());
+    assert_eq!(
+        count(&mut b, "SELECT count(*) FROM sqlite_master"),
+        Value::Integer(1)
+    );
+    assert_eq!(
+        count(&mut b, "SELECT count(*) FROM sqlite_temp_master"),
+        Value::Integer(0)
+    );
+    // B may have its own temporary table of the same name.
+    b.execute_batch("CREATE TEMP TABLE only_a (q); INSERT INTO only_a VALUES (7);")
+        .expect("b's own");
+    a.execute("INSERT INTO only_a VALUES (5)", &Params::None)
+        .expect("a insert");
+    let e = a
+        .execute("INSERT INTO only_a VALUES (5)", &Params::None)
+        .expect_err("unique");
+    assert_eq!(e.state, ormdb::SqlState::UniqueViolation);
+    assert!(
+        !e.message.contains("sqlite_temp_"),
+        "message names the table as the session knows it: {}",
+        e.message
+    );
+    assert_eq!(count(&mut b, "SELECT q FROM only_a"), Value::Integer(7));
+    drop(a);
+    let mut c = db.connect().sql();
+    assert_eq!(count(&mut c, "SELECT count(*) FROM t"), Value::Integer(1));
+    let stored: Vec<String> = db
+        .schema()
+        .entities
+        .iter()
+        .map(|e| e.name.clone())
+        .filter(|n| n.starts_with("sqlite_temp_"))
+        .collect();
+    assert_eq!(
+        stored.len(),
+        1,
+        "only b's temporary table remains: {stored:?}"
+    );
+}
+
+#[test]
+fn temp_tables_left_by_a_crash_are_dropped_on_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("db");
+    {
+        let db = Database::open(&path, Options::default()).expect("open");
+        let conn = db.connect();
+        let mut tx = conn.begin().expect("begin");
+        // What a session that never closed leaves behind.
+        tx.create_entity(
+            &ormdb::EntitySpec::new("sqlite_temp_999_left")
+                .field(ormdb::FieldDef::new("a", ormdb::DataType::Integer)),
+        )
+        .expect("create");
+        tx.commit().expect("commit");
+    }
+    let db = Database::open(&path, Options::default()).expect("reopen");
+    assert!(db
+        .schema()
+        .entities
+        .iter()
+        .all(|e| !e.name.starts_with("sqlite_temp_")));
+}

@@ -9,6 +9,18 @@ use crate::error::{Error, Result, SqlState};
 use crate::ir::Expr;
 use crate::value::{DataType, Value};
 
+/// Stored names of temporary tables start with this (a name reserved for the engine: user
+/// tables cannot start with `sqlite_`); the SQL front end appends the owning session's tag.
+pub const TEMP_ENTITY_PREFIX: &str = "sqlite_temp_";
+
+/// Whether a stored entity name is a (any session's) temporary table.
+pub fn is_temp_entity_name(name: &str) -> bool {
+    name.len() > TEMP_ENTITY_PREFIX.len()
+        && name[..TEMP_ENTITY_PREFIX.len()].eq_ignore_ascii_case(TEMP_ENTITY_PREFIX)
+        && !name.eq_ignore_ascii_case("sqlite_temp_master")
+        && !name.eq_ignore_ascii_case("sqlite_temp_schema")
+}
+
 /// Bumped when the stored layout of bundles changes.
 pub const BUNDLE_FORMAT: u32 = 2;
 

@@ -2,6 +2,7 @@
 //! creates on its own for foreign keys (`ormdb_fk_*`) are not shown: SQLite has none, and
 //! migration tools diffing the schema would try to drop them.
 
+use super::temp::{is_temp_entity, TempNames};
 use crate::api::Transaction;
 use crate::catalog::{DefaultValue, EntityDef, IndexDef, IndexOrigin, Schema};
 use crate::error::Result;
@@ -47,17 +48,28 @@ pub fn create_text(e: &EntityDef) -> String {
     format!("CREATE TABLE \"{}\" ({})", e.name, parts.join(", "))
 }
 
-/// Rows of `sqlite_master`: tables, then their visible indexes, in creation order of tables.
-pub fn schema_rows(schema: &Schema) -> Vec<Vec<Value>> {
+/// Rows of `sqlite_master` (`temp` None: the main schema, without any session's temporary
+/// tables) or of `sqlite_temp_master` (that session's temporary tables): tables, then their
+/// visible indexes, in creation order of tables.
+pub fn schema_rows(schema: &Schema, temp: Option<&TempNames>) -> Vec<Vec<Value>> {
     let mut out = Vec::new();
     let mut page = 2i64;
     let mut any_autoinc = false;
     for e in schema.entities() {
+        let name = match temp {
+            None if is_temp_entity(&e.name) => continue,
+            None => e.name.as_str(),
+            Some(t) => match t.shown(&e.name) {
+                Some(n) => n,
+                None => continue,
+            },
+        };
+        let shown = |s: &str| temp.map_or_else(|| s.to_string(), |t| t.unmangle(s));
         any_autoinc |= e.autoincrement;
         out.push(vec![
             Value::from("table"),
-            Value::from(e.name.as_str()),
-            Value::from(e.name.as_str()),
+            Value::from(name),
+            Value::from(name),
             Value::Integer(page),
             Value::Text(create_text(e)),
         ]);
@@ -65,13 +77,16 @@ pub fn schema_rows(schema: &Schema) -> Vec<Vec<Value>> {
         for ix in e.indexes.iter().filter(|i| visible_index(i)) {
             out.push(vec![
                 Value::from("index"),
-                Value::from(ix.name.as_str()),
-                Value::from(e.name.as_str()),
+                Value::Text(shown(&ix.name)),
+                Value::from(name),
                 Value::Integer(page),
                 ix.sql.clone().map_or(Value::Null, Value::Text),
             ]);
             page += 1;
         }
+    }
+    if temp.is_some() {
+        return out;
     }
     for v in schema.views() {
         // SQLite gives views root page 0: they have no storage.

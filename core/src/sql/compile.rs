@@ -225,6 +225,8 @@ pub struct Compiler<'a> {
     pub user_functions: Option<&'a super::user_functions::UserFunctions>,
     /// Views being expanded (outermost first), to refuse a view that reads itself.
     pub view_stack: Vec<String>,
+    /// The session's temporary tables (none inside a view: views read the main schema).
+    pub temp: Option<&'a super::temp::TempNames>,
 }
 
 fn syntax(msg: impl Into<String>) -> Error {
@@ -259,6 +261,7 @@ impl<'a> Compiler<'a> {
             volatile: false,
             user_functions: None,
             view_stack: Vec::new(),
+            temp: None,
         }
     }
 

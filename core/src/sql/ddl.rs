@@ -10,6 +10,7 @@ use sqlparser::dialect::SQLiteDialect;
 use sqlparser::tokenizer::{Token, Tokenizer};
 
 use super::parse::{table_name, LineIndex};
+use super::temp::{self, Qualifier, TempNames};
 use crate::api::Transaction;
 use crate::catalog::{DefaultValue, EntitySpec, FieldDef, FkAction, ForeignKeySpec, IndexSpec};
 use crate::error::{Error, Result, SqlState};
@@ -550,17 +551,26 @@ fn column_field(
     Ok(f)
 }
 
-pub fn create_table(tx: &mut Transaction, ct: &ast::CreateTable, sql: &str) -> Result<()> {
-    if ct.temporary {
-        return Err(Error::unsupported("CREATE TEMP TABLE"));
-    }
+pub fn create_table(
+    tx: &mut Transaction,
+    ct: &ast::CreateTable,
+    sql: &str,
+    temp_names: &TempNames,
+) -> Result<()> {
     if ct.query.is_some() {
         return Err(Error::unsupported("CREATE TABLE ... AS SELECT"));
     }
     if ct.or_replace || ct.like.is_some() || ct.clone.is_some() {
         return Err(Error::unsupported("CREATE TABLE form"));
     }
-    let name = table_name(&ct.name)?;
+    let (qual, name) = temp::split(&ct.name)?;
+    if qual == Qualifier::Main && ct.temporary {
+        return Err(syntax(format!(
+            "temporary table name must be unqualified: {}",
+            ct.name
+        )));
+    }
+    let is_temp = ct.temporary || qual == Qualifier::Temp;
     if name.to_ascii_lowercase().starts_with("sqlite_") {
         return Err(Error::new(
             SqlState::InsufficientPrivilege,
@@ -641,6 +651,22 @@ pub fn create_table(tx: &mut Transaction, ct: &ast::CreateTable, sql: &str) -> R
     }
     let off = name_offset(&li, &ct.name).ok_or_else(|| Error::internal("table name location"))?;
     spec.sql = Some(normalized_create(sql, "CREATE TABLE", off));
+    if is_temp {
+        if !spec.foreign_keys.is_empty() {
+            return Err(Error::unsupported("foreign keys on temporary tables"));
+        }
+        spec.name = temp_names.stored(&name);
+        if tx.schema().entity_pos(&spec.name).is_some() {
+            if ct.if_not_exists {
+                return Ok(());
+            }
+            return Err(Error::new(
+                SqlState::DuplicateObject,
+                format!("table {name} already exists"),
+            ));
+        }
+        return tx.create_entity(&spec);
+    }
     if ct.if_not_exists {
         tx.create_entity_if_not_exists(&spec).map(|_| ())
     } else {
@@ -660,7 +686,12 @@ pub fn create_table(tx: &mut Transaction, ct: &ast::CreateTable, sql: &str) -> R
     }
 }
 
-pub fn create_index(tx: &mut Transaction, ci: &ast::CreateIndex, sql: &str) -> Result<()> {
+pub fn create_index(
+    tx: &mut Transaction,
+    ci: &ast::CreateIndex,
+    sql: &str,
+    temp_names: &TempNames,
+) -> Result<()> {
     if ci.predicate.is_some() {
         return Err(Error::unsupported(
             "partial indexes (CREATE INDEX ... WHERE)",
@@ -673,7 +704,7 @@ pub fn create_index(tx: &mut Transaction, ci: &ast::CreateIndex, sql: &str) -> R
         return Err(syntax("CREATE INDEX needs a name"));
     };
     let name = table_name(iname)?;
-    let table = table_name(&ci.table_name)?;
+    let table = temp_names.resolve(tx.schema(), &ci.table_name)?;
     let cols = index_column_names(&ci.columns)?;
     let exists = tx
         .schema()
@@ -712,9 +743,13 @@ pub fn drop(
     object_type: &ObjectType,
     if_exists: bool,
     names: &[ast::ObjectName],
+    temp_names: &TempNames,
 ) -> Result<()> {
     for n in names {
-        let name = table_name(n)?;
+        let name = match object_type {
+            ObjectType::Table => temp_names.resolve(tx.schema(), n)?,
+            _ => table_name(n)?,
+        };
         match object_type {
             ObjectType::Table => {
                 if tx.schema().view(&name).is_some() {
@@ -790,8 +825,14 @@ fn rename_in_text(sql: &str, old: &str, new: &str) -> String {
     out
 }
 
-pub fn alter_table(tx: &mut Transaction, at: &ast::AlterTable, sql: &str) -> Result<()> {
-    let table = table_name(&at.name)?;
+pub fn alter_table(
+    tx: &mut Transaction,
+    at: &ast::AlterTable,
+    sql: &str,
+    temp_names: &TempNames,
+) -> Result<()> {
+    let table = temp_names.resolve(tx.schema(), &at.name)?;
+    let temp_table = temp_names.shown(&table).is_some();
     if at.if_exists && tx.schema().entity_pos(&table).is_none() {
         return Ok(());
     }
@@ -800,10 +841,16 @@ pub fn alter_table(tx: &mut Transaction, at: &ast::AlterTable, sql: &str) -> Res
         let entity = tx.schema().entity(&table)?.clone();
         match op {
             AlterTableOperation::RenameTable { table_name: t } => {
-                let new = match t {
+                let shown_new = match t {
                     ast::RenameTableNameKind::To(n) | ast::RenameTableNameKind::As(n) => {
                         table_name(n)?
                     }
+                };
+                // A temporary table stays in the session's namespace.
+                let new = if temp_table {
+                    temp_names.stored(&shown_new)
+                } else {
+                    shown_new.clone()
                 };
                 if tx.schema().entity_pos(&new).is_some() && !new.eq_ignore_ascii_case(&entity.name)
                 {
@@ -814,7 +861,10 @@ pub fn alter_table(tx: &mut Transaction, at: &ast::AlterTable, sql: &str) -> Res
                 }
                 tx.rename_entity(&entity.name, &new)?;
                 if let Some(s) = &entity.sql {
-                    set_sql(tx, &new, rename_first_name(s, &new))?;
+                    set_sql(tx, &new, rename_first_name(s, &shown_new))?;
+                }
+                if temp_table {
+                    continue;
                 }
                 // References to the old name in other tables' CREATE text follow (SQLite 3.26+).
                 let others: Vec<(String, String)> = tx

@@ -21,6 +21,7 @@ pub mod parse;
 pub mod pragma;
 pub mod query;
 pub mod session;
+pub mod temp;
 pub mod user_functions;
 pub mod view;
 

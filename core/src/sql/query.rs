@@ -125,10 +125,18 @@ pub struct Source {
 
 #[derive(Debug)]
 pub enum SourceKind {
-    Table { name: String },
-    SchemaTable { temp: bool },
+    Table {
+        name: String,
+    },
+    /// sqlite_master, or (with the session's names) sqlite_temp_master.
+    SchemaTable {
+        temp: Option<super::temp::TempNames>,
+    },
     Query(Rc<Query>),
-    Cte { slot: usize, query: Rc<Query> },
+    Cte {
+        slot: usize,
+        query: Rc<Query>,
+    },
 }
 
 /// How a table's candidate rows are found. Lookups only narrow the candidates: every
@@ -620,7 +628,7 @@ fn compile_factor(c: &mut Compiler, f: &TableFactor, join: JoinKind) -> Result<S
             if !index_directives.is_empty() {
                 return Err(Error::unsupported("INDEXED BY / NOT INDEXED"));
             }
-            let tname = table_name(name)?;
+            let (qual, tname) = super::temp::split(name)?;
             if let Some(a) = alias {
                 if !a.columns.is_empty() {
                     return Err(Error::unsupported("column aliases on a table"));
@@ -663,7 +671,15 @@ fn compile_factor(c: &mut Compiler, f: &TableFactor, join: JoinKind) -> Result<S
                     });
                 }
             }
-            if let Some(v) = c.schema.view(&tname).cloned() {
+            // The session's temporary table comes first (SQLite searches temp, then main).
+            let stored = super::temp::resolve(c.temp, c.schema, name)?;
+            let is_temp = qual == super::temp::Qualifier::Temp || stored != tname;
+            let view = if is_temp {
+                None
+            } else {
+                c.schema.view(&tname).cloned()
+            };
+            if let Some(v) = view {
                 let cv = super::view::compile_view(c, &v)?;
                 for (i, n) in cv.columns.iter().enumerate() {
                     c.frame().cols.push(ColInfo {
@@ -691,7 +707,7 @@ fn compile_factor(c: &mut Compiler, f: &TableFactor, join: JoinKind) -> Result<S
                     access: Access::Scan,
                 });
             }
-            if is_schema_table(&tname) || is_temp_schema_table(&tname) {
+            if !is_temp && (is_schema_table(&tname) || is_temp_schema_table(&tname)) {
                 for (n, t) in catalog_emulation::SCHEMA_COLUMNS {
                     c.frame().cols.push(ColInfo {
                         table: Some(shown.clone()),
@@ -704,7 +720,8 @@ fn compile_factor(c: &mut Compiler, f: &TableFactor, join: JoinKind) -> Result<S
                 }
                 return Ok(Source {
                     kind: SourceKind::SchemaTable {
-                        temp: is_temp_schema_table(&tname),
+                        temp: is_temp_schema_table(&tname)
+                            .then(|| c.temp.cloned().unwrap_or_default()),
                     },
                     offset,
                     width: catalog_emulation::SCHEMA_COLUMNS.len(),
@@ -713,7 +730,10 @@ fn compile_factor(c: &mut Compiler, f: &TableFactor, join: JoinKind) -> Result<S
                     access: Access::Scan,
                 });
             }
-            let e = c.schema.entity(&tname)?;
+            let e = c
+                .schema
+                .entity(&stored)
+                .map_err(|_| Error::unknown_entity(&tname))?;
             for fd in &e.fields {
                 let aff = match fd.ty {
                     DataType::Any => DataType::Blob,
@@ -1819,11 +1839,11 @@ fn source_rows(src: &Source, ctx: &mut Ctx, env: &Env) -> Result<Rc<Vec<Vec<Valu
             }
         },
         SourceKind::SchemaTable { temp } => {
-            if *temp {
-                return Ok(Rc::new(Vec::new()));
-            }
             let schema = ctx.tx.schema().clone();
-            Ok(Rc::new(catalog_emulation::schema_rows(&schema)))
+            Ok(Rc::new(catalog_emulation::schema_rows(
+                &schema,
+                temp.as_ref(),
+            )))
         }
         SourceKind::Query(q) => Ok(Rc::new(run_query(q, ctx, env.parent)?.rows)),
         SourceKind::Cte { slot, query } => {

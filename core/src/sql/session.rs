@@ -14,6 +14,7 @@ use super::eval::{Counters, Ctx};
 use super::params::{Bound, Params};
 use super::parse::{self, LineIndex};
 use super::pragma::{self, Pragma};
+use super::temp::TempNames;
 use super::user_functions::{UserAggregate, UserFunction, UserFunctions};
 use super::{ddl, dml, query};
 use crate::api::{Connection, Transaction};
@@ -76,6 +77,29 @@ pub struct Session {
     legacy_alter_table: bool,
     /// Application functions (`create_function`); shared with running statements.
     user_functions: Arc<UserFunctions>,
+    /// This session's temporary tables.
+    temp: TempNames,
+    /// Whether this session ever created a temporary table (closing then drops them).
+    temp_created: bool,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            tx.rollback();
+        }
+        if self.temp_created {
+            // Best effort: a table left behind (the commit failed) is invisible to every
+            // other session and dropped when the database is next opened.
+            let names = self.temp.clone();
+            let _ = self.write_schema(|tx| {
+                for n in names.owned(tx.schema()) {
+                    tx.drop_entity_if_exists(&n)?;
+                }
+                Ok(())
+            });
+        }
+    }
 }
 
 impl Connection {
@@ -99,6 +123,8 @@ impl Session {
             last_rows_read: 0,
             legacy_alter_table: false,
             user_functions: Arc::new(UserFunctions::default()),
+            temp: TempNames::new(),
+            temp_created: false,
         }
     }
 
@@ -269,7 +295,9 @@ impl Session {
 
     fn execute_one(&mut self, text: &str, params: &Params) -> Result<StatementResult> {
         let start = std::time::Instant::now();
-        let res = self.execute_one_untimed(text, params);
+        let res = self
+            .execute_one_untimed(text, params)
+            .map_err(|e| Error::new(e.state, self.temp.unmangle(&e.message)));
         let m = &self.conn.database().core().query.metrics;
         m.sql_statements
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -402,11 +430,15 @@ impl Session {
         bound: &Bound,
     ) -> Result<StatementResult> {
         const STMT_SAVEPOINT: &str = "\u{0}ormdb_statement";
+        if let Statement::CreateTable(ct) = stmt {
+            self.temp_created |= ct.temporary
+                || ct.name.0.len() > 1 && ct.name.0[0].to_string().eq_ignore_ascii_case("temp");
+        }
         let counters = self.counters;
         let functions = self.user_functions.clone();
         if let Some(tx) = self.tx.as_mut() {
             tx.savepoint(STMT_SAVEPOINT)?;
-            let res = run_statement(tx, text, stmt, bound, counters, &functions);
+            let res = run_statement(tx, text, stmt, bound, counters, &functions, &self.temp);
             match &res {
                 Ok(_) => tx.release(STMT_SAVEPOINT)?,
                 Err(_) => {
@@ -420,7 +452,7 @@ impl Session {
         loop {
             attempts += 1;
             let mut tx = self.conn.begin()?;
-            let res = run_statement(&mut tx, text, stmt, bound, counters, &functions);
+            let res = run_statement(&mut tx, text, stmt, bound, counters, &functions, &self.temp);
             let res = match res {
                 Ok(out) => tx.commit().map(|_| out),
                 Err(e) => {
@@ -475,11 +507,33 @@ impl Session {
         match name {
             "table_info" | "table_xinfo" | "index_list" | "foreign_key_list" => {
                 let Some(t) = &p.arg else { return Ok(none()) };
-                if temp {
-                    return Ok((cols(name), Vec::new()));
-                }
+                let names = self.temp.clone();
+                let main = p.schema.is_some() && !temp;
                 let rows = self.read(|tx| {
                     let schema = tx.schema().clone();
+                    let stored = names.stored(t);
+                    if temp || (!main && schema.entity_pos(&stored).is_some()) {
+                        let Ok(e) = schema.entity(&stored) else {
+                            return Ok(Vec::new());
+                        };
+                        let mut rows = match name {
+                            "table_info" => cat::table_info(e, false),
+                            "table_xinfo" => cat::table_info(e, true),
+                            "index_list" => cat::index_list(e),
+                            _ => cat::foreign_key_list(e),
+                        };
+                        if name == "index_list" {
+                            for r in &mut rows {
+                                if let Value::Text(n) = &r[1] {
+                                    r[1] = Value::Text(names.unmangle(n));
+                                }
+                            }
+                        }
+                        return Ok(rows);
+                    }
+                    if super::temp::is_temp_entity(t) {
+                        return Ok(Vec::new());
+                    }
                     if schema.entity_pos(t).is_none() {
                         if let Some(v) = schema.view(t) {
                             if !name.starts_with("table_") {
@@ -514,10 +568,22 @@ impl Session {
             }
             "index_info" | "index_xinfo" => {
                 let Some(ix) = &p.arg else { return Ok(none()) };
+                let names = self.temp.clone();
                 let rows = self.read(|tx| {
                     let schema = tx.schema().clone();
+                    // A temporary table's autoindex is named after its stored name.
+                    let stored_auto = ix
+                        .get(..17)
+                        .filter(|p| p.eq_ignore_ascii_case("sqlite_autoindex_"))
+                        .map(|_| format!("sqlite_autoindex_{}", names.stored(&ix[17..])));
                     for e in schema.entities() {
-                        if let Some(d) = e.index_by_name(ix) {
+                        if super::temp::is_temp_entity(&e.name) && names.shown(&e.name).is_none() {
+                            continue;
+                        }
+                        let found = e
+                            .index_by_name(ix)
+                            .or_else(|| stored_auto.as_deref().and_then(|a| e.index_by_name(a)));
+                        if let Some(d) = found {
                             return Ok(cat::index_info(e, d, name == "index_xinfo"));
                         }
                     }
@@ -544,15 +610,21 @@ impl Session {
                 ]],
             )),
             "table_list" => {
+                let names = self.temp.clone();
                 let rows = self.read(|tx| {
                     Ok(tx
                         .schema()
                         .entities()
                         .iter()
-                        .map(|e| {
+                        .filter_map(|e| match names.shown(&e.name) {
+                            Some(n) => Some(("temp", n, e)),
+                            None if super::temp::is_temp_entity(&e.name) => None,
+                            None => Some(("main", e.name.as_str(), e)),
+                        })
+                        .map(|(db, n, e)| {
                             vec![
-                                Value::from("main"),
-                                Value::from(e.name.as_str()),
+                                Value::from(db),
+                                Value::from(n),
                                 Value::from("table"),
                                 Value::Integer(e.fields.len() as i64),
                                 Value::Integer(0),
@@ -753,10 +825,12 @@ fn run_statement(
     bound: &Bound,
     counters: Counters,
     functions: &Arc<UserFunctions>,
+    temp: &TempNames,
 ) -> Result<Outcome> {
     let schema = tx.schema().clone();
     let li = LineIndex::new(text);
     let mut c = Compiler::new(&schema, bound, &li);
+    c.temp = Some(temp);
     let user_functions = (!functions.is_empty()).then(|| functions.clone());
     c.user_functions = user_functions.as_deref();
     let plain = |columns, decls, rows| Outcome {
@@ -795,11 +869,11 @@ fn run_statement(
             Ok(Outcome::written(o, false, ctx.rows_read))
         }
         Statement::CreateTable(ct) => {
-            ddl::create_table(tx, ct, text)?;
+            ddl::create_table(tx, ct, text, temp)?;
             Ok(plain(vec![], vec![], vec![]))
         }
         Statement::CreateIndex(ci) => {
-            ddl::create_index(tx, ci, text)?;
+            ddl::create_index(tx, ci, text, temp)?;
             Ok(plain(vec![], vec![], vec![]))
         }
         Statement::Drop {
@@ -815,11 +889,11 @@ fn run_statement(
             if *cascade || *restrict || *purge || *temporary || table.is_some() {
                 return Err(Error::unsupported("DROP options"));
             }
-            ddl::drop(tx, object_type, *if_exists, names)?;
+            ddl::drop(tx, object_type, *if_exists, names, temp)?;
             Ok(plain(vec![], vec![], vec![]))
         }
         Statement::AlterTable(at) => {
-            ddl::alter_table(tx, at, text)?;
+            ddl::alter_table(tx, at, text, temp)?;
             Ok(plain(vec![], vec![], vec![]))
         }
         Statement::CreateView(cv) => {
