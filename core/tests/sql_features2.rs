@@ -112,6 +112,7 @@ fn views_survive_reopen_and_user_version_persists() {
             "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);
              INSERT INTO t (v) VALUES ('a'), ('b');
              CREATE VIEW tv (n) AS SELECT upper(v) FROM t;
+             CREATE UNIQUE INDEX t_lower_v ON t (lower(v)) WHERE id > 0;
              PRAGMA user_version = 42;",
         )
         .expect("setup");
@@ -138,6 +139,10 @@ fn views_survive_reopen_and_user_version_persists() {
         .execute("PRAGMA user_version", &Params::None)
         .expect("user_version");
     assert_eq!(r.rows, vec![vec![Value::Integer(42)]]);
+    let e = s
+        .execute("INSERT INTO t (v) VALUES ('A')", &Params::None)
+        .expect_err("the expression index still enforces uniqueness");
+    assert_eq!(e.state, ormdb::SqlState::UniqueViolation);
 }
 
 #[test]
@@ -354,4 +359,65 @@ fn temp_tables_left_by_a_crash_are_dropped_on_open() {
         .entities
         .iter()
         .all(|e| !e.name.starts_with("sqlite_temp_")));
+}
+
+#[test]
+fn partial_expression_and_desc_indexes() {
+    run(r#"
+CREATE TABLE acct (id INTEGER PRIMARY KEY, email TEXT, name TEXT, deleted INTEGER, kind TEXT, n INT);
+CREATE UNIQUE INDEX acct_email_live ON acct (email) WHERE deleted IS NULL;
+CREATE UNIQUE INDEX acct_lower_name ON acct (lower(name));
+CREATE INDEX acct_kind_desc ON acct (kind DESC, n ASC);
+CREATE INDEX acct_name_nocase ON acct (name COLLATE NOCASE);
+CREATE UNIQUE INDEX acct_kind_n ON acct (kind, n) WHERE kind = 'x' AND n > 0;
+INSERT INTO acct (email, name, deleted, kind, n) VALUES ('a@x', 'Ann', NULL, 'x', 1);
+INSERT INTO acct (email, name, deleted, kind, n) VALUES ('a@x', 'Bob', NULL, 'y', 1);
+INSERT INTO acct (email, name, deleted, kind, n) VALUES ('a@x', 'Bob', 1, 'y', 1);
+INSERT INTO acct (email, name, deleted, kind, n) VALUES ('a@x', 'Cat', 2, 'y', 2);
+INSERT INTO acct (email, name, deleted, kind, n) VALUES ('b@x', 'ANN', NULL, 'y', 3);
+INSERT INTO acct (email, name, deleted, kind, n) VALUES ('c@x', NULL, NULL, 'x', 1);
+INSERT INTO acct (email, name, deleted, kind, n) VALUES ('c@x', NULL, NULL, 'x', 0);
+INSERT INTO acct (email, name, deleted, kind, n) VALUES ('d@x', NULL, NULL, 'x', 0);
+INSERT INTO acct (email, name, deleted, kind, n) VALUES ('e@x', NULL, NULL, 'x', 0);
+SELECT * FROM acct ORDER BY id;
+UPDATE acct SET deleted = NULL WHERE name = 'Bob';
+UPDATE acct SET deleted = NULL WHERE name = 'Cat';
+UPDATE acct SET name = 'cAt' WHERE id = 1;
+UPDATE acct SET name = 'dan' WHERE id = 1;
+UPDATE acct SET n = 5 WHERE kind = 'x' AND n = 0;
+UPDATE acct SET n = 5 WHERE id = 5;
+UPDATE acct SET kind = 'z' WHERE id = 5;
+SELECT * FROM acct ORDER BY id;
+INSERT OR IGNORE INTO acct (email, name, deleted) VALUES ('a@x', 'new', NULL);
+INSERT OR IGNORE INTO acct (email, name, deleted) VALUES ('q@x', 'DAN', NULL);
+INSERT OR REPLACE INTO acct (email, name, deleted, kind) VALUES ('a@x', 'Eve', NULL, 'r');
+INSERT INTO acct (email, name) VALUES ('a@x', 'Fay') ON CONFLICT DO NOTHING;
+INSERT INTO acct (email, name) VALUES ('a@x', 'Fay') ON CONFLICT (email) DO NOTHING;
+SELECT * FROM acct ORDER BY id;
+SELECT name FROM acct WHERE lower(name) = 'dan';
+SELECT email FROM acct WHERE email = 'a@x' AND deleted IS NULL;
+SELECT id FROM acct WHERE kind = 'x' ORDER BY id;
+PRAGMA index_list(acct);
+PRAGMA index_info(acct_lower_name);
+PRAGMA index_xinfo(acct_lower_name);
+PRAGMA index_xinfo(acct_kind_desc);
+PRAGMA index_xinfo(acct_name_nocase);
+PRAGMA index_info(acct_email_live);
+PRAGMA index_xinfo(acct_kind_n);
+SELECT name, sql FROM sqlite_master WHERE type = 'index' ORDER BY name;
+CREATE UNIQUE INDEX dup_lower ON acct (lower(email));
+CREATE UNIQUE INDEX bad_partial ON acct (kind) WHERE deleted IS NULL;
+CREATE UNIQUE INDEX ok_partial ON acct (email) WHERE kind = 'r';
+ALTER TABLE acct ADD COLUMN extra TEXT;
+ALTER TABLE acct DROP COLUMN extra;
+ALTER TABLE acct RENAME COLUMN n TO num;
+INSERT INTO acct (email, name, kind, num) VALUES ('z@x', 'zed', 'x', 1);
+INSERT INTO acct (email, name, kind, num) VALUES ('z2@x', 'zed2', 'x', 77);
+DROP INDEX acct_lower_name;
+INSERT INTO acct (email, name) VALUES ('y@x', 'ZED');
+SELECT * FROM acct ORDER BY id;
+DROP INDEX acct_email_live;
+INSERT INTO acct (email, name) VALUES ('a@x', 'again');
+SELECT count(*) FROM acct;
+"#);
 }

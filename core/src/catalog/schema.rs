@@ -46,14 +46,73 @@ pub struct ViewDef {
     pub sql: String,
 }
 
-/// The bundle layout before views and user_version (format 1), still readable.
+/// The bundle layout before views, user_version and keyed indexes (format 1), still
+/// readable.
 #[derive(Debug, Clone, PartialEq, Archive, Serialize, Deserialize)]
 struct SchemaBundleV1 {
     format: u32,
     version: u64,
-    entities: Vec<EntityDef>,
+    entities: Vec<EntityDefV1>,
     next_table_id: u32,
     next_index_id: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Archive, Serialize, Deserialize)]
+struct EntityDefV1 {
+    id: u32,
+    name: String,
+    fields: Vec<FieldDef>,
+    primary_key: Vec<u32>,
+    rowid_alias: Option<u32>,
+    autoincrement: bool,
+    strict: bool,
+    soft_delete: bool,
+    indexes: Vec<IndexDefV1>,
+    checks: Vec<CheckDef>,
+    foreign_keys: Vec<ForeignKeyDef>,
+    sql: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Archive, Serialize, Deserialize)]
+struct IndexDefV1 {
+    id: u32,
+    name: String,
+    fields: Vec<u32>,
+    unique: bool,
+    origin: IndexOrigin,
+    sql: Option<String>,
+}
+
+impl From<EntityDefV1> for EntityDef {
+    fn from(e: EntityDefV1) -> EntityDef {
+        EntityDef {
+            id: e.id,
+            name: e.name,
+            fields: e.fields,
+            primary_key: e.primary_key,
+            rowid_alias: e.rowid_alias,
+            autoincrement: e.autoincrement,
+            strict: e.strict,
+            soft_delete: e.soft_delete,
+            indexes: e
+                .indexes
+                .into_iter()
+                .map(|i| IndexDef {
+                    id: i.id,
+                    name: i.name,
+                    fields: i.fields,
+                    unique: i.unique,
+                    origin: i.origin,
+                    sql: i.sql,
+                    key_exprs: Vec::new(),
+                    predicate: None,
+                })
+                .collect(),
+            checks: e.checks,
+            foreign_keys: e.foreign_keys,
+            sql: e.sql,
+        }
+    }
 }
 
 impl Default for SchemaBundle {
@@ -86,7 +145,7 @@ impl SchemaBundle {
                 Ok(old) if old.format == 1 => SchemaBundle {
                     format: BUNDLE_FORMAT,
                     version: old.version,
-                    entities: old.entities,
+                    entities: old.entities.into_iter().map(EntityDef::from).collect(),
                     next_table_id: old.next_table_id,
                     next_index_id: old.next_index_id,
                     views: Vec::new(),
@@ -167,10 +226,77 @@ pub enum IndexOrigin {
 pub struct IndexDef {
     pub id: u32,
     pub name: String,
+    /// Key fields of a plain index. Empty for a keyed index (see `key_exprs`), so every
+    /// planner that matches predicates to `fields` passes it by.
     pub fields: Vec<u32>,
     pub unique: bool,
     pub origin: IndexOrigin,
     pub sql: Option<String>,
+    /// A keyed index's key: one expression per key column (expression indexes, and the
+    /// columns of a partial index).
+    pub key_exprs: Vec<Expr>,
+    /// A partial index: only rows for which this is true have entries (and are unique).
+    pub predicate: Option<Expr>,
+}
+
+impl IndexDef {
+    /// Whether the key is computed (`key_exprs`) rather than read from `fields`.
+    pub fn is_keyed(&self) -> bool {
+        !self.key_exprs.is_empty()
+    }
+
+    /// The index key of a stored row, or None when a partial index leaves the row out.
+    pub fn entry_values(&self, e: &EntityDef, row: &[Value]) -> Result<Option<Vec<Value>>> {
+        if !self.is_keyed() {
+            return Ok(Some(
+                self.fields
+                    .iter()
+                    .map(|f| e.stored_value(row, *f))
+                    .collect(),
+            ));
+        }
+        // Rows written before a field was added are shorter: read them at full width.
+        let full: Vec<Value> = (0..e.fields.len() as u32)
+            .map(|f| e.stored_value(row, f))
+            .collect();
+        if let Some(p) = &self.predicate {
+            if crate::ir::expr::truthy(&p.eval(&full)?) != Some(true) {
+                return Ok(None);
+            }
+        }
+        self.key_exprs
+            .iter()
+            .map(|x| x.eval(&full))
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
+    }
+
+    /// Fields the key or predicate reads.
+    pub fn references(&self, field: u32) -> bool {
+        self.fields.contains(&field)
+            || self.key_exprs.iter().any(|x| x.references(field))
+            || self.predicate.as_ref().is_some_and(|p| p.references(field))
+    }
+
+    /// What a uniqueness error names: the fields, or the index of an expression key.
+    pub fn describe(&self, e: &EntityDef) -> String {
+        if self.key_exprs.iter().all(|x| matches!(x, Expr::Field(_))) {
+            let fields: Vec<u32> = if self.is_keyed() {
+                self.key_exprs
+                    .iter()
+                    .filter_map(|x| match x {
+                        Expr::Field(f) => Some(*f),
+                        _ => None,
+                    })
+                    .collect()
+            } else {
+                self.fields.clone()
+            };
+            e.field_names(&fields)
+        } else {
+            format!("index '{}'", self.name)
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Archive, Serialize, Deserialize)]
@@ -444,7 +570,33 @@ mod tests {
         let old = SchemaBundleV1 {
             format: 1,
             version: 7,
-            entities: Vec::new(),
+            entities: vec![EntityDefV1 {
+                id: 1,
+                name: "t".into(),
+                fields: vec![FieldDef {
+                    name: "a".into(),
+                    ty: DataType::Integer,
+                    decl_type: "INT".into(),
+                    nullable: true,
+                    default: None,
+                }],
+                primary_key: Vec::new(),
+                rowid_alias: None,
+                autoincrement: false,
+                strict: false,
+                soft_delete: false,
+                indexes: vec![IndexDefV1 {
+                    id: 2,
+                    name: "ix".into(),
+                    fields: vec![0],
+                    unique: true,
+                    origin: IndexOrigin::Explicit,
+                    sql: None,
+                }],
+                checks: Vec::new(),
+                foreign_keys: Vec::new(),
+                sql: None,
+            }],
             next_table_id: 3,
             next_index_id: 5,
         };
@@ -456,6 +608,8 @@ mod tests {
         );
         assert!(b.views.is_empty());
         assert_eq!(b.user_version, 0);
+        assert_eq!(b.entities[0].indexes[0].fields, vec![0]);
+        assert!(!b.entities[0].indexes[0].is_keyed());
         let mut new = SchemaBundle::default();
         new.views.push(ViewDef {
             name: "v".into(),

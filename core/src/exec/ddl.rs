@@ -252,7 +252,7 @@ pub fn drop_field(txn: &mut Txn, entity: &str, field: &str) -> Result<()> {
     } else if e
         .indexes
         .iter()
-        .any(|x| x.fields.contains(&i) && x.origin != IndexOrigin::ForeignKey)
+        .any(|x| x.references(i) && x.origin != IndexOrigin::ForeignKey)
     {
         Some("UNIQUE or indexed")
     } else if e.foreign_keys.iter().any(|f| f.fields.contains(&i)) {
@@ -290,6 +290,9 @@ pub fn drop_field(txn: &mut Txn, entity: &str, field: &str) -> Result<()> {
     for ix in &mut e.indexes {
         for f in &mut ix.fields {
             *f = map(*f).expect("checked");
+        }
+        for x in ix.key_exprs.iter_mut().chain(ix.predicate.as_mut()) {
+            x.remap_fields(&map)?;
         }
     }
     for fk in &mut e.foreign_keys {
@@ -335,16 +338,14 @@ fn build_index(txn: &mut Txn, entity_pos: usize, index_id: u32) -> Result<()> {
     let mut seen = std::collections::HashSet::new();
     let rows: Vec<(i64, StoredRow)> = txn.scan(e.id).collect::<Result<_>>()?;
     for (id, row) in rows {
-        let vals: Vec<Value> = ix
-            .fields
-            .iter()
-            .map(|f| e.stored_value(&row.values, *f))
-            .collect();
+        let Some(vals) = ix.entry_values(e, &row.values)? else {
+            continue;
+        };
         if ix.unique
             && !vals.iter().any(Value::is_null)
             && !seen.insert(keys::index_values_prefix(ix.id, &vals))
         {
-            return Err(Error::unique(&ix.name, &e.name, e.field_names(&ix.fields)));
+            return Err(Error::unique(&ix.name, &e.name, ix.describe(e)));
         }
         txn.add_index_entry(keys::index_entry_key(ix.id, &vals, id));
     }
@@ -375,9 +376,27 @@ pub fn create_index(
         .iter()
         .map(|n| e.field_index_or_err(n))
         .collect::<Result<Vec<_>>>()?;
-    if fields.is_empty() {
+    let resolve = |x: &Expr| -> Result<Expr> {
+        let mut x = x.clone();
+        x.resolve(&|n| e.field_index(n))?;
+        x.validate(e.fields.len())?;
+        Ok(x)
+    };
+    let key_exprs = spec
+        .key_exprs
+        .iter()
+        .map(resolve)
+        .collect::<Result<Vec<_>>>()?;
+    let predicate = spec.predicate.as_ref().map(resolve).transpose()?;
+    if fields.is_empty() == key_exprs.is_empty() {
         return Err(Error::invalid(format!(
-            "index {} names no fields",
+            "index {} needs either fields or key expressions",
+            spec.name
+        )));
+    }
+    if predicate.is_some() && key_exprs.is_empty() {
+        return Err(Error::invalid(format!(
+            "partial index {} needs key expressions",
             spec.name
         )));
     }
@@ -390,6 +409,10 @@ pub fn create_index(
         IndexOrigin::Explicit,
         spec.sql.clone(),
     )?;
+    if let Some(ix) = e.indexes.iter_mut().find(|i| i.id == id) {
+        ix.key_exprs = key_exprs;
+        ix.predicate = predicate;
+    }
     bundle.entities[pos] = e;
     txn.set_schema(bundle);
     build_index(txn, pos, id)?;

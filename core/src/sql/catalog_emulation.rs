@@ -6,6 +6,7 @@ use super::temp::{is_temp_entity, TempNames};
 use crate::api::Transaction;
 use crate::catalog::{DefaultValue, EntityDef, IndexDef, IndexOrigin, Schema};
 use crate::error::Result;
+use crate::ir::Expr;
 use crate::value::Value;
 
 pub const SCHEMA_COLUMNS: [(&str, &str); 5] = [
@@ -203,32 +204,81 @@ pub fn index_list(e: &EntityDef) -> Vec<Vec<Value>> {
                 Value::from(ix.name.as_str()),
                 Value::Integer(ix.unique as i64),
                 Value::from(origin),
-                Value::Integer(0),
+                Value::Integer(ix.predicate.is_some() as i64),
             ]
         })
         .collect()
 }
 
+/// Per key column of an index's CREATE text: (descending, collation name).
+fn column_orders(ix: &IndexDef) -> Vec<(bool, String)> {
+    let Some(sql) = &ix.sql else {
+        return Vec::new();
+    };
+    let Ok(sqlparser::ast::Statement::CreateIndex(ci)) = super::parse::parse_one(sql) else {
+        return Vec::new();
+    };
+    ci.columns
+        .iter()
+        .map(|c| {
+            let desc = matches!(
+                c.column.options.sort,
+                Some(sqlparser::ast::OrderBySort::Desc)
+            );
+            let coll = match &c.column.expr {
+                sqlparser::ast::Expr::Collate { collation, .. } => {
+                    collation.to_string().trim_matches('"').to_ascii_uppercase()
+                }
+                _ => "BINARY".to_string(),
+            };
+            (desc, coll)
+        })
+        .collect()
+}
+
 pub fn index_info(e: &EntityDef, ix: &IndexDef, extended: bool) -> Vec<Vec<Value>> {
-    let mut rows: Vec<Vec<Value>> = ix
-        .fields
+    // Key columns as SQLite reports them: a table column (cid, name) or an expression (-2).
+    let keys: Vec<(i64, Value)> = if ix.is_keyed() {
+        ix.key_exprs
+            .iter()
+            .map(|x| match x {
+                Expr::Field(f) => (*f as i64, Value::from(e.fields[*f as usize].name.as_str())),
+                _ => (-2, Value::Null),
+            })
+            .collect()
+    } else {
+        ix.fields
+            .iter()
+            .map(|f| (*f as i64, Value::from(e.fields[*f as usize].name.as_str())))
+            .collect()
+    };
+    let orders = column_orders(ix);
+    let mut rows: Vec<Vec<Value>> = keys
         .iter()
         .enumerate()
-        .map(|(seq, f)| {
+        .map(|(seq, (cid, name))| {
             let mut r = vec![
                 Value::Integer(seq as i64),
-                Value::Integer(*f as i64),
-                Value::from(e.fields[*f as usize].name.as_str()),
+                Value::Integer(*cid),
+                name.clone(),
             ];
             if extended {
-                r.extend([Value::Integer(0), Value::from("BINARY"), Value::Integer(1)]);
+                let (desc, coll) = orders
+                    .get(seq)
+                    .cloned()
+                    .unwrap_or((false, "BINARY".to_string()));
+                r.extend([
+                    Value::Integer(desc as i64),
+                    Value::Text(coll),
+                    Value::Integer(1),
+                ]);
             }
             r
         })
         .collect();
     if extended {
         rows.push(vec![
-            Value::Integer(ix.fields.len() as i64),
+            Value::Integer(keys.len() as i64),
             Value::Integer(-1),
             Value::Null,
             Value::Integer(0),

@@ -275,6 +275,50 @@ fn index_column_names(cols: &[ast::IndexColumn]) -> Result<Vec<String>> {
         .collect()
 }
 
+/// One CREATE INDEX column: a plain column name, or an expression for a keyed index.
+enum IndexKeyCol {
+    Column(String),
+    Expr(Expr),
+}
+
+/// The key columns of CREATE INDEX. DESC and COLLATE only change the order SQLite keeps the
+/// entries in (ORMDB never reads an index for ordering: results are sorted), except that
+/// NOCASE/RTRIM would change what a UNIQUE index treats as equal.
+fn index_key_columns(cols: &[ast::IndexColumn], unique: bool) -> Result<Vec<IndexKeyCol>> {
+    cols.iter()
+        .map(|c| {
+            if c.operator_class.is_some() {
+                return Err(Error::unsupported("index operator classes"));
+            }
+            if c.column.options.nulls_first.is_some() {
+                return Err(syntax("NULLS FIRST/LAST is not allowed in an index"));
+            }
+            let mut e = &c.column.expr;
+            if let AExpr::Collate { expr, collation } = e {
+                let coll = collation.to_string().trim_matches('"').to_ascii_uppercase();
+                match coll.as_str() {
+                    "BINARY" => {}
+                    "NOCASE" | "RTRIM" if !unique => {}
+                    "NOCASE" | "RTRIM" => {
+                        return Err(Error::unsupported(format!(
+                            "UNIQUE index with COLLATE {coll}"
+                        )))
+                    }
+                    _ => return Err(syntax(format!("no such collation sequence: {coll}"))),
+                }
+                e = expr;
+            }
+            Ok(match e {
+                AExpr::Identifier(i) => IndexKeyCol::Column(i.value.clone()),
+                AExpr::Nested(x) if matches!(x.as_ref(), AExpr::Identifier(_)) => {
+                    IndexKeyCol::Expr(to_ir(x)?)
+                }
+                other => IndexKeyCol::Expr(to_ir(other)?),
+            })
+        })
+        .collect()
+}
+
 /// Converts a CHECK or DEFAULT expression into a stored engine expression.
 pub fn to_ir(e: &AExpr) -> Result<Expr> {
     use sqlparser::ast::BinaryOperator as B;
@@ -692,11 +736,6 @@ pub fn create_index(
     sql: &str,
     temp_names: &TempNames,
 ) -> Result<()> {
-    if ci.predicate.is_some() {
-        return Err(Error::unsupported(
-            "partial indexes (CREATE INDEX ... WHERE)",
-        ));
-    }
     if ci.using.is_some() || ci.concurrently || !ci.include.is_empty() || !ci.with.is_empty() {
         return Err(Error::unsupported("CREATE INDEX options"));
     }
@@ -705,7 +744,8 @@ pub fn create_index(
     };
     let name = table_name(iname)?;
     let table = temp_names.resolve(tx.schema(), &ci.table_name)?;
-    let cols = index_column_names(&ci.columns)?;
+    let cols = index_key_columns(&ci.columns, ci.unique)?;
+    let predicate = ci.predicate.as_ref().map(to_ir).transpose()?;
     let exists = tx
         .schema()
         .entities()
@@ -731,8 +771,28 @@ pub fn create_index(
     } else {
         "CREATE INDEX"
     };
-    let col_refs: Vec<&str> = cols.iter().map(String::as_str).collect();
-    let mut spec = IndexSpec::new(&name, &col_refs, ci.unique);
+    let keyed = predicate.is_some() || cols.iter().any(|c| matches!(c, IndexKeyCol::Expr(_)));
+    let mut spec = if keyed {
+        let mut spec = IndexSpec::new(&name, &[], ci.unique);
+        spec.key_exprs = cols
+            .into_iter()
+            .map(|c| match c {
+                IndexKeyCol::Column(n) => Expr::Named(n),
+                IndexKeyCol::Expr(x) => x,
+            })
+            .collect();
+        spec.predicate = predicate;
+        spec
+    } else {
+        let names: Vec<&str> = cols
+            .iter()
+            .filter_map(|c| match c {
+                IndexKeyCol::Column(n) => Some(n.as_str()),
+                IndexKeyCol::Expr(_) => None,
+            })
+            .collect();
+        IndexSpec::new(&name, &names, ci.unique)
+    };
     spec.sql = Some(normalized_create(sql, kw, off));
     tx.create_index(&table, &spec)
 }

@@ -481,6 +481,25 @@ fn conflicting_rows(
         }
     }
     for ix in e.indexes.iter().filter(|ix| ix.unique) {
+        if ix.is_keyed() {
+            // Expression and partial indexes are never a conflict target (SQLite would need
+            // the target's WHERE), but OR IGNORE / OR REPLACE / a bare DO NOTHING see them.
+            if target.is_some() {
+                continue;
+            }
+            let Some(key) = ix.entry_values(e, vals)? else {
+                continue;
+            };
+            if key.iter().any(Value::is_null) {
+                continue;
+            }
+            for (id, r) in ctx.tx.engine_txn().index_lookup(e, ix, &key)? {
+                if !r.is_soft_deleted() && !out.contains(&id) {
+                    out.push(id);
+                }
+            }
+            continue;
+        }
         if !target_is(&ix.fields) {
             continue;
         }

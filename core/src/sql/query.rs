@@ -1433,7 +1433,11 @@ pub fn choose_access(e: &crate::catalog::EntityDef, offset: usize, preds: &[SExp
         }
     }
     for ix in &e.indexes {
-        let (lo, hi) = bounds(ix.fields[0] as usize);
+        // Keyed (expression or partial) indexes have no leading field to range over.
+        let Some(&first) = ix.fields.first() else {
+            continue;
+        };
+        let (lo, hi) = bounds(first as usize);
         if lo.is_some() || hi.is_some() {
             return Access::IndexRange {
                 name: ix.name.clone(),
