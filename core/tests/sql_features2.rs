@@ -421,3 +421,29 @@ INSERT INTO acct (email, name) VALUES ('a@x', 'again');
 SELECT count(*) FROM acct;
 "#);
 }
+
+#[test]
+fn right_and_full_joins() {
+    run(&format!(
+        "{SCHEMA}{}",
+        r#"
+CREATE TABLE tags (id INTEGER PRIMARY KEY, post_id INT, tag TEXT);
+INSERT INTO tags (post_id, tag) VALUES (1, 'x'), (1, 'y'), (3, 'z'), (99, 'lost'), (NULL, 'none');
+SELECT u.name, p.title FROM users u RIGHT JOIN posts p ON p.user_id = u.id ORDER BY p.id;
+SELECT u.name, p.title FROM posts p RIGHT OUTER JOIN users u ON p.user_id = u.id ORDER BY u.id, p.id;
+SELECT u.name, p.title FROM users u FULL OUTER JOIN posts p ON p.user_id = u.id ORDER BY u.id, p.id;
+SELECT u.name, p.title FROM users u FULL JOIN posts p ON p.user_id = u.id AND p.views > 4 ORDER BY u.id, p.id;
+SELECT p.title, t.tag FROM posts p FULL JOIN tags t ON t.post_id = p.id ORDER BY p.id, t.id;
+SELECT u.name, p.title, t.tag FROM users u JOIN posts p ON p.user_id = u.id RIGHT JOIN tags t ON t.post_id = p.id ORDER BY t.id;
+SELECT u.name, p.title, t.tag FROM users u LEFT JOIN posts p ON p.user_id = u.id FULL JOIN tags t ON t.post_id = p.id ORDER BY u.id, p.id, t.id;
+SELECT u.name, p.title, t.tag FROM users u RIGHT JOIN posts p ON p.user_id = u.id LEFT JOIN tags t ON t.post_id = p.id ORDER BY p.id, t.id;
+SELECT u.name, p.title FROM users u RIGHT JOIN posts p ON p.user_id = u.id WHERE u.id IS NULL;
+SELECT u.name, p.title FROM users u FULL JOIN posts p ON p.user_id = u.id WHERE u.age > 26 OR p.views > 6 ORDER BY 1, 2;
+SELECT count(*), count(u.id), count(p.id) FROM users u FULL JOIN posts p ON p.user_id = u.id;
+SELECT u.id, count(p.id) FROM posts p RIGHT JOIN users u ON u.id = p.user_id GROUP BY u.id ORDER BY u.id;
+SELECT * FROM users u RIGHT JOIN posts p ON p.user_id = u.id WHERE u.id = 1 ORDER BY p.id;
+SELECT a.tag, b.tag FROM tags a FULL JOIN tags b ON a.post_id = b.post_id AND a.id < b.id ORDER BY a.id, b.id;
+SELECT x.n, y.m FROM (SELECT 1 AS n UNION ALL SELECT 2) x FULL JOIN (SELECT 2 AS m UNION ALL SELECT 3) y ON x.n = y.m ORDER BY 1, 2;
+"#
+    ));
+}

@@ -111,6 +111,11 @@ pub struct SelectPlan {
 pub enum JoinKind {
     Inner,
     Left,
+    /// RIGHT JOIN: every row of this source is kept; unmatched ones get NULLs for all the
+    /// sources before it.
+    Right,
+    /// FULL JOIN: LEFT and RIGHT at once.
+    Full,
 }
 
 #[derive(Debug)]
@@ -823,10 +828,8 @@ fn compile_join(c: &mut Compiler, j: &ast::Join, sources: &mut Vec<Source>) -> R
         JoinOperator::Join(k) | JoinOperator::Inner(k) => (JoinKind::Inner, Some(k)),
         JoinOperator::Left(k) | JoinOperator::LeftOuter(k) => (JoinKind::Left, Some(k)),
         JoinOperator::CrossJoin(k) => (JoinKind::Inner, Some(k)),
-        JoinOperator::Right(_) | JoinOperator::RightOuter(_) => {
-            return Err(Error::unsupported("RIGHT JOIN"))
-        }
-        JoinOperator::FullOuter(_) => return Err(Error::unsupported("FULL OUTER JOIN")),
+        JoinOperator::Right(k) | JoinOperator::RightOuter(k) => (JoinKind::Right, Some(k)),
+        JoinOperator::FullOuter(k) => (JoinKind::Full, Some(k)),
         other => {
             return Err(Error::unsupported(
                 format!("join {other:?}")
@@ -836,6 +839,15 @@ fn compile_join(c: &mut Compiler, j: &ast::Join, sources: &mut Vec<Source>) -> R
             ))
         }
     };
+    if matches!(kind, JoinKind::Right | JoinKind::Full)
+        && matches!(
+            constraint,
+            Some(JoinConstraint::Using(_) | JoinConstraint::Natural)
+        )
+    {
+        // The shared column would be coalesce(left, right), which USING columns here are not.
+        return Err(Error::unsupported("RIGHT/FULL JOIN with USING or NATURAL"));
+    }
     let left_cols: Vec<ColInfo> = c.frame().cols.clone();
     let mut src = compile_factor(c, &j.relation, kind)?;
     let on = match constraint {
@@ -1212,6 +1224,10 @@ fn compile_select_in_frame(
         let SourceKind::Table { name } = &src.kind else {
             continue;
         };
+        // A preserved right side must be read whole to find its unmatched rows.
+        if matches!(src.join, JoinKind::Right | JoinKind::Full) {
+            continue;
+        }
         let mut preds = Vec::new();
         if let Some(on) = &src.on {
             conjuncts(on, &mut preds);
@@ -1871,9 +1887,108 @@ pub fn joined_rows(
     ctx: &mut Ctx,
     outer: Option<&Env>,
 ) -> Result<Vec<Vec<Value>>> {
+    if sources
+        .iter()
+        .any(|s| matches!(s.join, JoinKind::Right | JoinKind::Full))
+    {
+        return joined_rows_outer(sources, width, where_, ctx, outer);
+    }
     let mut out = Vec::new();
     let mut buf = vec![Value::Null; width];
     join_level(sources, 0, &mut buf, where_, ctx, outer, &mut out)?;
+    Ok(out)
+}
+
+/// The join one source at a time over materialized partial rows, for FROM clauses with a
+/// RIGHT or FULL join: the rows of a preserved right side that no partial row matched are
+/// only known after all partial rows were tried.
+fn joined_rows_outer(
+    sources: &[Source],
+    width: usize,
+    where_: Option<&SExpr>,
+    ctx: &mut Ctx,
+    outer: Option<&Env>,
+) -> Result<Vec<Vec<Value>>> {
+    let mut partial: Vec<Vec<Value>> = vec![vec![Value::Null; width]];
+    for src in sources {
+        let end = src.offset + src.width;
+        let mut next = Vec::new();
+        let preserved_right = matches!(src.join, JoinKind::Right | JoinKind::Full);
+        // A preserved right side is read once (its access is a scan, see compile_select).
+        let shared = if preserved_right {
+            let blank = vec![Value::Null; width];
+            let env = Env {
+                row: &blank,
+                parent: outer,
+            };
+            Some(source_rows(src, ctx, &env)?)
+        } else {
+            None
+        };
+        let mut right_matched = vec![false; shared.as_ref().map_or(0, |r| r.len())];
+        for mut buf in partial {
+            let rows = match &shared {
+                Some(r) => r.clone(),
+                None => {
+                    let env = Env {
+                        row: &buf,
+                        parent: outer,
+                    };
+                    source_rows(src, ctx, &env)?
+                }
+            };
+            let mut matched = false;
+            for (j, r) in rows.iter().enumerate() {
+                let n = src.width.min(r.len());
+                buf[src.offset..src.offset + n].clone_from_slice(&r[..n]);
+                if let Some(on) = &src.on {
+                    let env = Env {
+                        row: &buf,
+                        parent: outer,
+                    };
+                    if !is_true(&eval(on, ctx, &env)?) {
+                        continue;
+                    }
+                }
+                matched = true;
+                if preserved_right {
+                    right_matched[j] = true;
+                }
+                next.push(buf.clone());
+            }
+            if !matched && matches!(src.join, JoinKind::Left | JoinKind::Full) {
+                for v in &mut buf[src.offset..end] {
+                    *v = Value::Null;
+                }
+                next.push(buf);
+            }
+        }
+        if let Some(rows) = &shared {
+            for (j, r) in rows.iter().enumerate() {
+                if right_matched[j] {
+                    continue;
+                }
+                let mut buf = vec![Value::Null; width];
+                let n = src.width.min(r.len());
+                buf[src.offset..src.offset + n].clone_from_slice(&r[..n]);
+                next.push(buf);
+            }
+        }
+        partial = next;
+    }
+    let Some(w) = where_ else {
+        return Ok(partial);
+    };
+    let mut out = Vec::with_capacity(partial.len());
+    for row in partial {
+        let env = Env {
+            row: &row,
+            parent: outer,
+        };
+        if is_true(&eval(w, ctx, &env)?) {
+            out.push(row);
+        }
+    }
     Ok(out)
 }
 
