@@ -447,3 +447,54 @@ SELECT x.n, y.m FROM (SELECT 1 AS n UNION ALL SELECT 2) x FULL JOIN (SELECT 2 AS
 "#
     ));
 }
+
+#[test]
+fn collations_in_expressions() {
+    run(r#"
+CREATE TABLE w (id INTEGER PRIMARY KEY, s TEXT, n INT);
+INSERT INTO w (s, n) VALUES ('apple', 1), ('Apple', 2), ('APPLE ', 3), ('banana', 4), ('Banana  ', 5), ('cherry', 6), (NULL, 7), ('ÄPFEL', 8), ('äpfel', 9), ('10', 10), (10, 11), (x'41', 12);
+SELECT id FROM w WHERE s = 'APPLE' COLLATE NOCASE ORDER BY id;
+SELECT id FROM w WHERE s COLLATE NOCASE = 'apple' ORDER BY id;
+SELECT id FROM w WHERE s COLLATE RTRIM = 'APPLE' ORDER BY id;
+SELECT id FROM w WHERE (s COLLATE NOCASE) = 'banana' ORDER BY id;
+SELECT id FROM w WHERE s COLLATE BINARY = 'apple';
+SELECT id FROM w WHERE s = 'äpfel' COLLATE NOCASE ORDER BY id;
+SELECT id FROM w WHERE s COLLATE NOCASE < 'b' ORDER BY id;
+SELECT id FROM w WHERE s COLLATE NOCASE >= 'BANANA' ORDER BY id;
+SELECT id FROM w WHERE s COLLATE NOCASE <> 'apple' ORDER BY id;
+SELECT id FROM w WHERE s COLLATE NOCASE BETWEEN 'B' AND 'C' ORDER BY id;
+SELECT id FROM w WHERE s BETWEEN 'B' COLLATE NOCASE AND 'C' ORDER BY id;
+SELECT id FROM w WHERE s NOT BETWEEN 'B' COLLATE NOCASE AND 'C' ORDER BY id;
+SELECT id FROM w WHERE s COLLATE NOCASE = 10 ORDER BY id;
+SELECT id FROM w WHERE n COLLATE NOCASE = '4';
+SELECT id FROM w WHERE s COLLATE NOCASE IS 'CHERRY';
+SELECT 'abc' = 'ABC' COLLATE NOCASE, 'abc' COLLATE NOCASE = 'ABC', 'abc ' = 'abc' COLLATE RTRIM, 'abc' < 'ABD' COLLATE NOCASE, 'x' COLLATE NOCASE = 'X' COLLATE BINARY, 'x' COLLATE BINARY = 'X' COLLATE NOCASE;
+SELECT id, s FROM w ORDER BY s COLLATE NOCASE, id;
+SELECT id, s FROM w ORDER BY s COLLATE NOCASE DESC, id;
+SELECT id, s FROM w ORDER BY s COLLATE RTRIM, id;
+SELECT id, s AS t FROM w ORDER BY t COLLATE NOCASE, id;
+SELECT s, id FROM w ORDER BY 1 COLLATE NOCASE, 2;
+SELECT id FROM w WHERE s = 'apple' COLLATE nocase ORDER BY id;
+SELECT id FROM w WHERE s = 'apple' COLLATE "NOCASE" ORDER BY id;
+SELECT id FROM w WHERE s = 'apple' COLLATE klingon;
+"#);
+}
+
+#[test]
+fn unsupported_collation_uses_fail_with_0a000() {
+    let db = Database::temporary().expect("db");
+    let mut s = db.connect().sql();
+    s.execute_batch("CREATE TABLE w (s TEXT); INSERT INTO w VALUES ('a'), ('A');")
+        .expect("setup");
+    for sql in [
+        "SELECT s FROM w GROUP BY s COLLATE NOCASE",
+        "SELECT DISTINCT s COLLATE NOCASE FROM w",
+        "SELECT count(*) FROM w WHERE s COLLATE NOCASE IN ('a')",
+        "CREATE TABLE c (s TEXT COLLATE NOCASE)",
+        "CREATE UNIQUE INDEX u ON w (s COLLATE NOCASE)",
+        "SELECT * FROM w a RIGHT JOIN w b USING (s)",
+    ] {
+        let e = s.execute(sql, &Params::None).expect_err(sql);
+        assert_eq!(e.state, ormdb::SqlState::FeatureNotSupported, "{sql}: {e}");
+    }
+}

@@ -233,6 +233,60 @@ fn syntax(msg: impl Into<String>) -> Error {
     Error::new(SqlState::SyntaxError, msg)
 }
 
+/// SQLite's built-in collating sequences.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Collation {
+    Binary,
+    /// ASCII letters compare without case.
+    NoCase,
+    /// Trailing spaces are ignored.
+    RTrim,
+}
+
+impl Collation {
+    pub fn name(self) -> &'static str {
+        match self {
+            Collation::Binary => "BINARY",
+            Collation::NoCase => "NOCASE",
+            Collation::RTrim => "RTRIM",
+        }
+    }
+}
+
+pub fn collation_of(name: &ast::ObjectName) -> Result<Collation> {
+    let n = name.to_string();
+    let n = n.trim_matches(|c| c == '"' || c == '`' || c == '\'' || c == '[' || c == ']');
+    match n.to_ascii_uppercase().as_str() {
+        "BINARY" => Ok(Collation::Binary),
+        "NOCASE" => Ok(Collation::NoCase),
+        "RTRIM" => Ok(Collation::RTrim),
+        _ => Err(syntax(format!("no such collation sequence: {n}"))),
+    }
+}
+
+/// An operand's explicit `COLLATE` (through parentheses) and the expression under it.
+pub fn split_collate(e: &AExpr) -> Result<(Option<Collation>, &AExpr)> {
+    match e {
+        AExpr::Collate { expr, collation } => {
+            let c = collation_of(collation)?;
+            let (_, inner) = split_collate(expr)?;
+            Ok((Some(c), inner))
+        }
+        AExpr::Nested(x) if matches!(x.as_ref(), AExpr::Collate { .. }) => split_collate(x),
+        _ => Ok((None, e)),
+    }
+}
+
+/// A value as a collation compares it: comparing the folded values of two operands orders
+/// them exactly as the collation would (NOCASE folds ASCII only, like SQLite).
+pub fn collated(c: Option<Collation>, x: SExpr) -> SExpr {
+    match c {
+        None | Some(Collation::Binary) => x,
+        Some(Collation::NoCase) => SExpr::Func("$nocase".into(), vec![x]),
+        Some(Collation::RTrim) => SExpr::Func("$rtrim_collation".into(), vec![x]),
+    }
+}
+
 /// SQLite's aggregate functions by name and argument count.
 pub fn agg_func(name: &str, nargs: usize, star: bool) -> Option<AggFunc> {
     Some(match (name, nargs) {
@@ -498,18 +552,43 @@ impl<'a> Compiler<'a> {
                 low,
                 high,
             } => {
+                let (xc, expr) = split_collate(expr)?;
+                let (lc, low) = split_collate(low)?;
+                let (hc, high) = split_collate(high)?;
                 let (x, aff) = self.expr_aff(expr)?;
                 let lo = self.with_aff(low, aff)?;
                 let hi = self.with_aff(high, aff)?;
-                (
-                    SExpr::Between {
-                        expr: Box::new(x),
-                        low: Box::new(lo),
-                        high: Box::new(hi),
-                        negated: *negated,
-                    },
-                    None,
-                )
+                if xc.is_some() || lc.is_some() || hc.is_some() {
+                    // `x >= lo AND x <= hi`, each comparison with its own collation.
+                    let (cl, ch) = (xc.or(lc), xc.or(hc));
+                    let ge = SExpr::Bin(
+                        Op::Ge,
+                        Box::new(collated(cl, x.clone())),
+                        Box::new(collated(cl, lo)),
+                    );
+                    let le = SExpr::Bin(
+                        Op::Le,
+                        Box::new(collated(ch, x)),
+                        Box::new(collated(ch, hi)),
+                    );
+                    let both = SExpr::Bin(Op::And, Box::new(ge), Box::new(le));
+                    let e = if *negated {
+                        SExpr::Not(Box::new(both))
+                    } else {
+                        both
+                    };
+                    (e, None)
+                } else {
+                    (
+                        SExpr::Between {
+                            expr: Box::new(x),
+                            low: Box::new(lo),
+                            high: Box::new(hi),
+                            negated: *negated,
+                        },
+                        None,
+                    )
+                }
             }
             AExpr::Like {
                 negated,
@@ -589,14 +668,17 @@ impl<'a> Compiler<'a> {
                 };
                 (SExpr::Cast(Box::new(self.expr(expr)?), ct), Some(aff))
             }
-            AExpr::Collate { expr, collation } => {
-                let c = collation.to_string();
-                if c.eq_ignore_ascii_case("binary") {
-                    self.expr_aff(expr)?
-                } else {
-                    return Err(Error::unsupported(format!("COLLATE {c}")));
+            AExpr::Collate { expr, collation } => match collation_of(collation)? {
+                Collation::Binary => self.expr_aff(expr)?,
+                // A collation changes comparisons and sorting only; grouping, DISTINCT and
+                // the like by a collation are not implemented.
+                other => {
+                    return Err(Error::unsupported(format!(
+                        "COLLATE {} outside a comparison, BETWEEN or ORDER BY",
+                        other.name()
+                    )))
                 }
-            }
+            },
             AExpr::Case {
                 operand,
                 conditions,
@@ -739,10 +821,18 @@ impl<'a> Compiler<'a> {
     }
 
     fn compare(&mut self, op: Op, l: &AExpr, r: &AExpr) -> Result<SExpr> {
+        // SQLite: an explicit COLLATE on the left operand wins, else one on the right.
+        let (lc, l) = split_collate(l)?;
+        let (rc, r) = split_collate(r)?;
+        let coll = lc.or(rc);
         let (a, aa) = self.expr_aff(l)?;
         let (b, ba) = self.expr_aff(r)?;
         let (a, b) = apply_comparison_affinity(a, aa, b, ba);
-        Ok(SExpr::Bin(op, Box::new(a), Box::new(b)))
+        Ok(SExpr::Bin(
+            op,
+            Box::new(collated(coll, a)),
+            Box::new(collated(coll, b)),
+        ))
     }
 
     fn binary(&mut self, l: &AExpr, op: &BinaryOperator, r: &AExpr) -> Result<SExpr> {

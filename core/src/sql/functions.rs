@@ -60,6 +60,8 @@ const KNOWN: &[&str] = &[
     "strftime",
     "unixepoch",
     "$is_bool",
+    "$nocase",
+    "$rtrim_collation",
 ];
 
 /// SQLite's math functions (-DSQLITE_ENABLE_MATH_FUNCTIONS).
@@ -472,6 +474,15 @@ pub fn call(name: &str, mut args: Vec<Value>, counters: &Counters) -> Result<Val
             };
             Value::Integer(like_match(&text_of(&args[0]), &text_of(&args[1]), esc) as i64)
         }
+        // Collation keys (see compile::collated): only text is folded.
+        "$nocase" => match a0 {
+            Value::Text(t) => Value::Text(t.to_ascii_lowercase()),
+            v => v,
+        },
+        "$rtrim_collation" => match a0 {
+            Value::Text(t) => Value::Text(t.trim_end_matches(' ').to_string()),
+            v => v,
+        },
         "$is_bool" => {
             // x IS [NOT] TRUE/FALSE
             let want = args[1].as_i64() == Some(1);

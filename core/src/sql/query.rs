@@ -1189,7 +1189,8 @@ fn compile_select_in_frame(
     let mut order = Vec::new();
     let mut order_keys = Vec::new();
     for (n, o) in order_by.iter().enumerate() {
-        let key = if let Some(k) = integer_literal(&o.expr) {
+        let (coll, oexpr) = super::compile::split_collate(&o.expr)?;
+        let key = if let Some(k) = integer_literal(oexpr) {
             if k < 1 || k as usize > projection.len() {
                 return Err(syntax(format!(
                     "{} ORDER BY term out of range - should be between 1 and {}",
@@ -1198,11 +1199,24 @@ fn compile_select_in_frame(
                 )));
             }
             OrderKey::Output(k as usize - 1)
-        } else if let Some(i) = alias_position(&o.expr, s) {
+        } else if let Some(i) = alias_position(oexpr, s) {
             OrderKey::Output(i)
         } else {
-            order_keys.push(c.expr(&o.expr)?);
+            order_keys.push(c.expr(oexpr)?);
             OrderKey::Expr(order_keys.len() - 1)
+        };
+        // Sorting by a collation: the key is the collated value.
+        let key = match (coll, key) {
+            (None | Some(super::compile::Collation::Binary), k) => k,
+            (Some(_), OrderKey::Output(i)) => {
+                order_keys.push(super::compile::collated(coll, projection[i].clone()));
+                OrderKey::Expr(order_keys.len() - 1)
+            }
+            (Some(_), OrderKey::Expr(j)) => {
+                let x = std::mem::replace(&mut order_keys[j], SExpr::Lit(Value::Null));
+                order_keys[j] = super::compile::collated(coll, x);
+                OrderKey::Expr(j)
+            }
         };
         order.push(OrderSpec {
             key,
