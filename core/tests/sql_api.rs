@@ -235,7 +235,7 @@ fn bad_sql_has_sqlstates() {
             SqlState::SyntaxError,
         ),
         (
-            "SELECT x FROM t RIGHT JOIN t u ON 1",
+            "SELECT * FROM t RIGHT JOIN t u USING (a)",
             SqlState::FeatureNotSupported,
         ),
         (
