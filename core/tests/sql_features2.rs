@@ -270,7 +270,26 @@ CREATE TEMP TABLE rolled (a);
 INSERT INTO rolled VALUES (1);
 ROLLBACK;
 SELECT * FROM rolled;
+CREATE TEMP VIEW tv AS SELECT id, v FROM scratch2 WHERE id > 1;
+CREATE TEMP VIEW IF NOT EXISTS tv AS SELECT 1;
+CREATE VIEW users_v AS SELECT id, name FROM users;
+CREATE TEMP VIEW users_v (uid, uname) AS SELECT id, upper(name) FROM main.users;
+SELECT * FROM tv ORDER BY id;
+SELECT * FROM users_v ORDER BY 1;
+SELECT * FROM main.users_v ORDER BY 1;
+SELECT * FROM temp.users_v ORDER BY 1;
+PRAGMA table_info(users_v);
+PRAGMA main.table_info(users_v);
+SELECT type, name, sql FROM sqlite_temp_master WHERE type = 'view' ORDER BY name;
+SELECT type, name, sql FROM sqlite_master WHERE type = 'view' ORDER BY name;
+DROP VIEW users_v;
+SELECT * FROM users_v ORDER BY 1;
+DROP VIEW temp.tv;
+SELECT * FROM tv;
+CREATE TEMP VIEW tv2 AS SELECT * FROM scratch2;
 DROP TABLE temp.scratch2;
+SELECT * FROM tv2;
+DROP VIEW tv2;
 SELECT count(*) FROM sqlite_temp_master;
 CREATE TEMP TABLE main.bad (a);
 "#
@@ -285,7 +304,8 @@ fn temp_tables_are_per_session_and_go_on_close() {
     a.execute_batch(
         "CREATE TABLE t (x); INSERT INTO t VALUES (1);
          CREATE TEMP TABLE t (y); INSERT INTO t VALUES (2), (3);
-         CREATE TEMP TABLE only_a (z UNIQUE);",
+         CREATE TEMP TABLE only_a (z UNIQUE);
+         CREATE TEMP VIEW only_a_v AS SELECT * FROM t;",
     )
     .expect("setup");
     let count = |s: &mut ormdb::Session, sql: &str| -> Value {
@@ -297,6 +317,11 @@ fn temp_tables_are_per_session_and_go_on_close() {
     assert!(b
         .execute("SELECT * FROM temp.only_a", &Params::None)
         .is_err());
+    assert!(b.execute("SELECT * FROM only_a_v", &Params::None).is_err());
+    assert_eq!(
+        count(&mut a, "SELECT count(*) FROM only_a_v"),
+        Value::Integer(2)
+    );
     assert_eq!(
         count(&mut b, "SELECT count(*) FROM sqlite_master"),
         Value::Integer(1)
@@ -335,6 +360,7 @@ fn temp_tables_are_per_session_and_go_on_close() {
         1,
         "only b's temporary table remains: {stored:?}"
     );
+    assert!(db.schema().views.is_empty(), "a's temporary view went too");
 }
 
 #[test]

@@ -246,9 +246,19 @@ impl Database {
             .filter(|e| crate::catalog::is_temp_entity_name(&e.name))
             .map(|e| e.name.clone())
             .collect();
-        if orphans.is_empty() {
+        let orphan_views: Vec<String> = tx
+            .schema()
+            .views()
+            .iter()
+            .filter(|v| crate::catalog::is_temp_entity_name(&v.name))
+            .map(|v| v.name.clone())
+            .collect();
+        if orphans.is_empty() && orphan_views.is_empty() {
             tx.rollback();
             return Ok(());
+        }
+        for name in &orphan_views {
+            tx.drop_view(name, true)?;
         }
         for name in &orphans {
             tx.drop_entity(name)?;

@@ -86,10 +86,21 @@ pub fn schema_rows(schema: &Schema, temp: Option<&TempNames>) -> Vec<Vec<Value>>
             page += 1;
         }
     }
-    if temp.is_some() {
+    if let Some(t) = temp {
+        for v in schema.views() {
+            if let Some(name) = t.shown(&v.name) {
+                out.push(vec![
+                    Value::from("view"),
+                    Value::from(name),
+                    Value::from(name),
+                    Value::Integer(0),
+                    Value::from(v.sql.as_str()),
+                ]);
+            }
+        }
         return out;
     }
-    for v in schema.views() {
+    for v in schema.views().iter().filter(|v| !is_temp_entity(&v.name)) {
         // SQLite gives views root page 0: they have no storage.
         out.push(vec![
             Value::from("view"),

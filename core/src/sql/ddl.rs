@@ -808,6 +808,16 @@ pub fn drop(
     for n in names {
         let name = match object_type {
             ObjectType::Table => temp_names.resolve(tx.schema(), n)?,
+            ObjectType::View => {
+                let (q, v) = temp::split(n)?;
+                let stored = temp_names.stored(&v);
+                let temp_view = tx.schema().view(&stored).is_some();
+                if q == Qualifier::Temp || (q == Qualifier::None && temp_view) {
+                    stored
+                } else {
+                    v
+                }
+            }
             _ => table_name(n)?,
         };
         match object_type {

@@ -679,7 +679,15 @@ fn compile_factor(c: &mut Compiler, f: &TableFactor, join: JoinKind) -> Result<S
             // The session's temporary table comes first (SQLite searches temp, then main).
             let stored = super::temp::resolve(c.temp, c.schema, name)?;
             let is_temp = qual == super::temp::Qualifier::Temp || stored != tname;
-            let view = if is_temp {
+            let temp_view = match c.temp {
+                Some(t) if qual != super::temp::Qualifier::Main => {
+                    c.schema.view(&t.stored(&tname)).cloned()
+                }
+                _ => None,
+            };
+            let view = if temp_view.is_some() {
+                temp_view
+            } else if is_temp {
                 None
             } else {
                 c.schema.view(&tname).cloned()

@@ -93,6 +93,9 @@ impl Drop for Session {
             // other session and dropped when the database is next opened.
             let names = self.temp.clone();
             let _ = self.write_schema(|tx| {
+                for n in names.owned_views(tx.schema()) {
+                    tx.drop_view(&n, true)?;
+                }
                 for n in names.owned(tx.schema()) {
                     tx.drop_entity_if_exists(&n)?;
                 }
@@ -430,9 +433,13 @@ impl Session {
         bound: &Bound,
     ) -> Result<StatementResult> {
         const STMT_SAVEPOINT: &str = "\u{0}ormdb_statement";
-        if let Statement::CreateTable(ct) = stmt {
-            self.temp_created |= ct.temporary
-                || ct.name.0.len() > 1 && ct.name.0[0].to_string().eq_ignore_ascii_case("temp");
+        let temp_name = |n: &sqlparser::ast::ObjectName| {
+            n.0.len() > 1 && n.0[0].to_string().eq_ignore_ascii_case("temp")
+        };
+        match stmt {
+            Statement::CreateTable(ct) => self.temp_created |= ct.temporary || temp_name(&ct.name),
+            Statement::CreateView(cv) => self.temp_created |= cv.temporary || temp_name(&cv.name),
+            _ => {}
         }
         let counters = self.counters;
         let functions = self.user_functions.clone();
@@ -534,8 +541,9 @@ impl Session {
                     if super::temp::is_temp_entity(t) {
                         return Ok(Vec::new());
                     }
-                    if schema.entity_pos(t).is_none() {
-                        if let Some(v) = schema.view(t) {
+                    let temp_view = if main { None } else { schema.view(&stored) };
+                    if schema.entity_pos(t).is_none() || temp_view.is_some() {
+                        if let Some(v) = temp_view.or_else(|| schema.view(t)) {
                             if !name.starts_with("table_") {
                                 return Ok(Vec::new());
                             }
@@ -897,7 +905,7 @@ fn run_statement(
             Ok(plain(vec![], vec![], vec![]))
         }
         Statement::CreateView(cv) => {
-            super::view::create_view(tx, cv, text)?;
+            super::view::create_view(tx, cv, text, temp)?;
             Ok(plain(vec![], vec![], vec![]))
         }
         Statement::Explain { .. } | Statement::ExplainTable { .. } => {

@@ -83,6 +83,16 @@ impl TempNames {
         })
     }
 
+    /// Stored names of this session's temporary views.
+    pub fn owned_views(&self, schema: &Schema) -> Vec<String> {
+        schema
+            .views()
+            .iter()
+            .filter(|v| self.shown(&v.name).is_some())
+            .map(|v| v.name.clone())
+            .collect()
+    }
+
     /// Stored names of this session's temporary tables.
     pub fn owned(&self, schema: &Schema) -> Vec<String> {
         schema

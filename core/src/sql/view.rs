@@ -7,8 +7,9 @@ use sqlparser::ast::{self, Statement};
 
 use super::compile::Compiler;
 use super::params::Bound;
-use super::parse::{self, table_name, LineIndex};
+use super::parse::{self, LineIndex};
 use super::query::{compile_query, Query};
+use super::temp::{Qualifier, TempNames};
 use crate::api::Transaction;
 use crate::catalog::ViewDef;
 use crate::error::{Error, Result, SqlState};
@@ -66,6 +67,10 @@ pub fn compile_view(outer: &mut Compiler, v: &ViewDef) -> Result<CompiledView> {
     let bound = Bound::default();
     let mut c = Compiler::new(outer.schema, &bound, &li);
     c.user_functions = outer.user_functions;
+    // A temporary view may read the session's temporary tables; a persistent one never does.
+    if super::temp::is_temp_entity(&v.name) {
+        c.temp = outer.temp;
+    }
     // CTE result slots are per statement: the view's CTEs must not reuse the outer ones.
     c.cte_slots = outer.cte_slots;
     c.view_stack = outer.view_stack.clone();
@@ -91,10 +96,12 @@ pub fn compile_view(outer: &mut Compiler, v: &ViewDef) -> Result<CompiledView> {
 
 /// CREATE VIEW. Like SQLite, the query's names are resolved when the view is read, not now:
 /// a view may name a table created later.
-pub fn create_view(tx: &mut Transaction, cv: &ast::CreateView, sql: &str) -> Result<()> {
-    if cv.temporary {
-        return Err(Error::unsupported("CREATE TEMP VIEW"));
-    }
+pub fn create_view(
+    tx: &mut Transaction,
+    cv: &ast::CreateView,
+    sql: &str,
+    temp_names: &TempNames,
+) -> Result<()> {
     if cv.or_alter
         || cv.or_replace
         || cv.materialized
@@ -113,7 +120,8 @@ pub fn create_view(tx: &mut Transaction, cv: &ast::CreateView, sql: &str) -> Res
     {
         return Err(Error::unsupported("CREATE VIEW options"));
     }
-    let name = table_name(&cv.name)?;
+    let (qual, name) = super::temp::split(&cv.name)?;
+    let is_temp = cv.temporary || qual == Qualifier::Temp;
     if name.to_ascii_lowercase().starts_with("sqlite_") {
         return Err(Error::new(
             SqlState::InsufficientPrivilege,
@@ -124,7 +132,13 @@ pub fn create_view(tx: &mut Transaction, cv: &ast::CreateView, sql: &str) -> Res
         return Err(syntax("parameters are not allowed in views"));
     }
     let schema = tx.schema().clone();
-    if cv.if_not_exists && (schema.view(&name).is_some() || schema.entity_pos(&name).is_some()) {
+    let stored = if is_temp {
+        temp_names.stored(&name)
+    } else {
+        name.clone()
+    };
+    if cv.if_not_exists && (schema.view(&stored).is_some() || schema.entity_pos(&stored).is_some())
+    {
         return Ok(());
     }
     let li = LineIndex::new(sql);
@@ -132,7 +146,7 @@ pub fn create_view(tx: &mut Transaction, cv: &ast::CreateView, sql: &str) -> Res
         .offset(ast::Spanned::span(&cv.name).start)
         .ok_or_else(|| Error::internal("view name location"))?;
     let def = ViewDef {
-        name: name.clone(),
+        name: stored,
         sql: format!("CREATE VIEW {}", sql[off..].trim_end()),
     };
     tx.create_view(def, cv.if_not_exists).map(|_| ())
