@@ -152,9 +152,9 @@ pub enum WinFunc {
     Agg(AggFunc),
 }
 
-/// A window function call: `func(args) OVER (PARTITION BY ... ORDER BY ...)` with the
-/// default frame (the partition up to the current row's last peer when ordered, else all of
-/// it).
+/// A window function call: `func(args) OVER (PARTITION BY ... ORDER BY ... [frame])`; the
+/// default frame is the partition up to the current row's last peer when ordered, else all
+/// of it.
 #[derive(Debug, Clone)]
 pub struct WindowCall {
     pub func: WinFunc,
@@ -162,6 +162,33 @@ pub struct WindowCall {
     pub partition: Vec<SExpr>,
     /// (key, descending, nulls first)
     pub order: Vec<(SExpr, bool, Option<bool>)>,
+    /// An explicit frame; None is SQLite's default (RANGE BETWEEN UNBOUNDED PRECEDING AND
+    /// CURRENT ROW).
+    pub frame: Option<FrameSpec>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameUnits {
+    Rows,
+    Range,
+    Groups,
+}
+
+/// One end of a window frame; offsets are constant expressions.
+#[derive(Debug, Clone)]
+pub enum FrameBound {
+    UnboundedPreceding,
+    Preceding(SExpr),
+    CurrentRow,
+    Following(SExpr),
+    UnboundedFollowing,
+}
+
+#[derive(Debug, Clone)]
+pub struct FrameSpec {
+    pub units: FrameUnits,
+    pub start: FrameBound,
+    pub end: FrameBound,
 }
 
 /// Column references to window results are numbered from here until the query knows how
@@ -1038,10 +1065,8 @@ impl<'a> Compiler<'a> {
         let ast::WindowType::WindowSpec(spec) = over else {
             return Err(Error::unsupported(format!("named window in {name}() OVER")));
         };
-        if spec.window_name.is_some() || spec.window_frame.is_some() {
-            return Err(Error::unsupported(format!(
-                "window frame or base window in {name}() OVER"
-            )));
+        if spec.window_name.is_some() {
+            return Err(Error::unsupported(format!("base window in {name}() OVER")));
         }
         if f.filter.is_some() || !f.within_group.is_empty() || f.null_treatment.is_some() {
             return Err(Error::unsupported(format!("{name}() OVER with FILTER")));
@@ -1105,11 +1130,16 @@ impl<'a> Compiler<'a> {
                 let desc = matches!(o.options.sort, Some(ast::OrderBySort::Desc));
                 order.push((self.expr(&o.expr)?, desc, o.options.nulls_first));
             }
+            let frame = match &spec.window_frame {
+                None => None,
+                Some(f) => Some(self.frame_spec(f, order.len())?),
+            };
             Ok(WindowCall {
                 func,
                 args,
                 partition,
                 order,
+                frame,
             })
         })();
         let nested = std::mem::replace(&mut self.frame().windows, saved);
@@ -1125,6 +1155,50 @@ impl<'a> Compiler<'a> {
             up: 0,
             idx: WINDOW_SLOT_BASE + fr.windows.len() - 1,
         })
+    }
+
+    /// A window frame, with SQLite's rules on which bounds may be combined.
+    fn frame_spec(&mut self, f: &ast::WindowFrame, order_terms: usize) -> Result<FrameSpec> {
+        let units = match f.units {
+            ast::WindowFrameUnits::Rows => FrameUnits::Rows,
+            ast::WindowFrameUnits::Range => FrameUnits::Range,
+            ast::WindowFrameUnits::Groups => FrameUnits::Groups,
+        };
+        let mut bound = |b: &ast::WindowFrameBound| -> Result<FrameBound> {
+            Ok(match b {
+                ast::WindowFrameBound::CurrentRow => FrameBound::CurrentRow,
+                ast::WindowFrameBound::Preceding(None) => FrameBound::UnboundedPreceding,
+                ast::WindowFrameBound::Following(None) => FrameBound::UnboundedFollowing,
+                ast::WindowFrameBound::Preceding(Some(x)) => FrameBound::Preceding(self.expr(x)?),
+                ast::WindowFrameBound::Following(Some(x)) => FrameBound::Following(self.expr(x)?),
+            })
+        };
+        let start = bound(&f.start_bound)?;
+        let end = match &f.end_bound {
+            None => FrameBound::CurrentRow,
+            Some(b) => bound(b)?,
+        };
+        let rank = |b: &FrameBound| match b {
+            FrameBound::UnboundedPreceding => 0,
+            FrameBound::Preceding(_) => 1,
+            FrameBound::CurrentRow => 2,
+            FrameBound::Following(_) => 3,
+            FrameBound::UnboundedFollowing => 4,
+        };
+        if matches!(start, FrameBound::UnboundedFollowing)
+            || matches!(end, FrameBound::UnboundedPreceding)
+            || rank(&start) > rank(&end)
+        {
+            return Err(syntax("unsupported frame specification"));
+        }
+        let offset =
+            |b: &FrameBound| matches!(b, FrameBound::Preceding(_) | FrameBound::Following(_));
+        if units == FrameUnits::Range && (offset(&start) || offset(&end)) && order_terms != 1 {
+            return Err(syntax(
+                "RANGE with offset PRECEDING/FOLLOWING requires one ORDER BY term",
+            ));
+        }
+        Ok(FrameSpec { units, start, end })
     }
 
     fn subquery(&mut self, q: &ast::Query) -> Result<Query> {

@@ -2238,6 +2238,184 @@ fn agg_final(a: &AggCall, st: &AggState) -> Result<Value> {
 }
 
 /// Appends each window call's value to every row (rows are `base` columns wide before).
+/// (start, end) of each partition row's frame, as positions in the sorted partition (end
+/// exclusive; start >= end is an empty frame).
+fn frame_bounds(
+    f: &super::compile::FrameSpec,
+    part: &[(Vec<u8>, Vec<Value>, Vec<Value>, usize)],
+    peer_end: &[usize],
+    ordered: bool,
+    order: &[(SExpr, bool, Option<bool>)],
+    ctx: &mut Ctx,
+    outer: Option<&Env>,
+) -> Result<Vec<(usize, usize)>> {
+    use super::compile::{FrameBound as B, FrameUnits as U};
+    let n = part.len();
+    // Peer groups: without ORDER BY every row is a peer of every other.
+    let (peer_start, peer_end): (Vec<usize>, Vec<usize>) = if ordered {
+        let mut starts = vec![0; n];
+        for i in 1..n {
+            starts[i] = if peer_end[i] == peer_end[i - 1] {
+                starts[i - 1]
+            } else {
+                i
+            };
+        }
+        (starts, peer_end.to_vec())
+    } else {
+        (vec![0; n], vec![n; n])
+    };
+    let group_starts: Vec<usize> = (0..n).filter(|&i| peer_start[i] == i).collect();
+    let group_of: Vec<usize> = {
+        let mut g = vec![0; n];
+        let mut k = 0;
+        for i in 0..n {
+            if i > 0 && peer_start[i] == i {
+                k += 1;
+            }
+            g[i] = k;
+        }
+        g
+    };
+    let blank = Vec::new();
+    let env = Env {
+        row: part.first().map_or(&blank, |p| &p.2),
+        parent: outer,
+    };
+    let mut offset = |x: &SExpr, units: U| -> Result<Value> {
+        let v = eval(x, ctx, &env)?;
+        let ok = match (&v, units) {
+            (Value::Integer(i), _) => *i >= 0,
+            (Value::Real(r), U::Range) => *r >= 0.0,
+            _ => false,
+        };
+        if !ok {
+            return Err(Error::new(
+                SqlState::InvalidParameter,
+                "frame offset must be a non-negative number (an integer for ROWS and GROUPS)",
+            ));
+        }
+        Ok(v)
+    };
+    let as_usize = |v: &Value| match v {
+        Value::Integer(i) => usize::try_from(*i).unwrap_or(usize::MAX),
+        _ => 0,
+    };
+    let start_off = match &f.start {
+        B::Preceding(x) | B::Following(x) => Some(offset(x, f.units)?),
+        _ => None,
+    };
+    let end_off = match &f.end {
+        B::Preceding(x) | B::Following(x) => Some(offset(x, f.units)?),
+        _ => None,
+    };
+    let num = |v: &Value| -> Result<Option<f64>> {
+        match v {
+            Value::Null => Ok(None),
+            Value::Integer(i) => Ok(Some(*i as f64)),
+            Value::Real(r) => Ok(Some(*r)),
+            _ => Err(Error::unsupported(
+                "RANGE frame offsets over a text or blob ORDER BY value",
+            )),
+        }
+    };
+    let desc = order.first().is_some_and(|o| o.1);
+    let mut out = Vec::with_capacity(n);
+    for pos in 0..n {
+        let g = group_of[pos];
+        let ngroups = group_starts.len();
+        let group_end = |k: usize| peer_end[group_starts[k]];
+        // RANGE offsets: the rows whose key lies within the offset of this row's key.
+        let range_key = |pos: usize| num(&part[pos].1[0]);
+        let start = match (&f.start, f.units) {
+            (B::UnboundedPreceding, _) => 0,
+            (B::CurrentRow, U::Rows) => pos,
+            (B::CurrentRow, _) => peer_start[pos],
+            (B::Preceding(_), U::Rows) => {
+                pos.saturating_sub(as_usize(start_off.as_ref().unwrap_or(&Value::Null)))
+            }
+            (B::Following(_), U::Rows) => pos
+                .saturating_add(as_usize(start_off.as_ref().unwrap_or(&Value::Null)))
+                .min(n),
+            (B::Preceding(_), U::Groups) => {
+                let k = as_usize(start_off.as_ref().unwrap_or(&Value::Null));
+                group_starts[g.saturating_sub(k)]
+            }
+            (B::Following(_), U::Groups) => {
+                let k = as_usize(start_off.as_ref().unwrap_or(&Value::Null));
+                g.checked_add(k)
+                    .filter(|&t| t < ngroups)
+                    .map_or(n, |t| group_starts[t])
+            }
+            (b @ (B::Preceding(_) | B::Following(_)), U::Range) => match range_key(pos)? {
+                None => peer_start[pos],
+                Some(x) => {
+                    let d = num(start_off.as_ref().unwrap_or(&Value::Null))?.unwrap_or(0.0);
+                    let bound = if matches!(b, B::Preceding(_)) ^ desc {
+                        x - d
+                    } else {
+                        x + d
+                    };
+                    let mut i = n;
+                    for (j, _) in part.iter().enumerate() {
+                        if let Some(k) = range_key(j)? {
+                            if (!desc && k >= bound) || (desc && k <= bound) {
+                                i = j;
+                                break;
+                            }
+                        }
+                    }
+                    i
+                }
+            },
+            (B::UnboundedFollowing, _) => n,
+        };
+        let end = match (&f.end, f.units) {
+            (B::UnboundedFollowing, _) => n,
+            (B::CurrentRow, U::Rows) => pos + 1,
+            (B::CurrentRow, _) => peer_end[pos],
+            (B::Preceding(_), U::Rows) => {
+                (pos + 1).saturating_sub(as_usize(end_off.as_ref().unwrap_or(&Value::Null)))
+            }
+            (B::Following(_), U::Rows) => pos
+                .saturating_add(as_usize(end_off.as_ref().unwrap_or(&Value::Null)))
+                .saturating_add(1)
+                .min(n),
+            (B::Preceding(_), U::Groups) => {
+                let k = as_usize(end_off.as_ref().unwrap_or(&Value::Null));
+                g.checked_sub(k).map_or(0, group_end)
+            }
+            (B::Following(_), U::Groups) => {
+                let k = as_usize(end_off.as_ref().unwrap_or(&Value::Null));
+                group_end(g.saturating_add(k).min(ngroups - 1))
+            }
+            (b @ (B::Preceding(_) | B::Following(_)), U::Range) => match range_key(pos)? {
+                None => peer_end[pos],
+                Some(x) => {
+                    let d = num(end_off.as_ref().unwrap_or(&Value::Null))?.unwrap_or(0.0);
+                    let bound = if matches!(b, B::Preceding(_)) ^ desc {
+                        x - d
+                    } else {
+                        x + d
+                    };
+                    let mut e = 0;
+                    for (j, _) in part.iter().enumerate() {
+                        if let Some(k) = range_key(j)? {
+                            if (!desc && k <= bound) || (desc && k >= bound) {
+                                e = j + 1;
+                            }
+                        }
+                    }
+                    e
+                }
+            },
+            (B::UnboundedPreceding, _) => 0,
+        };
+        out.push((start, end));
+    }
+    Ok(out)
+}
+
 fn compute_windows(
     windows: &[super::compile::WindowCall],
     rows: &mut [Vec<Value>],
@@ -2318,6 +2496,12 @@ fn compute_windows(
                 g = h;
             }
             let ordered = !w.order.is_empty();
+            let frames = match &w.frame {
+                None => None,
+                Some(f) => Some(frame_bounds(
+                    f, part, &peer_end, ordered, &w.order, ctx, outer,
+                )?),
+            };
             let mut rank = 0i64;
             let mut dense = 0i64;
             for (pos, item) in part.iter().enumerate() {
@@ -2327,7 +2511,11 @@ fn compute_windows(
                     rank = pos as i64 + 1;
                     dense += 1;
                 }
-                let frame_end = if ordered { peer_end[pos] } else { part.len() };
+                let (frame_start, frame_end) = match &frames {
+                    Some(f) => f[pos],
+                    None => (0, if ordered { peer_end[pos] } else { part.len() }),
+                };
+                let in_frame = &part[frame_start.min(frame_end)..frame_end];
                 let v = match w.func {
                     WinFunc::RowNumber => Value::Integer(pos as i64 + 1),
                     WinFunc::Rank => Value::Integer(rank),
@@ -2355,8 +2543,8 @@ fn compute_windows(
                             None => item.2.get(2).cloned().unwrap_or(Value::Null),
                         }
                     }
-                    WinFunc::FirstValue => part[0].2[0].clone(),
-                    WinFunc::LastValue => part[frame_end - 1].2[0].clone(),
+                    WinFunc::FirstValue => in_frame.first().map_or(Value::Null, |r| r.2[0].clone()),
+                    WinFunc::LastValue => in_frame.last().map_or(Value::Null, |r| r.2[0].clone()),
                     WinFunc::Agg(f) => {
                         let call = AggCall {
                             func: f,
@@ -2368,7 +2556,7 @@ fn compute_windows(
                             user: None,
                         };
                         let mut st = AggState::default();
-                        for row in &part[..frame_end] {
+                        for row in in_frame {
                             let env = Env {
                                 row: &row.2,
                                 parent: outer,
