@@ -358,7 +358,20 @@ fn query(r: &mut Rng, tables: &[Table]) -> String {
         } else {
             f
         };
-        items[0] = format!("{f} OVER ({over})");
+        let frame = if over.contains("ORDER") && r.chance(40) {
+            let units = *r.pick(&["ROWS", "GROUPS", "RANGE"]);
+            let a = r.below(3);
+            let b = r.below(3);
+            match r.below(4) {
+                0 => format!(" {units} BETWEEN {a} PRECEDING AND {b} FOLLOWING"),
+                1 => format!(" {units} {a} PRECEDING"),
+                2 => format!(" {units} BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING"),
+                _ => format!(" {units} BETWEEN {a} FOLLOWING AND {} FOLLOWING", a + b),
+            }
+        } else {
+            String::new()
+        };
+        items[0] = format!("{f} OVER ({over}{frame})");
     }
     let distinct = if r.chance(15) { "DISTINCT " } else { "" };
     let mut q = format!("SELECT {distinct}{} FROM {from}{where_}", items.join(", "));
