@@ -2238,11 +2238,14 @@ fn agg_final(a: &AggCall, st: &AggState) -> Result<Value> {
 }
 
 /// Appends each window call's value to every row (rows are `base` columns wide before).
+/// One row as a window sees it: (partition key, order values, argument values, row position).
+type WindowRow = (Vec<u8>, Vec<Value>, Vec<Value>, usize);
+
 /// (start, end) of each partition row's frame, as positions in the sorted partition (end
 /// exclusive; start >= end is an empty frame).
 fn frame_bounds(
     f: &super::compile::FrameSpec,
-    part: &[(Vec<u8>, Vec<Value>, Vec<Value>, usize)],
+    part: &[WindowRow],
     peer_end: &[usize],
     ordered: bool,
     order: &[(SExpr, bool, Option<bool>)],
@@ -2428,9 +2431,7 @@ fn compute_windows(
         r.resize(base, Value::Null);
     }
     for w in windows {
-        // (partition key, order values, argument values, row position) per row
-        type Keyed = (Vec<u8>, Vec<Value>, Vec<Value>, usize);
-        let mut keyed: Vec<Keyed> = Vec::with_capacity(rows.len());
+        let mut keyed: Vec<WindowRow> = Vec::with_capacity(rows.len());
         for (i, r) in rows.iter().enumerate() {
             let env = Env {
                 row: r,
