@@ -868,6 +868,69 @@ pub fn drop(
 }
 
 /// Rewrites identifiers `old` to `new` in a CREATE text (RENAME TABLE / RENAME COLUMN).
+/// Whether `name` can be written without quotes (no keyword, identifier characters only).
+fn is_bare_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    if !first_ok || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return false;
+    }
+    let dialect = SQLiteDialect {};
+    matches!(
+        Tokenizer::new(&dialect, name).tokenize().as_deref(),
+        Ok([Token::Word(w)]) if w.keyword == sqlparser::keywords::Keyword::NoKeyword
+    )
+}
+
+/// Rewrites the table an index's CREATE text is ON (RENAME TO), quoted as SQLite does.
+fn rename_index_table(sql: &str, old: &str, new: &str) -> String {
+    let dialect = SQLiteDialect {};
+    let Ok(toks) = Tokenizer::new(&dialect, sql).tokenize_with_location() else {
+        return sql.to_string();
+    };
+    let li = LineIndex::new(sql);
+    let toks: Vec<_> = toks
+        .into_iter()
+        .filter(|t| !matches!(t.token, Token::Whitespace(_)))
+        .collect();
+    for w in toks.windows(2) {
+        if let (Token::Word(a), Token::Word(b)) = (&w[0].token, &w[1].token) {
+            if a.keyword == sqlparser::keywords::Keyword::ON && b.value.eq_ignore_ascii_case(old) {
+                if let (Some(s), Some(e)) = (li.offset(w[1].span.start), li.offset(w[1].span.end)) {
+                    return format!("{}\"{}\"{}", &sql[..s], new.replace('"', "\"\""), &sql[e..]);
+                }
+            }
+        }
+    }
+    sql.to_string()
+}
+
+/// Rewrites the CREATE texts of `entity`'s indexes.
+fn rewrite_index_sql(tx: &mut Transaction, entity: &str, f: impl Fn(&str) -> String) -> Result<()> {
+    let txn = tx.engine_txn();
+    let mut bundle = txn.schema().bundle.clone();
+    let pos = txn
+        .schema()
+        .entity_pos(entity)
+        .ok_or_else(|| Error::unknown_entity(entity))?;
+    let mut changed = false;
+    for ix in &mut bundle.entities[pos].indexes {
+        if let Some(s) = &ix.sql {
+            let n = f(s);
+            if n != *s {
+                ix.sql = Some(n);
+                changed = true;
+            }
+        }
+    }
+    if changed {
+        txn.set_schema(bundle);
+    }
+    Ok(())
+}
+
 fn rename_in_text(sql: &str, old: &str, new: &str) -> String {
     let dialect = SQLiteDialect {};
     let Ok(toks) = Tokenizer::new(&dialect, sql).tokenize_with_location() else {
@@ -883,9 +946,14 @@ fn rename_in_text(sql: &str, old: &str, new: &str) -> String {
             {
                 if let (Some(a), Some(b)) = (li.offset(t.span.start), li.offset(t.span.end)) {
                     out.push_str(&sql[last..a]);
-                    out.push('"');
-                    out.push_str(&new.replace('"', "\"\""));
-                    out.push('"');
+                    // As SQLite: a bare name stays bare when the new one can be.
+                    if w.quote_style.is_none() && is_bare_identifier(new) {
+                        out.push_str(new);
+                    } else {
+                        out.push('"');
+                        out.push_str(&new.replace('"', "\"\""));
+                        out.push('"');
+                    }
                     last = b;
                 }
             }
@@ -933,6 +1001,8 @@ pub fn alter_table(
                 if let Some(s) = &entity.sql {
                     set_sql(tx, &new, rename_first_name(s, &shown_new))?;
                 }
+                let old_shown = temp_names.shown(&entity.name).unwrap_or(&entity.name);
+                rewrite_index_sql(tx, &new, |s| rename_index_table(s, old_shown, &shown_new))?;
                 if temp_table {
                     continue;
                 }
@@ -968,6 +1038,9 @@ pub fn alter_table(
                         rename_in_text(s, &old_column_name.value, &new_column_name.value),
                     )?;
                 }
+                rewrite_index_sql(tx, &entity.name, |s| {
+                    rename_in_text(s, &old_column_name.value, &new_column_name.value)
+                })?;
             }
             AlterTableOperation::AddColumn {
                 if_not_exists,
@@ -1215,7 +1288,11 @@ mod tests {
     fn renames_identifiers() {
         assert_eq!(
             rename_in_text("CREATE TABLE t (a INT, b INT CHECK (a > b))", "a", "z"),
-            "CREATE TABLE t (\"z\" INT, b INT CHECK (\"z\" > b))"
+            "CREATE TABLE t (z INT, b INT CHECK (z > b))"
+        );
+        assert_eq!(
+            rename_in_text("CREATE TABLE t (\"a\" INT, a2 INT)", "a", "select"),
+            "CREATE TABLE t (\"select\" INT, a2 INT)"
         );
     }
 }
