@@ -508,6 +508,10 @@ SELECT s, id FROM w ORDER BY 1 COLLATE NOCASE, 2;
 SELECT id FROM w WHERE s = 'apple' COLLATE nocase ORDER BY id;
 SELECT id FROM w WHERE s = 'apple' COLLATE "NOCASE" ORDER BY id;
 SELECT id FROM w WHERE s = 'apple' COLLATE klingon;
+SELECT id FROM w WHERE s COLLATE NOCASE IN ('APPLE', 'cherry', NULL) ORDER BY id;
+SELECT id FROM w WHERE s COLLATE NOCASE NOT IN ('APPLE', 'cherry') ORDER BY id;
+SELECT id FROM w WHERE s COLLATE RTRIM IN ('banana', 'Banana') ORDER BY id;
+SELECT id FROM w WHERE n COLLATE NOCASE IN ('1', 2) ORDER BY id;
 "#);
 }
 
@@ -520,7 +524,7 @@ fn unsupported_collation_uses_fail_with_0a000() {
     for sql in [
         "SELECT s FROM w GROUP BY s COLLATE NOCASE",
         "SELECT DISTINCT s COLLATE NOCASE FROM w",
-        "SELECT count(*) FROM w WHERE s COLLATE NOCASE IN ('a')",
+        "SELECT count(*) FROM w WHERE s COLLATE NOCASE IN (SELECT 'a')",
         "CREATE TABLE c (s TEXT COLLATE NOCASE)",
         "CREATE UNIQUE INDEX u ON w (s COLLATE NOCASE)",
         "SELECT * FROM w a RIGHT JOIN w b USING (s)",

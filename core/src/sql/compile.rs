@@ -526,6 +526,11 @@ impl<'a> Compiler<'a> {
                 if *global {
                     return Err(Error::unsupported("GLOBAL IN"));
                 }
+                // `x COLLATE c IN (list)` compares with the left operand's collation.
+                let (coll, expr) = match target {
+                    ast::InTarget::List(_) => split_collate(expr)?,
+                    _ => (None, expr.as_ref()),
+                };
                 let (x, aff) = self.expr_aff(expr)?;
                 match target {
                     ast::InTarget::List(list) => {
@@ -533,16 +538,19 @@ impl<'a> Compiler<'a> {
                         for it in list {
                             let (y, yaff) = self.expr_aff(it)?;
                             // The left operand's affinity applies to list items without one.
-                            items.push(match (aff, yaff) {
-                                (Some(a), None) if is_numeric_aff(a) || a == DataType::Text => {
-                                    SExpr::Affinity(a, Box::new(y))
-                                }
-                                _ => y,
-                            });
+                            items.push(collated(
+                                coll,
+                                match (aff, yaff) {
+                                    (Some(a), None) if is_numeric_aff(a) || a == DataType::Text => {
+                                        SExpr::Affinity(a, Box::new(y))
+                                    }
+                                    _ => y,
+                                },
+                            ));
                         }
                         (
                             SExpr::InList {
-                                expr: Box::new(x),
+                                expr: Box::new(collated(coll, x)),
                                 list: items,
                                 negated: *negated,
                             },
