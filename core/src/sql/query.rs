@@ -2323,6 +2323,40 @@ fn frame_bounds(
         }
     };
     let desc = order.first().is_some_and(|o| o.1);
+    // RANGE offsets: the non-NULL keys in partition order (monotonic, so bounds are found by
+    // binary search).
+    let offsets = matches!(f.start, B::Preceding(_) | B::Following(_))
+        || matches!(f.end, B::Preceding(_) | B::Following(_));
+    let mut keys: Vec<(usize, f64)> = Vec::new();
+    if f.units == U::Range && offsets {
+        for (j, row) in part.iter().enumerate() {
+            if let Some(k) = num(&row.1[0])? {
+                keys.push((j, k));
+            }
+        }
+    }
+    // First row whose key is within `bound` on the far side (start of a RANGE frame).
+    let first_from = |bound: f64| -> usize {
+        let i = if desc {
+            keys.partition_point(|(_, k)| *k > bound)
+        } else {
+            keys.partition_point(|(_, k)| *k < bound)
+        };
+        keys.get(i).map_or(n, |(j, _)| *j)
+    };
+    // One past the last row whose key is within `bound` (end of a RANGE frame).
+    let last_to = |bound: f64| -> usize {
+        let i = if desc {
+            keys.partition_point(|(_, k)| *k >= bound)
+        } else {
+            keys.partition_point(|(_, k)| *k <= bound)
+        };
+        if i == 0 {
+            0
+        } else {
+            keys[i - 1].0 + 1
+        }
+    };
     let mut out = Vec::with_capacity(n);
     for pos in 0..n {
         let g = group_of[pos];
@@ -2359,16 +2393,7 @@ fn frame_bounds(
                     } else {
                         x + d
                     };
-                    let mut i = n;
-                    for (j, _) in part.iter().enumerate() {
-                        if let Some(k) = range_key(j)? {
-                            if (!desc && k >= bound) || (desc && k <= bound) {
-                                i = j;
-                                break;
-                            }
-                        }
-                    }
-                    i
+                    first_from(bound)
                 }
             },
             (B::UnboundedFollowing, _) => n,
@@ -2401,15 +2426,7 @@ fn frame_bounds(
                     } else {
                         x + d
                     };
-                    let mut e = 0;
-                    for (j, _) in part.iter().enumerate() {
-                        if let Some(k) = range_key(j)? {
-                            if (!desc && k <= bound) || (desc && k >= bound) {
-                                e = j + 1;
-                            }
-                        }
-                    }
-                    e
+                    last_to(bound)
                 }
             },
             (B::UnboundedPreceding, _) => 0,
