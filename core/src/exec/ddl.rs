@@ -58,6 +58,12 @@ pub fn create_view(txn: &mut Txn, view: ViewDef, if_not_exists: bool) -> Result<
             format!("{kind} {} already exists", view.name),
         ));
     }
+    if builder::index_name_taken(&schema.bundle, &view.name) {
+        return Err(Error::new(
+            SqlState::DuplicateObject,
+            format!("there is already an index named {}", view.name),
+        ));
+    }
     let mut bundle = schema.bundle.clone();
     bundle.views.push(view);
     txn.set_schema(bundle);

@@ -763,6 +763,12 @@ pub fn create_index(
     if tx.schema().view(&table).is_some() && tx.schema().entity_pos(&table).is_none() {
         return Err(syntax(format!("views may not be indexed: {table}")));
     }
+    if tx.schema().view(&name).is_some() || tx.schema().entity_pos(&name).is_some() {
+        return Err(Error::new(
+            SqlState::DuplicateObject,
+            format!("there is already a table named {name}"),
+        ));
+    }
     tx.schema().entity(&table)?;
     let li = LineIndex::new(sql);
     let off = name_offset(&li, iname).ok_or_else(|| Error::internal("index name location"))?;
