@@ -199,12 +199,9 @@ fn insert_at(
     let mut ctx = OpCtx::default();
     let version = existing.map_or(1, |r| r.version + 1);
     for ix in &e.indexes {
-        let vals: Vec<Value> = ix
-            .fields
-            .iter()
-            .map(|f| values[*f as usize].clone())
-            .collect();
-        txn.add_index_entry(keys::index_entry_key(ix.id, &vals, row_id));
+        if let Some(vals) = ix.entry_values(e, &values)? {
+            txn.add_index_entry(keys::index_entry_key(ix.id, &vals, row_id));
+        }
     }
     if e.autoincrement {
         txn.note_sequence(e.id, row_id);
@@ -373,13 +370,13 @@ fn update_at(
     }
     constraint::check_unique(txn, e, new_id, &values, Some(&changed))?;
     for ix in &e.indexes {
-        if ix.fields.iter().any(|f| changed[*f as usize]) {
-            let vals: Vec<Value> = ix
-                .fields
-                .iter()
-                .map(|f| values[*f as usize].clone())
-                .collect();
-            txn.add_index_entry(keys::index_entry_key(ix.id, &vals, new_id));
+        // A moved row (new id) needs entries in every index.
+        let touched =
+            moved || (0..changed.len() as u32).any(|f| changed[f as usize] && ix.references(f));
+        if touched {
+            if let Some(vals) = ix.entry_values(e, &values)? {
+                txn.add_index_entry(keys::index_entry_key(ix.id, &vals, new_id));
+            }
         }
     }
     if moved && e.autoincrement {

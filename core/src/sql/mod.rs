@@ -21,7 +21,9 @@ pub mod parse;
 pub mod pragma;
 pub mod query;
 pub mod session;
+pub mod temp;
 pub mod user_functions;
+pub mod view;
 
 pub use params::Params;
 pub use session::{PreparedStatement, Session, StatementResult};
