@@ -100,8 +100,19 @@ pub enum Expr {
 
 /// Scalar functions an expression may call (checked when a constraint is defined).
 pub const FUNCTIONS: &[&str] = &[
-    "length", "lower", "upper", "abs", "coalesce", "ifnull", "nullif", "typeof", "trim", "ltrim",
+    "length",
+    "lower",
+    "upper",
+    "abs",
+    "coalesce",
+    "ifnull",
+    "nullif",
+    "typeof",
+    "trim",
+    "ltrim",
     "rtrim",
+    "json_valid",
+    "json_type",
 ];
 
 impl Expr {
@@ -659,6 +670,9 @@ fn call_function(name: &str, args: &[Value]) -> Result<Value> {
                 })
             }
         },
+        // Django's JSONField declares CHECK (JSON_VALID(col) OR col IS NULL): one JSON
+        // implementation for statements and constraints, so both agree on what is valid.
+        "json_valid" | "json_type" => crate::sql::json::call(n.as_str(), args)?,
         _ => return Err(Error::unsupported(format!("function {name}()"))),
     })
 }
