@@ -134,6 +134,16 @@ impl Session {
         &self.conn
     }
 
+    /// A graph fetch on this session. Inside an open transaction it reads at that transaction's
+    /// snapshot, so it sees the rows the session's own statements wrote (as a SELECT would);
+    /// otherwise at a fresh snapshot.
+    pub fn fetch(&mut self, f: &crate::ir::GraphFetch) -> Result<crate::ir::GraphResult> {
+        match self.tx.as_mut() {
+            Some(tx) => tx.fetch(f),
+            None => self.conn.fetch(f),
+        }
+    }
+
     /// Whether an explicit transaction is open (SQLite's `!sqlite3_get_autocommit`).
     pub fn in_transaction(&self) -> bool {
         self.tx.is_some()
