@@ -49,3 +49,35 @@ WITH x AS (SELECT id AS x FROM a) SELECT * FROM x;
 WITH tables AS (SELECT name AS tables FROM sqlite_master WHERE type = 'table') SELECT tables FROM tables ORDER BY 1;
 "#);
 }
+
+/// Django escapes LIKE wildcards of a field reference in CHECK constraints with nested
+/// REPLACE() calls (`surname__startswith=F("name")`).
+#[test]
+fn replace_and_like_escape_in_check_constraints() {
+    run(r#"
+CREATE TABLE "p" ("id" integer NOT NULL PRIMARY KEY AUTOINCREMENT, "name" varchar(100) NULL, "surname" varchar(100) NULL, CONSTRAINT "name_not_prefix" CHECK (NOT ("surname" LIKE REPLACE(REPLACE(REPLACE("name", '\', '\\'), '%', '\%'), '_', '\_') || '%' ESCAPE '\')));
+INSERT INTO "p" ("name", "surname") VALUES ('Albert', NULL);
+INSERT INTO "p" ("name", "surname") VALUES ('Albert', 'Alberto');
+INSERT INTO "p" ("name", "surname") VALUES ('Al%', 'Alfred');
+INSERT INTO "p" ("name", "surname") VALUES ('Al%', 'Al%fred');
+INSERT INTO "p" ("name", "surname") VALUES ('a_b', 'axb');
+INSERT INTO "p" ("name", "surname") VALUES ('a\b', 'a\bc');
+SELECT "name", "surname" FROM "p" ORDER BY "id";
+CREATE TABLE q (s TEXT CHECK (replace(s, 'x', '') <> '' AND replace(s, '', 'y') = s));
+INSERT INTO q VALUES ('abc');
+INSERT INTO q VALUES ('xxx');
+INSERT INTO q VALUES (NULL);
+SELECT s FROM q;
+"#);
+}
+
+/// `Coalesce(Max("opened"), RawSQL("CURRENT_TIMESTAMP", []))`: the keywords as expressions.
+/// The values are compared by shape (the clock moves), not by value.
+#[test]
+fn current_timestamp_date_and_time_as_expressions() {
+    run(r#"
+CREATE TABLE s (id INTEGER PRIMARY KEY, opened DATETIME);
+SELECT length(COALESCE(MAX("opened"), (CURRENT_TIMESTAMP))), typeof(CURRENT_TIMESTAMP) FROM s;
+SELECT length(CURRENT_DATE), length(CURRENT_TIME), substr(CURRENT_TIMESTAMP, 1, 10) = CURRENT_DATE;
+"#);
+}
