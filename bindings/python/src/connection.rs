@@ -440,6 +440,12 @@ impl NativeConnection {
         let f = UserAggregate {
             name: name.clone(),
             func: Arc::new(move |rows: &[Vec<Value>]| {
+                // The sqlite3 module creates the aggregate instance on the first step call; a
+                // group with no rows never instantiates it and yields NULL (Django's
+                // StdDev/Variance finalizers raise on empty input).
+                if rows.is_empty() {
+                    return Ok(Value::Null);
+                }
                 Python::attach(|py| {
                     let mut stage = "__init__";
                     let mut call = || -> PyResult<Value> {
