@@ -55,11 +55,13 @@ class DatabaseCreation(SQLiteCreation):
         if not self.is_in_memory_db(source_database_name):
             root, ext = os.path.splitext(str(source_database_name))
             return {**orig_settings_dict, "NAME": f"{root}_{suffix}{ext}"}
-        if multiprocessing.get_start_method() == "fork":
+        start_method = multiprocessing.get_start_method()
+        if start_method == "fork":
             return orig_settings_dict
+        # sqlite3 clones into "spawn" workers with Connection.backup(), which ORMDB lacks;
+        # an on-disk TEST NAME clones by copying the directory under any start method.
         raise NotSupportedError(
-            "Cloning an in-memory ORMDB test database needs the 'fork' start method; "
-            "set TEST NAME to a path to clone on disk instead."
+            f"Cloning with start method {start_method!r} is not supported."
         )
 
     def _clone_test_db(self, suffix, verbosity, keepdb=False):

@@ -293,19 +293,19 @@ class _Builder:
                 convs = self.connection.ops.get_db_converters(
                     col
                 ) + col.get_db_converters(self.connection)
-                cols.append((f, convs))
+                cols.append((f, col, convs))
             self.columns[model] = cols
         return cols
 
     def instance(self, model, row: dict):
         values = []
-        for f, convs in self._fields(model):
+        fields = self._fields(model)
+        for f, col, convs in fields:
             v = row.get(f.column)
             for conv in convs:
-                v = conv(v, f, self.connection)
+                v = conv(v, col, self.connection)
             values.append(v)
-        obj = model.from_db(self.db, [f.attname for f, _ in self._fields(model)], values)
-        return obj
+        return model.from_db(self.db, [f.attname for f, _, _ in fields], values)
 
     def build(self, node: _Node, row: dict):
         obj = self.instance(node.model, row)
