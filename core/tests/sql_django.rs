@@ -81,3 +81,20 @@ SELECT length(COALESCE(MAX("opened"), (CURRENT_TIMESTAMP))), typeof(CURRENT_TIME
 SELECT length(CURRENT_DATE), length(CURRENT_TIME), substr(CURRENT_TIMESTAMP, 1, 10) = CURRENT_DATE;
 "#);
 }
+
+/// `schema_editor.add_field` issues ADD COLUMN with a type and constraints; table_info,
+/// sqlite_master and the column's affinity must keep them.
+#[test]
+fn add_column_keeps_type_and_constraints() {
+    run(r#"
+CREATE TABLE "a" ("id" integer NOT NULL PRIMARY KEY AUTOINCREMENT, "name" varchar(255) NOT NULL);
+ALTER TABLE "a" ADD COLUMN "age" integer NULL;
+ALTER TABLE "a" ADD COLUMN "score" decimal(5, 2) DEFAULT 1.5 NOT NULL ;
+ALTER TABLE "a" ADD COLUMN "bio" text NULL CHECK (length("bio") < 10);
+PRAGMA table_info("a");
+SELECT sql FROM sqlite_master WHERE name = 'a';
+INSERT INTO "a" ("name", "age", "bio") VALUES ('x', '42', 'short');
+INSERT INTO "a" ("name", "bio") VALUES ('y', 'far too long a bio');
+SELECT "age", typeof("age"), "score", typeof("score"), "bio" FROM "a";
+"#);
+}
