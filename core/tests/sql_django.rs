@@ -98,3 +98,17 @@ INSERT INTO "a" ("name", "bio") VALUES ('y', 'far too long a bio');
 SELECT "age", typeof("age"), "score", typeof("score"), "bio" FROM "a";
 "#);
 }
+
+/// JSONField key lookups quote the key in the path; escapes inside the quotes are decoded
+/// (`model_fields.test_jsonfield.TestQuerying.test_lookups_special_chars`).
+#[test]
+fn json_path_quoted_labels_with_escapes() {
+    run(r#"
+CREATE TABLE j (id INTEGER PRIMARY KEY, value TEXT);
+INSERT INTO j (value) VALUES ('{"back\\slash": 1, "emo🤡''ji": 2, "quo\"te": 3, "a.b": 4, "\u00e9": 5}');
+SELECT JSON_TYPE(value, '$."back\\slash"'), JSON_EXTRACT(value, '$."back\\slash"') FROM j;
+SELECT JSON_TYPE(value, '$."emo🤡''ji"'), JSON_EXTRACT(value, '$."quo\"te"'), JSON_EXTRACT(value, '$."a.b"') FROM j;
+SELECT JSON_EXTRACT(value, '$."\u00e9"'), JSON_EXTRACT(value, '$."é"'), JSON_EXTRACT(value, '$."missing"') FROM j;
+SELECT id FROM j WHERE JSON_TYPE(value, '$."back\\slash"') IS NOT NULL;
+"#);
+}
