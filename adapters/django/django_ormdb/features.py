@@ -35,6 +35,10 @@ class DatabaseFeatures(SQLiteFeatures):
     supports_expression_indexes = False
     supports_index_column_ordering = False
 
+    # EXPLAIN / EXPLAIN QUERY PLAN of SQL statements is not implemented (graph fetches have
+    # their own EXPLAIN); QuerySet.explain() raises NotSupportedError.
+    supports_explaining_query_execution = False
+
     django_test_expected_failures = set(SQLiteFeatures.django_test_expected_failures)
 
     @cached_property
@@ -45,5 +49,34 @@ class DatabaseFeatures(SQLiteFeatures):
         return skips
 
 
-# reason -> test labels (module.Class.method) that cannot pass on ORMDB today.
-ORMDB_SKIPS: dict[str, set[str]] = {}
+# reason -> test labels (module.Class.method) that cannot pass on ORMDB today. Entries
+# naming issue 4 come back when that work (views, temp tables, partial/expression/DESC
+# indexes, RIGHT/FULL JOIN, collations, math functions) is merged.
+ORMDB_SKIPS: dict[str, set[str]] = {
+    NEEDS_ISSUE_4.format("CREATE VIEW"): {
+        "introspection.tests.IntrospectionTests.test_table_names_with_views",
+        "inspectdb.tests.InspectDBTransactionalTests.test_include_views",
+    },
+    NEEDS_ISSUE_4.format("COLLATE NOCASE"): {
+        "schema.tests.SchemaTests.test_ci_cs_db_collation",
+    },
+    NEEDS_ISSUE_4.format("math functions (PI() in a DEFAULT)"): {
+        "migrations.test_operations.OperationTests."
+        "test_add_field_database_default_function",
+    },
+    "CAST in a stored (DEFAULT) expression is not supported by the engine": {
+        "migrations.test_operations.OperationTests."
+        "test_alter_field_change_nullable_to_decimal_database_default_not_null",
+    },
+    "CASE in a stored (CHECK) expression is not supported by the engine": {
+        "schema.tests.SchemaTests.test_check_constraint_exact_jsonfield",
+    },
+    "UPDATE sqlite_sequence (sequence reset) is not supported: row ids are allocated by "
+    "the engine": {
+        "backends.base.test_operations.SqlFlushTests.test_execute_sql_flush_statements",
+        "backends.tests.LongNameTest.test_sequence_name_length_limits_flush",
+    },
+    "The version error names ORMDB (display_name), the test expects 'SQLite'": {
+        "backends.sqlite.tests.Tests.test_check_database_version_supported",
+    },
+}

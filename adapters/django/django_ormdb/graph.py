@@ -114,10 +114,37 @@ def _order_of(model, ordering) -> list[dict]:
     return out
 
 
+def _check_model(model) -> None:
+    # A multi-table inheritance child has fields stored in its parents' tables, which one
+    # entity of the fetch does not hold.
+    if model._meta.concrete_model._meta.parents:
+        raise NotSupportedError(
+            f".graph(): {model.__name__} uses multi-table inheritance, which is not supported"
+        )
+
+
+def _python_order(model, objs: list) -> list:
+    """Sorts instances by the model's Meta.ordering (plain fields only), as the SQL of
+    Django's prefetch would; used where the fetch cannot order (a custom through table)."""
+    for item in reversed(model._meta.ordering or []):
+        if not isinstance(item, str) or "__" in item or item == "?":
+            continue
+        name = item.lstrip("-+")
+        field = model._meta.pk if name == "pk" else model._meta.get_field(name)
+        attname = field.attname
+        # SQLite orders NULLs first ascending (and last descending).
+        objs.sort(
+            key=lambda o: (getattr(o, attname) is not None, getattr(o, attname)),
+            reverse=item.startswith("-"),
+        )
+    return objs
+
+
 class _Node:
     """One include of the fetch: how to read it and where to put it."""
 
     def __init__(self, model, kind, attach, path):
+        _check_model(model)
         self.model = model
         self.kind = kind  # "to_one", "to_many" or "m2m_through"
         self.attach = attach  # the Django field or relation object
@@ -331,6 +358,8 @@ class _Builder:
         if node.kind == "m2m_through":
             rows = [r[node.alias] for r in rows if r.get(node.alias)]
         related = [self.build(node, r) for r in rows]
+        if node.kind == "m2m_through":
+            related = _python_order(node.model, related)
         manager = getattr(obj, rel.get_accessor_name() if isinstance(rel, ForeignObjectRel) else rel.name)
         if rel.many_to_many:
             cache_name = manager.prefetch_cache_name
@@ -360,6 +389,7 @@ def graph(queryset: models.QuerySet) -> list:
     wrapper.ensure_connection()
     conn = wrapper.connection
     model = qs.model
+    _check_model(model)
     planner = _Planner(conn, model)
 
     select = qs.query.select_related
