@@ -2,6 +2,7 @@
 temporary directory, its tables created once per session."""
 
 import os
+import shutil
 import sys
 import tempfile
 
@@ -32,3 +33,4 @@ def schema():
             editor.create_model(model)
     yield
     connection.close()
+    shutil.rmtree(_DIR, ignore_errors=True)
