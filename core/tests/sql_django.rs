@@ -112,3 +112,69 @@ SELECT JSON_EXTRACT(value, '$."\u00e9"'), JSON_EXTRACT(value, '$."é"'), JSON_EX
 SELECT id FROM j WHERE JSON_TYPE(value, '$."back\\slash"') IS NOT NULL;
 "#);
 }
+
+/// `QuerySet.explain()` sends `EXPLAIN QUERY PLAN <select>` with the query's parameters. The
+/// plan is ORMDB's own, so this is checked by shape, not against SQLite's text.
+#[test]
+fn explain_query_plan_describes_selects_without_running_them() {
+    use ormdb::{Params, SqlState, Value};
+    let mut d = Diff::new();
+    d.script(
+        "CREATE TABLE a (id INTEGER PRIMARY KEY, name TEXT, n INT); \
+         CREATE INDEX a_name ON a (name); \
+         INSERT INTO a (name, n) VALUES ('x', 1), ('y', 2);",
+    );
+    let details = |d: &mut Diff, sql: &str, params: Params| -> Vec<String> {
+        let r = d.s.execute(sql, &params).expect(sql);
+        assert_eq!(r.columns, ["id", "parent", "notused", "detail"]);
+        r.rows
+            .iter()
+            .map(|row| match &row[3] {
+                Value::Text(t) => t.clone(),
+                other => panic!("detail is not text: {other:?}"),
+            })
+            .collect()
+    };
+    let p = Params::Positional(vec![Value::Integer(1)]);
+    assert_eq!(
+        details(&mut d, "EXPLAIN QUERY PLAN SELECT * FROM a WHERE id = ?", p),
+        ["SEARCH a USING INTEGER PRIMARY KEY (rowid=?)"]
+    );
+    let p = Params::Positional(vec![Value::Text("x".into())]);
+    let plan = details(
+        &mut d,
+        "EXPLAIN QUERY PLAN SELECT n FROM a WHERE name = ? ORDER BY n",
+        p,
+    );
+    assert_eq!(
+        plan,
+        [
+            "SEARCH a USING INDEX a_name (key=?)",
+            "USE TEMP B-TREE FOR ORDER BY"
+        ]
+    );
+    let plan = details(
+        &mut d,
+        "EXPLAIN QUERY PLAN SELECT n, count(*) FROM a GROUP BY n UNION ALL SELECT 1, 2",
+        Params::None,
+    );
+    assert_eq!(plan[0], "COMPOUND QUERY");
+    assert!(plan.contains(&"SCAN a".to_string()), "{plan:?}");
+    assert!(
+        plan.contains(&"USE TEMP B-TREE FOR GROUP BY".to_string()),
+        "{plan:?}"
+    );
+    // The statement is compiled (a missing table is still an error) but not run.
+    let err =
+        d.s.execute("EXPLAIN QUERY PLAN SELECT * FROM missing", &Params::None)
+            .unwrap_err();
+    assert_eq!(err.state, SqlState::UndefinedTable);
+    for sql in ["EXPLAIN SELECT 1", "EXPLAIN QUERY PLAN DELETE FROM a"] {
+        let err = d.s.execute(sql, &Params::None).unwrap_err();
+        assert_eq!(err.state, SqlState::FeatureNotSupported, "{sql}");
+    }
+    let r =
+        d.s.execute("SELECT count(*) FROM a", &Params::None)
+            .unwrap();
+    assert_eq!(r.rows, vec![vec![Value::Integer(2)]]);
+}

@@ -794,9 +794,38 @@ fn run_statement(
             Ok(plain(vec![], vec![], vec![]))
         }
         Statement::CreateView(_) => Err(Error::unsupported("CREATE VIEW")),
-        Statement::Explain { .. } | Statement::ExplainTable { .. } => {
-            Err(Error::unsupported("EXPLAIN"))
-        }
+        Statement::Explain {
+            query_plan: true,
+            analyze: false,
+            statement,
+            ..
+        } => match statement.as_ref() {
+            // Compiled, never run: the plan of what the SELECT would do.
+            Statement::Query(q) => {
+                let compiled = query::compile_query(&mut c, q)?;
+                let rows = super::explain::plan_rows(&compiled)
+                    .into_iter()
+                    .map(|(id, parent, detail)| {
+                        vec![
+                            Value::Integer(id),
+                            Value::Integer(parent),
+                            Value::Integer(0),
+                            Value::Text(detail),
+                        ]
+                    })
+                    .collect();
+                let columns = ["id", "parent", "notused", "detail"]
+                    .map(String::from)
+                    .to_vec();
+                Ok(plain(columns, vec![None; 4], rows))
+            }
+            _ => Err(Error::unsupported(
+                "EXPLAIN QUERY PLAN of a statement other than SELECT",
+            )),
+        },
+        Statement::Explain { .. } | Statement::ExplainTable { .. } => Err(Error::unsupported(
+            "EXPLAIN (SQLite's bytecode listing); EXPLAIN QUERY PLAN works for SELECT",
+        )),
         other => {
             let kind = other.to_string();
             let head: String = kind
