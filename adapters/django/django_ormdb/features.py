@@ -35,10 +35,6 @@ class DatabaseFeatures(SQLiteFeatures):
     supports_expression_indexes = False
     supports_index_column_ordering = False
 
-    # EXPLAIN / EXPLAIN QUERY PLAN of SQL statements is not implemented (graph fetches have
-    # their own EXPLAIN); QuerySet.explain() raises NotSupportedError.
-    supports_explaining_query_execution = False
-
     django_test_expected_failures = set(SQLiteFeatures.django_test_expected_failures)
 
     @cached_property
