@@ -7,6 +7,7 @@ The sdist is downloaded once with pip into target/django-cache. With --record th
 counts are written to scripts/django/baseline.json (meant for --backend sqlite3). On ormdb the
 run compares the passes with the recorded sqlite3 baseline and fails below GOAL; the last line
 is cargo-style ("test result: ok. N passed; M failed; K ignored") for scripts/test.sh.
+ORMDB_DJANGO_GOAL overrides the goal (a fraction, default 0.97).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import time
 from pathlib import Path
 
 DJANGO_VERSION = "5.2.19"
-GOAL = 0.97
+# The share of the sqlite3 baseline's passes that must pass on ORMDB (issue 6: 97%).
+GOAL = float(os.environ.get("ORMDB_DJANGO_GOAL", "0.97"))
 APPS = [
     "basic", "queries", "model_fields", "migrations", "schema", "transactions",
     "prefetch_related", "select_related", "many_to_one", "one_to_one", "many_to_many",
