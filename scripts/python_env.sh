@@ -56,3 +56,45 @@ PY
   rm -f "$xml"
   return $rc
 }
+
+# Django 5.2 and the django-ormdb backend (adapters/django) in the same venv. The version
+# matches the sdist scripts/django/run_suite.py runs Django's own tests from.
+ensure_django_env() {
+  ensure_python_env || return 1
+  log "installing Django, tblib and django-ormdb (adapters/django)"
+  "$ORMDB_PY" -m pip install --quiet --disable-pip-version-check "Django==5.2.19" tblib &&
+    "$ORMDB_PY" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps \
+      "$ROOT/adapters/django"
+}
+
+# Our own tests of the backend (.graph()), with the same cargo-style summary line.
+django_backend_tests() {
+  ensure_django_env || return 1
+  local xml rc
+  xml="$(mktemp)"
+  (cd "$ROOT/adapters/django" && "$ORMDB_PY" -m pytest -q -p no:cacheprovider \
+    --junitxml="$xml" tests)
+  rc=$?
+  "$ORMDB_PY" - "$xml" "$rc" <<'PY'
+import sys
+import xml.etree.ElementTree as ET
+try:
+    root = ET.parse(sys.argv[1]).getroot()
+    s = root if root.tag == "testsuite" else root.find("testsuite")
+    total, failed = int(s.get("tests")), int(s.get("failures")) + int(s.get("errors"))
+    skipped = int(s.get("skipped"))
+    status = "ok" if sys.argv[2] == "0" else "FAILED"
+    print(f"test result: {status}. {total - failed - skipped} passed; {failed} failed; {skipped} ignored")
+except Exception as e:
+    print(f"could not read the pytest report: {e}")
+PY
+  rm -f "$xml"
+  return $rc
+}
+
+# Django's own test suite (19 apps) on django_ormdb, compared with the recorded sqlite3
+# baseline (scripts/django/baseline.json); fails below 97% of the baseline's passes.
+django_suite() {
+  ensure_django_env || return 1
+  "$ORMDB_PY" "$ROOT/scripts/django/run_suite.py"
+}

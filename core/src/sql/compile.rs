@@ -943,6 +943,23 @@ impl<'a> Compiler<'a> {
         if let Some(over) = &f.over {
             return self.window_call(&name, f, over);
         }
+        // The SQL-standard keywords SQLite accepts as expressions (sqlparser parses them as
+        // argument-less calls): the current UTC time, as datetime()/date()/time() of 'now'.
+        if matches!(f.args, FunctionArguments::None) {
+            let same = match name.as_str() {
+                "current_timestamp" => Some("datetime"),
+                "current_date" => Some("date"),
+                "current_time" => Some("time"),
+                _ => None,
+            };
+            if let Some(func) = same {
+                self.volatile = true;
+                return Ok(SExpr::Func(
+                    func.to_string(),
+                    vec![SExpr::Lit(Value::Text("now".into()))],
+                ));
+            }
+        }
         if !f.within_group.is_empty() || f.null_treatment.is_some() {
             return Err(Error::unsupported(format!(
                 "{name}() with WITHIN GROUP/null treatment"

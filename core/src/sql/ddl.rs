@@ -1066,9 +1066,14 @@ pub fn alter_table(
                         format!("duplicate column name: {}", column_def.name.value),
                     ));
                 }
+                // The column definition's span covers only its name, so take the text from
+                // there to the end of the statement (SQLite's ALTER TABLE has one operation):
+                // the type and constraints as written, for table_info and sqlite_master.
                 let col_text = li
-                    .slice(column_def.span())
-                    .map(str::to_string)
+                    .offset(column_def.span().start)
+                    .and_then(|a| li.text().get(a..))
+                    .map(|t| t.trim_end().trim_end_matches(';').trim_end().to_string())
+                    .filter(|t| !t.is_empty())
                     .unwrap_or_else(|| column_def.to_string());
                 let decl = scan_columns(&format!("x ({col_text})"))?
                     .into_iter()

@@ -14,6 +14,7 @@ pub mod compile;
 pub mod ddl;
 pub mod dml;
 pub mod eval;
+pub mod explain;
 pub mod functions;
 pub mod json;
 pub mod params;

@@ -193,7 +193,15 @@ pub fn compile_query(c: &mut Compiler, q: &ast::Query) -> Result<Query> {
     let ctes_before = c.ctes.len();
     if let Some(with) = &q.with {
         for cte in &with.cte_tables {
-            if with.recursive && query_mentions(&cte.query, &cte.alias.name.value) {
+            // As in SQLite, RECURSIVE is optional: a CTE whose FROM reads itself is recursive
+            // (Django's sqlite backend relies on this when it looks for referencing tables).
+            let name = &cte.alias.name.value;
+            let recursive = if with.recursive {
+                query_mentions(&cte.query, name)
+            } else {
+                reads_table(&cte.query.body, name)
+            };
+            if recursive {
                 let def = compile_recursive_cte(c, cte)?;
                 c.ctes.push(def);
                 continue;
@@ -357,6 +365,39 @@ fn query_mentions(q: &ast::Query, name: &str) -> bool {
     let n = name.to_ascii_lowercase();
     text.split(|ch: char| !(ch.is_alphanumeric() || ch == '_'))
         .any(|w| w == n)
+}
+
+/// Whether a FROM clause of `body` (its compound parts and derived tables included) reads the
+/// table `name`: the structural test for a self-reference, where [`query_mentions`] would also
+/// match a column or alias of that name.
+fn reads_table(body: &ast::SetExpr, name: &str) -> bool {
+    fn factor(f: &ast::TableFactor, name: &str) -> bool {
+        match f {
+            ast::TableFactor::Table { name: t, .. } => {
+                t.0.last()
+                    .and_then(|p| p.as_ident())
+                    .is_some_and(|i| i.value.eq_ignore_ascii_case(name))
+            }
+            ast::TableFactor::Derived { subquery, .. } => reads_table(&subquery.body, name),
+            ast::TableFactor::NestedJoin {
+                table_with_joins, ..
+            } => from(std::slice::from_ref(table_with_joins.as_ref()), name),
+            _ => false,
+        }
+    }
+    fn from(tables: &[ast::TableWithJoins], name: &str) -> bool {
+        tables
+            .iter()
+            .any(|t| factor(&t.relation, name) || t.joins.iter().any(|j| factor(&j.relation, name)))
+    }
+    match body {
+        ast::SetExpr::Select(sel) => from(&sel.from, name),
+        ast::SetExpr::SetOperation { left, right, .. } => {
+            reads_table(left, name) || reads_table(right, name)
+        }
+        ast::SetExpr::Query(q) => reads_table(&q.body, name),
+        _ => false,
+    }
 }
 
 fn compile_query_body(c: &mut Compiler, q: &ast::Query) -> Result<Query> {

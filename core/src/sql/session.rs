@@ -157,6 +157,16 @@ impl Session {
         &self.conn
     }
 
+    /// A graph fetch on this session. Inside an open transaction it reads at that transaction's
+    /// snapshot, so it sees the rows the session's own statements wrote (as a SELECT would);
+    /// otherwise at a fresh snapshot.
+    pub fn fetch(&mut self, f: &crate::ir::GraphFetch) -> Result<crate::ir::GraphResult> {
+        match self.tx.as_mut() {
+            Some(tx) => tx.fetch(f),
+            None => self.conn.fetch(f),
+        }
+    }
+
     /// Whether an explicit transaction is open (SQLite's `!sqlite3_get_autocommit`).
     pub fn in_transaction(&self) -> bool {
         self.tx.is_some()
@@ -908,9 +918,38 @@ fn run_statement(
             super::view::create_view(tx, cv, text, temp)?;
             Ok(plain(vec![], vec![], vec![]))
         }
-        Statement::Explain { .. } | Statement::ExplainTable { .. } => {
-            Err(Error::unsupported("EXPLAIN"))
-        }
+        Statement::Explain {
+            query_plan: true,
+            analyze: false,
+            statement,
+            ..
+        } => match statement.as_ref() {
+            // Compiled, never run: the plan of what the SELECT would do.
+            Statement::Query(q) => {
+                let compiled = query::compile_query(&mut c, q)?;
+                let rows = super::explain::plan_rows(&compiled)
+                    .into_iter()
+                    .map(|(id, parent, detail)| {
+                        vec![
+                            Value::Integer(id),
+                            Value::Integer(parent),
+                            Value::Integer(0),
+                            Value::Text(detail),
+                        ]
+                    })
+                    .collect();
+                let columns = ["id", "parent", "notused", "detail"]
+                    .map(String::from)
+                    .to_vec();
+                Ok(plain(columns, vec![None; 4], rows))
+            }
+            _ => Err(Error::unsupported(
+                "EXPLAIN QUERY PLAN of a statement other than SELECT",
+            )),
+        },
+        Statement::Explain { .. } | Statement::ExplainTable { .. } => Err(Error::unsupported(
+            "EXPLAIN (SQLite's bytecode listing); EXPLAIN QUERY PLAN works for SELECT",
+        )),
         other => {
             let kind = other.to_string();
             let head: String = kind
