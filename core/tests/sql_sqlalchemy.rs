@@ -2,6 +2,7 @@
 
 mod sqldiff;
 
+use ormdb::Value;
 use sqldiff::Diff;
 
 fn run(script: &str) {
@@ -72,4 +73,38 @@ DELETE FROM some_table WHERE id = 1;
 ROLLBACK;
 SELECT * FROM some_table ORDER BY id;
 "#);
+}
+
+const NESTED_SCHEMA: &str = r#"
+CREATE TABLE users (id INTEGER NOT NULL, name VARCHAR(50) NOT NULL, PRIMARY KEY (id));
+CREATE TABLE posts (id INTEGER NOT NULL, author_id INTEGER NOT NULL, title VARCHAR(200) NOT NULL, PRIMARY KEY (id), FOREIGN KEY(author_id) REFERENCES users (id));
+CREATE TABLE tags (id INTEGER NOT NULL, label VARCHAR(30) NOT NULL, PRIMARY KEY (id));
+CREATE TABLE post_tags (post_id INTEGER NOT NULL, tag_id INTEGER NOT NULL, PRIMARY KEY (post_id, tag_id), FOREIGN KEY(post_id) REFERENCES posts (id), FOREIGN KEY(tag_id) REFERENCES tags (id));
+INSERT INTO users VALUES (1, 'ada'), (2, 'bob'), (3, 'cy');
+INSERT INTO posts VALUES (10, 1, 'first'), (11, 1, 'second'), (12, 2, 'third');
+INSERT INTO tags VALUES (1, 'python'), (2, 'rust'), (3, 'unused');
+INSERT INTO post_tags VALUES (10, 1), (10, 2), (11, 2);
+"#;
+
+/// SQLAlchemy's joined eager load of a many-to-many relation nests the association join:
+/// `LEFT OUTER JOIN (post_tags AS pt JOIN tags AS t ON ...) ON ...`.
+#[test]
+fn parenthesized_joins() {
+    let mut d = Diff::new();
+    d.script(NESTED_SCHEMA);
+    d.script(r#"
+SELECT users.id, users.name, posts_1.id, posts_1.title, tags_1.id, tags_1.label FROM users LEFT OUTER JOIN posts AS posts_1 ON users.id = posts_1.author_id LEFT OUTER JOIN (post_tags AS post_tags_1 JOIN tags AS tags_1 ON tags_1.id = post_tags_1.tag_id) ON posts_1.id = post_tags_1.post_id ORDER BY users.id, posts_1.id, tags_1.id;
+SELECT count(*), count(t.id) FROM posts p JOIN (post_tags pt LEFT JOIN tags t ON t.id = pt.tag_id) ON pt.post_id = p.id;
+SELECT * FROM users LEFT JOIN (posts JOIN post_tags ON post_tags.post_id = posts.id) ON posts.author_id = users.id ORDER BY users.id, posts.id, post_tags.tag_id;
+"#);
+    // Parameters inside and after the parenthesized join keep their positions.
+    d.check(
+        "SELECT posts.title, tags.label FROM posts LEFT JOIN (post_tags JOIN tags ON tags.id = post_tags.tag_id AND tags.label <> ?) ON posts.id = post_tags.post_id WHERE posts.id >= ? ORDER BY 1, 2",
+        &[Value::Text("python".into()), Value::Integer(11)],
+    );
+    assert!(
+        d.mismatches.is_empty() && d.unsupported.is_empty(),
+        "{}",
+        d.report()
+    );
 }
