@@ -24,7 +24,7 @@ from typing import Any, Optional
 
 from sqlalchemy import Column, Table
 from sqlalchemy.orm import Mapper, RelationshipProperty, Session
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.attributes import instance_state, set_committed_value
 from sqlalchemy.orm.interfaces import MANYTOMANY, MANYTOONE, ONETOMANY
 from sqlalchemy.orm.session import make_transient_to_detached
 from sqlalchemy.sql import operators
@@ -329,12 +329,15 @@ class _Builder:
         fresh = obj is None
         if fresh:
             obj = mapper.class_manager.new_instance()
-            for attr, col in self._columns(mapper):
-                set_committed_value(obj, attr, row.get(col))
-            # Attached before its relationships are built, so a row reached again further down
-            # the tree resolves to this same instance.
+            state = instance_state(obj)
+            # Column values go straight into the instance dict, as SQLAlchemy's own loader does;
+            # make_transient_to_detached then marks them committed and expires the rest.
+            state.dict.update((attr, row.get(col)) for attr, col in self._columns(mapper))
             make_transient_to_detached(obj)
-            self.session.add(obj)
+            # Attached before its relationships are built, so a row reached again further down
+            # the tree resolves to this same instance. Every instance of the tree is attached
+            # here, so Session.add's cascade walk would only revisit them: attach the one state.
+            self.session._update_impl(state)
         for child in node.children.values():
             prop = child.prop
             assert prop is not None
