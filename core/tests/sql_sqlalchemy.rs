@@ -108,3 +108,24 @@ SELECT * FROM users LEFT JOIN (posts JOIN post_tags ON post_tags.post_id = posts
         d.report()
     );
 }
+
+/// `WITH ... INSERT / UPDATE / DELETE` (SQLAlchemy's CTEs on DML): the common table
+/// expressions are visible to the statement's SELECT, FROM and subqueries.
+#[test]
+fn with_before_insert_update_delete() {
+    run(r#"
+CREATE TABLE some_table (id INTEGER NOT NULL, data VARCHAR(50), parent_id INTEGER, PRIMARY KEY (id));
+CREATE TABLE some_other_table (id INTEGER NOT NULL, data VARCHAR(50), parent_id INTEGER, PRIMARY KEY (id));
+INSERT INTO some_table VALUES (1, 'd1', NULL), (2, 'd2', 1), (3, 'd3', 1), (4, 'd4', 3), (5, 'd5', 3);
+WITH some_cte AS (SELECT some_table.id AS id, some_table.data AS data, some_table.parent_id AS parent_id FROM some_table WHERE some_table.data IN ('d2', 'd3', 'd4')) INSERT INTO some_other_table (id, data, parent_id) SELECT some_cte.id, some_cte.data, some_cte.parent_id FROM some_cte;
+SELECT * FROM some_other_table ORDER BY id;
+WITH some_cte AS (SELECT id, data FROM some_table WHERE data IN ('d2', 'd3')) UPDATE some_other_table SET parent_id = 5 FROM some_cte WHERE some_other_table.data = some_cte.data;
+SELECT * FROM some_other_table ORDER BY id;
+WITH some_cte AS (SELECT id, data FROM some_table WHERE data IN ('d2', 'd4')) DELETE FROM some_other_table WHERE some_other_table.data = (SELECT some_cte.data FROM some_cte WHERE some_cte.id = some_other_table.id);
+SELECT * FROM some_other_table ORDER BY id;
+WITH RECURSIVE down(id) AS (SELECT 1 UNION ALL SELECT some_table.id FROM some_table JOIN down ON some_table.parent_id = down.id) DELETE FROM some_table WHERE id IN (SELECT id FROM down WHERE id > 2) RETURNING id;
+SELECT * FROM some_table ORDER BY id;
+WITH n(x) AS (VALUES (10), (11)) INSERT INTO some_table (id, data) SELECT x, 'n' || x FROM n RETURNING id, data;
+SELECT changes(), last_insert_rowid();
+"#);
+}

@@ -179,43 +179,53 @@ pub fn compile_query(c: &mut Compiler, q: &ast::Query) -> Result<Query> {
     }
     let ctes_before = c.ctes.len();
     if let Some(with) = &q.with {
-        for cte in &with.cte_tables {
-            if with.recursive && query_mentions(&cte.query, &cte.alias.name.value) {
-                let def = compile_recursive_cte(c, cte)?;
-                c.ctes.push(def);
-                continue;
-            }
-            let sub = compile_query(c, &cte.query)?;
-            let mut columns = sub.columns.clone();
-            if !cte.alias.columns.is_empty() {
-                if cte.alias.columns.len() != columns.len() {
-                    return Err(syntax(format!(
-                        "table {} has {} values for {} columns",
-                        cte.alias.name.value,
-                        columns.len(),
-                        cte.alias.columns.len()
-                    )));
-                }
-                columns = cte
-                    .alias
-                    .columns
-                    .iter()
-                    .map(|c| c.name.value.clone())
-                    .collect();
-            }
-            let slot = c.cte_slots;
-            c.cte_slots += 1;
-            c.ctes.push(CteDef {
-                name: cte.alias.name.value.clone(),
-                query: Rc::new(sub),
-                columns,
-                slot,
-            });
+        if let Err(e) = push_ctes(c, with) {
+            c.ctes.truncate(ctes_before);
+            return Err(e);
         }
     }
     let res = compile_query_body(c, q);
     c.ctes.truncate(ctes_before);
     res
+}
+
+/// Compiles the common table expressions of a WITH clause onto `c.ctes` (the caller truncates
+/// them when the statement is compiled).
+pub fn push_ctes(c: &mut Compiler, with: &ast::With) -> Result<()> {
+    for cte in &with.cte_tables {
+        if with.recursive && query_mentions(&cte.query, &cte.alias.name.value) {
+            let def = compile_recursive_cte(c, cte)?;
+            c.ctes.push(def);
+            continue;
+        }
+        let sub = compile_query(c, &cte.query)?;
+        let mut columns = sub.columns.clone();
+        if !cte.alias.columns.is_empty() {
+            if cte.alias.columns.len() != columns.len() {
+                return Err(syntax(format!(
+                    "table {} has {} values for {} columns",
+                    cte.alias.name.value,
+                    columns.len(),
+                    cte.alias.columns.len()
+                )));
+            }
+            columns = cte
+                .alias
+                .columns
+                .iter()
+                .map(|c| c.name.value.clone())
+                .collect();
+        }
+        let slot = c.cte_slots;
+        c.cte_slots += 1;
+        c.ctes.push(CteDef {
+            name: cte.alias.name.value.clone(),
+            query: Rc::new(sub),
+            columns,
+            slot,
+        });
+    }
+    Ok(())
 }
 
 /// Most rows a recursive CTE may produce without a LIMIT of its own.
