@@ -419,7 +419,16 @@ pub fn delete(
     let pos = entity_pos(&schema, entity)?;
     atomically(txn, |txn| {
         let mut ctx = OpCtx::default();
-        let r = delete_one(txn, &schema, pos, row_id, expected_version, mode, limits, &mut ctx)?;
+        let r = delete_one(
+            txn,
+            &schema,
+            pos,
+            row_id,
+            expected_version,
+            mode,
+            limits,
+            &mut ctx,
+        )?;
         finish(txn, &schema, &mut ctx)?;
         Ok(r)
     })
