@@ -19,7 +19,14 @@ from typing import Any, Callable, Optional
 import ormdb
 from sqlalchemy import ForeignKey, String, create_engine, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, selectinload
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    Session,
+    mapped_column,
+    relationship,
+    selectinload,
+)
 
 from sqlalchemy_ormdb import graph_fetch
 
@@ -72,25 +79,38 @@ def timed(label: str, fn: Callable[[], Any], repeat: int = 7) -> Any:
 def main() -> int:
     path = os.path.join(tempfile.mkdtemp(prefix="ormdb-demo-"), "app.db")
     engine = create_engine(f"ormdb:///{path}")
-    print(f"SQLAlchemy {__import__('sqlalchemy').__version__} on {engine.url} "
-          f"(dialect {engine.dialect.name}, DB-API ormdb {ormdb.version})")
+    print(
+        f"SQLAlchemy {__import__('sqlalchemy').__version__} on {engine.url} "
+        f"(dialect {engine.dialect.name}, DB-API ormdb {ormdb.version})"
+    )
     Base.metadata.create_all(engine)
 
     start = time.perf_counter()
     with Session(engine) as s:
         for u in range(1, USERS + 1):
-            s.add(User(
-                id=u, email=f"user{u}@example.com", name=f"User {u}",
-                posts=[
-                    Post(title=f"Post {p} by {u}", score=(u * 7 + p) % 11,
-                         comments=[Comment(body=f"comment {c}") for c in range(COMMENTS_PER_POST)])
-                    for p in range(POSTS_PER_USER)
-                ],
-            ))
+            s.add(
+                User(
+                    id=u,
+                    email=f"user{u}@example.com",
+                    name=f"User {u}",
+                    posts=[
+                        Post(
+                            title=f"Post {p} by {u}",
+                            score=(u * 7 + p) % 11,
+                            comments=[
+                                Comment(body=f"comment {c}") for c in range(COMMENTS_PER_POST)
+                            ],
+                        )
+                        for p in range(POSTS_PER_USER)
+                    ],
+                )
+            )
         s.commit()
     rows = USERS * (1 + POSTS_PER_USER * (1 + COMMENTS_PER_POST))
-    print(f"ORM inserted {rows} rows (session.add_all + one commit) in "
-          f"{(time.perf_counter() - start) * 1000:.0f} ms")
+    print(
+        f"ORM inserted {rows} rows (session.add_all + one commit) in "
+        f"{(time.perf_counter() - start) * 1000:.0f} ms"
+    )
 
     with Session(engine) as s:
         # Constraint violations surface as SQLAlchemy's IntegrityError, the DB-API error
@@ -104,12 +124,16 @@ def main() -> int:
             s.rollback()
 
         q = (
-            select(User).where(User.id <= 3).order_by(User.id)
+            select(User)
+            .where(User.id <= 3)
+            .order_by(User.id)
             .options(selectinload(User.posts).selectinload(Post.comments))
         )
         users = s.scalars(q).all()
-        print(f"  selectinload: {len(users)} users, {sum(len(u.posts) for u in users)} posts, "
-              f"{sum(len(p.comments) for u in users for p in u.posts)} comments")
+        print(
+            f"  selectinload: {len(users)} users, {sum(len(u.posts) for u in users)} posts, "
+            f"{sum(len(p.comments) for u in users for p in u.posts)} comments"
+        )
 
         n = s.execute(update(Post).where(Post.user_id == 1).values(score=Post.score + 100)).rowcount
         s.commit()
@@ -119,19 +143,27 @@ def main() -> int:
         users[0].name = "renamed, then rolled back"
         s.flush()
         s.rollback()
-        print(f"  rollback: {s.scalar(select(func.count()).select_from(User))} users, "
-              f"user 1 is still {s.get(User, 1).name!r}")
+        print(
+            f"  rollback: {s.scalar(select(func.count()).select_from(User))} users, "
+            f"user 1 is still {s.get(User, 1).name!r}"
+        )
 
         top = s.execute(
             select(User.name, func.count(Comment.id).label("n"))
-            .join(User.posts).join(Post.comments).where(User.id <= 20)
-            .group_by(User.id).order_by(func.count(Comment.id).desc(), User.name).limit(3)
+            .join(User.posts)
+            .join(Post.comments)
+            .where(User.id <= 20)
+            .group_by(User.id)
+            .order_by(func.count(Comment.id).desc(), User.name)
+            .limit(3)
         ).all()
         print(f"  ORM join + group by: {[tuple(r) for r in top]}")
 
     ids = list(range(1, 51))
     q = (
-        select(User).where(User.id.in_(ids)).order_by(User.id)
+        select(User)
+        .where(User.id.in_(ids))
+        .order_by(User.id)
         .options(selectinload(User.posts).selectinload(Post.comments))
     )
     print(f"\nloading {len(ids)} users with their posts and comments:")
@@ -157,8 +189,10 @@ def main() -> int:
     timed("SQLAlchemy ORM instances via graph_fetch (1 fetch)", orm_graph_fetch)
     nested = timed("native graph fetch, nested dicts", lambda: conn.fetch(graph))
     first = nested[0]
-    print(f"  first user: {first['name']} with {len(first['posts'])} posts, "
-          f"{sum(len(p['comments']) for p in first['posts'])} comments")
+    print(
+        f"  first user: {first['name']} with {len(first['posts'])} posts, "
+        f"{sum(len(p['comments']) for p in first['posts'])} comments"
+    )
     raw = conn.fetch_raw(graph)
     print(f"  fetch stats: {raw['stats']}")
     print("\nEXPLAIN ANALYZE of the graph fetch:")
@@ -169,15 +203,26 @@ def main() -> int:
         s.execute(update(Post).where(Post.user_id == 2).values(score=Post.score + 1))
         s.commit()
     change = sub.next(timeout=2.0) or {}
-    deltas = [(d["entity"], d["row_id"], d["kind"], d["changed"]) for d in change.get("entities", [])]
-    print(f"\nchange stream after an ORM UPDATE of user 2's posts: token {change.get('token')}, "
-          f"{len(deltas)} deltas, first {deltas[:1]}")
+    deltas = [
+        (d["entity"], d["row_id"], d["kind"], d["changed"]) for d in change.get("entities", [])
+    ]
+    print(
+        f"\nchange stream after an ORM UPDATE of user 2's posts: token {change.get('token')}, "
+        f"{len(deltas)} deltas, first {deltas[:1]}"
+    )
     sub.close()
 
     metrics = [
-        line for line in conn.metrics().splitlines()
-        if line.startswith(("ormdb_fetches_total", "ormdb_plan_cache_hit_ratio",
-                            "ormdb_commits_total", "ormdb_table_image_hits_total"))
+        line
+        for line in conn.metrics().splitlines()
+        if line.startswith(
+            (
+                "ormdb_fetches_total",
+                "ormdb_plan_cache_hit_ratio",
+                "ormdb_commits_total",
+                "ormdb_table_image_hits_total",
+            )
+        )
     ]
     print("metrics: " + "; ".join(metrics))
     raw_conn.close()

@@ -77,9 +77,7 @@ class OrmdbDialect(SQLiteDialect_pysqlite):
                     try:
                         kwargs[key] = type_(value)
                     except ValueError as e:
-                        raise exc.ArgumentError(
-                            f"ORMDB URL option {key}={value!r}: {e}"
-                        ) from e
+                        raise exc.ArgumentError(f"ORMDB URL option {key}={value!r}: {e}") from e
         if opts:
             raise exc.ArgumentError(
                 "Unknown ORMDB URL option(s): "

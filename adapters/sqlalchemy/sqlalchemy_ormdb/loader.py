@@ -76,7 +76,11 @@ def _strip_id(name: str) -> Optional[str]:
 
 def _single_table(mapper: Mapper[Any]) -> Table:
     table = mapper.local_table
-    if not isinstance(table, Table) or mapper.inherits is not None or mapper.polymorphic_on is not None:
+    if (
+        not isinstance(table, Table)
+        or mapper.inherits is not None
+        or mapper.polymorphic_on is not None
+    ):
         raise NotImplementedError(
             f"graph_fetch: {mapper.class_.__name__} is not mapped to exactly one table"
         )
@@ -138,7 +142,9 @@ def _load_tree(stmt: Select[Any], root_mapper: Mapper[Any]) -> _Node:
                 )
             props = [p for p in element.path if isinstance(p, RelationshipProperty)]
             if not props or props[0].parent is not root_mapper:
-                raise NotImplementedError(f"graph_fetch: loader path {element.path} does not start at the root")
+                raise NotImplementedError(
+                    f"graph_fetch: loader path {element.path} does not start at the root"
+                )
             node = root
             for prop in props:
                 node = node.child(prop)
@@ -182,24 +188,50 @@ def _filter(expr: Any, table: Table) -> dict[str, Any]:
             ok, value = _value(right)
             if col is not None and ok and value is not None:
                 name = _CMP_OPS[op]
-                return {"cmp": {"field": col.name, "op": _SWAPPED[name] if swapped else name, "value": value}}
-        if op in (operators.is_, operators.is_not) and col is not None and _value(right) == (True, None):
+                return {
+                    "cmp": {
+                        "field": col.name,
+                        "op": _SWAPPED[name] if swapped else name,
+                        "value": value,
+                    }
+                }
+        if (
+            op in (operators.is_, operators.is_not)
+            and col is not None
+            and _value(right) == (True, None)
+        ):
             return {"is_null": {"field": col.name, "negated": op is operators.is_not}}
-        if op in (operators.in_op, operators.not_in_op) and col is not None and isinstance(right, BindParameter):
+        if (
+            op in (operators.in_op, operators.not_in_op)
+            and col is not None
+            and isinstance(right, BindParameter)
+        ):
             values = right.effective_value
             if isinstance(values, (list, tuple)) and all(
                 v is None or isinstance(v, (bool, int, float, str)) for v in values
             ):
-                return {"in": {"field": col.name, "values": list(values), "negated": op is operators.not_in_op}}
+                return {
+                    "in": {
+                        "field": col.name,
+                        "values": list(values),
+                        "negated": op is operators.not_in_op,
+                    }
+                }
         if op in (operators.like_op, operators.not_like_op) and col is not None:
             ok, pattern = _value(right)
             escape = expr.modifiers.get("escape")
             if ok and isinstance(pattern, str):
-                f: dict[str, Any] = {"field": col.name, "pattern": pattern, "negated": op is operators.not_like_op}
+                f: dict[str, Any] = {
+                    "field": col.name,
+                    "pattern": pattern,
+                    "negated": op is operators.not_like_op,
+                }
                 if escape:
                     f["escape"] = escape
                 return {"like": f}
-    raise NotImplementedError(f"graph_fetch: WHERE clause {expr} does not translate to a native filter")
+    raise NotImplementedError(
+        f"graph_fetch: WHERE clause {expr} does not translate to a native filter"
+    )
 
 
 def _order(stmt: Select[Any], table: Table) -> list[dict[str, Any]]:
@@ -220,7 +252,9 @@ def _order(stmt: Select[Any], table: Table) -> list[dict[str, Any]]:
             expr = expr.element
         col = _column_of(expr, table)
         if col is None:
-            raise NotImplementedError(f"graph_fetch: ORDER BY {clause} is not a column of {table.name}")
+            raise NotImplementedError(
+                f"graph_fetch: ORDER BY {clause} is not a column of {table.name}"
+            )
         item: dict[str, Any] = {"field": col.name, "desc": desc}
         if nulls:
             item["nulls"] = nulls
@@ -317,7 +351,11 @@ class _Builder:
     def _columns(self, mapper: Mapper[Any]) -> list[tuple[str, str]]:
         keys = self.column_keys.get(mapper)
         if keys is None:
-            keys = [(p.key, p.columns[0].name) for p in mapper.column_attrs if isinstance(p.columns[0], Column)]
+            keys = [
+                (p.key, p.columns[0].name)
+                for p in mapper.column_attrs
+                if isinstance(p.columns[0], Column)
+            ]
             self.column_keys[mapper] = keys
         return keys
 

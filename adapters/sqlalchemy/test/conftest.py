@@ -13,7 +13,6 @@ from sqlalchemy.testing.plugin.pytestplugin import (  # noqa: E402
     pytest_collection_modifyitems as _sqla_collection_modifyitems,
 )
 
-
 # Suite tests that use a feature without consulting its requirement, so switching the feature
 # off in requirements.py does not skip them:
 # - HasTableTest creates a view in its class fixture whenever ``requires.view_reflection``
@@ -39,7 +38,11 @@ def _unguarded_reason(cls: str, name: str, params: dict) -> "str | None":
     ):
         return _SCHEMAS
     # These take use_schema from a parametrized fixture: the id starts with its value.
-    if cls.startswith("ComponentReflectionTestExtra_") and name.startswith("test_check_constraint_") and "[True" in name:
+    if (
+        cls.startswith("ComponentReflectionTestExtra_")
+        and name.startswith("test_check_constraint_")
+        and "[True" in name
+    ):
         return _SCHEMAS
     return None
 

@@ -34,7 +34,11 @@ def blog(engine: Engine) -> Engine:
         ada = User(name="ada", email="ada@example.com")
         bob = User(name="bob")
         ada.posts = [
-            Post(title="first", comments=[Comment(body="nice"), Comment(body="meh")], tags=[python, rust]),
+            Post(
+                title="first",
+                comments=[Comment(body="nice"), Comment(body="meh")],
+                tags=[python, rust],
+            ),
             Post(title="second", tags=[rust]),
         ]
         bob.posts = [Post(title="third", comments=[Comment(body="ok")])]

@@ -34,9 +34,9 @@ class Book(Base):
 """
 
 MODELS_V3 = MODELS_V2.replace(
-    'name: Mapped[str] = mapped_column(String(50))',
-    'name: Mapped[str] = mapped_column(String(50))\n'
-    '    born: Mapped[Optional[int]] = mapped_column(nullable=True)',
+    "name: Mapped[str] = mapped_column(String(50))",
+    "name: Mapped[str] = mapped_column(String(50))\n"
+    "    born: Mapped[Optional[int]] = mapped_column(nullable=True)",
 )
 
 ENV = """

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import create_engine, select, text
-from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, InterfaceError, OperationalError, StatementError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    StatementError,
+)
 from sqlalchemy.orm import Session
 
 from models import Post, User
@@ -43,7 +50,9 @@ def test_huge_parameters(blog):
         with pytest.raises(OverflowError):
             c.execute(text("SELECT :x"), {"x": 10**30})
         ids = list(range(20000))
-        assert c.execute(select(User.id).where(User.id.in_(ids)).order_by(User.id)).scalars().all()[:2] == [1, 2]
+        assert c.execute(select(User.id).where(User.id.in_(ids)).order_by(User.id)).scalars().all()[
+            :2
+        ] == [1, 2]
 
 
 def test_closed_dbapi_connection(blog):

@@ -12,14 +12,24 @@ from models import Comment, Post, Tag, User
 
 def _shape(users):
     return [
-        (u.name, [(p.title, [c.body for c in p.comments], sorted(t.label for t in p.tags)) for p in u.posts])
+        (
+            u.name,
+            [
+                (p.title, [c.body for c in p.comments], sorted(t.label for t in p.tags))
+                for p in u.posts
+            ],
+        )
         for u in users
     ]
 
 
-TREE = select(User).order_by(User.id).options(
-    selectinload(User.posts).selectinload(Post.comments),
-    selectinload(User.posts).selectinload(Post.tags),
+TREE = (
+    select(User)
+    .order_by(User.id)
+    .options(
+        selectinload(User.posts).selectinload(Post.comments),
+        selectinload(User.posts).selectinload(Post.tags),
+    )
 )
 
 
@@ -30,7 +40,9 @@ def test_spec_from_loader_options():
     (posts,) = spec["includes"]
     assert posts["relation"] == "posts" and posts["alias"] == "posts"
     assert [i["relation"] for i in posts["includes"]] == ["comments", "tags"]
-    to_one = graph_fetch_spec(select(Comment).options(joinedload(Comment.post).joinedload(Post.author)))
+    to_one = graph_fetch_spec(
+        select(Comment).options(joinedload(Comment.post).joinedload(Post.author))
+    )
     assert to_one["includes"][0]["relation"] == "post"
     assert to_one["includes"][0]["includes"][0]["relation"] == "author"
 
@@ -64,7 +76,12 @@ def test_dicts_match_sql(blog):
         joined = s.execute(
             select(User.name, Post.title, Comment.body).join(User.posts).join(Post.comments)
         ).all()
-        nested = [(u["name"], p["title"], c["body"]) for u in rows for p in u["posts"] for c in p["comments"]]
+        nested = [
+            (u["name"], p["title"], c["body"])
+            for u in rows
+            for p in u["posts"]
+            for c in p["comments"]
+        ]
         assert sorted(nested) == sorted(tuple(r) for r in joined)
 
 
@@ -79,7 +96,10 @@ def test_filter_order_limit(blog):
         )
         (post,) = graph_fetch(s, q)
         assert post.title == "third" and [c.body for c in post.comments] == ["ok"]
-        assert [p.title for p in graph_fetch(s, select(Post).where(Post.title.like("%ir%")).order_by(Post.id))] == [
+        assert [
+            p.title
+            for p in graph_fetch(s, select(Post).where(Post.title.like("%ir%")).order_by(Post.id))
+        ] == [
             "first",
             "third",
         ]

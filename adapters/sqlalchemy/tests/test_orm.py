@@ -20,7 +20,13 @@ def _count_statements(engine):
 
 def _shape(users):
     return [
-        (u.name, [(p.title, [c.body for c in p.comments], sorted(t.label for t in p.tags)) for p in u.posts])
+        (
+            u.name,
+            [
+                (p.title, [c.body for c in p.comments], sorted(t.label for t in p.tags))
+                for p in u.posts
+            ],
+        )
         for u in users
     ]
 
@@ -58,9 +64,13 @@ def test_many_to_many_both_directions(blog):
 def test_selectinload_chain_one_query_per_level(blog):
     stmts = _count_statements(blog)
     with Session(blog) as s:
-        q = select(User).order_by(User.id).options(
-            selectinload(User.posts).selectinload(Post.comments),
-            selectinload(User.posts).selectinload(Post.tags),
+        q = (
+            select(User)
+            .order_by(User.id)
+            .options(
+                selectinload(User.posts).selectinload(Post.comments),
+                selectinload(User.posts).selectinload(Post.tags),
+            )
         )
         users = s.scalars(q).all()
         n = len(stmts)
@@ -72,8 +82,13 @@ def test_selectinload_chain_one_query_per_level(blog):
 def test_joinedload(blog):
     stmts = _count_statements(blog)
     with Session(blog) as s:
-        q = select(User).order_by(User.id).options(
-            joinedload(User.posts).joinedload(Post.comments), joinedload(User.posts).joinedload(Post.tags)
+        q = (
+            select(User)
+            .order_by(User.id)
+            .options(
+                joinedload(User.posts).joinedload(Post.comments),
+                joinedload(User.posts).joinedload(Post.tags),
+            )
         )
         users = s.scalars(q).unique().all()
         n = len(stmts)
@@ -85,8 +100,13 @@ def test_joinedload(blog):
 
 def test_subqueryload(blog):
     with Session(blog) as s:
-        q = select(User).order_by(User.id).options(
-            subqueryload(User.posts).subqueryload(Post.comments), subqueryload(User.posts).subqueryload(Post.tags)
+        q = (
+            select(User)
+            .order_by(User.id)
+            .options(
+                subqueryload(User.posts).subqueryload(Post.comments),
+                subqueryload(User.posts).subqueryload(Post.tags),
+            )
         )
         assert _shape(s.scalars(q).all()) == EXPECTED
 
@@ -130,7 +150,12 @@ def test_url_forms(tmp_path, monkeypatch):
     from sqlalchemy import create_engine, text
 
     monkeypatch.chdir(tmp_path)
-    for url in ("ormdb:///rel.db", f"ormdb:///{tmp_path / 'abs.db'}", "ormdb:///:memory:", "ormdb://"):
+    for url in (
+        "ormdb:///rel.db",
+        f"ormdb:///{tmp_path / 'abs.db'}",
+        "ormdb:///:memory:",
+        "ormdb://",
+    ):
         eng = create_engine(url)
         with eng.begin() as c:
             c.execute(text("CREATE TABLE t (x INTEGER)"))

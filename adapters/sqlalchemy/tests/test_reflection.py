@@ -19,10 +19,13 @@ def test_keys_and_constraints(engine):
     insp = inspect(engine)
     assert insp.get_pk_constraint("post_tags")["constrained_columns"] == ["post_id", "tag_id"]
     fks = insp.get_foreign_keys("posts")
-    assert [(f["constrained_columns"], f["referred_table"], f["referred_columns"]) for f in fks] == [
-        (["author_id"], "users", ["id"])
-    ]
-    pt = {f["referred_table"]: f["options"].get("ondelete") for f in insp.get_foreign_keys("post_tags")}
+    assert [
+        (f["constrained_columns"], f["referred_table"], f["referred_columns"]) for f in fks
+    ] == [(["author_id"], "users", ["id"])]
+    pt = {
+        f["referred_table"]: f["options"].get("ondelete")
+        for f in insp.get_foreign_keys("post_tags")
+    }
     assert pt == {"posts": "CASCADE", "tags": "CASCADE"}
     uqs = insp.get_unique_constraints("tags")
     assert [(u["name"], u["column_names"]) for u in uqs] == [("uq_tags_label", ["label"])]

@@ -21,7 +21,10 @@ def test_concurrent_writers_and_readers(blog):
                 for attempt in range(20):
                     try:
                         with Session(blog) as s:
-                            u = User(name=f"t{n}-{i}", posts=[Post(title=f"p{n}-{i}", comments=[Comment(body="c")])])
+                            u = User(
+                                name=f"t{n}-{i}",
+                                posts=[Post(title=f"p{n}-{i}", comments=[Comment(body="c")])],
+                            )
                             s.add(u)
                             s.commit()
                         break
