@@ -14,6 +14,10 @@ SQLALCHEMY_PIN="sqlalchemy==2.0.58"
 ALEMBIC_PIN="alembic==1.20.1"
 
 ensure_python_env() {
+  # Several suites call this; building and installing once per run is enough.
+  if [ -n "${ORMDB_PY_ENV_READY:-}" ]; then
+    return 0
+  fi
   if ! command -v python3 >/dev/null 2>&1; then
     echo "error: python3 (>= 3.9) is needed for the Python binding" >&2
     return 1
@@ -33,7 +37,8 @@ ensure_python_env() {
   "$ORMDB_PY" -m pip install --quiet --disable-pip-version-check "maturin==1.16.0" pytest \
     "$SQLALCHEMY_PIN" "$ALEMBIC_PIN" &&
     "$ORMDB_PY" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps \
-      "$ROOT/bindings/python" "$ROOT/adapters/sqlalchemy"
+      "$ROOT/bindings/python" "$ROOT/adapters/sqlalchemy" &&
+    ORMDB_PY_ENV_READY=1
 }
 
 # Prints a cargo-style "test result:" line from a pytest JUnit XML report, so test.sh's summary
@@ -103,7 +108,7 @@ sqlalchemy_compliance_tests() {
   local xml rc
   xml="$(mktemp)"
   (cd "$ROOT/adapters/sqlalchemy" && "$ORMDB_PY" -m pytest -q -p no:cacheprovider \
-    --junitxml="$xml" test/test_suite.py | tail -n 80)
+    --junitxml="$xml" test/test_suite.py | tail -n 80) || true # the verdict is the share below
   pytest_result_line "$xml" 1 95
   rc=$?
   rm -f "$xml"
