@@ -129,3 +129,44 @@ WITH n(x) AS (VALUES (10), (11)) INSERT INTO some_table (id, data) SELECT x, 'n'
 SELECT changes(), last_insert_rowid();
 "#);
 }
+
+/// selectinload's `col IN (?, ?, ...)` with hundreds of parameters: constants take the
+/// column's affinity once at compile time; results (and NULL semantics) stay SQLite's.
+#[test]
+fn in_lists_of_parameters() {
+    let mut d = Diff::new();
+    d.script(
+        r#"
+CREATE TABLE c (id INTEGER PRIMARY KEY, post_id INTEGER, tag TEXT, score REAL);
+CREATE INDEX ix_c_post ON c (post_id);
+WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 600) INSERT INTO c (post_id, tag, score) SELECT x % 300, 't' || (x % 7), x / 4.0 FROM n;
+"#,
+    );
+    let ids: Vec<Value> = (0..500).map(|i| Value::Integer(i * 2)).collect();
+    let marks = vec!["?"; ids.len()].join(", ");
+    d.check(
+        &format!("SELECT post_id, id FROM c WHERE post_id IN ({marks}) ORDER BY id"),
+        &ids,
+    );
+    let mixed = vec![
+        Value::Text("3".into()),
+        Value::Real(4.0),
+        Value::Null,
+        Value::Text("x".into()),
+        Value::Integer(5),
+    ];
+    for sql in [
+        "SELECT id FROM c WHERE post_id IN (?, ?, ?, ?, ?) ORDER BY id",
+        "SELECT id FROM c WHERE post_id NOT IN (?, ?, ?, ?, ?) ORDER BY id",
+        "SELECT id FROM c WHERE tag IN (?, ?, ?, ?, ?) ORDER BY id",
+        "SELECT id FROM c WHERE score IN (?, ?, ?, ?, ?) ORDER BY id",
+        "SELECT count(*) FROM c WHERE (post_id IN (?, ?, ?, ?, ?)) IS NULL",
+    ] {
+        d.check(sql, &mixed);
+    }
+    assert!(
+        d.mismatches.is_empty() && d.unsupported.is_empty(),
+        "{}",
+        d.report()
+    );
+}
