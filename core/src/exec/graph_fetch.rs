@@ -1058,7 +1058,9 @@ impl<'t> Executor<'t> {
             (JoinStrategy::Hash, 1.0)
         };
         // Room for the expected rows per key up front instead of growing each list row by row.
-        let expect = (per_key.ceil() as usize).min(cap.unwrap_or(usize::MAX)).min(64);
+        let expect = (per_key.ceil() as usize)
+            .min(cap.unwrap_or(usize::MAX))
+            .min(64);
         for t in &mut out {
             t.rows.reserve_exact(expect);
         }
@@ -1165,10 +1167,7 @@ impl<'t> Executor<'t> {
                 })?;
             }
         }
-        let rows = out
-            .into_iter()
-            .map(TopK::into_rows)
-            .collect();
+        let rows = out.into_iter().map(TopK::into_rows).collect();
         Ok((HopOut { slots, rows }, strategy))
     }
 
@@ -1253,16 +1252,8 @@ impl<'t> Executor<'t> {
         } else {
             // Many-to-many: parents -> join rows -> targets.
             let (h1, h2) = (&rel.hops[0], &rel.hops[1]);
-            let (joins, s1) = self.run_hop(
-                h1,
-                node.strategies[0],
-                parents,
-                step,
-                None,
-                &[],
-                None,
-                None,
-            )?;
+            let (joins, s1) =
+                self.run_hop(h1, node.strategies[0], parents, step, None, &[], None, None)?;
             let join_rows: Vec<RowRef> = {
                 let mut seen = HashSet::default();
                 let mut v = Vec::new();
@@ -1293,8 +1284,7 @@ impl<'t> Executor<'t> {
                     .and_then(|k| joins.get(&k))
                 {
                     for j in js {
-                        if let Some(ts) =
-                            source_join_key(&j.1, &h2.source_fields, &h2.target_types)
+                        if let Some(ts) = source_join_key(&j.1, &h2.source_fields, &h2.target_types)
                             .and_then(|k| targets.get(&k))
                         {
                             for r in ts {
@@ -1411,18 +1401,15 @@ impl<'t> Executor<'t> {
                 counts: Vec::with_capacity(rows.len()),
             };
             for (id, vals) in rows {
-                let related =
-                    source_join_key(vals, &h1.source_fields, &h1.target_types)
-                        .and_then(|k| map.get(&k));
+                let related = source_join_key(vals, &h1.source_fields, &h1.target_types)
+                    .and_then(|k| map.get(&k));
                 let n = match (related, rel.hops.get(1)) {
                     (None, _) => 0,
                     (Some(v), None) => v.len() as u64,
                     // Many-to-many: distinct far keys among the join rows.
                     (Some(v), Some(h2)) => v
                         .iter()
-                        .filter_map(|j| {
-                            source_join_key(&j.1, &h2.source_fields, &h2.target_types)
-                        })
+                        .filter_map(|j| source_join_key(&j.1, &h2.source_fields, &h2.target_types))
                         .collect::<HashSet<_>>()
                         .len() as u64,
                 };
