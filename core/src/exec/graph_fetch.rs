@@ -30,6 +30,9 @@ use crate::value::Value;
 /// A row as the executor holds it: identity and every field (older stored layouts widened).
 pub type RowRef = (i64, Arc<Vec<Value>>);
 
+/// Which rows a hop keeps (include filters and cursors).
+type KeepFn<'a> = dyn FnMut(&RowRef) -> Result<bool> + 'a;
+
 /// Slot numbers of a hop's distinct keys. Integer keys (the usual foreign keys) have their own
 /// map, so probing one hashes a single i64.
 #[derive(Default)]
@@ -988,7 +991,7 @@ impl<'t> Executor<'t> {
         planned: JoinStrategy,
         sources: &[RowRef],
         step: usize,
-        mut keep: Option<&mut dyn FnMut(&RowRef) -> Result<bool>>,
+        mut keep: Option<&mut KeepFn<'_>>,
         keys_order: &[SortKey],
         cap: Option<usize>,
         per_key_limit_check: Option<(u64, &str)>,
@@ -1224,7 +1227,7 @@ impl<'t> Executor<'t> {
                 node.strategies[0],
                 parents,
                 step,
-                filtered.then_some(&mut keep_fn as &mut dyn FnMut(&RowRef) -> Result<bool>),
+                filtered.then_some(&mut keep_fn as &mut KeepFn<'_>),
                 &keys,
                 cap,
                 check,
@@ -1270,7 +1273,7 @@ impl<'t> Executor<'t> {
                 node.strategies[1],
                 &join_rows,
                 step,
-                filtered.then_some(&mut keep_fn as &mut dyn FnMut(&RowRef) -> Result<bool>),
+                filtered.then_some(&mut keep_fn as &mut KeepFn<'_>),
                 &keys,
                 None,
                 None,
