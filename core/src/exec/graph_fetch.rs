@@ -984,7 +984,7 @@ impl<'t> Executor<'t> {
 
     /// Runs one hop: for each distinct source key, the live target rows (identity order) that
     /// `keep` accepts, at most `cap` per key after ordering (when given).
-    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    #[allow(clippy::too_many_arguments)]
     fn run_hop(
         &mut self,
         hop: &Hop,
