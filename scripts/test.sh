@@ -42,6 +42,8 @@ for t in core/tests/*.rs; do
   run_suite "rust integration: $name" cargo test -p ormdb --test "$name" -- --test-threads=2
 done
 run_suite "python binding (pytest)" python_binding_tests
+run_suite "sqlalchemy adapter (pytest)" sqlalchemy_adapter_tests
+run_suite "sqlalchemy compliance suite" sqlalchemy_compliance_tests
 run_suite "django backend (pytest .graph())" django_backend_tests
 run_suite "django suite (Django 5.2 tests on django_ormdb)" django_suite
 run_suite "cli smoke (ormdb demo + info)" bash -c '

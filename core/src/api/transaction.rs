@@ -379,6 +379,17 @@ impl Transaction {
         )
     }
 
+    /// Deletes rows as one statement: foreign key NO ACTION checks run after the last row
+    /// (SQLite's end-of-statement check). One result per id, None where no row was deleted.
+    pub fn delete_many(
+        &mut self,
+        entity: &str,
+        row_ids: &[i64],
+    ) -> Result<Vec<Option<DeleteResult>>> {
+        self.live()?;
+        mutate::delete_many(&mut self.txn, entity, row_ids, &self.limits)
+    }
+
     /// Deletes a row only if its version token is `expected_version` (else 40002).
     pub fn delete_versioned(
         &mut self,

@@ -540,11 +540,21 @@ impl<'a> Compiler<'a> {
                             // The left operand's affinity applies to list items without one.
                             items.push(collated(
                                 coll,
-                                match (aff, yaff) {
-                                    (Some(a), None) if is_numeric_aff(a) || a == DataType::Text => {
+                                match (aff, yaff, y) {
+                                    // A constant (a literal or a bound parameter) is converted
+                                    // once here instead of for every row: ORMs send IN lists
+                                    // of hundreds of parameters.
+                                    (Some(a), None, SExpr::Lit(v))
+                                        if is_numeric_aff(a) || a == DataType::Text =>
+                                    {
+                                        SExpr::Lit(super::eval::convert(Some(a), v))
+                                    }
+                                    (Some(a), None, y)
+                                        if is_numeric_aff(a) || a == DataType::Text =>
+                                    {
                                         SExpr::Affinity(a, Box::new(y))
                                     }
-                                    _ => y,
+                                    (_, _, y) => y,
                                 },
                             ));
                         }

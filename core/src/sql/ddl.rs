@@ -551,10 +551,10 @@ fn column_field(
                 }
                 spec.primary_key = vec![col.name.value.clone()];
             }
-            ColumnOption::Unique(_) => spec.uniques.push((
-                o.name.as_ref().map(|n| n.value.clone()),
-                vec![col.name.value.clone()],
-            )),
+            // SQLite names the index of a UNIQUE constraint sqlite_autoindex_T_N even when the
+            // constraint has a name (kept only in the CREATE text); reflection (SQLAlchemy's
+            // get_unique_constraints) matches constraints to indexes by that prefix.
+            ColumnOption::Unique(_) => spec.uniques.push((None, vec![col.name.value.clone()])),
             ColumnOption::ForeignKey(fk) => {
                 let s = fk_spec(fk, vec![col.name.value.clone()])?;
                 spec.foreign_keys.push(s);
@@ -662,10 +662,8 @@ pub fn create_table(
                 spec.primary_key = index_column_names(&pk.columns)?;
             }
             TableConstraint::Unique(u) => {
-                spec.uniques.push((
-                    u.name.as_ref().map(|n| n.value.clone()),
-                    index_column_names(&u.columns)?,
-                ));
+                // Unnamed index, as for a column UNIQUE above.
+                spec.uniques.push((None, index_column_names(&u.columns)?));
             }
             TableConstraint::ForeignKey(fk) => {
                 let cols = fk.columns.iter().map(|c| c.value.clone()).collect();

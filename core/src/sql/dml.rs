@@ -868,24 +868,33 @@ pub fn delete(c: &mut Compiler, d: &ast::Delete, ctx: &mut Ctx) -> Result<WriteO
         out.decls = decls.clone();
     }
     let rowid_pos = e.fields.len();
-    for row in rows {
-        let Value::Integer(id) = row[rowid_pos] else {
-            continue;
-        };
-        // A cascade from an earlier row of this statement may have removed it already.
-        let current = if returning.is_some() {
-            full_row(ctx, &e.name, id)?
-        } else {
-            None
-        };
-        if let Some(d) = ctx.tx.delete(&e.name, id)? {
+    let ids: Vec<i64> = rows
+        .iter()
+        .filter_map(|row| match row[rowid_pos] {
+            Value::Integer(id) => Some(id),
+            _ => None,
+        })
+        .collect();
+    // RETURNING shows each row as it was before the statement; rows a cascade from an
+    // earlier row removed are not deleted by this statement and are not returned.
+    let before: Vec<Option<Vec<Value>>> = if returning.is_some() {
+        ids.iter()
+            .map(|id| full_row(ctx, &e.name, *id))
+            .collect::<Result<_>>()?
+    } else {
+        Vec::new()
+    };
+    // One engine call for the statement, so foreign keys are checked at its end (as SQLite).
+    let results = ctx.tx.delete_many(&e.name, &ids)?;
+    ctx.invalidate();
+    for (i, d) in results.iter().enumerate() {
+        if let Some(d) = d {
             out.changes += 1;
             out.cascaded += d.cascaded as i64;
-            if let Some(r) = current {
-                eval_returning(&returning, ctx, &r, &mut out.rows)?;
+            if let Some(Some(r)) = before.get(i) {
+                eval_returning(&returning, ctx, r, &mut out.rows)?;
             }
         }
-        ctx.invalidate();
     }
     Ok(out)
 }

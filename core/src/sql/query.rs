@@ -192,51 +192,61 @@ pub fn compile_query(c: &mut Compiler, q: &ast::Query) -> Result<Query> {
     }
     let ctes_before = c.ctes.len();
     if let Some(with) = &q.with {
-        for cte in &with.cte_tables {
-            // As in SQLite, RECURSIVE is optional: a CTE whose FROM reads itself is recursive
-            // (Django's sqlite backend relies on this when it looks for referencing tables).
-            let name = &cte.alias.name.value;
-            let recursive = if with.recursive {
-                query_mentions(&cte.query, name)
-            } else {
-                reads_table(&cte.query.body, name)
-            };
-            if recursive {
-                let def = compile_recursive_cte(c, cte)?;
-                c.ctes.push(def);
-                continue;
-            }
-            let sub = compile_query(c, &cte.query)?;
-            let mut columns = sub.columns.clone();
-            if !cte.alias.columns.is_empty() {
-                if cte.alias.columns.len() != columns.len() {
-                    return Err(syntax(format!(
-                        "table {} has {} values for {} columns",
-                        cte.alias.name.value,
-                        columns.len(),
-                        cte.alias.columns.len()
-                    )));
-                }
-                columns = cte
-                    .alias
-                    .columns
-                    .iter()
-                    .map(|c| c.name.value.clone())
-                    .collect();
-            }
-            let slot = c.cte_slots;
-            c.cte_slots += 1;
-            c.ctes.push(CteDef {
-                name: cte.alias.name.value.clone(),
-                query: Rc::new(sub),
-                columns,
-                slot,
-            });
+        if let Err(e) = push_ctes(c, with) {
+            c.ctes.truncate(ctes_before);
+            return Err(e);
         }
     }
     let res = compile_query_body(c, q);
     c.ctes.truncate(ctes_before);
     res
+}
+
+/// Compiles the common table expressions of a WITH clause onto `c.ctes` (the caller truncates
+/// them when the statement is compiled).
+pub fn push_ctes(c: &mut Compiler, with: &ast::With) -> Result<()> {
+    for cte in &with.cte_tables {
+        // As in SQLite, RECURSIVE is optional: a CTE whose FROM reads itself is recursive
+        // (Django's sqlite backend relies on this when it looks for referencing tables).
+        let name = &cte.alias.name.value;
+        let recursive = if with.recursive {
+            query_mentions(&cte.query, name)
+        } else {
+            reads_table(&cte.query.body, name)
+        };
+        if recursive {
+            let def = compile_recursive_cte(c, cte)?;
+            c.ctes.push(def);
+            continue;
+        }
+        let sub = compile_query(c, &cte.query)?;
+        let mut columns = sub.columns.clone();
+        if !cte.alias.columns.is_empty() {
+            if cte.alias.columns.len() != columns.len() {
+                return Err(syntax(format!(
+                    "table {} has {} values for {} columns",
+                    cte.alias.name.value,
+                    columns.len(),
+                    cte.alias.columns.len()
+                )));
+            }
+            columns = cte
+                .alias
+                .columns
+                .iter()
+                .map(|c| c.name.value.clone())
+                .collect();
+        }
+        let slot = c.cte_slots;
+        c.cte_slots += 1;
+        c.ctes.push(CteDef {
+            name: cte.alias.name.value.clone(),
+            query: Rc::new(sub),
+            columns,
+            slot,
+        });
+    }
+    Ok(())
 }
 
 /// Most rows a recursive CTE may produce without a LIMIT of its own.
@@ -867,9 +877,107 @@ fn compile_factor(c: &mut Compiler, f: &TableFactor, join: JoinKind) -> Result<S
                 access: Access::Scan,
             })
         }
-        TableFactor::NestedJoin { .. } => Err(Error::unsupported("parenthesized joins")),
+        TableFactor::NestedJoin {
+            table_with_joins,
+            alias,
+        } => {
+            if alias.is_some() {
+                return Err(Error::unsupported("an alias on a parenthesized join"));
+            }
+            compile_nested_join(c, table_with_joins, offset, join)
+        }
         other => Err(Error::unsupported(format!("FROM item {other}"))),
     }
+}
+
+/// `a LEFT JOIN (b JOIN c ON ...) ON ...` (SQLAlchemy's joined eager load of a many-to-many
+/// relation): the parenthesized join runs as a derived table whose columns keep the names
+/// of their tables, so the outer ON clause and the select list refer to `b.x` and `c.y` as
+/// usual. Its members must be tables joined without USING / NATURAL (whose merged columns
+/// would not belong to one table).
+fn compile_nested_join(
+    c: &mut Compiler,
+    twj: &ast::TableWithJoins,
+    offset: usize,
+    join: JoinKind,
+) -> Result<Source> {
+    let mut owners: Vec<(String, String)> = Vec::new();
+    for j in &twj.joins {
+        let constraint = match &j.join_operator {
+            JoinOperator::Join(k)
+            | JoinOperator::Inner(k)
+            | JoinOperator::Left(k)
+            | JoinOperator::LeftOuter(k)
+            | JoinOperator::CrossJoin(k) => k,
+            _ => &JoinConstraint::None,
+        };
+        if matches!(
+            constraint,
+            JoinConstraint::Using(_) | JoinConstraint::Natural
+        ) {
+            return Err(Error::unsupported(
+                "USING or NATURAL inside a parenthesized join",
+            ));
+        }
+    }
+    for f in std::iter::once(&twj.relation).chain(twj.joins.iter().map(|j| &j.relation)) {
+        let TableFactor::Table { name, alias, .. } = f else {
+            return Err(Error::unsupported(
+                "a parenthesized join of anything but tables",
+            ));
+        };
+        let tname = table_name(name)?;
+        if is_schema_table(&tname)
+            || is_temp_schema_table(&tname)
+            || c.ctes.iter().any(|d| d.name.eq_ignore_ascii_case(&tname))
+        {
+            return Err(Error::unsupported(format!(
+                "{tname} inside a parenthesized join"
+            )));
+        }
+        let shown = alias
+            .as_ref()
+            .map(|a| a.name.value.clone())
+            .unwrap_or_else(|| tname.clone());
+        for fd in &c.schema.entity(&tname)?.fields {
+            owners.push((shown.clone(), fd.name.clone()));
+        }
+    }
+    // The FROM clause is the statement's own AST (its parameters are bound by their position
+    // in the statement text); only the `SELECT *` around it comes from a template.
+    let mut query = match super::parse::parse_one("SELECT * FROM t")? {
+        ast::Statement::Query(q) => q,
+        _ => return Err(Error::internal("nested join template is not a query")),
+    };
+    match query.body.as_mut() {
+        SetExpr::Select(sel) => sel.from = vec![twj.clone()],
+        _ => return Err(Error::internal("nested join template is not a SELECT")),
+    }
+    let q = compile_query(c, &query)?;
+    if q.columns.len() != owners.len() {
+        return Err(Error::internal("parenthesized join: column count mismatch"));
+    }
+    for (i, (table, name)) in owners.iter().enumerate() {
+        c.frame().cols.push(ColInfo {
+            table: Some(table.clone()),
+            name: name.clone(),
+            affinity: q.affinities.get(i).copied().flatten(),
+            decl: q.decls.get(i).cloned().flatten(),
+            hidden: false,
+            alias_of: None,
+        });
+    }
+    if q.correlated {
+        c.frame().correlated = true;
+    }
+    Ok(Source {
+        kind: SourceKind::Query(Rc::new(q)),
+        offset,
+        width: owners.len(),
+        join,
+        on: None,
+        access: Access::Scan,
+    })
 }
 
 fn compile_join(c: &mut Compiler, j: &ast::Join, sources: &mut Vec<Source>) -> Result<()> {

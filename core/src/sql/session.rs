@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use sqlparser::ast::Statement;
+use sqlparser::ast::{SetExpr, Statement};
 
 use super::catalog_emulation as cat;
 use super::compile::Compiler;
@@ -862,6 +862,33 @@ fn run_statement(
         rows_read: 0,
     };
     match stmt {
+        // WITH ... INSERT / UPDATE / DELETE: the common table expressions are visible to the
+        // statement (its SELECT, FROM or subqueries).
+        Statement::Query(q)
+            if matches!(
+                q.body.as_ref(),
+                SetExpr::Insert(_) | SetExpr::Update(_) | SetExpr::Delete(_)
+            ) =>
+        {
+            if q.order_by.is_some() || q.limit_clause.is_some() || q.fetch.is_some() {
+                return Err(Error::unsupported(
+                    "ORDER BY / LIMIT after a WITH ... DML statement",
+                ));
+            }
+            if let Some(with) = &q.with {
+                query::push_ctes(&mut c, with)?;
+            }
+            let mut ctx = statement_ctx(tx, counters, &user_functions);
+            let (o, sets_last_id) = match q.body.as_ref() {
+                SetExpr::Insert(Statement::Insert(ins)) => {
+                    (dml::insert(&mut c, ins, &mut ctx)?, true)
+                }
+                SetExpr::Update(Statement::Update(u)) => (dml::update(&mut c, u, &mut ctx)?, false),
+                SetExpr::Delete(Statement::Delete(d)) => (dml::delete(&mut c, d, &mut ctx)?, false),
+                _ => return Err(Error::unsupported("WITH before this statement")),
+            };
+            Ok(Outcome::written(o, sets_last_id, ctx.rows_read))
+        }
         Statement::Query(q) => {
             let compiled = query::compile_query(&mut c, q)?;
             let mut ctx = statement_ctx(tx, counters, &user_functions);
