@@ -170,3 +170,56 @@ WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 600) IN
         d.report()
     );
 }
+
+/// An IN list over an indexed column reads all its keys' index entries and rows in one sorted
+/// batch: nearby and distant keys, duplicates, keys of other types, composite indexes, stale
+/// entries of updated or deleted rows and rows written earlier in the same transaction must
+/// give SQLite's rows, each once.
+#[test]
+fn in_list_index_lookups_in_one_batch() {
+    let mut d = Diff::new();
+    d.script(
+        r#"
+CREATE TABLE p (id INTEGER PRIMARY KEY, name TEXT);
+CREATE TABLE c (id INTEGER PRIMARY KEY, post_id INTEGER REFERENCES p (id), kind TEXT, n INTEGER);
+CREATE INDEX ix_c_post ON c (post_id);
+CREATE INDEX ix_c_kind_n ON c (kind, n);
+WITH RECURSIVE s(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM s WHERE x < 400) INSERT INTO p (id, name) SELECT x, 'p' || x FROM s;
+WITH RECURSIVE s(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM s WHERE x < 2000) INSERT INTO c (post_id, kind, n) SELECT CASE WHEN x % 97 = 0 THEN NULL ELSE (x * 7) % 400 - 3 END, 'k' || (x % 5), x % 11 FROM s;
+SELECT id, post_id FROM c WHERE post_id IN (1, 2, 3, 4, 5, 6, 7, 8);
+SELECT id, post_id FROM c WHERE post_id IN (390, 1, 200, 3, 2, 250, 1, 3, -2, -3, 1000);
+SELECT id, post_id FROM c WHERE post_id IN ('5', 6.0, 7.5, NULL, 'x', x'07', 8);
+SELECT id FROM c WHERE post_id IN (10, 11, 12) AND kind IN ('k1', 'k2');
+SELECT id, kind, n FROM c WHERE kind IN ('k3', 'k0', 'k3', 'zz') AND n = 4;
+SELECT id, kind, n FROM c WHERE kind IN ('k1', 'k4') ORDER BY n, id;
+SELECT p.id, c.id FROM p JOIN c ON c.post_id = p.id WHERE c.post_id IN (20, 21, 22, 40, 80) ORDER BY c.id;
+UPDATE c SET post_id = 1000 WHERE post_id IN (30, 31);
+DELETE FROM c WHERE post_id IN (32, 34);
+SELECT id, post_id FROM c WHERE post_id IN (29, 30, 31, 32, 33, 34, 35, 1000);
+BEGIN;
+INSERT INTO c (post_id, kind, n) VALUES (36, 'new', 1), (37, 'new', 2), (500, 'new', 3);
+UPDATE c SET post_id = 38 WHERE post_id = 39;
+DELETE FROM c WHERE post_id = 40;
+SELECT id, post_id FROM c WHERE post_id IN (36, 37, 38, 39, 40, 41, 500);
+SELECT id, kind, n FROM c WHERE kind IN ('new', 'k2') AND n = 2;
+ROLLBACK;
+SELECT id, post_id FROM c WHERE post_id IN (36, 37, 38, 39, 40, 41, 500);
+"#,
+    );
+    // SQLAlchemy's selectinload: 500 bound parameters, some matching nothing.
+    let ids: Vec<Value> = (0..500).map(|i| Value::Integer(i * 3 - 10)).collect();
+    let marks = vec!["?"; ids.len()].join(", ");
+    d.check(
+        &format!("SELECT c.id, c.post_id, c.kind FROM c WHERE c.post_id IN ({marks})"),
+        &ids,
+    );
+    d.check(
+        &format!("SELECT count(*), sum(n) FROM c WHERE post_id IN ({marks})"),
+        &ids,
+    );
+    assert!(
+        d.mismatches.is_empty() && d.unsupported.is_empty(),
+        "{}",
+        d.report()
+    );
+}

@@ -2,8 +2,7 @@
 
 Starts from what SQLAlchemy's own test requirements grant SQLite (ORMDB speaks SQLite's SQL
 and emulates its catalog), then switches off what ORMDB does not do yet. Every feature
-switched off says why; "not yet supported by the engine (issue 4)" marks SQL features another
-branch is adding to the engine.
+switched off says why.
 """
 
 from __future__ import annotations
@@ -12,9 +11,6 @@ from typing import Any
 
 from sqlalchemy.testing import exclusions
 from sqlalchemy.testing.requirements import SuiteRequirements
-
-_ISSUE_4 = "not yet supported by the engine (issue 4)"
-
 
 class Requirements(SuiteRequirements):
     # -- DDL and constraints --------------------------------------------------------------
@@ -115,53 +111,46 @@ class Requirements(SuiteRequirements):
 
     @property
     def views(self) -> Any:
-        # CREATE VIEW: not yet supported by the engine (issue 4).
-        return exclusions.closed()
+        return exclusions.open()
 
     @property
     def temporary_tables(self) -> Any:
-        # CREATE TEMP TABLE: not yet supported by the engine (issue 4).
-        return exclusions.closed()
+        # Per session, listed in sqlite_temp_master (COMPAT.md, CREATE TEMP TABLE).
+        return exclusions.open()
 
     @property
     def temp_table_reflection(self) -> Any:
-        # Temporary tables: not yet supported by the engine (issue 4).
-        return exclusions.closed()
+        return exclusions.open()
 
     @property
     def temp_table_names(self) -> Any:
-        # Temporary tables: not yet supported by the engine (issue 4).
-        return exclusions.closed()
+        return exclusions.open()
 
     @property
     def has_temp_table(self) -> Any:
-        # Temporary tables: not yet supported by the engine (issue 4).
-        return exclusions.closed()
+        return exclusions.open()
 
     @property
     def temporary_views(self) -> Any:
-        # Views and temporary tables: not yet supported by the engine (issue 4).
-        return exclusions.closed()
+        return exclusions.open()
 
     @property
     def indexes_with_ascdesc(self) -> Any:
-        # DESC index columns: not yet supported by the engine (issue 4).
-        return exclusions.closed()
+        return exclusions.open()
 
     @property
     def reflect_indexes_with_ascdesc(self) -> Any:
-        # DESC index columns: not yet supported by the engine (issue 4).
-        return exclusions.closed()
+        # PRAGMA index_xinfo reports each column's direction, as in SQLite.
+        return exclusions.open()
 
     @property
     def indexes_with_expressions(self) -> Any:
-        # Expression indexes: not yet supported by the engine (issue 4).
-        return exclusions.closed()
+        return exclusions.open()
 
     @property
     def reflect_indexes_with_expressions(self) -> Any:
-        # Expression indexes: not yet supported by the engine (issue 4).
-        return exclusions.closed()
+        # The expressions come back from the CREATE INDEX text in sqlite_master.
+        return exclusions.open()
 
     @property
     def schemas(self) -> Any:

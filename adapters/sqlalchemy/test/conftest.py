@@ -14,23 +14,13 @@ from sqlalchemy.testing.plugin.pytestplugin import (  # noqa: E402
 )
 
 # Suite tests that use a feature without consulting its requirement, so switching the feature
-# off in requirements.py does not skip them:
-# - HasTableTest creates a view in its class fixture whenever ``requires.view_reflection``
-#   exists (it tests the object's truth value, not ``.enabled``): views are not yet supported
-#   by the engine (issue 4).
-# - ComponentReflectionTest.test_get_view_names (without schema) expects views (issue 4).
-# - use_schema=True variants of test_metadata and of ComponentReflectionTestExtra's CHECK
-#   constraint tests use the ``test_schema`` schema, i.e. an ATTACHed database, which ORMDB
-#   does not have (requirements.schemas is off).
-_VIEWS = "creates a view (not yet supported by the engine, issue 4)"
+# off in requirements.py does not skip them: the use_schema=True variants of test_metadata and
+# of ComponentReflectionTestExtra's CHECK constraint tests use the ``test_schema`` schema, i.e.
+# an ATTACHed database, which ORMDB does not have (requirements.schemas is off).
 _SCHEMAS = "uses the test_schema schema (an ATTACHed database; ORMDB has none)"
 
 
 def _unguarded_reason(cls: str, name: str, params: dict) -> "str | None":
-    if cls.startswith("HasTableTest_"):
-        return _VIEWS
-    if cls.startswith("ComponentReflectionTest_") and name.startswith("test_get_view_names["):
-        return _VIEWS
     if (
         params.get("use_schema") is True
         and cls.startswith("ComponentReflectionTest_")

@@ -206,6 +206,84 @@ impl Transaction {
             .collect())
     }
 
+    /// Rows whose leading fields of index `index` equal any of `keys` (each a tuple of 1 to
+    /// the index's field count values), each row once, in index key order (soft-deleted
+    /// excluded). Equivalent to [`Self::find_by_index`] per key, but the keys' index entries
+    /// are read in sorted order with one range scan per run of nearby integer keys, and all
+    /// the rows in one batch, instead of a seek per key and per row (IN lists of foreign keys,
+    /// as ORMs send them for eager loads).
+    pub fn find_by_index_keys(
+        &mut self,
+        entity: &str,
+        index: &str,
+        keys: &[Vec<Value>],
+    ) -> Result<Vec<Row>> {
+        use crate::storage::keys::index_values_prefix;
+        self.live()?;
+        let schema = self.txn.schema().clone();
+        let e = schema.entity(entity)?;
+        let ix = e
+            .index_by_name(index)
+            .ok_or_else(|| {
+                Error::new(
+                    crate::error::SqlState::UndefinedTable,
+                    format!("no such index on {}: {index}", e.name),
+                )
+            })?
+            .clone();
+        if let Some(bad) = keys
+            .iter()
+            .find(|k| k.len() > ix.fields.len() || k.is_empty())
+        {
+            return Err(Error::invalid(format!(
+                "index {index} has {} fields, {} values were given",
+                ix.fields.len(),
+                bad.len()
+            )));
+        }
+        let mut prefixes: Vec<(Vec<u8>, usize)> = keys
+            .iter()
+            .map(|k| (index_values_prefix(ix.id, k), k.len()))
+            .collect();
+        prefixes.sort();
+        prefixes.dedup();
+        let encoded: Vec<Vec<u8>> = prefixes.iter().map(|(p, _)| p.clone()).collect();
+        let cands = self.txn.index_candidates_grouped(&encoded)?;
+        let mut ids: Vec<i64> = cands.iter().flatten().copied().collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut rows: std::collections::HashMap<i64, StoredRow> =
+            std::collections::HashMap::with_capacity(ids.len());
+        self.txn.read_rows_batch(e.id, &ids, |id, r| {
+            rows.insert(id, r);
+            Ok(())
+        })?;
+        let mut out = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for ((prefix, n), cand) in prefixes.iter().zip(cands) {
+            for id in cand {
+                let Some(r) = rows.get(&id) else {
+                    continue;
+                };
+                if r.is_soft_deleted() || seen.contains(&id) {
+                    continue;
+                }
+                // Entries are hints: the row's current values decide.
+                let Some(mut vals) = ix.entry_values(e, &r.values)? else {
+                    continue;
+                };
+                vals.truncate(*n);
+                if index_values_prefix(ix.id, &vals) == *prefix {
+                    seen.insert(id);
+                    if let Some(r) = rows.remove(&id) {
+                        out.push(Row::from_stored(e, id, r));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Rows whose index key starts with `eq` and whose next indexed field lies within `lo` /
     /// `hi` (value, inclusive), in index order (soft-deleted excluded). Values compare in
     /// SQLite's cross-type order (NULL < numbers < text < blob), as index keys do.

@@ -460,58 +460,6 @@ impl<'t> Executor<'t> {
         Ok(out)
     }
 
-    /// Candidate row ids per prefix. Prefixes of nearby integer keys (ids, foreign keys to
-    /// ids) share one range scan of the index instead of one scan each.
-    fn index_candidates_grouped(&mut self, prefixes: &[Vec<u8>]) -> Result<Vec<Vec<i64>>> {
-        /// Largest gap between integer keys read through by one scan.
-        const GAP: i64 = 4;
-        let mut order: Vec<usize> = (0..prefixes.len()).collect();
-        order.sort_by(|a, b| prefixes[*a].cmp(&prefixes[*b]));
-        let mut out: Vec<Vec<i64>> = vec![Vec::new(); prefixes.len()];
-        let mut i = 0;
-        while i < order.len() {
-            let mut j = i;
-            while j + 1 < order.len() {
-                let (a, b) = (&prefixes[order[j]], &prefixes[order[j + 1]]);
-                match (trailing_int(a), trailing_int(b)) {
-                    (Some((pa, x)), Some((pb, y))) if pa == pb && y.saturating_sub(x) <= GAP => {
-                        j += 1
-                    }
-                    _ => break,
-                }
-            }
-            if i == j {
-                out[order[i]] = self.txn.index_candidates(&prefixes[order[i]])?;
-            } else {
-                let start = prefixes[order[i]].clone();
-                let end = prefix_end(&prefixes[order[j]]);
-                let entries = self.txn.index_entries(&start, &end)?;
-                // Entries and prefixes are both sorted: walk them together.
-                let mut e = 0;
-                for &pi in &order[i..=j] {
-                    let p = &prefixes[pi];
-                    while e < entries.len() && entries[e].as_slice() < p.as_slice() {
-                        e += 1;
-                    }
-                    let mut ids = Vec::new();
-                    while e < entries.len() && entries[e].starts_with(p) {
-                        if entries[e].len() == p.len() + 8 {
-                            if let Some(id) = keys::index_entry_row_id(&entries[e]) {
-                                ids.push(id);
-                            }
-                        }
-                        e += 1;
-                    }
-                    ids.sort_unstable();
-                    ids.dedup();
-                    out[pi] = ids;
-                }
-            }
-            i = j + 1;
-        }
-        Ok(out)
-    }
-
     /// For each encoded prefix of the first `n` fields of `ix`: the live rows (soft-deleted
     /// excluded) under it, in id order. All candidates are read in one batch; each is verified
     /// against its current values (index entries are hints).
@@ -523,7 +471,7 @@ impl<'t> Executor<'t> {
         n: usize,
         step: usize,
     ) -> Result<Vec<Vec<RowRef>>> {
-        let cands = self.index_candidates_grouped(prefixes)?;
+        let cands = self.txn.index_candidates_grouped(prefixes)?;
         let mut all: Vec<i64> = cands.iter().flatten().copied().collect();
         all.sort_unstable();
         all.dedup();
@@ -1553,30 +1501,6 @@ impl<'t> Executor<'t> {
             stats: self.stats.clone(),
         }
     }
-}
-
-/// Splits an encoded index prefix whose last value is an integer into (everything before it,
-/// the integer); `None` for other prefixes.
-fn trailing_int(prefix: &[u8]) -> Option<(&[u8], i64)> {
-    // An encoded number is 0x10, 8 bytes of ordered f64 and 8 bytes of residual.
-    if prefix.len() < 17 + 5 {
-        return None;
-    }
-    let (head, num) = prefix.split_at(prefix.len() - 17);
-    if num[0] != 0x10 {
-        return None;
-    }
-    let bits = u64::from_be_bytes(num[1..9].try_into().ok()?);
-    let f = f64::from_bits(if bits >> 63 == 1 {
-        bits ^ (1 << 63)
-    } else {
-        !bits
-    });
-    let residual = (u64::from_be_bytes(num[9..17].try_into().ok()?) ^ (1 << 63)) as i64;
-    if !f.is_finite() || f.fract() != 0.0 || f.abs() > 9.0e15 {
-        return None;
-    }
-    Some((head, (f as i64).wrapping_add(residual)))
 }
 
 /// The identity range `[lo, hi]` a comparison of the row id with `v` allows (a superset for

@@ -2004,8 +2004,7 @@ fn source_rows(src: &Source, ctx: &mut Ctx, env: &Env) -> Result<Rc<Vec<Vec<Valu
                 Ok(Rc::new(out))
             }
             Access::Index { name: ix, keys } => {
-                let mut out = Vec::new();
-                let mut seen = HashSet::new();
+                let mut tuples = Vec::with_capacity(keys.len());
                 for tuple in keys {
                     let mut vals = Vec::with_capacity(tuple.len());
                     let mut null = false;
@@ -2014,17 +2013,23 @@ fn source_rows(src: &Source, ctx: &mut Ctx, env: &Env) -> Result<Rc<Vec<Vec<Valu
                         null |= v.is_null();
                         vals.push(v);
                     }
-                    if null {
-                        continue; // `col = NULL` matches nothing
+                    if !null {
+                        // `col = NULL` matches nothing
+                        tuples.push(vals);
                     }
-                    for r in ctx.tx.find_by_index(name, ix, &vals)? {
-                        ctx.rows_read += 1;
-                        if seen.insert(r.row_id) {
-                            let mut v = r.values;
-                            v.push(Value::Integer(r.row_id));
-                            out.push(v);
-                        }
-                    }
+                }
+                let found = match tuples.as_slice() {
+                    [] => Vec::new(),
+                    [one] => ctx.tx.find_by_index(name, ix, one)?,
+                    // An IN list: one sorted, batched read for all its keys.
+                    _ => ctx.tx.find_by_index_keys(name, ix, &tuples)?,
+                };
+                let mut out = Vec::with_capacity(found.len());
+                for r in found {
+                    ctx.rows_read += 1;
+                    let mut v = r.values;
+                    v.push(Value::Integer(r.row_id));
+                    out.push(v);
                 }
                 Ok(Rc::new(out))
             }

@@ -124,6 +124,30 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![0xFF; prefix.len() + 1]
 }
 
+/// Splits an encoded index prefix whose last value is an integer into (everything before it,
+/// the integer); `None` for other prefixes.
+pub fn trailing_int(prefix: &[u8]) -> Option<(&[u8], i64)> {
+    // An encoded number is 0x10, 8 bytes of ordered f64 and 8 bytes of residual.
+    if prefix.len() < 17 + 5 {
+        return None;
+    }
+    let (head, num) = prefix.split_at(prefix.len() - 17);
+    if num[0] != 0x10 {
+        return None;
+    }
+    let bits = u64::from_be_bytes(num[1..9].try_into().ok()?);
+    let f = f64::from_bits(if bits >> 63 == 1 {
+        bits ^ (1 << 63)
+    } else {
+        !bits
+    });
+    let residual = (u64::from_be_bytes(num[9..17].try_into().ok()?) ^ (1 << 63)) as i64;
+    if !f.is_finite() || f.fract() != 0.0 || f.abs() > 9.0e15 {
+        return None;
+    }
+    Some((head, (f as i64).wrapping_add(residual)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -474,6 +474,59 @@ impl Txn {
         Ok(out)
     }
 
+    /// Candidate row ids per encoded index prefix (sorted and distinct per prefix; hints, to be
+    /// verified by the caller). Prefixes of nearby integer keys (ids, foreign keys to ids)
+    /// share one range scan of the index instead of one scan each. Records the ranges read.
+    pub fn index_candidates_grouped(&mut self, prefixes: &[Vec<u8>]) -> Result<Vec<Vec<i64>>> {
+        /// Largest gap between integer keys read through by one scan.
+        const GAP: i64 = 4;
+        let mut order: Vec<usize> = (0..prefixes.len()).collect();
+        order.sort_by(|a, b| prefixes[*a].cmp(&prefixes[*b]));
+        let mut out: Vec<Vec<i64>> = vec![Vec::new(); prefixes.len()];
+        let mut i = 0;
+        while i < order.len() {
+            let mut j = i;
+            while j + 1 < order.len() {
+                let (a, b) = (&prefixes[order[j]], &prefixes[order[j + 1]]);
+                match (keys::trailing_int(a), keys::trailing_int(b)) {
+                    (Some((pa, x)), Some((pb, y))) if pa == pb && y.saturating_sub(x) <= GAP => {
+                        j += 1
+                    }
+                    _ => break,
+                }
+            }
+            if i == j {
+                out[order[i]] = self.index_candidates(&prefixes[order[i]])?;
+            } else {
+                let start = prefixes[order[i]].clone();
+                let end = prefix_end(&prefixes[order[j]]);
+                let entries = self.index_entries(&start, &end)?;
+                // Entries and prefixes are both sorted: walk them together.
+                let mut e = 0;
+                for &pi in &order[i..=j] {
+                    let p = &prefixes[pi];
+                    while e < entries.len() && entries[e].as_slice() < p.as_slice() {
+                        e += 1;
+                    }
+                    let mut ids = Vec::new();
+                    while e < entries.len() && entries[e].starts_with(p) {
+                        if entries[e].len() == p.len() + 8 {
+                            if let Some(id) = keys::index_entry_row_id(&entries[e]) {
+                                ids.push(id);
+                            }
+                        }
+                        e += 1;
+                    }
+                    ids.sort_unstable();
+                    ids.dedup();
+                    out[pi] = ids;
+                }
+            }
+            i = j + 1;
+        }
+        Ok(out)
+    }
+
     /// Reads the rows with the given ids (sorted, distinct) as this transaction sees them, with
     /// one range scan per run of nearby ids instead of one seek per row (a seek costs about as
     /// much as stepping over a few rows). Tombstoned and missing rows are skipped. Records each
