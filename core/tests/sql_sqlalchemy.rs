@@ -223,3 +223,27 @@ SELECT id, post_id FROM c WHERE post_id IN (36, 37, 38, 39, 40, 41, 500);
         d.report()
     );
 }
+
+/// SQLAlchemy's has_table / get_columns run `PRAGMA main.table_info(x)` then
+/// `PRAGMA temp.table_info(x)`: a temporary view is answered by the second only, and a main
+/// view or table by the first only.
+#[test]
+fn table_info_of_temporary_views_by_schema() {
+    run(r#"
+CREATE TABLE users (id INTEGER PRIMARY KEY, name VARCHAR(30) NOT NULL);
+CREATE VIEW users_v AS SELECT id, name FROM users;
+CREATE TEMPORARY TABLE user_tmp (id INTEGER PRIMARY KEY, name TEXT);
+CREATE TEMPORARY VIEW user_tmp_v AS SELECT id, upper(name) AS up FROM user_tmp;
+PRAGMA main.table_info(user_tmp_v);
+PRAGMA temp.table_info(user_tmp_v);
+PRAGMA temp.table_xinfo(user_tmp_v);
+PRAGMA table_info(user_tmp_v);
+PRAGMA temp.index_list(user_tmp_v);
+PRAGMA main.table_info(users_v);
+PRAGMA temp.table_info(users_v);
+PRAGMA main.table_info(user_tmp);
+PRAGMA temp.table_info(user_tmp);
+PRAGMA temp.table_info(users);
+SELECT type, name, tbl_name FROM sqlite_temp_master ORDER BY name;
+"#);
+}

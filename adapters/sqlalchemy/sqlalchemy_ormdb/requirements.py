@@ -149,8 +149,10 @@ class Requirements(SuiteRequirements):
 
     @property
     def reflect_indexes_with_expressions(self) -> Any:
-        # The expressions come back from the CREATE INDEX text in sqlite_master.
-        return exclusions.open()
+        # SQLAlchemy's SQLite dialect (whose reflection this one inherits) leaves
+        # expression-based indexes out of get_indexes with a warning, as it does on SQLite;
+        # PRAGMA index_xinfo and sqlite_master describe them as SQLite does.
+        return exclusions.closed()
 
     @property
     def schemas(self) -> Any:

@@ -529,7 +529,9 @@ impl Session {
                 let rows = self.read(|tx| {
                     let schema = tx.schema().clone();
                     let stored = names.stored(t);
-                    if temp || (!main && schema.entity_pos(&stored).is_some()) {
+                    // `PRAGMA temp.table_info(v)` of a temporary view is answered below.
+                    let temp_table = schema.entity_pos(&stored).is_some();
+                    if (!main && temp_table) || (temp && schema.view(&stored).is_none()) {
                         let Ok(e) = schema.entity(&stored) else {
                             return Ok(Vec::new());
                         };
@@ -553,6 +555,7 @@ impl Session {
                     }
                     let temp_view = if main { None } else { schema.view(&stored) };
                     if schema.entity_pos(t).is_none() || temp_view.is_some() {
+                        let is_temp = temp_view.is_some();
                         if let Some(v) = temp_view.or_else(|| schema.view(t)) {
                             if !name.starts_with("table_") {
                                 return Ok(Vec::new());
@@ -560,6 +563,10 @@ impl Session {
                             let bound = Bound::default();
                             let li = LineIndex::new(&v.sql);
                             let mut c = Compiler::new(&schema, &bound, &li);
+                            // A temporary view reads the session's temporary tables.
+                            if is_temp {
+                                c.temp = Some(&names);
+                            }
                             let cv = super::view::compile_view(&mut c, v)?;
                             return Ok(cat::view_info(
                                 &cv.columns,
