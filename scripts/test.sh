@@ -39,7 +39,10 @@ run_suite "rust unit tests (ormdb lib)" cargo test -p ormdb --lib
 run_suite "rust doc tests (ormdb)" cargo test -p ormdb --doc
 for t in core/tests/*.rs; do
   name="$(basename "$t" .rs)"
-  run_suite "rust integration: $name" cargo test -p ormdb --test "$name" -- --test-threads=2
+  # The server tests start the built `ormdb` binary, which needs the cli feature.
+  features=()
+  case "$name" in net_*) features=(--features cli) ;; esac
+  run_suite "rust integration: $name" cargo test -p ormdb "${features[@]}" --test "$name" -- --test-threads=2
 done
 run_suite "python binding (pytest)" python_binding_tests
 run_suite "cli smoke (ormdb demo + info)" bash -c '
