@@ -50,10 +50,18 @@ async fn client_loop(c: Client, me: i64, until: Instant) -> Tally {
                 let s = c.begin().await.unwrap();
                 let seq = t.committed + 1;
                 let r = async {
-                    c.sql_in(s, "UPDATE counters SET n = n + 1 WHERE client = ?", p(&[me]))
-                        .await?;
-                    c.sql_in(s, "INSERT INTO ops (client, seq) VALUES (?, ?)", p(&[me, seq]))
-                        .await?;
+                    c.sql_in(
+                        s,
+                        "UPDATE counters SET n = n + 1 WHERE client = ?",
+                        p(&[me]),
+                    )
+                    .await?;
+                    c.sql_in(
+                        s,
+                        "INSERT INTO ops (client, seq) VALUES (?, ?)",
+                        p(&[me, seq]),
+                    )
+                    .await?;
                     c.commit(s).await
                 }
                 .await;
@@ -69,9 +77,13 @@ async fn client_loop(c: Client, me: i64, until: Instant) -> Tally {
             // Started, then rolled back: must leave no trace.
             2 => {
                 let s = c.begin().await.unwrap();
-                c.sql_in(s, "UPDATE counters SET n = n + 1000 WHERE client = ?", p(&[me]))
-                    .await
-                    .unwrap();
+                c.sql_in(
+                    s,
+                    "UPDATE counters SET n = n + 1000 WHERE client = ?",
+                    p(&[me]),
+                )
+                .await
+                .unwrap();
                 c.sql_in(s, "INSERT INTO ops (client, seq) VALUES (?, -1)", p(&[me]))
                     .await
                     .unwrap();
@@ -179,5 +191,7 @@ fn thirty_two_clients_mixing_reads_and_writes() {
         "{CLIENTS} clients over {:?}: {total} commits, {reads} reads, {conflicts} conflicts",
         duration()
     );
-    assert!(tallies.iter().all(|t| t.committed > 0 && t.reads > 0 && t.rolled_back > 0));
+    assert!(tallies
+        .iter()
+        .all(|t| t.committed > 0 && t.reads > 0 && t.rolled_back > 0));
 }

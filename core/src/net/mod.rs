@@ -20,7 +20,7 @@ pub mod stream;
 pub use client::{Client, ClientOptions, Reply};
 pub use connect::{connect, SqlConnection};
 pub use server::{serve, ServeConfig};
-pub use stream::{ChangeStream, StreamEvent};
+pub use stream::{ChangeStream, StreamEvent, StreamOptions};
 
 use crate::error::{Error, SqlState};
 

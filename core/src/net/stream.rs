@@ -7,6 +7,8 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::ffi::CString;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anng::protocols::pubsub0::Sub0;
@@ -18,9 +20,25 @@ use crate::changes::ChangeToken;
 use crate::error::{Error, Result, SqlState};
 use crate::ir::protocol::{access, change_topic, ArchivedBody, ChangeEvent, CHANGE_TOPIC_PREFIX};
 
-/// Buffered live messages; beyond this the stream drops and later replays.
-const LIVE_QUEUE: usize = 8192;
 const REPLAY_BATCH: u32 = 1000;
+
+#[derive(Debug, Clone)]
+pub struct StreamOptions {
+    /// Live messages buffered for a reader that is busy; beyond this they are dropped and
+    /// later replayed from the change log.
+    pub live_queue: usize,
+    /// How long the stream waits for a live event before asking the change log directly.
+    pub idle_resync: Duration,
+}
+
+impl Default for StreamOptions {
+    fn default() -> Self {
+        StreamOptions {
+            live_queue: 8192,
+            idle_resync: Duration::from_millis(500),
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum StreamEvent {
@@ -44,6 +62,8 @@ pub struct ChangeStream {
     base: ChangeToken,
     pending: VecDeque<StreamEvent>,
     live: mpsc::Receiver<Vec<u8>>,
+    /// Set by the receiving task when it had to drop a message because the queue was full.
+    dropped: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
     idle_resync: Duration,
 }
@@ -61,6 +81,15 @@ impl ChangeStream {
         entities: &[&str],
         from: Option<ChangeToken>,
     ) -> Result<ChangeStream> {
+        ChangeStream::open_with(client, entities, from, StreamOptions::default()).await
+    }
+
+    pub async fn open_with(
+        client: &Client,
+        entities: &[&str],
+        from: Option<ChangeToken>,
+        opts: StreamOptions,
+    ) -> Result<ChangeStream> {
         let url = client.change_url()?;
         let entities: Vec<String> = entities.iter().map(|e| e.to_ascii_lowercase()).collect();
         let topics: Vec<Vec<u8>> = if entities.is_empty() {
@@ -68,9 +97,10 @@ impl ChangeStream {
         } else {
             entities.iter().map(|e| change_topic(e)).collect()
         };
-        let (tx, rx) = mpsc::channel(LIVE_QUEUE);
+        let (tx, rx) = mpsc::channel(opts.live_queue.max(1));
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(subscriber(url, topics, tx, ready_tx));
+        let dropped = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(subscriber(url, topics, tx, dropped.clone(), ready_tx));
         ready_rx
             .await
             .map_err(|_| Error::internal("the change subscriber stopped"))??;
@@ -88,16 +118,12 @@ impl ChangeStream {
             base,
             pending: VecDeque::new(),
             live: rx,
+            dropped,
             task,
-            idle_resync: Duration::from_millis(500),
+            idle_resync: opts.idle_resync,
         };
-        s.replay_all().await?;
+        s.replay_all(false).await?;
         Ok(s)
-    }
-
-    /// How long the stream waits for a live event before asking the change log directly.
-    pub fn set_idle_resync(&mut self, d: Duration) {
-        self.idle_resync = d;
     }
 
     fn last_of(&self, entity: &str) -> ChangeToken {
@@ -126,6 +152,11 @@ impl ChangeStream {
             if let Some(ev) = self.pending.pop_front() {
                 return Ok(ev);
             }
+            if self.dropped.swap(false, Ordering::AcqRel) {
+                // Messages were dropped here, so the change log has what we missed.
+                self.replay_all(true).await?;
+                continue;
+            }
             match tokio::time::timeout(self.idle_resync, self.live.recv()).await {
                 Ok(Some(bytes)) => self.on_live(&bytes).await?,
                 Ok(None) => {
@@ -134,7 +165,7 @@ impl ChangeStream {
                         "the change stream's connection closed",
                     ))
                 }
-                Err(_) => self.replay_all().await?,
+                Err(_) => self.replay_all(true).await?,
             }
         }
     }
@@ -180,7 +211,7 @@ impl ChangeStream {
                 after: last,
                 upto: ev.prev,
             });
-            self.replay(std::slice::from_ref(&key), last).await?;
+            self.replay(std::slice::from_ref(&key), last, false).await?;
         }
         if ev.token > self.last_of(&key) {
             self.last.insert(key, ev.token);
@@ -189,15 +220,22 @@ impl ChangeStream {
         Ok(())
     }
 
-    async fn replay_all(&mut self) -> Result<()> {
+    /// `lagged`: announce what the replay finds as missed (it was committed but never arrived).
+    async fn replay_all(&mut self, lagged: bool) -> Result<()> {
         let from = self.position();
         let entities = self.entities.clone();
-        self.replay(&entities, from).await
+        self.replay(&entities, from, lagged).await
     }
 
     /// Delivers from the change log every change of `entities` (empty: all) after `from` not yet
     /// delivered, then marks those entities as complete up to where the log was read.
-    async fn replay(&mut self, entities: &[String], mut from: ChangeToken) -> Result<()> {
+    async fn replay(
+        &mut self,
+        entities: &[String],
+        mut from: ChangeToken,
+        lagged: bool,
+    ) -> Result<()> {
+        let mut announced: Vec<String> = Vec::new();
         loop {
             let (sets, position) = self.client.changes(from, entities, REPLAY_BATCH).await?;
             let n = sets.len();
@@ -208,6 +246,14 @@ impl ChangeStream {
                         continue;
                     }
                     ev.prev = self.last_of(&key);
+                    if lagged && !announced.contains(&key) {
+                        announced.push(key.clone());
+                        self.pending.push_back(StreamEvent::Lagged {
+                            entity: ev.entity.clone(),
+                            after: ev.prev,
+                            upto: position,
+                        });
+                    }
                     self.last.insert(key, ev.token);
                     self.pending.push_back(StreamEvent::Change(ev));
                 }
@@ -236,6 +282,7 @@ async fn subscriber(
     url: String,
     topics: Vec<Vec<u8>>,
     tx: mpsc::Sender<Vec<u8>>,
+    dropped: Arc<AtomicBool>,
     ready: tokio::sync::oneshot::Sender<Result<()>>,
 ) {
     let setup = async {
@@ -263,11 +310,13 @@ async fn subscriber(
     loop {
         match ctx.next().await {
             Ok(msg) => {
-                // A full queue means the reader is slow: drop, gap detection recovers it.
-                if let Err(mpsc::error::TrySendError::Closed(_)) =
-                    tx.try_send(msg.as_slice().to_vec())
-                {
-                    return;
+                // A full queue means the reader is slow: drop and let it replay from the log.
+                match tx.try_send(msg.as_slice().to_vec()) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        dropped.store(true, Ordering::Release)
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => return,
                 }
             }
             Err(e) => {
