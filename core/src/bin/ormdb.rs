@@ -67,9 +67,12 @@ enum Command {
         /// Seconds a session may stay idle before its transaction is rolled back.
         #[arg(long, default_value_t = 60.0)]
         session_idle_timeout: f64,
-        /// Largest request accepted, in bytes (NNG itself drops messages over 1 MiB).
-        #[arg(long, default_value_t = ormdb::net::NNG_MAX_MESSAGE)]
+        /// Largest request accepted, in bytes.
+        #[arg(long, default_value_t = ormdb::net::DEFAULT_MAX_REQUEST)]
         max_request_bytes: usize,
+        /// Replies larger than this many bytes are sent in pieces.
+        #[arg(long, default_value_t = ormdb::net::DEFAULT_REPLY_CHUNK)]
+        reply_chunk_bytes: usize,
     },
     /// Build a small blog database and exercise the engine: constraints, cascades, soft delete,
     /// optimistic versions, change stream, timings.
@@ -332,6 +335,7 @@ fn run(cmd: Command) -> ormdb::Result<()> {
             workers,
             session_idle_timeout,
             max_request_bytes,
+            reply_chunk_bytes,
         } => {
             if !(session_idle_timeout.is_finite() && session_idle_timeout > 0.0) {
                 return Err(ormdb::Error::new(
@@ -346,6 +350,7 @@ fn run(cmd: Command) -> ormdb::Result<()> {
             cfg.workers = workers;
             cfg.session_idle = std::time::Duration::from_secs_f64(session_idle_timeout);
             cfg.max_request_bytes = max_request_bytes;
+            cfg.reply_chunk_bytes = reply_chunk_bytes;
             ormdb::net::serve(cfg)
         }
     }

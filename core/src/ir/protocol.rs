@@ -55,6 +55,8 @@ pub enum Body {
         supported: Vec<u32>,
         server: String,
         change_urls: Vec<String>,
+        /// Requests larger than this many bytes are refused.
+        max_request: u64,
     },
     Sql {
         session: u64,

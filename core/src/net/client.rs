@@ -18,7 +18,7 @@ use anng::Socket;
 use tokio::sync::Semaphore;
 
 use super::endpoint::transport;
-use super::{io_error, state_from_code, NNG_MAX_MESSAGE};
+use super::{io_error, state_from_code};
 use crate::changes::ChangeSet;
 use crate::error::{Error, Result, SqlState};
 use crate::ir::protocol::{
@@ -61,6 +61,8 @@ struct Inner {
     version: u32,
     change_urls: Vec<String>,
     server: String,
+    /// The server's request size limit, from the handshake.
+    max_request: u64,
 }
 
 /// A connection pool to one `ormdb serve`. Cheap to clone; clones share the pool.
@@ -132,7 +134,7 @@ fn unexpected(what: &str, got: &Body) -> Error {
 fn timeout_error(url: &str, t: Duration) -> Error {
     Error::new(
         SqlState::ConnectionDoesNotExist,
-        format!("no reply from {url} within {t:?} (server down, overloaded, or the request exceeded NNG's {NNG_MAX_MESSAGE}-byte message limit)"),
+        format!("no reply from {url} within {t:?} (the server is down or overloaded)"),
     )
 }
 
@@ -185,6 +187,7 @@ impl Client {
             version: 1,
             change_urls: Vec::new(),
             server: String::new(),
+            max_request: u64::MAX,
             opts,
         };
         // The handshake is framed as version 1, which every server reads.
@@ -202,8 +205,10 @@ impl Client {
                 version,
                 change_urls,
                 server,
+                max_request,
                 ..
             } => {
+                inner.max_request = max_request;
                 inner.version = version;
                 inner.change_urls = change_urls;
                 inner.server = server;
@@ -256,10 +261,14 @@ impl Client {
 
     /// Sends bytes as they are (diagnostics and tests of the server's validation).
     pub async fn request_raw(&self, frame: &[u8]) -> Result<Reply> {
-        if frame.len() > NNG_MAX_MESSAGE {
+        if frame.len() as u64 > self.inner.max_request {
             return Err(Error::new(
                 SqlState::LimitExceeded,
-                format!("a request of {} bytes exceeds the {NNG_MAX_MESSAGE}-byte message limit; split the batch", frame.len()),
+                format!(
+                    "a request of {} bytes exceeds the server's limit of {} bytes; split the batch",
+                    frame.len(),
+                    self.inner.max_request
+                ),
             ));
         }
         let first = roundtrip(&self.inner, frame).await?;

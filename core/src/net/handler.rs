@@ -10,7 +10,6 @@ use parking_lot::Mutex;
 
 use super::metrics::ServerMetrics;
 use super::sessions::{rollback, Sessions};
-use super::REPLY_CHUNK;
 use crate::api::Database;
 use crate::changes::SubscriptionFilter;
 use crate::error::{Error, Result, SqlState};
@@ -26,8 +25,8 @@ const MAX_REPLAY: u32 = 10_000;
 const MAX_PREPARED: usize = 100_000;
 /// A chunked reply nobody fetched for this long is dropped.
 const CHUNK_TTL: Duration = Duration::from_secs(60);
-/// Reply bytes per chunk, leaving room for the chunk message's own framing under REPLY_CHUNK.
-const CHUNK_DATA: usize = REPLY_CHUNK - 1024;
+/// Room for a chunk message's own framing.
+const CHUNK_OVERHEAD: usize = 1024;
 
 pub struct Shared {
     pub db: Database,
@@ -35,6 +34,9 @@ pub struct Shared {
     pub metrics: ServerMetrics,
     pub change_urls: Vec<String>,
     pub max_request_bytes: usize,
+    /// Replies above this size go out in chunks of `chunk_data` bytes.
+    reply_chunk: usize,
+    chunk_data: usize,
     prepared: Mutex<HashMap<u64, Arc<PreparedStatement>>>,
     next_id: AtomicU64,
     /// Autocommit SQL sessions, reused so their statement caches stay warm.
@@ -43,13 +45,21 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(db: Database, change_urls: Vec<String>, max_request_bytes: usize) -> Shared {
+    pub fn new(
+        db: Database,
+        change_urls: Vec<String>,
+        max_request_bytes: usize,
+        reply_chunk: usize,
+    ) -> Shared {
+        let reply_chunk = reply_chunk.max(4 * CHUNK_OVERHEAD);
         Shared {
             db,
             sessions: Sessions::new(),
             metrics: ServerMetrics::default(),
             change_urls,
             max_request_bytes,
+            reply_chunk,
+            chunk_data: reply_chunk - CHUNK_OVERHEAD,
             prepared: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             pool: Mutex::new(Vec::new()),
@@ -86,7 +96,7 @@ pub fn handle(shared: &Shared, request: &[u8]) -> Vec<u8> {
         }
     };
     let mut bytes = encode_reply(body);
-    if bytes.len() > REPLY_CHUNK {
+    if bytes.len() > shared.reply_chunk {
         bytes = first_chunk(shared, bytes);
     }
     shared.metrics.requests.fetch_add(1, Ordering::Relaxed);
@@ -120,13 +130,13 @@ pub fn encode_reply(body: Body) -> Vec<u8> {
 fn first_chunk(shared: &Shared, bytes: Vec<u8>) -> Vec<u8> {
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     let all = Arc::new(bytes);
-    let reply = encode_reply(chunk_body(id, &all, 0));
+    let reply = encode_reply(chunk_body(id, &all, 0, shared.chunk_data));
     shared.chunks.lock().insert(id, (all, Instant::now()));
     reply
 }
 
-fn chunk_body(id: u64, all: &[u8], offset: usize) -> Body {
-    let end = (offset + CHUNK_DATA).min(all.len());
+fn chunk_body(id: u64, all: &[u8], offset: usize, size: usize) -> Body {
+    let end = (offset + size).min(all.len());
     Body::Chunk {
         id,
         total: all.len() as u64,
@@ -168,6 +178,7 @@ fn dispatch(shared: &Shared, request: &[u8]) -> Result<Body> {
                         supported: SUPPORTED_VERSIONS.to_vec(),
                         server: format!("ormdb {}", env!("CARGO_PKG_VERSION")),
                         change_urls: shared.change_urls.clone(),
+                        max_request: shared.max_request_bytes as u64,
                     }
                 }
                 None => {
@@ -305,11 +316,11 @@ fn dispatch(shared: &Shared, request: &[u8]) -> Result<Body> {
                         ),
                     )
                 })?;
-            if offset + CHUNK_DATA >= all.len() {
+            if offset + shared.chunk_data >= all.len() {
                 chunks.remove(&id);
             }
             drop(chunks);
-            chunk_body(id, &all, offset)
+            chunk_body(id, &all, offset, shared.chunk_data)
         }
         other => {
             return Err(Error::new(

@@ -24,11 +24,12 @@ pub use stream::{ChangeStream, StreamEvent, StreamOptions};
 
 use crate::error::{Error, SqlState};
 
-/// NNG drops any message larger than this on receipt (its default `recv-size-max`, which anng
-/// does not let us raise), so requests are refused above it and replies are sent in chunks.
-pub const NNG_MAX_MESSAGE: usize = 1024 * 1024;
-/// Size of one reply chunk: below [`NNG_MAX_MESSAGE`] with room for the chunk's own framing.
-pub const REPLY_CHUNK: usize = NNG_MAX_MESSAGE - 4096;
+/// Largest request the server accepts unless told otherwise. NNG 1.11 receives messages of any
+/// size (anng does not expose `recv-size-max`), so this limit is checked after receipt.
+pub const DEFAULT_MAX_REQUEST: usize = 64 << 20;
+/// Replies larger than this are sent in pieces the client fetches one by one, so one huge
+/// result does not have to fit in a single message on both sides.
+pub const DEFAULT_REPLY_CHUNK: usize = 16 << 20;
 
 /// The SQLSTATE named by a five-character code carried in an error reply.
 pub fn state_from_code(code: &str) -> SqlState {

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use super::endpoint::{check_listen_url, default_change_url};
 use super::handler::{encode_reply, error_body, handle, Shared};
-use super::{io_error, NNG_MAX_MESSAGE};
+use super::{io_error, DEFAULT_MAX_REQUEST, DEFAULT_REPLY_CHUNK};
 use crate::api::{Database, Options};
 use crate::error::{Error, Result, SqlState};
 
@@ -37,6 +37,8 @@ pub struct ServeConfig {
     /// A session idle for longer is rolled back.
     pub session_idle: Duration,
     pub max_request_bytes: usize,
+    /// Replies larger than this are sent in pieces.
+    pub reply_chunk_bytes: usize,
 }
 
 impl ServeConfig {
@@ -49,7 +51,8 @@ impl ServeConfig {
             metrics: None,
             workers: 64,
             session_idle: Duration::from_secs(60),
-            max_request_bytes: NNG_MAX_MESSAGE,
+            max_request_bytes: DEFAULT_MAX_REQUEST,
+            reply_chunk_bytes: DEFAULT_REPLY_CHUNK,
         }
     }
 }
@@ -79,7 +82,12 @@ pub fn serve(cfg: ServeConfig) -> Result<()> {
         .thread_name("ormdb-serve")
         .build()
         .map_err(|e| io_error("starting the tokio runtime", e))?;
-    let shared = Arc::new(Shared::new(db, change_urls, cfg.max_request_bytes));
+    let shared = Arc::new(Shared::new(
+        db,
+        change_urls,
+        cfg.max_request_bytes,
+        cfg.reply_chunk_bytes,
+    ));
     rt.block_on(run(cfg, shared))
 }
 

@@ -100,8 +100,14 @@ impl Server {
 
     /// SIGTERM, then waits for a clean exit; returns the rest of its stdout.
     pub fn stop(&mut self) -> String {
+        let pid = self.pid();
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        self.stop_after_signal()
+    }
+
+    /// Waits for a clean exit after a signal was sent; returns the rest of its stdout.
+    pub fn stop_after_signal(&mut self) -> String {
         let mut child = self.child.take().expect("running");
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         let deadline = Instant::now() + Duration::from_secs(30);
         let status = loop {
             if let Some(s) = child.try_wait().expect("wait") {
