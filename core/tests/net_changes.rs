@@ -102,7 +102,7 @@ fn several_subscribers_get_every_change_once_in_order() {
         let tcp = Client::connect(&server.tcp).await.unwrap();
         let ipc = Client::connect(&server.ipc).await.unwrap();
         setup(&tcp).await;
-        let mut subs = vec![
+        let mut subs = [
             ChangeStream::open(&tcp, &["items"], None).await.unwrap(),
             ChangeStream::open(&ipc, &["ITEMS"], None).await.unwrap(),
             ChangeStream::open(&ipc, &[], None).await.unwrap(),

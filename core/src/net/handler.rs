@@ -41,8 +41,11 @@ pub struct Shared {
     next_id: AtomicU64,
     /// Autocommit SQL sessions, reused so their statement caches stay warm.
     pool: Mutex<Vec<Session>>,
-    chunks: Mutex<HashMap<u64, (Arc<Vec<u8>>, Instant)>>,
+    chunks: Mutex<HashMap<u64, PendingReply>>,
 }
+
+/// A chunked reply being fetched: the whole frame and when it was produced.
+type PendingReply = (Arc<Vec<u8>>, Instant);
 
 impl Shared {
     pub fn new(
