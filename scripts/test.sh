@@ -35,7 +35,7 @@ run_suite() {
 run_suite "rust format (cargo fmt --check)" cargo fmt --all -- --check
 run_suite "rust lint (cargo clippy -D warnings)" cargo clippy --workspace --all-targets --features ormdb/cli -- -D warnings
 run_suite "rust build (workspace + cli)" cargo build --workspace --all-targets --features ormdb/cli
-run_suite "rust unit tests (ormdb lib)" cargo test -p ormdb --lib
+run_suite "rust unit tests (ormdb lib)" cargo test -p ormdb --lib --features server
 run_suite "rust doc tests (ormdb)" cargo test -p ormdb --doc
 for t in core/tests/*.rs; do
   name="$(basename "$t" .rs)"
