@@ -182,12 +182,15 @@ async fn run(cfg: ServeConfig, shared: Arc<Shared>) -> Result<()> {
         .map(|_| tokio::spawn(worker(rep.clone(), shared.clone(), stop_rx.clone())))
         .collect();
 
-    println!(
+    // Written without println!, which panics when whoever started us closed our stdout.
+    let mut out = std::io::stdout();
+    let _ = writeln!(
+        out,
         "ormdb serve: listening on {} (changes on {})",
         cfg.listen.join(", "),
         shared.change_urls.join(", ")
     );
-    let _ = std::io::stdout().flush();
+    let _ = out.flush();
 
     wait_for_signal().await;
     tracing::info!("shutting down: finishing requests in flight");
@@ -209,8 +212,11 @@ async fn run(cfg: ServeConfig, shared: Arc<Shared>) -> Result<()> {
     tokio::task::spawn_blocking(move || sh.db.checkpoint())
         .await
         .map_err(|e| Error::internal(format!("checkpoint task: {e}")))??;
-    println!("ormdb serve: stopped ({rolled_back} open sessions rolled back; database synced)");
-    let _ = std::io::stdout().flush();
+    let _ = writeln!(
+        out,
+        "ormdb serve: stopped ({rolled_back} open sessions rolled back; database synced)"
+    );
+    let _ = out.flush();
     Ok(())
 }
 

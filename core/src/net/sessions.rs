@@ -72,12 +72,10 @@ impl Sessions {
     }
 
     pub fn get(&self, id: u64) -> Result<Arc<SessionEntry>> {
-        let entry = self
-            .map
-            .lock()
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| unknown(id))?;
+        // Touched under the map lock, so the reaper never expires a session between this lookup
+        // and the request taking the session's lock.
+        let map = self.map.lock();
+        let entry = map.get(&id).cloned().ok_or_else(|| unknown(id))?;
         entry.touch();
         Ok(entry)
     }
