@@ -486,6 +486,10 @@ fn table_image_overlays_match_plain_scans_at_every_snapshot() {
                             let id = 1 + rand(next_comment as u64) as i64;
                             let _ =
                                 tx.update("comments", id, &[("body", text(&format!("u{round}")))]);
+                            // Sometimes move it to another post: the join key itself changes.
+                            if rand(2) == 0 {
+                                let _ = tx.update("comments", id, &[("post_id", int(post))]);
+                            }
                         }
                         _ => {
                             let id = 1 + rand(next_comment as u64) as i64;

@@ -102,6 +102,66 @@ pub fn source_key(row: &[Value], fields: &[u32], types: &[DataType]) -> Option<V
     Some(k)
 }
 
+/// A hop's equality key. A single field holding an integer (or an integral real, which SQLite
+/// compares equal to it) -- the usual foreign key -- is the integer itself, so joins hash eight
+/// bytes without building a buffer; anything else is the encoded key of [`key_of`]. The two
+/// forms never collide for the same field list: a single integral value always takes `Int`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum JoinKey {
+    Int(i64),
+    Bytes(Box<[u8]>),
+}
+
+impl JoinKey {
+    /// The encoded form ([`key_of`]'s bytes), for image indexes keyed by bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        match self {
+            JoinKey::Int(i) => {
+                let mut k = Vec::with_capacity(9);
+                push_key(&Value::Integer(*i), &mut k);
+                k
+            }
+            JoinKey::Bytes(b) => b.to_vec(),
+        }
+    }
+}
+
+/// The integer a single-field key takes when `v` is integral (as [`push_key`] decides).
+fn int_key(v: &Value) -> Option<i64> {
+    match v {
+        Value::Integer(i) => Some(*i),
+        Value::Real(r) if r.fract() == 0.0 && *r >= -9.2e18 && *r <= 9.2e18 => Some(*r as i64),
+        _ => None,
+    }
+}
+
+/// [`key_of`] as a [`JoinKey`]; `None` when a field is NULL.
+pub fn join_key(row: &[Value], fields: &[u32]) -> Option<JoinKey> {
+    if let [f] = fields {
+        let v = row.get(*f as usize).unwrap_or(&Value::Null);
+        if let Some(i) = int_key(v) {
+            return Some(JoinKey::Int(i));
+        }
+    }
+    key_of(row, fields).map(|k| JoinKey::Bytes(k.into_boxed_slice()))
+}
+
+/// [`source_key`] as a [`JoinKey`]: the source values take the target fields' affinity first.
+pub fn source_join_key(row: &[Value], fields: &[u32], types: &[DataType]) -> Option<JoinKey> {
+    if let ([f], [t]) = (fields, types) {
+        let v = row.get(*f as usize).unwrap_or(&Value::Null);
+        let i = match v {
+            Value::Null => return None,
+            Value::Integer(i) if !matches!(t, DataType::Text | DataType::Real) => Some(*i),
+            v => int_key(&t.apply_affinity(v.clone())),
+        };
+        if let Some(i) = i {
+            return Some(JoinKey::Int(i));
+        }
+    }
+    source_key(row, fields, types).map(|k| JoinKey::Bytes(k.into_boxed_slice()))
+}
+
 /// [`key_of`] into a reusable buffer (cleared first); false when a field is NULL.
 pub fn key_into(row: &[Value], fields: &[u32], k: &mut Vec<u8>) -> bool {
     k.clear();

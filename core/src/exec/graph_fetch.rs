@@ -12,7 +12,9 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::filter::{compile_leaf, key_into, key_of, literal_for, source_key, Pred};
+use super::filter::{
+    compile_leaf, join_key, key_of, literal_for, source_join_key, source_key, JoinKey, Pred,
+};
 use crate::catalog::{EntityDef, IndexDef, Schema};
 use crate::error::{Error, Result, SqlState};
 use crate::ir::graph::{Budget, CmpOp, Cursor, Filter, GraphFetch, Include};
@@ -28,20 +30,67 @@ use crate::value::Value;
 /// A row as the executor holds it: identity and every field (older stored layouts widened).
 pub type RowRef = (i64, Arc<Vec<Value>>);
 
+/// Which rows a hop keeps (include filters and cursors).
+type KeepFn<'a> = dyn FnMut(&RowRef) -> Result<bool> + 'a;
+
+/// Slot numbers of a hop's distinct keys. Integer keys (the usual foreign keys) have their own
+/// map, so probing one hashes a single i64.
+#[derive(Default)]
+struct Slots {
+    ints: HashMap<i64, usize>,
+    other: HashMap<JoinKey, usize>,
+}
+
+impl Slots {
+    fn get(&self, k: &JoinKey) -> Option<usize> {
+        match k {
+            JoinKey::Int(i) => self.ints.get(i).copied(),
+            k => self.other.get(k).copied(),
+        }
+    }
+
+    /// Gives `k` the slot `slot` unless it has one; true when it was new.
+    fn insert_new(&mut self, k: &JoinKey, slot: usize) -> bool {
+        use std::collections::hash_map::Entry;
+        match k {
+            JoinKey::Int(i) => match self.ints.entry(*i) {
+                Entry::Vacant(v) => v.insert(slot),
+                Entry::Occupied(_) => return false,
+            },
+            k => match self.other.entry(k.clone()) {
+                Entry::Vacant(v) => v.insert(slot),
+                Entry::Occupied(_) => return false,
+            },
+        };
+        true
+    }
+
+    /// The slot of a target row's key `fields`; an integer in a single key field is probed
+    /// without building a key.
+    fn probe(&self, row: &[Value], fields: &[u32]) -> Option<usize> {
+        if let [f] = fields {
+            if let Some(Value::Integer(i)) = row.get(*f as usize) {
+                return self.ints.get(i).copied();
+            }
+        }
+        join_key(row, fields).and_then(|k| self.get(&k))
+    }
+}
+
 /// What one hop found: target rows per distinct source key (by slot).
 #[derive(Default)]
 struct HopOut {
-    slots: HashMap<Vec<u8>, usize>,
+    slots: Slots,
     rows: Vec<Vec<RowRef>>,
 }
 
 impl HopOut {
-    fn get(&self, key: &[u8]) -> Option<&Vec<RowRef>> {
-        self.slots.get(key).map(|s| &self.rows[*s])
+    fn get(&self, key: &JoinKey) -> Option<&Vec<RowRef>> {
+        self.slots.get(key).map(|s| &self.rows[s])
     }
 
-    fn take(&mut self, key: &[u8]) -> Option<Vec<RowRef>> {
-        let s = *self.slots.get(key)?;
+    fn take(&mut self, key: &JoinKey) -> Option<Vec<RowRef>> {
+        let s = self.slots.get(key)?;
         Some(std::mem::take(&mut self.rows[s]))
     }
 
@@ -139,11 +188,14 @@ fn sort_values(keys: &[SortKey], row: &[Value]) -> Vec<Value> {
 }
 
 /// Rows kept in order with an optional cap: sorts and truncates as it grows, so memory stays
-/// within about twice the cap.
+/// within about twice the cap. Sort values are kept beside the rows only when there are sort
+/// keys (identity order needs none).
 struct TopK<'k> {
     keys: &'k [SortKey],
     cap: Option<usize>,
-    rows: Vec<(Vec<Value>, RowRef)>,
+    rows: Vec<RowRef>,
+    /// `svs[i]` is the sort values of `rows[i]`; empty without sort keys.
+    svs: Vec<Vec<Value>>,
     sorted: bool,
 }
 
@@ -152,37 +204,48 @@ impl<'k> TopK<'k> {
         TopK {
             keys,
             cap,
-            rows: Vec::with_capacity(8),
+            rows: Vec::new(),
+            svs: Vec::new(),
             sorted: presorted,
         }
     }
     fn push(&mut self, r: RowRef, presorted: bool) {
-        let sv = if self.keys.is_empty() {
-            Vec::new()
-        } else {
-            sort_values(self.keys, &r.1)
-        };
-        self.rows.push((sv, r));
+        if !self.keys.is_empty() {
+            self.svs.push(sort_values(self.keys, &r.1));
+        }
+        self.rows.push(r);
         self.sorted &= presorted;
         if let Some(c) = self.cap {
             if self.rows.len() > 2 * c + 64 {
                 self.finish_sort();
                 self.rows.truncate(c);
+                self.svs.truncate(c);
             }
         }
     }
     fn finish_sort(&mut self) {
-        if !self.sorted {
-            let keys = self.keys;
-            self.rows
-                .sort_by(|a, b| cmp_rows(keys, (&a.0, a.1 .0), (&b.0, b.1 .0)));
-            self.sorted = true;
+        if self.sorted {
+            return;
         }
+        self.sorted = true;
+        if self.keys.is_empty() {
+            self.rows.sort_by_key(|r| r.0);
+            return;
+        }
+        let (keys, rows, svs) = (self.keys, &self.rows, &self.svs);
+        let mut order: Vec<usize> = (0..rows.len()).collect();
+        order.sort_by(|a, b| cmp_rows(keys, (&svs[*a], rows[*a].0), (&svs[*b], rows[*b].0)));
+        self.rows = order.iter().map(|i| self.rows[*i].clone()).collect();
+        self.svs = order
+            .iter()
+            .map(|i| std::mem::take(&mut self.svs[*i]))
+            .collect();
     }
     fn len(&self) -> usize {
         self.rows.len()
     }
-    fn into_sorted(mut self) -> Vec<(Vec<Value>, RowRef)> {
+    /// The rows in order, cut to the cap.
+    fn into_rows(mut self) -> Vec<RowRef> {
         self.finish_sort();
         if let Some(c) = self.cap {
             self.rows.truncate(c);
@@ -260,12 +323,12 @@ impl<'t> Executor<'t> {
     ) -> Result<()> {
         if let Some(img) = self.image(e) {
             self.txn.record_scan(e.id, from);
-            for (id, deleted, vals) in img.rows_from(from) {
+            for (id, deleted, vals) in img.iter_from(from) {
                 self.tick(step)?;
                 if deleted {
                     continue;
                 }
-                if !visit(self, (id, vals))? {
+                if !visit(self, (id, vals.clone()))? {
                     return Ok(());
                 }
             }
@@ -895,21 +958,20 @@ impl<'t> Executor<'t> {
             // In scan order, the first `keep` accepted rows are the answer.
             Ok(!(scan_order && keep.is_some_and(|k| top.len() >= k)))
         })?;
-        let mut rows = top.into_sorted();
-        let more = keep.is_some_and(|k| rows.len() >= k);
+        let mut out = top.into_rows();
+        let more = keep.is_some_and(|k| out.len() >= k);
         if more {
-            rows.pop();
+            out.pop();
         }
-        let rows: Vec<(Vec<Value>, RowRef)> = rows.into_iter().skip(offset).collect();
+        out.drain(..offset.min(out.len()));
         let next_cursor = if more {
-            rows.last().map(|(sv, r)| Cursor {
-                values: sv.clone(),
+            out.last().map(|r| Cursor {
+                values: sort_values(&keys, &r.1),
                 id: r.0,
             })
         } else {
             None
         };
-        let out: Vec<RowRef> = rows.into_iter().map(|(_, r)| r).collect();
         self.add_rows(out.len() as u64, &e.name)?;
         for r in &out {
             self.add_to_block(node.entity_pos, r);
@@ -929,7 +991,7 @@ impl<'t> Executor<'t> {
         planned: JoinStrategy,
         sources: &[RowRef],
         step: usize,
-        keep: &mut dyn FnMut(&RowRef) -> Result<bool>,
+        mut keep: Option<&mut KeepFn<'_>>,
         keys_order: &[SortKey],
         cap: Option<usize>,
         per_key_limit_check: Option<(u64, &str)>,
@@ -937,13 +999,12 @@ impl<'t> Executor<'t> {
         let schema = self.schema.clone();
         let target = schema.entity_at(hop.target_pos).clone();
         // Distinct keys in first-seen order, with their values for index lookups.
-        let mut key_list: Vec<(Vec<u8>, Vec<Value>)> = Vec::new();
-        let mut slots: HashMap<Vec<u8>, usize> = HashMap::default();
-        slots.reserve(sources.len());
+        let mut key_list: Vec<(JoinKey, Vec<Value>)> = Vec::new();
+        let mut slots = Slots::default();
+        slots.ints.reserve(sources.len());
         for (_, vals) in sources {
-            if let Some(k) = source_key(vals, &hop.source_fields, &hop.target_types) {
-                if let std::collections::hash_map::Entry::Vacant(v) = slots.entry(k.clone()) {
-                    v.insert(key_list.len());
+            if let Some(k) = source_join_key(vals, &hop.source_fields, &hop.target_types) {
+                if slots.insert_new(&k, key_list.len()) {
                     let v = hop
                         .source_fields
                         .iter()
@@ -970,8 +1031,9 @@ impl<'t> Executor<'t> {
                 image = self.image(&target);
             }
         }
-        // Re-check the planned strategy with the actual number of keys.
-        let strategy = if hop.target_rowid || hop.target_index.is_some() {
+        // Re-check the planned strategy with the actual number of keys; `per_key` is the
+        // expected number of target rows per key.
+        let (strategy, per_key) = if hop.target_rowid || hop.target_index.is_some() {
             let core = self.txn.core().clone();
             let rows = core.query.stats.row_count(self.txn, &target)? as f64;
             let per_key = if hop.target_unique {
@@ -993,14 +1055,24 @@ impl<'t> Executor<'t> {
                     None => rows,
                 }
             };
-            choose_strategy(true, key_list.len() as f64, per_key, rows, image.is_some()).0
+            let s = choose_strategy(true, key_list.len() as f64, per_key, rows, image.is_some()).0;
+            (s, per_key)
         } else {
-            JoinStrategy::Hash
+            (JoinStrategy::Hash, 1.0)
         };
+        // Room for the expected rows per key up front instead of growing each list row by row.
+        let expect = (per_key.ceil() as usize)
+            .min(cap.unwrap_or(usize::MAX))
+            .min(64);
+        for t in &mut out {
+            t.rows.reserve_exact(expect);
+        }
         let mut total: u64 = 0;
         let mut accept = |ex: &mut Self, slot: usize, r: RowRef, presorted: bool| -> Result<()> {
-            if !keep(&r)? {
-                return Ok(());
+            if let Some(keep) = keep.as_mut() {
+                if !keep(&r)? {
+                    return Ok(());
+                }
             }
             let t = &mut out[slot];
             // Rows arrive in identity order per key: only the identity order is presorted.
@@ -1055,12 +1127,13 @@ impl<'t> Executor<'t> {
                 self.txn.record_scan(target.id, i64::MIN);
                 let ix = img.index(&hop.target_fields);
                 for (slot, (k, _)) in key_list.iter().enumerate() {
-                    for (id, deleted, vals) in img.lookup(&ix, &hop.target_fields, k) {
+                    img.for_each_match(&ix, &hop.target_fields, k, |id, deleted, vals| {
                         self.tick(step)?;
                         if !deleted {
-                            accept(self, slot, (id, vals), true)?;
+                            accept(self, slot, (id, vals.clone()), true)?;
                         }
-                    }
+                        Ok(())
+                    })?;
                 }
             }
             JoinStrategy::IndexNestedLoop => {
@@ -1089,21 +1162,15 @@ impl<'t> Executor<'t> {
             }
             JoinStrategy::Hash => {
                 let tf = hop.target_fields.clone();
-                let mut k = Vec::new();
                 self.scan(&target, i64::MIN, step, |ex, r| {
-                    if key_into(&r.1, &tf, &mut k) {
-                        if let Some(&slot) = slots.get(&k) {
-                            accept(ex, slot, r, true)?;
-                        }
+                    if let Some(slot) = slots.probe(&r.1, &tf) {
+                        accept(ex, slot, r, true)?;
                     }
                     Ok(true)
                 })?;
             }
         }
-        let rows = out
-            .into_iter()
-            .map(|t| t.into_sorted().into_iter().map(|(_, r)| r).collect())
-            .collect();
+        let rows = out.into_iter().map(TopK::into_rows).collect();
         Ok((HopOut { slots, rows }, strategy))
     }
 
@@ -1128,6 +1195,7 @@ impl<'t> Executor<'t> {
         let keys = node.order.clone();
         let after = inc.after.clone();
         let limit = inc.limit.map(|l| l as usize);
+        let filtered = pred.is_some() || after.is_some();
         let mut keep_fn = |r: &RowRef| -> Result<bool> {
             if let Some(p) = &pred {
                 if !p.passes(&r.1)? {
@@ -1159,7 +1227,7 @@ impl<'t> Executor<'t> {
                 node.strategies[0],
                 parents,
                 step,
-                &mut keep_fn,
+                filtered.then_some(&mut keep_fn as &mut KeepFn<'_>),
                 &keys,
                 cap,
                 check,
@@ -1169,7 +1237,7 @@ impl<'t> Executor<'t> {
             let unique_keys = !hop.target_unique;
             let mut map = map;
             for (pid, vals) in parents {
-                let mut kids = source_key(vals, &hop.source_fields, &hop.target_types)
+                let mut kids = source_join_key(vals, &hop.source_fields, &hop.target_types)
                     .and_then(|k| {
                         if unique_keys {
                             map.take(&k)
@@ -1187,17 +1255,8 @@ impl<'t> Executor<'t> {
         } else {
             // Many-to-many: parents -> join rows -> targets.
             let (h1, h2) = (&rel.hops[0], &rel.hops[1]);
-            let mut all = |_: &RowRef| Ok(true);
-            let (joins, s1) = self.run_hop(
-                h1,
-                node.strategies[0],
-                parents,
-                step,
-                &mut all,
-                &[],
-                None,
-                None,
-            )?;
+            let (joins, s1) =
+                self.run_hop(h1, node.strategies[0], parents, step, None, &[], None, None)?;
             let join_rows: Vec<RowRef> = {
                 let mut seen = HashSet::default();
                 let mut v = Vec::new();
@@ -1214,7 +1273,7 @@ impl<'t> Executor<'t> {
                 node.strategies[1],
                 &join_rows,
                 step,
-                &mut keep_fn,
+                filtered.then_some(&mut keep_fn as &mut KeepFn<'_>),
                 &keys,
                 None,
                 None,
@@ -1224,11 +1283,11 @@ impl<'t> Executor<'t> {
             for (pid, vals) in parents {
                 let mut t = TopK::new(&keys, cap, false);
                 let mut seen = HashSet::default();
-                if let Some(js) = source_key(vals, &h1.source_fields, &h1.target_types)
+                if let Some(js) = source_join_key(vals, &h1.source_fields, &h1.target_types)
                     .and_then(|k| joins.get(&k))
                 {
                     for j in js {
-                        if let Some(ts) = source_key(&j.1, &h2.source_fields, &h2.target_types)
+                        if let Some(ts) = source_join_key(&j.1, &h2.source_fields, &h2.target_types)
                             .and_then(|k| targets.get(&k))
                         {
                             for r in ts {
@@ -1239,7 +1298,7 @@ impl<'t> Executor<'t> {
                         }
                     }
                 }
-                let mut kids: Vec<RowRef> = t.into_sorted().into_iter().map(|(_, r)| r).collect();
+                let mut kids: Vec<RowRef> = t.into_rows();
                 let more = limit.is_some_and(|l| kids.len() > l);
                 if let Some(l) = limit {
                     kids.truncate(l);
@@ -1301,11 +1360,10 @@ impl<'t> Executor<'t> {
             ));
         }
         self.add_rows(returned, &node.path)?;
-        if distinct_children && self.single_node_entities.contains(&node.entity_pos) {
-            // No other node fills this block and these rows are distinct: no identity map.
-            let (rows, _) = self.blocks.entry(node.entity_pos).or_default();
-            rows.extend(next_parents.iter().cloned());
-        } else {
+        // No other node fills this block and these rows are distinct: no identity map, and
+        // the rows move into the block once the children no longer need them.
+        let sole = distinct_children && self.single_node_entities.contains(&node.entity_pos);
+        if !sole {
             self.reserve_block(node.entity_pos, next_parents.len());
             for r in &next_parents {
                 self.add_to_block(node.entity_pos, r);
@@ -1320,6 +1378,14 @@ impl<'t> Executor<'t> {
         for (child, cinc) in node.children.iter().zip(&inc.includes) {
             self.run_include(child, cinc, &next_parents, &node.entity, next_step)?;
         }
+        if sole {
+            let (rows, _) = self.blocks.entry(node.entity_pos).or_default();
+            if rows.is_empty() {
+                *rows = next_parents;
+            } else {
+                rows.extend(next_parents);
+            }
+        }
         Ok(())
     }
 
@@ -1330,8 +1396,7 @@ impl<'t> Executor<'t> {
             self.steps[step].lookups += 1;
             let h1 = &rel.hops[0];
             let strategy = self.planned_strategy(h1, rows.len())?;
-            let mut all = |_: &RowRef| Ok(true);
-            let (map, _) = self.run_hop(h1, strategy, rows, step, &mut all, &[], None, None)?;
+            let (map, _) = self.run_hop(h1, strategy, rows, step, None, &[], None, None)?;
             let mut block = CountBlock {
                 path: node.path.clone(),
                 relation: rel.name.clone(),
@@ -1339,16 +1404,16 @@ impl<'t> Executor<'t> {
                 counts: Vec::with_capacity(rows.len()),
             };
             for (id, vals) in rows {
-                let related =
-                    source_key(vals, &h1.source_fields, &h1.target_types).and_then(|k| map.get(&k));
+                let related = source_join_key(vals, &h1.source_fields, &h1.target_types)
+                    .and_then(|k| map.get(&k));
                 let n = match (related, rel.hops.get(1)) {
                     (None, _) => 0,
                     (Some(v), None) => v.len() as u64,
                     // Many-to-many: distinct far keys among the join rows.
                     (Some(v), Some(h2)) => v
                         .iter()
-                        .filter_map(|j| source_key(&j.1, &h2.source_fields, &h2.target_types))
-                        .collect::<BTreeSet<_>>()
+                        .filter_map(|j| source_join_key(&j.1, &h2.source_fields, &h2.target_types))
+                        .collect::<HashSet<_>>()
                         .len() as u64,
                 };
                 block.parents.push(*id);
@@ -1401,15 +1466,17 @@ impl<'t> Executor<'t> {
                 .into_iter()
                 .collect();
             let (rows, _) = self.blocks.remove(&pos).unwrap_or_default();
-            let mut columns: Vec<Vec<Value>> =
-                fs.iter().map(|_| Vec::with_capacity(rows.len())).collect();
-            let mut ids = Vec::with_capacity(rows.len());
-            for (id, vals) in rows {
-                ids.push(id);
-                for (c, f) in columns.iter_mut().zip(&fs) {
-                    c.push(vals.get(*f as usize).cloned().unwrap_or(Value::Null));
-                }
-            }
+            // Column by column: each column is one exact-size collect.
+            let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
+            let columns: Vec<Vec<Value>> = fs
+                .iter()
+                .map(|f| {
+                    let f = *f as usize;
+                    rows.iter()
+                        .map(|(_, vals)| vals.get(f).cloned().unwrap_or(Value::Null))
+                        .collect()
+                })
+                .collect();
             entities.push(EntityBlock {
                 entity: e.name.clone(),
                 fields: fs

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::catalog::Schema;
+use crate::exec::filter::{join_key, JoinKey};
 use crate::value::Value;
 
 /// Bytes of decoded rows kept across all images.
@@ -57,11 +58,11 @@ pub struct TableImage {
 }
 
 /// Positions of an image's base rows by the equality key of some fields (see
-/// [`crate::exec::filter::key_into`]).
-pub type ImageIndex = rustc_hash::FxHashMap<Vec<u8>, Vec<u32>>;
+/// [`crate::exec::filter::join_key`]).
+pub type ImageIndex = rustc_hash::FxHashMap<JoinKey, Vec<u32>>;
 
 /// Positions in a view's overlay by equality key.
-type OverlayIndex = rustc_hash::FxHashMap<Vec<u8>, Vec<usize>>;
+type OverlayIndex = rustc_hash::FxHashMap<JoinKey, Vec<usize>>;
 
 impl TableImage {
     pub fn new(
@@ -95,10 +96,9 @@ impl TableImage {
             return ix.clone();
         }
         let mut ix = ImageIndex::default();
-        let mut k = Vec::new();
         for (pos, (_, _, vals)) in self.rows.iter().enumerate() {
-            if crate::exec::filter::key_into(vals, fields, &mut k) {
-                ix.entry(k.clone()).or_default().push(pos as u32);
+            if let Some(k) = join_key(vals, fields) {
+                ix.entry(k).or_default().push(pos as u32);
             }
         }
         let ix = Arc::new(ix);
@@ -123,12 +123,18 @@ impl ImageView {
 
     /// Rows with id `>= from` in id order (deleted rows skipped, soft-deleted included).
     pub fn rows_from(&self, from: i64) -> Vec<ImageRow> {
+        self.iter_from(from)
+            .map(|(id, deleted, vals)| (id, deleted, vals.clone()))
+            .collect()
+    }
+
+    /// [`Self::rows_from`] without collecting: the rows are borrowed from the view.
+    pub fn iter_from(&self, from: i64) -> impl Iterator<Item = (i64, bool, &Arc<Vec<Value>>)> {
         let base = &self.base.rows[self.base.seek(from)..];
         let start = self.overlay_pos(from).unwrap_or_else(|p| p);
         let over = &self.overlay[start..];
-        let mut out = Vec::with_capacity(base.len() + over.len());
         let (mut i, mut j) = (0, 0);
-        while i < base.len() || j < over.len() {
+        std::iter::from_fn(move || loop {
             let take_over = match (base.get(i), over.get(j)) {
                 (Some(b), Some(o)) if o.0 <= b.0 => {
                     if o.0 == b.0 {
@@ -137,20 +143,21 @@ impl ImageView {
                     true
                 }
                 (None, Some(_)) => true,
-                _ => false,
+                (Some(_), None) | (Some(_), Some(_)) => false,
+                (None, None) => return None,
             };
             if take_over {
                 let (id, row) = &over[j];
-                if let Some((deleted, vals)) = row {
-                    out.push((*id, *deleted, vals.clone()));
-                }
                 j += 1;
+                if let Some((deleted, vals)) = row {
+                    return Some((*id, *deleted, vals));
+                }
             } else {
-                out.push(base[i].clone());
+                let (id, deleted, vals) = &base[i];
                 i += 1;
+                return Some((*id, *deleted, vals));
             }
-        }
-        out
+        })
     }
 
     /// The row with this id (`None`: absent or deleted).
@@ -163,30 +170,44 @@ impl ImageView {
         self.base.rows.get(i).filter(|r| r.0 == id).cloned()
     }
 
-    /// Rows whose `fields` have equality key `key`, in id order.
-    pub fn lookup(&self, index: &ImageIndex, fields: &[u32], key: &[u8]) -> Vec<ImageRow> {
-        let mut out: Vec<ImageRow> = index
-            .get(key)
-            .map(|v| v.as_slice())
-            .unwrap_or(&[])
+    /// Calls `f` for each row whose `fields` have equality key `key`, in id order (deleted
+    /// rows skipped, soft-deleted included). Without overlay versions the rows are visited
+    /// in place.
+    pub fn for_each_match(
+        &self,
+        index: &ImageIndex,
+        fields: &[u32],
+        key: &JoinKey,
+        mut f: impl FnMut(i64, bool, &Arc<Vec<Value>>) -> crate::error::Result<()>,
+    ) -> crate::error::Result<()> {
+        let base = index.get(key).map(|v| v.as_slice()).unwrap_or(&[]);
+        if self.overlay.is_empty() {
+            for p in base {
+                let (id, deleted, vals) = &self.base.rows[*p as usize];
+                f(*id, *deleted, vals)?;
+            }
+            return Ok(());
+        }
+        let mut out: Vec<(i64, bool, &Arc<Vec<Value>>)> = base
             .iter()
             .map(|p| &self.base.rows[*p as usize])
             .filter(|r| self.overlay_pos(r.0).is_err())
-            .cloned()
+            .map(|(id, d, v)| (*id, *d, v))
             .collect();
-        if !self.overlay.is_empty() {
-            let keys = self.overlay_index(fields);
-            let before = out.len();
-            for p in keys.get(key).map(|v| v.as_slice()).unwrap_or(&[]) {
-                if let (id, Some((d, vals))) = &self.overlay[*p] {
-                    out.push((*id, *d, vals.clone()));
-                }
-            }
-            if out.len() > before {
-                out.sort_by_key(|r| r.0);
+        let keys = self.overlay_index(fields);
+        let before = out.len();
+        for p in keys.get(key).map(|v| v.as_slice()).unwrap_or(&[]) {
+            if let (id, Some((d, vals))) = &self.overlay[*p] {
+                out.push((*id, *d, vals));
             }
         }
-        out
+        if out.len() > before {
+            out.sort_by_key(|r| r.0);
+        }
+        for (id, d, vals) in out {
+            f(id, d, vals)?;
+        }
+        Ok(())
     }
 
     fn overlay_index(&self, fields: &[u32]) -> Arc<OverlayIndex> {
@@ -195,11 +216,10 @@ impl ImageView {
             return ix.clone();
         }
         let mut ix = OverlayIndex::default();
-        let mut k = Vec::new();
         for (p, (_, row)) in self.overlay.iter().enumerate() {
             if let Some((_, vals)) = row {
-                if crate::exec::filter::key_into(vals, fields, &mut k) {
-                    ix.entry(k.clone()).or_default().push(p);
+                if let Some(k) = join_key(vals, fields) {
+                    ix.entry(k).or_default().push(p);
                 }
             }
         }

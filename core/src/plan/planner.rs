@@ -586,8 +586,9 @@ fn check_sibling_names(incs: &[Include]) -> Result<()> {
 }
 
 /// Chooses between index nested loop and hash join for one hop; returns the strategy and cost.
-/// `imaged`: the target has a decoded table image, so scanning it and reading rows by identity
-/// cost [`cost::IMAGE_ROW`] per row instead of store work (index lookups still use the store).
+/// `imaged`: the target has a decoded table image, so scanning it and reading rows cost
+/// [`cost::IMAGE_ROW`] per row instead of store work, and a key is probed in the image's
+/// equality index.
 pub fn choose_strategy(
     indexed: bool,
     keys: f64,
@@ -595,16 +596,18 @@ pub fn choose_strategy(
     target_rows: f64,
     imaged: bool,
 ) -> (JoinStrategy, f64) {
-    let (scan_row, read_row) = if imaged {
-        (cost::IMAGE_ROW, cost::IMAGE_ROW)
+    // An imaged target is probed through the image's in-memory equality index: a probe
+    // costs a hash lookup, not a store seek.
+    let (scan_row, read_row, probe) = if imaged {
+        (cost::IMAGE_ROW, cost::IMAGE_ROW, cost::CPU_ROW)
     } else {
-        (cost::SCAN_ROW, cost::SEEK)
+        (cost::SCAN_ROW, cost::SEEK, cost::SEEK)
     };
     let hash = target_rows * (scan_row + cost::CPU_ROW) + keys * cost::CPU_ROW;
     if !indexed {
         return (JoinStrategy::Hash, hash);
     }
-    let inl = keys * cost::SEEK + (keys * per_key).min(target_rows) * read_row;
+    let inl = keys * probe + (keys * per_key).min(target_rows) * read_row;
     if inl <= hash {
         (JoinStrategy::IndexNestedLoop, inl)
     } else {
