@@ -253,14 +253,19 @@ async fn worker(rep: Arc<Socket<Rep0>>, shared: Arc<Shared>, mut stop: watch::Re
             }
         };
         shared.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
-        let sh = shared.clone();
-        let reply = tokio::task::spawn_blocking(move || handle(&sh, request.as_slice()))
-            .await
-            .unwrap_or_else(|e| {
-                encode_reply(error_body(&Error::internal(format!(
-                    "the request handler failed: {e}"
-                ))))
-            });
+        // The engine call runs on this worker thread (block_in_place hands the runtime's other
+        // tasks to another thread): a hop to the blocking pool and back would add two thread
+        // wake-ups to every round trip.
+        let reply = tokio::task::block_in_place(|| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                handle(&shared, request.as_slice())
+            }))
+        })
+        .unwrap_or_else(|_| {
+            encode_reply(error_body(&Error::internal(
+                "the request handler panicked (a bug); the server keeps serving",
+            )))
+        });
         shared.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
         let mut msg = Message::with_capacity(reply.len());
         if msg.write_all(&reply).is_err() {
