@@ -1,7 +1,7 @@
 //! Server mode: `ormdb serve` exposes one database to other processes over NNG (anng, on tokio).
 //! REQ/REP carries requests and replies framed by [`crate::ir::protocol`]; PUB/SUB carries change
 //! streams, one topic per entity. [`server`] runs the sockets, [`handler`] turns one request into
-//! one reply on the blocking pool, [`sessions`] keeps transactions that span requests,
+//! one reply, [`sessions`] keeps transactions that span requests,
 //! [`publisher`] turns the change log into published events, [`metrics`] counts and serves
 //! Prometheus text. On the other side, [`client::Client`] pools connections and
 //! [`stream::ChangeStream`] follows a change stream without gaps; [`connect`] opens a path or a
