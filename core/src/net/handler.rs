@@ -1,5 +1,5 @@
-//! One request in, one reply out. Runs on tokio's blocking pool (the engine is synchronous); the
-//! reply is always a framed message: a result, or an `Error` with a SQLSTATE, never silence.
+//! One request in, one reply out. Synchronous (the engine is): the server calls it through
+//! `block_in_place` on a worker thread. The reply is always a framed message: a result, or an `Error` with a SQLSTATE, never silence.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
