@@ -2,8 +2,9 @@
 # The main job on an embedded database: builds the engine (release) and runs the demo workload
 # (schema with foreign keys, a few thousand rows in durable transactions, constraint errors,
 # optimistic versions, soft delete, cascades, a change stream, timings), then `ormdb info`.
-# Then the Python half: builds and installs the `ormdb` wheel into a venv and runs an ORM-style
-# DB-API workload plus a native graph fetch with EXPLAIN ANALYZE (scripts/demo.py).
+# Then the Python half: builds and installs the `ormdb` wheel and `sqlalchemy-ormdb` into a venv
+# and runs a SQLAlchemy ORM workload on `ormdb:///...` plus a native graph fetch with EXPLAIN
+# ANALYZE and timings (scripts/demo.py).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/python_env.sh"

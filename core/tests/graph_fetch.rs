@@ -244,8 +244,21 @@ fn budgets_reject_with_54000_naming_the_budget() {
             "max_depth",
         ),
     ];
-    for (b, name) in cases {
-        expect_err(conn.fetch(&with(b)), SqlState::LimitExceeded, &[name]);
+    for (b, name) in &cases {
+        expect_err(conn.fetch(&with(*b)), SqlState::LimitExceeded, &[name]);
+    }
+    // Again once repeated fetches have built table images: includes then copy whole runs of
+    // image rows per key, and the budgets must still stop them.
+    for _ in 0..20 {
+        conn.fetch(&base).unwrap();
+    }
+    let m = _db.metrics_text();
+    assert!(
+        !m.contains("ormdb_table_image_hits_total 0\n"),
+        "no table image was used: {m}"
+    );
+    for (b, name) in &cases {
+        expect_err(conn.fetch(&with(*b)), SqlState::LimitExceeded, &[name]);
     }
     expect_err(
         conn.fetch(&GraphFetch::new("users").offset(10).budget(Budget {

@@ -107,7 +107,17 @@ fn setup_sql(tables: &[Table]) -> Vec<String> {
         out.push(format!("CREATE TABLE {} ({})", t.name, cols.join(", ")));
         if let Some(c) = &t.index {
             out.push(format!("CREATE INDEX ix_{}_{c} ON {}({c})", t.name, t.name));
+            // Keyed and DESC indexes are maintained by every mutation (never used to read).
+            out.push(format!(
+                "CREATE INDEX ixk_{}_{c} ON {}(lower({c}) DESC, id) WHERE {c} IS NOT NULL",
+                t.name, t.name
+            ));
         }
+        // A view over the table: queries read it like a derived table.
+        out.push(format!(
+            "CREATE VIEW v_{} AS SELECT * FROM {} WHERE id % 3 <> 0",
+            t.name, t.name
+        ));
         for row in &t.rows {
             out.push(format!(
                 "INSERT INTO {} VALUES ({})",
@@ -256,11 +266,24 @@ fn expr(r: &mut Rng, s: &Scope, tables: &[Table], depth: usize) -> String {
 
 fn query(r: &mut Rng, tables: &[Table]) -> String {
     let t1 = r.pick(tables).clone();
-    let mut from = format!("{} a", t1.name);
+    let first = if r.chance(15) {
+        format!("v_{}", t1.name)
+    } else {
+        t1.name.clone()
+    };
+    let mut from = format!("{first} a");
     let mut cols: Vec<String> = t1.cols.iter().map(|(n, _)| format!("a.{n}")).collect();
     if r.chance(40) {
         let t2 = r.pick(tables).clone();
-        let kind = *r.pick(&["JOIN", "LEFT JOIN", "CROSS JOIN"]);
+        let kind = *r.pick(&[
+            "JOIN",
+            "LEFT JOIN",
+            "CROSS JOIN",
+            "JOIN",
+            "LEFT JOIN",
+            "RIGHT JOIN",
+            "FULL JOIN",
+        ]);
         let on = if kind == "CROSS JOIN" {
             String::new()
         } else {
@@ -335,7 +358,20 @@ fn query(r: &mut Rng, tables: &[Table]) -> String {
         } else {
             f
         };
-        items[0] = format!("{f} OVER ({over})");
+        let frame = if over.contains("ORDER") && r.chance(40) {
+            let units = *r.pick(&["ROWS", "GROUPS", "RANGE"]);
+            let a = r.below(3);
+            let b = r.below(3);
+            match r.below(4) {
+                0 => format!(" {units} BETWEEN {a} PRECEDING AND {b} FOLLOWING"),
+                1 => format!(" {units} {a} PRECEDING"),
+                2 => format!(" {units} BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING"),
+                _ => format!(" {units} BETWEEN {a} FOLLOWING AND {} FOLLOWING", a + b),
+            }
+        } else {
+            String::new()
+        };
+        items[0] = format!("{f} OVER ({over}{frame})");
     }
     let distinct = if r.chance(15) { "DISTINCT " } else { "" };
     let mut q = format!("SELECT {distinct}{} FROM {from}{where_}", items.join(", "));

@@ -630,9 +630,17 @@ class Connection:
 
     def fetch(self, graph: Union[Mapping[str, Any], str]) -> list[dict[str, Any]]:
         """Graph fetch: nested rows (to-one relations as a dict or None, to-many as lists).
-        Reads a committed snapshot (not this connection's uncommitted writes)."""
+        Inside an open transaction it reads that transaction's snapshot, including this
+        connection's uncommitted writes (as a SELECT does); otherwise the latest commit."""
         self._check()
         return self._native.fetch(graph)  # type: ignore[no-any-return]
+
+    def relations(self) -> list[dict[str, Any]]:
+        """The relations a graph fetch can include, named as the catalog derives them from
+        foreign keys: dicts with name, kind (many_to_one, one_to_one, one_to_many,
+        many_to_many), from, to, forward, fk_entity, fk_fields and far_fk_fields."""
+        self._check()
+        return self._native.relations()  # type: ignore[no-any-return]
 
     def fetch_raw(self, graph: Union[Mapping[str, Any], str]) -> dict[str, Any]:
         """Graph fetch returning {"data": [...], "next_cursor": str | None, "stats": {...}}."""

@@ -13,7 +13,7 @@ use std::time::Duration;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
-use ormdb::catalog::{Schema, SchemaBundle};
+use ormdb::catalog::{RelationKind, Schema, SchemaBundle};
 use ormdb::sql::parse::split_statements;
 use ormdb::sql::{UserAggregate, UserFunction};
 use ormdb::{
@@ -440,6 +440,12 @@ impl NativeConnection {
         let f = UserAggregate {
             name: name.clone(),
             func: Arc::new(move |rows: &[Vec<Value>]| {
+                // The sqlite3 module creates the aggregate instance on the first step call; a
+                // group with no rows never instantiates it and yields NULL (Django's
+                // StdDev/Variance finalizers raise on empty input).
+                if rows.is_empty() {
+                    return Ok(Value::Null);
+                }
                 Python::attach(|py| {
                     let mut stage = "__init__";
                     let mut call = || -> PyResult<Value> {
@@ -482,6 +488,53 @@ impl NativeConnection {
         let (r, root) = self.run_fetch(py, graph)?;
         let schema = Schema::new(self.db.schema());
         Ok(crate::graph::nested(py, &r, &schema, &root)?.into_any())
+    }
+
+    /// The relations graph fetches can include, as the catalog names them: a list of dicts
+    /// {name, kind, from, to, forward, fk_entity, fk_fields, far_fk_fields}. Adapters map
+    /// their ORM's relations onto these names.
+    fn relations<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let schema = Schema::new(self.db.schema());
+        let fk_fields = |entity: &str, fk: &str| -> Vec<String> {
+            schema
+                .entity(entity)
+                .ok()
+                .and_then(|e| {
+                    let def = e.foreign_keys.iter().find(|f| f.name == fk)?;
+                    Some(
+                        def.fields
+                            .iter()
+                            .filter_map(|i| e.fields.get(*i as usize).map(|f| f.name.clone()))
+                            .collect(),
+                    )
+                })
+                .unwrap_or_default()
+        };
+        let out = PyList::empty(py);
+        for r in schema.relations() {
+            let d = PyDict::new(py);
+            d.set_item("name", &r.name)?;
+            let kind = match r.kind {
+                RelationKind::ManyToOne => "many_to_one",
+                RelationKind::OneToOne => "one_to_one",
+                RelationKind::OneToMany => "one_to_many",
+                RelationKind::ManyToMany => "many_to_many",
+            };
+            d.set_item("kind", kind)?;
+            d.set_item("from", &r.from)?;
+            d.set_item("to", &r.to)?;
+            d.set_item("forward", r.forward)?;
+            d.set_item("fk_entity", &r.fk_entity)?;
+            d.set_item("fk_fields", fk_fields(&r.fk_entity, &r.fk_name))?;
+            let far = r
+                .far_fk_name
+                .as_deref()
+                .map(|n| fk_fields(&r.fk_entity, n))
+                .unwrap_or_default();
+            d.set_item("far_fk_fields", far)?;
+            out.append(d)?;
+        }
+        Ok(out)
     }
 
     /// Graph fetch returning {"data", "next_cursor", "stats"}.
@@ -577,9 +630,9 @@ impl NativeConnection {
         graph: &Bound<'_, PyAny>,
     ) -> PyResult<(ormdb::GraphResult, String)> {
         let json = graph_json(graph, "graph fetch")?;
-        self.native(py, move |c| {
+        self.run(py, move |s| {
             let f = GraphFetch::from_json(&json)?;
-            Ok((c.fetch(&f)?, f.root))
+            Ok((s.fetch(&f)?, f.root))
         })
     }
 }

@@ -294,6 +294,8 @@ def test_create_aggregate(conn):
 
     conn.create_aggregate("cat", -1, Concat)
     assert conn.execute("SELECT cat(g, x) FROM t WHERE g = 'b'").fetchone() == ("b/5.0,b/None",)
+    # As in sqlite3: no rows, no instance and no finalize() call; the value is NULL.
+    assert conn.execute("SELECT cat(g) FROM t WHERE g = 'zz'").fetchone() == (None,)
     conn.create_aggregate("cat", -1, None)
     with pytest.raises(ormdb.NotSupportedError):
         conn.execute("SELECT cat(g) FROM t")

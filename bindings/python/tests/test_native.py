@@ -58,11 +58,39 @@ def test_fetch_raw_pagination_and_stats(blog):
     assert page2["next_cursor"] is None
 
 
-def test_fetch_sees_committed_data_only(blog):
+def test_fetch_sees_own_transaction_not_others(blog, tmp_path):
     blog.execute("INSERT INTO users (id, name) VALUES (3, 'cy')")
+    assert blog.in_transaction
+    # The open transaction's own insert is visible to its fetch, as to its SELECTs.
+    assert len(blog.fetch({"root": "users"})) == 3
+    blog.rollback()
     assert len(blog.fetch({"root": "users"})) == 2
+    blog.execute("INSERT INTO users (id, name) VALUES (3, 'cy')")
     blog.commit()
     assert len(blog.fetch({"root": "users"})) == 3
+
+
+def test_fetch_does_not_see_another_connections_uncommitted_rows(tmp_path):
+    path = str(tmp_path / "db")
+    a, b = ormdb.connect(path), ormdb.connect(path)
+    a.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+    a.commit()
+    a.execute("INSERT INTO t (id) VALUES (1)")
+    assert b.fetch({"root": "t"}) == []
+    a.commit()
+    assert b.fetch({"root": "t"}) == [{"id": 1}]
+    a.close()
+    b.close()
+
+
+def test_relations_name_the_includes(blog):
+    rels = {(r["from"], r["name"]): r for r in blog.relations()}
+    author = rels[("posts", "author")]
+    assert (author["kind"], author["to"], author["forward"]) == ("many_to_one", "users", True)
+    assert author["fk_fields"] == ["author_id"]
+    inverse = rels[("users", "posts")]
+    assert (inverse["kind"], inverse["to"], inverse["forward"]) == ("one_to_many", "posts", False)
+    assert inverse["fk_entity"] == "posts" and inverse["far_fk_fields"] == []
 
 
 def test_blobs_come_back_as_bytes(conn):

@@ -221,7 +221,7 @@ impl Database {
             cv: Condvar::new(),
         });
         let thread = spawn_background(core.clone(), background.clone(), options.clone())?;
-        Ok(Database {
+        let db = Database {
             inner: Arc::new(DbInner {
                 core: Some(core),
                 path,
@@ -230,7 +230,40 @@ impl Database {
                 thread: Mutex::new(Some(thread)),
                 temp,
             }),
-        })
+        };
+        db.drop_orphaned_temp_tables()?;
+        Ok(db)
+    }
+
+    /// Temporary tables (SQL `CREATE TEMP TABLE`) belong to a session; one that a crash left
+    /// in the catalog has no session any more and goes before anyone can connect.
+    fn drop_orphaned_temp_tables(&self) -> Result<()> {
+        let mut tx = self.connect().begin()?;
+        let orphans: Vec<String> = tx
+            .schema()
+            .entities()
+            .iter()
+            .filter(|e| crate::catalog::is_temp_entity_name(&e.name))
+            .map(|e| e.name.clone())
+            .collect();
+        let orphan_views: Vec<String> = tx
+            .schema()
+            .views()
+            .iter()
+            .filter(|v| crate::catalog::is_temp_entity_name(&v.name))
+            .map(|v| v.name.clone())
+            .collect();
+        if orphans.is_empty() && orphan_views.is_empty() {
+            tx.rollback();
+            return Ok(());
+        }
+        for name in &orphan_views {
+            tx.drop_view(name, true)?;
+        }
+        for name in &orphans {
+            tx.drop_entity(name)?;
+        }
+        tx.commit().map(|_| ())
     }
 
     pub(crate) fn core(&self) -> &Arc<DbCore> {

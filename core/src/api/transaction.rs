@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use super::database::Database;
-use crate::catalog::{EntityDef, EntitySpec, FieldDef, ForeignKeySpec, IndexSpec, Schema};
+use crate::catalog::{EntityDef, EntitySpec, FieldDef, ForeignKeySpec, IndexSpec, Schema, ViewDef};
 use crate::changes::ChangeToken;
 use crate::error::{Error, Result};
 use crate::exec::ddl;
@@ -379,6 +379,17 @@ impl Transaction {
         )
     }
 
+    /// Deletes rows as one statement: foreign key NO ACTION checks run after the last row
+    /// (SQLite's end-of-statement check). One result per id, None where no row was deleted.
+    pub fn delete_many(
+        &mut self,
+        entity: &str,
+        row_ids: &[i64],
+    ) -> Result<Vec<Option<DeleteResult>>> {
+        self.live()?;
+        mutate::delete_many(&mut self.txn, entity, row_ids, &self.limits)
+    }
+
     /// Deletes a row only if its version token is `expected_version` (else 40002).
     pub fn delete_versioned(
         &mut self,
@@ -436,6 +447,24 @@ impl Transaction {
     pub fn drop_entity_if_exists(&mut self, entity: &str) -> Result<bool> {
         self.live()?;
         ddl::drop_entity(&mut self.txn, entity, true, &self.limits)
+    }
+
+    /// Creates a view (the caller checked its query); false when it exists and `if_not_exists`.
+    pub fn create_view(&mut self, view: ViewDef, if_not_exists: bool) -> Result<bool> {
+        self.live()?;
+        ddl::create_view(&mut self.txn, view, if_not_exists)
+    }
+
+    pub fn drop_view(&mut self, name: &str, if_exists: bool) -> Result<bool> {
+        self.live()?;
+        ddl::drop_view(&mut self.txn, name, if_exists)
+    }
+
+    /// Sets the schema's user version (`PRAGMA user_version`).
+    pub fn set_user_version(&mut self, v: i64) -> Result<()> {
+        self.live()?;
+        ddl::set_user_version(&mut self.txn, v);
+        Ok(())
     }
 
     pub fn rename_entity(&mut self, entity: &str, new_name: &str) -> Result<()> {

@@ -39,6 +39,11 @@ pub struct IndexSpec {
     pub fields: Vec<String>,
     pub unique: bool,
     pub sql: Option<String>,
+    /// A keyed index (expressions or a partial index): the key expressions, field names
+    /// unresolved; `fields` is then empty.
+    pub key_exprs: Vec<Expr>,
+    /// A partial index's condition (field names unresolved).
+    pub predicate: Option<Expr>,
 }
 
 impl FieldDef {
@@ -169,6 +174,8 @@ impl IndexSpec {
             fields: fields.iter().map(|s| s.to_string()).collect(),
             unique,
             sql: None,
+            key_exprs: Vec::new(),
+            predicate: None,
         }
     }
 }
@@ -240,6 +247,8 @@ pub fn add_index(
         unique,
         origin,
         sql,
+        key_exprs: Vec::new(),
+        predicate: None,
     });
     Ok(id)
 }
@@ -312,6 +321,10 @@ pub fn resolve_entity(bundle: &mut SchemaBundle, spec: &EntitySpec) -> Result<En
         .entities
         .iter()
         .any(|e| e.name.eq_ignore_ascii_case(&spec.name))
+        || bundle
+            .views
+            .iter()
+            .any(|v| v.name.eq_ignore_ascii_case(&spec.name))
     {
         return Err(Error::new(
             SqlState::DuplicateObject,

@@ -9,8 +9,20 @@ use crate::error::{Error, Result, SqlState};
 use crate::ir::Expr;
 use crate::value::{DataType, Value};
 
+/// Stored names of temporary tables start with this (a name reserved for the engine: user
+/// tables cannot start with `sqlite_`); the SQL front end appends the owning session's tag.
+pub const TEMP_ENTITY_PREFIX: &str = "sqlite_temp_";
+
+/// Whether a stored entity name is a (any session's) temporary table.
+pub fn is_temp_entity_name(name: &str) -> bool {
+    name.len() > TEMP_ENTITY_PREFIX.len()
+        && name[..TEMP_ENTITY_PREFIX.len()].eq_ignore_ascii_case(TEMP_ENTITY_PREFIX)
+        && !name.eq_ignore_ascii_case("sqlite_temp_master")
+        && !name.eq_ignore_ascii_case("sqlite_temp_schema")
+}
+
 /// Bumped when the stored layout of bundles changes.
-pub const BUNDLE_FORMAT: u32 = 1;
+pub const BUNDLE_FORMAT: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Archive, Serialize, Deserialize)]
 pub struct SchemaBundle {
@@ -20,6 +32,87 @@ pub struct SchemaBundle {
     pub entities: Vec<EntityDef>,
     pub next_table_id: u32,
     pub next_index_id: u32,
+    /// Views (CREATE VIEW), in creation order.
+    pub views: Vec<ViewDef>,
+    /// `PRAGMA user_version`: kept in the bundle so it is transactional and survives restart.
+    pub user_version: i64,
+}
+
+/// A view: a named query, expanded as a derived table wherever it is read.
+#[derive(Debug, Clone, PartialEq, Archive, Serialize, Deserialize)]
+pub struct ViewDef {
+    pub name: String,
+    /// The CREATE VIEW text as SQLite keeps it (`CREATE VIEW ` + the text from the name on).
+    pub sql: String,
+}
+
+/// The bundle layout before views, user_version and keyed indexes (format 1), still
+/// readable.
+#[derive(Debug, Clone, PartialEq, Archive, Serialize, Deserialize)]
+struct SchemaBundleV1 {
+    format: u32,
+    version: u64,
+    entities: Vec<EntityDefV1>,
+    next_table_id: u32,
+    next_index_id: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Archive, Serialize, Deserialize)]
+struct EntityDefV1 {
+    id: u32,
+    name: String,
+    fields: Vec<FieldDef>,
+    primary_key: Vec<u32>,
+    rowid_alias: Option<u32>,
+    autoincrement: bool,
+    strict: bool,
+    soft_delete: bool,
+    indexes: Vec<IndexDefV1>,
+    checks: Vec<CheckDef>,
+    foreign_keys: Vec<ForeignKeyDef>,
+    sql: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Archive, Serialize, Deserialize)]
+struct IndexDefV1 {
+    id: u32,
+    name: String,
+    fields: Vec<u32>,
+    unique: bool,
+    origin: IndexOrigin,
+    sql: Option<String>,
+}
+
+impl From<EntityDefV1> for EntityDef {
+    fn from(e: EntityDefV1) -> EntityDef {
+        EntityDef {
+            id: e.id,
+            name: e.name,
+            fields: e.fields,
+            primary_key: e.primary_key,
+            rowid_alias: e.rowid_alias,
+            autoincrement: e.autoincrement,
+            strict: e.strict,
+            soft_delete: e.soft_delete,
+            indexes: e
+                .indexes
+                .into_iter()
+                .map(|i| IndexDef {
+                    id: i.id,
+                    name: i.name,
+                    fields: i.fields,
+                    unique: i.unique,
+                    origin: i.origin,
+                    sql: i.sql,
+                    key_exprs: Vec::new(),
+                    predicate: None,
+                })
+                .collect(),
+            checks: e.checks,
+            foreign_keys: e.foreign_keys,
+            sql: e.sql,
+        }
+    }
 }
 
 impl Default for SchemaBundle {
@@ -30,6 +123,8 @@ impl Default for SchemaBundle {
             entities: Vec::new(),
             next_table_id: 1,
             next_index_id: 1,
+            views: Vec::new(),
+            user_version: 0,
         }
     }
 }
@@ -43,8 +138,26 @@ impl SchemaBundle {
 
     /// Validates and decodes a stored bundle.
     pub fn from_bytes(bytes: &[u8]) -> Result<SchemaBundle> {
-        let b = rkyv::from_bytes::<SchemaBundle, rkyv::rancor::Error>(bytes)
-            .map_err(|e| Error::corrupted(format!("stored schema bundle is invalid: {e}")))?;
+        let b = match rkyv::from_bytes::<SchemaBundle, rkyv::rancor::Error>(bytes) {
+            Ok(b) => b,
+            Err(e) => match rkyv::from_bytes::<SchemaBundleV1, rkyv::rancor::Error>(bytes) {
+                // Databases written before views existed: the same bundle with none.
+                Ok(old) if old.format == 1 => SchemaBundle {
+                    format: BUNDLE_FORMAT,
+                    version: old.version,
+                    entities: old.entities.into_iter().map(EntityDef::from).collect(),
+                    next_table_id: old.next_table_id,
+                    next_index_id: old.next_index_id,
+                    views: Vec::new(),
+                    user_version: 0,
+                },
+                _ => {
+                    return Err(Error::corrupted(format!(
+                        "stored schema bundle is invalid: {e}"
+                    )))
+                }
+            },
+        };
         if b.format != BUNDLE_FORMAT {
             return Err(Error::corrupted(format!(
                 "schema bundle format {} is not supported by this build (expects {BUNDLE_FORMAT})",
@@ -113,10 +226,77 @@ pub enum IndexOrigin {
 pub struct IndexDef {
     pub id: u32,
     pub name: String,
+    /// Key fields of a plain index. Empty for a keyed index (see `key_exprs`), so every
+    /// planner that matches predicates to `fields` passes it by.
     pub fields: Vec<u32>,
     pub unique: bool,
     pub origin: IndexOrigin,
     pub sql: Option<String>,
+    /// A keyed index's key: one expression per key column (expression indexes, and the
+    /// columns of a partial index).
+    pub key_exprs: Vec<Expr>,
+    /// A partial index: only rows for which this is true have entries (and are unique).
+    pub predicate: Option<Expr>,
+}
+
+impl IndexDef {
+    /// Whether the key is computed (`key_exprs`) rather than read from `fields`.
+    pub fn is_keyed(&self) -> bool {
+        !self.key_exprs.is_empty()
+    }
+
+    /// The index key of a stored row, or None when a partial index leaves the row out.
+    pub fn entry_values(&self, e: &EntityDef, row: &[Value]) -> Result<Option<Vec<Value>>> {
+        if !self.is_keyed() {
+            return Ok(Some(
+                self.fields
+                    .iter()
+                    .map(|f| e.stored_value(row, *f))
+                    .collect(),
+            ));
+        }
+        // Rows written before a field was added are shorter: read them at full width.
+        let full: Vec<Value> = (0..e.fields.len() as u32)
+            .map(|f| e.stored_value(row, f))
+            .collect();
+        if let Some(p) = &self.predicate {
+            if crate::ir::expr::truthy(&p.eval(&full)?) != Some(true) {
+                return Ok(None);
+            }
+        }
+        self.key_exprs
+            .iter()
+            .map(|x| x.eval(&full))
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
+    }
+
+    /// Fields the key or predicate reads.
+    pub fn references(&self, field: u32) -> bool {
+        self.fields.contains(&field)
+            || self.key_exprs.iter().any(|x| x.references(field))
+            || self.predicate.as_ref().is_some_and(|p| p.references(field))
+    }
+
+    /// What a uniqueness error names: the fields, or the index of an expression key.
+    pub fn describe(&self, e: &EntityDef) -> String {
+        if self.key_exprs.iter().all(|x| matches!(x, Expr::Field(_))) {
+            let fields: Vec<u32> = if self.is_keyed() {
+                self.key_exprs
+                    .iter()
+                    .filter_map(|x| match x {
+                        Expr::Field(f) => Some(*f),
+                        _ => None,
+                    })
+                    .collect()
+            } else {
+                self.fields.clone()
+            };
+            e.field_names(&fields)
+        } else {
+            format!("index '{}'", self.name)
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Archive, Serialize, Deserialize)]
@@ -281,6 +461,17 @@ impl Schema {
             .ok_or_else(|| Error::unknown_entity(name))
     }
 
+    pub fn view(&self, name: &str) -> Option<&ViewDef> {
+        self.bundle
+            .views
+            .iter()
+            .find(|v| v.name.eq_ignore_ascii_case(name))
+    }
+
+    pub fn views(&self) -> &[ViewDef] {
+        &self.bundle.views
+    }
+
     pub fn entity_by_id(&self, id: u32) -> Option<&EntityDef> {
         self.by_id.get(&id).map(|&i| &self.bundle.entities[i])
     }
@@ -367,5 +558,65 @@ impl Schema {
             ));
         }
         Ok((ppos, fields, is_rowid))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_format_1_bundles_as_bundles_without_views() {
+        let old = SchemaBundleV1 {
+            format: 1,
+            version: 7,
+            entities: vec![EntityDefV1 {
+                id: 1,
+                name: "t".into(),
+                fields: vec![FieldDef {
+                    name: "a".into(),
+                    ty: DataType::Integer,
+                    decl_type: "INT".into(),
+                    nullable: true,
+                    default: None,
+                }],
+                primary_key: Vec::new(),
+                rowid_alias: None,
+                autoincrement: false,
+                strict: false,
+                soft_delete: false,
+                indexes: vec![IndexDefV1 {
+                    id: 2,
+                    name: "ix".into(),
+                    fields: vec![0],
+                    unique: true,
+                    origin: IndexOrigin::Explicit,
+                    sql: None,
+                }],
+                checks: Vec::new(),
+                foreign_keys: Vec::new(),
+                sql: None,
+            }],
+            next_table_id: 3,
+            next_index_id: 5,
+        };
+        let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&old).expect("serialize");
+        let b = SchemaBundle::from_bytes(&bytes).expect("format 1 decodes");
+        assert_eq!(
+            (b.format, b.version, b.next_table_id, b.next_index_id),
+            (BUNDLE_FORMAT, 7, 3, 5)
+        );
+        assert!(b.views.is_empty());
+        assert_eq!(b.user_version, 0);
+        assert_eq!(b.entities[0].indexes[0].fields, vec![0]);
+        assert!(!b.entities[0].indexes[0].is_keyed());
+        let mut new = SchemaBundle::default();
+        new.views.push(ViewDef {
+            name: "v".into(),
+            sql: "CREATE VIEW v AS SELECT 1".into(),
+        });
+        new.user_version = 9;
+        let back = SchemaBundle::from_bytes(&new.to_bytes().expect("bytes")).expect("decode");
+        assert_eq!(back, new);
     }
 }

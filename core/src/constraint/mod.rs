@@ -82,22 +82,20 @@ pub fn check_unique(
 ) -> Result<()> {
     for ix in e.indexes.iter().filter(|i| i.unique) {
         if let Some(changed) = changed_only {
-            if !ix.fields.iter().any(|f| changed[*f as usize]) {
+            if !(0..changed.len()).any(|f| changed[f] && ix.references(f as u32)) {
                 continue;
             }
         }
-        let key: Vec<Value> = ix
-            .fields
-            .iter()
-            .map(|f| values[*f as usize].clone())
-            .collect();
+        // A partial index leaves some rows out: they are not unique among themselves.
+        let Some(key) = ix.entry_values(e, values)? else {
+            continue;
+        };
         if key.iter().any(Value::is_null) {
             continue;
         }
         let hits = txn.index_lookup(e, ix, &key)?;
         if hits.iter().any(|(id, _)| *id != row_id) {
-            let detail = e.field_names(&ix.fields);
-            return Err(Error::unique(&ix.name, &e.name, detail));
+            return Err(Error::unique(&ix.name, &e.name, ix.describe(e)));
         }
     }
     Ok(())

@@ -8,6 +8,7 @@ use crate::catalog::builder::{
 };
 use crate::catalog::{
     DefaultValue, EntitySpec, FieldDef, ForeignKeySpec, IndexOrigin, IndexSpec, SchemaBundle,
+    ViewDef,
 };
 use crate::constraint;
 use crate::error::{Error, Result, SqlState};
@@ -36,6 +37,66 @@ pub fn create_entity(txn: &mut Txn, spec: &EntitySpec, if_not_exists: bool) -> R
     bundle.entities.push(e);
     txn.set_schema(bundle);
     Ok(true)
+}
+
+/// Creates a view. Returns false (and changes nothing) when a view of that name exists and
+/// `if_not_exists`. The caller has checked the query against the schema.
+pub fn create_view(txn: &mut Txn, view: ViewDef, if_not_exists: bool) -> Result<bool> {
+    check_name("view", &view.name)?;
+    let schema = txn.schema();
+    if schema.view(&view.name).is_some() || schema.entity_pos(&view.name).is_some() {
+        if if_not_exists {
+            return Ok(false);
+        }
+        let kind = if schema.view(&view.name).is_some() {
+            "view"
+        } else {
+            "table"
+        };
+        return Err(Error::new(
+            SqlState::DuplicateObject,
+            format!("{kind} {} already exists", view.name),
+        ));
+    }
+    if builder::index_name_taken(&schema.bundle, &view.name) {
+        return Err(Error::new(
+            SqlState::DuplicateObject,
+            format!("there is already an index named {}", view.name),
+        ));
+    }
+    let mut bundle = schema.bundle.clone();
+    bundle.views.push(view);
+    txn.set_schema(bundle);
+    Ok(true)
+}
+
+/// Drops a view. Returns false when it does not exist and `if_exists`.
+pub fn drop_view(txn: &mut Txn, name: &str, if_exists: bool) -> Result<bool> {
+    let mut bundle = txn.schema().bundle.clone();
+    let Some(pos) = bundle
+        .views
+        .iter()
+        .position(|v| v.name.eq_ignore_ascii_case(name))
+    else {
+        return if if_exists {
+            Ok(false)
+        } else {
+            Err(Error::new(
+                SqlState::UndefinedTable,
+                format!("no such view: {name}"),
+            ))
+        };
+    };
+    bundle.views.remove(pos);
+    txn.set_schema(bundle);
+    Ok(true)
+}
+
+/// Sets `PRAGMA user_version` (kept in the bundle: transactional and durable).
+pub fn set_user_version(txn: &mut Txn, v: i64) {
+    let mut bundle = txn.schema().bundle.clone();
+    bundle.user_version = v;
+    txn.set_schema(bundle);
 }
 
 /// Drops an entity. With foreign keys on, its rows are deleted first so that references to it
@@ -81,6 +142,10 @@ pub fn rename_entity(txn: &mut Txn, entity: &str, new_name: &str) -> Result<()> 
         .iter()
         .enumerate()
         .any(|(i, e)| i != pos && e.name.eq_ignore_ascii_case(new_name))
+        || bundle
+            .views
+            .iter()
+            .any(|v| v.name.eq_ignore_ascii_case(new_name))
     {
         return Err(Error::new(
             SqlState::DuplicateObject,
@@ -193,7 +258,7 @@ pub fn drop_field(txn: &mut Txn, entity: &str, field: &str) -> Result<()> {
     } else if e
         .indexes
         .iter()
-        .any(|x| x.fields.contains(&i) && x.origin != IndexOrigin::ForeignKey)
+        .any(|x| x.references(i) && x.origin != IndexOrigin::ForeignKey)
     {
         Some("UNIQUE or indexed")
     } else if e.foreign_keys.iter().any(|f| f.fields.contains(&i)) {
@@ -231,6 +296,9 @@ pub fn drop_field(txn: &mut Txn, entity: &str, field: &str) -> Result<()> {
     for ix in &mut e.indexes {
         for f in &mut ix.fields {
             *f = map(*f).expect("checked");
+        }
+        for x in ix.key_exprs.iter_mut().chain(ix.predicate.as_mut()) {
+            x.remap_fields(&map)?;
         }
     }
     for fk in &mut e.foreign_keys {
@@ -276,16 +344,14 @@ fn build_index(txn: &mut Txn, entity_pos: usize, index_id: u32) -> Result<()> {
     let mut seen = std::collections::HashSet::new();
     let rows: Vec<(i64, StoredRow)> = txn.scan(e.id).collect::<Result<_>>()?;
     for (id, row) in rows {
-        let vals: Vec<Value> = ix
-            .fields
-            .iter()
-            .map(|f| e.stored_value(&row.values, *f))
-            .collect();
+        let Some(vals) = ix.entry_values(e, &row.values)? else {
+            continue;
+        };
         if ix.unique
             && !vals.iter().any(Value::is_null)
             && !seen.insert(keys::index_values_prefix(ix.id, &vals))
         {
-            return Err(Error::unique(&ix.name, &e.name, e.field_names(&ix.fields)));
+            return Err(Error::unique(&ix.name, &e.name, ix.describe(e)));
         }
         txn.add_index_entry(keys::index_entry_key(ix.id, &vals, id));
     }
@@ -316,9 +382,27 @@ pub fn create_index(
         .iter()
         .map(|n| e.field_index_or_err(n))
         .collect::<Result<Vec<_>>>()?;
-    if fields.is_empty() {
+    let resolve = |x: &Expr| -> Result<Expr> {
+        let mut x = x.clone();
+        x.resolve(&|n| e.field_index(n))?;
+        x.validate(e.fields.len())?;
+        Ok(x)
+    };
+    let key_exprs = spec
+        .key_exprs
+        .iter()
+        .map(resolve)
+        .collect::<Result<Vec<_>>>()?;
+    let predicate = spec.predicate.as_ref().map(resolve).transpose()?;
+    if fields.is_empty() == key_exprs.is_empty() {
         return Err(Error::invalid(format!(
-            "index {} names no fields",
+            "index {} needs either fields or key expressions",
+            spec.name
+        )));
+    }
+    if predicate.is_some() && key_exprs.is_empty() {
+        return Err(Error::invalid(format!(
+            "partial index {} needs key expressions",
             spec.name
         )));
     }
@@ -331,6 +415,10 @@ pub fn create_index(
         IndexOrigin::Explicit,
         spec.sql.clone(),
     )?;
+    if let Some(ix) = e.indexes.iter_mut().find(|i| i.id == id) {
+        ix.key_exprs = key_exprs;
+        ix.predicate = predicate;
+    }
     bundle.entities[pos] = e;
     txn.set_schema(bundle);
     build_index(txn, pos, id)?;

@@ -277,6 +277,19 @@ impl<'t> Executor<'t> {
         }
     }
 
+    /// [`Self::tick`] for `n` rows at once.
+    fn tick_n(&mut self, step: usize, n: u64) -> Result<()> {
+        let before = self.stats.rows_examined;
+        self.stats.rows_examined += n;
+        if let Some(s) = self.steps.get_mut(step) {
+            s.examined += n;
+        }
+        if before / 256 != self.stats.rows_examined / 256 {
+            self.check_time()?;
+        }
+        Ok(())
+    }
+
     fn tick(&mut self, step: usize) -> Result<()> {
         self.stats.rows_examined += 1;
         if let Some(s) = self.steps.get_mut(step) {
@@ -1066,6 +1079,49 @@ impl<'t> Executor<'t> {
             .min(64);
         for t in &mut out {
             t.rows.reserve_exact(expect);
+        }
+        if strategy == JoinStrategy::IndexNestedLoop
+            && !hop.target_rowid
+            && keep.is_none()
+            && keys_order.is_empty()
+            && cap.is_none()
+        {
+            if let Some(img) = image.as_ref().filter(|i| i.has_no_overlay()) {
+                // Every row of every key, in identity order: copy each key's run of image
+                // rows at once, checking budgets per key.
+                self.txn.record_scan(target.id, i64::MIN);
+                let ix = img.index(&hop.target_fields);
+                let mut total: u64 = 0;
+                for (slot, (k, _)) in key_list.iter().enumerate() {
+                    let run = img.base_run(&ix, k);
+                    self.tick_n(step, run.len() as u64)?;
+                    let t = &mut out[slot].rows;
+                    t.reserve_exact(run.len());
+                    t.extend(
+                        run.filter(|(_, deleted, _)| !deleted)
+                            .map(|(id, _, vals)| (*id, vals.clone())),
+                    );
+                    total += t.len() as u64;
+                    if let Some((limit, what)) = per_key_limit_check {
+                        if self.stats.rows + total > self.budget.max_rows {
+                            return Err(budget_error(
+                                "max_rows",
+                                self.budget.max_rows,
+                                format!("while fetching {what}"),
+                            ));
+                        }
+                        if t.len() as u64 > limit {
+                            return Err(budget_error(
+                                "max_fanout",
+                                limit,
+                                format!("in relation {what}"),
+                            ));
+                        }
+                    }
+                }
+                let rows = out.into_iter().map(TopK::into_rows).collect();
+                return Ok((HopOut { slots, rows }, strategy));
+            }
         }
         let mut total: u64 = 0;
         let mut accept = |ex: &mut Self, slot: usize, r: RowRef, presorted: bool| -> Result<()> {

@@ -199,12 +199,9 @@ fn insert_at(
     let mut ctx = OpCtx::default();
     let version = existing.map_or(1, |r| r.version + 1);
     for ix in &e.indexes {
-        let vals: Vec<Value> = ix
-            .fields
-            .iter()
-            .map(|f| values[*f as usize].clone())
-            .collect();
-        txn.add_index_entry(keys::index_entry_key(ix.id, &vals, row_id));
+        if let Some(vals) = ix.entry_values(e, &values)? {
+            txn.add_index_entry(keys::index_entry_key(ix.id, &vals, row_id));
+        }
     }
     if e.autoincrement {
         txn.note_sequence(e.id, row_id);
@@ -373,13 +370,13 @@ fn update_at(
     }
     constraint::check_unique(txn, e, new_id, &values, Some(&changed))?;
     for ix in &e.indexes {
-        if ix.fields.iter().any(|f| changed[*f as usize]) {
-            let vals: Vec<Value> = ix
-                .fields
-                .iter()
-                .map(|f| values[*f as usize].clone())
-                .collect();
-            txn.add_index_entry(keys::index_entry_key(ix.id, &vals, new_id));
+        // A moved row (new id) needs entries in every index.
+        let touched =
+            moved || (0..changed.len() as u32).any(|f| changed[f as usize] && ix.references(f));
+        if touched {
+            if let Some(vals) = ix.entry_values(e, &values)? {
+                txn.add_index_entry(keys::index_entry_key(ix.id, &vals, new_id));
+            }
         }
     }
     if moved && e.autoincrement {
@@ -417,34 +414,93 @@ pub fn delete(
 ) -> Result<Option<DeleteResult>> {
     let schema = txn.schema().clone();
     let pos = entity_pos(&schema, entity)?;
-    let e = schema.entity_at(pos);
     atomically(txn, |txn| {
-        let Some(old) = txn.read_row(e.id, row_id)?.filter(is_live) else {
-            return Ok(None);
-        };
-        if old.is_soft_deleted() && mode == DeleteMode::Default {
-            return Ok(None);
-        }
-        check_version(e, row_id, &old, expected_version)?;
-        if e.soft_delete && mode == DeleteMode::Default {
-            let marked = with_soft_delete(old, true);
-            let version = marked.version;
-            txn.write_row(e.id, row_id, marked)?;
-            return Ok(Some(DeleteResult {
-                row_id,
-                version,
-                cascaded: 0,
-            }));
-        }
         let mut ctx = OpCtx::default();
-        let version = delete_cascading(txn, &schema, pos, row_id, old, limits, &mut ctx)?;
+        let r = delete_one(
+            txn,
+            &schema,
+            pos,
+            row_id,
+            expected_version,
+            mode,
+            limits,
+            &mut ctx,
+        )?;
         finish(txn, &schema, &mut ctx)?;
-        Ok(Some(DeleteResult {
+        Ok(r)
+    })
+}
+
+/// Deletes rows as one statement: the immediate NO ACTION foreign key checks run once, after
+/// the last row, as SQLite checks them at the end of a statement. So one statement may delete
+/// rows that reference each other (a self-referencing table emptied by `DELETE FROM t`) in
+/// any order. One result per id, None for rows already gone (say, removed by a cascade from an
+/// earlier row of the statement).
+pub fn delete_many(
+    txn: &mut Txn,
+    entity: &str,
+    row_ids: &[i64],
+    limits: &WriteLimits,
+) -> Result<Vec<Option<DeleteResult>>> {
+    let schema = txn.schema().clone();
+    let pos = entity_pos(&schema, entity)?;
+    atomically(txn, |txn| {
+        let mut ctx = OpCtx::default();
+        let mut out = Vec::with_capacity(row_ids.len());
+        for &row_id in row_ids {
+            out.push(delete_one(
+                txn,
+                &schema,
+                pos,
+                row_id,
+                None,
+                DeleteMode::Default,
+                limits,
+                &mut ctx,
+            )?);
+        }
+        finish(txn, &schema, &mut ctx)?;
+        Ok(out)
+    })
+}
+
+/// One row of [`delete`] / [`delete_many`]; NO ACTION checks are left queued in `ctx`.
+#[allow(clippy::too_many_arguments)]
+fn delete_one(
+    txn: &mut Txn,
+    schema: &Arc<Schema>,
+    pos: usize,
+    row_id: i64,
+    expected_version: Option<u64>,
+    mode: DeleteMode,
+    limits: &WriteLimits,
+    ctx: &mut OpCtx,
+) -> Result<Option<DeleteResult>> {
+    let e = schema.entity_at(pos);
+    let Some(old) = txn.read_row(e.id, row_id)?.filter(is_live) else {
+        return Ok(None);
+    };
+    if old.is_soft_deleted() && mode == DeleteMode::Default {
+        return Ok(None);
+    }
+    check_version(e, row_id, &old, expected_version)?;
+    if e.soft_delete && mode == DeleteMode::Default {
+        let marked = with_soft_delete(old, true);
+        let version = marked.version;
+        txn.write_row(e.id, row_id, marked)?;
+        return Ok(Some(DeleteResult {
             row_id,
             version,
-            cascaded: ctx.cascaded,
-        }))
-    })
+            cascaded: 0,
+        }));
+    }
+    let before = ctx.cascaded;
+    let version = delete_cascading(txn, schema, pos, row_id, old, limits, ctx)?;
+    Ok(Some(DeleteResult {
+        row_id,
+        version,
+        cascaded: ctx.cascaded - before,
+    }))
 }
 
 /// Restores a soft-deleted row. Returns None when there is no soft-deleted row with that id.

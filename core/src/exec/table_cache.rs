@@ -170,6 +170,26 @@ impl ImageView {
         self.base.rows.get(i).filter(|r| r.0 == id).cloned()
     }
 
+    /// Whether the view is the base alone (no versions committed after it was built).
+    pub fn has_no_overlay(&self) -> bool {
+        self.overlay.is_empty()
+    }
+
+    /// The base rows whose equality key (of the index's fields) is `key`, in id order. Only
+    /// the whole answer when [`Self::has_no_overlay`].
+    pub fn base_run<'a>(
+        &'a self,
+        index: &'a ImageIndex,
+        key: &JoinKey,
+    ) -> impl ExactSizeIterator<Item = &'a ImageRow> + 'a {
+        index
+            .get(key)
+            .map(|v| v.as_slice())
+            .unwrap_or(&[])
+            .iter()
+            .map(|p| &self.base.rows[*p as usize])
+    }
+
     /// Calls `f` for each row whose `fields` have equality key `key`, in id order (deleted
     /// rows skipped, soft-deleted included). Without overlay versions the rows are visited
     /// in place.

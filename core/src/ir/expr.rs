@@ -100,8 +100,20 @@ pub enum Expr {
 
 /// Scalar functions an expression may call (checked when a constraint is defined).
 pub const FUNCTIONS: &[&str] = &[
-    "length", "lower", "upper", "abs", "coalesce", "ifnull", "nullif", "typeof", "trim", "ltrim",
+    "length",
+    "lower",
+    "upper",
+    "abs",
+    "coalesce",
+    "ifnull",
+    "nullif",
+    "typeof",
+    "trim",
+    "ltrim",
     "rtrim",
+    "json_valid",
+    "json_type",
+    "replace",
 ];
 
 impl Expr {
@@ -659,6 +671,24 @@ fn call_function(name: &str, args: &[Value]) -> Result<Value> {
                 })
             }
         },
+        "replace" => {
+            want(3)?;
+            let (x, y, z) = (arg(0), arg(1), arg(2));
+            if x.is_null() || y.is_null() || z.is_null() {
+                Value::Null
+            } else {
+                let (x, y) = (text_of(&x), text_of(&y));
+                // SQLite returns X unchanged for an empty pattern.
+                Value::Text(if y.is_empty() {
+                    x
+                } else {
+                    x.replace(&y, &text_of(&z))
+                })
+            }
+        }
+        // Django's JSONField declares CHECK (JSON_VALID(col) OR col IS NULL): one JSON
+        // implementation for statements and constraints, so both agree on what is valid.
+        "json_valid" | "json_type" => crate::sql::json::call(n.as_str(), args)?,
         _ => return Err(Error::unsupported(format!("function {name}()"))),
     })
 }

@@ -2,9 +2,11 @@
 //! creates on its own for foreign keys (`ormdb_fk_*`) are not shown: SQLite has none, and
 //! migration tools diffing the schema would try to drop them.
 
+use super::temp::{is_temp_entity, TempNames};
 use crate::api::Transaction;
 use crate::catalog::{DefaultValue, EntityDef, IndexDef, IndexOrigin, Schema};
 use crate::error::Result;
+use crate::ir::Expr;
 use crate::value::Value;
 
 pub const SCHEMA_COLUMNS: [(&str, &str); 5] = [
@@ -47,17 +49,28 @@ pub fn create_text(e: &EntityDef) -> String {
     format!("CREATE TABLE \"{}\" ({})", e.name, parts.join(", "))
 }
 
-/// Rows of `sqlite_master`: tables, then their visible indexes, in creation order of tables.
-pub fn schema_rows(schema: &Schema) -> Vec<Vec<Value>> {
+/// Rows of `sqlite_master` (`temp` None: the main schema, without any session's temporary
+/// tables) or of `sqlite_temp_master` (that session's temporary tables): tables, then their
+/// visible indexes, in creation order of tables.
+pub fn schema_rows(schema: &Schema, temp: Option<&TempNames>) -> Vec<Vec<Value>> {
     let mut out = Vec::new();
     let mut page = 2i64;
     let mut any_autoinc = false;
     for e in schema.entities() {
+        let name = match temp {
+            None if is_temp_entity(&e.name) => continue,
+            None => e.name.as_str(),
+            Some(t) => match t.shown(&e.name) {
+                Some(n) => n,
+                None => continue,
+            },
+        };
+        let shown = |s: &str| temp.map_or_else(|| s.to_string(), |t| t.unmangle(s));
         any_autoinc |= e.autoincrement;
         out.push(vec![
             Value::from("table"),
-            Value::from(e.name.as_str()),
-            Value::from(e.name.as_str()),
+            Value::from(name),
+            Value::from(name),
             Value::Integer(page),
             Value::Text(create_text(e)),
         ]);
@@ -65,13 +78,37 @@ pub fn schema_rows(schema: &Schema) -> Vec<Vec<Value>> {
         for ix in e.indexes.iter().filter(|i| visible_index(i)) {
             out.push(vec![
                 Value::from("index"),
-                Value::from(ix.name.as_str()),
-                Value::from(e.name.as_str()),
+                Value::Text(shown(&ix.name)),
+                Value::from(name),
                 Value::Integer(page),
                 ix.sql.clone().map_or(Value::Null, Value::Text),
             ]);
             page += 1;
         }
+    }
+    if let Some(t) = temp {
+        for v in schema.views() {
+            if let Some(name) = t.shown(&v.name) {
+                out.push(vec![
+                    Value::from("view"),
+                    Value::from(name),
+                    Value::from(name),
+                    Value::Integer(0),
+                    Value::from(v.sql.as_str()),
+                ]);
+            }
+        }
+        return out;
+    }
+    for v in schema.views().iter().filter(|v| !is_temp_entity(&v.name)) {
+        // SQLite gives views root page 0: they have no storage.
+        out.push(vec![
+            Value::from("view"),
+            Value::from(v.name.as_str()),
+            Value::from(v.name.as_str()),
+            Value::Integer(0),
+            Value::from(v.sql.as_str()),
+        ]);
     }
     if any_autoinc {
         out.push(vec![
@@ -137,6 +174,29 @@ pub fn table_info(e: &EntityDef, extended: bool) -> Vec<Vec<Value>> {
         .collect()
 }
 
+/// PRAGMA table_info / table_xinfo of a view: its result columns, with the declared type of
+/// the column each one reads (empty for expressions), as SQLite reports them.
+pub fn view_info(columns: &[String], decls: &[Option<String>], extended: bool) -> Vec<Vec<Value>> {
+    columns
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let mut row = vec![
+                Value::Integer(i as i64),
+                Value::from(n.as_str()),
+                Value::Text(decls.get(i).cloned().flatten().unwrap_or_default()),
+                Value::Integer(0),
+                Value::Null,
+                Value::Integer(0),
+            ];
+            if extended {
+                row.push(Value::Integer(0));
+            }
+            row
+        })
+        .collect()
+}
+
 pub fn index_list(e: &EntityDef) -> Vec<Vec<Value>> {
     e.indexes
         .iter()
@@ -155,32 +215,81 @@ pub fn index_list(e: &EntityDef) -> Vec<Vec<Value>> {
                 Value::from(ix.name.as_str()),
                 Value::Integer(ix.unique as i64),
                 Value::from(origin),
-                Value::Integer(0),
+                Value::Integer(ix.predicate.is_some() as i64),
             ]
         })
         .collect()
 }
 
+/// Per key column of an index's CREATE text: (descending, collation name).
+fn column_orders(ix: &IndexDef) -> Vec<(bool, String)> {
+    let Some(sql) = &ix.sql else {
+        return Vec::new();
+    };
+    let Ok(sqlparser::ast::Statement::CreateIndex(ci)) = super::parse::parse_one(sql) else {
+        return Vec::new();
+    };
+    ci.columns
+        .iter()
+        .map(|c| {
+            let desc = matches!(
+                c.column.options.sort,
+                Some(sqlparser::ast::OrderBySort::Desc)
+            );
+            let coll = match &c.column.expr {
+                sqlparser::ast::Expr::Collate { collation, .. } => {
+                    collation.to_string().trim_matches('"').to_ascii_uppercase()
+                }
+                _ => "BINARY".to_string(),
+            };
+            (desc, coll)
+        })
+        .collect()
+}
+
 pub fn index_info(e: &EntityDef, ix: &IndexDef, extended: bool) -> Vec<Vec<Value>> {
-    let mut rows: Vec<Vec<Value>> = ix
-        .fields
+    // Key columns as SQLite reports them: a table column (cid, name) or an expression (-2).
+    let keys: Vec<(i64, Value)> = if ix.is_keyed() {
+        ix.key_exprs
+            .iter()
+            .map(|x| match x {
+                Expr::Field(f) => (*f as i64, Value::from(e.fields[*f as usize].name.as_str())),
+                _ => (-2, Value::Null),
+            })
+            .collect()
+    } else {
+        ix.fields
+            .iter()
+            .map(|f| (*f as i64, Value::from(e.fields[*f as usize].name.as_str())))
+            .collect()
+    };
+    let orders = column_orders(ix);
+    let mut rows: Vec<Vec<Value>> = keys
         .iter()
         .enumerate()
-        .map(|(seq, f)| {
+        .map(|(seq, (cid, name))| {
             let mut r = vec![
                 Value::Integer(seq as i64),
-                Value::Integer(*f as i64),
-                Value::from(e.fields[*f as usize].name.as_str()),
+                Value::Integer(*cid),
+                name.clone(),
             ];
             if extended {
-                r.extend([Value::Integer(0), Value::from("BINARY"), Value::Integer(1)]);
+                let (desc, coll) = orders
+                    .get(seq)
+                    .cloned()
+                    .unwrap_or((false, "BINARY".to_string()));
+                r.extend([
+                    Value::Integer(desc as i64),
+                    Value::Text(coll),
+                    Value::Integer(1),
+                ]);
             }
             r
         })
         .collect();
     if extended {
         rows.push(vec![
-            Value::Integer(ix.fields.len() as i64),
+            Value::Integer(keys.len() as i64),
             Value::Integer(-1),
             Value::Null,
             Value::Integer(0),

@@ -152,9 +152,9 @@ pub enum WinFunc {
     Agg(AggFunc),
 }
 
-/// A window function call: `func(args) OVER (PARTITION BY ... ORDER BY ...)` with the
-/// default frame (the partition up to the current row's last peer when ordered, else all of
-/// it).
+/// A window function call: `func(args) OVER (PARTITION BY ... ORDER BY ... [frame])`; the
+/// default frame is the partition up to the current row's last peer when ordered, else all
+/// of it.
 #[derive(Debug, Clone)]
 pub struct WindowCall {
     pub func: WinFunc,
@@ -162,6 +162,33 @@ pub struct WindowCall {
     pub partition: Vec<SExpr>,
     /// (key, descending, nulls first)
     pub order: Vec<(SExpr, bool, Option<bool>)>,
+    /// An explicit frame; None is SQLite's default (RANGE BETWEEN UNBOUNDED PRECEDING AND
+    /// CURRENT ROW).
+    pub frame: Option<FrameSpec>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameUnits {
+    Rows,
+    Range,
+    Groups,
+}
+
+/// One end of a window frame; offsets are constant expressions.
+#[derive(Debug, Clone)]
+pub enum FrameBound {
+    UnboundedPreceding,
+    Preceding(SExpr),
+    CurrentRow,
+    Following(SExpr),
+    UnboundedFollowing,
+}
+
+#[derive(Debug, Clone)]
+pub struct FrameSpec {
+    pub units: FrameUnits,
+    pub start: FrameBound,
+    pub end: FrameBound,
 }
 
 /// Column references to window results are numbered from here until the query knows how
@@ -223,10 +250,68 @@ pub struct Compiler<'a> {
     pub volatile: bool,
     /// Functions registered on the session; they take precedence over built-ins.
     pub user_functions: Option<&'a super::user_functions::UserFunctions>,
+    /// Views being expanded (outermost first), to refuse a view that reads itself.
+    pub view_stack: Vec<String>,
+    /// The session's temporary tables (none inside a view: views read the main schema).
+    pub temp: Option<&'a super::temp::TempNames>,
 }
 
 fn syntax(msg: impl Into<String>) -> Error {
     Error::new(SqlState::SyntaxError, msg)
+}
+
+/// SQLite's built-in collating sequences.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Collation {
+    Binary,
+    /// ASCII letters compare without case.
+    NoCase,
+    /// Trailing spaces are ignored.
+    RTrim,
+}
+
+impl Collation {
+    pub fn name(self) -> &'static str {
+        match self {
+            Collation::Binary => "BINARY",
+            Collation::NoCase => "NOCASE",
+            Collation::RTrim => "RTRIM",
+        }
+    }
+}
+
+pub fn collation_of(name: &ast::ObjectName) -> Result<Collation> {
+    let n = name.to_string();
+    let n = n.trim_matches(|c| c == '"' || c == '`' || c == '\'' || c == '[' || c == ']');
+    match n.to_ascii_uppercase().as_str() {
+        "BINARY" => Ok(Collation::Binary),
+        "NOCASE" => Ok(Collation::NoCase),
+        "RTRIM" => Ok(Collation::RTrim),
+        _ => Err(syntax(format!("no such collation sequence: {n}"))),
+    }
+}
+
+/// An operand's explicit `COLLATE` (through parentheses) and the expression under it.
+pub fn split_collate(e: &AExpr) -> Result<(Option<Collation>, &AExpr)> {
+    match e {
+        AExpr::Collate { expr, collation } => {
+            let c = collation_of(collation)?;
+            let (_, inner) = split_collate(expr)?;
+            Ok((Some(c), inner))
+        }
+        AExpr::Nested(x) if matches!(x.as_ref(), AExpr::Collate { .. }) => split_collate(x),
+        _ => Ok((None, e)),
+    }
+}
+
+/// A value as a collation compares it: comparing the folded values of two operands orders
+/// them exactly as the collation would (NOCASE folds ASCII only, like SQLite).
+pub fn collated(c: Option<Collation>, x: SExpr) -> SExpr {
+    match c {
+        None | Some(Collation::Binary) => x,
+        Some(Collation::NoCase) => SExpr::Func("$nocase".into(), vec![x]),
+        Some(Collation::RTrim) => SExpr::Func("$rtrim_collation".into(), vec![x]),
+    }
 }
 
 /// SQLite's aggregate functions by name and argument count.
@@ -256,6 +341,8 @@ impl<'a> Compiler<'a> {
             cte_slots: 0,
             volatile: false,
             user_functions: None,
+            view_stack: Vec::new(),
+            temp: None,
         }
     }
 
@@ -439,6 +526,11 @@ impl<'a> Compiler<'a> {
                 if *global {
                     return Err(Error::unsupported("GLOBAL IN"));
                 }
+                // `x COLLATE c IN (list)` compares with the left operand's collation.
+                let (coll, expr) = match target {
+                    ast::InTarget::List(_) => split_collate(expr)?,
+                    _ => (None, expr.as_ref()),
+                };
                 let (x, aff) = self.expr_aff(expr)?;
                 match target {
                     ast::InTarget::List(list) => {
@@ -446,16 +538,29 @@ impl<'a> Compiler<'a> {
                         for it in list {
                             let (y, yaff) = self.expr_aff(it)?;
                             // The left operand's affinity applies to list items without one.
-                            items.push(match (aff, yaff) {
-                                (Some(a), None) if is_numeric_aff(a) || a == DataType::Text => {
-                                    SExpr::Affinity(a, Box::new(y))
-                                }
-                                _ => y,
-                            });
+                            items.push(collated(
+                                coll,
+                                match (aff, yaff, y) {
+                                    // A constant (a literal or a bound parameter) is converted
+                                    // once here instead of for every row: ORMs send IN lists
+                                    // of hundreds of parameters.
+                                    (Some(a), None, SExpr::Lit(v))
+                                        if is_numeric_aff(a) || a == DataType::Text =>
+                                    {
+                                        SExpr::Lit(super::eval::convert(Some(a), v))
+                                    }
+                                    (Some(a), None, y)
+                                        if is_numeric_aff(a) || a == DataType::Text =>
+                                    {
+                                        SExpr::Affinity(a, Box::new(y))
+                                    }
+                                    (_, _, y) => y,
+                                },
+                            ));
                         }
                         (
                             SExpr::InList {
-                                expr: Box::new(x),
+                                expr: Box::new(collated(coll, x)),
                                 list: items,
                                 negated: *negated,
                             },
@@ -492,18 +597,43 @@ impl<'a> Compiler<'a> {
                 low,
                 high,
             } => {
+                let (xc, expr) = split_collate(expr)?;
+                let (lc, low) = split_collate(low)?;
+                let (hc, high) = split_collate(high)?;
                 let (x, aff) = self.expr_aff(expr)?;
                 let lo = self.with_aff(low, aff)?;
                 let hi = self.with_aff(high, aff)?;
-                (
-                    SExpr::Between {
-                        expr: Box::new(x),
-                        low: Box::new(lo),
-                        high: Box::new(hi),
-                        negated: *negated,
-                    },
-                    None,
-                )
+                if xc.is_some() || lc.is_some() || hc.is_some() {
+                    // `x >= lo AND x <= hi`, each comparison with its own collation.
+                    let (cl, ch) = (xc.or(lc), xc.or(hc));
+                    let ge = SExpr::Bin(
+                        Op::Ge,
+                        Box::new(collated(cl, x.clone())),
+                        Box::new(collated(cl, lo)),
+                    );
+                    let le = SExpr::Bin(
+                        Op::Le,
+                        Box::new(collated(ch, x)),
+                        Box::new(collated(ch, hi)),
+                    );
+                    let both = SExpr::Bin(Op::And, Box::new(ge), Box::new(le));
+                    let e = if *negated {
+                        SExpr::Not(Box::new(both))
+                    } else {
+                        both
+                    };
+                    (e, None)
+                } else {
+                    (
+                        SExpr::Between {
+                            expr: Box::new(x),
+                            low: Box::new(lo),
+                            high: Box::new(hi),
+                            negated: *negated,
+                        },
+                        None,
+                    )
+                }
             }
             AExpr::Like {
                 negated,
@@ -583,14 +713,17 @@ impl<'a> Compiler<'a> {
                 };
                 (SExpr::Cast(Box::new(self.expr(expr)?), ct), Some(aff))
             }
-            AExpr::Collate { expr, collation } => {
-                let c = collation.to_string();
-                if c.eq_ignore_ascii_case("binary") {
-                    self.expr_aff(expr)?
-                } else {
-                    return Err(Error::unsupported(format!("COLLATE {c}")));
+            AExpr::Collate { expr, collation } => match collation_of(collation)? {
+                Collation::Binary => self.expr_aff(expr)?,
+                // A collation changes comparisons and sorting only; grouping, DISTINCT and
+                // the like by a collation are not implemented.
+                other => {
+                    return Err(Error::unsupported(format!(
+                        "COLLATE {} outside a comparison, BETWEEN or ORDER BY",
+                        other.name()
+                    )))
                 }
-            }
+            },
             AExpr::Case {
                 operand,
                 conditions,
@@ -675,7 +808,7 @@ impl<'a> Compiler<'a> {
                 (SExpr::Func(name.into(), args), None)
             }
             // sqlparser reads `floor(x)` / `ceil(x)` as special forms; they reach a registered
-            // function of that name (SQLAlchemy registers floor), else stay unsupported.
+            // function of that name (SQLAlchemy registers floor), else the built-in.
             AExpr::Floor {
                 expr,
                 field: ast::CeilFloorKind::DateTimeField(ast::DateTimeField::NoDateTime),
@@ -691,7 +824,7 @@ impl<'a> Compiler<'a> {
                 };
                 match self.user_call(name, &[expr.as_ref()]) {
                     Some(r) => (r?, None),
-                    None => return Err(Error::unsupported(format!("function {name}()"))),
+                    None => (SExpr::Func(name.into(), vec![self.expr(expr)?]), None),
                 }
             }
             AExpr::Tuple(_) => return Err(Error::unsupported("row values")),
@@ -733,10 +866,18 @@ impl<'a> Compiler<'a> {
     }
 
     fn compare(&mut self, op: Op, l: &AExpr, r: &AExpr) -> Result<SExpr> {
+        // SQLite: an explicit COLLATE on the left operand wins, else one on the right.
+        let (lc, l) = split_collate(l)?;
+        let (rc, r) = split_collate(r)?;
+        let coll = lc.or(rc);
         let (a, aa) = self.expr_aff(l)?;
         let (b, ba) = self.expr_aff(r)?;
         let (a, b) = apply_comparison_affinity(a, aa, b, ba);
-        Ok(SExpr::Bin(op, Box::new(a), Box::new(b)))
+        Ok(SExpr::Bin(
+            op,
+            Box::new(collated(coll, a)),
+            Box::new(collated(coll, b)),
+        ))
     }
 
     fn binary(&mut self, l: &AExpr, op: &BinaryOperator, r: &AExpr) -> Result<SExpr> {
@@ -811,6 +952,23 @@ impl<'a> Compiler<'a> {
         };
         if let Some(over) = &f.over {
             return self.window_call(&name, f, over);
+        }
+        // The SQL-standard keywords SQLite accepts as expressions (sqlparser parses them as
+        // argument-less calls): the current UTC time, as datetime()/date()/time() of 'now'.
+        if matches!(f.args, FunctionArguments::None) {
+            let same = match name.as_str() {
+                "current_timestamp" => Some("datetime"),
+                "current_date" => Some("date"),
+                "current_time" => Some("time"),
+                _ => None,
+            };
+            if let Some(func) = same {
+                self.volatile = true;
+                return Ok(SExpr::Func(
+                    func.to_string(),
+                    vec![SExpr::Lit(Value::Text("now".into()))],
+                ));
+            }
         }
         if !f.within_group.is_empty() || f.null_treatment.is_some() {
             return Err(Error::unsupported(format!(
@@ -942,10 +1100,8 @@ impl<'a> Compiler<'a> {
         let ast::WindowType::WindowSpec(spec) = over else {
             return Err(Error::unsupported(format!("named window in {name}() OVER")));
         };
-        if spec.window_name.is_some() || spec.window_frame.is_some() {
-            return Err(Error::unsupported(format!(
-                "window frame or base window in {name}() OVER"
-            )));
+        if spec.window_name.is_some() {
+            return Err(Error::unsupported(format!("base window in {name}() OVER")));
         }
         if f.filter.is_some() || !f.within_group.is_empty() || f.null_treatment.is_some() {
             return Err(Error::unsupported(format!("{name}() OVER with FILTER")));
@@ -1009,11 +1165,16 @@ impl<'a> Compiler<'a> {
                 let desc = matches!(o.options.sort, Some(ast::OrderBySort::Desc));
                 order.push((self.expr(&o.expr)?, desc, o.options.nulls_first));
             }
+            let frame = match &spec.window_frame {
+                None => None,
+                Some(f) => Some(self.frame_spec(f, order.len())?),
+            };
             Ok(WindowCall {
                 func,
                 args,
                 partition,
                 order,
+                frame,
             })
         })();
         let nested = std::mem::replace(&mut self.frame().windows, saved);
@@ -1029,6 +1190,50 @@ impl<'a> Compiler<'a> {
             up: 0,
             idx: WINDOW_SLOT_BASE + fr.windows.len() - 1,
         })
+    }
+
+    /// A window frame, with SQLite's rules on which bounds may be combined.
+    fn frame_spec(&mut self, f: &ast::WindowFrame, order_terms: usize) -> Result<FrameSpec> {
+        let units = match f.units {
+            ast::WindowFrameUnits::Rows => FrameUnits::Rows,
+            ast::WindowFrameUnits::Range => FrameUnits::Range,
+            ast::WindowFrameUnits::Groups => FrameUnits::Groups,
+        };
+        let mut bound = |b: &ast::WindowFrameBound| -> Result<FrameBound> {
+            Ok(match b {
+                ast::WindowFrameBound::CurrentRow => FrameBound::CurrentRow,
+                ast::WindowFrameBound::Preceding(None) => FrameBound::UnboundedPreceding,
+                ast::WindowFrameBound::Following(None) => FrameBound::UnboundedFollowing,
+                ast::WindowFrameBound::Preceding(Some(x)) => FrameBound::Preceding(self.expr(x)?),
+                ast::WindowFrameBound::Following(Some(x)) => FrameBound::Following(self.expr(x)?),
+            })
+        };
+        let start = bound(&f.start_bound)?;
+        let end = match &f.end_bound {
+            None => FrameBound::CurrentRow,
+            Some(b) => bound(b)?,
+        };
+        let rank = |b: &FrameBound| match b {
+            FrameBound::UnboundedPreceding => 0,
+            FrameBound::Preceding(_) => 1,
+            FrameBound::CurrentRow => 2,
+            FrameBound::Following(_) => 3,
+            FrameBound::UnboundedFollowing => 4,
+        };
+        if matches!(start, FrameBound::UnboundedFollowing)
+            || matches!(end, FrameBound::UnboundedPreceding)
+            || rank(&start) > rank(&end)
+        {
+            return Err(syntax("unsupported frame specification"));
+        }
+        let offset =
+            |b: &FrameBound| matches!(b, FrameBound::Preceding(_) | FrameBound::Following(_));
+        if units == FrameUnits::Range && (offset(&start) || offset(&end)) && order_terms != 1 {
+            return Err(syntax(
+                "RANGE with offset PRECEDING/FOLLOWING requires one ORDER BY term",
+            ));
+        }
+        Ok(FrameSpec { units, start, end })
     }
 
     fn subquery(&mut self, q: &ast::Query) -> Result<Query> {

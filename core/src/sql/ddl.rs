@@ -10,6 +10,7 @@ use sqlparser::dialect::SQLiteDialect;
 use sqlparser::tokenizer::{Token, Tokenizer};
 
 use super::parse::{table_name, LineIndex};
+use super::temp::{self, Qualifier, TempNames};
 use crate::api::Transaction;
 use crate::catalog::{DefaultValue, EntitySpec, FieldDef, FkAction, ForeignKeySpec, IndexSpec};
 use crate::error::{Error, Result, SqlState};
@@ -274,6 +275,50 @@ fn index_column_names(cols: &[ast::IndexColumn]) -> Result<Vec<String>> {
         .collect()
 }
 
+/// One CREATE INDEX column: a plain column name, or an expression for a keyed index.
+enum IndexKeyCol {
+    Column(String),
+    Expr(Expr),
+}
+
+/// The key columns of CREATE INDEX. DESC and COLLATE only change the order SQLite keeps the
+/// entries in (ORMDB never reads an index for ordering: results are sorted), except that
+/// NOCASE/RTRIM would change what a UNIQUE index treats as equal.
+fn index_key_columns(cols: &[ast::IndexColumn], unique: bool) -> Result<Vec<IndexKeyCol>> {
+    cols.iter()
+        .map(|c| {
+            if c.operator_class.is_some() {
+                return Err(Error::unsupported("index operator classes"));
+            }
+            if c.column.options.nulls_first.is_some() {
+                return Err(syntax("NULLS FIRST/LAST is not allowed in an index"));
+            }
+            let mut e = &c.column.expr;
+            if let AExpr::Collate { expr, collation } = e {
+                let coll = collation.to_string().trim_matches('"').to_ascii_uppercase();
+                match coll.as_str() {
+                    "BINARY" => {}
+                    "NOCASE" | "RTRIM" if !unique => {}
+                    "NOCASE" | "RTRIM" => {
+                        return Err(Error::unsupported(format!(
+                            "UNIQUE index with COLLATE {coll}"
+                        )))
+                    }
+                    _ => return Err(syntax(format!("no such collation sequence: {coll}"))),
+                }
+                e = expr;
+            }
+            Ok(match e {
+                AExpr::Identifier(i) => IndexKeyCol::Column(i.value.clone()),
+                AExpr::Nested(x) if matches!(x.as_ref(), AExpr::Identifier(_)) => {
+                    IndexKeyCol::Expr(to_ir(x)?)
+                }
+                other => IndexKeyCol::Expr(to_ir(other)?),
+            })
+        })
+        .collect()
+}
+
 /// Converts a CHECK or DEFAULT expression into a stored engine expression.
 pub fn to_ir(e: &AExpr) -> Result<Expr> {
     use sqlparser::ast::BinaryOperator as B;
@@ -506,10 +551,10 @@ fn column_field(
                 }
                 spec.primary_key = vec![col.name.value.clone()];
             }
-            ColumnOption::Unique(_) => spec.uniques.push((
-                o.name.as_ref().map(|n| n.value.clone()),
-                vec![col.name.value.clone()],
-            )),
+            // SQLite names the index of a UNIQUE constraint sqlite_autoindex_T_N even when the
+            // constraint has a name (kept only in the CREATE text); reflection (SQLAlchemy's
+            // get_unique_constraints) matches constraints to indexes by that prefix.
+            ColumnOption::Unique(_) => spec.uniques.push((None, vec![col.name.value.clone()])),
             ColumnOption::ForeignKey(fk) => {
                 let s = fk_spec(fk, vec![col.name.value.clone()])?;
                 spec.foreign_keys.push(s);
@@ -550,17 +595,26 @@ fn column_field(
     Ok(f)
 }
 
-pub fn create_table(tx: &mut Transaction, ct: &ast::CreateTable, sql: &str) -> Result<()> {
-    if ct.temporary {
-        return Err(Error::unsupported("CREATE TEMP TABLE"));
-    }
+pub fn create_table(
+    tx: &mut Transaction,
+    ct: &ast::CreateTable,
+    sql: &str,
+    temp_names: &TempNames,
+) -> Result<()> {
     if ct.query.is_some() {
         return Err(Error::unsupported("CREATE TABLE ... AS SELECT"));
     }
     if ct.or_replace || ct.like.is_some() || ct.clone.is_some() {
         return Err(Error::unsupported("CREATE TABLE form"));
     }
-    let name = table_name(&ct.name)?;
+    let (qual, name) = temp::split(&ct.name)?;
+    if qual == Qualifier::Main && ct.temporary {
+        return Err(syntax(format!(
+            "temporary table name must be unqualified: {}",
+            ct.name
+        )));
+    }
+    let is_temp = ct.temporary || qual == Qualifier::Temp;
     if name.to_ascii_lowercase().starts_with("sqlite_") {
         return Err(Error::new(
             SqlState::InsufficientPrivilege,
@@ -608,10 +662,8 @@ pub fn create_table(tx: &mut Transaction, ct: &ast::CreateTable, sql: &str) -> R
                 spec.primary_key = index_column_names(&pk.columns)?;
             }
             TableConstraint::Unique(u) => {
-                spec.uniques.push((
-                    u.name.as_ref().map(|n| n.value.clone()),
-                    index_column_names(&u.columns)?,
-                ));
+                // Unnamed index, as for a column UNIQUE above.
+                spec.uniques.push((None, index_column_names(&u.columns)?));
             }
             TableConstraint::ForeignKey(fk) => {
                 let cols = fk.columns.iter().map(|c| c.value.clone()).collect();
@@ -641,6 +693,22 @@ pub fn create_table(tx: &mut Transaction, ct: &ast::CreateTable, sql: &str) -> R
     }
     let off = name_offset(&li, &ct.name).ok_or_else(|| Error::internal("table name location"))?;
     spec.sql = Some(normalized_create(sql, "CREATE TABLE", off));
+    if is_temp {
+        if !spec.foreign_keys.is_empty() {
+            return Err(Error::unsupported("foreign keys on temporary tables"));
+        }
+        spec.name = temp_names.stored(&name);
+        if tx.schema().entity_pos(&spec.name).is_some() {
+            if ct.if_not_exists {
+                return Ok(());
+            }
+            return Err(Error::new(
+                SqlState::DuplicateObject,
+                format!("table {name} already exists"),
+            ));
+        }
+        return tx.create_entity(&spec);
+    }
     if ct.if_not_exists {
         tx.create_entity_if_not_exists(&spec).map(|_| ())
     } else {
@@ -660,12 +728,12 @@ pub fn create_table(tx: &mut Transaction, ct: &ast::CreateTable, sql: &str) -> R
     }
 }
 
-pub fn create_index(tx: &mut Transaction, ci: &ast::CreateIndex, sql: &str) -> Result<()> {
-    if ci.predicate.is_some() {
-        return Err(Error::unsupported(
-            "partial indexes (CREATE INDEX ... WHERE)",
-        ));
-    }
+pub fn create_index(
+    tx: &mut Transaction,
+    ci: &ast::CreateIndex,
+    sql: &str,
+    temp_names: &TempNames,
+) -> Result<()> {
     if ci.using.is_some() || ci.concurrently || !ci.include.is_empty() || !ci.with.is_empty() {
         return Err(Error::unsupported("CREATE INDEX options"));
     }
@@ -673,8 +741,9 @@ pub fn create_index(tx: &mut Transaction, ci: &ast::CreateIndex, sql: &str) -> R
         return Err(syntax("CREATE INDEX needs a name"));
     };
     let name = table_name(iname)?;
-    let table = table_name(&ci.table_name)?;
-    let cols = index_column_names(&ci.columns)?;
+    let table = temp_names.resolve(tx.schema(), &ci.table_name)?;
+    let cols = index_key_columns(&ci.columns, ci.unique)?;
+    let predicate = ci.predicate.as_ref().map(to_ir).transpose()?;
     let exists = tx
         .schema()
         .entities()
@@ -689,6 +758,15 @@ pub fn create_index(tx: &mut Transaction, ci: &ast::CreateIndex, sql: &str) -> R
             format!("index {name} already exists"),
         ));
     }
+    if tx.schema().view(&table).is_some() && tx.schema().entity_pos(&table).is_none() {
+        return Err(syntax(format!("views may not be indexed: {table}")));
+    }
+    if tx.schema().view(&name).is_some() || tx.schema().entity_pos(&name).is_some() {
+        return Err(Error::new(
+            SqlState::DuplicateObject,
+            format!("there is already a table named {name}"),
+        ));
+    }
     tx.schema().entity(&table)?;
     let li = LineIndex::new(sql);
     let off = name_offset(&li, iname).ok_or_else(|| Error::internal("index name location"))?;
@@ -697,8 +775,28 @@ pub fn create_index(tx: &mut Transaction, ci: &ast::CreateIndex, sql: &str) -> R
     } else {
         "CREATE INDEX"
     };
-    let col_refs: Vec<&str> = cols.iter().map(String::as_str).collect();
-    let mut spec = IndexSpec::new(&name, &col_refs, ci.unique);
+    let keyed = predicate.is_some() || cols.iter().any(|c| matches!(c, IndexKeyCol::Expr(_)));
+    let mut spec = if keyed {
+        let mut spec = IndexSpec::new(&name, &[], ci.unique);
+        spec.key_exprs = cols
+            .into_iter()
+            .map(|c| match c {
+                IndexKeyCol::Column(n) => Expr::Named(n),
+                IndexKeyCol::Expr(x) => x,
+            })
+            .collect();
+        spec.predicate = predicate;
+        spec
+    } else {
+        let names: Vec<&str> = cols
+            .iter()
+            .filter_map(|c| match c {
+                IndexKeyCol::Column(n) => Some(n.as_str()),
+                IndexKeyCol::Expr(_) => None,
+            })
+            .collect();
+        IndexSpec::new(&name, &names, ci.unique)
+    };
     spec.sql = Some(normalized_create(sql, kw, off));
     tx.create_index(&table, &spec)
 }
@@ -709,11 +807,31 @@ pub fn drop(
     object_type: &ObjectType,
     if_exists: bool,
     names: &[ast::ObjectName],
+    temp_names: &TempNames,
 ) -> Result<()> {
     for n in names {
-        let name = table_name(n)?;
+        let name = match object_type {
+            ObjectType::Table => temp_names.resolve(tx.schema(), n)?,
+            ObjectType::View => {
+                let (q, v) = temp::split(n)?;
+                let stored = temp_names.stored(&v);
+                let temp_view = tx.schema().view(&stored).is_some();
+                if q == Qualifier::Temp || (q == Qualifier::None && temp_view) {
+                    stored
+                } else {
+                    v
+                }
+            }
+            _ => table_name(n)?,
+        };
         match object_type {
             ObjectType::Table => {
+                if tx.schema().view(&name).is_some() {
+                    return Err(Error::new(
+                        SqlState::UndefinedTable,
+                        format!("use DROP VIEW to delete view {name}"),
+                    ));
+                }
                 if if_exists {
                     tx.drop_entity_if_exists(&name)?;
                 } else {
@@ -739,12 +857,13 @@ pub fn drop(
                 }
             }
             ObjectType::View => {
-                if !if_exists {
+                if tx.schema().view(&name).is_none() && tx.schema().entity_pos(&name).is_some() {
                     return Err(Error::new(
                         SqlState::UndefinedTable,
-                        format!("no such view: {name}"),
+                        format!("use DROP TABLE to delete table {name}"),
                     ));
                 }
+                tx.drop_view(&name, if_exists)?;
             }
             other => return Err(Error::unsupported(format!("DROP {other}"))),
         }
@@ -753,6 +872,69 @@ pub fn drop(
 }
 
 /// Rewrites identifiers `old` to `new` in a CREATE text (RENAME TABLE / RENAME COLUMN).
+/// Whether `name` can be written without quotes (no keyword, identifier characters only).
+fn is_bare_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    if !first_ok || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return false;
+    }
+    let dialect = SQLiteDialect {};
+    matches!(
+        Tokenizer::new(&dialect, name).tokenize().as_deref(),
+        Ok([Token::Word(w)]) if w.keyword == sqlparser::keywords::Keyword::NoKeyword
+    )
+}
+
+/// Rewrites the table an index's CREATE text is ON (RENAME TO), quoted as SQLite does.
+fn rename_index_table(sql: &str, old: &str, new: &str) -> String {
+    let dialect = SQLiteDialect {};
+    let Ok(toks) = Tokenizer::new(&dialect, sql).tokenize_with_location() else {
+        return sql.to_string();
+    };
+    let li = LineIndex::new(sql);
+    let toks: Vec<_> = toks
+        .into_iter()
+        .filter(|t| !matches!(t.token, Token::Whitespace(_)))
+        .collect();
+    for w in toks.windows(2) {
+        if let (Token::Word(a), Token::Word(b)) = (&w[0].token, &w[1].token) {
+            if a.keyword == sqlparser::keywords::Keyword::ON && b.value.eq_ignore_ascii_case(old) {
+                if let (Some(s), Some(e)) = (li.offset(w[1].span.start), li.offset(w[1].span.end)) {
+                    return format!("{}\"{}\"{}", &sql[..s], new.replace('"', "\"\""), &sql[e..]);
+                }
+            }
+        }
+    }
+    sql.to_string()
+}
+
+/// Rewrites the CREATE texts of `entity`'s indexes.
+fn rewrite_index_sql(tx: &mut Transaction, entity: &str, f: impl Fn(&str) -> String) -> Result<()> {
+    let txn = tx.engine_txn();
+    let mut bundle = txn.schema().bundle.clone();
+    let pos = txn
+        .schema()
+        .entity_pos(entity)
+        .ok_or_else(|| Error::unknown_entity(entity))?;
+    let mut changed = false;
+    for ix in &mut bundle.entities[pos].indexes {
+        if let Some(s) = &ix.sql {
+            let n = f(s);
+            if n != *s {
+                ix.sql = Some(n);
+                changed = true;
+            }
+        }
+    }
+    if changed {
+        txn.set_schema(bundle);
+    }
+    Ok(())
+}
+
 fn rename_in_text(sql: &str, old: &str, new: &str) -> String {
     let dialect = SQLiteDialect {};
     let Ok(toks) = Tokenizer::new(&dialect, sql).tokenize_with_location() else {
@@ -768,9 +950,14 @@ fn rename_in_text(sql: &str, old: &str, new: &str) -> String {
             {
                 if let (Some(a), Some(b)) = (li.offset(t.span.start), li.offset(t.span.end)) {
                     out.push_str(&sql[last..a]);
-                    out.push('"');
-                    out.push_str(&new.replace('"', "\"\""));
-                    out.push('"');
+                    // As SQLite: a bare name stays bare when the new one can be.
+                    if w.quote_style.is_none() && is_bare_identifier(new) {
+                        out.push_str(new);
+                    } else {
+                        out.push('"');
+                        out.push_str(&new.replace('"', "\"\""));
+                        out.push('"');
+                    }
                     last = b;
                 }
             }
@@ -780,8 +967,14 @@ fn rename_in_text(sql: &str, old: &str, new: &str) -> String {
     out
 }
 
-pub fn alter_table(tx: &mut Transaction, at: &ast::AlterTable, sql: &str) -> Result<()> {
-    let table = table_name(&at.name)?;
+pub fn alter_table(
+    tx: &mut Transaction,
+    at: &ast::AlterTable,
+    sql: &str,
+    temp_names: &TempNames,
+) -> Result<()> {
+    let table = temp_names.resolve(tx.schema(), &at.name)?;
+    let temp_table = temp_names.shown(&table).is_some();
     if at.if_exists && tx.schema().entity_pos(&table).is_none() {
         return Ok(());
     }
@@ -790,10 +983,16 @@ pub fn alter_table(tx: &mut Transaction, at: &ast::AlterTable, sql: &str) -> Res
         let entity = tx.schema().entity(&table)?.clone();
         match op {
             AlterTableOperation::RenameTable { table_name: t } => {
-                let new = match t {
+                let shown_new = match t {
                     ast::RenameTableNameKind::To(n) | ast::RenameTableNameKind::As(n) => {
                         table_name(n)?
                     }
+                };
+                // A temporary table stays in the session's namespace.
+                let new = if temp_table {
+                    temp_names.stored(&shown_new)
+                } else {
+                    shown_new.clone()
                 };
                 if tx.schema().entity_pos(&new).is_some() && !new.eq_ignore_ascii_case(&entity.name)
                 {
@@ -804,7 +1003,12 @@ pub fn alter_table(tx: &mut Transaction, at: &ast::AlterTable, sql: &str) -> Res
                 }
                 tx.rename_entity(&entity.name, &new)?;
                 if let Some(s) = &entity.sql {
-                    set_sql(tx, &new, rename_first_name(s, &new))?;
+                    set_sql(tx, &new, rename_first_name(s, &shown_new))?;
+                }
+                let old_shown = temp_names.shown(&entity.name).unwrap_or(&entity.name);
+                rewrite_index_sql(tx, &new, |s| rename_index_table(s, old_shown, &shown_new))?;
+                if temp_table {
+                    continue;
                 }
                 // References to the old name in other tables' CREATE text follow (SQLite 3.26+).
                 let others: Vec<(String, String)> = tx
@@ -838,6 +1042,9 @@ pub fn alter_table(tx: &mut Transaction, at: &ast::AlterTable, sql: &str) -> Res
                         rename_in_text(s, &old_column_name.value, &new_column_name.value),
                     )?;
                 }
+                rewrite_index_sql(tx, &entity.name, |s| {
+                    rename_in_text(s, &old_column_name.value, &new_column_name.value)
+                })?;
             }
             AlterTableOperation::AddColumn {
                 if_not_exists,
@@ -857,9 +1064,14 @@ pub fn alter_table(tx: &mut Transaction, at: &ast::AlterTable, sql: &str) -> Res
                         format!("duplicate column name: {}", column_def.name.value),
                     ));
                 }
+                // The column definition's span covers only its name, so take the text from
+                // there to the end of the statement (SQLite's ALTER TABLE has one operation):
+                // the type and constraints as written, for table_info and sqlite_master.
                 let col_text = li
-                    .slice(column_def.span())
-                    .map(str::to_string)
+                    .offset(column_def.span().start)
+                    .and_then(|a| li.text().get(a..))
+                    .map(|t| t.trim_end().trim_end_matches(';').trim_end().to_string())
+                    .filter(|t| !t.is_empty())
                     .unwrap_or_else(|| column_def.to_string());
                 let decl = scan_columns(&format!("x ({col_text})"))?
                     .into_iter()
@@ -1085,7 +1297,11 @@ mod tests {
     fn renames_identifiers() {
         assert_eq!(
             rename_in_text("CREATE TABLE t (a INT, b INT CHECK (a > b))", "a", "z"),
-            "CREATE TABLE t (\"z\" INT, b INT CHECK (\"z\" > b))"
+            "CREATE TABLE t (z INT, b INT CHECK (z > b))"
+        );
+        assert_eq!(
+            rename_in_text("CREATE TABLE t (\"a\" INT, a2 INT)", "a", "select"),
+            "CREATE TABLE t (\"select\" INT, a2 INT)"
         );
     }
 }

@@ -8,7 +8,6 @@ use sqlparser::ast::{
 
 use super::compile::{ColInfo, Compiler, Frame, SExpr};
 use super::eval::{eval, is_true, Ctx, Env};
-use super::parse::table_name;
 use super::query::{self, compile_query, joined_rows, run_query, JoinKind, Source, SourceKind};
 use crate::catalog::{DefaultValue, EntityDef};
 use crate::error::{Error, Result, SqlState};
@@ -159,6 +158,29 @@ enum Conflict {
     },
 }
 
+/// The name a session knows a table by (a temporary table's without its tag).
+fn written_name(c: &Compiler, stored: &str) -> String {
+    c.temp
+        .and_then(|t| t.shown(stored))
+        .unwrap_or(stored)
+        .to_string()
+}
+
+/// The table a write goes to; views are read-only (SQLite has INSTEAD OF triggers for
+/// writable views, which ORMDB does not have).
+fn write_target<'s>(
+    schema: &'s crate::catalog::Schema,
+    name: &str,
+) -> Result<&'s crate::catalog::EntityDef> {
+    if schema.view(name).is_some() && schema.entity_pos(name).is_none() {
+        return Err(Error::new(
+            SqlState::UndefinedTable,
+            format!("cannot modify {name} because it is a view"),
+        ));
+    }
+    schema.entity(name)
+}
+
 pub fn insert(c: &mut Compiler, ins: &ast::Insert, ctx: &mut Ctx) -> Result<WriteOutcome> {
     if ins.ignore
         || ins.overwrite
@@ -178,14 +200,14 @@ pub fn insert(c: &mut Compiler, ins: &ast::Insert, ctx: &mut Ctx) -> Result<Writ
     let TableObject::TableName(tname) = &ins.table else {
         return Err(Error::unsupported("INSERT INTO a table function"));
     };
-    let name = table_name(tname)?;
     let schema = ctx.tx.schema().clone();
-    let e = schema.entity(&name)?.clone();
+    let name = super::temp::resolve(c.temp, &schema, tname)?;
+    let e = write_target(&schema, &name)?.clone();
     let shown = ins
         .table_alias
         .as_ref()
         .map(|a| a.alias.value.clone())
-        .unwrap_or_else(|| e.name.clone());
+        .unwrap_or_else(|| written_name(c, &e.name));
     // Target columns.
     let targets: Vec<u32> = if ins.columns.is_empty() {
         (0..e.fields.len() as u32).collect()
@@ -459,6 +481,25 @@ fn conflicting_rows(
         }
     }
     for ix in e.indexes.iter().filter(|ix| ix.unique) {
+        if ix.is_keyed() {
+            // Expression and partial indexes are never a conflict target (SQLite would need
+            // the target's WHERE), but OR IGNORE / OR REPLACE / a bare DO NOTHING see them.
+            if target.is_some() {
+                continue;
+            }
+            let Some(key) = ix.entry_values(e, vals)? else {
+                continue;
+            };
+            if key.iter().any(Value::is_null) {
+                continue;
+            }
+            for (id, r) in ctx.tx.engine_txn().index_lookup(e, ix, &key)? {
+                if !r.is_soft_deleted() && !out.contains(&id) {
+                    out.push(id);
+                }
+            }
+            continue;
+        }
         if !target_is(&ix.fields) {
             continue;
         }
@@ -718,14 +759,14 @@ pub fn update(c: &mut Compiler, u: &ast::Update, ctx: &mut Ctx) -> Result<WriteO
     }
     let (name, alias) = match &u.table.relation {
         ast::TableFactor::Table { name, alias, .. } => (
-            table_name(name)?,
+            super::temp::resolve(c.temp, &ctx.tx.schema().clone(), name)?,
             alias.as_ref().map(|a| a.name.value.clone()),
         ),
         other => return Err(Error::unsupported(format!("UPDATE of {other}"))),
     };
     let schema = ctx.tx.schema().clone();
-    let e = schema.entity(&name)?.clone();
-    let shown = alias.unwrap_or_else(|| e.name.clone());
+    let e = write_target(&schema, &name)?.clone();
+    let shown = alias.unwrap_or_else(|| written_name(c, &e.name));
     let (rows, frame) = target_rows(c, &e, &shown, from, u.selection.as_ref(), ctx)?;
     c.frames.push(frame);
     let compiled = (|| -> Result<(Sets, Option<Returning>)> {
@@ -803,14 +844,14 @@ pub fn delete(c: &mut Compiler, d: &ast::Delete, ctx: &mut Ctx) -> Result<WriteO
     };
     let (name, alias) = match &twj.relation {
         ast::TableFactor::Table { name, alias, .. } => (
-            table_name(name)?,
+            super::temp::resolve(c.temp, &ctx.tx.schema().clone(), name)?,
             alias.as_ref().map(|a| a.name.value.clone()),
         ),
         other => return Err(Error::unsupported(format!("DELETE from {other}"))),
     };
     let schema = ctx.tx.schema().clone();
-    let e = schema.entity(&name)?.clone();
-    let shown = alias.unwrap_or_else(|| e.name.clone());
+    let e = write_target(&schema, &name)?.clone();
+    let shown = alias.unwrap_or_else(|| written_name(c, &e.name));
     let (rows, frame) = target_rows(c, &e, &shown, &[], d.selection.as_ref(), ctx)?;
     let returning = match &d.returning {
         Some(items) => {
@@ -827,24 +868,33 @@ pub fn delete(c: &mut Compiler, d: &ast::Delete, ctx: &mut Ctx) -> Result<WriteO
         out.decls = decls.clone();
     }
     let rowid_pos = e.fields.len();
-    for row in rows {
-        let Value::Integer(id) = row[rowid_pos] else {
-            continue;
-        };
-        // A cascade from an earlier row of this statement may have removed it already.
-        let current = if returning.is_some() {
-            full_row(ctx, &e.name, id)?
-        } else {
-            None
-        };
-        if let Some(d) = ctx.tx.delete(&e.name, id)? {
+    let ids: Vec<i64> = rows
+        .iter()
+        .filter_map(|row| match row[rowid_pos] {
+            Value::Integer(id) => Some(id),
+            _ => None,
+        })
+        .collect();
+    // RETURNING shows each row as it was before the statement; rows a cascade from an
+    // earlier row removed are not deleted by this statement and are not returned.
+    let before: Vec<Option<Vec<Value>>> = if returning.is_some() {
+        ids.iter()
+            .map(|id| full_row(ctx, &e.name, *id))
+            .collect::<Result<_>>()?
+    } else {
+        Vec::new()
+    };
+    // One engine call for the statement, so foreign keys are checked at its end (as SQLite).
+    let results = ctx.tx.delete_many(&e.name, &ids)?;
+    ctx.invalidate();
+    for (i, d) in results.iter().enumerate() {
+        if let Some(d) = d {
             out.changes += 1;
             out.cascaded += d.cascaded as i64;
-            if let Some(r) = current {
-                eval_returning(&returning, ctx, &r, &mut out.rows)?;
+            if let Some(Some(r)) = before.get(i) {
+                eval_returning(&returning, ctx, r, &mut out.rows)?;
             }
         }
-        ctx.invalidate();
     }
     Ok(out)
 }

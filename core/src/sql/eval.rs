@@ -297,10 +297,18 @@ pub fn eval(e: &SExpr, ctx: &mut Ctx, env: &Env) -> Result<Value> {
             }
             let mut saw_null = false;
             for it in list {
-                let x = eval(it, ctx, env)?;
+                // Constants are compared in place (no copy per row and item).
+                let evaluated;
+                let x = match it {
+                    SExpr::Lit(x) => x,
+                    other => {
+                        evaluated = eval(other, ctx, env)?;
+                        &evaluated
+                    }
+                };
                 if x.is_null() {
                     saw_null = true;
-                } else if v.total_cmp(&x) == Ordering::Equal {
+                } else if v.total_cmp(x) == Ordering::Equal {
                     return Ok(Value::Integer(!*negated as i64));
                 }
             }

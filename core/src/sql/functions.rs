@@ -60,48 +60,61 @@ const KNOWN: &[&str] = &[
     "strftime",
     "unixepoch",
     "$is_bool",
+    "$nocase",
+    "$rtrim_collation",
+];
+
+/// SQLite's math functions (-DSQLITE_ENABLE_MATH_FUNCTIONS).
+const MATH: &[&str] = &[
+    "acos", "acosh", "asin", "asinh", "atan", "atan2", "atanh", "ceil", "ceiling", "cos", "cosh",
+    "degrees", "exp", "floor", "ln", "log", "log10", "log2", "mod", "pi", "pow", "power",
+    "radians", "sin", "sinh", "sqrt", "tan", "tanh", "trunc",
 ];
 
 pub fn is_known(name: &str) -> bool {
-    KNOWN.contains(&name) || super::json::FUNCTIONS.contains(&name)
+    KNOWN.contains(&name) || MATH.contains(&name) || super::json::FUNCTIONS.contains(&name)
 }
 
 /// Argument counts SQLite accepts; a wrong count is an error at prepare time.
 pub fn check_arity(name: &str, n: usize) -> Result<()> {
-    let ok = match name {
-        "lower"
-        | "upper"
-        | "length"
-        | "octet_length"
-        | "abs"
-        | "typeof"
-        | "hex"
-        | "quote"
-        | "randomblob"
-        | "unicode"
-        | "zeroblob"
-        | "sign"
-        | "likely"
-        | "unlikely"
-        | "sqlite_compileoption_used" => n == 1,
-        "substr" | "substring" => n == 2 || n == 3,
-        "instr" | "nullif" | "glob" | "likelihood" => n == 2,
-        "trim" | "ltrim" | "rtrim" | "round" => n == 1 || n == 2,
-        "replace" | "iif" => n == 3,
-        "like" => n == 2 || n == 3,
-        "min" | "max" => n >= 2,
-        "coalesce" => n >= 2,
-        "ifnull" => n == 2,
-        "random" | "last_insert_rowid" | "changes" | "total_changes" | "sqlite_version" => n == 0,
-        "printf" | "format" | "char" | "date" | "time" | "datetime" | "julianday" | "unixepoch" => {
-            true
-        }
-        "strftime" => n >= 1,
-        "json" | "json_valid" | "json_quote" => n == 1,
-        "json_extract" => n >= 2,
-        "json_type" | "json_array_length" => n == 1 || n == 2,
-        _ => true,
-    };
+    let ok =
+        match name {
+            "lower"
+            | "upper"
+            | "length"
+            | "octet_length"
+            | "abs"
+            | "typeof"
+            | "hex"
+            | "quote"
+            | "randomblob"
+            | "unicode"
+            | "zeroblob"
+            | "sign"
+            | "likely"
+            | "unlikely"
+            | "sqlite_compileoption_used" => n == 1,
+            "substr" | "substring" => n == 2 || n == 3,
+            "instr" | "nullif" | "glob" | "likelihood" => n == 2,
+            "trim" | "ltrim" | "rtrim" | "round" => n == 1 || n == 2,
+            "replace" | "iif" => n == 3,
+            "like" => n == 2 || n == 3,
+            "min" | "max" => n >= 2,
+            "coalesce" => n >= 2,
+            "ifnull" => n == 2,
+            "random" | "last_insert_rowid" | "changes" | "total_changes" | "sqlite_version"
+            | "pi" => n == 0,
+            "atan2" | "mod" | "pow" | "power" => n == 2,
+            "log" => n == 1 || n == 2,
+            m if MATH.contains(&m) => n == 1,
+            "printf" | "format" | "char" | "date" | "time" | "datetime" | "julianday"
+            | "unixepoch" => true,
+            "strftime" => n >= 1,
+            "json" | "json_valid" | "json_quote" => n == 1,
+            "json_extract" => n >= 2,
+            "json_type" | "json_array_length" => n == 1 || n == 2,
+            _ => true,
+        };
     if ok {
         Ok(())
     } else {
@@ -112,6 +125,126 @@ pub fn check_arity(name: &str, n: usize) -> Result<()> {
     }
 }
 
+/// The compile-time options ORMDB's SQL behaves as if SQLite had been built with.
+pub const COMPILE_OPTIONS: &[&str] = &["ENABLE_MATH_FUNCTIONS"];
+
+/// `sqlite_compileoption_used`: the `SQLITE_` prefix is optional and names compare without
+/// case, up to an `=` (as SQLite compares them).
+fn compile_option_used(name: &str) -> bool {
+    let n = name
+        .get(..7)
+        .filter(|p| p.eq_ignore_ascii_case("SQLITE_"))
+        .map_or(name, |_| &name[7..]);
+    COMPILE_OPTIONS.iter().any(|o| {
+        o.eq_ignore_ascii_case(n)
+            || (n.len() > o.len()
+                && n.as_bytes()[o.len()] == b'='
+                && n[..o.len()].eq_ignore_ascii_case(o))
+    })
+}
+
+/// A math function's argument: SQLite applies numeric affinity to text and takes only
+/// integers and reals; anything else makes the result NULL.
+fn math_arg(v: &Value) -> Option<Value> {
+    match v {
+        Value::Integer(_) | Value::Real(_) => Some(v.clone()),
+        Value::Text(s) => crate::value::parse_numeric(s),
+        _ => None,
+    }
+}
+
+fn as_f64(v: &Value) -> f64 {
+    match v {
+        Value::Integer(i) => *i as f64,
+        Value::Real(r) => *r,
+        _ => 0.0,
+    }
+}
+
+/// A real result; NaN (a domain error such as sqrt(-1)) is NULL, as SQLite stores it.
+fn real_or_null(r: f64) -> Value {
+    if r.is_nan() {
+        Value::Null
+    } else {
+        Value::Real(r)
+    }
+}
+
+/// SQLite's math functions, with its NULL and domain behaviour.
+fn math(name: &str, args: &[Value]) -> Value {
+    if name == "pi" {
+        return Value::Real(std::f64::consts::PI);
+    }
+    let Some(x) = args.first().and_then(math_arg) else {
+        return Value::Null;
+    };
+    let y = args.get(1).map(math_arg);
+    let xf = as_f64(&x);
+    match name {
+        // Integers pass through unchanged; reals are rounded as reals.
+        "ceil" | "ceiling" | "floor" | "trunc" => match x {
+            Value::Integer(_) => x,
+            _ => Value::Real(match name {
+                "floor" => xf.floor(),
+                "trunc" => xf.trunc(),
+                _ => xf.ceil(),
+            }),
+        },
+        "ln" | "log" | "log10" | "log2" => {
+            if xf <= 0.0 {
+                return Value::Null;
+            }
+            match y {
+                // log(B, X): base first; a base <= 1 has no usable logarithm.
+                Some(yv) => {
+                    let Some(yv) = yv else { return Value::Null };
+                    let b = xf.ln();
+                    let yf = as_f64(&yv);
+                    if b <= 0.0 || yf <= 0.0 {
+                        return Value::Null;
+                    }
+                    real_or_null(yf.ln() / b)
+                }
+                None => Value::Real(match name {
+                    "ln" => xf.ln(),
+                    "log2" => xf.log2(),
+                    _ => xf.log10(),
+                }),
+            }
+        }
+        "atan2" | "mod" | "pow" | "power" => {
+            let Some(Some(yv)) = y else {
+                return Value::Null;
+            };
+            let yf = as_f64(&yv);
+            real_or_null(match name {
+                "atan2" => xf.atan2(yf),
+                "mod" => xf % yf,
+                _ => xf.powf(yf),
+            })
+        }
+        _ => real_or_null(match name {
+            "acos" => xf.acos(),
+            "acosh" => xf.acosh(),
+            "asin" => xf.asin(),
+            "asinh" => xf.asinh(),
+            "atan" => xf.atan(),
+            "atanh" => xf.atanh(),
+            "cos" => xf.cos(),
+            "cosh" => xf.cosh(),
+            "degrees" => xf.to_degrees(),
+            "exp" => xf.exp(),
+            "radians" => xf.to_radians(),
+            "sin" => xf.sin(),
+            "sinh" => xf.sinh(),
+            "sqrt" => xf.sqrt(),
+            "tan" => xf.tan(),
+            "tanh" => xf.tanh(),
+            _ => f64::NAN,
+        }),
+    }
+}
+
 fn null_if_any(args: &[Value]) -> bool {
     args.iter().any(Value::is_null)
 }
@@ -119,6 +252,9 @@ fn null_if_any(args: &[Value]) -> bool {
 pub fn call(name: &str, mut args: Vec<Value>, counters: &Counters) -> Result<Value> {
     if super::json::FUNCTIONS.contains(&name) {
         return super::json::call(name, &args);
+    }
+    if MATH.contains(&name) {
+        return Ok(math(name, &args));
     }
     let a0 = args.first().cloned().unwrap_or(Value::Null);
     Ok(match name {
@@ -288,7 +424,10 @@ pub fn call(name: &str, mut args: Vec<Value>, counters: &Counters) -> Result<Val
         "changes" => Value::Integer(counters.changes),
         "total_changes" => Value::Integer(counters.total_changes),
         "sqlite_version" => Value::Text(SQLITE_VERSION.into()),
-        "sqlite_compileoption_used" => Value::Integer(0),
+        "sqlite_compileoption_used" => match a0 {
+            Value::Null => Value::Null,
+            v => Value::Integer(compile_option_used(&text_of(&v)) as i64),
+        },
         "char" => {
             let mut s = String::new();
             for v in &args {
@@ -335,6 +474,15 @@ pub fn call(name: &str, mut args: Vec<Value>, counters: &Counters) -> Result<Val
             };
             Value::Integer(like_match(&text_of(&args[0]), &text_of(&args[1]), esc) as i64)
         }
+        // Collation keys (see compile::collated): only text is folded.
+        "$nocase" => match a0 {
+            Value::Text(t) => Value::Text(t.to_ascii_lowercase()),
+            v => v,
+        },
+        "$rtrim_collation" => match a0 {
+            Value::Text(t) => Value::Text(t.trim_end_matches(' ').to_string()),
+            v => v,
+        },
         "$is_bool" => {
             // x IS [NOT] TRUE/FALSE
             let want = args[1].as_i64() == Some(1);

@@ -315,10 +315,18 @@ fn lookup<'a>(mut j: &'a Json, path: &str) -> Result<Option<&'a Json>> {
             b'.' => {
                 i += 1;
                 let key = if b.get(i) == Some(&b'"') {
-                    let end = rest[i + 1..].find('"').ok_or_else(bad)? + i + 1;
-                    let k = &rest[i + 1..end];
+                    // A quoted label takes JSON escapes (`\"`, `\\`, `\uXXXX`), as in
+                    // SQLite 3.47+: it ends at the first unescaped quote.
+                    let mut end = i + 1;
+                    while end < b.len() && b[end] != b'"' {
+                        end += if b[end] == b'\\' { 2 } else { 1 };
+                    }
+                    let k = rest.get(i + 1..end).ok_or_else(bad)?;
+                    if end >= b.len() {
+                        return Err(bad());
+                    }
                     i = end + 1;
-                    k.to_string()
+                    unescape(k)
                 } else {
                     let start = i;
                     while i < b.len() && b[i] != b'.' && b[i] != b'[' {

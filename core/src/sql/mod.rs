@@ -14,6 +14,7 @@ pub mod compile;
 pub mod ddl;
 pub mod dml;
 pub mod eval;
+pub mod explain;
 pub mod functions;
 pub mod json;
 pub mod params;
@@ -21,7 +22,9 @@ pub mod parse;
 pub mod pragma;
 pub mod query;
 pub mod session;
+pub mod temp;
 pub mod user_functions;
+pub mod view;
 
 pub use params::Params;
 pub use session::{PreparedStatement, Session, StatementResult};

@@ -111,6 +111,11 @@ pub struct SelectPlan {
 pub enum JoinKind {
     Inner,
     Left,
+    /// RIGHT JOIN: every row of this source is kept; unmatched ones get NULLs for all the
+    /// sources before it.
+    Right,
+    /// FULL JOIN: LEFT and RIGHT at once.
+    Full,
 }
 
 #[derive(Debug)]
@@ -125,10 +130,18 @@ pub struct Source {
 
 #[derive(Debug)]
 pub enum SourceKind {
-    Table { name: String },
-    SchemaTable { temp: bool },
+    Table {
+        name: String,
+    },
+    /// sqlite_master, or (with the session's names) sqlite_temp_master.
+    SchemaTable {
+        temp: Option<super::temp::TempNames>,
+    },
     Query(Rc<Query>),
-    Cte { slot: usize, query: Rc<Query> },
+    Cte {
+        slot: usize,
+        query: Rc<Query>,
+    },
 }
 
 /// How a table's candidate rows are found. Lookups only narrow the candidates: every
@@ -179,43 +192,61 @@ pub fn compile_query(c: &mut Compiler, q: &ast::Query) -> Result<Query> {
     }
     let ctes_before = c.ctes.len();
     if let Some(with) = &q.with {
-        for cte in &with.cte_tables {
-            if with.recursive && query_mentions(&cte.query, &cte.alias.name.value) {
-                let def = compile_recursive_cte(c, cte)?;
-                c.ctes.push(def);
-                continue;
-            }
-            let sub = compile_query(c, &cte.query)?;
-            let mut columns = sub.columns.clone();
-            if !cte.alias.columns.is_empty() {
-                if cte.alias.columns.len() != columns.len() {
-                    return Err(syntax(format!(
-                        "table {} has {} values for {} columns",
-                        cte.alias.name.value,
-                        columns.len(),
-                        cte.alias.columns.len()
-                    )));
-                }
-                columns = cte
-                    .alias
-                    .columns
-                    .iter()
-                    .map(|c| c.name.value.clone())
-                    .collect();
-            }
-            let slot = c.cte_slots;
-            c.cte_slots += 1;
-            c.ctes.push(CteDef {
-                name: cte.alias.name.value.clone(),
-                query: Rc::new(sub),
-                columns,
-                slot,
-            });
+        if let Err(e) = push_ctes(c, with) {
+            c.ctes.truncate(ctes_before);
+            return Err(e);
         }
     }
     let res = compile_query_body(c, q);
     c.ctes.truncate(ctes_before);
     res
+}
+
+/// Compiles the common table expressions of a WITH clause onto `c.ctes` (the caller truncates
+/// them when the statement is compiled).
+pub fn push_ctes(c: &mut Compiler, with: &ast::With) -> Result<()> {
+    for cte in &with.cte_tables {
+        // As in SQLite, RECURSIVE is optional: a CTE whose FROM reads itself is recursive
+        // (Django's sqlite backend relies on this when it looks for referencing tables).
+        let name = &cte.alias.name.value;
+        let recursive = if with.recursive {
+            query_mentions(&cte.query, name)
+        } else {
+            reads_table(&cte.query.body, name)
+        };
+        if recursive {
+            let def = compile_recursive_cte(c, cte)?;
+            c.ctes.push(def);
+            continue;
+        }
+        let sub = compile_query(c, &cte.query)?;
+        let mut columns = sub.columns.clone();
+        if !cte.alias.columns.is_empty() {
+            if cte.alias.columns.len() != columns.len() {
+                return Err(syntax(format!(
+                    "table {} has {} values for {} columns",
+                    cte.alias.name.value,
+                    columns.len(),
+                    cte.alias.columns.len()
+                )));
+            }
+            columns = cte
+                .alias
+                .columns
+                .iter()
+                .map(|c| c.name.value.clone())
+                .collect();
+        }
+        let slot = c.cte_slots;
+        c.cte_slots += 1;
+        c.ctes.push(CteDef {
+            name: cte.alias.name.value.clone(),
+            query: Rc::new(sub),
+            columns,
+            slot,
+        });
+    }
+    Ok(())
 }
 
 /// Most rows a recursive CTE may produce without a LIMIT of its own.
@@ -344,6 +375,39 @@ fn query_mentions(q: &ast::Query, name: &str) -> bool {
     let n = name.to_ascii_lowercase();
     text.split(|ch: char| !(ch.is_alphanumeric() || ch == '_'))
         .any(|w| w == n)
+}
+
+/// Whether a FROM clause of `body` (its compound parts and derived tables included) reads the
+/// table `name`: the structural test for a self-reference, where [`query_mentions`] would also
+/// match a column or alias of that name.
+fn reads_table(body: &ast::SetExpr, name: &str) -> bool {
+    fn factor(f: &ast::TableFactor, name: &str) -> bool {
+        match f {
+            ast::TableFactor::Table { name: t, .. } => {
+                t.0.last()
+                    .and_then(|p| p.as_ident())
+                    .is_some_and(|i| i.value.eq_ignore_ascii_case(name))
+            }
+            ast::TableFactor::Derived { subquery, .. } => reads_table(&subquery.body, name),
+            ast::TableFactor::NestedJoin {
+                table_with_joins, ..
+            } => from(std::slice::from_ref(table_with_joins.as_ref()), name),
+            _ => false,
+        }
+    }
+    fn from(tables: &[ast::TableWithJoins], name: &str) -> bool {
+        tables
+            .iter()
+            .any(|t| factor(&t.relation, name) || t.joins.iter().any(|j| factor(&j.relation, name)))
+    }
+    match body {
+        ast::SetExpr::Select(sel) => from(&sel.from, name),
+        ast::SetExpr::SetOperation { left, right, .. } => {
+            reads_table(left, name) || reads_table(right, name)
+        }
+        ast::SetExpr::Query(q) => reads_table(&q.body, name),
+        _ => false,
+    }
 }
 
 fn compile_query_body(c: &mut Compiler, q: &ast::Query) -> Result<Query> {
@@ -620,7 +684,7 @@ fn compile_factor(c: &mut Compiler, f: &TableFactor, join: JoinKind) -> Result<S
             if !index_directives.is_empty() {
                 return Err(Error::unsupported("INDEXED BY / NOT INDEXED"));
             }
-            let tname = table_name(name)?;
+            let (qual, tname) = super::temp::split(name)?;
             if let Some(a) = alias {
                 if !a.columns.is_empty() {
                     return Err(Error::unsupported("column aliases on a table"));
@@ -663,7 +727,51 @@ fn compile_factor(c: &mut Compiler, f: &TableFactor, join: JoinKind) -> Result<S
                     });
                 }
             }
-            if is_schema_table(&tname) || is_temp_schema_table(&tname) {
+            // The session's temporary table comes first (SQLite searches temp, then main).
+            let stored = super::temp::resolve(c.temp, c.schema, name)?;
+            let is_temp = qual == super::temp::Qualifier::Temp || stored != tname;
+            let temp_view = match c.temp {
+                Some(t) if qual != super::temp::Qualifier::Main => {
+                    c.schema.view(&t.stored(&tname)).cloned()
+                }
+                _ => None,
+            };
+            let view = if temp_view.is_some() {
+                temp_view
+            } else if is_temp {
+                None
+            } else {
+                c.schema.view(&tname).cloned()
+            };
+            if let Some(v) = view {
+                let cv = super::view::compile_view(c, &v)?;
+                for (i, n) in cv.columns.iter().enumerate() {
+                    c.frame().cols.push(ColInfo {
+                        table: Some(shown.clone()),
+                        name: n.clone(),
+                        affinity: cv.query.affinities.get(i).copied().flatten(),
+                        decl: cv.query.decls.get(i).cloned().flatten(),
+                        hidden: false,
+                        alias_of: None,
+                    });
+                }
+                // A CTE slot: a view reads nothing of the outer query, so its rows are
+                // computed once per statement however often the join loop asks.
+                let slot = c.cte_slots;
+                c.cte_slots += 1;
+                return Ok(Source {
+                    kind: SourceKind::Cte {
+                        slot,
+                        query: Rc::new(cv.query),
+                    },
+                    offset,
+                    width: cv.columns.len(),
+                    join,
+                    on: None,
+                    access: Access::Scan,
+                });
+            }
+            if !is_temp && (is_schema_table(&tname) || is_temp_schema_table(&tname)) {
                 for (n, t) in catalog_emulation::SCHEMA_COLUMNS {
                     c.frame().cols.push(ColInfo {
                         table: Some(shown.clone()),
@@ -676,7 +784,8 @@ fn compile_factor(c: &mut Compiler, f: &TableFactor, join: JoinKind) -> Result<S
                 }
                 return Ok(Source {
                     kind: SourceKind::SchemaTable {
-                        temp: is_temp_schema_table(&tname),
+                        temp: is_temp_schema_table(&tname)
+                            .then(|| c.temp.cloned().unwrap_or_default()),
                     },
                     offset,
                     width: catalog_emulation::SCHEMA_COLUMNS.len(),
@@ -685,7 +794,10 @@ fn compile_factor(c: &mut Compiler, f: &TableFactor, join: JoinKind) -> Result<S
                     access: Access::Scan,
                 });
             }
-            let e = c.schema.entity(&tname)?;
+            let e = c
+                .schema
+                .entity(&stored)
+                .map_err(|_| Error::unknown_entity(&tname))?;
             for fd in &e.fields {
                 let aff = match fd.ty {
                     DataType::Any => DataType::Blob,
@@ -765,9 +877,107 @@ fn compile_factor(c: &mut Compiler, f: &TableFactor, join: JoinKind) -> Result<S
                 access: Access::Scan,
             })
         }
-        TableFactor::NestedJoin { .. } => Err(Error::unsupported("parenthesized joins")),
+        TableFactor::NestedJoin {
+            table_with_joins,
+            alias,
+        } => {
+            if alias.is_some() {
+                return Err(Error::unsupported("an alias on a parenthesized join"));
+            }
+            compile_nested_join(c, table_with_joins, offset, join)
+        }
         other => Err(Error::unsupported(format!("FROM item {other}"))),
     }
+}
+
+/// `a LEFT JOIN (b JOIN c ON ...) ON ...` (SQLAlchemy's joined eager load of a many-to-many
+/// relation): the parenthesized join runs as a derived table whose columns keep the names
+/// of their tables, so the outer ON clause and the select list refer to `b.x` and `c.y` as
+/// usual. Its members must be tables joined without USING / NATURAL (whose merged columns
+/// would not belong to one table).
+fn compile_nested_join(
+    c: &mut Compiler,
+    twj: &ast::TableWithJoins,
+    offset: usize,
+    join: JoinKind,
+) -> Result<Source> {
+    let mut owners: Vec<(String, String)> = Vec::new();
+    for j in &twj.joins {
+        let constraint = match &j.join_operator {
+            JoinOperator::Join(k)
+            | JoinOperator::Inner(k)
+            | JoinOperator::Left(k)
+            | JoinOperator::LeftOuter(k)
+            | JoinOperator::CrossJoin(k) => k,
+            _ => &JoinConstraint::None,
+        };
+        if matches!(
+            constraint,
+            JoinConstraint::Using(_) | JoinConstraint::Natural
+        ) {
+            return Err(Error::unsupported(
+                "USING or NATURAL inside a parenthesized join",
+            ));
+        }
+    }
+    for f in std::iter::once(&twj.relation).chain(twj.joins.iter().map(|j| &j.relation)) {
+        let TableFactor::Table { name, alias, .. } = f else {
+            return Err(Error::unsupported(
+                "a parenthesized join of anything but tables",
+            ));
+        };
+        let tname = table_name(name)?;
+        if is_schema_table(&tname)
+            || is_temp_schema_table(&tname)
+            || c.ctes.iter().any(|d| d.name.eq_ignore_ascii_case(&tname))
+        {
+            return Err(Error::unsupported(format!(
+                "{tname} inside a parenthesized join"
+            )));
+        }
+        let shown = alias
+            .as_ref()
+            .map(|a| a.name.value.clone())
+            .unwrap_or_else(|| tname.clone());
+        for fd in &c.schema.entity(&tname)?.fields {
+            owners.push((shown.clone(), fd.name.clone()));
+        }
+    }
+    // The FROM clause is the statement's own AST (its parameters are bound by their position
+    // in the statement text); only the `SELECT *` around it comes from a template.
+    let mut query = match super::parse::parse_one("SELECT * FROM t")? {
+        ast::Statement::Query(q) => q,
+        _ => return Err(Error::internal("nested join template is not a query")),
+    };
+    match query.body.as_mut() {
+        SetExpr::Select(sel) => sel.from = vec![twj.clone()],
+        _ => return Err(Error::internal("nested join template is not a SELECT")),
+    }
+    let q = compile_query(c, &query)?;
+    if q.columns.len() != owners.len() {
+        return Err(Error::internal("parenthesized join: column count mismatch"));
+    }
+    for (i, (table, name)) in owners.iter().enumerate() {
+        c.frame().cols.push(ColInfo {
+            table: Some(table.clone()),
+            name: name.clone(),
+            affinity: q.affinities.get(i).copied().flatten(),
+            decl: q.decls.get(i).cloned().flatten(),
+            hidden: false,
+            alias_of: None,
+        });
+    }
+    if q.correlated {
+        c.frame().correlated = true;
+    }
+    Ok(Source {
+        kind: SourceKind::Query(Rc::new(q)),
+        offset,
+        width: owners.len(),
+        join,
+        on: None,
+        access: Access::Scan,
+    })
 }
 
 fn compile_join(c: &mut Compiler, j: &ast::Join, sources: &mut Vec<Source>) -> Result<()> {
@@ -775,10 +985,8 @@ fn compile_join(c: &mut Compiler, j: &ast::Join, sources: &mut Vec<Source>) -> R
         JoinOperator::Join(k) | JoinOperator::Inner(k) => (JoinKind::Inner, Some(k)),
         JoinOperator::Left(k) | JoinOperator::LeftOuter(k) => (JoinKind::Left, Some(k)),
         JoinOperator::CrossJoin(k) => (JoinKind::Inner, Some(k)),
-        JoinOperator::Right(_) | JoinOperator::RightOuter(_) => {
-            return Err(Error::unsupported("RIGHT JOIN"))
-        }
-        JoinOperator::FullOuter(_) => return Err(Error::unsupported("FULL OUTER JOIN")),
+        JoinOperator::Right(k) | JoinOperator::RightOuter(k) => (JoinKind::Right, Some(k)),
+        JoinOperator::FullOuter(k) => (JoinKind::Full, Some(k)),
         other => {
             return Err(Error::unsupported(
                 format!("join {other:?}")
@@ -788,6 +996,15 @@ fn compile_join(c: &mut Compiler, j: &ast::Join, sources: &mut Vec<Source>) -> R
             ))
         }
     };
+    if matches!(kind, JoinKind::Right | JoinKind::Full)
+        && matches!(
+            constraint,
+            Some(JoinConstraint::Using(_) | JoinConstraint::Natural)
+        )
+    {
+        // The shared column would be coalesce(left, right), which USING columns here are not.
+        return Err(Error::unsupported("RIGHT/FULL JOIN with USING or NATURAL"));
+    }
     let left_cols: Vec<ColInfo> = c.frame().cols.clone();
     let mut src = compile_factor(c, &j.relation, kind)?;
     let on = match constraint {
@@ -1129,7 +1346,8 @@ fn compile_select_in_frame(
     let mut order = Vec::new();
     let mut order_keys = Vec::new();
     for (n, o) in order_by.iter().enumerate() {
-        let key = if let Some(k) = integer_literal(&o.expr) {
+        let (coll, oexpr) = super::compile::split_collate(&o.expr)?;
+        let key = if let Some(k) = integer_literal(oexpr) {
             if k < 1 || k as usize > projection.len() {
                 return Err(syntax(format!(
                     "{} ORDER BY term out of range - should be between 1 and {}",
@@ -1138,11 +1356,24 @@ fn compile_select_in_frame(
                 )));
             }
             OrderKey::Output(k as usize - 1)
-        } else if let Some(i) = alias_position(&o.expr, s) {
+        } else if let Some(i) = alias_position(oexpr, s) {
             OrderKey::Output(i)
         } else {
-            order_keys.push(c.expr(&o.expr)?);
+            order_keys.push(c.expr(oexpr)?);
             OrderKey::Expr(order_keys.len() - 1)
+        };
+        // Sorting by a collation: the key is the collated value.
+        let key = match (coll, key) {
+            (None | Some(super::compile::Collation::Binary), k) => k,
+            (Some(_), OrderKey::Output(i)) => {
+                order_keys.push(super::compile::collated(coll, projection[i].clone()));
+                OrderKey::Expr(order_keys.len() - 1)
+            }
+            (Some(_), OrderKey::Expr(j)) => {
+                let x = std::mem::replace(&mut order_keys[j], SExpr::Lit(Value::Null));
+                order_keys[j] = super::compile::collated(coll, x);
+                OrderKey::Expr(j)
+            }
         };
         order.push(OrderSpec {
             key,
@@ -1164,6 +1395,10 @@ fn compile_select_in_frame(
         let SourceKind::Table { name } = &src.kind else {
             continue;
         };
+        // A preserved right side must be read whole to find its unmatched rows.
+        if matches!(src.join, JoinKind::Right | JoinKind::Full) {
+            continue;
+        }
         let mut preds = Vec::new();
         if let Some(on) = &src.on {
             conjuncts(on, &mut preds);
@@ -1385,7 +1620,11 @@ pub fn choose_access(e: &crate::catalog::EntityDef, offset: usize, preds: &[SExp
         }
     }
     for ix in &e.indexes {
-        let (lo, hi) = bounds(ix.fields[0] as usize);
+        // Keyed (expression or partial) indexes have no leading field to range over.
+        let Some(&first) = ix.fields.first() else {
+            continue;
+        };
+        let (lo, hi) = bounds(first as usize);
         if lo.is_some() || hi.is_some() {
             return Access::IndexRange {
                 name: ix.name.clone(),
@@ -1791,11 +2030,11 @@ fn source_rows(src: &Source, ctx: &mut Ctx, env: &Env) -> Result<Rc<Vec<Vec<Valu
             }
         },
         SourceKind::SchemaTable { temp } => {
-            if *temp {
-                return Ok(Rc::new(Vec::new()));
-            }
             let schema = ctx.tx.schema().clone();
-            Ok(Rc::new(catalog_emulation::schema_rows(&schema)))
+            Ok(Rc::new(catalog_emulation::schema_rows(
+                &schema,
+                temp.as_ref(),
+            )))
         }
         SourceKind::Query(q) => Ok(Rc::new(run_query(q, ctx, env.parent)?.rows)),
         SourceKind::Cte { slot, query } => {
@@ -1819,9 +2058,108 @@ pub fn joined_rows(
     ctx: &mut Ctx,
     outer: Option<&Env>,
 ) -> Result<Vec<Vec<Value>>> {
+    if sources
+        .iter()
+        .any(|s| matches!(s.join, JoinKind::Right | JoinKind::Full))
+    {
+        return joined_rows_outer(sources, width, where_, ctx, outer);
+    }
     let mut out = Vec::new();
     let mut buf = vec![Value::Null; width];
     join_level(sources, 0, &mut buf, where_, ctx, outer, &mut out)?;
+    Ok(out)
+}
+
+/// The join one source at a time over materialized partial rows, for FROM clauses with a
+/// RIGHT or FULL join: the rows of a preserved right side that no partial row matched are
+/// only known after all partial rows were tried.
+fn joined_rows_outer(
+    sources: &[Source],
+    width: usize,
+    where_: Option<&SExpr>,
+    ctx: &mut Ctx,
+    outer: Option<&Env>,
+) -> Result<Vec<Vec<Value>>> {
+    let mut partial: Vec<Vec<Value>> = vec![vec![Value::Null; width]];
+    for src in sources {
+        let end = src.offset + src.width;
+        let mut next = Vec::new();
+        let preserved_right = matches!(src.join, JoinKind::Right | JoinKind::Full);
+        // A preserved right side is read once (its access is a scan, see compile_select).
+        let shared = if preserved_right {
+            let blank = vec![Value::Null; width];
+            let env = Env {
+                row: &blank,
+                parent: outer,
+            };
+            Some(source_rows(src, ctx, &env)?)
+        } else {
+            None
+        };
+        let mut right_matched = vec![false; shared.as_ref().map_or(0, |r| r.len())];
+        for mut buf in partial {
+            let rows = match &shared {
+                Some(r) => r.clone(),
+                None => {
+                    let env = Env {
+                        row: &buf,
+                        parent: outer,
+                    };
+                    source_rows(src, ctx, &env)?
+                }
+            };
+            let mut matched = false;
+            for (j, r) in rows.iter().enumerate() {
+                let n = src.width.min(r.len());
+                buf[src.offset..src.offset + n].clone_from_slice(&r[..n]);
+                if let Some(on) = &src.on {
+                    let env = Env {
+                        row: &buf,
+                        parent: outer,
+                    };
+                    if !is_true(&eval(on, ctx, &env)?) {
+                        continue;
+                    }
+                }
+                matched = true;
+                if preserved_right {
+                    right_matched[j] = true;
+                }
+                next.push(buf.clone());
+            }
+            if !matched && matches!(src.join, JoinKind::Left | JoinKind::Full) {
+                for v in &mut buf[src.offset..end] {
+                    *v = Value::Null;
+                }
+                next.push(buf);
+            }
+        }
+        if let Some(rows) = &shared {
+            for (j, r) in rows.iter().enumerate() {
+                if right_matched[j] {
+                    continue;
+                }
+                let mut buf = vec![Value::Null; width];
+                let n = src.width.min(r.len());
+                buf[src.offset..src.offset + n].clone_from_slice(&r[..n]);
+                next.push(buf);
+            }
+        }
+        partial = next;
+    }
+    let Some(w) = where_ else {
+        return Ok(partial);
+    };
+    let mut out = Vec::with_capacity(partial.len());
+    for row in partial {
+        let env = Env {
+            row: &row,
+            parent: outer,
+        };
+        if is_true(&eval(w, ctx, &env)?) {
+            out.push(row);
+        }
+    }
     Ok(out)
 }
 
@@ -2049,6 +2387,204 @@ fn agg_final(a: &AggCall, st: &AggState) -> Result<Value> {
 }
 
 /// Appends each window call's value to every row (rows are `base` columns wide before).
+/// One row as a window sees it: (partition key, order values, argument values, row position).
+type WindowRow = (Vec<u8>, Vec<Value>, Vec<Value>, usize);
+
+/// (start, end) of each partition row's frame, as positions in the sorted partition (end
+/// exclusive; start >= end is an empty frame).
+fn frame_bounds(
+    f: &super::compile::FrameSpec,
+    part: &[WindowRow],
+    peer_end: &[usize],
+    ordered: bool,
+    order: &[(SExpr, bool, Option<bool>)],
+    ctx: &mut Ctx,
+    outer: Option<&Env>,
+) -> Result<Vec<(usize, usize)>> {
+    use super::compile::{FrameBound as B, FrameUnits as U};
+    let n = part.len();
+    // Peer groups: without ORDER BY every row is a peer of every other.
+    let (peer_start, peer_end): (Vec<usize>, Vec<usize>) = if ordered {
+        let mut starts = vec![0; n];
+        for i in 1..n {
+            starts[i] = if peer_end[i] == peer_end[i - 1] {
+                starts[i - 1]
+            } else {
+                i
+            };
+        }
+        (starts, peer_end.to_vec())
+    } else {
+        (vec![0; n], vec![n; n])
+    };
+    let group_starts: Vec<usize> = (0..n).filter(|&i| peer_start[i] == i).collect();
+    let group_of: Vec<usize> = {
+        let mut g = vec![0; n];
+        let mut k = 0;
+        for i in 0..n {
+            if i > 0 && peer_start[i] == i {
+                k += 1;
+            }
+            g[i] = k;
+        }
+        g
+    };
+    let blank = Vec::new();
+    let env = Env {
+        row: part.first().map_or(&blank, |p| &p.2),
+        parent: outer,
+    };
+    let mut offset = |x: &SExpr, units: U| -> Result<Value> {
+        let v = eval(x, ctx, &env)?;
+        let ok = match (&v, units) {
+            (Value::Integer(i), _) => *i >= 0,
+            (Value::Real(r), U::Range) => *r >= 0.0,
+            _ => false,
+        };
+        if !ok {
+            return Err(Error::new(
+                SqlState::InvalidParameter,
+                "frame offset must be a non-negative number (an integer for ROWS and GROUPS)",
+            ));
+        }
+        Ok(v)
+    };
+    let as_usize = |v: &Value| match v {
+        Value::Integer(i) => usize::try_from(*i).unwrap_or(usize::MAX),
+        _ => 0,
+    };
+    let start_off = match &f.start {
+        B::Preceding(x) | B::Following(x) => Some(offset(x, f.units)?),
+        _ => None,
+    };
+    let end_off = match &f.end {
+        B::Preceding(x) | B::Following(x) => Some(offset(x, f.units)?),
+        _ => None,
+    };
+    let num = |v: &Value| -> Result<Option<f64>> {
+        match v {
+            Value::Null => Ok(None),
+            Value::Integer(i) => Ok(Some(*i as f64)),
+            Value::Real(r) => Ok(Some(*r)),
+            _ => Err(Error::unsupported(
+                "RANGE frame offsets over a text or blob ORDER BY value",
+            )),
+        }
+    };
+    let desc = order.first().is_some_and(|o| o.1);
+    // RANGE offsets: the non-NULL keys in partition order (monotonic, so bounds are found by
+    // binary search).
+    let offsets = matches!(f.start, B::Preceding(_) | B::Following(_))
+        || matches!(f.end, B::Preceding(_) | B::Following(_));
+    let mut keys: Vec<(usize, f64)> = Vec::new();
+    if f.units == U::Range && offsets {
+        for (j, row) in part.iter().enumerate() {
+            if let Some(k) = num(&row.1[0])? {
+                keys.push((j, k));
+            }
+        }
+    }
+    // First row whose key is within `bound` on the far side (start of a RANGE frame).
+    let first_from = |bound: f64| -> usize {
+        let i = if desc {
+            keys.partition_point(|(_, k)| *k > bound)
+        } else {
+            keys.partition_point(|(_, k)| *k < bound)
+        };
+        keys.get(i).map_or(n, |(j, _)| *j)
+    };
+    // One past the last row whose key is within `bound` (end of a RANGE frame).
+    let last_to = |bound: f64| -> usize {
+        let i = if desc {
+            keys.partition_point(|(_, k)| *k >= bound)
+        } else {
+            keys.partition_point(|(_, k)| *k <= bound)
+        };
+        if i == 0 {
+            0
+        } else {
+            keys[i - 1].0 + 1
+        }
+    };
+    let mut out = Vec::with_capacity(n);
+    for pos in 0..n {
+        let g = group_of[pos];
+        let ngroups = group_starts.len();
+        let group_end = |k: usize| peer_end[group_starts[k]];
+        // RANGE offsets: the rows whose key lies within the offset of this row's key.
+        let range_key = |pos: usize| num(&part[pos].1[0]);
+        let start = match (&f.start, f.units) {
+            (B::UnboundedPreceding, _) => 0,
+            (B::CurrentRow, U::Rows) => pos,
+            (B::CurrentRow, _) => peer_start[pos],
+            (B::Preceding(_), U::Rows) => {
+                pos.saturating_sub(as_usize(start_off.as_ref().unwrap_or(&Value::Null)))
+            }
+            (B::Following(_), U::Rows) => pos
+                .saturating_add(as_usize(start_off.as_ref().unwrap_or(&Value::Null)))
+                .min(n),
+            (B::Preceding(_), U::Groups) => {
+                let k = as_usize(start_off.as_ref().unwrap_or(&Value::Null));
+                group_starts[g.saturating_sub(k)]
+            }
+            (B::Following(_), U::Groups) => {
+                let k = as_usize(start_off.as_ref().unwrap_or(&Value::Null));
+                g.checked_add(k)
+                    .filter(|&t| t < ngroups)
+                    .map_or(n, |t| group_starts[t])
+            }
+            (b @ (B::Preceding(_) | B::Following(_)), U::Range) => match range_key(pos)? {
+                None => peer_start[pos],
+                Some(x) => {
+                    let d = num(start_off.as_ref().unwrap_or(&Value::Null))?.unwrap_or(0.0);
+                    let bound = if matches!(b, B::Preceding(_)) ^ desc {
+                        x - d
+                    } else {
+                        x + d
+                    };
+                    first_from(bound)
+                }
+            },
+            (B::UnboundedFollowing, _) => n,
+        };
+        let end = match (&f.end, f.units) {
+            (B::UnboundedFollowing, _) => n,
+            (B::CurrentRow, U::Rows) => pos + 1,
+            (B::CurrentRow, _) => peer_end[pos],
+            (B::Preceding(_), U::Rows) => {
+                (pos + 1).saturating_sub(as_usize(end_off.as_ref().unwrap_or(&Value::Null)))
+            }
+            (B::Following(_), U::Rows) => pos
+                .saturating_add(as_usize(end_off.as_ref().unwrap_or(&Value::Null)))
+                .saturating_add(1)
+                .min(n),
+            (B::Preceding(_), U::Groups) => {
+                let k = as_usize(end_off.as_ref().unwrap_or(&Value::Null));
+                g.checked_sub(k).map_or(0, group_end)
+            }
+            (B::Following(_), U::Groups) => {
+                let k = as_usize(end_off.as_ref().unwrap_or(&Value::Null));
+                group_end(g.saturating_add(k).min(ngroups - 1))
+            }
+            (b @ (B::Preceding(_) | B::Following(_)), U::Range) => match range_key(pos)? {
+                None => peer_end[pos],
+                Some(x) => {
+                    let d = num(end_off.as_ref().unwrap_or(&Value::Null))?.unwrap_or(0.0);
+                    let bound = if matches!(b, B::Preceding(_)) ^ desc {
+                        x - d
+                    } else {
+                        x + d
+                    };
+                    last_to(bound)
+                }
+            },
+            (B::UnboundedPreceding, _) => 0,
+        };
+        out.push((start, end));
+    }
+    Ok(out)
+}
+
 fn compute_windows(
     windows: &[super::compile::WindowCall],
     rows: &mut [Vec<Value>],
@@ -2061,9 +2597,7 @@ fn compute_windows(
         r.resize(base, Value::Null);
     }
     for w in windows {
-        // (partition key, order values, argument values, row position) per row
-        type Keyed = (Vec<u8>, Vec<Value>, Vec<Value>, usize);
-        let mut keyed: Vec<Keyed> = Vec::with_capacity(rows.len());
+        let mut keyed: Vec<WindowRow> = Vec::with_capacity(rows.len());
         for (i, r) in rows.iter().enumerate() {
             let env = Env {
                 row: r,
@@ -2129,6 +2663,12 @@ fn compute_windows(
                 g = h;
             }
             let ordered = !w.order.is_empty();
+            let frames = match &w.frame {
+                None => None,
+                Some(f) => Some(frame_bounds(
+                    f, part, &peer_end, ordered, &w.order, ctx, outer,
+                )?),
+            };
             let mut rank = 0i64;
             let mut dense = 0i64;
             for (pos, item) in part.iter().enumerate() {
@@ -2138,7 +2678,11 @@ fn compute_windows(
                     rank = pos as i64 + 1;
                     dense += 1;
                 }
-                let frame_end = if ordered { peer_end[pos] } else { part.len() };
+                let (frame_start, frame_end) = match &frames {
+                    Some(f) => f[pos],
+                    None => (0, if ordered { peer_end[pos] } else { part.len() }),
+                };
+                let in_frame = &part[frame_start.min(frame_end)..frame_end];
                 let v = match w.func {
                     WinFunc::RowNumber => Value::Integer(pos as i64 + 1),
                     WinFunc::Rank => Value::Integer(rank),
@@ -2166,8 +2710,8 @@ fn compute_windows(
                             None => item.2.get(2).cloned().unwrap_or(Value::Null),
                         }
                     }
-                    WinFunc::FirstValue => part[0].2[0].clone(),
-                    WinFunc::LastValue => part[frame_end - 1].2[0].clone(),
+                    WinFunc::FirstValue => in_frame.first().map_or(Value::Null, |r| r.2[0].clone()),
+                    WinFunc::LastValue => in_frame.last().map_or(Value::Null, |r| r.2[0].clone()),
                     WinFunc::Agg(f) => {
                         let call = AggCall {
                             func: f,
@@ -2179,7 +2723,7 @@ fn compute_windows(
                             user: None,
                         };
                         let mut st = AggState::default();
-                        for row in &part[..frame_end] {
+                        for row in in_frame {
                             let env = Env {
                                 row: &row.2,
                                 parent: outer,

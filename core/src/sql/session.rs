@@ -4,10 +4,9 @@
 //! parsed statements keyed by their text.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
-use sqlparser::ast::Statement;
+use sqlparser::ast::{SetExpr, Statement};
 
 use super::catalog_emulation as cat;
 use super::compile::Compiler;
@@ -15,6 +14,7 @@ use super::eval::{Counters, Ctx};
 use super::params::{Bound, Params};
 use super::parse::{self, LineIndex};
 use super::pragma::{self, Pragma};
+use super::temp::TempNames;
 use super::user_functions::{UserAggregate, UserFunction, UserFunctions};
 use super::{ddl, dml, query};
 use crate::api::{Connection, Transaction};
@@ -77,11 +77,32 @@ pub struct Session {
     legacy_alter_table: bool,
     /// Application functions (`create_function`); shared with running statements.
     user_functions: Arc<UserFunctions>,
+    /// This session's temporary tables.
+    temp: TempNames,
+    /// Whether this session ever created a temporary table (closing then drops them).
+    temp_created: bool,
 }
 
-fn user_versions() -> &'static Mutex<HashMap<PathBuf, i64>> {
-    static V: OnceLock<Mutex<HashMap<PathBuf, i64>>> = OnceLock::new();
-    V.get_or_init(|| Mutex::new(HashMap::new()))
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            tx.rollback();
+        }
+        if self.temp_created {
+            // Best effort: a table left behind (the commit failed) is invisible to every
+            // other session and dropped when the database is next opened.
+            let names = self.temp.clone();
+            let _ = self.write_schema(|tx| {
+                for n in names.owned_views(tx.schema()) {
+                    tx.drop_view(&n, true)?;
+                }
+                for n in names.owned(tx.schema()) {
+                    tx.drop_entity_if_exists(&n)?;
+                }
+                Ok(())
+            });
+        }
+    }
 }
 
 impl Connection {
@@ -105,6 +126,8 @@ impl Session {
             last_rows_read: 0,
             legacy_alter_table: false,
             user_functions: Arc::new(UserFunctions::default()),
+            temp: TempNames::new(),
+            temp_created: false,
         }
     }
 
@@ -132,6 +155,16 @@ impl Session {
 
     pub fn connection(&self) -> &Connection {
         &self.conn
+    }
+
+    /// A graph fetch on this session. Inside an open transaction it reads at that transaction's
+    /// snapshot, so it sees the rows the session's own statements wrote (as a SELECT would);
+    /// otherwise at a fresh snapshot.
+    pub fn fetch(&mut self, f: &crate::ir::GraphFetch) -> Result<crate::ir::GraphResult> {
+        match self.tx.as_mut() {
+            Some(tx) => tx.fetch(f),
+            None => self.conn.fetch(f),
+        }
     }
 
     /// Whether an explicit transaction is open (SQLite's `!sqlite3_get_autocommit`).
@@ -275,7 +308,9 @@ impl Session {
 
     fn execute_one(&mut self, text: &str, params: &Params) -> Result<StatementResult> {
         let start = std::time::Instant::now();
-        let res = self.execute_one_untimed(text, params);
+        let res = self
+            .execute_one_untimed(text, params)
+            .map_err(|e| Error::new(e.state, self.temp.unmangle(&e.message)));
         let m = &self.conn.database().core().query.metrics;
         m.sql_statements
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -408,11 +443,19 @@ impl Session {
         bound: &Bound,
     ) -> Result<StatementResult> {
         const STMT_SAVEPOINT: &str = "\u{0}ormdb_statement";
+        let temp_name = |n: &sqlparser::ast::ObjectName| {
+            n.0.len() > 1 && n.0[0].to_string().eq_ignore_ascii_case("temp")
+        };
+        match stmt {
+            Statement::CreateTable(ct) => self.temp_created |= ct.temporary || temp_name(&ct.name),
+            Statement::CreateView(cv) => self.temp_created |= cv.temporary || temp_name(&cv.name),
+            _ => {}
+        }
         let counters = self.counters;
         let functions = self.user_functions.clone();
         if let Some(tx) = self.tx.as_mut() {
             tx.savepoint(STMT_SAVEPOINT)?;
-            let res = run_statement(tx, text, stmt, bound, counters, &functions);
+            let res = run_statement(tx, text, stmt, bound, counters, &functions, &self.temp);
             match &res {
                 Ok(_) => tx.release(STMT_SAVEPOINT)?,
                 Err(_) => {
@@ -426,7 +469,7 @@ impl Session {
         loop {
             attempts += 1;
             let mut tx = self.conn.begin()?;
-            let res = run_statement(&mut tx, text, stmt, bound, counters, &functions);
+            let res = run_statement(&mut tx, text, stmt, bound, counters, &functions, &self.temp);
             let res = match res {
                 Ok(out) => tx.commit().map(|_| out),
                 Err(e) => {
@@ -481,11 +524,50 @@ impl Session {
         match name {
             "table_info" | "table_xinfo" | "index_list" | "foreign_key_list" => {
                 let Some(t) = &p.arg else { return Ok(none()) };
-                if temp {
-                    return Ok((cols(name), Vec::new()));
-                }
+                let names = self.temp.clone();
+                let main = p.schema.is_some() && !temp;
                 let rows = self.read(|tx| {
                     let schema = tx.schema().clone();
+                    let stored = names.stored(t);
+                    if temp || (!main && schema.entity_pos(&stored).is_some()) {
+                        let Ok(e) = schema.entity(&stored) else {
+                            return Ok(Vec::new());
+                        };
+                        let mut rows = match name {
+                            "table_info" => cat::table_info(e, false),
+                            "table_xinfo" => cat::table_info(e, true),
+                            "index_list" => cat::index_list(e),
+                            _ => cat::foreign_key_list(e),
+                        };
+                        if name == "index_list" {
+                            for r in &mut rows {
+                                if let Value::Text(n) = &r[1] {
+                                    r[1] = Value::Text(names.unmangle(n));
+                                }
+                            }
+                        }
+                        return Ok(rows);
+                    }
+                    if super::temp::is_temp_entity(t) {
+                        return Ok(Vec::new());
+                    }
+                    let temp_view = if main { None } else { schema.view(&stored) };
+                    if schema.entity_pos(t).is_none() || temp_view.is_some() {
+                        if let Some(v) = temp_view.or_else(|| schema.view(t)) {
+                            if !name.starts_with("table_") {
+                                return Ok(Vec::new());
+                            }
+                            let bound = Bound::default();
+                            let li = LineIndex::new(&v.sql);
+                            let mut c = Compiler::new(&schema, &bound, &li);
+                            let cv = super::view::compile_view(&mut c, v)?;
+                            return Ok(cat::view_info(
+                                &cv.columns,
+                                &cv.query.decls,
+                                name == "table_xinfo",
+                            ));
+                        }
+                    }
                     Ok(match schema.entity(t) {
                         Err(_) => Vec::new(),
                         Ok(e) => match name {
@@ -504,10 +586,22 @@ impl Session {
             }
             "index_info" | "index_xinfo" => {
                 let Some(ix) = &p.arg else { return Ok(none()) };
+                let names = self.temp.clone();
                 let rows = self.read(|tx| {
                     let schema = tx.schema().clone();
+                    // A temporary table's autoindex is named after its stored name.
+                    let stored_auto = ix
+                        .get(..17)
+                        .filter(|p| p.eq_ignore_ascii_case("sqlite_autoindex_"))
+                        .map(|_| format!("sqlite_autoindex_{}", names.stored(&ix[17..])));
                     for e in schema.entities() {
-                        if let Some(d) = e.index_by_name(ix) {
+                        if super::temp::is_temp_entity(&e.name) && names.shown(&e.name).is_none() {
+                            continue;
+                        }
+                        let found = e
+                            .index_by_name(ix)
+                            .or_else(|| stored_auto.as_deref().and_then(|a| e.index_by_name(a)));
+                        if let Some(d) = found {
                             return Ok(cat::index_info(e, d, name == "index_xinfo"));
                         }
                     }
@@ -534,15 +628,21 @@ impl Session {
                 ]],
             )),
             "table_list" => {
+                let names = self.temp.clone();
                 let rows = self.read(|tx| {
                     Ok(tx
                         .schema()
                         .entities()
                         .iter()
-                        .map(|e| {
+                        .filter_map(|e| match names.shown(&e.name) {
+                            Some(n) => Some(("temp", n, e)),
+                            None if super::temp::is_temp_entity(&e.name) => None,
+                            None => Some(("main", e.name.as_str(), e)),
+                        })
+                        .map(|(db, n, e)| {
                             vec![
-                                Value::from("main"),
-                                Value::from(e.name.as_str()),
+                                Value::from(db),
+                                Value::from(n),
                                 Value::from("table"),
                                 Value::Integer(e.fields.len() as i64),
                                 Value::Integer(0),
@@ -578,23 +678,20 @@ impl Session {
                     Ok(none())
                 }
             },
-            "user_version" => {
-                let path = self.conn.database().path().to_path_buf();
-                let mut map = user_versions()
-                    .lock()
-                    .map_err(|_| Error::internal("user_version lock poisoned"))?;
-                match &p.arg {
-                    None => Ok(one(name, Value::Integer(*map.get(&path).unwrap_or(&0)))),
-                    Some(a) => {
-                        let v: i64 = a
-                            .trim()
-                            .parse()
-                            .map_err(|_| Error::invalid(format!("invalid user_version {a}")))?;
-                        map.insert(path, v);
-                        Ok(none())
-                    }
+            "user_version" => match &p.arg {
+                None => {
+                    let v = self.read(|tx| Ok(tx.schema().bundle.user_version))?;
+                    Ok(one(name, Value::Integer(v)))
                 }
-            }
+                Some(a) => {
+                    let v: i64 = a
+                        .trim()
+                        .parse()
+                        .map_err(|_| Error::invalid(format!("invalid user_version {a}")))?;
+                    self.write_schema(|tx| tx.set_user_version(v))?;
+                    Ok(none())
+                }
+            },
             "schema_version" => {
                 let v = self.read(|tx| Ok(tx.schema().version() as i64))?;
                 Ok(one(name, Value::Integer(v)))
@@ -635,7 +732,13 @@ impl Session {
                 Some(_) => Ok(none()),
             },
             "encoding" => Ok(one(name, Value::from("UTF-8"))),
-            "compile_options" => Ok((vec!["compile_options".into()], Vec::new())),
+            "compile_options" => Ok((
+                vec!["compile_options".into()],
+                super::functions::COMPILE_OPTIONS
+                    .iter()
+                    .map(|o| vec![Value::from(*o)])
+                    .collect(),
+            )),
             "collation_list" => Ok((
                 vec!["seq".into(), "name".into()],
                 vec![vec![Value::Integer(0), Value::from("BINARY")]],
@@ -650,6 +753,32 @@ impl Session {
                 ]],
             )),
             _ => Err(Error::unsupported(format!("PRAGMA {name}"))),
+        }
+    }
+
+    /// Runs a small schema write in the open transaction, or in one of its own (retried on
+    /// 40001 like any autocommit statement).
+    fn write_schema(&mut self, f: impl Fn(&mut Transaction) -> Result<()>) -> Result<()> {
+        if let Some(tx) = self.tx.as_mut() {
+            return f(tx);
+        }
+        let mut attempts = 0u64;
+        loop {
+            attempts += 1;
+            let mut tx = self.conn.begin()?;
+            let res = match f(&mut tx) {
+                Ok(()) => tx.commit().map(|_| ()),
+                Err(e) => {
+                    tx.rollback();
+                    Err(e)
+                }
+            };
+            match res {
+                Err(e) if e.state.is_retryable() && attempts < 20 => {
+                    std::thread::sleep(std::time::Duration::from_micros(50 * attempts));
+                }
+                other => return other,
+            }
         }
     }
 
@@ -714,10 +843,12 @@ fn run_statement(
     bound: &Bound,
     counters: Counters,
     functions: &Arc<UserFunctions>,
+    temp: &TempNames,
 ) -> Result<Outcome> {
     let schema = tx.schema().clone();
     let li = LineIndex::new(text);
     let mut c = Compiler::new(&schema, bound, &li);
+    c.temp = Some(temp);
     let user_functions = (!functions.is_empty()).then(|| functions.clone());
     c.user_functions = user_functions.as_deref();
     let plain = |columns, decls, rows| Outcome {
@@ -731,6 +862,33 @@ fn run_statement(
         rows_read: 0,
     };
     match stmt {
+        // WITH ... INSERT / UPDATE / DELETE: the common table expressions are visible to the
+        // statement (its SELECT, FROM or subqueries).
+        Statement::Query(q)
+            if matches!(
+                q.body.as_ref(),
+                SetExpr::Insert(_) | SetExpr::Update(_) | SetExpr::Delete(_)
+            ) =>
+        {
+            if q.order_by.is_some() || q.limit_clause.is_some() || q.fetch.is_some() {
+                return Err(Error::unsupported(
+                    "ORDER BY / LIMIT after a WITH ... DML statement",
+                ));
+            }
+            if let Some(with) = &q.with {
+                query::push_ctes(&mut c, with)?;
+            }
+            let mut ctx = statement_ctx(tx, counters, &user_functions);
+            let (o, sets_last_id) = match q.body.as_ref() {
+                SetExpr::Insert(Statement::Insert(ins)) => {
+                    (dml::insert(&mut c, ins, &mut ctx)?, true)
+                }
+                SetExpr::Update(Statement::Update(u)) => (dml::update(&mut c, u, &mut ctx)?, false),
+                SetExpr::Delete(Statement::Delete(d)) => (dml::delete(&mut c, d, &mut ctx)?, false),
+                _ => return Err(Error::unsupported("WITH before this statement")),
+            };
+            Ok(Outcome::written(o, sets_last_id, ctx.rows_read))
+        }
         Statement::Query(q) => {
             let compiled = query::compile_query(&mut c, q)?;
             let mut ctx = statement_ctx(tx, counters, &user_functions);
@@ -756,11 +914,11 @@ fn run_statement(
             Ok(Outcome::written(o, false, ctx.rows_read))
         }
         Statement::CreateTable(ct) => {
-            ddl::create_table(tx, ct, text)?;
+            ddl::create_table(tx, ct, text, temp)?;
             Ok(plain(vec![], vec![], vec![]))
         }
         Statement::CreateIndex(ci) => {
-            ddl::create_index(tx, ci, text)?;
+            ddl::create_index(tx, ci, text, temp)?;
             Ok(plain(vec![], vec![], vec![]))
         }
         Statement::Drop {
@@ -776,17 +934,49 @@ fn run_statement(
             if *cascade || *restrict || *purge || *temporary || table.is_some() {
                 return Err(Error::unsupported("DROP options"));
             }
-            ddl::drop(tx, object_type, *if_exists, names)?;
+            ddl::drop(tx, object_type, *if_exists, names, temp)?;
             Ok(plain(vec![], vec![], vec![]))
         }
         Statement::AlterTable(at) => {
-            ddl::alter_table(tx, at, text)?;
+            ddl::alter_table(tx, at, text, temp)?;
             Ok(plain(vec![], vec![], vec![]))
         }
-        Statement::CreateView(_) => Err(Error::unsupported("CREATE VIEW")),
-        Statement::Explain { .. } | Statement::ExplainTable { .. } => {
-            Err(Error::unsupported("EXPLAIN"))
+        Statement::CreateView(cv) => {
+            super::view::create_view(tx, cv, text, temp)?;
+            Ok(plain(vec![], vec![], vec![]))
         }
+        Statement::Explain {
+            query_plan: true,
+            analyze: false,
+            statement,
+            ..
+        } => match statement.as_ref() {
+            // Compiled, never run: the plan of what the SELECT would do.
+            Statement::Query(q) => {
+                let compiled = query::compile_query(&mut c, q)?;
+                let rows = super::explain::plan_rows(&compiled)
+                    .into_iter()
+                    .map(|(id, parent, detail)| {
+                        vec![
+                            Value::Integer(id),
+                            Value::Integer(parent),
+                            Value::Integer(0),
+                            Value::Text(detail),
+                        ]
+                    })
+                    .collect();
+                let columns = ["id", "parent", "notused", "detail"]
+                    .map(String::from)
+                    .to_vec();
+                Ok(plain(columns, vec![None; 4], rows))
+            }
+            _ => Err(Error::unsupported(
+                "EXPLAIN QUERY PLAN of a statement other than SELECT",
+            )),
+        },
+        Statement::Explain { .. } | Statement::ExplainTable { .. } => Err(Error::unsupported(
+            "EXPLAIN (SQLite's bytecode listing); EXPLAIN QUERY PLAN works for SELECT",
+        )),
         other => {
             let kind = other.to_string();
             let head: String = kind

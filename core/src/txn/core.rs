@@ -872,11 +872,10 @@ impl DbCore {
                         for (s, ep, ip) in ixs {
                             let e = s.entity_at(*ep);
                             let ix = &e.indexes[*ip];
-                            let vals: Vec<_> = ix
-                                .fields
-                                .iter()
-                                .map(|f| e.stored_value(&row.values, *f))
-                                .collect();
+                            // A version a partial index leaves out has no entry to keep.
+                            let Ok(Some(vals)) = ix.entry_values(e, &row.values) else {
+                                continue;
+                            };
                             let key = keys::index_entry_key(ix.id, &vals, r);
                             if remove {
                                 dead_keys.insert(key)

@@ -418,12 +418,10 @@ impl Txn {
                 continue;
             };
             if is_live(&row) {
-                let vals: Vec<Value> = index
-                    .fields
-                    .iter()
-                    .map(|f| entity.stored_value(&row.values, *f))
-                    .collect();
-                if keys::index_entry_key(index.id, &vals, id) == key && !visit(id, row)? {
+                let current = index.entry_values(entity, &row.values)?;
+                if current.is_some_and(|vals| keys::index_entry_key(index.id, &vals, id) == key)
+                    && !visit(id, row)?
+                {
                     return Ok(());
                 }
             }
@@ -578,10 +576,10 @@ impl Txn {
             if !is_live(&row) {
                 continue;
             }
-            let vals: Vec<Value> = index.fields[..n]
-                .iter()
-                .map(|f| entity.stored_value(&row.values, *f))
-                .collect();
+            let Some(mut vals) = index.entry_values(entity, &row.values)? else {
+                continue;
+            };
+            vals.truncate(n);
             if keys::index_values_prefix(index.id, &vals) == prefix {
                 out.push((id, row));
             }

@@ -1,0 +1,102 @@
+"""The ``ormdb`` SQLAlchemy dialect.
+
+ORMDB speaks SQLite's SQL dialect and emulates its catalog (``sqlite_master`` and the
+reflection PRAGMAs), and the ``ormdb`` DB-API module follows the ``sqlite3`` module, so the
+dialect is SQLAlchemy's pysqlite dialect with another DB-API module, its own name (so that
+Alembic and the testing plugin find ORMDB's implementations) and URL handling for ORMDB's
+options.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from sqlalchemy import exc, pool
+from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
+from sqlalchemy.engine.url import URL
+
+# Connection arguments accepted in the URL query string, with the type to coerce them to.
+_CONNECT_ARGS: tuple[tuple[str, type], ...] = (
+    ("timeout", float),
+    ("isolation_level", str),
+    ("detect_types", int),
+    ("check_same_thread", bool),
+    ("cached_statements", int),
+    ("durability", str),
+)
+
+
+class OrmdbDialect(SQLiteDialect_pysqlite):
+    """SQLite SQL generation and reflection over the ``ormdb`` DB-API module."""
+
+    name = "ormdb"
+    driver = "ormdb"
+    supports_statement_cache = True
+
+    # Every ORMDB transaction is a serializable snapshot; SQLite's READ UNCOMMITTED (shared
+    # cache dirty reads) has no equivalent, so it is refused rather than silently ignored.
+    _isolation_lookup = {"SERIALIZABLE": 0, "AUTOCOMMIT": None}  # type: ignore[assignment]
+
+    @classmethod
+    def import_dbapi(cls) -> Any:
+        import ormdb
+
+        return ormdb
+
+    @classmethod
+    def _is_url_file_db(cls, url: URL) -> bool:
+        return bool(url.database) and url.database != ":memory:"
+
+    @classmethod
+    def get_pool_class(cls, url: URL) -> type[pool.Pool]:
+        # Every ":memory:" connection is a separate database (as in sqlite3): one connection
+        # per thread keeps a thread's work on one database.
+        if cls._is_url_file_db(url):
+            return pool.QueuePool
+        return pool.SingletonThreadPool
+
+    def create_connect_args(self, url: URL) -> tuple[list[Any], dict[str, Any]]:
+        if url.username or url.password or url.host or url.port:
+            raise exc.ArgumentError(
+                f"Invalid ORMDB URL: {url}\n"
+                "Valid ORMDB URL forms are:\n"
+                " ormdb:///:memory: (or ormdb://)\n"
+                " ormdb:///relative/path/to/app.db\n"
+                " ormdb:////absolute/path/to/app.db"
+            )
+        opts = dict(url.query)
+        kwargs: dict[str, Any] = {}
+        for key, type_ in _CONNECT_ARGS:
+            if key in opts:
+                raw = opts.pop(key)
+                value = raw[-1] if isinstance(raw, tuple) else raw
+                if type_ is bool:
+                    kwargs[key] = str(value).lower() in ("1", "true", "yes", "on")
+                else:
+                    try:
+                        kwargs[key] = type_(value)
+                    except ValueError as e:
+                        raise exc.ArgumentError(f"ORMDB URL option {key}={value!r}: {e}") from e
+        if opts:
+            raise exc.ArgumentError(
+                "Unknown ORMDB URL option(s): "
+                + ", ".join(sorted(opts))
+                + "; accepted: "
+                + ", ".join(k for k, _ in _CONNECT_ARGS)
+            )
+        filename = url.database or ":memory:"
+        if filename != ":memory:":
+            filename = os.path.abspath(filename)
+        # A file database is shared by the pool's connections, which SQLAlchemy hands to any
+        # thread; the DB-API connection is safe to move between threads when not shared.
+        kwargs.setdefault("check_same_thread", not self._is_url_file_db(url))
+        return [filename], kwargs
+
+    def is_disconnect(self, e: Any, connection: Any, cursor: Any) -> bool:
+        return isinstance(e, self.dbapi.ProgrammingError) and (  # type: ignore[union-attr]
+            "Cannot operate on a closed database." in str(e)
+        )
+
+
+dialect = OrmdbDialect
