@@ -201,11 +201,7 @@ SELECT id, post_id FROM c WHERE post_id IN (36, 37, 38, 39, 40, 41, 500);
         &format!("SELECT count(*), sum(n) FROM c WHERE post_id IN ({marks})"),
         &ids,
     );
-    assert!(
-        d.mismatches.is_empty() && d.unsupported.is_empty(),
-        "{}",
-        d.report()
-    );
+    d.assert_clean();
 }
 
 /// SQLAlchemy's has_table / get_columns run `PRAGMA main.table_info(x)` then
