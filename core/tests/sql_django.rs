@@ -178,3 +178,18 @@ fn explain_query_plan_describes_selects_without_running_them() {
             .unwrap();
     assert_eq!(r.rows, vec![vec![Value::Integer(2)]]);
 }
+
+/// `db_default=Pi()` / math functions in DEFAULT and CHECK expressions (SQLite built with
+/// SQLITE_ENABLE_MATH_FUNCTIONS accepts them there like any deterministic function).
+#[test]
+fn math_functions_in_default_and_check() {
+    run(r#"
+CREATE TABLE "m_pi" ("id" integer NOT NULL PRIMARY KEY AUTOINCREMENT, "v" real DEFAULT (PI()) NOT NULL, "r" real NULL CHECK ("r" IS NULL OR sqrt(abs("r")) < 3), "f" integer DEFAULT (pow(2, 3) + exp(0)), "g" real DEFAULT (-pi() / 2));
+INSERT INTO "m_pi" ("r") VALUES (4.0);
+INSERT INTO "m_pi" ("r") VALUES (-8);
+INSERT INTO "m_pi" ("r") VALUES (9);
+INSERT INTO "m_pi" DEFAULT VALUES;
+SELECT "id", "v", typeof("v"), "r", "f", typeof("f"), "g" FROM "m_pi" ORDER BY "id";
+CREATE TABLE "m_bad" ("v" real DEFAULT (pi(1)));
+"#);
+}

@@ -99,6 +99,13 @@ pub enum Expr {
 }
 
 /// Scalar functions an expression may call (checked when a constraint is defined).
+/// Whether a CHECK / DEFAULT / index expression may call `name`: the list below and SQLite's
+/// math functions (Django's `db_default=Pi()` stores `DEFAULT (PI())`).
+pub fn is_stored_function(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    FUNCTIONS.contains(&n.as_str()) || crate::sql::functions::is_math(&n)
+}
+
 pub const FUNCTIONS: &[&str] = &[
     "length",
     "lower",
@@ -142,9 +149,7 @@ impl Expr {
                     "expression refers to field #{i}, which does not exist"
                 )))
             }
-            Expr::Function { name, .. }
-                if !FUNCTIONS.contains(&name.to_ascii_lowercase().as_str()) =>
-            {
+            Expr::Function { name, .. } if !is_stored_function(name) => {
                 err = Some(Error::unsupported(format!(
                     "function {name}() in a stored expression"
                 )))
@@ -689,6 +694,7 @@ fn call_function(name: &str, args: &[Value]) -> Result<Value> {
         // Django's JSONField declares CHECK (JSON_VALID(col) OR col IS NULL): one JSON
         // implementation for statements and constraints, so both agree on what is valid.
         "json_valid" | "json_type" => crate::sql::json::call(n.as_str(), args)?,
+        m if crate::sql::functions::is_math(m) => crate::sql::functions::call_math(m, args)?,
         _ => return Err(Error::unsupported(format!("function {name}()"))),
     })
 }

@@ -435,7 +435,7 @@ pub fn to_ir(e: &AExpr) -> Result<Expr> {
                 }
                 _ => return Err(Error::unsupported(format!("{e} in a stored expression"))),
             };
-            if !crate::ir::expr::FUNCTIONS.contains(&name.as_str()) {
+            if !crate::ir::expr::is_stored_function(&name) {
                 return Err(Error::unsupported(format!(
                     "function {name}() in a stored expression"
                 )));
