@@ -44,21 +44,6 @@ ORMDB_SKIPS: dict[str, set[str]] = {
     "a column's declared collation (TEXT COLLATE NOCASE) is not supported by the engine": {
         "schema.tests.SchemaTests.test_ci_cs_db_collation",
     },
-    "CAST in a stored (DEFAULT) expression is not supported by the engine": {
-        "migrations.test_operations.OperationTests."
-        "test_alter_field_change_nullable_to_decimal_database_default_not_null",
-    },
-    "CAST in an index expression is not supported by the engine": {
-        "schema.tests.SchemaTests.test_func_index_cast",
-    },
-    "CASE in a stored (CHECK) expression is not supported by the engine": {
-        "schema.tests.SchemaTests.test_check_constraint_exact_jsonfield",
-    },
-    "CASE and JSON_EXTRACT in an index expression (a JSONField key transform) are not "
-    "supported by the engine": {
-        "schema.tests.SchemaTests.test_func_index_json_key_transform",
-        "schema.tests.SchemaTests.test_func_index_json_key_transform_cast",
-    },
     "UPDATE sqlite_sequence (sequence reset) is not supported: row ids are allocated by "
     "the engine": {
         "backends.base.test_operations.SqlFlushTests.test_execute_sql_flush_statements",
