@@ -56,6 +56,7 @@ command -v python3 >/dev/null 2>&1 || { echo "error: python3 is needed for the s
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 OUT="${OUT:-$TARGET/bench-results/$(date +%Y%m%d-%H%M%S)}"
 mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)" # absolute: later steps run in other directories
 CRITERION_ARGS="${CRITERION_ARGS:---warm-up-time 1 --measurement-time 3}"
 
 log "building (release)"

@@ -26,6 +26,12 @@ ensure_build_tools() {
   local missing=()
   command -v cc >/dev/null 2>&1 || missing+=(gcc)
   command -v make >/dev/null 2>&1 || missing+=(make)
+  # The server feature builds the bundled NNG C library, which needs CMake >= 3.13.
+  if ! command -v cmake >/dev/null 2>&1; then
+    missing+=(cmake)
+  elif ! printf '3.13\n%s\n' "$(cmake --version | head -n1 | awk '{print $3}')" | sort -V -C; then
+    missing+=(cmake)
+  fi
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
     apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null

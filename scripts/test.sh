@@ -35,11 +35,14 @@ run_suite() {
 run_suite "rust format (cargo fmt --check)" cargo fmt --all -- --check
 run_suite "rust lint (cargo clippy -D warnings)" cargo clippy --workspace --all-targets --features ormdb/cli -- -D warnings
 run_suite "rust build (workspace + cli)" cargo build --workspace --all-targets --features ormdb/cli
-run_suite "rust unit tests (ormdb lib)" cargo test -p ormdb --lib
+run_suite "rust unit tests (ormdb lib)" cargo test -p ormdb --lib --features server
 run_suite "rust doc tests (ormdb)" cargo test -p ormdb --doc
 for t in core/tests/*.rs; do
   name="$(basename "$t" .rs)"
-  run_suite "rust integration: $name" cargo test -p ormdb --test "$name" -- --test-threads=2
+  # The server tests start the built `ormdb` binary, which needs the cli feature.
+  features=()
+  case "$name" in net_*) features=(--features cli) ;; esac
+  run_suite "rust integration: $name" cargo test -p ormdb "${features[@]}" --test "$name" -- --test-threads=2
 done
 run_suite "python binding (pytest)" python_binding_tests
 run_suite "sqlalchemy adapter (pytest)" sqlalchemy_adapter_tests

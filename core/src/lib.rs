@@ -29,6 +29,8 @@ pub mod constraint;
 pub mod error;
 pub mod exec;
 pub mod ir;
+#[cfg(feature = "server")]
+pub mod net;
 pub mod observe;
 pub mod plan;
 pub mod sql;

@@ -282,6 +282,107 @@ fn all_bodies() -> Vec<Body> {
             message: "budget max_rows (1) exceeded".into(),
         },
     ]
+    .into_iter()
+    .chain(server_bodies())
+    .collect()
+}
+
+/// The server-mode messages (core/src/net), with every field filled.
+fn server_bodies() -> Vec<Body> {
+    use ormdb::changes::{EntityChange, RelationChange};
+    use ormdb::ir::protocol::ChangeEvent;
+    use ormdb::{ChangeKind, ChangeSet, Params, StatementResult};
+    let change = EntityChange {
+        entity: "posts".into(),
+        table_id: 3,
+        row_id: 7,
+        kind: ChangeKind::Update,
+        version: 12,
+        changed: vec![1, 2],
+        values: vec![int(7), text("t"), Value::Null],
+    };
+    let relation = RelationChange {
+        relation: "author".into(),
+        child_entity: "posts".into(),
+        child_row_id: 7,
+        parent_entity: "users".into(),
+        parent_key: vec![int(1)],
+        attached: true,
+    };
+    vec![
+        Body::Hello {
+            versions: vec![1, 2],
+            client: "test".into(),
+        },
+        Body::HelloOk {
+            version: 1,
+            supported: vec![1],
+            server: "ormdb".into(),
+            change_urls: vec!["tcp://127.0.0.1:1".into()],
+            max_request: 1 << 20,
+        },
+        Body::Sql {
+            session: 3,
+            sql: "SELECT ?".into(),
+            params: Params::Named(vec![("a".into(), Value::Real(1.5))]),
+        },
+        Body::SqlResult(StatementResult {
+            columns: vec!["a".into()],
+            decl_types: vec![Some("INTEGER".into()), None],
+            rows: vec![vec![int(1), Value::Blob(vec![0, 1])]],
+            rows_affected: 2,
+            last_insert_rowid: 9,
+        }),
+        Body::Prepare {
+            sql: "SELECT 1".into(),
+        },
+        Body::Prepared {
+            id: 4,
+            parameter_count: 2,
+        },
+        Body::ExecutePrepared {
+            session: 0,
+            id: 4,
+            params: Params::Positional(vec![text("x")]),
+        },
+        Body::ClosePrepared { id: 4 },
+        Body::Begin,
+        Body::SessionOpened { session: 77 },
+        Body::Commit { session: 77 },
+        Body::Rollback { session: 77 },
+        Body::Done,
+        Body::Metrics,
+        Body::MetricsText("# HELP x".into()),
+        Body::Changes {
+            from: 5,
+            entities: vec!["posts".into()],
+            limit: 10,
+        },
+        Body::ChangeBatch {
+            sets: vec![ChangeSet {
+                token: 6,
+                schema_version: 2,
+                schema_changed: false,
+                entities: vec![change.clone()],
+                relations: vec![relation.clone()],
+            }],
+            position: 6,
+        },
+        Body::Change(ChangeEvent {
+            token: 6,
+            prev: 5,
+            entity: "posts".into(),
+            changes: vec![change],
+            relations: vec![relation],
+        }),
+        Body::Chunk {
+            id: 1,
+            total: 10,
+            offset: 0,
+            bytes: vec![1, 2, 3],
+        },
+        Body::NextChunk { id: 1, offset: 3 },
+    ]
 }
 
 fn kind(b: &ArchivedBody) -> &'static str {
@@ -295,6 +396,26 @@ fn kind(b: &ArchivedBody) -> &'static str {
         ArchivedBody::MutationResult(_) => "mutation_result",
         ArchivedBody::AggregateResult(_) => "aggregate_result",
         ArchivedBody::Error { .. } => "error",
+        ArchivedBody::Hello { .. } => "hello",
+        ArchivedBody::HelloOk { .. } => "hello_ok",
+        ArchivedBody::Sql { .. } => "sql",
+        ArchivedBody::SqlResult(_) => "sql_result",
+        ArchivedBody::Prepare { .. } => "prepare",
+        ArchivedBody::Prepared { .. } => "prepared",
+        ArchivedBody::ExecutePrepared { .. } => "execute_prepared",
+        ArchivedBody::ClosePrepared { .. } => "close_prepared",
+        ArchivedBody::Begin => "begin",
+        ArchivedBody::SessionOpened { .. } => "session_opened",
+        ArchivedBody::Commit { .. } => "commit",
+        ArchivedBody::Rollback { .. } => "rollback",
+        ArchivedBody::Done => "done",
+        ArchivedBody::Metrics => "metrics",
+        ArchivedBody::MetricsText(_) => "metrics_text",
+        ArchivedBody::Changes { .. } => "changes",
+        ArchivedBody::ChangeBatch { .. } => "change_batch",
+        ArchivedBody::Change(_) => "change",
+        ArchivedBody::Chunk { .. } => "chunk",
+        ArchivedBody::NextChunk { .. } => "next_chunk",
     }
 }
 
@@ -309,6 +430,26 @@ fn body_kind(b: &Body) -> &'static str {
         Body::MutationResult(_) => "mutation_result",
         Body::AggregateResult(_) => "aggregate_result",
         Body::Error { .. } => "error",
+        Body::Hello { .. } => "hello",
+        Body::HelloOk { .. } => "hello_ok",
+        Body::Sql { .. } => "sql",
+        Body::SqlResult(_) => "sql_result",
+        Body::Prepare { .. } => "prepare",
+        Body::Prepared { .. } => "prepared",
+        Body::ExecutePrepared { .. } => "execute_prepared",
+        Body::ClosePrepared { .. } => "close_prepared",
+        Body::Begin => "begin",
+        Body::SessionOpened { .. } => "session_opened",
+        Body::Commit { .. } => "commit",
+        Body::Rollback { .. } => "rollback",
+        Body::Done => "done",
+        Body::Metrics => "metrics",
+        Body::MetricsText(_) => "metrics_text",
+        Body::Changes { .. } => "changes",
+        Body::ChangeBatch { .. } => "change_batch",
+        Body::Change(_) => "change",
+        Body::Chunk { .. } => "chunk",
+        Body::NextChunk { .. } => "next_chunk",
     }
 }
 
@@ -418,7 +559,7 @@ proptest! {
     /// (when the change hit payload bytes); never a panic.
     #[test]
     fn corrupted_messages_never_panic(
-        which in 0usize..11,
+        which in 0usize..31,
         edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
     ) {
         thread_local! {

@@ -1,5 +1,5 @@
 //! The `ormdb` command line: inspect a database (`info`, `history`, `relations`), maintain it
-//! (`checkpoint`, `gc`), and run the engine demo.
+//! (`checkpoint`, `gc`), serve it to other processes (`serve`), and run the engine demo.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,6 +44,35 @@ enum Command {
         json: String,
         #[arg(long)]
         analyze: bool,
+    },
+    /// Serve the database to other processes over NNG (request/reply and change streams) until
+    /// SIGINT or SIGTERM.
+    Serve {
+        path: PathBuf,
+        /// Request endpoint, repeatable: tcp://127.0.0.1:PORT or ipc:///PATH.
+        #[arg(long = "listen", required = true)]
+        listen: Vec<String>,
+        /// Change stream endpoint, repeatable (default: the next TCP port, or PATH.changes).
+        #[arg(long = "changes-listen")]
+        changes_listen: Vec<String>,
+        /// Allow tcp:// endpoints and the metrics address on non-loopback interfaces.
+        #[arg(long)]
+        allow_remote: bool,
+        /// Serve Prometheus metrics over HTTP on HOST:PORT.
+        #[arg(long)]
+        metrics: Option<String>,
+        /// Requests executed at once.
+        #[arg(long, default_value_t = 64)]
+        workers: usize,
+        /// Seconds a session may stay idle before its transaction is rolled back.
+        #[arg(long, default_value_t = 60.0)]
+        session_idle_timeout: f64,
+        /// Largest request accepted, in bytes.
+        #[arg(long, default_value_t = ormdb::net::DEFAULT_MAX_REQUEST)]
+        max_request_bytes: usize,
+        /// Replies larger than this many bytes are sent in pieces.
+        #[arg(long, default_value_t = ormdb::net::DEFAULT_REPLY_CHUNK)]
+        reply_chunk_bytes: usize,
     },
     /// Build a small blog database and exercise the engine: constraints, cascades, soft delete,
     /// optimistic versions, change stream, timings.
@@ -197,7 +226,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+                .unwrap_or_else(|_| "warn,anng=error".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -297,6 +326,33 @@ fn run(cmd: Command) -> ormdb::Result<()> {
             Ok(())
         }
         Command::Demo { path, users } => demo(&path, users),
+        Command::Serve {
+            path,
+            listen,
+            changes_listen,
+            allow_remote,
+            metrics,
+            workers,
+            session_idle_timeout,
+            max_request_bytes,
+            reply_chunk_bytes,
+        } => {
+            if !(session_idle_timeout.is_finite() && session_idle_timeout > 0.0) {
+                return Err(ormdb::Error::new(
+                    ormdb::SqlState::InvalidParameter,
+                    "--session-idle-timeout must be a positive number of seconds",
+                ));
+            }
+            let mut cfg = ormdb::net::ServeConfig::new(path, listen);
+            cfg.change_listen = changes_listen;
+            cfg.allow_remote = allow_remote;
+            cfg.metrics = metrics;
+            cfg.workers = workers;
+            cfg.session_idle = std::time::Duration::from_secs_f64(session_idle_timeout);
+            cfg.max_request_bytes = max_request_bytes;
+            cfg.reply_chunk_bytes = reply_chunk_bytes;
+            ormdb::net::serve(cfg)
+        }
     }
 }
 

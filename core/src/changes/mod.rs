@@ -17,7 +17,7 @@ use crate::value::Value;
 /// A position in the change stream: the commit timestamp of a change set.
 pub type ChangeToken = u64;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub enum ChangeKind {
     Insert,
     Update,
@@ -50,7 +50,7 @@ impl ChangeKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct EntityChange {
     pub entity: String,
     pub table_id: u32,
@@ -64,7 +64,7 @@ pub struct EntityChange {
     pub values: Vec<Value>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct RelationChange {
     /// The many-to-one relation's name on the child entity.
     pub relation: String,
@@ -76,7 +76,7 @@ pub struct RelationChange {
     pub attached: bool,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct ChangeSet {
     pub token: ChangeToken,
     pub schema_version: u64,

@@ -8,7 +8,9 @@ use super::aggregate::{Aggregate, AggregateResult};
 use super::graph::GraphFetch;
 use super::mutation::{Mutation, MutationResult};
 use super::result::GraphResult;
+use crate::changes::{ChangeSet, EntityChange, RelationChange};
 use crate::error::{Error, Result, SqlState};
+use crate::sql::{Params, StatementResult};
 
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -24,15 +26,126 @@ pub struct Message {
 #[derive(Debug, Clone, PartialEq, Archive, Serialize, Deserialize)]
 pub enum Body {
     Fetch(GraphFetch),
-    Explain { fetch: GraphFetch, analyze: bool },
+    Explain {
+        fetch: GraphFetch,
+        analyze: bool,
+    },
     Mutate(Mutation),
     Aggregate(Aggregate),
     FetchResult(GraphResult),
     ExplainResult(String),
     MutationResult(MutationResult),
     AggregateResult(AggregateResult),
-    Error { code: String, message: String },
+    Error {
+        code: String,
+        message: String,
+    },
+
+    // Server mode (core/src/net). A request names `session: 0` to run in autocommit; any other
+    // value names a session opened by `Begin`.
+    /// Always framed as version 1 so that any server can read it; lists the client's versions.
+    Hello {
+        versions: Vec<u32>,
+        client: String,
+    },
+    /// The version both sides will speak, every version the server reads, and where the server
+    /// publishes change streams (one URL per transport it listens on).
+    HelloOk {
+        version: u32,
+        supported: Vec<u32>,
+        server: String,
+        change_urls: Vec<String>,
+        /// Requests larger than this many bytes are refused.
+        max_request: u64,
+    },
+    Sql {
+        session: u64,
+        sql: String,
+        params: Params,
+    },
+    SqlResult(StatementResult),
+    Prepare {
+        sql: String,
+    },
+    Prepared {
+        id: u64,
+        parameter_count: u32,
+    },
+    ExecutePrepared {
+        session: u64,
+        id: u64,
+        params: Params,
+    },
+    ClosePrepared {
+        id: u64,
+    },
+    Begin,
+    SessionOpened {
+        session: u64,
+    },
+    Commit {
+        session: u64,
+    },
+    Rollback {
+        session: u64,
+    },
+    Done,
+    Metrics,
+    MetricsText(String),
+    /// Replays the change log after `from` (for resuming a change stream), at most `limit`
+    /// change sets; `entities` empty means all.
+    Changes {
+        from: u64,
+        entities: Vec<String>,
+        limit: u32,
+    },
+    /// `position`: every change up to this token has been considered (filtered sets are absent).
+    ChangeBatch {
+        sets: Vec<ChangeSet>,
+        position: u64,
+    },
+    /// Published on the change stream: one entity's part of a commit.
+    Change(ChangeEvent),
+    /// A reply too large for one NNG message: `bytes` is the piece of the whole reply frame
+    /// starting at `offset`; the client asks for the rest with `NextChunk`.
+    Chunk {
+        id: u64,
+        total: u64,
+        offset: u64,
+        bytes: Vec<u8>,
+    },
+    NextChunk {
+        id: u64,
+        offset: u64,
+    },
 }
+
+/// One entity's deltas of one commit, as published on the change stream under the topic
+/// [`change_topic`]. `prev` is the newest earlier token that touched this entity as far as the
+/// publisher knows (at least the token the publisher started from), so a subscriber whose last
+/// token for the entity is older than `prev` knows it missed something.
+#[derive(Debug, Clone, PartialEq, Archive, Serialize, Deserialize)]
+pub struct ChangeEvent {
+    pub token: u64,
+    pub prev: u64,
+    pub entity: String,
+    pub changes: Vec<EntityChange>,
+    /// Relation deltas whose child is this entity.
+    pub relations: Vec<RelationChange>,
+}
+
+/// Topic bytes in front of a published change: the lowercase entity name closed by a NUL, so a
+/// subscription to `users` does not also match `users_archive`.
+pub fn change_topic(entity: &str) -> Vec<u8> {
+    let mut t = Vec::with_capacity(CHANGE_TOPIC_PREFIX.len() + entity.len() + 1);
+    t.extend_from_slice(CHANGE_TOPIC_PREFIX);
+    t.extend_from_slice(entity.to_ascii_lowercase().as_bytes());
+    t.push(0);
+    t
+}
+
+/// Every change topic starts with this; subscribing to it alone receives all entities.
+pub const CHANGE_TOPIC_PREFIX: &[u8] = b"ch/";
 
 /// Bytes before the rkyv payload: its length and its CRC-32, both u32 little-endian. rkyv reads
 /// a buffer from its end, so without them a truncated buffer can validate as another message.

@@ -9,8 +9,8 @@ use sqlparser::tokenizer::Location;
 use crate::error::{Error, Result, SqlState};
 use crate::value::Value;
 
-/// Values bound to a statement's parameters.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// Values bound to a statement's parameters (rkyv-archivable: the network protocol carries them).
+#[derive(Debug, Clone, Default, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub enum Params {
     /// No parameters.
     #[default]

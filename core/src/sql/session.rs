@@ -22,7 +22,7 @@ use crate::error::{Error, Result, SqlState};
 use crate::value::Value;
 
 /// What one statement returned.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct StatementResult {
     /// Result column names (empty for statements without rows).
     pub columns: Vec<String>,

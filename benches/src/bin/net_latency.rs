@@ -1,0 +1,411 @@
+//! Server mode figures (issue 7): round-trip latency of a point select and of a 1+10+100 graph
+//! fetch over ipc:// and tcp:// loopback against the same operations in process, with 1 and 16
+//! concurrent clients; change-stream delivery latency (commit acknowledged to event received)
+//! and events per second; server memory per idle session and per idle subscriber.
+//!
+//! Usage: `net_latency [--ops N]`. It starts `ormdb serve` from the same target directory
+//! (build it first: `cargo build --release -p ormdb --features cli`).
+//!
+//! Output: `RESULT <id> n=.. ops_per_s=.. p50_us=.. p99_us=.. max_us=..` lines, then memory lines.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ormdb::net::{ChangeStream, Client, ClientOptions, StreamEvent};
+use ormdb::{Database, Options, Params, Value};
+use ormdb_benches::graph::{blog_fetch, ormdb_blog_load, ormdb_blog_schema, Shape};
+use ormdb_benches::{arg_num, percentiles, temp_dir};
+
+const SHAPE: Shape = Shape {
+    users: 1000,
+    posts_per: 10,
+    comments_per: 10,
+};
+const POINT_SQL: &str = "SELECT name, email FROM users WHERE id = ?";
+
+fn report(id: &str, wall: Duration, lat: &mut [Duration]) {
+    let p = percentiles(lat);
+    println!(
+        "RESULT {id} n={} ops_per_s={:.0} p50_us={:.1} p99_us={:.1} max_us={:.1}",
+        p.n,
+        p.n as f64 / wall.as_secs_f64(),
+        p.p50_us,
+        p.p99_us,
+        p.max_us
+    );
+}
+
+fn id_for(i: u64) -> i64 {
+    (i.wrapping_mul(2_654_435_761) % SHAPE.users as u64) as i64 + 1
+}
+
+fn in_process(path: &Path, ops: u64) {
+    let db = Database::open(path, Options::default()).expect("open");
+    let mut s = db.connect().sql();
+    let stmt = s.prepare(POINT_SQL).expect("prepare");
+    for threads in [1usize, 16] {
+        let t0 = Instant::now();
+        let mut lat = Vec::new();
+        std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..threads)
+                .map(|t| {
+                    let db = db.clone();
+                    let stmt = stmt.clone();
+                    sc.spawn(move || {
+                        let mut s = db.connect().sql();
+                        let mut l = Vec::new();
+                        for i in 0..ops / threads as u64 {
+                            let id = id_for(i + t as u64 * 7919);
+                            let t = Instant::now();
+                            let r = s
+                                .execute_prepared(
+                                    &stmt,
+                                    &Params::Positional(vec![Value::Integer(id)]),
+                                )
+                                .expect("select");
+                            assert_eq!(r.rows.len(), 1);
+                            l.push(t.elapsed());
+                        }
+                        l
+                    })
+                })
+                .collect();
+            for h in hs {
+                lat.extend(h.join().expect("thread"));
+            }
+        });
+        report(
+            &format!("point_select/in_process/{threads}"),
+            t0.elapsed(),
+            &mut lat,
+        );
+        let t0 = Instant::now();
+        let mut lat = Vec::new();
+        std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..threads)
+                .map(|t| {
+                    let db = db.clone();
+                    sc.spawn(move || {
+                        let conn = db.connect();
+                        let mut l = Vec::new();
+                        for i in 0..(ops / 10) / threads as u64 {
+                            let f = blog_fetch(&[id_for(i + t as u64 * 7919)]);
+                            let t = Instant::now();
+                            let r = conn.fetch(&f).expect("fetch");
+                            assert_eq!(r.entities.iter().map(|b| b.ids.len()).sum::<usize>(), 111);
+                            l.push(t.elapsed());
+                        }
+                        l
+                    })
+                })
+                .collect();
+            for h in hs {
+                lat.extend(h.join().expect("thread"));
+            }
+        });
+        report(
+            &format!("graph_fetch_1_10_100/in_process/{threads}"),
+            t0.elapsed(),
+            &mut lat,
+        );
+    }
+}
+
+async fn remote(url: &str, transport: &str, ops: u64) {
+    for clients in [1usize, 16] {
+        let mut cs = Vec::new();
+        for _ in 0..clients {
+            let opts = ClientOptions {
+                pool_size: 1,
+                ..Default::default()
+            };
+            cs.push(Client::connect_with(url, opts).await.expect("connect"));
+        }
+        let (stmt, _) = cs[0].prepare(POINT_SQL).await.expect("prepare");
+        // Warm-up.
+        for i in 0..200 {
+            cs[0]
+                .execute_prepared(0, stmt, Params::Positional(vec![Value::Integer(id_for(i))]))
+                .await
+                .expect("select");
+        }
+        let t0 = Instant::now();
+        let mut tasks = Vec::new();
+        for (t, c) in cs.iter().enumerate() {
+            let c = c.clone();
+            let n = ops / clients as u64;
+            tasks.push(tokio::spawn(async move {
+                let mut l = Vec::new();
+                for i in 0..n {
+                    let id = id_for(i + t as u64 * 7919);
+                    let s = Instant::now();
+                    let r = c
+                        .execute_prepared(0, stmt, Params::Positional(vec![Value::Integer(id)]))
+                        .await
+                        .expect("select");
+                    assert_eq!(r.rows.len(), 1);
+                    l.push(s.elapsed());
+                }
+                l
+            }));
+        }
+        let mut lat = Vec::new();
+        for t in tasks {
+            lat.extend(t.await.expect("task"));
+        }
+        report(
+            &format!("point_select/{transport}/{clients}"),
+            t0.elapsed(),
+            &mut lat,
+        );
+
+        let t0 = Instant::now();
+        let mut tasks = Vec::new();
+        for (t, c) in cs.iter().enumerate() {
+            let c = c.clone();
+            let n = (ops / 10) / clients as u64;
+            tasks.push(tokio::spawn(async move {
+                let mut l = Vec::new();
+                for i in 0..n {
+                    let f = blog_fetch(&[id_for(i + t as u64 * 7919)]);
+                    let s = Instant::now();
+                    let reply = c.fetch_archived(&f).await.expect("fetch");
+                    match reply.body() {
+                        ormdb::ir::protocol::ArchivedBody::FetchResult(g) => {
+                            let rows: usize = g.entities.iter().map(|b| b.ids.len()).sum();
+                            assert_eq!(rows, 111);
+                        }
+                        _ => panic!("not a fetch result"),
+                    }
+                    l.push(s.elapsed());
+                }
+                l
+            }));
+        }
+        let mut lat = Vec::new();
+        for t in tasks {
+            lat.extend(t.await.expect("task"));
+        }
+        report(
+            &format!("graph_fetch_1_10_100/{transport}/{clients}"),
+            t0.elapsed(),
+            &mut lat,
+        );
+    }
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+/// Writers commit rows carrying the time they sent the insert; the subscriber subtracts it from
+/// the time the event arrived (so the figure includes the commit itself).
+async fn change_delivery(url: &str, writers: usize, commits: u64) {
+    let c = Client::connect(url).await.expect("connect");
+    c.sql(
+        "CREATE TABLE IF NOT EXISTS ticks (id INTEGER PRIMARY KEY, at INTEGER NOT NULL)",
+        Params::None,
+    )
+    .await
+    .expect("ddl");
+    let mut stream = ChangeStream::open(&c, &["ticks"], None)
+        .await
+        .expect("stream");
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..writers {
+        let c = Client::connect(url).await.expect("connect");
+        let n = commits / writers as u64;
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..n {
+                c.sql(
+                    "INSERT INTO ticks (at) VALUES (?)",
+                    Params::Positional(vec![Value::Integer(now_ns())]),
+                )
+                .await
+                .expect("insert");
+            }
+        }));
+    }
+    let total = (commits / writers as u64) * writers as u64;
+    let mut lat = Vec::new();
+    let mut lagged = 0;
+    while (lat.len() as u64) < total {
+        match stream
+            .next_timeout(Duration::from_secs(10))
+            .await
+            .expect("stream")
+        {
+            Some(StreamEvent::Change(ev)) => {
+                let arrived = now_ns();
+                for ch in &ev.changes {
+                    if let Some(Value::Integer(at)) = ch.values.get(1) {
+                        lat.push(Duration::from_nanos((arrived - at).max(0) as u64));
+                    }
+                }
+            }
+            Some(StreamEvent::Lagged { .. }) => lagged += 1,
+            None => panic!("change stream stalled at {} of {total}", lat.len()),
+        }
+    }
+    let wall = start.elapsed();
+    for t in tasks {
+        t.await.expect("writer");
+    }
+    report(
+        &format!("change_delivery/{}/{writers}_writers", transport_of(url)),
+        wall,
+        &mut lat,
+    );
+    println!("  lag notices: {lagged}");
+}
+
+fn transport_of(url: &str) -> &str {
+    url.split("://").next().unwrap_or("")
+}
+
+fn server_rss(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+async fn memory(url: &str, pid: u32) {
+    let c = Client::connect(url).await.expect("connect");
+    let n = 1000;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = server_rss(pid);
+    let mut sessions = Vec::new();
+    for _ in 0..n {
+        let s = c.begin().await.expect("begin");
+        c.sql_in(s, "SELECT count(*) FROM users", Params::None)
+            .await
+            .expect("select");
+        sessions.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = server_rss(pid);
+    println!(
+        "MEMORY idle_session bytes_each={} (RSS {} -> {} over {n} sessions)",
+        after.saturating_sub(before) / n as u64,
+        before,
+        after
+    );
+    for s in sessions {
+        c.rollback(s).await.expect("rollback");
+    }
+    let n = 200;
+    let before = server_rss(pid);
+    let mut streams = Vec::new();
+    for _ in 0..n {
+        let opts = ClientOptions {
+            pool_size: 1,
+            ..Default::default()
+        };
+        let sc = Client::connect_with(url, opts).await.expect("connect");
+        streams.push((
+            ChangeStream::open(&sc, &["ticks"], None)
+                .await
+                .expect("stream"),
+            sc,
+        ));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = server_rss(pid);
+    println!(
+        "MEMORY idle_subscriber bytes_each={} (RSS {} -> {} over {n} subscribers, each with its own request connection)",
+        after.saturating_sub(before) / n as u64,
+        before,
+        after
+    );
+}
+
+struct ServerProcess(Child);
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port")
+}
+
+fn start_server(bin: &Path, db: &Path, dir: &Path) -> (ServerProcess, String, String) {
+    let tcp = format!("tcp://127.0.0.1:{}", free_port());
+    let ipc = format!("ipc://{}", dir.join("req.sock").display());
+    let mut child = Command::new(bin)
+        .arg("serve")
+        .arg(db)
+        .args(["--listen", &tcp, "--listen", &ipc])
+        .args([
+            "--changes-listen",
+            &format!("tcp://127.0.0.1:{}", free_port()),
+        ])
+        .args([
+            "--changes-listen",
+            &format!("ipc://{}", dir.join("ch.sock").display()),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start ormdb serve (build it with --features cli)");
+    let out = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(out)
+        .read_line(&mut line)
+        .expect("ready line");
+    assert!(line.contains("listening"), "{line}");
+    (ServerProcess(child), tcp, ipc)
+}
+
+fn main() {
+    let mut ops = 20_000u64;
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--ops" => ops = arg_num(it.next(), "--ops"),
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    let bin: PathBuf = std::env::current_exe()
+        .expect("exe")
+        .parent()
+        .expect("dir")
+        .join("ormdb");
+    let dir = temp_dir("net");
+    let db_path = dir.path().join("db");
+    {
+        let db = Database::open(&db_path, Options::default()).expect("open");
+        ormdb_blog_schema(&db);
+        ormdb_blog_load(&db, SHAPE, 100);
+    }
+    in_process(&db_path, ops);
+    let (server, tcp, ipc) = start_server(&bin, &db_path, dir.path());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        remote(&ipc, "ipc", ops).await;
+        remote(&tcp, "tcp", ops).await;
+        change_delivery(&ipc, 1, ops / 4).await;
+        change_delivery(&ipc, 16, ops / 2).await;
+        change_delivery(&tcp, 16, ops / 2).await;
+        memory(&ipc, server.0.id()).await;
+    });
+    drop(server);
+}

@@ -1,0 +1,486 @@
+//! The Rust client: a pool of REQ connections to one server, any number of requests in flight
+//! at once (each on its own NNG context), dialing with backoff, a timeout per request, and
+//! replies kept in the received buffer and read in place through rkyv ([`Reply`]).
+//!
+//! Reconnection: after the first connection NNG's dialer redials on its own when a connection
+//! drops, and a request whose connection dropped before the reply is resent by REQ on the new
+//! connection, so a request may run twice across a server restart; a request that gets no reply
+//! within `request_timeout` fails with 08006.
+
+use std::ffi::CString;
+use std::io::Write as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anng::protocols::reqrep0::Req0;
+use anng::Socket;
+use tokio::sync::Semaphore;
+
+use super::endpoint::transport;
+use super::{io_error, state_from_code};
+use crate::changes::ChangeSet;
+use crate::error::{Error, Result, SqlState};
+use crate::ir::protocol::{
+    encode_message, ArchivedBody, ArchivedMessage, Body, Message, SUPPORTED_VERSIONS,
+};
+use crate::ir::{Aggregate, AggregateResult, GraphFetch, GraphResult, Mutation, MutationResult};
+use crate::sql::{Params, StatementResult};
+
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Connections (sockets) to the server; requests are spread over them.
+    pub pool_size: usize,
+    /// Requests in flight at once; more wait for a free slot.
+    pub max_in_flight: usize,
+    pub request_timeout: Duration,
+    /// How long to keep redialing a server that is not up yet.
+    pub connect_timeout: Duration,
+    /// Protocol versions offered in the handshake (tests offer unsupported ones).
+    pub versions: Vec<u32>,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            pool_size: 2,
+            max_in_flight: 256,
+            request_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            versions: SUPPORTED_VERSIONS.to_vec(),
+        }
+    }
+}
+
+struct Inner {
+    url: String,
+    sockets: Vec<Socket<Req0>>,
+    next: AtomicUsize,
+    permits: Semaphore,
+    opts: ClientOptions,
+    version: u32,
+    change_urls: Vec<String>,
+    server: String,
+    /// The server's request size limit, from the handshake.
+    max_request: u64,
+}
+
+/// A connection pool to one `ormdb serve`. Cheap to clone; clones share the pool.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+/// A reply in its received buffer; [`Reply::body`] reads it in place (zero-copy).
+pub struct Reply {
+    bytes: ReplyBytes,
+}
+
+enum ReplyBytes {
+    Nng(anng::Message),
+    Assembled(Vec<u8>),
+}
+
+impl Reply {
+    fn new(bytes: ReplyBytes) -> Result<Reply> {
+        let r = Reply { bytes };
+        let msg = crate::ir::protocol::access(r.raw())?;
+        if let ArchivedBody::Error { code, message } = &msg.body {
+            return Err(Error::new(state_from_code(code.as_str()), message.as_str()));
+        }
+        Ok(r)
+    }
+
+    /// The whole reply frame as received.
+    pub fn raw(&self) -> &[u8] {
+        match &self.bytes {
+            ReplyBytes::Nng(m) => m.as_slice(),
+            ReplyBytes::Assembled(v) => v,
+        }
+    }
+
+    /// The archived message, read in place.
+    pub fn message(&self) -> &ArchivedMessage {
+        // SAFETY: `Reply::new` validated these very bytes with bytecheck (`access`), and a
+        // Reply never changes its buffer.
+        unsafe {
+            rkyv::access_unchecked::<ArchivedMessage>(
+                &self.raw()[crate::ir::protocol::FRAME_HEADER..],
+            )
+        }
+    }
+
+    pub fn body(&self) -> &ArchivedBody {
+        &self.message().body
+    }
+
+    /// Deserializes the reply into owned types.
+    pub fn to_owned_body(&self) -> Result<Body> {
+        rkyv::deserialize::<Body, rkyv::rancor::Error>(self.body())
+            .map_err(|e| Error::new(SqlState::ProtocolViolation, format!("invalid reply: {e}")))
+    }
+}
+
+fn unexpected(what: &str, got: &Body) -> Error {
+    Error::new(
+        SqlState::ProtocolViolation,
+        format!(
+            "expected {what} in reply, got {:?}",
+            std::mem::discriminant(got)
+        ),
+    )
+}
+
+fn timeout_error(url: &str, t: Duration) -> Error {
+    Error::new(
+        SqlState::ConnectionDoesNotExist,
+        format!("no reply from {url} within {t:?} (the server is down or overloaded)"),
+    )
+}
+
+impl Client {
+    pub async fn connect(url: &str) -> Result<Client> {
+        Client::connect_with(url, ClientOptions::default()).await
+    }
+
+    pub async fn connect_with(url: &str, opts: ClientOptions) -> Result<Client> {
+        if !matches!(transport(url), "tcp" | "ipc") {
+            return Err(Error::new(
+                SqlState::FeatureNotSupported,
+                format!("{url:?}: only tcp:// and ipc:// server URLs are supported"),
+            ));
+        }
+        let c_url = CString::new(url).map_err(|_| {
+            Error::new(
+                SqlState::InvalidParameter,
+                "a server URL cannot contain NUL",
+            )
+        })?;
+        let deadline = Instant::now() + opts.connect_timeout;
+        let mut sockets = Vec::new();
+        for _ in 0..opts.pool_size.max(1) {
+            let socket = Req0::socket().map_err(|e| io_error("opening a REQ socket", e))?;
+            let mut backoff = Duration::from_millis(10);
+            loop {
+                match socket.dial(&c_url).await {
+                    Ok(_) => break,
+                    Err(e) if Instant::now() + backoff < deadline => {
+                        tracing::debug!("dialing {url}: {e}; retrying in {backoff:?}");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                    }
+                    Err(e) => {
+                        return Err(Error::new(
+                            SqlState::ConnectionDoesNotExist,
+                            format!("cannot connect to {url}: {e}"),
+                        ))
+                    }
+                }
+            }
+            sockets.push(socket);
+        }
+        let mut inner = Inner {
+            url: url.to_string(),
+            sockets,
+            next: AtomicUsize::new(0),
+            permits: Semaphore::new(opts.max_in_flight.max(1)),
+            version: 1,
+            change_urls: Vec::new(),
+            server: String::new(),
+            max_request: u64::MAX,
+            opts,
+        };
+        // The handshake is framed as version 1, which every server reads.
+        let hello = Body::Hello {
+            versions: inner.opts.versions.clone(),
+            client: format!("ormdb-rust {}", env!("CARGO_PKG_VERSION")),
+        };
+        let frame = encode_message(&Message {
+            version: 1,
+            body: hello,
+        })?;
+        let reply = roundtrip(&inner, &frame).await?.to_owned_body()?;
+        match reply {
+            Body::HelloOk {
+                version,
+                change_urls,
+                server,
+                max_request,
+                ..
+            } => {
+                inner.max_request = max_request;
+                inner.version = version;
+                inner.change_urls = change_urls;
+                inner.server = server;
+            }
+            other => return Err(unexpected("HelloOk", &other)),
+        }
+        Ok(Client {
+            inner: Arc::new(inner),
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.inner.url
+    }
+
+    /// The protocol version agreed in the handshake.
+    pub fn protocol_version(&self) -> u32 {
+        self.inner.version
+    }
+
+    pub fn server_name(&self) -> &str {
+        &self.inner.server
+    }
+
+    /// The change stream URL on the same transport as this client's connection.
+    pub fn change_url(&self) -> Result<String> {
+        let t = transport(&self.inner.url);
+        self.inner
+            .change_urls
+            .iter()
+            .find(|u| transport(u) == t)
+            .or(self.inner.change_urls.first())
+            .cloned()
+            .ok_or_else(|| {
+                Error::new(
+                    SqlState::FeatureNotSupported,
+                    "the server publishes no change stream",
+                )
+            })
+    }
+
+    /// Sends one request and returns the reply (error replies become `Err`).
+    pub async fn request(&self, body: Body) -> Result<Reply> {
+        let frame = encode_message(&Message {
+            version: self.inner.version,
+            body,
+        })?;
+        self.request_raw(&frame).await
+    }
+
+    /// Sends bytes as they are (diagnostics and tests of the server's validation).
+    pub async fn request_raw(&self, frame: &[u8]) -> Result<Reply> {
+        if frame.len() as u64 > self.inner.max_request {
+            return Err(Error::new(
+                SqlState::LimitExceeded,
+                format!(
+                    "a request of {} bytes exceeds the server's limit of {} bytes; split the batch",
+                    frame.len(),
+                    self.inner.max_request
+                ),
+            ));
+        }
+        let first = roundtrip(&self.inner, frame).await?;
+        let (id, total) = match first.body() {
+            ArchivedBody::Chunk { id, total, .. } => (id.to_native(), total.to_native()),
+            _ => return Ok(first),
+        };
+        // A reply too large for one NNG message: fetch the remaining pieces.
+        let total = usize::try_from(total).map_err(|_| {
+            Error::new(SqlState::LimitExceeded, "reply too large for this platform")
+        })?;
+        let mut all = Vec::with_capacity(total);
+        let mut part = first;
+        loop {
+            match part.body() {
+                ArchivedBody::Chunk { offset, bytes, .. }
+                    if offset.to_native() as usize == all.len() =>
+                {
+                    all.extend_from_slice(bytes.as_slice());
+                }
+                _ => {
+                    return Err(Error::new(
+                        SqlState::ProtocolViolation,
+                        "a chunked reply arrived out of order",
+                    ))
+                }
+            }
+            if all.len() >= total {
+                break;
+            }
+            let next = encode_message(&Message {
+                version: self.inner.version,
+                body: Body::NextChunk {
+                    id,
+                    offset: all.len() as u64,
+                },
+            })?;
+            part = roundtrip(&self.inner, &next).await?;
+        }
+        Reply::new(ReplyBytes::Assembled(all))
+    }
+
+    async fn owned(&self, body: Body) -> Result<Body> {
+        self.request(body).await?.to_owned_body()
+    }
+
+    /// Runs SQL in autocommit (`session` 0) or in a session from [`Client::begin`].
+    pub async fn sql_in(&self, session: u64, sql: &str, params: Params) -> Result<StatementResult> {
+        match self
+            .owned(Body::Sql {
+                session,
+                sql: sql.to_string(),
+                params,
+            })
+            .await?
+        {
+            Body::SqlResult(r) => Ok(r),
+            other => Err(unexpected("SqlResult", &other)),
+        }
+    }
+
+    pub async fn sql(&self, sql: &str, params: Params) -> Result<StatementResult> {
+        self.sql_in(0, sql, params).await
+    }
+
+    /// Prepares a statement on the server; returns its id and parameter count.
+    pub async fn prepare(&self, sql: &str) -> Result<(u64, u32)> {
+        match self
+            .owned(Body::Prepare {
+                sql: sql.to_string(),
+            })
+            .await?
+        {
+            Body::Prepared {
+                id,
+                parameter_count,
+            } => Ok((id, parameter_count)),
+            other => Err(unexpected("Prepared", &other)),
+        }
+    }
+
+    pub async fn execute_prepared(
+        &self,
+        session: u64,
+        id: u64,
+        params: Params,
+    ) -> Result<StatementResult> {
+        match self
+            .owned(Body::ExecutePrepared {
+                session,
+                id,
+                params,
+            })
+            .await?
+        {
+            Body::SqlResult(r) => Ok(r),
+            other => Err(unexpected("SqlResult", &other)),
+        }
+    }
+
+    pub async fn close_prepared(&self, id: u64) -> Result<()> {
+        self.owned(Body::ClosePrepared { id }).await.map(|_| ())
+    }
+
+    /// Opens a session with a transaction; pass its id to `sql_in`, then commit or roll back.
+    pub async fn begin(&self) -> Result<u64> {
+        match self.owned(Body::Begin).await? {
+            Body::SessionOpened { session } => Ok(session),
+            other => Err(unexpected("SessionOpened", &other)),
+        }
+    }
+
+    pub async fn commit(&self, session: u64) -> Result<()> {
+        self.owned(Body::Commit { session }).await.map(|_| ())
+    }
+
+    pub async fn rollback(&self, session: u64) -> Result<()> {
+        self.owned(Body::Rollback { session }).await.map(|_| ())
+    }
+
+    /// A graph fetch whose result stays in the reply buffer: match `reply.body()` on
+    /// `ArchivedBody::FetchResult` to read it without copying.
+    pub async fn fetch_archived(&self, f: &GraphFetch) -> Result<Reply> {
+        self.request(Body::Fetch(f.clone())).await
+    }
+
+    pub async fn fetch(&self, f: &GraphFetch) -> Result<GraphResult> {
+        match self.owned(Body::Fetch(f.clone())).await? {
+            Body::FetchResult(r) => Ok(r),
+            other => Err(unexpected("FetchResult", &other)),
+        }
+    }
+
+    pub async fn explain(&self, f: &GraphFetch, analyze: bool) -> Result<String> {
+        match self
+            .owned(Body::Explain {
+                fetch: f.clone(),
+                analyze,
+            })
+            .await?
+        {
+            Body::ExplainResult(r) => Ok(r),
+            other => Err(unexpected("ExplainResult", &other)),
+        }
+    }
+
+    pub async fn mutate(&self, m: &Mutation) -> Result<MutationResult> {
+        match self.owned(Body::Mutate(m.clone())).await? {
+            Body::MutationResult(r) => Ok(r),
+            other => Err(unexpected("MutationResult", &other)),
+        }
+    }
+
+    pub async fn aggregate(&self, a: &Aggregate) -> Result<AggregateResult> {
+        match self.owned(Body::Aggregate(a.clone())).await? {
+            Body::AggregateResult(r) => Ok(r),
+            other => Err(unexpected("AggregateResult", &other)),
+        }
+    }
+
+    /// The server's Prometheus text (engine and server figures).
+    pub async fn metrics(&self) -> Result<String> {
+        match self.owned(Body::Metrics).await? {
+            Body::MetricsText(r) => Ok(r),
+            other => Err(unexpected("MetricsText", &other)),
+        }
+    }
+
+    /// Change sets after `from` from the server's change log (at most `limit`), and the token up
+    /// to which the log was read. `from = u64::MAX` only asks for the newest token.
+    pub async fn changes(
+        &self,
+        from: u64,
+        entities: &[String],
+        limit: u32,
+    ) -> Result<(Vec<ChangeSet>, u64)> {
+        match self
+            .owned(Body::Changes {
+                from,
+                entities: entities.to_vec(),
+                limit,
+            })
+            .await?
+        {
+            Body::ChangeBatch { sets, position } => Ok((sets, position)),
+            other => Err(unexpected("ChangeBatch", &other)),
+        }
+    }
+}
+
+async fn roundtrip(inner: &Inner, frame: &[u8]) -> Result<Reply> {
+    let _permit = inner
+        .permits
+        .acquire()
+        .await
+        .map_err(|_| Error::internal("client closed"))?;
+    let i = inner.next.fetch_add(1, Ordering::Relaxed) % inner.sockets.len();
+    let mut ctx = inner.sockets[i].context();
+    let mut msg = anng::Message::with_capacity(frame.len());
+    msg.write_all(frame)
+        .map_err(|e| io_error("building a request", e))?;
+    let exchange = async {
+        let reply = ctx
+            .request(msg)
+            .await
+            .map_err(|(e, _)| io_error(&format!("sending to {}", inner.url), e))?;
+        reply
+            .await
+            .map_err(|e| io_error(&format!("receiving from {}", inner.url), e))
+    };
+    let reply = tokio::time::timeout(inner.opts.request_timeout, exchange)
+        .await
+        .map_err(|_| timeout_error(&inner.url, inner.opts.request_timeout))??;
+    Reply::new(ReplyBytes::Nng(reply))
+}

@@ -1,0 +1,130 @@
+//! One entry point for a path or a server URL: [`connect`] returns a [`SqlConnection`] that runs
+//! SQL in process (a path) or through `ormdb serve` (`tcp://` or `ipc://`), with the same
+//! transaction behaviour: BEGIN / COMMIT / ROLLBACK sent to a remote connection open and close a
+//! server session, so statements in between share one transaction.
+
+use crate::api::{Database, Options};
+use crate::error::{Error, Result, SqlState};
+use crate::sql::{Params, Session, StatementResult};
+
+use super::client::Client;
+
+pub enum SqlConnection {
+    Local(Box<Session>),
+    Remote(RemoteSql),
+}
+
+pub struct RemoteSql {
+    rt: tokio::runtime::Runtime,
+    client: Client,
+    session: u64,
+}
+
+/// Opens `target`: `tcp://host:port` or `ipc:///path` connect to a server, anything else is a
+/// database directory opened in process.
+pub fn connect(target: &str) -> Result<SqlConnection> {
+    if target.starts_with("tcp://") || target.starts_with("ipc://") {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .map_err(|e| super::io_error("starting the client runtime", e))?;
+        let client = rt.block_on(Client::connect(target))?;
+        return Ok(SqlConnection::Remote(RemoteSql {
+            rt,
+            client,
+            session: 0,
+        }));
+    }
+    if target.contains("://") {
+        return Err(Error::new(
+            SqlState::FeatureNotSupported,
+            format!("{target:?}: only tcp:// and ipc:// URLs, or a path, are supported"),
+        ));
+    }
+    let db = Database::open(target, Options::default())?;
+    Ok(SqlConnection::Local(Box::new(db.connect().sql())))
+}
+
+enum TxVerb {
+    Begin,
+    Commit,
+    Rollback,
+}
+
+fn tx_verb(sql: &str) -> Option<TxVerb> {
+    let words: Vec<String> = sql
+        .trim()
+        .trim_end_matches(';')
+        .split_whitespace()
+        .map(|w| w.to_ascii_uppercase())
+        .collect();
+    let w: Vec<&str> = words.iter().map(String::as_str).collect();
+    match w.as_slice() {
+        ["BEGIN"]
+        | ["BEGIN", "TRANSACTION"]
+        | ["BEGIN", "DEFERRED" | "IMMEDIATE" | "EXCLUSIVE"]
+        | ["BEGIN", "DEFERRED" | "IMMEDIATE" | "EXCLUSIVE", "TRANSACTION"] => Some(TxVerb::Begin),
+        ["COMMIT"] | ["END"] | ["COMMIT" | "END", "TRANSACTION"] => Some(TxVerb::Commit),
+        ["ROLLBACK"] | ["ROLLBACK", "TRANSACTION"] => Some(TxVerb::Rollback),
+        _ => None,
+    }
+}
+
+impl SqlConnection {
+    pub fn is_remote(&self) -> bool {
+        matches!(self, SqlConnection::Remote(_))
+    }
+
+    pub fn in_transaction(&self) -> bool {
+        match self {
+            SqlConnection::Local(s) => s.in_transaction(),
+            SqlConnection::Remote(r) => r.session != 0,
+        }
+    }
+
+    pub fn execute(&mut self, sql: &str, params: &Params) -> Result<StatementResult> {
+        let r = match self {
+            SqlConnection::Local(s) => return s.execute(sql, params),
+            SqlConnection::Remote(r) => r,
+        };
+        match tx_verb(sql) {
+            Some(TxVerb::Begin) => {
+                if r.session != 0 {
+                    return Err(Error::new(
+                        SqlState::InvalidTransactionState,
+                        "cannot start a transaction within a transaction",
+                    ));
+                }
+                r.session = r.rt.block_on(r.client.begin())?;
+                Ok(StatementResult::default())
+            }
+            Some(TxVerb::Commit) | Some(TxVerb::Rollback) if r.session == 0 => Err(Error::new(
+                SqlState::InvalidTransactionState,
+                "cannot commit or roll back: no transaction is active",
+            )),
+            Some(TxVerb::Commit) => {
+                let s = std::mem::take(&mut r.session);
+                r.rt.block_on(r.client.commit(s))?;
+                Ok(StatementResult::default())
+            }
+            Some(TxVerb::Rollback) => {
+                let s = std::mem::take(&mut r.session);
+                r.rt.block_on(r.client.rollback(s))?;
+                Ok(StatementResult::default())
+            }
+            None => {
+                r.rt.block_on(r.client.sql_in(r.session, sql, params.clone()))
+            }
+        }
+    }
+}
+
+impl Drop for RemoteSql {
+    fn drop(&mut self) {
+        if self.session != 0 {
+            // Best effort: the server's idle timeout rolls it back anyway.
+            let _ = self.rt.block_on(self.client.rollback(self.session));
+        }
+    }
+}

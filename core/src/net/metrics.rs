@@ -1,0 +1,170 @@
+//! Server figures (requests, latency histogram, sessions, published changes) and the
+//! `--metrics` HTTP endpoint that serves them with the engine's metrics as Prometheus text.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// Upper bounds of the latency buckets, in microseconds.
+const BUCKETS_US: [u64; 14] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
+    5_000_000,
+];
+
+#[derive(Default)]
+pub struct ServerMetrics {
+    pub requests: AtomicU64,
+    pub request_errors: AtomicU64,
+    pub bad_frames: AtomicU64,
+    latency_buckets: [AtomicU64; BUCKETS_US.len()],
+    latency_count: AtomicU64,
+    latency_sum_us: AtomicU64,
+    pub sessions_opened: AtomicU64,
+    pub sessions_expired: AtomicU64,
+    pub changes_published: AtomicU64,
+    pub change_replays: AtomicU64,
+    pub in_flight: AtomicU64,
+}
+
+impl ServerMetrics {
+    pub fn observe_latency(&self, d: Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        for (i, bound) in BUCKETS_US.iter().enumerate() {
+            if us <= *bound {
+                self.latency_buckets[i].fetch_add(1, Ordering::Relaxed);
+                break;
+            }
+        }
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    /// Prometheus text of the server figures; `open_sessions` is read from the session table.
+    pub fn render(&self, open_sessions: usize) -> String {
+        let mut out = String::new();
+        let counter = |out: &mut String, name: &str, help: &str, v: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
+        };
+        let gauge = |out: &mut String, name: &str, help: &str, v: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        };
+        let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        counter(
+            &mut out,
+            "ormdb_server_requests_total",
+            "Requests answered.",
+            ld(&self.requests),
+        );
+        counter(
+            &mut out,
+            "ormdb_server_request_errors_total",
+            "Requests answered with an error.",
+            ld(&self.request_errors),
+        );
+        counter(
+            &mut out,
+            "ormdb_server_bad_frames_total",
+            "Requests rejected as garbage, truncated, oversized or of an unsupported version.",
+            ld(&self.bad_frames),
+        );
+        gauge(
+            &mut out,
+            "ormdb_server_requests_in_flight",
+            "Requests being executed.",
+            ld(&self.in_flight),
+        );
+        gauge(
+            &mut out,
+            "ormdb_server_open_sessions",
+            "Sessions holding a transaction across requests.",
+            open_sessions as u64,
+        );
+        counter(
+            &mut out,
+            "ormdb_server_sessions_opened_total",
+            "Sessions opened by Begin.",
+            ld(&self.sessions_opened),
+        );
+        counter(
+            &mut out,
+            "ormdb_server_sessions_expired_total",
+            "Sessions rolled back after their idle timeout.",
+            ld(&self.sessions_expired),
+        );
+        counter(
+            &mut out,
+            "ormdb_server_change_events_published_total",
+            "Entity change events published on the change stream.",
+            ld(&self.changes_published),
+        );
+        counter(
+            &mut out,
+            "ormdb_server_change_replays_total",
+            "Change log replays requested by subscribers (resume or gap recovery).",
+            ld(&self.change_replays),
+        );
+        let name = "ormdb_server_request_duration_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time from receiving a request to having its reply ready.\n# TYPE {name} histogram"
+        );
+        let mut cumulative = 0;
+        for (i, bound) in BUCKETS_US.iter().enumerate() {
+            cumulative += ld(&self.latency_buckets[i]);
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{}\"}} {cumulative}",
+                *bound as f64 / 1e6
+            );
+        }
+        let count = ld(&self.latency_count);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum {}", ld(&self.latency_sum_us) as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count {count}");
+        out
+    }
+}
+
+/// Serves `GET /metrics` (any path) with the text `render` returns. A minimal HTTP/1.1 reply
+/// per connection is all a Prometheus scraper needs.
+pub async fn serve_http(
+    listener: TcpListener,
+    render: Arc<dyn Fn() -> String + Send + Sync>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => return,
+        };
+        let Ok((mut stream, _)) = accepted else {
+            continue;
+        };
+        let render = render.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            // Reading the request head only; the body of a GET is empty.
+            let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await;
+            let Ok(Ok(n)) = read else { return };
+            let head = String::from_utf8_lossy(&buf[..n]);
+            let (status, body) = if head.starts_with("GET ") {
+                ("200 OK", render())
+            } else {
+                ("405 Method Not Allowed", "only GET is served\n".to_string())
+            };
+            let reply = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(reply.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        });
+    }
+}

@@ -1,0 +1,71 @@
+//! Server mode: `ormdb serve` exposes one database to other processes over NNG (anng, on tokio).
+//! REQ/REP carries requests and replies framed by [`crate::ir::protocol`]; PUB/SUB carries change
+//! streams, one topic per entity. [`server`] runs the sockets, [`handler`] turns one request into
+//! one reply, [`sessions`] keeps transactions that span requests,
+//! [`publisher`] turns the change log into published events, [`metrics`] counts and serves
+//! Prometheus text. On the other side, [`client::Client`] pools connections and
+//! [`stream::ChangeStream`] follows a change stream without gaps; [`connect`] opens a path or a
+//! URL behind the same SQL interface.
+
+pub mod client;
+pub mod connect;
+pub mod endpoint;
+pub mod handler;
+pub mod metrics;
+pub mod publisher;
+pub mod server;
+pub mod sessions;
+pub mod stream;
+
+pub use client::{Client, ClientOptions, Reply};
+pub use connect::{connect, SqlConnection};
+pub use server::{serve, ServeConfig};
+pub use stream::{ChangeStream, StreamEvent, StreamOptions};
+
+use crate::error::{Error, SqlState};
+
+/// Largest request the server accepts unless told otherwise. NNG 1.11 receives messages of any
+/// size (anng does not expose `recv-size-max`), so this limit is checked after receipt.
+pub const DEFAULT_MAX_REQUEST: usize = 64 << 20;
+/// Replies larger than this are sent in pieces the client fetches one by one, so one huge
+/// result does not have to fit in a single message on both sides.
+pub const DEFAULT_REPLY_CHUNK: usize = 16 << 20;
+
+/// The SQLSTATE named by a five-character code carried in an error reply.
+pub fn state_from_code(code: &str) -> SqlState {
+    use SqlState::*;
+    const ALL: &[SqlState] = &[
+        UniqueViolation,
+        ForeignKeyViolation,
+        NotNullViolation,
+        CheckViolation,
+        SerializationFailure,
+        VersionMismatch,
+        SnapshotTooOld,
+        UndefinedTable,
+        UndefinedColumn,
+        DuplicateObject,
+        SyntaxError,
+        DatatypeMismatch,
+        ValueTooLong,
+        InvalidParameter,
+        LimitExceeded,
+        InsufficientPrivilege,
+        FeatureNotSupported,
+        InvalidTransactionState,
+        ConnectionDoesNotExist,
+        ObjectInUse,
+        ProtocolViolation,
+        DataCorrupted,
+        IoError,
+        Internal,
+    ];
+    ALL.iter()
+        .copied()
+        .find(|s| s.code() == code)
+        .unwrap_or(Internal)
+}
+
+pub(crate) fn io_error(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::new(SqlState::IoError, format!("{what}: {e}"))
+}

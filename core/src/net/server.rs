@@ -1,0 +1,279 @@
+//! `ormdb serve`: opens the database, listens on every request endpoint with one REP socket,
+//! answers requests with a fixed set of worker tasks (each owns one NNG context, so each worker
+//! has one request in flight and workers run in parallel), publishes changes, reaps idle
+//! sessions, and on SIGINT/SIGTERM stops taking requests, finishes those in flight, rolls back
+//! open sessions and checkpoints the database.
+
+use std::ffi::CString;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anng::protocols::pubsub0::Pub0;
+use anng::protocols::reqrep0::Rep0;
+use anng::{Message, Socket};
+use tokio::sync::watch;
+
+use super::endpoint::{check_listen_url, default_change_url};
+use super::handler::{encode_reply, error_body, handle, Shared};
+use super::{io_error, DEFAULT_MAX_REQUEST, DEFAULT_REPLY_CHUNK};
+use crate::api::{Database, Options};
+use crate::error::{Error, Result, SqlState};
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub path: PathBuf,
+    /// Request endpoints (tcp:// or ipc://).
+    pub listen: Vec<String>,
+    /// Change stream endpoints; empty: one beside each request endpoint.
+    pub change_listen: Vec<String>,
+    pub allow_remote: bool,
+    /// `host:port` of the Prometheus endpoint.
+    pub metrics: Option<String>,
+    /// Requests served at once.
+    pub workers: usize,
+    /// A session idle for longer is rolled back.
+    pub session_idle: Duration,
+    pub max_request_bytes: usize,
+    /// Replies larger than this are sent in pieces.
+    pub reply_chunk_bytes: usize,
+}
+
+impl ServeConfig {
+    pub fn new(path: impl Into<PathBuf>, listen: Vec<String>) -> ServeConfig {
+        ServeConfig {
+            path: path.into(),
+            listen,
+            change_listen: Vec::new(),
+            allow_remote: false,
+            metrics: None,
+            workers: 64,
+            session_idle: Duration::from_secs(60),
+            max_request_bytes: DEFAULT_MAX_REQUEST,
+            reply_chunk_bytes: DEFAULT_REPLY_CHUNK,
+        }
+    }
+}
+
+/// Runs the server until SIGINT or SIGTERM.
+pub fn serve(cfg: ServeConfig) -> Result<()> {
+    if cfg.listen.is_empty() {
+        return Err(Error::new(
+            SqlState::InvalidParameter,
+            "give at least one --listen endpoint (tcp://127.0.0.1:PORT or ipc:///PATH)",
+        ));
+    }
+    for url in cfg.listen.iter().chain(&cfg.change_listen) {
+        check_listen_url(url, cfg.allow_remote)?;
+    }
+    let change_urls = if cfg.change_listen.is_empty() {
+        cfg.listen
+            .iter()
+            .map(|u| default_change_url(u))
+            .collect::<Result<Vec<_>>>()?
+    } else {
+        cfg.change_listen.clone()
+    };
+    let db = Database::open(&cfg.path, Options::default())?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("ormdb-serve")
+        .build()
+        .map_err(|e| io_error("starting the tokio runtime", e))?;
+    let shared = Arc::new(Shared::new(
+        db,
+        change_urls,
+        cfg.max_request_bytes,
+        cfg.reply_chunk_bytes,
+    ));
+    rt.block_on(run(cfg, shared))
+}
+
+fn c_url(url: &str) -> Result<CString> {
+    CString::new(url).map_err(|_| {
+        Error::new(
+            SqlState::InvalidParameter,
+            format!("endpoint {url:?} contains a NUL byte"),
+        )
+    })
+}
+
+async fn run(cfg: ServeConfig, shared: Arc<Shared>) -> Result<()> {
+    let rep = Arc::new(Rep0::socket().map_err(|e| io_error("opening the REP socket", e))?);
+    for url in &cfg.listen {
+        rep.listen(c_url(url)?)
+            .await
+            .map_err(|e| io_error(&format!("cannot listen on {url}"), e))?;
+    }
+    let pub_socket: Socket<Pub0> =
+        Pub0::socket().map_err(|e| io_error("opening the PUB socket", e))?;
+    for url in &shared.change_urls {
+        pub_socket
+            .listen(c_url(url)?)
+            .await
+            .map_err(|e| io_error(&format!("cannot publish changes on {url}"), e))?;
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let metrics_task = match &cfg.metrics {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| io_error(&format!("cannot serve metrics on {addr}"), e))?;
+            let ip = listener
+                .local_addr()
+                .map_err(|e| io_error("metrics address", e))?
+                .ip();
+            if !ip.is_loopback() && !cfg.allow_remote {
+                return Err(Error::new(
+                    SqlState::InsufficientPrivilege,
+                    format!("--metrics {addr} is not a loopback address; add --allow-remote"),
+                ));
+            }
+            let sh = shared.clone();
+            Some(tokio::spawn(super::metrics::serve_http(
+                listener,
+                Arc::new(move || sh.metrics_text()),
+                stop_rx.clone(),
+            )))
+        }
+        None => None,
+    };
+
+    let publisher_stop = Arc::new(AtomicBool::new(false));
+    let publisher = {
+        let (sh, stop, handle) = (
+            shared.clone(),
+            publisher_stop.clone(),
+            tokio::runtime::Handle::current(),
+        );
+        std::thread::Builder::new()
+            .name("ormdb-publisher".into())
+            .spawn(move || super::publisher::run(sh, pub_socket, handle, stop))
+            .map_err(|e| io_error("starting the change publisher", e))?
+    };
+
+    let reaper = {
+        let (sh, idle, mut stop) = (shared.clone(), cfg.session_idle, stop_rx.clone());
+        tokio::spawn(async move {
+            let tick = (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(tick) => {}
+                    _ = stop.changed() => return,
+                }
+                let sh2 = sh.clone();
+                let n = tokio::task::spawn_blocking(move || {
+                    sh2.expire_chunks();
+                    sh2.sessions.reap(idle)
+                })
+                .await
+                .unwrap_or(0);
+                sh.metrics
+                    .sessions_expired
+                    .fetch_add(n as u64, Ordering::Relaxed);
+            }
+        })
+    };
+
+    let workers: Vec<_> = (0..cfg.workers.max(1))
+        .map(|_| tokio::spawn(worker(rep.clone(), shared.clone(), stop_rx.clone())))
+        .collect();
+
+    // Written without println!, which panics when whoever started us closed our stdout.
+    let mut out = std::io::stdout();
+    let _ = writeln!(
+        out,
+        "ormdb serve: listening on {} (changes on {})",
+        cfg.listen.join(", "),
+        shared.change_urls.join(", ")
+    );
+    let _ = out.flush();
+
+    wait_for_signal().await;
+    tracing::info!("shutting down: finishing requests in flight");
+    let _ = stop_tx.send(true);
+    for w in workers {
+        let _ = w.await;
+    }
+    let _ = reaper.await;
+    if let Some(t) = metrics_task {
+        let _ = t.await;
+    }
+    let sh = shared.clone();
+    let rolled_back = tokio::task::spawn_blocking(move || sh.sessions.rollback_all())
+        .await
+        .unwrap_or(0);
+    publisher_stop.store(true, Ordering::Release);
+    let _ = tokio::task::spawn_blocking(move || publisher.join()).await;
+    let sh = shared.clone();
+    tokio::task::spawn_blocking(move || sh.db.checkpoint())
+        .await
+        .map_err(|e| Error::internal(format!("checkpoint task: {e}")))??;
+    let _ = writeln!(
+        out,
+        "ormdb serve: stopped ({rolled_back} open sessions rolled back; database synced)"
+    );
+    let _ = out.flush();
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+async fn worker(rep: Arc<Socket<Rep0>>, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut ctx = rep.context();
+    loop {
+        let received = tokio::select! {
+            _ = stop.changed() => return,
+            r = ctx.receive() => r,
+        };
+        let (request, responder) = match received {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::debug!("receiving a request: {e}");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                continue;
+            }
+        };
+        shared.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+        // The engine call runs on this worker thread (block_in_place hands the runtime's other
+        // tasks to another thread): a hop to the blocking pool and back would add two thread
+        // wake-ups to every round trip.
+        let reply = tokio::task::block_in_place(|| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                handle(&shared, request.as_slice())
+            }))
+        })
+        .unwrap_or_else(|_| {
+            encode_reply(error_body(&Error::internal(
+                "the request handler panicked (a bug); the server keeps serving",
+            )))
+        });
+        shared.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let mut msg = Message::with_capacity(reply.len());
+        if msg.write_all(&reply).is_err() {
+            continue;
+        }
+        if let Err((_, e, _)) = responder.reply(msg).await {
+            // The requester went away; nothing to tell it.
+            tracing::debug!("sending a reply: {e}");
+        }
+    }
+}

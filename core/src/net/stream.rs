@@ -1,0 +1,328 @@
+//! Following a change stream from a client: live events from the SUB socket, checked against
+//! the last token seen per entity. An event whose `prev` is newer than that token reveals a gap
+//! (NNG dropped messages for a slow subscriber, or a reconnect): the stream reports
+//! [`StreamEvent::Lagged`] and replays the hole from the server's change log before going on, so
+//! every change is delivered exactly once and in commit order per entity. When the socket stays
+//! quiet the stream also asks the log for anything newer, which recovers a dropped tail.
+
+use std::collections::{HashMap, VecDeque};
+use std::ffi::CString;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anng::protocols::pubsub0::Sub0;
+use tokio::sync::mpsc;
+
+use super::client::Client;
+use super::publisher::events;
+use crate::changes::ChangeToken;
+use crate::error::{Error, Result, SqlState};
+use crate::ir::protocol::{access, change_topic, ArchivedBody, ChangeEvent, CHANGE_TOPIC_PREFIX};
+
+const REPLAY_BATCH: u32 = 1000;
+
+#[derive(Debug, Clone)]
+pub struct StreamOptions {
+    /// Live messages buffered for a reader that is busy; beyond this they are dropped and
+    /// later replayed from the change log.
+    pub live_queue: usize,
+    /// How long the stream waits for a live event before asking the change log directly.
+    pub idle_resync: Duration,
+}
+
+impl Default for StreamOptions {
+    fn default() -> Self {
+        StreamOptions {
+            live_queue: 8192,
+            idle_resync: Duration::from_millis(500),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamEvent {
+    Change(ChangeEvent),
+    /// Changes of `entity` after token `after` up to `upto` were not received live; they follow,
+    /// replayed from the change log.
+    Lagged {
+        entity: String,
+        after: ChangeToken,
+        upto: ChangeToken,
+    },
+}
+
+pub struct ChangeStream {
+    client: Client,
+    /// Lowercase entity names; empty: all.
+    entities: Vec<String>,
+    /// Last token delivered (or known to have nothing) per entity.
+    last: HashMap<String, ChangeToken>,
+    /// Last token for entities not in `last`.
+    base: ChangeToken,
+    pending: VecDeque<StreamEvent>,
+    live: mpsc::Receiver<Vec<u8>>,
+    /// Set by the receiving task when it had to drop a message because the queue was full.
+    dropped: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+    idle_resync: Duration,
+}
+
+impl Drop for ChangeStream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl ChangeStream {
+    /// Follows changes of `entities` (empty: all) committed after `from` (None: from now on).
+    pub async fn open(
+        client: &Client,
+        entities: &[&str],
+        from: Option<ChangeToken>,
+    ) -> Result<ChangeStream> {
+        ChangeStream::open_with(client, entities, from, StreamOptions::default()).await
+    }
+
+    pub async fn open_with(
+        client: &Client,
+        entities: &[&str],
+        from: Option<ChangeToken>,
+        opts: StreamOptions,
+    ) -> Result<ChangeStream> {
+        let url = client.change_url()?;
+        let entities: Vec<String> = entities.iter().map(|e| e.to_ascii_lowercase()).collect();
+        let topics: Vec<Vec<u8>> = if entities.is_empty() {
+            vec![CHANGE_TOPIC_PREFIX.to_vec()]
+        } else {
+            entities.iter().map(|e| change_topic(e)).collect()
+        };
+        let (tx, rx) = mpsc::channel(opts.live_queue.max(1));
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let dropped = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(subscriber(url, topics, tx, dropped.clone(), ready_tx));
+        ready_rx
+            .await
+            .map_err(|_| Error::internal("the change subscriber stopped"))??;
+        // NNG attaches the new pipe to the publisher a moment after the dial returns; changes
+        // published in that moment are recovered by the catch-up below or by gap detection.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let base = match from {
+            Some(t) => t,
+            None => client.changes(u64::MAX, &[], 1).await?.1,
+        };
+        let mut s = ChangeStream {
+            client: client.clone(),
+            entities,
+            last: HashMap::new(),
+            base,
+            pending: VecDeque::new(),
+            live: rx,
+            dropped,
+            task,
+            idle_resync: opts.idle_resync,
+        };
+        s.replay_all(false).await?;
+        Ok(s)
+    }
+
+    fn last_of(&self, entity: &str) -> ChangeToken {
+        self.last.get(entity).copied().unwrap_or(self.base)
+    }
+
+    fn wants(&self, entity: &str) -> bool {
+        self.entities.is_empty() || self.entities.iter().any(|e| e == entity)
+    }
+
+    /// The oldest per-entity position: resuming from it delivers nothing twice per entity that
+    /// was not already seen, and misses nothing.
+    pub fn position(&self) -> ChangeToken {
+        self.last
+            .values()
+            .copied()
+            .chain([self.base])
+            .min()
+            .unwrap_or(self.base)
+    }
+
+    /// Waits for the next event. Errors: 72000 when the change log no longer holds a change the
+    /// stream missed (the subscriber fell too far behind), or a connection error.
+    pub async fn next(&mut self) -> Result<StreamEvent> {
+        loop {
+            if let Some(ev) = self.pending.pop_front() {
+                return Ok(ev);
+            }
+            if self.dropped.swap(false, Ordering::AcqRel) {
+                // Messages were dropped here, so the change log has what we missed.
+                self.replay_all(true).await?;
+                continue;
+            }
+            match tokio::time::timeout(self.idle_resync, self.live.recv()).await {
+                Ok(Some(bytes)) => self.on_live(&bytes).await?,
+                Ok(None) => {
+                    return Err(Error::new(
+                        SqlState::ConnectionDoesNotExist,
+                        "the change stream's connection closed",
+                    ))
+                }
+                Err(_) => self.replay_all(true).await?,
+            }
+        }
+    }
+
+    /// Like [`ChangeStream::next`] with a time limit; `Ok(None)` when nothing arrived.
+    pub async fn next_timeout(&mut self, t: Duration) -> Result<Option<StreamEvent>> {
+        match tokio::time::timeout(t, self.next()).await {
+            Ok(r) => r.map(Some),
+            Err(_) => Ok(None),
+        }
+    }
+
+    async fn on_live(&mut self, bytes: &[u8]) -> Result<()> {
+        let Some(nul) = bytes.iter().position(|b| *b == 0) else {
+            return Ok(()); // not a change message
+        };
+        let frame = &bytes[nul + 1..];
+        let ev: ChangeEvent = match access(frame) {
+            Ok(m) => match &m.body {
+                ArchivedBody::Change(ev) => {
+                    rkyv::deserialize::<ChangeEvent, rkyv::rancor::Error>(ev).map_err(|e| {
+                        Error::new(
+                            SqlState::ProtocolViolation,
+                            format!("invalid change event: {e}"),
+                        )
+                    })?
+                }
+                _ => return Ok(()),
+            },
+            Err(e) => return Err(e),
+        };
+        let key = ev.entity.to_ascii_lowercase();
+        if !self.wants(&key) {
+            return Ok(());
+        }
+        let last = self.last_of(&key);
+        if ev.token <= last {
+            return Ok(()); // already delivered by a replay
+        }
+        if ev.prev > last {
+            self.pending.push_back(StreamEvent::Lagged {
+                entity: ev.entity.clone(),
+                after: last,
+                upto: ev.prev,
+            });
+            self.replay(std::slice::from_ref(&key), last, false).await?;
+        }
+        if ev.token > self.last_of(&key) {
+            self.last.insert(key, ev.token);
+            self.pending.push_back(StreamEvent::Change(ev));
+        }
+        Ok(())
+    }
+
+    /// `lagged`: announce what the replay finds as missed (it was committed but never arrived).
+    async fn replay_all(&mut self, lagged: bool) -> Result<()> {
+        let from = self.position();
+        let entities = self.entities.clone();
+        self.replay(&entities, from, lagged).await
+    }
+
+    /// Delivers from the change log every change of `entities` (empty: all) after `from` not yet
+    /// delivered, then marks those entities as complete up to where the log was read.
+    async fn replay(
+        &mut self,
+        entities: &[String],
+        mut from: ChangeToken,
+        lagged: bool,
+    ) -> Result<()> {
+        let mut announced: Vec<String> = Vec::new();
+        loop {
+            let (sets, position) = self.client.changes(from, entities, REPLAY_BATCH).await?;
+            let n = sets.len();
+            for cs in &sets {
+                for mut ev in events(cs, &mut |_| 0) {
+                    let key = ev.entity.to_ascii_lowercase();
+                    if !self.wants(&key) || ev.token <= self.last_of(&key) {
+                        continue;
+                    }
+                    ev.prev = self.last_of(&key);
+                    if lagged && !announced.contains(&key) {
+                        announced.push(key.clone());
+                        self.pending.push_back(StreamEvent::Lagged {
+                            entity: ev.entity.clone(),
+                            after: ev.prev,
+                            upto: position,
+                        });
+                    }
+                    self.last.insert(key, ev.token);
+                    self.pending.push_back(StreamEvent::Change(ev));
+                }
+            }
+            from = position;
+            if n < REPLAY_BATCH as usize {
+                break;
+            }
+        }
+        if entities.is_empty() {
+            self.base = self.base.max(from);
+            for v in self.last.values_mut() {
+                *v = (*v).max(from);
+            }
+        } else {
+            for e in entities {
+                let v = self.last_of(e).max(from);
+                self.last.insert(e.clone(), v);
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn subscriber(
+    url: String,
+    topics: Vec<Vec<u8>>,
+    tx: mpsc::Sender<Vec<u8>>,
+    dropped: Arc<AtomicBool>,
+    ready: tokio::sync::oneshot::Sender<Result<()>>,
+) {
+    let setup = async {
+        let c_url = CString::new(url.as_str())
+            .map_err(|_| Error::new(SqlState::InvalidParameter, "a URL cannot contain NUL"))?;
+        let socket = Sub0::socket().map_err(|e| super::io_error("opening a SUB socket", e))?;
+        socket
+            .dial(&c_url)
+            .await
+            .map_err(|e| super::io_error(&format!("subscribing to {url}"), e))?;
+        Ok::<_, Error>(socket)
+    };
+    let socket = match setup.await {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let mut ctx = socket.context();
+    for t in &topics {
+        ctx.subscribe_to(t);
+    }
+    let _ = ready.send(Ok(()));
+    loop {
+        match ctx.next().await {
+            Ok(msg) => {
+                // A full queue means the reader is slow: drop and let it replay from the log.
+                match tx.try_send(msg.as_slice().to_vec()) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        dropped.store(true, Ordering::Release)
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => return,
+                }
+            }
+            Err(e) => {
+                tracing::debug!("change stream receive: {e}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}

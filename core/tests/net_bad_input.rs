@@ -1,0 +1,282 @@
+//! Bad input against a real server: garbage bytes, truncated, corrupted and oversized frames,
+//! an unsupported protocol version, a reply sent as a request, unknown session and prepared
+//! statement ids, and a client that disappears mid-transaction. Each gets a clear error reply
+//! and the server keeps serving others and loses nothing.
+
+mod net_support;
+use net_support::*;
+
+use std::ffi::CString;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use anng::protocols::reqrep0::Req0;
+use ormdb::ir::protocol::{decode, encode, encode_message, Body, Message};
+use ormdb::net::Client;
+use ormdb::{Params, SqlState, Value};
+
+/// Sends raw bytes on a fresh REQ socket; the reply, or None when none came in `wait`.
+async fn raw(url: &str, bytes: &[u8], wait: Duration) -> Option<Vec<u8>> {
+    let socket = Req0::dial(CString::new(url).unwrap()).await.unwrap();
+    let mut ctx = socket.context();
+    let mut msg = anng::Message::with_capacity(bytes.len());
+    msg.write_all(bytes).unwrap();
+    let exchange = async {
+        let reply = ctx.request(msg).await.map_err(|(e, _)| e)?;
+        reply.await
+    };
+    match tokio::time::timeout(wait, exchange).await {
+        Ok(Ok(m)) => Some(m.as_slice().to_vec()),
+        _ => None,
+    }
+}
+
+/// Decodes an error reply into (code, message).
+fn error_of(reply: &[u8]) -> (String, String) {
+    match decode(reply)
+        .expect("the reply itself is a valid frame")
+        .body
+    {
+        Body::Error { code, message } => (code, message),
+        other => panic!("expected an error reply, got {other:?}"),
+    }
+}
+
+async fn still_serving(c: &Client) {
+    let r = c.sql("SELECT count(*) FROM t", Params::None).await.unwrap();
+    assert_eq!(r.rows.len(), 1);
+}
+
+#[test]
+fn malformed_frames_get_clear_errors_and_the_server_keeps_serving() {
+    let server = Server::start(&["--max-request-bytes", "65536"]);
+    let rt = runtime();
+    rt.block_on(async {
+        let c = Client::connect(&server.tcp).await.unwrap();
+        c.sql(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)",
+            Params::None,
+        )
+        .await
+        .unwrap();
+        let wait = Duration::from_secs(10);
+        for url in [&server.tcp, &server.ipc] {
+            // Garbage.
+            let reply = raw(url, b"\x00\xffhello, not a frame at all", wait)
+                .await
+                .unwrap();
+            let (code, msg) = error_of(&reply);
+            assert_eq!(code, "08P01", "{msg}");
+            assert!(msg.contains("invalid message"), "{msg}");
+            let reply = raw(url, b"", wait).await.unwrap();
+            assert_eq!(error_of(&reply).0, "08P01");
+
+            // Truncated: the frame announces more bytes than arrived.
+            let good = encode(&Body::Sql {
+                session: 0,
+                sql: "SELECT 1".into(),
+                params: Params::None,
+            })
+            .unwrap();
+            let reply = raw(url, &good[..good.len() - 3], wait).await.unwrap();
+            let (code, msg) = error_of(&reply);
+            assert_eq!(code, "08P01");
+            assert!(msg.contains("announces"), "{msg}");
+
+            // Corrupted payload: the checksum catches it.
+            let mut bad = good.clone();
+            let last = bad.len() - 1;
+            bad[last] ^= 0x5a;
+            let (code, msg) = error_of(&raw(url, &bad, wait).await.unwrap());
+            assert_eq!(code, "08P01");
+            assert!(msg.contains("checksum"), "{msg}");
+
+            // Over the server's configured request limit.
+            let big = encode(&Body::Sql {
+                session: 0,
+                sql: format!("SELECT '{}'", "x".repeat(100_000)),
+                params: Params::None,
+            })
+            .unwrap();
+            let (code, msg) = error_of(&raw(url, &big, wait).await.unwrap());
+            assert_eq!(code, "54000");
+            assert!(msg.contains("exceeds the server's limit"), "{msg}");
+
+            // Far over it, and not even a frame: the size is checked first.
+            let huge = vec![7u8; 2 * 1024 * 1024];
+            let (code, msg) = error_of(&raw(url, &huge, wait).await.unwrap());
+            assert_eq!(code, "54000", "{msg}");
+
+            // A version this server does not speak.
+            let v99 = encode_message(&Message {
+                version: 99,
+                body: Body::Metrics,
+            })
+            .unwrap();
+            let (code, msg) = error_of(&raw(url, &v99, wait).await.unwrap());
+            assert_eq!(code, "08P01");
+            assert!(
+                msg.contains("protocol version 99 is not supported"),
+                "{msg}"
+            );
+
+            // A reply sent as a request.
+            let reply_body = encode(&Body::Done).unwrap();
+            let (code, msg) = error_of(&raw(url, &reply_body, wait).await.unwrap());
+            assert_eq!(code, "08P01");
+            assert!(msg.contains("is a reply, not a request"), "{msg}");
+
+            still_serving(&c).await;
+        }
+
+        // The client learned the limit in the handshake and refuses before sending.
+        let e = c
+            .sql(&format!("SELECT '{}'", "x".repeat(70_000)), Params::None)
+            .await
+            .unwrap_err();
+        assert_eq!(e.state, SqlState::LimitExceeded, "{e}");
+
+        let metrics = c.metrics().await.unwrap();
+        let bad = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("ormdb_server_bad_frames_total "))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap();
+        assert!(bad >= 14, "bad frames counted: {bad}");
+    });
+}
+
+#[test]
+fn unknown_ids_get_clear_errors() {
+    let server = Server::start(&[]);
+    let rt = runtime();
+    rt.block_on(async {
+        let c = Client::connect(&server.ipc).await.unwrap();
+        for e in [
+            c.sql_in(424242, "SELECT 1", Params::None)
+                .await
+                .unwrap_err(),
+            c.commit(424242).await.unwrap_err(),
+            c.rollback(424242).await.unwrap_err(),
+        ] {
+            assert_eq!(e.state, SqlState::InvalidTransactionState, "{e}");
+            assert!(e.message.contains("unknown session id 424242"), "{e}");
+        }
+        let e = c
+            .execute_prepared(0, 99_999, Params::None)
+            .await
+            .unwrap_err();
+        assert_eq!(e.state, SqlState::InvalidParameter, "{e}");
+        let e = c
+            .request(Body::NextChunk { id: 5, offset: 0 })
+            .await
+            .err()
+            .expect("unknown chunk");
+        assert!(e.message.contains("unknown or expired reply chunk"), "{e}");
+        c.sql("SELECT 1", Params::None).await.unwrap();
+    });
+}
+
+#[test]
+fn a_client_gone_mid_transaction_is_rolled_back_after_the_idle_timeout() {
+    let server = Server::start(&["--session-idle-timeout", "1"]);
+    let rt = runtime();
+    rt.block_on(async {
+        let c = Client::connect(&server.tcp).await.unwrap();
+        c.sql(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)",
+            Params::None,
+        )
+        .await
+        .unwrap();
+        {
+            let doomed = Client::connect(&server.tcp).await.unwrap();
+            let s = doomed.begin().await.unwrap();
+            doomed
+                .sql_in(s, "INSERT INTO t (id, v) VALUES (1, 'lost')", Params::None)
+                .await
+                .unwrap();
+            // The client goes away without commit or rollback.
+        }
+        let open = |m: &str| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("ormdb_server_open_sessions "))
+                .map(str::to_string)
+        };
+        assert_eq!(open(&c.metrics().await.unwrap()).as_deref(), Some("1"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let m = c.metrics().await.unwrap();
+            if open(&m).as_deref() == Some("0") {
+                assert!(m.contains("ormdb_server_sessions_expired_total 1"), "{m}");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the session was never rolled back"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Nothing of it was committed, and the same key is free for others.
+        let r = c.sql("SELECT count(*) FROM t", Params::None).await.unwrap();
+        assert_eq!(r.rows, vec![vec![Value::Integer(0)]]);
+        c.sql("INSERT INTO t (id, v) VALUES (1, 'kept')", Params::None)
+            .await
+            .unwrap();
+
+        // A session in active use is not expired by the same timeout.
+        let s = c.begin().await.unwrap();
+        for _ in 0..4 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            c.sql_in(s, "SELECT count(*) FROM t", Params::None)
+                .await
+                .unwrap();
+        }
+        c.sql_in(s, "INSERT INTO t (id, v) VALUES (2, 'b')", Params::None)
+            .await
+            .unwrap();
+        c.commit(s).await.unwrap();
+        let r = c.sql("SELECT count(*) FROM t", Params::None).await.unwrap();
+        assert_eq!(r.rows, vec![vec![Value::Integer(2)]]);
+    });
+}
+
+#[test]
+fn sigterm_finishes_requests_in_flight_and_rolls_back_open_sessions() {
+    let mut server = Server::start(&[]);
+    let rt = runtime();
+    let path = server.db_path.clone();
+    rt.block_on(async {
+        let c = Client::connect(&server.ipc).await.unwrap();
+        c.sql("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)", Params::None)
+            .await
+            .unwrap();
+        let s = c.begin().await.unwrap();
+        c.sql_in(s, "INSERT INTO t (id, v) VALUES (1, 'open')", Params::None)
+            .await
+            .unwrap();
+        // A slow request in flight when the signal arrives: a recursive CTE counting far.
+        let slow = {
+            let c = c.clone();
+            tokio::spawn(async move {
+                c.sql(
+                    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300000) SELECT count(*) FROM n",
+                    Params::None,
+                )
+                .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let pid = server.pid();
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let r = slow.await.unwrap().expect("the request in flight was answered");
+        assert_eq!(r.rows, vec![vec![Value::Integer(300000)]]);
+    });
+    let out = server.stop_after_signal();
+    assert!(out.contains("1 open sessions rolled back"), "{out}");
+    let mut conn = ormdb::net::connect(path.to_str().unwrap()).unwrap();
+    let r = conn
+        .execute("SELECT count(*) FROM t", &Params::None)
+        .unwrap();
+    assert_eq!(r.rows, vec![vec![Value::Integer(0)]]);
+}
