@@ -5,15 +5,7 @@ mod sqldiff;
 
 use sqldiff::Diff;
 
-fn run(script: &str) {
-    let mut d = Diff::new();
-    d.script(script);
-    assert!(
-        d.mismatches.is_empty() && d.unsupported.is_empty(),
-        "{}",
-        d.report()
-    );
-}
+use sqldiff::run_clean as run;
 
 /// JSONField columns carry `CHECK ((JSON_VALID(col) OR col IS NULL))`.
 #[test]

@@ -4,15 +4,7 @@ mod sqldiff;
 
 use sqldiff::Diff;
 
-fn run(script: &str) {
-    let mut d = Diff::new();
-    d.script(script);
-    assert!(
-        d.mismatches.is_empty() && d.unsupported.is_empty(),
-        "{}",
-        d.report()
-    );
-}
+use sqldiff::run_clean as run;
 
 const SCHEMA: &str = r#"
 CREATE TABLE users (id INTEGER PRIMARY KEY AUTOINCREMENT, email TEXT NOT NULL UNIQUE, name VARCHAR(50), age INT, score REAL DEFAULT 0.5, created DATETIME DEFAULT CURRENT_TIMESTAMP);
@@ -406,11 +398,7 @@ fn date_time_functions_grid() {
             &[],
         );
     }
-    assert!(
-        d.mismatches.is_empty() && d.unsupported.is_empty(),
-        "{}",
-        d.report()
-    );
+    d.assert_clean();
 }
 
 /// Range predicates on the row id and on indexed columns use range lookups; whatever the value

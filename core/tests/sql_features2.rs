@@ -4,17 +4,7 @@
 mod sqldiff;
 
 use ormdb::{Database, Options, Params, Value};
-use sqldiff::Diff;
-
-fn run(script: &str) {
-    let mut d = Diff::new();
-    d.script(script);
-    assert!(
-        d.mismatches.is_empty() && d.unsupported.is_empty(),
-        "{}",
-        d.report()
-    );
-}
+use sqldiff::run_clean as run;
 
 const SCHEMA: &str = r#"
 CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE, name VARCHAR(50), age INT, score REAL);

@@ -5,15 +5,7 @@ mod sqldiff;
 use ormdb::Value;
 use sqldiff::Diff;
 
-fn run(script: &str) {
-    let mut d = Diff::new();
-    d.script(script);
-    assert!(
-        d.mismatches.is_empty() && d.unsupported.is_empty(),
-        "{}",
-        d.report()
-    );
-}
+use sqldiff::run_clean as run;
 
 /// A named UNIQUE constraint is still backed by a `sqlite_autoindex_*` index: SQLAlchemy's
 /// get_unique_constraints pairs the constraints it parses from the CREATE text with indexes by
@@ -102,11 +94,7 @@ SELECT * FROM users LEFT JOIN (posts JOIN post_tags ON post_tags.post_id = posts
         "SELECT posts.title, tags.label FROM posts LEFT JOIN (post_tags JOIN tags ON tags.id = post_tags.tag_id AND tags.label <> ?) ON posts.id = post_tags.post_id WHERE posts.id >= ? ORDER BY 1, 2",
         &[Value::Text("python".into()), Value::Integer(11)],
     );
-    assert!(
-        d.mismatches.is_empty() && d.unsupported.is_empty(),
-        "{}",
-        d.report()
-    );
+    d.assert_clean();
 }
 
 /// `WITH ... INSERT / UPDATE / DELETE` (SQLAlchemy's CTEs on DML): the common table
@@ -164,9 +152,5 @@ WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 600) IN
     ] {
         d.check(sql, &mixed);
     }
-    assert!(
-        d.mismatches.is_empty() && d.unsupported.is_empty(),
-        "{}",
-        d.report()
-    );
+    d.assert_clean();
 }

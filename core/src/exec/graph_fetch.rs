@@ -277,6 +277,35 @@ impl<'t> Executor<'t> {
         }
     }
 
+    /// Budgets on rows gathered by a hop without a per-parent limit (`limit_check` is the
+    /// fanout limit and what to name): every kept row will be returned, so `total` rows so far
+    /// count against `max_rows` now, and `key_rows` of one key against the fanout limit.
+    fn check_gathered(
+        &self,
+        total: u64,
+        key_rows: usize,
+        limit_check: Option<(u64, &str)>,
+    ) -> Result<()> {
+        let Some((limit, what)) = limit_check else {
+            return Ok(());
+        };
+        if self.stats.rows + total > self.budget.max_rows {
+            return Err(budget_error(
+                "max_rows",
+                self.budget.max_rows,
+                format!("while fetching {what}"),
+            ));
+        }
+        if key_rows as u64 > limit {
+            return Err(budget_error(
+                "max_fanout",
+                limit,
+                format!("in relation {what}"),
+            ));
+        }
+        Ok(())
+    }
+
     /// [`Self::tick`] for `n` rows at once.
     fn tick_n(&mut self, step: usize, n: u64) -> Result<()> {
         let before = self.stats.rows_examined;
@@ -1102,22 +1131,7 @@ impl<'t> Executor<'t> {
                             .map(|(id, _, vals)| (*id, vals.clone())),
                     );
                     total += t.len() as u64;
-                    if let Some((limit, what)) = per_key_limit_check {
-                        if self.stats.rows + total > self.budget.max_rows {
-                            return Err(budget_error(
-                                "max_rows",
-                                self.budget.max_rows,
-                                format!("while fetching {what}"),
-                            ));
-                        }
-                        if t.len() as u64 > limit {
-                            return Err(budget_error(
-                                "max_fanout",
-                                limit,
-                                format!("in relation {what}"),
-                            ));
-                        }
-                    }
+                    self.check_gathered(total, t.len(), per_key_limit_check)?;
                 }
                 let rows = out.into_iter().map(TopK::into_rows).collect();
                 return Ok((HopOut { slots, rows }, strategy));
@@ -1134,24 +1148,7 @@ impl<'t> Executor<'t> {
             // Rows arrive in identity order per key: only the identity order is presorted.
             t.push(r, presorted && keys_order.is_empty());
             total += 1;
-            if let Some((limit, what)) = per_key_limit_check {
-                // No per-parent limit: every kept row is returned, so budgets apply now.
-                if ex.stats.rows + total > ex.budget.max_rows {
-                    return Err(budget_error(
-                        "max_rows",
-                        ex.budget.max_rows,
-                        format!("while fetching {what}"),
-                    ));
-                }
-                if t.len() as u64 > limit {
-                    return Err(budget_error(
-                        "max_fanout",
-                        limit,
-                        format!("in relation {what}"),
-                    ));
-                }
-            }
-            Ok(())
+            ex.check_gathered(total, t.len(), per_key_limit_check)
         };
         match strategy {
             JoinStrategy::IndexNestedLoop if hop.target_rowid => {

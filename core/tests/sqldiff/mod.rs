@@ -191,7 +191,23 @@ impl Default for Diff {
     }
 }
 
+/// Runs `script` on both engines; any mismatch or unsupported statement fails the test.
+pub fn run_clean(script: &str) {
+    let mut d = Diff::new();
+    d.script(script);
+    d.assert_clean();
+}
+
 impl Diff {
+    /// Fails the test with the report when anything differed or was unsupported.
+    pub fn assert_clean(&self) {
+        assert!(
+            self.mismatches.is_empty() && self.unsupported.is_empty(),
+            "{}",
+            self.report()
+        );
+    }
+
     pub fn new() -> Diff {
         let lite = rusqlite::Connection::open_in_memory().expect("sqlite");
         lite.execute_batch("PRAGMA foreign_keys = ON")
