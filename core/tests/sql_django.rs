@@ -230,7 +230,7 @@ SELECT "id", "weight", "d", typeof("d"), "t", typeof("t"), "i", "r", typeof("r")
 /// which stored expressions do not apply: refused rather than answered differently.
 #[test]
 fn cast_compared_in_a_stored_expression_is_refused() {
-    let mut d = sqldiff::Diff::new();
+    let mut d = Diff::new();
     d.script(r#"CREATE TABLE "x" ("v" integer CHECK (CAST("v" AS TEXT) = 5));"#);
     assert!(d.mismatches.is_empty(), "{}", d.report());
     assert_eq!(d.unsupported.len(), 1, "{}", d.report());
