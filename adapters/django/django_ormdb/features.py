@@ -6,9 +6,6 @@ from django.utils.functional import cached_property
 
 import ormdb
 
-# Reasons shared by several entries below.
-NEEDS_ISSUE_4 = "needs {} (issue 4, in progress)"
-
 
 class DatabaseFeatures(SQLiteFeatures):
     # The parent computes these from the stdlib sqlite3 version at import time.
@@ -22,7 +19,8 @@ class DatabaseFeatures(SQLiteFeatures):
     def supports_atomic_references_rename(self):
         return True
 
-    # COLLATE NOCASE: needs collations (issue 4, in progress). Without test collations,
+    # A column's declared collation (`name TEXT COLLATE NOCASE`, Django's db_collation) is
+    # refused by the engine (0A000); COLLATE in expressions works. Without test collations,
     # Django's collation tests skip themselves ("Language collations are not supported") and
     # its test models are created without a collation.
     test_collations = {"virtual": None}
@@ -30,10 +28,6 @@ class DatabaseFeatures(SQLiteFeatures):
     # Generated columns (GENERATED ALWAYS AS) are not implemented in the engine.
     supports_stored_generated_columns = False
     supports_virtual_generated_columns = False
-    # Partial, expression and DESC indexes: needs them (issue 4, in progress).
-    supports_partial_indexes = False
-    supports_expression_indexes = False
-    supports_index_column_ordering = False
 
     django_test_expected_failures = set(SQLiteFeatures.django_test_expected_failures)
 
@@ -45,27 +39,10 @@ class DatabaseFeatures(SQLiteFeatures):
         return skips
 
 
-# reason -> test labels (module.Class.method) that cannot pass on ORMDB today. Entries
-# naming issue 4 come back when that work (views, temp tables, partial/expression/DESC
-# indexes, RIGHT/FULL JOIN, collations, math functions) is merged.
+# reason -> test labels (module.Class.method) that cannot pass on ORMDB today.
 ORMDB_SKIPS: dict[str, set[str]] = {
-    NEEDS_ISSUE_4.format("CREATE VIEW"): {
-        "introspection.tests.IntrospectionTests.test_table_names_with_views",
-        "inspectdb.tests.InspectDBTransactionalTests.test_include_views",
-    },
-    NEEDS_ISSUE_4.format("COLLATE NOCASE"): {
+    "a column's declared collation (TEXT COLLATE NOCASE) is not supported by the engine": {
         "schema.tests.SchemaTests.test_ci_cs_db_collation",
-    },
-    NEEDS_ISSUE_4.format("math functions (PI() in a DEFAULT)"): {
-        "migrations.test_operations.OperationTests."
-        "test_add_field_database_default_function",
-    },
-    "CAST in a stored (DEFAULT) expression is not supported by the engine": {
-        "migrations.test_operations.OperationTests."
-        "test_alter_field_change_nullable_to_decimal_database_default_not_null",
-    },
-    "CASE in a stored (CHECK) expression is not supported by the engine": {
-        "schema.tests.SchemaTests.test_check_constraint_exact_jsonfield",
     },
     "UPDATE sqlite_sequence (sequence reset) is not supported: row ids are allocated by "
     "the engine": {

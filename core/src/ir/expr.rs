@@ -99,6 +99,43 @@ pub enum Expr {
 }
 
 /// Scalar functions an expression may call (checked when a constraint is defined).
+/// Whether a CHECK / DEFAULT / index expression may call `name`: the list below and SQLite's
+/// math functions (Django's `db_default=Pi()` stores `DEFAULT (PI())`).
+pub fn is_stored_function(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    FUNCTIONS.contains(&n.as_str())
+        || crate::sql::functions::is_math(&n)
+        || n == CASE_FN
+        || n == CASE_OF_FN
+        || stored_cast(&n).is_some()
+}
+
+/// `CASE WHEN c1 THEN r1 ... ELSE e END` in a stored expression: a function named this with
+/// the arguments c1, r1, ..., e (e is a NULL literal without ELSE). Stored as a function so the
+/// catalog's expression format needs no new node; evaluated lazily like SQLite's CASE.
+pub const CASE_FN: &str = "$case";
+/// `CASE x WHEN v1 THEN r1 ... ELSE e END`: arguments x, v1, r1, ..., e.
+pub const CASE_OF_FN: &str = "$case_of";
+/// `CAST(x AS type)` in a stored expression, one function per target type (same reason).
+pub const CAST_INTEGER_FN: &str = "$cast_integer";
+pub const CAST_REAL_FN: &str = "$cast_real";
+pub const CAST_TEXT_FN: &str = "$cast_text";
+pub const CAST_BLOB_FN: &str = "$cast_blob";
+pub const CAST_NUMERIC_FN: &str = "$cast_numeric";
+
+/// The cast a `$cast_*` function name stands for.
+fn stored_cast(name: &str) -> Option<crate::sql::compile::CastType> {
+    use crate::sql::compile::CastType;
+    Some(match name {
+        CAST_INTEGER_FN => CastType::Integer,
+        CAST_REAL_FN => CastType::Real,
+        CAST_TEXT_FN => CastType::Text,
+        CAST_BLOB_FN => CastType::Blob,
+        CAST_NUMERIC_FN => CastType::Numeric,
+        _ => return None,
+    })
+}
+
 pub const FUNCTIONS: &[&str] = &[
     "length",
     "lower",
@@ -113,6 +150,7 @@ pub const FUNCTIONS: &[&str] = &[
     "rtrim",
     "json_valid",
     "json_type",
+    "json_extract",
     "replace",
 ];
 
@@ -142,9 +180,7 @@ impl Expr {
                     "expression refers to field #{i}, which does not exist"
                 )))
             }
-            Expr::Function { name, .. }
-                if !FUNCTIONS.contains(&name.to_ascii_lowercase().as_str()) =>
-            {
+            Expr::Function { name, .. } if !is_stored_function(name) => {
                 err = Some(Error::unsupported(format!(
                     "function {name}() in a stored expression"
                 )))
@@ -339,6 +375,9 @@ impl Expr {
                 let m = like_match(&text_of(&p), &text_of(&v), *escape);
                 Value::Integer((m != *negated) as i64)
             }
+            Expr::Function { name, args } if name == CASE_FN || name == CASE_OF_FN => {
+                eval_case(name == CASE_OF_FN, args, row)?
+            }
             Expr::Function { name, args } => {
                 let vals = args
                     .iter()
@@ -399,6 +438,38 @@ fn eval_binary(op: BinaryOp, l: &Expr, r: &Expr, row: &[Value]) -> Result<Value>
 
 fn bool_val(b: Option<bool>) -> Value {
     b.map_or(Value::Null, |x| Value::Integer(x as i64))
+}
+
+/// Evaluates a stored CASE (see [`CASE_FN`]): only the branch taken is evaluated.
+fn eval_case(has_operand: bool, args: &[Expr], row: &[Value]) -> Result<Value> {
+    let (operand, rest) = if has_operand {
+        match args.split_first() {
+            Some((o, rest)) => (Some(o.eval(row)?), rest),
+            None => return Err(Error::internal("stored CASE without an operand")),
+        }
+    } else {
+        (None, args)
+    };
+    let Some((else_result, arms)) = rest.split_last() else {
+        return Err(Error::internal("stored CASE without an ELSE slot"));
+    };
+    if arms.len() % 2 != 0 {
+        return Err(Error::internal(
+            "stored CASE with an odd number of WHEN/THEN arguments",
+        ));
+    }
+    for arm in arms.chunks(2) {
+        let w = arm[0].eval(row)?;
+        // A simple CASE compares with `=` (NULL never matches); a searched one tests truth.
+        let hit = match &operand {
+            Some(x) => compare(x, &w, |o| o == Ordering::Equal) == Some(true),
+            None => truthy(&w) == Some(true),
+        };
+        if hit {
+            return arm[1].eval(row);
+        }
+    }
+    else_result.eval(row)
 }
 
 fn compare(a: &Value, b: &Value, f: impl Fn(Ordering) -> bool) -> Option<bool> {
@@ -688,7 +759,15 @@ fn call_function(name: &str, args: &[Value]) -> Result<Value> {
         }
         // Django's JSONField declares CHECK (JSON_VALID(col) OR col IS NULL): one JSON
         // implementation for statements and constraints, so both agree on what is valid.
-        "json_valid" | "json_type" => crate::sql::json::call(n.as_str(), args)?,
+        "json_valid" | "json_type" | "json_extract" => crate::sql::json::call(n.as_str(), args)?,
+        c if stored_cast(c).is_some() => {
+            want(1)?;
+            match stored_cast(c) {
+                Some(ty) => crate::sql::eval::cast(arg(0), ty),
+                None => Value::Null,
+            }
+        }
+        m if crate::sql::functions::is_math(m) => crate::sql::functions::call_math(m, args)?,
         _ => return Err(Error::unsupported(format!("function {name}()"))),
     })
 }

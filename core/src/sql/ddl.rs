@@ -363,6 +363,22 @@ pub fn to_ir(e: &AExpr) -> Result<Expr> {
                     )))
                 }
             };
+            if matches!(
+                o,
+                BinaryOp::Eq
+                    | BinaryOp::Ne
+                    | BinaryOp::Lt
+                    | BinaryOp::Le
+                    | BinaryOp::Gt
+                    | BinaryOp::Ge
+            ) && (is_cast(left) || is_cast(right))
+            {
+                // SQLite gives a CAST the affinity of its type for comparisons; stored
+                // expressions compare without affinities, so the answer could differ.
+                return Err(Error::unsupported(
+                    "CAST as an operand of a comparison in a stored expression",
+                ));
+            }
             Expr::bin(o, to_ir(left)?, to_ir(right)?)
         }
         AExpr::IsNull(x) => Expr::IsNull {
@@ -378,7 +394,7 @@ pub fn to_ir(e: &AExpr) -> Result<Expr> {
             target: ast::InTarget::List(list),
             negated,
             global: false,
-        } => Expr::InList {
+        } if !is_cast(expr) && !list.iter().any(is_cast) => Expr::InList {
             expr: Box::new(to_ir(expr)?),
             list: list.iter().map(to_ir).collect::<Result<_>>()?,
             negated: *negated,
@@ -388,7 +404,7 @@ pub fn to_ir(e: &AExpr) -> Result<Expr> {
             negated,
             low,
             high,
-        } => Expr::Between {
+        } if !is_cast(expr) && !is_cast(low) && !is_cast(high) => Expr::Between {
             expr: Box::new(to_ir(expr)?),
             low: Box::new(to_ir(low)?),
             high: Box::new(to_ir(high)?),
@@ -435,12 +451,58 @@ pub fn to_ir(e: &AExpr) -> Result<Expr> {
                 }
                 _ => return Err(Error::unsupported(format!("{e} in a stored expression"))),
             };
-            if !crate::ir::expr::FUNCTIONS.contains(&name.as_str()) {
+            if name.starts_with('$') || !crate::ir::expr::is_stored_function(&name) {
                 return Err(Error::unsupported(format!(
                     "function {name}() in a stored expression"
                 )));
             }
             Expr::Function { name, args }
+        }
+        AExpr::Cast {
+            kind: ast::CastKind::Cast,
+            expr,
+            data_type,
+            format: None,
+        } => {
+            let name = match DataType::from_declared(&data_type.to_string()) {
+                DataType::Integer => crate::ir::expr::CAST_INTEGER_FN,
+                DataType::Real => crate::ir::expr::CAST_REAL_FN,
+                DataType::Text => crate::ir::expr::CAST_TEXT_FN,
+                DataType::Blob => crate::ir::expr::CAST_BLOB_FN,
+                DataType::Numeric | DataType::Any => crate::ir::expr::CAST_NUMERIC_FN,
+            };
+            Expr::Function {
+                name: name.into(),
+                args: vec![to_ir(expr)?],
+            }
+        }
+        AExpr::Case {
+            operand,
+            conditions,
+            else_result,
+            ..
+        } => {
+            let mut args = Vec::with_capacity(conditions.len() * 2 + 2);
+            if let Some(o) = operand {
+                args.push(to_ir(o)?);
+            }
+            for w in conditions {
+                args.push(to_ir(&w.condition)?);
+                args.push(to_ir(&w.result)?);
+            }
+            args.push(match else_result {
+                Some(e) => to_ir(e)?,
+                None => Expr::Literal(Value::Null),
+            });
+            let name = if operand.is_some() {
+                crate::ir::expr::CASE_OF_FN
+            } else {
+                crate::ir::expr::CASE_FN
+            };
+            Expr::Function {
+                name: name.into(),
+                args,
+            }
         }
         other => {
             return Err(Error::unsupported(format!(
@@ -448,6 +510,15 @@ pub fn to_ir(e: &AExpr) -> Result<Expr> {
             )))
         }
     })
+}
+
+/// Whether `e` is a CAST, possibly parenthesized.
+fn is_cast(e: &AExpr) -> bool {
+    match e {
+        AExpr::Nested(x) => is_cast(x),
+        AExpr::Cast { .. } => true,
+        _ => false,
+    }
 }
 
 fn literal_value(v: &ast::Value) -> Result<Value> {

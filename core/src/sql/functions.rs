@@ -71,6 +71,18 @@ const MATH: &[&str] = &[
     "radians", "sin", "sinh", "sqrt", "tan", "tanh", "trunc",
 ];
 
+/// Whether `name` is one of SQLite's math functions (they are pure, so CHECK and DEFAULT
+/// expressions may use them too).
+pub fn is_math(name: &str) -> bool {
+    MATH.contains(&name)
+}
+
+/// A math function with its arity checked, for stored (CHECK / DEFAULT) expressions.
+pub fn call_math(name: &str, args: &[Value]) -> Result<Value> {
+    check_arity(name, args.len())?;
+    Ok(math(name, args))
+}
+
 pub fn is_known(name: &str) -> bool {
     KNOWN.contains(&name) || MATH.contains(&name) || super::json::FUNCTIONS.contains(&name)
 }
