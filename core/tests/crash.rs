@@ -522,6 +522,31 @@ fn record_acks(acked: &mut BTreeMap<i64, u64>, rep: &ChildReport, ctx: &str) {
     }
 }
 
+/// Copies a database directory that failed to reopen under the target's temp dir, so the
+/// failure can be studied after the test's own temp dir is gone. Returns where it went.
+fn keep_for_diagnosis(path: &Path, name: &str) -> String {
+    fn copy(from: &Path, to: &Path) -> std::io::Result<()> {
+        fs::create_dir_all(to)?;
+        for e in fs::read_dir(from)? {
+            let e = e?;
+            let dest = to.join(e.file_name());
+            if e.file_type()?.is_dir() {
+                copy(&e.path(), &dest)?;
+            } else {
+                fs::copy(e.path(), dest)?;
+            }
+        }
+        Ok(())
+    }
+    let to = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("crash-failures")
+        .join(name);
+    match copy(path, &to) {
+        Ok(()) => to.display().to_string(),
+        Err(e) => format!("nowhere: copying failed: {e}"),
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Tests
 
@@ -598,8 +623,10 @@ fn kill9_loop_loses_no_acknowledged_commit() {
             record_acks(&mut acked, &rep, &ctx);
         }
         let ctx = format!("reopen after kill {kills} (seed {seed})");
-        let db = Database::open(&path, Options::default())
-            .unwrap_or_else(|e| panic!("{ctx}: the database does not open: {e}"));
+        let db = Database::open(&path, Options::default()).unwrap_or_else(|e| {
+            let kept = keep_for_diagnosis(&path, &format!("kill9-{seed}-{kills}"));
+            panic!("{ctx}: the database does not open: {e} (directory kept in {kept})")
+        });
         let v = verify(&db, &acked, None, &ctx);
         assert!(v.max_seq >= last.max_seq, "{ctx}: the ledger shrank");
         assert!(
