@@ -181,22 +181,8 @@ impl Transaction {
         self.live()?;
         let schema = self.txn.schema().clone();
         let e = schema.entity(entity)?;
-        let ix = e
-            .index_by_name(index)
-            .ok_or_else(|| {
-                Error::new(
-                    crate::error::SqlState::UndefinedTable,
-                    format!("no such index on {}: {index}", e.name),
-                )
-            })?
-            .clone();
-        if values.len() > ix.fields.len() || values.is_empty() {
-            return Err(Error::invalid(format!(
-                "index {index} has {} fields, {} values were given",
-                ix.fields.len(),
-                values.len()
-            )));
-        }
+        let ix = index_named(e, index)?;
+        check_key_len(&ix, values.len())?;
         Ok(self
             .txn
             .index_lookup(e, &ix, values)?
@@ -222,24 +208,9 @@ impl Transaction {
         self.live()?;
         let schema = self.txn.schema().clone();
         let e = schema.entity(entity)?;
-        let ix = e
-            .index_by_name(index)
-            .ok_or_else(|| {
-                Error::new(
-                    crate::error::SqlState::UndefinedTable,
-                    format!("no such index on {}: {index}", e.name),
-                )
-            })?
-            .clone();
-        if let Some(bad) = keys
-            .iter()
-            .find(|k| k.len() > ix.fields.len() || k.is_empty())
-        {
-            return Err(Error::invalid(format!(
-                "index {index} has {} fields, {} values were given",
-                ix.fields.len(),
-                bad.len()
-            )));
+        let ix = index_named(e, index)?;
+        for k in keys {
+            check_key_len(&ix, k.len())?;
         }
         let mut prefixes: Vec<(Vec<u8>, usize)> = keys
             .iter()
@@ -299,15 +270,7 @@ impl Transaction {
         self.live()?;
         let schema = self.txn.schema().clone();
         let e = schema.entity(entity)?;
-        let ix = e
-            .index_by_name(index)
-            .ok_or_else(|| {
-                Error::new(
-                    crate::error::SqlState::UndefinedTable,
-                    format!("no such index on {}: {index}", e.name),
-                )
-            })?
-            .clone();
+        let ix = index_named(e, index)?;
         if eq.len() >= ix.fields.len() {
             return Err(Error::invalid(format!(
                 "index {index} has {} fields; a range needs fewer than that many equalities",
@@ -634,4 +597,26 @@ impl Transaction {
         }
         self.txn.abort();
     }
+}
+
+/// The index named `index` on `e` (42P01 when there is none).
+fn index_named(e: &crate::catalog::EntityDef, index: &str) -> Result<crate::catalog::IndexDef> {
+    e.index_by_name(index).cloned().ok_or_else(|| {
+        Error::new(
+            crate::error::SqlState::UndefinedTable,
+            format!("no such index on {}: {index}", e.name),
+        )
+    })
+}
+
+/// A lookup key must give 1 to all of the index's fields.
+fn check_key_len(ix: &crate::catalog::IndexDef, n: usize) -> Result<()> {
+    if n > ix.fields.len() || n == 0 {
+        return Err(Error::invalid(format!(
+            "index {} has {} fields, {n} values were given",
+            ix.name,
+            ix.fields.len()
+        )));
+    }
+    Ok(())
 }
