@@ -704,16 +704,11 @@ fn compile_factor(c: &mut Compiler, f: &TableFactor, join: JoinKind) -> Result<S
                     .find(|d| d.name.eq_ignore_ascii_case(&tname))
                     .cloned()
                 {
-                    for (i, col) in cte.columns.iter().enumerate() {
-                        c.frame().cols.push(ColInfo {
-                            table: Some(shown.clone()),
-                            name: col.clone(),
-                            affinity: cte.query.affinities.get(i).copied().flatten(),
-                            decl: cte.query.decls.get(i).cloned().flatten(),
-                            hidden: false,
-                            alias_of: None,
-                        });
-                    }
+                    push_query_columns(
+                        c,
+                        &cte.query,
+                        cte.columns.iter().map(|n| (Some(shown.clone()), n.clone())),
+                    );
                     return Ok(Source {
                         kind: SourceKind::Cte {
                             slot: cte.slot,
@@ -745,16 +740,11 @@ fn compile_factor(c: &mut Compiler, f: &TableFactor, join: JoinKind) -> Result<S
             };
             if let Some(v) = view {
                 let cv = super::view::compile_view(c, &v)?;
-                for (i, n) in cv.columns.iter().enumerate() {
-                    c.frame().cols.push(ColInfo {
-                        table: Some(shown.clone()),
-                        name: n.clone(),
-                        affinity: cv.query.affinities.get(i).copied().flatten(),
-                        decl: cv.query.decls.get(i).cloned().flatten(),
-                        hidden: false,
-                        alias_of: None,
-                    });
-                }
+                push_query_columns(
+                    c,
+                    &cv.query,
+                    cv.columns.iter().map(|n| (Some(shown.clone()), n.clone())),
+                );
                 // A CTE slot: a view reads nothing of the outer query, so its rows are
                 // computed once per statement however often the join loop asks.
                 let slot = c.cte_slots;
@@ -855,16 +845,7 @@ fn compile_factor(c: &mut Compiler, f: &TableFactor, join: JoinKind) -> Result<S
                     names = a.columns.iter().map(|c| c.name.value.clone()).collect();
                 }
             }
-            for (i, n) in names.iter().enumerate() {
-                c.frame().cols.push(ColInfo {
-                    table: shown.clone(),
-                    name: n.clone(),
-                    affinity: q.affinities.get(i).copied().flatten(),
-                    decl: q.decls.get(i).cloned().flatten(),
-                    hidden: false,
-                    alias_of: None,
-                });
-            }
+            push_query_columns(c, &q, names.iter().map(|n| (shown.clone(), n.clone())));
             if q.correlated {
                 c.frame().correlated = true;
             }
@@ -957,16 +938,11 @@ fn compile_nested_join(
     if q.columns.len() != owners.len() {
         return Err(Error::internal("parenthesized join: column count mismatch"));
     }
-    for (i, (table, name)) in owners.iter().enumerate() {
-        c.frame().cols.push(ColInfo {
-            table: Some(table.clone()),
-            name: name.clone(),
-            affinity: q.affinities.get(i).copied().flatten(),
-            decl: q.decls.get(i).cloned().flatten(),
-            hidden: false,
-            alias_of: None,
-        });
-    }
+    push_query_columns(
+        c,
+        &q,
+        owners.iter().map(|(t, n)| (Some(t.clone()), n.clone())),
+    );
     if q.correlated {
         c.frame().correlated = true;
     }
@@ -2851,4 +2827,24 @@ fn run_select(
         out.push((vals, keys));
     }
     Ok(if s.distinct { dedup(out) } else { out })
+}
+
+/// Adds the columns of a compiled query read as a source (CTE, view, derived table,
+/// parenthesized join) to the current frame: each (table, name) in order, with the query's
+/// affinity and declared type for that position.
+fn push_query_columns(
+    c: &mut Compiler,
+    q: &Query,
+    cols: impl Iterator<Item = (Option<String>, String)>,
+) {
+    for (i, (table, name)) in cols.enumerate() {
+        c.frame().cols.push(ColInfo {
+            table,
+            name,
+            affinity: q.affinities.get(i).copied().flatten(),
+            decl: q.decls.get(i).cloned().flatten(),
+            hidden: false,
+            alias_of: None,
+        });
+    }
 }
