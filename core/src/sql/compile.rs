@@ -210,6 +210,8 @@ pub struct ColInfo {
     /// For the hidden rowid of a table with an `INTEGER PRIMARY KEY`: that column's name (SQLite
     /// names a selected rowid after it).
     pub alias_of: Option<String>,
+    /// The column's declared collation (`name TEXT COLLATE NOCASE`); None is BINARY.
+    pub collation: Option<Collation>,
 }
 
 /// One query level's columns plus what compiling it collected.
@@ -254,6 +256,16 @@ pub struct Compiler<'a> {
     pub view_stack: Vec<String>,
     /// The session's temporary tables (none inside a view: views read the main schema).
     pub temp: Option<&'a super::temp::TempNames>,
+    /// Set while compiling an operand whose declared column collation is honoured (see
+    /// `operand`); a collated column met anywhere else is refused rather than compared,
+    /// grouped or deduplicated as BINARY.
+    pub coll_ok: bool,
+    /// The collation of the column `resolve_column` last resolved under `coll_ok`.
+    pub last_coll: Option<Collation>,
+    /// Nesting of `compile_query`: 1 for the statement's own query.
+    pub query_depth: usize,
+    /// Inside a compound SELECT (UNION etc. deduplicate by the column collation).
+    pub in_compound: bool,
 }
 
 fn syntax(msg: impl Into<String>) -> Error {
@@ -304,6 +316,15 @@ pub fn split_collate(e: &AExpr) -> Result<(Option<Collation>, &AExpr)> {
     }
 }
 
+/// A bare (possibly parenthesized or qualified) column name.
+pub fn is_column_ref(e: &AExpr) -> bool {
+    match e {
+        AExpr::Identifier(_) | AExpr::CompoundIdentifier(_) => true,
+        AExpr::Nested(x) => is_column_ref(x),
+        _ => false,
+    }
+}
+
 /// A value as a collation compares it: comparing the folded values of two operands orders
 /// them exactly as the collation would (NOCASE folds ASCII only, like SQLite).
 pub fn collated(c: Option<Collation>, x: SExpr) -> SExpr {
@@ -343,6 +364,10 @@ impl<'a> Compiler<'a> {
             user_functions: None,
             view_stack: Vec::new(),
             temp: None,
+            coll_ok: false,
+            last_coll: None,
+            query_depth: 0,
+            in_compound: false,
         }
     }
 
@@ -424,6 +449,20 @@ impl<'a> Compiler<'a> {
             }
             if let Some(i) = found {
                 let aff = frame.cols[i].affinity;
+                if !self.coll_ok {
+                    if let Some(coll) = frame.cols[i].collation {
+                        return Err(Error::unsupported(format!(
+                            "column {} declared COLLATE {} outside a comparison, BETWEEN, \
+                             IN (list), ORDER BY or a result column of the outermost SELECT",
+                            frame.cols[i].name,
+                            coll.name()
+                        )));
+                    }
+                } else {
+                    // A column operand has a collation even when it declares none (BINARY),
+                    // and that beats the right operand's declared one.
+                    self.last_coll = Some(frame.cols[i].collation.unwrap_or(Collation::Binary));
+                }
                 if d > 0 {
                     let n = self.frames.len();
                     for f in &mut self.frames[n - d..n] {
@@ -441,6 +480,19 @@ impl<'a> Compiler<'a> {
             SqlState::UndefinedColumn,
             format!("no such column: {full}"),
         ))
+    }
+
+    /// Compiles an operand that honours a declared column collation (SQLite gives a column
+    /// reference its column's collation); also returns that collation.
+    pub fn operand(&mut self, e: &AExpr) -> Result<(SExpr, Option<DataType>, Option<Collation>)> {
+        let direct = is_column_ref(e);
+        self.coll_ok = direct;
+        self.last_coll = None;
+        let r = self.expr_aff(e);
+        self.coll_ok = false;
+        let coll = self.last_coll.take();
+        let (x, aff) = r?;
+        Ok((x, aff, coll))
     }
 
     /// Compiles an expression; also returns its comparison affinity (columns and CASTs have one).
@@ -531,7 +583,16 @@ impl<'a> Compiler<'a> {
                     ast::InTarget::List(_) => split_collate(expr)?,
                     _ => (None, expr.as_ref()),
                 };
-                let (x, aff) = self.expr_aff(expr)?;
+                // A column's declared collation applies to IN (list) only: IN (subquery)
+                // refuses a collated column (resolve_column) rather than compare it as BINARY.
+                let (x, aff, dc) = match target {
+                    ast::InTarget::List(_) => self.operand(expr)?,
+                    _ => {
+                        let (x, aff) = self.expr_aff(expr)?;
+                        (x, aff, None)
+                    }
+                };
+                let coll = coll.or(dc);
                 match target {
                     ast::InTarget::List(list) => {
                         let mut items = Vec::with_capacity(list.len());
@@ -600,12 +661,13 @@ impl<'a> Compiler<'a> {
                 let (xc, expr) = split_collate(expr)?;
                 let (lc, low) = split_collate(low)?;
                 let (hc, high) = split_collate(high)?;
-                let (x, aff) = self.expr_aff(expr)?;
+                let (x, aff, xdc) = self.operand(expr)?;
+                let xdc = xdc.filter(|k| *k != Collation::Binary);
                 let lo = self.with_aff(low, aff)?;
                 let hi = self.with_aff(high, aff)?;
-                if xc.is_some() || lc.is_some() || hc.is_some() {
+                if xc.is_some() || lc.is_some() || hc.is_some() || xdc.is_some() {
                     // `x >= lo AND x <= hi`, each comparison with its own collation.
-                    let (cl, ch) = (xc.or(lc), xc.or(hc));
+                    let (cl, ch) = (xc.or(lc).or(xdc), xc.or(hc).or(xdc));
                     let ge = SExpr::Bin(
                         Op::Ge,
                         Box::new(collated(cl, x.clone())),
@@ -867,11 +929,12 @@ impl<'a> Compiler<'a> {
 
     fn compare(&mut self, op: Op, l: &AExpr, r: &AExpr) -> Result<SExpr> {
         // SQLite: an explicit COLLATE on the left operand wins, else one on the right.
+        // Then the left operand's declared column collation, then the right's.
         let (lc, l) = split_collate(l)?;
         let (rc, r) = split_collate(r)?;
-        let coll = lc.or(rc);
-        let (a, aa) = self.expr_aff(l)?;
-        let (b, ba) = self.expr_aff(r)?;
+        let (a, aa, ldc) = self.operand(l)?;
+        let (b, ba, rdc) = self.operand(r)?;
+        let coll = lc.or(rc).or(ldc).or(rdc);
         let (a, b) = apply_comparison_affinity(a, aa, b, ba);
         Ok(SExpr::Bin(
             op,

@@ -9,6 +9,7 @@ use sqlparser::ast::{
 use sqlparser::dialect::SQLiteDialect;
 use sqlparser::tokenizer::{Token, Tokenizer};
 
+use super::compile::Collation;
 use super::parse::{table_name, LineIndex};
 use super::temp::{self, Qualifier, TempNames};
 use crate::api::Transaction;
@@ -605,6 +606,7 @@ fn column_field(
     if decl.is_empty() {
         f.ty = DataType::Blob;
     }
+    let mut collated = false;
     for o in &col.options {
         match &o.option {
             ColumnOption::Null => {}
@@ -641,9 +643,10 @@ fn column_field(
                     text,
                 ));
             }
+            // Kept in the CREATE text only (see declared_collations).
             ColumnOption::Collation(c) => {
-                if !c.to_string().eq_ignore_ascii_case("binary") {
-                    return Err(Error::unsupported(format!("COLLATE {c}")));
+                if super::compile::collation_of(c)? != Collation::Binary {
+                    collated = true;
                 }
             }
             ColumnOption::DialectSpecific(toks) => {
@@ -663,7 +666,73 @@ fn column_field(
             other => return Err(Error::unsupported(format!("column option {other}"))),
         }
     }
+    if collated {
+        refuse_collated_constraints(col, &col.options)?;
+    }
     Ok(f)
+}
+
+/// Constraints whose engine checks compare values outside the SQL compiler (uniqueness,
+/// CHECK expressions, foreign keys) cannot honour a declared NOCASE/RTRIM collation yet.
+fn refuse_collated_constraints(col: &ast::ColumnDef, opts: &[ast::ColumnOptionDef]) -> Result<()> {
+    for o in opts {
+        let what = match &o.option {
+            ColumnOption::PrimaryKey(_) => "PRIMARY KEY",
+            ColumnOption::Unique(_) => "UNIQUE",
+            ColumnOption::Check(_) => "CHECK",
+            ColumnOption::ForeignKey(_) => "REFERENCES",
+            _ => continue,
+        };
+        return Err(Error::unsupported(format!(
+            "{what} on column {} declared with COLLATE NOCASE/RTRIM",
+            col.name.value
+        )));
+    }
+    Ok(())
+}
+
+/// Each field's declared collation (None: BINARY), read from the table's CREATE text: the
+/// text is what SQLite keeps and what ALTER TABLE rewrites, so no catalog field is needed.
+pub fn declared_collations(e: &crate::catalog::EntityDef) -> Vec<Option<Collation>> {
+    let none = || vec![None; e.fields.len()];
+    let Some(sql) = e.sql.as_deref() else {
+        return none();
+    };
+    // Most tables declare no collation: skip parsing their text.
+    if !sql.to_ascii_lowercase().contains("collate") {
+        return none();
+    }
+    let Ok(ast::Statement::CreateTable(ct)) = super::parse::parse_one(sql) else {
+        return none();
+    };
+    e.fields
+        .iter()
+        .map(|f| {
+            let col = ct
+                .columns
+                .iter()
+                .find(|c| c.name.value.eq_ignore_ascii_case(&f.name))?;
+            col.options.iter().find_map(|o| match &o.option {
+                ColumnOption::Collation(c) => match super::compile::collation_of(c) {
+                    Ok(Collation::Binary) | Err(_) => None,
+                    Ok(k) => Some(k),
+                },
+                _ => None,
+            })
+        })
+        .collect()
+}
+
+/// Whether `text` mentions a column name (as a word; over-matching only refuses more).
+fn mentions(text: &str, name: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    let n = name.to_ascii_lowercase();
+    t.match_indices(&n).any(|(i, _)| {
+        let before = t[..i].chars().next_back();
+        let after = t[i + n.len()..].chars().next();
+        let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+        !word(before) && !word(after)
+    })
 }
 
 pub fn create_table(
@@ -749,6 +818,38 @@ pub fn create_table(
                 ));
             }
             other => return Err(Error::unsupported(format!("table constraint {other}"))),
+        }
+    }
+    let collated: Vec<&str> = ct
+        .columns
+        .iter()
+        .filter(|c| {
+            c.options.iter().any(|o| {
+                matches!(&o.option, ColumnOption::Collation(k)
+                    if !k.to_string().trim_matches('"').eq_ignore_ascii_case("binary"))
+            })
+        })
+        .map(|c| c.name.value.as_str())
+        .collect();
+    for c in &ct.constraints {
+        let (what, text) = match c {
+            TableConstraint::PrimaryKey(_) => ("PRIMARY KEY", c.to_string()),
+            TableConstraint::Unique(_) => ("UNIQUE", c.to_string()),
+            TableConstraint::Check(_) => ("CHECK", c.to_string()),
+            TableConstraint::ForeignKey(fk) => (
+                "FOREIGN KEY",
+                fk.columns
+                    .iter()
+                    .map(|c| c.value.clone())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            _ => continue,
+        };
+        if let Some(n) = collated.iter().find(|n| mentions(&text, n)) {
+            return Err(Error::unsupported(format!(
+                "{what} on column {n} declared with COLLATE NOCASE/RTRIM"
+            )));
         }
     }
     if strict {
@@ -838,7 +939,24 @@ pub fn create_index(
             format!("there is already a table named {name}"),
         ));
     }
-    tx.schema().entity(&table)?;
+    let target = tx.schema().entity(&table)?;
+    let colls = declared_collations(target);
+    for (f, coll) in target.fields.iter().zip(&colls) {
+        let Some(coll) = coll else { continue };
+        let keys: Vec<String> = ci.columns.iter().map(|c| c.to_string()).collect();
+        let pred = ci
+            .predicate
+            .as_ref()
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+        if mentions(&keys.join(","), &f.name) || mentions(&pred, &f.name) {
+            return Err(Error::unsupported(format!(
+                "index on column {} declared COLLATE {}",
+                f.name,
+                coll.name()
+            )));
+        }
+    }
     let li = LineIndex::new(sql);
     let off = name_offset(&li, iname).ok_or_else(|| Error::internal("index name location"))?;
     let kw = if ci.unique {
@@ -1104,7 +1222,37 @@ pub fn alter_table(
                 old_column_name,
                 new_column_name,
             } => {
-                entity.field_index_or_err(&old_column_name.value)?;
+                let fi = entity.field_index_or_err(&old_column_name.value)? as usize;
+                // The declared collation lives in the CREATE text: a rename the text rewrite
+                // misses (a column named like a keyword) would silently drop it.
+                if let (Some(Some(coll)), Some(s)) =
+                    (declared_collations(&entity).get(fi), &entity.sql)
+                {
+                    let renamed = rename_in_text(s, &old_column_name.value, &new_column_name.value);
+                    let after = crate::catalog::EntityDef {
+                        sql: Some(renamed),
+                        fields: entity
+                            .fields
+                            .iter()
+                            .enumerate()
+                            .map(|(i, f)| {
+                                let mut f = f.clone();
+                                if i == fi {
+                                    f.name = new_column_name.value.clone();
+                                }
+                                f
+                            })
+                            .collect(),
+                        ..entity.clone()
+                    };
+                    if declared_collations(&after).get(fi) != Some(&Some(*coll)) {
+                        return Err(Error::unsupported(format!(
+                            "RENAME COLUMN of {} declared COLLATE {}",
+                            old_column_name.value,
+                            coll.name()
+                        )));
+                    }
+                }
                 tx.rename_field(&entity.name, &old_column_name.value, &new_column_name.value)?;
                 if let Some(s) = &entity.sql {
                     set_sql(

@@ -37,7 +37,8 @@ pub fn table_frame(e: &EntityDef, shown: &str) -> Frame {
 }
 
 fn push_table_cols(f: &mut Frame, e: &EntityDef, shown: &str) {
-    for fd in &e.fields {
+    let colls = super::ddl::declared_collations(e);
+    for (fi, fd) in e.fields.iter().enumerate() {
         let aff = match fd.ty {
             DataType::Any => DataType::Blob,
             t => t,
@@ -49,6 +50,7 @@ fn push_table_cols(f: &mut Frame, e: &EntityDef, shown: &str) {
             decl: Some(fd.decl_type.clone()),
             hidden: false,
             alias_of: None,
+            collation: colls.get(fi).copied().flatten(),
         });
     }
     f.cols.push(ColInfo {
@@ -58,6 +60,7 @@ fn push_table_cols(f: &mut Frame, e: &EntityDef, shown: &str) {
         decl: Some("INTEGER".into()),
         hidden: true,
         alias_of: e.rowid_alias.map(|a| e.fields[a as usize].name.clone()),
+        collation: None,
     });
 }
 

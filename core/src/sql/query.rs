@@ -191,13 +191,16 @@ pub fn compile_query(c: &mut Compiler, q: &ast::Query) -> Result<Query> {
         return Err(Error::unsupported("query pipe operators/settings"));
     }
     let ctes_before = c.ctes.len();
+    c.query_depth += 1;
     if let Some(with) = &q.with {
         if let Err(e) = push_ctes(c, with) {
+            c.query_depth -= 1;
             c.ctes.truncate(ctes_before);
             return Err(e);
         }
     }
     let res = compile_query_body(c, q);
+    c.query_depth -= 1;
     c.ctes.truncate(ctes_before);
     res
 }
@@ -623,8 +626,12 @@ fn compile_set_expr(c: &mut Compiler, s: &SetExpr) -> Result<BodyInfo> {
             if all && op2 != SetOp::Union {
                 return Err(Error::unsupported(format!("{op} ALL")));
             }
-            let (l, lc, ld, lcorr) = compile_set_expr(c, left)?;
-            let (r, rc, _, rcorr) = compile_set_expr(c, right)?;
+            let was = std::mem::replace(&mut c.in_compound, true);
+            let l = compile_set_expr(c, left);
+            let r = l.is_ok().then(|| compile_set_expr(c, right));
+            c.in_compound = was;
+            let (l, lc, ld, lcorr) = l?;
+            let (r, rc, _, rcorr) = r.expect("compiled when the left side compiled")?;
             if lc.len() != rc.len() {
                 return Err(syntax(format!(
                     "SELECTs to the left and right of {op} do not have the same number of result columns"
@@ -770,6 +777,7 @@ fn compile_factor(c: &mut Compiler, f: &TableFactor, join: JoinKind) -> Result<S
                         decl: Some(t.to_string()),
                         hidden: false,
                         alias_of: None,
+                        collation: None,
                     });
                 }
                 return Ok(Source {
@@ -788,7 +796,8 @@ fn compile_factor(c: &mut Compiler, f: &TableFactor, join: JoinKind) -> Result<S
                 .schema
                 .entity(&stored)
                 .map_err(|_| Error::unknown_entity(&tname))?;
-            for fd in &e.fields {
+            let colls = super::ddl::declared_collations(e);
+            for (fi, fd) in e.fields.iter().enumerate() {
                 let aff = match fd.ty {
                     DataType::Any => DataType::Blob,
                     t => t,
@@ -800,6 +809,7 @@ fn compile_factor(c: &mut Compiler, f: &TableFactor, join: JoinKind) -> Result<S
                     decl: Some(fd.decl_type.clone()),
                     hidden: false,
                     alias_of: None,
+                    collation: colls.get(fi).copied().flatten(),
                 });
             }
             let ename = e.name.clone();
@@ -811,6 +821,7 @@ fn compile_factor(c: &mut Compiler, f: &TableFactor, join: JoinKind) -> Result<S
                 decl: Some("INTEGER".into()),
                 hidden: true,
                 alias_of,
+                collation: None,
             });
             let width = c.frame().cols.len() - offset;
             Ok(Source {
@@ -1056,7 +1067,13 @@ fn using_condition(
             SExpr::Col { up: 0, idx: ri },
             ra,
         );
-        let eq = SExpr::Bin(Op::Eq, Box::new(a), Box::new(b));
+        // USING compares with the left column's declared collation, else the right's.
+        let coll = left[li].collation.or(c.frame().cols[ri].collation);
+        let eq = SExpr::Bin(
+            Op::Eq,
+            Box::new(super::compile::collated(coll, a)),
+            Box::new(super::compile::collated(coll, b)),
+        );
         cond = Some(match cond {
             None => eq,
             Some(p) => SExpr::Bin(Op::And, Box::new(p), Box::new(eq)),
@@ -1138,6 +1155,11 @@ fn compile_select_in_frame(
     };
     // Projection (aggregates allowed).
     c.frame().allow_agg = true;
+    // A declared column collation travels with a result column into derived tables, views
+    // and compound SELECTs, and DISTINCT deduplicates by it; only the statement's own plain
+    // SELECT returns such a column (elsewhere resolve_column refuses it).
+    let proj_coll_ok = c.query_depth == 1 && !c.in_compound && !distinct;
+    let mut proj_colls: Vec<Option<super::compile::Collation>> = Vec::new();
     let mut projection = Vec::new();
     let mut columns = Vec::new();
     let mut decls = Vec::new();
@@ -1147,7 +1169,8 @@ fn compile_select_in_frame(
     for (k, item) in s.projection.iter().enumerate() {
         match item {
             SelectItem::UnnamedExpr(e) => {
-                let (x, aff) = c.expr_aff(e)?;
+                let (x, aff, coll) = projection_item(c, e, proj_coll_ok)?;
+                proj_colls.push(coll);
                 affs.push(aff);
                 let plain_col = match (&x, e) {
                     (
@@ -1187,7 +1210,8 @@ fn compile_select_in_frame(
                 proj_ast.push(Some(e));
             }
             SelectItem::ExprWithAlias { expr, alias } => {
-                let (x, aff) = c.expr_aff(expr)?;
+                let (x, aff, coll) = projection_item(c, expr, proj_coll_ok)?;
+                proj_colls.push(coll);
                 affs.push(aff);
                 columns.push(alias.value.clone());
                 decls.push(decl_of(c, &x));
@@ -1222,6 +1246,8 @@ fn compile_select_in_frame(
                     if using.contains(&lname) && !seen_using.insert(lname) {
                         continue; // USING columns appear once
                     }
+                    check_wildcard_collation(col, proj_coll_ok)?;
+                    proj_colls.push(col.collation);
                     columns.push(col.name.clone());
                     decls.push(col.decl.clone());
                     affs.push(col.affinity);
@@ -1248,6 +1274,8 @@ fn compile_select_in_frame(
                         continue;
                     }
                     any = true;
+                    check_wildcard_collation(col, proj_coll_ok)?;
+                    proj_colls.push(col.collation);
                     columns.push(col.name.clone());
                     decls.push(col.decl.clone());
                     affs.push(col.affinity);
@@ -1323,6 +1351,7 @@ fn compile_select_in_frame(
     let mut order_keys = Vec::new();
     for (n, o) in order_by.iter().enumerate() {
         let (coll, oexpr) = super::compile::split_collate(&o.expr)?;
+        let mut declared = None;
         let key = if let Some(k) = integer_literal(oexpr) {
             if k < 1 || k as usize > projection.len() {
                 return Err(syntax(format!(
@@ -1335,9 +1364,16 @@ fn compile_select_in_frame(
         } else if let Some(i) = alias_position(oexpr, s) {
             OrderKey::Output(i)
         } else {
-            order_keys.push(c.expr(oexpr)?);
+            let (x, _, dc) = c.operand(oexpr)?;
+            declared = dc;
+            order_keys.push(x);
             OrderKey::Expr(order_keys.len() - 1)
         };
+        // Without an explicit COLLATE a term sorts by its column's declared collation.
+        let coll = coll.or(match key {
+            OrderKey::Output(i) => proj_colls.get(i).copied().flatten(),
+            OrderKey::Expr(_) => declared,
+        });
         // Sorting by a collation: the key is the collated value.
         let key = match (coll, key) {
             (None | Some(super::compile::Collation::Binary), k) => k,
@@ -2832,6 +2868,31 @@ fn run_select(
 /// Adds the columns of a compiled query read as a source (CTE, view, derived table,
 /// parenthesized join) to the current frame: each (table, name) in order, with the query's
 /// affinity and declared type for that position.
+/// A result column: a bare column keeps its declared collation where `coll_ok` allows it.
+fn projection_item(
+    c: &mut Compiler,
+    e: &AExpr,
+    coll_ok: bool,
+) -> Result<(SExpr, Option<DataType>, Option<super::compile::Collation>)> {
+    if coll_ok {
+        c.operand(e)
+    } else {
+        let (x, aff) = c.expr_aff(e)?;
+        Ok((x, aff, None))
+    }
+}
+
+fn check_wildcard_collation(col: &ColInfo, coll_ok: bool) -> Result<()> {
+    match col.collation {
+        Some(coll) if !coll_ok => Err(Error::unsupported(format!(
+            "column {} declared COLLATE {} in a DISTINCT, compound or nested SELECT",
+            col.name,
+            coll.name()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 fn push_query_columns(
     c: &mut Compiler,
     q: &Query,
@@ -2845,6 +2906,7 @@ fn push_query_columns(
             decl: q.decls.get(i).cloned().flatten(),
             hidden: false,
             alias_of: None,
+            collation: None,
         });
     }
 }
