@@ -699,7 +699,11 @@ pub fn declared_collations(e: &crate::catalog::EntityDef) -> Vec<Option<Collatio
         return none();
     };
     // Most tables declare no collation: skip parsing their text.
-    if !sql.to_ascii_lowercase().contains("collate") {
+    if !sql
+        .as_bytes()
+        .windows(7)
+        .any(|w| w.eq_ignore_ascii_case(b"collate"))
+    {
         return none();
     }
     let Ok(ast::Statement::CreateTable(ct)) = super::parse::parse_one(sql) else {
