@@ -45,11 +45,25 @@ SELECT p.id, t.tid FROM people p JOIN tags t ON t.name = p.name;
 SELECT p.id, t.tid FROM people p JOIN tags t ON t.label = p.raw;
 SELECT t.tid FROM tags t WHERE t.label = 'X';
 SELECT count(*) FROM people WHERE name = 'bob';
+SELECT id FROM people WHERE name IS NULL;
+SELECT id FROM people WHERE name IS NOT NULL AND code IS NOT NULL ORDER BY id;
+SELECT id FROM people WHERE name LIKE 'al%' ORDER BY id;
+SELECT id FROM people WHERE name NOT LIKE 'B%' ORDER BY id;
+SELECT id FROM people WHERE code LIKE 'ab' ORDER BY id;
+SELECT id FROM people WHERE 'ALICE' LIKE name ORDER BY id;
+SELECT p.id, t.tid FROM people p JOIN tags t USING (name) ORDER BY 1, 2;
+SELECT t.tid, p.id FROM tags t JOIN people p USING (name) ORDER BY 1, 2;
+SELECT id FROM people WHERE id IN (SELECT id FROM people WHERE name = 'ALICE') ORDER BY id;
 SELECT (SELECT count(*) FROM tags t WHERE t.name = p.name) FROM people p ORDER BY p.id;
 UPDATE people SET raw = 'hit' WHERE name = 'ALICE';
 SELECT id, raw FROM people ORDER BY id;
 DELETE FROM people WHERE code = 'cd';
 SELECT id FROM people ORDER BY id;
+INSERT INTO people (name, raw) VALUES ('dave', 'd1'), ('Dave', 'd2'), ('davey', 'd3');
+SELECT raw FROM people WHERE name = 'DAVE' ORDER BY raw;
+INSERT INTO tags (name, label) SELECT name, code FROM people WHERE name = 'alice';
+SELECT * FROM tags ORDER BY tid;
+SELECT tid FROM tags WHERE label = 'AB' ORDER BY tid;
 "#
     ));
 }
@@ -134,6 +148,9 @@ fn unimplemented_uses_fail_with_0a000() {
         "SELECT * FROM (SELECT * FROM people) WHERE name = 'ALICE'",
         "WITH c AS (SELECT name FROM people) SELECT * FROM c WHERE name = 'bob'",
         "SELECT upper(name) FROM people",
+        "SELECT coalesce(name, '') = 'ALICE' FROM people",
+        "UPDATE people SET raw = name",
+        "SELECT id FROM people WHERE (SELECT name FROM people LIMIT 1) = 'ALICE'",
         "SELECT name || 'x' = 'alicex' FROM people",
         "SELECT CASE name WHEN 'ALICE' THEN 1 END FROM people",
         "SELECT nullif(name, 'ALICE') FROM people",

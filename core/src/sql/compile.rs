@@ -545,8 +545,9 @@ impl<'a> Compiler<'a> {
                 }
             }
             AExpr::BinaryOp { left, op, right } => (self.binary(left, op, right)?, None),
-            AExpr::IsNull(x) => (SExpr::IsNull(Box::new(self.expr(x)?), false), None),
-            AExpr::IsNotNull(x) => (SExpr::IsNull(Box::new(self.expr(x)?), true), None),
+            // NULL tests and LIKE ignore collations: a collated column is fine under them.
+            AExpr::IsNull(x) => (SExpr::IsNull(Box::new(self.operand(x)?.0), false), None),
+            AExpr::IsNotNull(x) => (SExpr::IsNull(Box::new(self.operand(x)?.0), true), None),
             AExpr::IsDistinctFrom(a, b) => (self.compare(Op::IsNot, a, b)?, None),
             AExpr::IsNotDistinctFrom(a, b) => (self.compare(Op::Is, a, b)?, None),
             AExpr::IsTrue(x) | AExpr::IsNotTrue(x) | AExpr::IsFalse(x) | AExpr::IsNotFalse(x) => {
@@ -713,8 +714,8 @@ impl<'a> Compiler<'a> {
                 };
                 (
                     SExpr::Like {
-                        expr: Box::new(self.expr(expr)?),
-                        pattern: Box::new(self.expr(pattern)?),
+                        expr: Box::new(self.operand(expr)?.0),
+                        pattern: Box::new(self.operand(pattern)?.0),
                         escape,
                         negated: *negated,
                     },

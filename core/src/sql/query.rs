@@ -1067,8 +1067,8 @@ fn using_condition(
             SExpr::Col { up: 0, idx: ri },
             ra,
         );
-        // USING compares with the left column's declared collation, else the right's.
-        let coll = left[li].collation.or(c.frame().cols[ri].collation);
+        // USING compares as `left = right`: the left column's collation wins, even BINARY.
+        let coll = left[li].collation;
         let eq = SExpr::Bin(
             Op::Eq,
             Box::new(super::compile::collated(coll, a)),
