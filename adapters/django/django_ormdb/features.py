@@ -19,8 +19,10 @@ class DatabaseFeatures(SQLiteFeatures):
     def supports_atomic_references_rename(self):
         return True
 
-    # A column's declared collation (`name TEXT COLLATE NOCASE`, Django's db_collation) is
-    # refused by the engine (0A000); COLLATE in expressions works. Without test collations,
+    # A column's declared collation (`name TEXT COLLATE NOCASE`, Django's db_collation) works
+    # in the engine for comparisons and ORDER BY only: UNIQUE, GROUP BY, DISTINCT, min/max and
+    # indexes on such a column are refused (0A000), which Django's collation tests use.
+    # COLLATE in expressions works. Without test collations,
     # Django's collation tests skip themselves ("Language collations are not supported") and
     # its test models are created without a collation.
     test_collations = {"virtual": None}
@@ -41,7 +43,8 @@ class DatabaseFeatures(SQLiteFeatures):
 
 # reason -> test labels (module.Class.method) that cannot pass on ORMDB today.
 ORMDB_SKIPS: dict[str, set[str]] = {
-    "a column's declared collation (TEXT COLLATE NOCASE) is not supported by the engine": {
+    "a column's declared collation (TEXT COLLATE NOCASE) is not supported by the engine "
+    "beyond comparisons and ORDER BY": {
         "schema.tests.SchemaTests.test_ci_cs_db_collation",
     },
     "UPDATE sqlite_sequence (sequence reset) is not supported: row ids are allocated by "
