@@ -150,6 +150,8 @@ fn unimplemented_uses_fail_with_0a000() {
         "SELECT upper(name) FROM people",
         "SELECT coalesce(name, '') = 'ALICE' FROM people",
         "UPDATE people SET raw = name",
+        "DELETE FROM tags WHERE (SELECT name FROM people LIMIT 1) = 'ALICE'",
+        "UPDATE tags SET name = 'q' WHERE name IN (SELECT name FROM people)",
         "SELECT id FROM people WHERE (SELECT name FROM people LIMIT 1) = 'ALICE'",
         "SELECT name || 'x' = 'alicex' FROM people",
         "SELECT CASE name WHEN 'ALICE' THEN 1 END FROM people",

@@ -1158,7 +1158,8 @@ fn compile_select_in_frame(
     // A declared column collation travels with a result column into derived tables, views
     // and compound SELECTs, and DISTINCT deduplicates by it; only the statement's own plain
     // SELECT returns such a column (elsewhere resolve_column refuses it).
-    let proj_coll_ok = c.query_depth == 1 && !c.in_compound && !distinct;
+    // (One frame: not a subquery of an UPDATE/DELETE, whose table frame encloses it.)
+    let proj_coll_ok = c.query_depth == 1 && c.frames.len() == 1 && !c.in_compound && !distinct;
     let mut proj_colls: Vec<Option<super::compile::Collation>> = Vec::new();
     let mut projection = Vec::new();
     let mut columns = Vec::new();
