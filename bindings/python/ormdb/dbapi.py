@@ -396,8 +396,14 @@ class Connection:
             raise TypeError("detect_types must be an int")
         self._check_autocommit_value(autocommit)
         self._isolation_level = self._valid_isolation_level(isolation_level)
-        self._db, self._shared = _open_database(database, uri, durability)
-        self._native = self._db.connect()
+        if database.startswith(("tcp://", "ipc://")):
+            # A server URL: the same surface over `ormdb serve`; `timeout` bounds connecting
+            # and each request so a server that went away raises OperationalError.
+            self._db, self._shared = None, None
+            self._native = _ormdb.RemoteConnection.connect(database, float(timeout))
+        else:
+            self._db, self._shared = _open_database(database, uri, durability)
+            self._native = self._db.connect()
         self.database = database
         self.timeout = timeout
         self._detect_types = detect_types
@@ -688,7 +694,10 @@ def connect(
     durability: str = "full",
 ) -> Connection:
     """Opens a connection to the ORMDB database at ``database`` (a directory path, created if
-    missing), or to a fresh temporary database for ``":memory:"``. ``timeout`` and
+    missing), to a fresh temporary database for ``":memory:"``, or to an ``ormdb serve`` at a
+    ``tcp://host:port`` or ``ipc:///path`` URL (there ``timeout`` bounds connecting and each
+    request; Python callbacks, change streams and the nested graph fetch raise
+    NotSupportedError). Locally, ``timeout`` and
     ``cached_statements`` are accepted for sqlite3 compatibility: ORMDB never waits on locks
     (conflicting commits fail with OperationalError, SQLSTATE 40001) and caches statements on
     its own. ``durability`` is "full" (fsync before a commit returns) or "normal"."""

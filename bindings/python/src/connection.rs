@@ -236,7 +236,7 @@ impl NativeConnection {
     }
 }
 
-fn graph_json(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<String> {
+pub(crate) fn graph_json(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<String> {
     if let Ok(s) = obj.cast::<PyString>() {
         return s.extract::<String>();
     }

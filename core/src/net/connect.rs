@@ -7,7 +7,7 @@ use crate::api::{Database, Options};
 use crate::error::{Error, Result, SqlState};
 use crate::sql::{Params, Session, StatementResult};
 
-use super::client::Client;
+use super::client::{Client, ClientOptions};
 
 pub enum SqlConnection {
     Local(Box<Session>),
@@ -23,13 +23,18 @@ pub struct RemoteSql {
 /// Opens `target`: `tcp://host:port` or `ipc:///path` connect to a server, anything else is a
 /// database directory opened in process.
 pub fn connect(target: &str) -> Result<SqlConnection> {
+    connect_with(target, ClientOptions::default())
+}
+
+/// [`connect`] with the client's pool size and timeouts for a URL (ignored for a path).
+pub fn connect_with(target: &str, opts: ClientOptions) -> Result<SqlConnection> {
     if target.starts_with("tcp://") || target.starts_with("ipc://") {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .map_err(|e| super::io_error("starting the client runtime", e))?;
-        let client = rt.block_on(Client::connect(target))?;
+        let client = rt.block_on(Client::connect_with(target, opts))?;
         return Ok(SqlConnection::Remote(RemoteSql {
             rt,
             client,
@@ -72,6 +77,13 @@ fn tx_verb(sql: &str) -> Option<TxVerb> {
 }
 
 impl SqlConnection {
+    pub fn remote(&self) -> Option<&RemoteSql> {
+        match self {
+            SqlConnection::Remote(r) => Some(r),
+            SqlConnection::Local(_) => None,
+        }
+    }
+
     pub fn is_remote(&self) -> bool {
         matches!(self, SqlConnection::Remote(_))
     }
@@ -117,6 +129,19 @@ impl SqlConnection {
                 r.rt.block_on(r.client.sql_in(r.session, sql, params.clone()))
             }
         }
+    }
+}
+
+impl RemoteSql {
+    /// The connection pool, for requests outside any transaction session (graph fetch,
+    /// explain, metrics); run them with [`RemoteSql::block_on`].
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Waits for `f` on this connection's runtime (the client's sockets live there).
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
     }
 }
 
