@@ -1081,17 +1081,25 @@ fn is_bare_identifier(name: &str) -> bool {
     )
 }
 
-/// Rewrites the table an index's CREATE text is ON (RENAME TO), quoted as SQLite does.
-fn rename_index_table(sql: &str, old: &str, new: &str) -> String {
-    let dialect = SQLiteDialect {};
-    let Ok(toks) = Tokenizer::new(&dialect, sql).tokenize_with_location() else {
-        return sql.to_string();
-    };
-    let li = LineIndex::new(sql);
-    let toks: Vec<_> = toks
+/// The tokens of `sql` without whitespace, with the index that maps their positions to byte
+/// offsets; `None` when it does not tokenize.
+fn significant_tokens(
+    sql: &str,
+) -> Option<(Vec<sqlparser::tokenizer::TokenWithSpan>, LineIndex<'_>)> {
+    let toks = Tokenizer::new(&SQLiteDialect {}, sql)
+        .tokenize_with_location()
+        .ok()?
         .into_iter()
         .filter(|t| !matches!(t.token, Token::Whitespace(_)))
         .collect();
+    Some((toks, LineIndex::new(sql)))
+}
+
+/// Rewrites the table an index's CREATE text is ON (RENAME TO), quoted as SQLite does.
+fn rename_index_table(sql: &str, old: &str, new: &str) -> String {
+    let Some((toks, li)) = significant_tokens(sql) else {
+        return sql.to_string();
+    };
     for w in toks.windows(2) {
         if let (Token::Word(a), Token::Word(b)) = (&w[0].token, &w[1].token) {
             if a.keyword == sqlparser::keywords::Keyword::ON && b.value.eq_ignore_ascii_case(old) {
@@ -1421,15 +1429,9 @@ fn rename_first_name(sql: &str, new: &str) -> String {
 
 /// Rewrites `REFERENCES old` to the new table name.
 fn rename_references(sql: &str, old: &str, new: &str) -> String {
-    let dialect = SQLiteDialect {};
-    let Ok(toks) = Tokenizer::new(&dialect, sql).tokenize_with_location() else {
+    let Some((toks, li)) = significant_tokens(sql) else {
         return sql.to_string();
     };
-    let li = LineIndex::new(sql);
-    let toks: Vec<_> = toks
-        .into_iter()
-        .filter(|t| !matches!(t.token, Token::Whitespace(_)))
-        .collect();
     let mut out = String::new();
     let mut last = 0;
     for w in toks.windows(2) {

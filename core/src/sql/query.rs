@@ -223,23 +223,7 @@ pub fn push_ctes(c: &mut Compiler, with: &ast::With) -> Result<()> {
             continue;
         }
         let sub = compile_query(c, &cte.query)?;
-        let mut columns = sub.columns.clone();
-        if !cte.alias.columns.is_empty() {
-            if cte.alias.columns.len() != columns.len() {
-                return Err(syntax(format!(
-                    "table {} has {} values for {} columns",
-                    cte.alias.name.value,
-                    columns.len(),
-                    cte.alias.columns.len()
-                )));
-            }
-            columns = cte
-                .alias
-                .columns
-                .iter()
-                .map(|c| c.name.value.clone())
-                .collect();
-        }
+        let columns = cte_columns(cte, sub.columns.clone())?;
         let slot = c.cte_slots;
         c.cte_slots += 1;
         c.ctes.push(CteDef {
@@ -250,6 +234,28 @@ pub fn push_ctes(c: &mut Compiler, with: &ast::With) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// A CTE's column names: the ones in `name(a, b, ...)` when given (as many as the query's
+/// columns), else the query's own.
+fn cte_columns(cte: &ast::Cte, query_columns: Vec<String>) -> Result<Vec<String>> {
+    if cte.alias.columns.is_empty() {
+        return Ok(query_columns);
+    }
+    if cte.alias.columns.len() != query_columns.len() {
+        return Err(syntax(format!(
+            "table {} has {} values for {} columns",
+            cte.alias.name.value,
+            query_columns.len(),
+            cte.alias.columns.len()
+        )));
+    }
+    Ok(cte
+        .alias
+        .columns
+        .iter()
+        .map(|c| c.name.value.clone())
+        .collect())
 }
 
 /// Most rows a recursive CTE may produce without a LIMIT of its own.
@@ -282,22 +288,7 @@ fn compile_recursive_cte(c: &mut Compiler, cte: &ast::Cte) -> Result<CteDef> {
         other => return Err(Error::unsupported(format!("set quantifier {other}"))),
     };
     let (init, init_cols, decls, corr_init) = compile_set_expr(c, left)?;
-    let mut columns = init_cols;
-    if !cte.alias.columns.is_empty() {
-        if cte.alias.columns.len() != columns.len() {
-            return Err(syntax(format!(
-                "table {name} has {} values for {} columns",
-                columns.len(),
-                cte.alias.columns.len()
-            )));
-        }
-        columns = cte
-            .alias
-            .columns
-            .iter()
-            .map(|c| c.name.value.clone())
-            .collect();
-    }
+    let columns = cte_columns(cte, init_cols)?;
     let work_slot = c.cte_slots;
     let final_slot = c.cte_slots + 1;
     c.cte_slots += 2;
