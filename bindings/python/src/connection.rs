@@ -14,7 +14,6 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
 use ormdb::catalog::{RelationKind, Schema, SchemaBundle};
-use ormdb::sql::parse::split_statements;
 use ormdb::sql::{UserAggregate, UserFunction};
 use ormdb::{
     Aggregate, ChangeKind, ChangeSet, Database, Durability, GraphFetch, Mutation, Options, Session,
@@ -22,7 +21,7 @@ use ormdb::{
 };
 
 use crate::errors;
-use crate::values::{self, json_to_py, rows_to_py, Param};
+use crate::values::{self, json_to_py, ExecOut, Param};
 
 /// Why an engine call did not produce a value.
 enum Failure {
@@ -141,15 +140,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // the protected state is still consistent (a session or None).
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
-
-/// What `execute` hands to Python: (columns, decl types, rows, rows affected, last insert row id).
-type ExecOut<'py> = (
-    Bound<'py, PyList>,
-    Bound<'py, PyList>,
-    Bound<'py, PyList>,
-    u64,
-    i64,
-);
 
 impl NativeConnection {
     fn new(db: Database) -> NativeConnection {
@@ -276,29 +266,15 @@ impl NativeConnection {
         params: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<ExecOut<'py>> {
         let params = values::to_params(params)?;
-        if split_statements(sql).len() > 1 {
-            return Err(errors::programming(
-                "You can only execute one statement at a time.",
-            ));
-        }
+        values::one_statement(sql)?;
         let r = self.run(py, |s| s.execute(sql, &params))?;
-        let columns = PyList::new(py, &r.columns)?;
-        let decls = PyList::new(py, &r.decl_types)?;
-        let rows = rows_to_py(py, &r.rows)?;
-        Ok((columns, decls, rows, r.rows_affected, r.last_insert_rowid))
+        values::exec_out(py, &r, r.last_insert_rowid)
     }
 
     /// Runs one statement once per parameter set; returns the total rows affected.
     fn executemany(&self, py: Python<'_>, sql: &str, seq: &Bound<'_, PyAny>) -> PyResult<u64> {
-        if split_statements(sql).len() > 1 {
-            return Err(errors::programming(
-                "You can only execute one statement at a time.",
-            ));
-        }
-        let mut all = Vec::new();
-        for p in seq.try_iter()? {
-            all.push(values::to_params(Some(&p?))?);
-        }
+        values::one_statement(sql)?;
+        let all = values::params_seq(seq)?;
         self.run(py, |s| {
             let stmt = s.prepare(sql)?;
             let mut total = 0u64;

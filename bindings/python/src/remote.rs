@@ -9,14 +9,13 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use pyo3::prelude::*;
-use pyo3::types::PyList;
 
 use ormdb::net::{ClientOptions, SqlConnection};
 use ormdb::sql::parse::split_statements;
 use ormdb::{Aggregate, GraphFetch, Mutation, Params, SqlState, StatementResult};
 
 use crate::errors;
-use crate::values::{self, json_to_py, rows_to_py};
+use crate::values::{self, json_to_py, ExecOut};
 
 /// Counters sqlite3 exposes on the connection; the server does not keep them per client, so
 /// they are summed from the replies this connection received.
@@ -76,14 +75,6 @@ fn raise(e: ormdb::Error) -> PyErr {
 fn graph_text(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<String> {
     crate::connection::graph_json(obj, what)
 }
-
-type ExecOut<'py> = (
-    Bound<'py, PyList>,
-    Bound<'py, PyList>,
-    Bound<'py, PyList>,
-    u64,
-    i64,
-);
 
 impl RemoteConnection {
     /// Runs `f` on the connection without the GIL (network round trips can be slow).
@@ -163,29 +154,15 @@ impl RemoteConnection {
         params: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<ExecOut<'py>> {
         let params = values::to_params(params)?;
-        if split_statements(sql).len() > 1 {
-            return Err(errors::programming(
-                "You can only execute one statement at a time.",
-            ));
-        }
+        values::one_statement(sql)?;
         let r = self.run(py, |st| exec(st, sql, &params))?;
-        let columns = PyList::new(py, &r.columns)?;
-        let decls = PyList::new(py, &r.decl_types)?;
-        let rows = rows_to_py(py, &r.rows)?;
         let rowid = self.peek(py, |st| st.counters.last_insert_rowid)?;
-        Ok((columns, decls, rows, r.rows_affected, rowid))
+        values::exec_out(py, &r, rowid)
     }
 
     fn executemany(&self, py: Python<'_>, sql: &str, seq: &Bound<'_, PyAny>) -> PyResult<u64> {
-        if split_statements(sql).len() > 1 {
-            return Err(errors::programming(
-                "You can only execute one statement at a time.",
-            ));
-        }
-        let mut all = Vec::new();
-        for p in seq.try_iter()? {
-            all.push(values::to_params(Some(&p?))?);
-        }
+        values::one_statement(sql)?;
+        let all = values::params_seq(seq)?;
         self.run(py, |st| {
             let mut total = 0u64;
             for p in &all {

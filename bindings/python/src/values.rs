@@ -248,3 +248,42 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
         .collect()
 }
+
+/// What `execute` hands to Python: (columns, decl types, rows, rows affected, last insert row id).
+pub type ExecOut<'py> = (
+    Bound<'py, PyList>,
+    Bound<'py, PyList>,
+    Bound<'py, PyList>,
+    u64,
+    i64,
+);
+
+/// A statement's result as [`ExecOut`], with the last insert row id to report.
+pub fn exec_out<'py>(
+    py: Python<'py>,
+    r: &ormdb::StatementResult,
+    last_insert_rowid: i64,
+) -> PyResult<ExecOut<'py>> {
+    Ok((
+        PyList::new(py, &r.columns)?,
+        PyList::new(py, &r.decl_types)?,
+        rows_to_py(py, &r.rows)?,
+        r.rows_affected,
+        last_insert_rowid,
+    ))
+}
+
+/// sqlite3 runs one statement per `execute` / `executemany`; more is a ProgrammingError.
+pub fn one_statement(sql: &str) -> PyResult<()> {
+    if ormdb::sql::parse::split_statements(sql).len() > 1 {
+        return Err(errors::programming(
+            "You can only execute one statement at a time.",
+        ));
+    }
+    Ok(())
+}
+
+/// The parameter sets of `executemany`, all converted before any statement runs.
+pub fn params_seq(seq: &Bound<'_, PyAny>) -> PyResult<Vec<Params>> {
+    seq.try_iter()?.map(|p| to_params(Some(&p?))).collect()
+}
