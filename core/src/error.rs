@@ -58,6 +58,39 @@ pub enum SqlState {
 }
 
 impl SqlState {
+    /// Every state, for mapping codes back.
+    pub const ALL: &'static [SqlState] = &[
+        SqlState::UniqueViolation,
+        SqlState::ForeignKeyViolation,
+        SqlState::NotNullViolation,
+        SqlState::CheckViolation,
+        SqlState::SerializationFailure,
+        SqlState::VersionMismatch,
+        SqlState::SnapshotTooOld,
+        SqlState::UndefinedTable,
+        SqlState::UndefinedColumn,
+        SqlState::DuplicateObject,
+        SqlState::SyntaxError,
+        SqlState::DatatypeMismatch,
+        SqlState::ValueTooLong,
+        SqlState::InvalidParameter,
+        SqlState::LimitExceeded,
+        SqlState::InsufficientPrivilege,
+        SqlState::FeatureNotSupported,
+        SqlState::InvalidTransactionState,
+        SqlState::ConnectionDoesNotExist,
+        SqlState::ObjectInUse,
+        SqlState::ProtocolViolation,
+        SqlState::DataCorrupted,
+        SqlState::IoError,
+        SqlState::Internal,
+    ];
+
+    /// The state with this five-character code, if any.
+    pub fn from_code(code: &str) -> Option<SqlState> {
+        SqlState::ALL.iter().copied().find(|s| s.code() == code)
+    }
+
     pub fn code(self) -> &'static str {
         match self {
             SqlState::UniqueViolation => "23505",

@@ -31,39 +31,10 @@ pub const DEFAULT_MAX_REQUEST: usize = 64 << 20;
 /// result does not have to fit in a single message on both sides.
 pub const DEFAULT_REPLY_CHUNK: usize = 16 << 20;
 
-/// The SQLSTATE named by a five-character code carried in an error reply.
+/// The SQLSTATE named by a five-character code carried in an error reply (XX000 for a code
+/// this build does not know).
 pub fn state_from_code(code: &str) -> SqlState {
-    use SqlState::*;
-    const ALL: &[SqlState] = &[
-        UniqueViolation,
-        ForeignKeyViolation,
-        NotNullViolation,
-        CheckViolation,
-        SerializationFailure,
-        VersionMismatch,
-        SnapshotTooOld,
-        UndefinedTable,
-        UndefinedColumn,
-        DuplicateObject,
-        SyntaxError,
-        DatatypeMismatch,
-        ValueTooLong,
-        InvalidParameter,
-        LimitExceeded,
-        InsufficientPrivilege,
-        FeatureNotSupported,
-        InvalidTransactionState,
-        ConnectionDoesNotExist,
-        ObjectInUse,
-        ProtocolViolation,
-        DataCorrupted,
-        IoError,
-        Internal,
-    ];
-    ALL.iter()
-        .copied()
-        .find(|s| s.code() == code)
-        .unwrap_or(Internal)
+    SqlState::from_code(code).unwrap_or(SqlState::Internal)
 }
 
 pub(crate) fn io_error(what: &str, e: impl std::fmt::Display) -> Error {
