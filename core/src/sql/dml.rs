@@ -185,6 +185,9 @@ fn write_target<'s>(
 }
 
 pub fn insert(c: &mut Compiler, ins: &ast::Insert, ctx: &mut Ctx) -> Result<WriteOutcome> {
+    if super::sequence::insert_targets_sequence(ins) {
+        return super::sequence::insert(c, ins, ctx);
+    }
     if ins.ignore
         || ins.overwrite
         || ins.partitioned.is_some()
@@ -574,7 +577,7 @@ fn insert_one(
             .is_some_and(|a| row[a as usize].as_ref().is_none_or(Value::is_null));
         if e.autoincrement && auto_id && !matches!(conflict, Conflict::Abort | Conflict::Replace) {
             let txn = ctx.tx.engine_txn();
-            let id = txn.core().clone().alloc_row_id(e.id)?;
+            let (id, _) = txn.alloc_row_id(e.id, true)?;
             txn.note_sequence(e.id, id);
         }
         match conflict {
@@ -760,6 +763,10 @@ pub fn update(c: &mut Compiler, u: &ast::Update, ctx: &mut Ctx) -> Result<WriteO
         None | Some(SqliteOnConflict::Abort) => {}
         Some(other) => return Err(Error::unsupported(format!("UPDATE OR {other}"))),
     }
+    if matches!(&u.table.relation, ast::TableFactor::Table { name, .. } if super::sequence::is_sequence_table(name))
+    {
+        return super::sequence::update(c, u, ctx);
+    }
     let (name, alias) = match &u.table.relation {
         ast::TableFactor::Table { name, alias, .. } => (
             super::temp::resolve(c.temp, &ctx.tx.schema().clone(), name)?,
@@ -845,6 +852,10 @@ pub fn delete(c: &mut Compiler, d: &ast::Delete, ctx: &mut Ctx) -> Result<WriteO
             _ => return Err(Error::unsupported("DELETE from several tables")),
         },
     };
+    if matches!(&twj.relation, ast::TableFactor::Table { name, .. } if super::sequence::is_sequence_table(name))
+    {
+        return super::sequence::delete(c, d, ctx);
+    }
     let (name, alias) = match &twj.relation {
         ast::TableFactor::Table { name, alias, .. } => (
             super::temp::resolve(c.temp, &ctx.tx.schema().clone(), name)?,

@@ -137,6 +137,8 @@ pub enum SourceKind {
     SchemaTable {
         temp: Option<super::temp::TempNames>,
     },
+    /// sqlite_sequence.
+    SequenceTable,
     Query(Rc<Query>),
     Cte {
         slot: usize,
@@ -681,6 +683,28 @@ fn compile_factor(c: &mut Compiler, f: &TableFactor, join: JoinKind) -> Result<S
             }
             if !index_directives.is_empty() {
                 return Err(Error::unsupported("INDEXED BY / NOT INDEXED"));
+            }
+            if super::sequence::is_sequence_table(name)
+                && !c
+                    .ctes
+                    .iter()
+                    .any(|d| d.name.eq_ignore_ascii_case("sqlite_sequence"))
+            {
+                if alias.as_ref().is_some_and(|a| !a.columns.is_empty()) {
+                    return Err(Error::unsupported("column aliases on a table"));
+                }
+                let shown = alias
+                    .as_ref()
+                    .map_or("sqlite_sequence".to_string(), |a| a.name.value.clone());
+                c.frame().cols.extend(super::sequence::column_infos(&shown));
+                return Ok(Source {
+                    kind: SourceKind::SequenceTable,
+                    offset,
+                    width: super::sequence::COLUMNS.len(),
+                    join,
+                    on: None,
+                    access: Access::Scan,
+                });
             }
             let (qual, tname) = super::temp::split(name)?;
             if let Some(a) = alias {
@@ -2045,6 +2069,7 @@ fn source_rows(src: &Source, ctx: &mut Ctx, env: &Env) -> Result<Rc<Vec<Vec<Valu
                 temp.as_ref(),
             )))
         }
+        SourceKind::SequenceTable => Ok(Rc::new(super::sequence::rows(ctx)?)),
         SourceKind::Query(q) => Ok(Rc::new(run_query(q, ctx, env.parent)?.rows)),
         SourceKind::Cte { slot, query } => {
             if let Some(r) = ctx.cte_results.get(slot) {
