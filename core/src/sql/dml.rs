@@ -272,9 +272,11 @@ pub fn insert(c: &mut Compiler, ins: &ast::Insert, ctx: &mut Ctx) -> Result<Writ
                 t.sort_unstable();
                 let matches_pk = t.len() == 1 && e.rowid_alias == Some(t[0]);
                 let matches_ix = e.indexes.iter().any(|ix| {
-                    let mut f = ix.fields.clone();
-                    f.sort_unstable();
-                    ix.unique && f == t
+                    ix.unique
+                        && ix.column_fields().is_some_and(|mut f| {
+                            f.sort_unstable();
+                            f == t
+                        })
                 });
                 if !matches_pk && !matches_ix {
                     return Err(syntax(
@@ -490,7 +492,8 @@ fn conflicting_rows(
         if ix.is_keyed() {
             // Expression and partial indexes are never a conflict target (SQLite would need
             // the target's WHERE), but OR IGNORE / OR REPLACE / a bare DO NOTHING see them.
-            if target.is_some() {
+            // A collated UNIQUE / PRIMARY KEY is one when the target names its columns.
+            if target.is_some() && !ix.column_fields().is_some_and(|f| target_is(&f)) {
                 continue;
             }
             let Some(key) = ix.entry_values(e, vals)? else {
