@@ -300,3 +300,58 @@ fn sqlite_sequence_survives_reopen() {
     assert_eq!(r.rows, vec![vec![Value::from("t"), Value::Integer(40)]]);
     assert_eq!(one_id(&mut s, "INSERT INTO t (v) VALUES ('3')"), 41);
 }
+
+#[test]
+fn row_values() {
+    let mut d = sqldiff::Diff::new();
+    d.script(r#"
+CREATE TABLE t (id INTEGER PRIMARY KEY, a INT, b TEXT, c REAL);
+INSERT INTO t (a, b, c) VALUES (1, 'x', 1.5), (1, 'y', 2.0), (2, 'x', NULL), (2, NULL, 3.0), (NULL, 'z', 4.0), (3, '10', 10.0);
+CREATE TABLE k (p INT, q TEXT);
+INSERT INTO k VALUES (1, 'x'), (2, NULL), (3, 10), (NULL, 'z');
+SELECT id FROM t WHERE (a, b) = (1, 'y');
+SELECT id FROM t WHERE (a, b) <> (1, 'y') ORDER BY id;
+SELECT id, (a, b) = (2, 'x'), (a, b) != (2, 'x') FROM t ORDER BY id;
+SELECT id, (a, b) < (2, 'x'), (a, b) <= (2, 'x'), (a, b) > (1, 'x'), (a, b) >= (1, 'y') FROM t ORDER BY id;
+SELECT id, (a, b, c) < (2, 'x', 0) FROM t ORDER BY id;
+SELECT id, (a, b) IS (2, NULL), (a, b) IS NOT (2, NULL) FROM t ORDER BY id;
+SELECT id FROM t WHERE ((a, b)) = ((1, 'x'));
+SELECT id, (a, b) IN ((1, 'x'), (2, 'x')), (a, b) NOT IN ((1, 'x'), (2, 'x')) FROM t ORDER BY id;
+SELECT id, (a, b) IN (VALUES (1, 'x'), (2, 'x')) FROM t ORDER BY id;
+SELECT id, (a, b) NOT IN (VALUES (1, 'x'), (2, NULL)) FROM t ORDER BY id;
+SELECT id, (a, b) IN (SELECT p, q FROM k) FROM t ORDER BY id;
+SELECT id, (a, b) NOT IN (SELECT p, q FROM k) FROM t ORDER BY id;
+SELECT id FROM t WHERE (a, b) IN (SELECT p, q FROM k WHERE p > 1) ORDER BY id;
+SELECT id, (a, b) IN (SELECT p, q FROM k WHERE 0) FROM t ORDER BY id;
+SELECT id FROM t WHERE (b, a) IN (SELECT q, p FROM k) ORDER BY id;
+SELECT id FROM t t1 WHERE (a, c) IN (SELECT a, max(c) FROM t t2 GROUP BY a) ORDER BY id;
+SELECT id FROM t WHERE (a, b) > (1, 'x') AND (a, b) < (3, '') ORDER BY a, b;
+UPDATE t SET c = 0 WHERE (a, b) IN (VALUES (1, 'y'), (3, '10'));
+SELECT id, c FROM t ORDER BY id;
+DELETE FROM t WHERE (a, b) = (2, 'x');
+SELECT count(*) FROM t;
+SELECT (1, 2) = (1, 2, 3);
+SELECT (1, 2);
+SELECT (1, 2) IN (SELECT 1);
+SELECT (1, 2) + 1;
+"#);
+    for params in [
+        vec![Value::Integer(1), Value::from("y")],
+        vec![Value::from("2"), Value::from("x")],
+        vec![Value::Null, Value::from("z")],
+    ] {
+        d.check(
+            "SELECT id FROM t WHERE (a, b) = (?, ?) ORDER BY id",
+            &params,
+        );
+        d.check(
+            "SELECT id FROM t WHERE (a, b) >= (?, ?) ORDER BY id",
+            &params,
+        );
+        d.check(
+            "SELECT id FROM t WHERE (a, b) IN (VALUES (?, ?), (3, '10')) ORDER BY id",
+            &params,
+        );
+    }
+    d.assert_clean();
+}
