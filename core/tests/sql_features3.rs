@@ -355,3 +355,45 @@ SELECT (1, 2) + 1;
     }
     d.assert_clean();
 }
+
+#[test]
+fn right_and_full_joins_with_using_and_natural() {
+    run(r#"
+CREATE TABLE a (id INT, x TEXT, k TEXT);
+CREATE TABLE b (id INT, y TEXT, k TEXT);
+CREATE TABLE c (id INT, z TEXT);
+INSERT INTO a VALUES (1, 'a1', 'p'), (2, 'a2', 'q'), (NULL, 'an', 'r');
+INSERT INTO b VALUES (2, 'b2', 'q'), (3, 'b3', 's'), (NULL, 'bn', 'r');
+INSERT INTO c VALUES (3, 'c3'), (4, 'c4');
+SELECT * FROM a RIGHT JOIN b USING (id) ORDER BY y;
+SELECT * FROM a FULL JOIN b USING (id) ORDER BY x, y;
+SELECT id, a.id, b.id FROM a FULL OUTER JOIN b USING (id) ORDER BY x, y;
+SELECT * FROM a NATURAL FULL JOIN b ORDER BY x, y;
+SELECT * FROM a NATURAL RIGHT JOIN b ORDER BY y;
+SELECT id, k FROM a FULL JOIN b USING (id, k) ORDER BY id, k;
+SELECT id FROM a FULL JOIN b USING (id) WHERE id > 1 ORDER BY id;
+SELECT id, count(*) FROM a FULL JOIN b USING (id) GROUP BY id ORDER BY id DESC;
+SELECT a.x, b.y, c.z FROM a FULL JOIN b USING (id) LEFT JOIN c ON c.id = b.id ORDER BY 1, 2, 3;
+SELECT id, x, z FROM a RIGHT JOIN c USING (id) ORDER BY id;
+SELECT (SELECT count(*) FROM c WHERE c.id = id) FROM a FULL JOIN b USING (id) ORDER BY x, y;
+SELECT t.id FROM (SELECT * FROM a FULL JOIN b USING (id)) t ORDER BY 1;
+"#);
+}
+
+/// A second join on a column a RIGHT / FULL JOIN USING already shares would have to compare
+/// with coalesce(left, right): refused rather than compared with the left column.
+#[test]
+fn chained_using_after_full_join_is_refused() {
+    let db = Database::temporary().expect("db");
+    let mut s = db.connect().sql();
+    s.execute_batch("CREATE TABLE a (id INT); CREATE TABLE b (id INT); CREATE TABLE c (id INT);")
+        .expect("setup");
+    for sql in [
+        "SELECT * FROM a FULL JOIN b USING (id) FULL JOIN c USING (id)",
+        "SELECT * FROM a FULL JOIN b USING (id) JOIN c USING (id)",
+        "SELECT * FROM a JOIN b USING (id) RIGHT JOIN c USING (id)",
+    ] {
+        let err = s.execute(sql, &Params::None).expect_err(sql);
+        assert_eq!(err.state, SqlState::FeatureNotSupported, "{sql}: {err}");
+    }
+}

@@ -235,7 +235,9 @@ pub struct Frame {
     /// Set when an expression in this frame refers to an enclosing frame.
     pub correlated: bool,
     /// USING/NATURAL join columns that unqualified names prefer (left side).
-    pub using_cols: Vec<(String, usize)>,
+    /// With the right column too for a RIGHT / FULL JOIN: the name then means
+    /// coalesce(left, right).
+    pub using_cols: Vec<(String, usize, Option<usize>)>,
 }
 
 /// A named common table expression visible while compiling.
@@ -415,13 +417,15 @@ impl<'a> Compiler<'a> {
     ) -> Result<(SExpr, Option<DataType>)> {
         for (d, frame) in self.frames.iter().rev().enumerate() {
             let mut found: Option<usize> = None;
+            let mut coalesce_with: Option<usize> = None;
             if table.is_none() {
-                if let Some((_, i)) = frame
+                if let Some((_, i, r)) = frame
                     .using_cols
                     .iter()
-                    .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                    .find(|(n, _, _)| n.eq_ignore_ascii_case(name))
                 {
                     found = Some(*i);
+                    coalesce_with = *r;
                 }
             }
             if found.is_none() {
@@ -491,6 +495,15 @@ impl<'a> Compiler<'a> {
                     for f in &mut self.frames[n - d..n] {
                         f.correlated = true;
                     }
+                }
+                if let Some(r) = coalesce_with {
+                    return Ok((
+                        SExpr::Func(
+                            "coalesce".into(),
+                            vec![SExpr::Col { up: d, idx: i }, SExpr::Col { up: d, idx: r }],
+                        ),
+                        aff,
+                    ));
                 }
                 return Ok((SExpr::Col { up: d, idx: i }, aff));
             }
