@@ -1140,7 +1140,6 @@ fn compile_select(
         || !s.cluster_by.is_empty()
         || !s.distribute_by.is_empty()
         || !s.sort_by.is_empty()
-        || !s.named_window.is_empty()
         || s.qualify.is_some()
         || s.value_table_mode.is_some()
         || s.exclude.is_some()
@@ -1152,9 +1151,27 @@ fn compile_select(
         Some(ast::Distinct::Distinct) => true,
         Some(ast::Distinct::On(_)) => return Err(Error::unsupported("DISTINCT ON")),
     };
+    // WINDOW w AS (...): each definition may name an earlier one as its base.
+    let mut windows: Vec<(String, ast::WindowSpec)> = Vec::new();
+    for ast::NamedWindowDefinition(name, def) in &s.named_window {
+        let saved = std::mem::replace(&mut c.named_windows, windows);
+        let spec = match def {
+            ast::NamedWindowExpr::WindowSpec(w) => c.resolve_window(w),
+            ast::NamedWindowExpr::NamedWindow(base) => c.resolve_window(&ast::WindowSpec {
+                window_name: Some(base.clone()),
+                partition_by: Vec::new(),
+                order_by: Vec::new(),
+                window_frame: None,
+            }),
+        };
+        windows = std::mem::replace(&mut c.named_windows, saved);
+        windows.push((name.value.clone(), spec?));
+    }
+    let outer_windows = std::mem::replace(&mut c.named_windows, windows);
     c.frames.push(Frame::default());
     let res = compile_select_in_frame(c, s, order_by, distinct);
     let frame = c.frames.pop().unwrap_or_default();
+    c.named_windows = outer_windows;
     let (mut plan, cols, decls, order) = res?;
     plan.aggs = frame.aggs;
     plan.aggregate = plan.aggregate || !plan.aggs.is_empty();
