@@ -279,6 +279,9 @@ pub struct Compiler<'a> {
     /// The WINDOW clause of the SELECT being compiled: name -> its definition, each already
     /// merged with the window it names as its base.
     pub named_windows: Vec<(String, ast::WindowSpec)>,
+    /// Set while compiling the query of a derived table, CTE or view: its result columns keep
+    /// a declared column collation, which the reading query then honours like a table's.
+    pub from_source: bool,
 }
 
 fn syntax(msg: impl Into<String>) -> Error {
@@ -397,6 +400,7 @@ impl<'a> Compiler<'a> {
             query_depth: 0,
             in_compound: false,
             named_windows: Vec::new(),
+            from_source: false,
         }
     }
 

@@ -105,6 +105,9 @@ pub struct SelectPlan {
     pub affinities: Vec<Option<DataType>>,
     /// Window function calls; their results follow the FROM columns and aggregates.
     pub windows: Vec<super::compile::WindowCall>,
+    /// The declared collation each result column carries (derived tables, CTEs and views
+    /// pass it on to the reading query).
+    pub collations: Vec<Option<super::compile::Collation>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,6 +196,7 @@ pub fn compile_query(c: &mut Compiler, q: &ast::Query) -> Result<Query> {
         return Err(Error::unsupported("query pipe operators/settings"));
     }
     let ctes_before = c.ctes.len();
+    let from_source = std::mem::take(&mut c.from_source);
     c.query_depth += 1;
     if let Some(with) = &q.with {
         if let Err(e) = push_ctes(c, with) {
@@ -201,7 +205,9 @@ pub fn compile_query(c: &mut Compiler, q: &ast::Query) -> Result<Query> {
             return Err(e);
         }
     }
+    c.from_source = from_source;
     let res = compile_query_body(c, q);
+    c.from_source = false;
     c.query_depth -= 1;
     c.ctes.truncate(ctes_before);
     res
@@ -224,6 +230,7 @@ pub fn push_ctes(c: &mut Compiler, with: &ast::With) -> Result<()> {
             c.ctes.push(def);
             continue;
         }
+        c.from_source = true;
         let sub = compile_query(c, &cte.query)?;
         let columns = cte_columns(cte, sub.columns.clone())?;
         let slot = c.cte_slots;
@@ -860,6 +867,7 @@ fn compile_factor(c: &mut Compiler, f: &TableFactor, join: JoinKind) -> Result<S
             if *lateral {
                 return Err(Error::unsupported("LATERAL"));
             }
+            c.from_source = true;
             let q = compile_query(c, subquery)?;
             let shown = alias.as_ref().map(|a| a.name.value.clone());
             let mut names = q.columns.clone();
@@ -1169,7 +1177,8 @@ fn compile_select(
     }
     let outer_windows = std::mem::replace(&mut c.named_windows, windows);
     c.frames.push(Frame::default());
-    let res = compile_select_in_frame(c, s, order_by, distinct);
+    let from_source = std::mem::take(&mut c.from_source);
+    let res = compile_select_in_frame(c, s, order_by, distinct, from_source);
     let frame = c.frames.pop().unwrap_or_default();
     c.named_windows = outer_windows;
     let (mut plan, cols, decls, order) = res?;
@@ -1193,6 +1202,7 @@ fn compile_select_in_frame(
     s: &ast::Select,
     order_by: &[&ast::OrderByExpr],
     distinct: bool,
+    from_source: bool,
 ) -> Result<SelectParts> {
     let mut sources = compile_from(c, &s.from)?;
     let width = c.frame().cols.len();
@@ -1207,7 +1217,8 @@ fn compile_select_in_frame(
     // and compound SELECTs, and DISTINCT deduplicates by it; only the statement's own plain
     // SELECT returns such a column (elsewhere resolve_column refuses it).
     // (One frame: not a subquery of an UPDATE/DELETE, whose table frame encloses it.)
-    let proj_coll_ok = c.query_depth == 1 && c.frames.len() == 1 && !c.in_compound && !distinct;
+    let proj_coll_ok =
+        (from_source || (c.query_depth == 1 && c.frames.len() == 1)) && !c.in_compound && !distinct;
     let mut proj_colls: Vec<Option<super::compile::Collation>> = Vec::new();
     let mut projection = Vec::new();
     let mut columns = Vec::new();
@@ -1497,6 +1508,7 @@ fn compile_select_in_frame(
             order_keys,
             affinities: affs,
             windows: Vec::new(),
+            collations: proj_colls,
         },
         columns,
         decls,
@@ -2968,7 +2980,10 @@ fn push_query_columns(
             decl: q.decls.get(i).cloned().flatten(),
             hidden: false,
             alias_of: None,
-            collation: None,
+            collation: match &q.body {
+                Body::Select(p) => p.collations.get(i).copied().flatten(),
+                _ => None,
+            },
         });
     }
 }
