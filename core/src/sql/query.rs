@@ -2980,8 +2980,14 @@ fn push_query_columns(
             decl: q.decls.get(i).cloned().flatten(),
             hidden: false,
             alias_of: None,
+            // BINARY is what a column without a declared collation has anyway.
             collation: match &q.body {
-                Body::Select(p) => p.collations.get(i).copied().flatten(),
+                Body::Select(p) => p
+                    .collations
+                    .get(i)
+                    .copied()
+                    .flatten()
+                    .filter(|k| *k != super::compile::Collation::Binary),
                 _ => None,
             },
         });
