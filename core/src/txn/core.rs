@@ -554,7 +554,7 @@ impl DbCore {
     pub fn peek_row_id(&self, table_id: u32) -> Result<i64> {
         let ids = self.row_ids.lock();
         match ids.get(&table_id) {
-            Some(n) => Ok(*n),
+            Some(a) => Ok(a.next),
             None => {
                 drop(ids);
                 Ok(self
