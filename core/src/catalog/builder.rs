@@ -58,6 +58,7 @@ impl FieldDef {
             decl_type: ty.name().to_string(),
             nullable: true,
             default: None,
+            generated: None,
         }
     }
     pub fn not_null(mut self) -> Self {
@@ -317,6 +318,46 @@ pub fn resolve_fk(e: &EntityDef, spec: &ForeignKeySpec, n: usize) -> Result<Fore
     })
 }
 
+/// Resolves the column names in generated-column expressions to positions and checks
+/// SQLite's rules: no DEFAULT, at least one ordinary column, no loop between them.
+fn resolve_generated(e: &mut EntityDef) -> Result<()> {
+    if !e.has_generated() {
+        return Ok(());
+    }
+    if e.fields.iter().all(|f| f.generated.is_some()) {
+        return Err(Error::new(
+            SqlState::SyntaxError,
+            format!(
+                "table {} must have at least one non-generated column",
+                e.name
+            ),
+        ));
+    }
+    let names: Vec<String> = e.fields.iter().map(|f| f.name.clone()).collect();
+    let count = names.len();
+    let lookup = |n: &str| {
+        names
+            .iter()
+            .position(|f| f.eq_ignore_ascii_case(n))
+            .map(|i| i as u32)
+    };
+    for f in &mut e.fields {
+        let Some(g) = &mut f.generated else {
+            continue;
+        };
+        if f.default.is_some() {
+            return Err(Error::new(
+                SqlState::SyntaxError,
+                "cannot use DEFAULT on a generated column",
+            ));
+        }
+        g.expr.resolve(&lookup)?;
+        g.expr.validate(count)?;
+    }
+    e.generated_order()?;
+    Ok(())
+}
+
 /// Validates a spec and turns it into a stored entity, allocating ids from `bundle`.
 pub fn resolve_entity(bundle: &mut SchemaBundle, spec: &EntitySpec) -> Result<EntityDef> {
     check_name("table", &spec.name)?;
@@ -390,8 +431,18 @@ pub fn resolve_entity(bundle: &mut SchemaBundle, spec: &EntitySpec) -> Result<En
             x.validate(0)?;
         }
     }
+    resolve_generated(&mut e)?;
     if !spec.primary_key.is_empty() {
         e.primary_key = resolve_fields(&e, &spec.primary_key, "primary key")?;
+        if e.primary_key
+            .iter()
+            .any(|&f| e.fields[f as usize].generated.is_some())
+        {
+            return Err(Error::new(
+                SqlState::SyntaxError,
+                "generated columns cannot be part of the PRIMARY KEY",
+            ));
+        }
         let single = e.primary_key.len() == 1;
         let f0 = &e.fields[e.primary_key[0] as usize];
         if single && f0.ty == DataType::Integer && f0.decl_type.eq_ignore_ascii_case("INTEGER") {

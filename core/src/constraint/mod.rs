@@ -10,33 +10,25 @@ use crate::storage::keys;
 use crate::txn::Txn;
 use crate::value::Value;
 
-/// Applies field types to a full row and checks NOT NULL and CHECK constraints.
+/// Applies field types to a full row, computes its generated columns and checks NOT NULL and
+/// CHECK constraints.
 pub fn prepare_row(e: &EntityDef, values: &mut [Value], max_row_bytes: usize) -> Result<()> {
     let mut size = 0usize;
     for (i, f) in e.fields.iter().enumerate() {
-        let v = std::mem::replace(&mut values[i], Value::Null);
-        let v = if e.strict {
-            f.ty.coerce_strict(v).map_err(|v| {
-                Error::new(
-                    SqlState::DatatypeMismatch,
-                    format!(
-                        "cannot store {} value {} in {}.{} ({})",
-                        v.type_name().to_uppercase(),
-                        truncate_display(&v),
-                        e.name,
-                        f.name,
-                        f.ty.name()
-                    ),
-                )
-            })?
-        } else {
-            f.ty.apply_affinity(v)
-        };
-        if v.is_null() && !f.nullable {
-            return Err(Error::not_null(&e.name, &f.name));
+        if f.generated.is_some() {
+            continue;
         }
-        size += v.size() + 2;
-        values[i] = v;
+        size += fit_field(e, i, values)?;
+    }
+    if e.has_generated() {
+        // SQLite computes generated columns from the row after the affinity of the other
+        // columns is applied, then applies the generated column's own affinity.
+        for i in e.generated_order()? {
+            if let Some(g) = &e.fields[i].generated {
+                values[i] = g.expr.eval(values)?;
+            }
+            size += fit_field(e, i, values)?;
+        }
     }
     if size > max_row_bytes {
         return Err(Error::new(
@@ -56,6 +48,35 @@ pub fn prepare_row(e: &EntityDef, values: &mut [Value], max_row_bytes: usize) ->
         }
     }
     Ok(())
+}
+
+/// Applies field `i`'s type to its value and checks NOT NULL; returns the value's size.
+fn fit_field(e: &EntityDef, i: usize, values: &mut [Value]) -> Result<usize> {
+    let f = &e.fields[i];
+    let v = std::mem::replace(&mut values[i], Value::Null);
+    let v = if e.strict {
+        f.ty.coerce_strict(v).map_err(|v| {
+            Error::new(
+                SqlState::DatatypeMismatch,
+                format!(
+                    "cannot store {} value {} in {}.{} ({})",
+                    v.type_name().to_uppercase(),
+                    truncate_display(&v),
+                    e.name,
+                    f.name,
+                    f.ty.name()
+                ),
+            )
+        })?
+    } else {
+        f.ty.apply_affinity(v)
+    };
+    if v.is_null() && !f.nullable {
+        return Err(Error::not_null(&e.name, &f.name));
+    }
+    let size = v.size() + 2;
+    values[i] = v;
+    Ok(size)
 }
 
 fn truncate_display(v: &Value) -> String {

@@ -88,6 +88,17 @@ fn entity_pos(schema: &Schema, name: &str) -> Result<usize> {
         .ok_or_else(|| Error::unknown_entity(name))
 }
 
+/// A generated column's value is computed from the row, never written (SQLite's message).
+fn refuse_generated(e: &EntityDef, i: usize, what: &str) -> Result<()> {
+    if e.fields[i].generated.is_some() {
+        return Err(Error::new(
+            SqlState::SyntaxError,
+            format!("cannot {what} generated column \"{}\"", e.fields[i].name),
+        ));
+    }
+    Ok(())
+}
+
 /// Inserts a row given by field name. Fields not given take their defaults; an identity field
 /// (`INTEGER PRIMARY KEY`) not given is assigned.
 pub fn insert(
@@ -102,6 +113,7 @@ pub fn insert(
     let mut row: Vec<Option<Value>> = vec![None; e.fields.len()];
     for (name, v) in values {
         let i = e.field_index_or_err(name)? as usize;
+        refuse_generated(e, i, "INSERT into")?;
         if row[i].is_some() {
             return Err(Error::invalid(format!(
                 "field {}.{} given twice",
@@ -122,12 +134,18 @@ pub fn insert_positional(
 ) -> Result<WriteResult> {
     let schema = txn.schema().clone();
     let pos = entity_pos(&schema, entity)?;
-    let n = schema.entity_at(pos).fields.len();
+    let e = schema.entity_at(pos);
+    let n = e.fields.len();
     if row.len() != n {
         return Err(Error::invalid(format!(
             "table {entity} has {n} columns but {} values were supplied",
             row.len()
         )));
+    }
+    for (i, v) in row.iter().enumerate() {
+        if v.is_some() {
+            refuse_generated(e, i, "INSERT into")?;
+        }
     }
     atomically(txn, |txn| insert_at(txn, &schema, pos, row, limits))
 }
@@ -290,7 +308,9 @@ pub fn update(
     let e = schema.entity_at(pos);
     let mut idx = Vec::with_capacity(changes.len());
     for (name, _) in changes {
-        idx.push(e.field_index_or_err(name)? as usize);
+        let i = e.field_index_or_err(name)? as usize;
+        refuse_generated(e, i, "UPDATE")?;
+        idx.push(i);
     }
     atomically(txn, |txn| {
         let Some(old) = txn

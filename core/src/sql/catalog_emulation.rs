@@ -147,19 +147,24 @@ fn default_texts(e: &EntityDef) -> Vec<Option<String>> {
     out
 }
 
+/// PRAGMA table_info / table_xinfo of a table. Generated columns are hidden columns in SQLite:
+/// table_info leaves them out (numbering the others without them), table_xinfo shows them
+/// with `hidden` 2 (VIRTUAL) or 3 (STORED).
 pub fn table_info(e: &EntityDef, extended: bool) -> Vec<Vec<Value>> {
     let defaults = default_texts(e);
     e.fields
         .iter()
         .enumerate()
-        .map(|(i, f)| {
+        .filter(|(_, f)| extended || f.generated.is_none())
+        .enumerate()
+        .map(|(cid, (i, f))| {
             let pk = e
                 .primary_key
                 .iter()
                 .position(|p| *p as usize == i)
                 .map_or(0, |p| p as i64 + 1);
             let mut row = vec![
-                Value::Integer(i as i64),
+                Value::Integer(cid as i64),
                 Value::from(f.name.as_str()),
                 Value::from(f.decl_type.as_str()),
                 Value::Integer(!f.nullable as i64),
@@ -167,7 +172,11 @@ pub fn table_info(e: &EntityDef, extended: bool) -> Vec<Vec<Value>> {
                 Value::Integer(pk),
             ];
             if extended {
-                row.push(Value::Integer(0));
+                row.push(Value::Integer(match &f.generated {
+                    None => 0,
+                    Some(g) if g.stored => 3,
+                    Some(_) => 2,
+                }));
             }
             row
         })

@@ -3,7 +3,7 @@
 //! their bound values, SQLite's comparison affinity made explicit, aggregates collected into
 //! slots of their query.
 
-use std::rc::Rc;
+use std::sync::Arc;
 
 use sqlparser::ast::Spanned;
 use sqlparser::ast::{
@@ -17,6 +17,9 @@ use super::query::Query;
 use crate::catalog::Schema;
 use crate::error::{Error, Result, SqlState};
 use crate::value::{DataType, Value};
+
+/// IN lists at least this long are searched through a sorted copy (ORMs send hundreds of keys).
+const IN_SET_MIN: usize = 16;
 
 /// Binary operators of compiled expressions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +50,9 @@ pub enum Op {
 #[derive(Debug, Clone)]
 pub enum SExpr {
     Lit(Value),
+    /// Parameter slot `n` of a plan compiled for reuse (see `Compiler::param_slots`): its value
+    /// is taken from the statement's context when evaluated, never baked into the plan.
+    Param(usize),
     /// Column `idx` of the row `up` scopes out (0: the current query's row).
     Col {
         up: usize,
@@ -63,10 +69,13 @@ pub enum SExpr {
         expr: Box<SExpr>,
         list: Vec<SExpr>,
         negated: bool,
+        /// For a long list of constants (literals, parameters): a process-unique id under
+        /// which evaluation keeps the list sorted for binary search, once per statement.
+        set: Option<usize>,
     },
     InQuery {
         expr: Box<SExpr>,
-        query: Rc<Query>,
+        query: Arc<Query>,
         negated: bool,
         /// Comparison affinity applied to the left value and to the subquery's values (as for
         /// `x = y` between the left operand and the subquery's column).
@@ -77,15 +86,15 @@ pub enum SExpr {
     /// with its (left, right) comparison affinities.
     InQueryRow {
         exprs: Vec<SExpr>,
-        query: Rc<Query>,
+        query: Arc<Query>,
         negated: bool,
         convs: Vec<(Option<DataType>, Option<DataType>)>,
     },
     Exists {
-        query: Rc<Query>,
+        query: Arc<Query>,
         negated: bool,
     },
-    Scalar(Rc<Query>),
+    Scalar(Arc<Query>),
     Between {
         expr: Box<SExpr>,
         low: Box<SExpr>,
@@ -244,7 +253,7 @@ pub struct Frame {
 #[derive(Debug, Clone)]
 pub struct CteDef {
     pub name: String,
-    pub query: Rc<Query>,
+    pub query: Arc<Query>,
     pub columns: Vec<String>,
     /// Index into the execution context's CTE result slots.
     pub slot: usize,
@@ -282,6 +291,10 @@ pub struct Compiler<'a> {
     /// Set while compiling the query of a derived table, CTE or view: its result columns keep
     /// a declared column collation, which the reading query then honours like a table's.
     pub from_source: bool,
+    /// When set, placeholders compile to [`SExpr::Param`] slots instead of their bound values,
+    /// so the plan can be cached and run again with other values. One slot per compiled
+    /// placeholder: (its occurrence in the text, the affinity its value gets when bound).
+    pub param_slots: Option<Vec<(usize, Option<DataType>)>>,
 }
 
 fn syntax(msg: impl Into<String>) -> Error {
@@ -401,6 +414,7 @@ impl<'a> Compiler<'a> {
             in_compound: false,
             named_windows: Vec::new(),
             from_source: false,
+            param_slots: None,
         }
     }
 
@@ -658,6 +672,20 @@ impl<'a> Compiler<'a> {
                                     {
                                         SExpr::Lit(super::eval::convert(Some(a), v))
                                     }
+                                    // A parameter slot of a reusable plan is converted once
+                                    // per execution, when its value is bound.
+                                    (Some(a), None, SExpr::Param(n))
+                                        if is_numeric_aff(a) || a == DataType::Text =>
+                                    {
+                                        if let Some(slot) = self
+                                            .param_slots
+                                            .as_mut()
+                                            .and_then(|s| s.get_mut(n))
+                                        {
+                                            slot.1 = Some(a);
+                                        }
+                                        SExpr::Param(n)
+                                    }
                                     (Some(a), None, y)
                                         if is_numeric_aff(a) || a == DataType::Text =>
                                     {
@@ -667,11 +695,17 @@ impl<'a> Compiler<'a> {
                                 },
                             ));
                         }
+                        let set = (items.len() >= IN_SET_MIN
+                            && items
+                                .iter()
+                                .all(|x| matches!(x, SExpr::Lit(_) | SExpr::Param(_))))
+                        .then(super::query::next_query_id);
                         (
                             SExpr::InList {
                                 expr: Box::new(collated(coll, x)),
                                 list: items,
                                 negated: *negated,
+                                set,
                             },
                             None,
                         )
@@ -689,7 +723,7 @@ impl<'a> Compiler<'a> {
                         (
                             SExpr::InQuery {
                                 expr: Box::new(x),
-                                query: Rc::new(q),
+                                query: Arc::new(q),
                                 negated: *negated,
                                 left_conv,
                                 right_conv,
@@ -865,7 +899,7 @@ impl<'a> Compiler<'a> {
                 let q = self.subquery(subquery)?;
                 (
                     SExpr::Exists {
-                        query: Rc::new(q),
+                        query: Arc::new(q),
                         negated: *negated,
                     },
                     None,
@@ -879,7 +913,7 @@ impl<'a> Compiler<'a> {
                         q.columns.len()
                     )));
                 }
-                (SExpr::Scalar(Rc::new(q)), None)
+                (SExpr::Scalar(Arc::new(q)), None)
             }
             AExpr::Function(f) => (self.function(f)?, None),
             AExpr::Substring {
@@ -971,7 +1005,13 @@ impl<'a> Compiler<'a> {
             AValue::HexStringLiteral(h) => Value::Blob(decode_hex(h)?),
             AValue::Boolean(b) => Value::Integer(*b as i64),
             AValue::Null => Value::Null,
-            AValue::Placeholder(_) => self.bound.value_at(span.start)?,
+            AValue::Placeholder(_) => {
+                if let Some(slots) = self.param_slots.as_mut() {
+                    slots.push((self.bound.occurrence_at(span.start)?, None));
+                    return Ok(SExpr::Param(slots.len() - 1));
+                }
+                self.bound.value_at(span.start)?
+            }
             other => return Err(Error::unsupported(format!("literal {other}"))),
         }))
     }
@@ -1089,7 +1129,7 @@ impl<'a> Compiler<'a> {
                     .collect();
                 Ok(SExpr::InQueryRow {
                     exprs,
-                    query: Rc::new(q),
+                    query: Arc::new(q),
                     negated,
                     convs,
                 })
@@ -1618,7 +1658,11 @@ pub fn refs_current_at_or_after(e: &SExpr, from: usize) -> bool {
 pub fn walk(e: &SExpr, f: &mut impl FnMut(&SExpr)) {
     f(e);
     match e {
-        SExpr::Lit(_) | SExpr::Col { .. } | SExpr::Exists { .. } | SExpr::Scalar(_) => {}
+        SExpr::Lit(_)
+        | SExpr::Param(_)
+        | SExpr::Col { .. }
+        | SExpr::Exists { .. }
+        | SExpr::Scalar(_) => {}
         SExpr::Affinity(_, x)
         | SExpr::Not(x)
         | SExpr::Neg(x)
@@ -1684,7 +1728,11 @@ pub fn place_windows(e: &mut SExpr, base: usize) {
         SExpr::Col { up: 0, idx } if *idx >= WINDOW_SLOT_BASE => {
             *idx = base + (*idx - WINDOW_SLOT_BASE)
         }
-        SExpr::Lit(_) | SExpr::Col { .. } | SExpr::Exists { .. } | SExpr::Scalar(_) => {}
+        SExpr::Lit(_)
+        | SExpr::Param(_)
+        | SExpr::Col { .. }
+        | SExpr::Exists { .. }
+        | SExpr::Scalar(_) => {}
         SExpr::Affinity(_, x)
         | SExpr::Not(x)
         | SExpr::Neg(x)

@@ -13,7 +13,9 @@ use super::compile::Collation;
 use super::parse::{table_name, LineIndex};
 use super::temp::{self, Qualifier, TempNames};
 use crate::api::Transaction;
-use crate::catalog::{DefaultValue, EntitySpec, FieldDef, FkAction, ForeignKeySpec, IndexSpec};
+use crate::catalog::{
+    DefaultValue, EntitySpec, FieldDef, FkAction, ForeignKeySpec, Generated, IndexSpec,
+};
 use crate::error::{Error, Result, SqlState};
 use crate::ir::{BinaryOp, Expr};
 use crate::value::{DataType, Value};
@@ -515,6 +517,114 @@ pub fn to_ir(e: &AExpr) -> Result<Expr> {
     })
 }
 
+/// Converts a generated column's expression, refusing first what SQLite refuses in one
+/// (with its messages): subqueries, parameters, qualified names, aggregate and window calls
+/// and non-deterministic functions. What SQLite accepts but stored expressions cannot
+/// evaluate is then refused by [`to_ir`] with 0A000.
+pub fn generated_to_ir(e: &AExpr) -> Result<Expr> {
+    refuse_in_generated(e)?;
+    to_ir(e)
+}
+
+/// Functions SQLite refuses in generated columns because their value is not a function of
+/// the row.
+const NON_DETERMINISTIC: &[&str] = &[
+    "random",
+    "randomblob",
+    "changes",
+    "total_changes",
+    "last_insert_rowid",
+    "sqlite_offset",
+];
+
+fn refuse_in_generated(e: &AExpr) -> Result<()> {
+    let prohibited = |what: &str| syntax(format!("{what} prohibited in generated columns"));
+    match e {
+        AExpr::Subquery(_)
+        | AExpr::Exists { .. }
+        | AExpr::In {
+            target: ast::InTarget::Subquery(_) | ast::InTarget::Table { .. },
+            ..
+        } => Err(prohibited("subqueries")),
+        AExpr::Value(v) if matches!(v.value, ast::Value::Placeholder(_)) => {
+            Err(prohibited("parameters"))
+        }
+        AExpr::CompoundIdentifier(_) => Err(prohibited("the \".\" operator")),
+        AExpr::Nested(x) | AExpr::IsNull(x) | AExpr::IsNotNull(x) => refuse_in_generated(x),
+        AExpr::UnaryOp { expr, .. } | AExpr::Cast { expr, .. } | AExpr::Collate { expr, .. } => {
+            refuse_in_generated(expr)
+        }
+        AExpr::BinaryOp { left, right, .. } => {
+            refuse_in_generated(left)?;
+            refuse_in_generated(right)
+        }
+        AExpr::Like { expr, pattern, .. } | AExpr::ILike { expr, pattern, .. } => {
+            refuse_in_generated(expr)?;
+            refuse_in_generated(pattern)
+        }
+        AExpr::Between {
+            expr, low, high, ..
+        } => {
+            refuse_in_generated(expr)?;
+            refuse_in_generated(low)?;
+            refuse_in_generated(high)
+        }
+        AExpr::In {
+            expr,
+            target: ast::InTarget::List(list),
+            ..
+        } => {
+            refuse_in_generated(expr)?;
+            list.iter().try_for_each(refuse_in_generated)
+        }
+        AExpr::Case {
+            operand,
+            conditions,
+            else_result,
+            ..
+        } => {
+            if let Some(o) = operand {
+                refuse_in_generated(o)?;
+            }
+            for w in conditions {
+                refuse_in_generated(&w.condition)?;
+                refuse_in_generated(&w.result)?;
+            }
+            else_result.as_deref().map_or(Ok(()), refuse_in_generated)
+        }
+        AExpr::Function(f) => {
+            let name = f.name.to_string().to_ascii_lowercase();
+            let args: Vec<&AExpr> = match &f.args {
+                ast::FunctionArguments::List(l) => l
+                    .args
+                    .iter()
+                    .filter_map(|a| match a {
+                        ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(x)) => Some(x),
+                        _ => None,
+                    })
+                    .collect(),
+                ast::FunctionArguments::Subquery(_) => return Err(prohibited("subqueries")),
+                ast::FunctionArguments::None => Vec::new(),
+            };
+            let star = matches!(&f.args, ast::FunctionArguments::List(l)
+                if l.args.iter().any(|a| matches!(a, ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Wildcard))));
+            if f.over.is_some() {
+                return Err(syntax(format!("misuse of window function {name}()")));
+            }
+            if super::compile::agg_func(&name, args.len() + star as usize, star).is_some()
+                && !(matches!(name.as_str(), "min" | "max") && args.len() > 1)
+            {
+                return Err(syntax(format!("misuse of aggregate function {name}()")));
+            }
+            if NON_DETERMINISTIC.contains(&name.as_str()) {
+                return Err(prohibited("non-deterministic functions"));
+            }
+            args.into_iter().try_for_each(refuse_in_generated)
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Whether `e` is a CAST, possibly parenthesized.
 fn is_cast(e: &AExpr) -> bool {
     match e {
@@ -645,6 +755,31 @@ fn column_field(
                     text,
                 ));
             }
+            ColumnOption::Generated {
+                generated_as,
+                sequence_options: None,
+                generation_expr: Some(x),
+                generation_expr_mode,
+                ..
+            } if matches!(
+                generated_as,
+                ast::GeneratedAs::Always | ast::GeneratedAs::ExpStored
+            ) =>
+            {
+                if f.generated.is_some() {
+                    return Err(syntax(format!(
+                        "error in generated column \"{}\"",
+                        col.name.value
+                    )));
+                }
+                f.generated = Some(Generated {
+                    expr: generated_to_ir(x)?,
+                    stored: matches!(
+                        generation_expr_mode,
+                        Some(ast::GeneratedExpressionMode::Stored)
+                    ),
+                });
+            }
             // Kept in the CREATE text only (see declared_collations).
             ColumnOption::Collation(c) => {
                 let coll = super::compile::collation_of(c)?;
@@ -675,6 +810,22 @@ fn column_field(
     }
     if collated {
         refuse_collated_constraints(col, &col.options)?;
+    }
+    if f.generated.is_some() && f.default.is_some() {
+        // SQLite's message depends on the order of the two clauses.
+        let default_first = col
+            .options
+            .iter()
+            .position(|o| matches!(o.option, ColumnOption::Default(_)))
+            < col
+                .options
+                .iter()
+                .position(|o| matches!(o.option, ColumnOption::Generated { .. }));
+        return Err(syntax(if default_first {
+            format!("error in generated column \"{}\"", col.name.value)
+        } else {
+            "cannot use DEFAULT on a generated column".to_string()
+        }));
     }
     Ok(f)
 }

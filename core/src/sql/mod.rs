@@ -17,6 +17,7 @@ pub mod dml;
 pub mod eval;
 pub mod explain;
 pub mod functions;
+pub mod functions_django;
 pub mod json;
 pub mod params;
 pub mod parse;

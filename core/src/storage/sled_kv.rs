@@ -131,6 +131,18 @@ impl Kv for SledKv {
         to_iter(self.db.range(start.to_vec()..end.to_vec()))
     }
 
+    fn scan_rev(&self, start: &[u8], end: &[u8]) -> KvIter {
+        if start >= end {
+            return Box::new(std::iter::empty());
+        }
+        Box::new(
+            self.db
+                .range(start.to_vec()..end.to_vec())
+                .rev()
+                .map(|r| r.map_err(Error::from)),
+        )
+    }
+
     fn first_in(&self, start: &[u8], end: &[u8]) -> Result<Option<KvPair>> {
         if start >= end {
             return Ok(None);

@@ -549,6 +549,22 @@ impl DbCore {
     }
 
     /// Notes an explicitly chosen row id so later allocations go above it.
+    /// The id [`alloc_row_id`](Self::alloc_row_id) would hand out next, without taking it
+    /// (another connection may take it first: only for checks the write repeats).
+    pub fn peek_row_id(&self, table_id: u32) -> Result<i64> {
+        let ids = self.row_ids.lock();
+        match ids.get(&table_id) {
+            Some(a) => Ok(a.next),
+            None => {
+                drop(ids);
+                Ok(self
+                    .max_stored_row_id(table_id)?
+                    .map_or(1, |m| m.saturating_add(1))
+                    .max(1))
+            }
+        }
+    }
+
     pub fn note_row_id(&self, table_id: u32, row_id: i64) -> Result<()> {
         let mut ids = self.row_ids.lock();
         let a = self.id_alloc(&mut ids, table_id)?;

@@ -412,24 +412,47 @@ impl Txn {
     /// `[start, end)`, in index order; `start` and `end` are full key bytes from
     /// [`keys::index_values_prefix`]. Entries are hints: each is verified against the row version
     /// this transaction sees, so a row appears once, at the position of its current values.
+    /// `visit` returns whether to go on.
     pub fn index_range(
         &mut self,
         entity: &EntityDef,
         index: &IndexDef,
         start: &[u8],
         end: &[u8],
+        visit: impl FnMut(i64, StoredRow) -> Result<bool>,
+    ) -> Result<()> {
+        self.index_range_dir(entity, index, start, end, false, visit)
+    }
+
+    /// [`Self::index_range`] in ascending or (`desc`) descending index order.
+    pub fn index_range_dir(
+        &mut self,
+        entity: &EntityDef,
+        index: &IndexDef,
+        start: &[u8],
+        end: &[u8],
+        desc: bool,
         mut visit: impl FnMut(i64, StoredRow) -> Result<bool>,
     ) -> Result<()> {
         if self.track_reads {
             self.read_set.add_range(start.to_vec(), end.to_vec());
         }
-        let hints: Vec<Vec<u8>> = self
+        let mut hints: Vec<Vec<u8>> = self
             .hints
             .range(start.to_vec()..end.to_vec())
             .cloned()
             .collect();
+        if desc {
+            hints.reverse();
+        }
+        // `a` comes no later than `b` in the scan's direction.
+        let first = |a: &Vec<u8>, b: &Vec<u8>| if desc { a >= b } else { a <= b };
         let mut hint_pos = 0;
-        let mut kv = self.core.kv.scan(start, end);
+        let mut kv = if desc {
+            self.core.kv.scan_rev(start, end)
+        } else {
+            self.core.kv.scan(start, end)
+        };
         let mut next_kv: Option<Vec<u8>> = None;
         let mut kv_done = false;
         let mut last: Option<Vec<u8>> = None;
@@ -442,7 +465,7 @@ impl Txn {
             }
             let key = match (next_kv.as_ref(), hints.get(hint_pos)) {
                 (None, None) => break,
-                (Some(a), Some(b)) if b <= a => {
+                (Some(a), Some(b)) if first(b, a) => {
                     hint_pos += 1;
                     if b == a {
                         next_kv = None;
