@@ -27,9 +27,8 @@ class DatabaseFeatures(SQLiteFeatures):
     # its test models are created without a collation.
     test_collations = {"virtual": None}
 
-    # Generated columns (GENERATED ALWAYS AS) are not implemented in the engine.
-    supports_stored_generated_columns = False
-    supports_virtual_generated_columns = False
+    supports_stored_generated_columns = True
+    supports_virtual_generated_columns = True
 
     django_test_expected_failures = set(SQLiteFeatures.django_test_expected_failures)
 
