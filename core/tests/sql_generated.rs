@@ -203,6 +203,12 @@ CREATE TABLE e21 (a, b AS (a) AS (a));
 CREATE TABLE ok1 (a, b AS (nullif(a, 7)), c AS (ifnull(b, 0) + coalesce(a, 1)), d AS (abs(a)));
 INSERT INTO ok1 VALUES (-5), (7);
 SELECT * FROM ok1 ORDER BY a;
+CREATE TABLE e22 (a, b AS (max(a)));
+CREATE TABLE e23 (a, b AS (round()));
+CREATE TABLE e24 (a, b AS (substr(a)));
+CREATE TABLE ok2 (a, b AS (round(a * 1.22, 2)), c AS (max(a, 1, 2)), d AS (min(a, 3)), e AS (substr('hello', a, 2)), f AS (iif(a > 0, 'p', 'n')), h AS (instr('abcabc', 'c') + a), i AS (hex(a) || quote(a)), j AS (printf('%05.1f', a)));
+INSERT INTO ok2 VALUES (-5), (7), (2.345), (NULL), ('x');
+SELECT * FROM ok2 ORDER BY rowid;
 SELECT name FROM sqlite_master ORDER BY name;
 "#);
 }

@@ -69,7 +69,9 @@ const GENERATED: &[&str] = &[
     "c0 < '5'",
     "c1 >= 2",
     "typeof(c0)",
+    "trim(c1)",
     "replace(c1, 'a', 'b')",
+    "substr(c0, 2)",
 ];
 
 const TYPES: &[&str] = &["INTEGER", "REAL", "TEXT", "NUMERIC", "", "VARCHAR(10)"];

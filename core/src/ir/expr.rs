@@ -110,7 +110,34 @@ pub fn is_stored_function(name: &str) -> bool {
         || stored_cast(&n).is_some()
         || n == AFFINITY_NUMERIC_FN
         || n == AFFINITY_TEXT_FN
+        || SQL_DELEGATED.contains(&n.as_str())
 }
+
+/// Deterministic scalar functions a stored expression evaluates with the SQL front end's own
+/// implementation (Django's generated fields use `ROUND`, `Substr`, `Greatest`, ...).
+const SQL_DELEGATED: &[&str] = &[
+    "round",
+    "substr",
+    "substring",
+    "instr",
+    "hex",
+    "quote",
+    "iif",
+    "sign",
+    "char",
+    "unicode",
+    "printf",
+    "format",
+    "min",
+    "max",
+    "octet_length",
+    "glob",
+    "json",
+    "json_array",
+    "json_object",
+    "json_quote",
+    "json_array_length",
+];
 
 /// SQLite applies an affinity to the operands of a comparison (a column's, a CAST's); stored
 /// expressions make it explicit with these (see [`Expr::apply_comparison_affinities`]).
@@ -203,6 +230,11 @@ impl Expr {
                 err = Some(Error::unsupported(format!(
                     "function {name}() in a stored expression"
                 )))
+            }
+            Expr::Function { name, args } if SQL_DELEGATED.contains(&name.as_str()) => {
+                if let Err(e) = crate::sql::functions::check_arity(name, args.len()) {
+                    err = Some(e);
+                }
             }
             _ => {}
         });
@@ -817,15 +849,9 @@ fn call_function(name: &str, args: &[Value]) -> Result<Value> {
             }
         }
         "abs" => {
+            // abs() of a text or blob is a real in SQLite (abs('5') is 5.0, abs('B') 0.0).
             want(1)?;
-            match to_numeric(&arg(0)) {
-                Value::Integer(i) => Value::Integer(
-                    i.checked_abs()
-                        .ok_or_else(|| Error::invalid("integer overflow in abs()"))?,
-                ),
-                Value::Real(r) => Value::Real(r.abs()),
-                other => other,
-            }
+            crate::sql::functions::call("abs", args.to_vec(), &Default::default())?
         }
         "coalesce" | "ifnull" => args
             .iter()
@@ -901,6 +927,10 @@ fn call_function(name: &str, args: &[Value]) -> Result<Value> {
             }
         }
         m if crate::sql::functions::is_math(m) => crate::sql::functions::call_math(m, args)?,
+        d if SQL_DELEGATED.contains(&d) => {
+            // None of them reads the connection's counters.
+            crate::sql::functions::call(d, args.to_vec(), &Default::default())?
+        }
         _ => return Err(Error::unsupported(format!("function {name}()"))),
     })
 }
