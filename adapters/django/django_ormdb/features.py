@@ -27,6 +27,7 @@ class DatabaseFeatures(SQLiteFeatures):
     # its test models are created without a collation.
     test_collations = {"virtual": None}
 
+    # The engine computes GENERATED ALWAYS AS columns, STORED and VIRTUAL (docs/COMPAT.md).
     supports_stored_generated_columns = True
     supports_virtual_generated_columns = True
 
