@@ -21,6 +21,9 @@ pub struct EntitySpec {
     pub foreign_keys: Vec<ForeignKeySpec>,
     pub indexes: Vec<IndexSpec>,
     pub sql: Option<String>,
+    /// Fields declared with a NOCASE / RTRIM collation and the fold function of it
+    /// (`crate::ir::expr::collation_fold_fn`): their UNIQUE / PRIMARY KEY indexes fold keys.
+    pub collations: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -562,8 +565,41 @@ pub fn resolve_entity(bundle: &mut SchemaBundle, spec: &EntitySpec) -> Result<En
             ix.sql.clone(),
         )?;
     }
+    fold_collated_keys(&mut e, &spec.collations)?;
     for i in 0..e.foreign_keys.len() {
         ensure_fk_index(bundle, &mut e, i)?;
     }
     Ok(e)
+}
+
+/// Turns every plain index over a collated field into a keyed one whose key folds that field
+/// (`$collate_nocase(name)`), so uniqueness follows the collation. Keyed indexes are not used
+/// for lookups (a folded key is no binary key), which keeps every plain lookup binary.
+pub fn fold_collated_keys(e: &mut EntityDef, collations: &[(String, String)]) -> Result<()> {
+    if collations.is_empty() {
+        return Ok(());
+    }
+    let mut folds: Vec<Option<String>> = vec![None; e.fields.len()];
+    for (name, func) in collations {
+        let f = e.field_index_or_err(name)?;
+        folds[f as usize] = Some(func.clone());
+    }
+    for ix in &mut e.indexes {
+        if ix.is_keyed() || !ix.fields.iter().any(|f| folds[*f as usize].is_some()) {
+            continue;
+        }
+        ix.key_exprs = ix
+            .fields
+            .iter()
+            .map(|f| match &folds[*f as usize] {
+                Some(func) => Expr::Function {
+                    name: func.clone(),
+                    args: vec![Expr::Field(*f)],
+                },
+                None => Expr::Field(*f),
+            })
+            .collect();
+        ix.fields.clear();
+    }
+    Ok(())
 }

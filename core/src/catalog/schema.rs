@@ -366,6 +366,37 @@ impl IndexDef {
             .map(Some)
     }
 
+    /// For an index over plain columns some of which fold under their collation (see
+    /// [`crate::ir::expr::COLLATE_NOCASE_FN`]): each key column's field and fold function.
+    pub fn collated_columns(&self) -> Option<Vec<(u32, Option<&str>)>> {
+        if !self.is_keyed() || self.predicate.is_some() {
+            return None;
+        }
+        let cols = self
+            .key_exprs
+            .iter()
+            .map(|x| match x {
+                Expr::Field(f) => Some((*f, None)),
+                Expr::Function { name, args } if name.starts_with("$collate_") => match args[..] {
+                    [Expr::Field(f)] => Some((f, Some(name.as_str()))),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()?;
+        cols.iter().any(|(_, c)| c.is_some()).then_some(cols)
+    }
+
+    /// The columns of an index over plain columns (folded under a collation or not): what an
+    /// ON CONFLICT target names. None for expression and partial indexes.
+    pub fn column_fields(&self) -> Option<Vec<u32>> {
+        if !self.is_keyed() {
+            return Some(self.fields.clone());
+        }
+        self.collated_columns()
+            .map(|c| c.iter().map(|(f, _)| *f).collect())
+    }
+
     /// Fields the key or predicate reads.
     pub fn references(&self, field: u32) -> bool {
         self.fields.contains(&field)
@@ -375,6 +406,10 @@ impl IndexDef {
 
     /// What a uniqueness error names: the fields, or the index of an expression key.
     pub fn describe(&self, e: &EntityDef) -> String {
+        if let Some(cols) = self.collated_columns() {
+            let fields: Vec<u32> = cols.iter().map(|(f, _)| *f).collect();
+            return e.field_names(&fields);
+        }
         if self.key_exprs.iter().all(|x| matches!(x, Expr::Field(_))) {
             let fields: Vec<u32> = if self.is_keyed() {
                 self.key_exprs
@@ -575,6 +610,17 @@ impl EntityDef {
                 && ix.fields[..fields.len()] == *fields
         })
     }
+
+    /// The unique index on exactly `fields` whose key folds collated columns (a PRIMARY KEY or
+    /// UNIQUE on a `COLLATE NOCASE` column): a parent key SQLite compares under that collation.
+    pub fn collated_unique_on(&self, fields: &[u32]) -> Option<&IndexDef> {
+        self.indexes.iter().find(|ix| {
+            ix.unique
+                && ix
+                    .collated_columns()
+                    .is_some_and(|c| c.iter().map(|(f, _)| *f).eq(fields.iter().copied()))
+        })
+    }
 }
 
 /// A bundle plus lookup tables. Shared as `Arc<Schema>` by transactions reading that version.
@@ -719,7 +765,10 @@ impl Schema {
             ));
         }
         let is_rowid = fields.len() == 1 && parent.rowid_alias == Some(fields[0]);
-        if !is_rowid && parent.index_on(&fields, true).is_none() {
+        if !is_rowid
+            && parent.index_on(&fields, true).is_none()
+            && parent.collated_unique_on(&fields).is_none()
+        {
             return Err(Error::new(
                 SqlState::ForeignKeyViolation,
                 format!(

@@ -167,14 +167,52 @@ pub fn parent_exists(
             .read_row(parent.id, id)?
             .is_some_and(|r| !r.is_tombstone()));
     }
+    if let Some(ix) = parent.index_on(&pfields, true) {
+        let ix = ix.clone();
+        return Ok(!txn.index_lookup(parent, &ix, &key)?.is_empty());
+    }
+    // A collated parent key: the child's value matches under the parent column's collation,
+    // as in SQLite, so it is looked up folded like the index's own keys.
     let ix = parent
-        .index_on(&pfields, true)
+        .collated_unique_on(&pfields)
         .ok_or_else(|| Error::internal("parent key index vanished"))?
         .clone();
-    Ok(!txn.index_lookup(parent, &ix, &key)?.is_empty())
+    let mut row = vec![Value::Null; parent.fields.len()];
+    for (v, f) in key.into_iter().zip(&pfields) {
+        row[*f as usize] = v;
+    }
+    let Some(folded) = ix.entry_values(parent, &row)? else {
+        return Ok(false);
+    };
+    Ok(!txn.index_lookup(parent, &ix, &folded)?.is_empty())
 }
 
 /// Child rows of `child` whose `fk` fields equal `key`.
+/// The fold function of each parent key column when the foreign key's parent key is a collated
+/// unique index (None: a binary key).
+fn parent_key_folds(
+    txn: &Txn,
+    child: &EntityDef,
+    fk: &ForeignKeyDef,
+) -> Option<Vec<Option<String>>> {
+    let schema = txn.schema().clone();
+    let (ppos, pfields, is_rowid) = schema.fk_parent_key(child, fk).ok()?;
+    if is_rowid {
+        return None;
+    }
+    let parent = schema.entity_at(ppos);
+    if parent.index_on(&pfields, true).is_some() {
+        return None;
+    }
+    let ix = parent.collated_unique_on(&pfields)?;
+    Some(
+        ix.collated_columns()?
+            .into_iter()
+            .map(|(_, f)| f.map(str::to_string))
+            .collect(),
+    )
+}
+
 pub fn find_children(
     txn: &mut Txn,
     child: &EntityDef,
@@ -191,11 +229,33 @@ pub fn find_children(
             .map(|r| vec![(id, r)])
             .unwrap_or_default());
     }
-    if let Some(ix) = child.index_on(&fk.fields, false).cloned() {
-        return txn.index_lookup(child, &ix, key);
+    let folds = parent_key_folds(txn, child, fk);
+    if folds.is_none() {
+        if let Some(ix) = child.index_on(&fk.fields, false).cloned() {
+            return txn.index_lookup(child, &ix, key);
+        }
     }
-    // No index (only possible for entities created before the index existed): scan.
-    let want = keys::index_values_prefix(0, key);
+    // No index (only possible for entities created before the index existed), or a parent key
+    // compared under its NOCASE / RTRIM collation, which the child's binary index cannot
+    // answer: scan.
+    let fold = |vals: Vec<Value>| -> Result<Vec<Value>> {
+        match &folds {
+            None => Ok(vals),
+            Some(fs) => vals
+                .into_iter()
+                .zip(fs)
+                .map(|(v, f)| match f {
+                    Some(name) => crate::ir::Expr::Function {
+                        name: name.clone(),
+                        args: vec![crate::ir::Expr::Literal(v)],
+                    }
+                    .eval(&[]),
+                    None => Ok(v),
+                })
+                .collect(),
+        }
+    };
+    let want = keys::index_values_prefix(0, &fold(key.to_vec())?);
     let mut out = Vec::new();
     for item in txn.scan(child.id) {
         let (id, row) = item?;
@@ -204,7 +264,7 @@ pub fn find_children(
             .iter()
             .map(|f| child.stored_value(&row.values, *f))
             .collect();
-        if keys::index_values_prefix(0, &vals) == want {
+        if keys::index_values_prefix(0, &fold(vals)?) == want {
             out.push((id, row));
         }
     }

@@ -171,8 +171,10 @@ fn insert_at(
             }
         });
     }
-    let core = txn.core().clone();
     let explicit_id = e.rowid_alias.is_some_and(|a| !values[a as usize].is_null());
+    // Whether the id may have a stored version (a tombstone, or a live row under a race): only
+    // explicit ids and ids handed out again after an AUTOINCREMENT reset.
+    let mut reused_id = false;
     let row_id = match e.rowid_alias {
         Some(a) if !values[a as usize].is_null() => {
             let v = e.fields[a as usize]
@@ -189,24 +191,37 @@ fn insert_at(
                     ),
                 ));
             };
-            core.note_row_id(e.id, id)?;
+            txn.core().note_row_id(e.id, id)?;
             values[a as usize] = Value::Integer(id);
             id
         }
         Some(a) => {
-            let id = core.alloc_row_id(e.id)?;
+            let (id, fresh) = txn.alloc_row_id(e.id, e.autoincrement)?;
+            reused_id = !fresh;
             values[a as usize] = Value::Integer(id);
             id
         }
-        None => core.alloc_row_id(e.id)?,
+        None => {
+            let (id, fresh) = txn.alloc_row_id(e.id, e.autoincrement)?;
+            reused_id = !fresh;
+            id
+        }
     };
     constraint::prepare_row(e, &mut values, limits.max_row_bytes)?;
     // A freshly allocated id is above every stored id: no version can exist to look up.
-    let existing = if explicit_id {
+    let existing = if explicit_id || reused_id {
         txn.read_row(e.id, row_id)?
     } else {
         None
     };
+    if reused_id && existing.as_ref().is_some_and(is_live) {
+        // The snapshot still shows a row the reset's transaction had removed (or a concurrent
+        // explicit insert took the id): retrying on a newer snapshot resolves it.
+        return Err(Error::conflict(format!(
+            "row id {row_id} of {} was reused after an AUTOINCREMENT reset",
+            e.name
+        )));
+    }
     if existing.as_ref().is_some_and(is_live) {
         let pk = e
             .rowid_alias
@@ -233,7 +248,7 @@ fn insert_at(
         version,
         values,
     };
-    if explicit_id {
+    if explicit_id || reused_id {
         txn.write_row(e.id, row_id, row)?;
     } else {
         txn.write_new_row(e.id, row_id, row);

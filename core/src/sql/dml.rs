@@ -190,6 +190,9 @@ fn write_target<'s>(
 }
 
 pub fn insert(c: &mut Compiler, ins: &ast::Insert, ctx: &mut Ctx) -> Result<WriteOutcome> {
+    if super::sequence::insert_targets_sequence(ins) {
+        return super::sequence::insert(c, ins, ctx);
+    }
     if ins.ignore
         || ins.overwrite
         || ins.partitioned.is_some()
@@ -278,9 +281,11 @@ pub fn insert(c: &mut Compiler, ins: &ast::Insert, ctx: &mut Ctx) -> Result<Writ
                 t.sort_unstable();
                 let matches_pk = t.len() == 1 && e.rowid_alias == Some(t[0]);
                 let matches_ix = e.indexes.iter().any(|ix| {
-                    let mut f = ix.fields.clone();
-                    f.sort_unstable();
-                    ix.unique && f == t
+                    ix.unique
+                        && ix.column_fields().is_some_and(|mut f| {
+                            f.sort_unstable();
+                            f == t
+                        })
                 });
                 if !matches_pk && !matches_ix {
                     return Err(syntax(
@@ -507,7 +512,8 @@ fn conflicting_rows(
         if ix.is_keyed() {
             // Expression and partial indexes are never a conflict target (SQLite would need
             // the target's WHERE), but OR IGNORE / OR REPLACE / a bare DO NOTHING see them.
-            if target.is_some() {
+            // A collated UNIQUE / PRIMARY KEY is one when the target names its columns.
+            if target.is_some() && !ix.column_fields().is_some_and(|f| target_is(&f)) {
                 continue;
             }
             let Some(key) = ix.entry_values(e, vals)? else {
@@ -605,7 +611,7 @@ fn insert_one(
             .is_some_and(|a| row[a as usize].as_ref().is_none_or(Value::is_null));
         if e.autoincrement && auto_id && !matches!(conflict, Conflict::Abort | Conflict::Replace) {
             let txn = ctx.tx.engine_txn();
-            let id = txn.core().clone().alloc_row_id(e.id)?;
+            let (id, _) = txn.alloc_row_id(e.id, true)?;
             txn.note_sequence(e.id, id);
         }
         match conflict {
@@ -792,6 +798,10 @@ pub fn update(c: &mut Compiler, u: &ast::Update, ctx: &mut Ctx) -> Result<WriteO
         None | Some(SqliteOnConflict::Abort) => {}
         Some(other) => return Err(Error::unsupported(format!("UPDATE OR {other}"))),
     }
+    if matches!(&u.table.relation, ast::TableFactor::Table { name, .. } if super::sequence::is_sequence_table(name))
+    {
+        return super::sequence::update(c, u, ctx);
+    }
     let (name, alias) = match &u.table.relation {
         ast::TableFactor::Table { name, alias, .. } => (
             super::temp::resolve(c.temp, &ctx.tx.schema().clone(), name)?,
@@ -878,6 +888,10 @@ pub fn delete(c: &mut Compiler, d: &ast::Delete, ctx: &mut Ctx) -> Result<WriteO
             _ => return Err(Error::unsupported("DELETE from several tables")),
         },
     };
+    if matches!(&twj.relation, ast::TableFactor::Table { name, .. } if super::sequence::is_sequence_table(name))
+    {
+        return super::sequence::delete(c, d, ctx);
+    }
     let (name, alias) = match &twj.relation {
         ast::TableFactor::Table { name, alias, .. } => (
             super::temp::resolve(c.temp, &ctx.tx.schema().clone(), name)?,
