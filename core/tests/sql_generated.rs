@@ -98,6 +98,15 @@ SELECT *, typeof(a), typeof(s), typeof(n) FROM w ORDER BY rowid;
 }
 
 #[test]
+fn comparisons_in_generation_expressions_use_column_affinity() {
+    run(r#"
+CREATE TABLE c (t TEXT, i INTEGER, b BLOB, n, r REAL, g1 AS (t < 5), g2 AS (i = '7'), g3 AS (i IN ('7', 8)), g4 AS (t BETWEEN 1 AND 5), g5 AS (b = 1), g6 AS (t = i), g8 AS (n = '1'), g9 AS ('10' > t), g10 AS (r = '2.0'), g11 AS (t IN (3, '10')), g12 AS (CASE WHEN i > '6' THEN 'y' ELSE 'n' END));
+INSERT INTO c VALUES ('10', '7', '1', 1, 2), ('3', 7, 1, '1', '2.0'), ('abc', 8, x'31', NULL, 'x'), (7, 6.0, 1, 1.0, 2);
+SELECT * FROM c ORDER BY rowid;
+"#);
+}
+
+#[test]
 fn generated_columns_read_each_other_in_any_declared_order() {
     run(r#"
 CREATE TABLE t (a INT, d AS (c + 1), b AS (a * 2), c AS (b + a) STORED, e AS (d || '/' || c));
@@ -194,6 +203,12 @@ CREATE TABLE e21 (a, b AS (a) AS (a));
 CREATE TABLE ok1 (a, b AS (nullif(a, 7)), c AS (ifnull(b, 0) + coalesce(a, 1)), d AS (abs(a)));
 INSERT INTO ok1 VALUES (-5), (7);
 SELECT * FROM ok1 ORDER BY a;
+CREATE TABLE e22 (a, b AS (max(a)));
+CREATE TABLE e23 (a, b AS (round()));
+CREATE TABLE e24 (a, b AS (substr(a)));
+CREATE TABLE ok2 (a, b AS (round(a * 1.22, 2)), c AS (max(a, 1, 2)), d AS (min(a, 3)), e AS (substr('hello', a, 2)), f AS (iif(a > 0, 'p', 'n')), h AS (instr('abcabc', 'c') + a), i AS (hex(a) || quote(a)), j AS (printf('%05.1f', a)));
+INSERT INTO ok2 VALUES (-5), (7), (2.345), (NULL), ('x');
+SELECT * FROM ok2 ORDER BY rowid;
 SELECT name FROM sqlite_master ORDER BY name;
 "#);
 }

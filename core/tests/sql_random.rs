@@ -39,7 +39,40 @@ struct Table {
     cols: Vec<(String, &'static str)>,
     rows: Vec<Vec<String>>,
     index: Option<String>,
+    /// A generated column `g` (the last of `cols`): its definition after the name.
+    generated: Option<String>,
 }
+
+impl Table {
+    /// The columns INSERT and UPDATE may write (not the id, not the generated column).
+    fn writable(&self) -> &[(String, &'static str)] {
+        &self.cols[1..self.cols.len() - self.generated.is_some() as usize]
+    }
+}
+
+/// Generation expressions over c0 and c1 (every table has both).
+const GENERATED: &[&str] = &[
+    "c0 + c1",
+    "c0 || 'x'",
+    "coalesce(c0, c1)",
+    "c0 * 2",
+    "lower(c1)",
+    "length(c0)",
+    "CASE WHEN c0 > 2 THEN c1 ELSE c0 END",
+    "c0 = c1",
+    "c0 IS NULL",
+    "abs(c1)",
+    "c1 IN (1, 'a', 2.5)",
+    "c0 BETWEEN 1 AND 'b'",
+    "nullif(c0, 1)",
+    "upper(c0) || c1",
+    "c0 < '5'",
+    "c1 >= 2",
+    "typeof(c0)",
+    "trim(c1)",
+    "replace(c1, 'a', 'b')",
+    "substr(c0, 2)",
+];
 
 const TYPES: &[&str] = &["INTEGER", "REAL", "TEXT", "NUMERIC", "", "VARCHAR(10)"];
 
@@ -79,11 +112,20 @@ fn schema(r: &mut Rng) -> Vec<Table> {
             } else {
                 None
             };
+            let generated = r.chance(40).then(|| {
+                let ty = *r.pick(TYPES);
+                cols.push(("g".to_string(), ty));
+                let kind = *r.pick(&["", " STORED", " VIRTUAL"]);
+                format!("{ty} AS ({}){kind}", r.pick(GENERATED))
+                    .trim()
+                    .to_string()
+            });
             Table {
                 name: format!("t{t}"),
                 cols,
                 rows,
                 index,
+                generated,
             }
         })
         .collect()
@@ -99,6 +141,8 @@ fn setup_sql(tables: &[Table]) -> Vec<String> {
             .map(|(i, (n, ty))| {
                 if i == 0 {
                     format!("{n} INTEGER PRIMARY KEY")
+                } else if let (true, Some(g)) = (i == t.cols.len() - 1, &t.generated) {
+                    format!("{n} {g}")
                 } else {
                     format!("{n} {ty}").trim().to_string()
                 }
@@ -415,9 +459,9 @@ fn mutation(r: &mut Rng, tables: &[Table]) -> String {
     let t = r.pick(tables);
     if r.chance(30) {
         // Inserts name their ids (row id allocation after deletes differs by design).
-        let vals: Vec<String> = t.cols[1..].iter().map(|_| literal(r)).collect();
+        let vals: Vec<String> = t.writable().iter().map(|_| literal(r)).collect();
         let id = 1 + r.below(20);
-        let c = &r.pick(&t.cols[1..]).0;
+        let c = &r.pick(t.writable()).0;
         return match r.below(4) {
             0 => format!("INSERT INTO {} VALUES ({id}, {})", t.name, vals.join(", ")),
             1 => format!("INSERT OR IGNORE INTO {} VALUES ({id}, {})", t.name, vals.join(", ")),
@@ -434,7 +478,7 @@ fn mutation(r: &mut Rng, tables: &[Table]) -> String {
     };
     let w = expr(r, &scope, tables, 2);
     if r.chance(50) {
-        let c = &r.pick(&t.cols[1..]).0;
+        let c = &r.pick(t.writable()).0;
         format!(
             "UPDATE {} SET {c} = {} WHERE {w}",
             t.name,

@@ -21,18 +21,17 @@ class DatabaseFeatures(SQLiteFeatures):
 
     # A column's declared collation (`name TEXT COLLATE NOCASE`, Django's db_collation) works
     # in the engine for comparisons, ORDER BY, UNIQUE / PRIMARY KEY, indexes and foreign keys,
-    # as on SQLite. "virtual" (a collation on a generated column) stays off with generated
-    # columns.
+    # as on SQLite, also on generated columns ("virtual").
     test_collations = {
         "ci": "nocase",
         "cs": "binary",
         "non_default": "nocase",
-        "virtual": None,
+        "virtual": "nocase",
     }
 
-    # Generated columns (GENERATED ALWAYS AS) are not implemented in the engine.
-    supports_stored_generated_columns = False
-    supports_virtual_generated_columns = False
+    # The engine computes GENERATED ALWAYS AS columns, STORED and VIRTUAL (docs/COMPAT.md).
+    supports_stored_generated_columns = True
+    supports_virtual_generated_columns = True
 
     django_test_expected_failures = set(SQLiteFeatures.django_test_expected_failures)
 

@@ -96,8 +96,28 @@ class Requirements(SuiteRequirements):
 
     @property
     def computed_columns(self) -> Any:
-        # Generated columns: 0A000 in the engine (COMPAT.md, CREATE TABLE).
+        # Generated columns (GENERATED ALWAYS AS ... [STORED|VIRTUAL]), reflected from
+        # PRAGMA table_xinfo's hidden column and the CREATE text, as on SQLite.
+        return exclusions.open()
+
+    @property
+    def computed_columns_stored(self) -> Any:
+        return exclusions.open()
+
+    @property
+    def computed_columns_virtual(self) -> Any:
+        return exclusions.open()
+
+    @property
+    def computed_columns_default_persisted(self) -> Any:
+        # Without STORED/VIRTUAL a column is VIRTUAL in SQLite; the suite's test expects the
+        # default to be reported as persisted, which only PostgreSQL does (closed for SQLite
+        # in SQLAlchemy's own requirements too).
         return exclusions.closed()
+
+    @property
+    def computed_columns_reflect_persisted(self) -> Any:
+        return exclusions.open()
 
     @property
     def identity_columns(self) -> Any:

@@ -4,6 +4,7 @@
 
 use super::schema::*;
 use crate::error::{Error, Result, SqlState};
+use crate::ir::expr::CmpAffinity;
 use crate::ir::Expr;
 use crate::value::{DataType, Value};
 
@@ -341,6 +342,7 @@ fn resolve_generated(e: &mut EntityDef) -> Result<()> {
             .position(|f| f.eq_ignore_ascii_case(n))
             .map(|i| i as u32)
     };
+    let affinities: Vec<CmpAffinity> = e.fields.iter().map(|f| cmp_affinity(f.ty)).collect();
     for f in &mut e.fields {
         let Some(g) = &mut f.generated else {
             continue;
@@ -351,10 +353,37 @@ fn resolve_generated(e: &mut EntityDef) -> Result<()> {
                 "cannot use DEFAULT on a generated column",
             ));
         }
-        g.expr.resolve(&lookup)?;
-        g.expr.validate(count)?;
+        prepare_generated_expr(&mut g.expr, &lookup, count, &affinities)?;
     }
     e.generated_order()?;
+    Ok(())
+}
+
+/// A field type's affinity class in SQLite's comparison rules.
+pub fn cmp_affinity(ty: DataType) -> CmpAffinity {
+    match ty {
+        DataType::Integer | DataType::Real | DataType::Numeric => CmpAffinity::Numeric,
+        DataType::Text => CmpAffinity::Text,
+        DataType::Blob | DataType::Any => CmpAffinity::Blob,
+    }
+}
+
+/// Resolves a generated column's expression (names to positions among `count` fields) and
+/// makes the comparison affinities of the columns it reads explicit.
+pub fn prepare_generated_expr(
+    expr: &mut Expr,
+    lookup: &impl Fn(&str) -> Option<u32>,
+    count: usize,
+    affinities: &[CmpAffinity],
+) -> Result<()> {
+    expr.resolve(lookup)?;
+    expr.validate(count)?;
+    expr.apply_comparison_affinities(&|f| {
+        affinities
+            .get(f as usize)
+            .copied()
+            .unwrap_or(CmpAffinity::None)
+    });
     Ok(())
 }
 

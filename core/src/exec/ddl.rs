@@ -278,13 +278,23 @@ fn add_generated_field(
     }
     let count = e.fields.len() + 1;
     let new_name = field.name.clone();
-    g.expr.resolve(&|n: &str| {
-        e.field_index(n).or_else(|| {
-            n.eq_ignore_ascii_case(&new_name)
-                .then_some(e.fields.len() as u32)
-        })
-    })?;
-    g.expr.validate(count)?;
+    let mut affinities: Vec<_> = e
+        .fields
+        .iter()
+        .map(|f| crate::catalog::builder::cmp_affinity(f.ty))
+        .collect();
+    affinities.push(crate::catalog::builder::cmp_affinity(field.ty));
+    crate::catalog::builder::prepare_generated_expr(
+        &mut g.expr,
+        &|n: &str| {
+            e.field_index(n).or_else(|| {
+                n.eq_ignore_ascii_case(&new_name)
+                    .then_some(e.fields.len() as u32)
+            })
+        },
+        count,
+        &affinities,
+    )?;
     let old_entity = e.clone();
     e.fields.push(field);
     e.generated_order()?;

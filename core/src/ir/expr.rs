@@ -110,6 +110,52 @@ pub fn is_stored_function(name: &str) -> bool {
         || n == COLLATE_RTRIM_FN
         || n == CASE_OF_FN
         || stored_cast(&n).is_some()
+        || n == AFFINITY_NUMERIC_FN
+        || n == AFFINITY_TEXT_FN
+        || SQL_DELEGATED.contains(&n.as_str())
+}
+
+/// Deterministic scalar functions a stored expression evaluates with the SQL front end's own
+/// implementation (Django's generated fields use `ROUND`, `Substr`, `Greatest`, ...).
+const SQL_DELEGATED: &[&str] = &[
+    "round",
+    "substr",
+    "substring",
+    "instr",
+    "hex",
+    "quote",
+    "iif",
+    "sign",
+    "char",
+    "unicode",
+    "printf",
+    "format",
+    "min",
+    "max",
+    "octet_length",
+    "glob",
+    "json",
+    "json_array",
+    "json_object",
+    "json_quote",
+    "json_array_length",
+];
+
+/// SQLite applies an affinity to the operands of a comparison (a column's, a CAST's); stored
+/// expressions make it explicit with these (see [`Expr::apply_comparison_affinities`]).
+pub const AFFINITY_NUMERIC_FN: &str = "$affinity_numeric";
+pub const AFFINITY_TEXT_FN: &str = "$affinity_text";
+
+/// The affinity classes SQLite's comparison rules distinguish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmpAffinity {
+    /// A literal or an expression without affinity.
+    None,
+    /// BLOB affinity (a column declared BLOB or without a type).
+    Blob,
+    Text,
+    /// INTEGER, REAL or NUMERIC.
+    Numeric,
 }
 
 /// `CASE WHEN c1 THEN r1 ... ELSE e END` in a stored expression: a function named this with
@@ -203,6 +249,11 @@ impl Expr {
                 err = Some(Error::unsupported(format!(
                     "function {name}() in a stored expression"
                 )))
+            }
+            Expr::Function { name, args } if SQL_DELEGATED.contains(&name.as_str()) => {
+                if let Err(e) = crate::sql::functions::check_arity(name, args.len()) {
+                    err = Some(e);
+                }
             }
             _ => {}
         });
@@ -405,6 +456,105 @@ impl Expr {
                 call_function(name, &vals)?
             }
         })
+    }
+
+    /// Makes SQLite's comparison affinities explicit: in `a = b`, `a < b`, ..., BETWEEN and
+    /// IN lists, when one operand has numeric affinity (a numeric column) and the other has
+    /// not, or one has TEXT affinity and the other none, the operands are converted as SQLite
+    /// converts them before comparing. `field` gives each field's affinity.
+    pub fn apply_comparison_affinities(&mut self, field: &impl Fn(u32) -> CmpAffinity) {
+        fn aff(e: &Expr, field: &impl Fn(u32) -> CmpAffinity) -> CmpAffinity {
+            match e {
+                Expr::Field(f) => field(*f),
+                Expr::Function { name, .. } => match stored_cast(name) {
+                    Some(crate::sql::compile::CastType::Text) => CmpAffinity::Text,
+                    Some(crate::sql::compile::CastType::Blob) => CmpAffinity::Blob,
+                    Some(_) => CmpAffinity::Numeric,
+                    None => CmpAffinity::None,
+                },
+                _ => CmpAffinity::None,
+            }
+        }
+        fn combined(a: CmpAffinity, b: CmpAffinity) -> CmpAffinity {
+            use CmpAffinity::*;
+            match (a, b) {
+                (Numeric, _) | (_, Numeric) => Numeric,
+                (Text, None) | (None, Text) => Text,
+                _ => None,
+            }
+        }
+        fn wrap(e: &mut Expr, a: CmpAffinity) {
+            let name = match a {
+                CmpAffinity::Numeric => AFFINITY_NUMERIC_FN,
+                CmpAffinity::Text => AFFINITY_TEXT_FN,
+                _ => return,
+            };
+            let inner = std::mem::replace(e, Expr::Literal(Value::Null));
+            *e = Expr::Function {
+                name: name.into(),
+                args: vec![inner],
+            };
+        }
+        fn walk(e: &mut Expr, field: &impl Fn(u32) -> CmpAffinity) {
+            match e {
+                Expr::Binary(op, l, r) => {
+                    walk(l, field);
+                    walk(r, field);
+                    if matches!(
+                        op,
+                        BinaryOp::Eq
+                            | BinaryOp::Ne
+                            | BinaryOp::Lt
+                            | BinaryOp::Le
+                            | BinaryOp::Gt
+                            | BinaryOp::Ge
+                            | BinaryOp::Is
+                            | BinaryOp::IsNot
+                    ) {
+                        let a = combined(aff(l, field), aff(r, field));
+                        wrap(l, a);
+                        wrap(r, a);
+                    }
+                }
+                Expr::Between {
+                    expr, low, high, ..
+                } => {
+                    walk(expr, field);
+                    walk(low, field);
+                    walk(high, field);
+                    let x = aff(expr, field);
+                    let al = combined(x, aff(low, field));
+                    let ah = combined(x, aff(high, field));
+                    wrap(low, al);
+                    wrap(high, ah);
+                    // The tested value is converted once; both comparisons see it converted
+                    // the same way only when they agree.
+                    if al == ah {
+                        wrap(expr, al);
+                    }
+                }
+                Expr::InList { expr, list, .. } => {
+                    walk(expr, field);
+                    let x = aff(expr, field);
+                    for item in list.iter_mut() {
+                        walk(item, field);
+                        if matches!(x, CmpAffinity::Numeric | CmpAffinity::Text)
+                            && aff(item, field) != CmpAffinity::Numeric
+                        {
+                            wrap(item, x);
+                        }
+                    }
+                }
+                Expr::Unary(_, x) | Expr::IsNull { expr: x, .. } => walk(x, field),
+                Expr::Like { expr, pattern, .. } => {
+                    walk(expr, field);
+                    walk(pattern, field);
+                }
+                Expr::Function { args, .. } => args.iter_mut().for_each(|a| walk(a, field)),
+                Expr::Literal(_) | Expr::Field(_) | Expr::Named(_) => {}
+            }
+        }
+        walk(self, field)
     }
 
     /// Evaluates as a CHECK constraint: passes unless the result is false (NULL passes).
@@ -732,15 +882,9 @@ fn call_function(name: &str, args: &[Value]) -> Result<Value> {
             }
         }
         "abs" => {
+            // abs() of a text or blob is a real in SQLite (abs('5') is 5.0, abs('B') 0.0).
             want(1)?;
-            match to_numeric(&arg(0)) {
-                Value::Integer(i) => Value::Integer(
-                    i.checked_abs()
-                        .ok_or_else(|| Error::invalid("integer overflow in abs()"))?,
-                ),
-                Value::Real(r) => Value::Real(r.abs()),
-                other => other,
-            }
+            crate::sql::functions::call("abs", args.to_vec(), &Default::default())?
         }
         "coalesce" | "ifnull" => args
             .iter()
@@ -793,6 +937,21 @@ fn call_function(name: &str, args: &[Value]) -> Result<Value> {
         // Django's JSONField declares CHECK (JSON_VALID(col) OR col IS NULL): one JSON
         // implementation for statements and constraints, so both agree on what is valid.
         "json_valid" | "json_type" | "json_extract" => crate::sql::json::call(n.as_str(), args)?,
+        AFFINITY_NUMERIC_FN => {
+            want(1)?;
+            match arg(0) {
+                // Numeric affinity at comparison keeps a real a real (no 3.0 -> 3).
+                Value::Text(t) => crate::value::DataType::Numeric.apply_affinity(Value::Text(t)),
+                v => v,
+            }
+        }
+        AFFINITY_TEXT_FN => {
+            want(1)?;
+            match arg(0) {
+                v @ (Value::Integer(_) | Value::Real(_)) => Value::Text(text_of(&v)),
+                v => v,
+            }
+        }
         c if stored_cast(c).is_some() => {
             want(1)?;
             match stored_cast(c) {
@@ -801,6 +960,10 @@ fn call_function(name: &str, args: &[Value]) -> Result<Value> {
             }
         }
         m if crate::sql::functions::is_math(m) => crate::sql::functions::call_math(m, args)?,
+        d if SQL_DELEGATED.contains(&d) => {
+            // None of them reads the connection's counters.
+            crate::sql::functions::call(d, args.to_vec(), &Default::default())?
+        }
         _ => return Err(Error::unsupported(format!("function {name}()"))),
     })
 }

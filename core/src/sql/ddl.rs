@@ -463,6 +463,40 @@ pub fn to_ir(e: &AExpr) -> Result<Expr> {
             }
             Expr::Function { name, args }
         }
+        // SUBSTR / TRIM have syntax of their own in sqlparser; as calls they are ordinary.
+        AExpr::Substring {
+            expr,
+            substring_from,
+            substring_for,
+            ..
+        } => {
+            let mut args = vec![to_ir(expr)?];
+            for a in [substring_from, substring_for].into_iter().flatten() {
+                args.push(to_ir(a)?);
+            }
+            if args.len() < 2 {
+                return Err(syntax("wrong number of arguments to function substr()"));
+            }
+            Expr::Function {
+                name: "substr".into(),
+                args,
+            }
+        }
+        AExpr::Trim {
+            trim_where: None,
+            trim_what: None,
+            expr,
+            trim_characters,
+        } => {
+            let mut args = vec![to_ir(expr)?];
+            for c in trim_characters.iter().flatten() {
+                args.push(to_ir(c)?);
+            }
+            Expr::Function {
+                name: "trim".into(),
+                args,
+            }
+        }
         AExpr::Cast {
             kind: ast::CastKind::Cast,
             expr,
@@ -557,6 +591,29 @@ fn refuse_in_generated(e: &AExpr) -> Result<()> {
         AExpr::BinaryOp { left, right, .. } => {
             refuse_in_generated(left)?;
             refuse_in_generated(right)
+        }
+        AExpr::Substring {
+            expr,
+            substring_from,
+            substring_for,
+            ..
+        } => {
+            refuse_in_generated(expr)?;
+            [substring_from, substring_for]
+                .into_iter()
+                .flatten()
+                .try_for_each(|x| refuse_in_generated(x))
+        }
+        AExpr::Trim {
+            expr,
+            trim_characters,
+            ..
+        } => {
+            refuse_in_generated(expr)?;
+            trim_characters
+                .iter()
+                .flatten()
+                .try_for_each(refuse_in_generated)
         }
         AExpr::Like { expr, pattern, .. } | AExpr::ILike { expr, pattern, .. } => {
             refuse_in_generated(expr)?;
