@@ -47,7 +47,7 @@ done
 run_suite "python binding (pytest)" python_binding_tests
 run_suite "sqlalchemy adapter (pytest)" sqlalchemy_adapter_tests
 run_suite "sqlalchemy compliance suite" sqlalchemy_compliance_tests
-run_suite "django backend (pytest .graph())" django_backend_tests
+run_suite "django backend (pytest: .graph(), native functions)" django_backend_tests
 run_suite "django suite (Django 5.2 tests on django_ormdb)" django_suite
 run_suite "cli smoke (ormdb demo + info)" bash -c '
   d=$(mktemp -d) && ./target/debug/ormdb demo "$d/demo.db" --users 20 >/dev/null &&

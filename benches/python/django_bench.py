@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import gc
 import json
 import os
 import random
@@ -142,11 +143,51 @@ def summary(xs: list[float]) -> dict:
     return {"p50": pct(xs, 50), "p95": pct(xs, 95), "p99": pct(xs, 99), "mean": statistics.mean(xs)}
 
 
+def interleaved(rounds: int) -> int:
+    prebuilt = Author.objects.using("ormdb").prefetch_related(*LOOKUPS).order_by("id")[:50].graph()
+    variants = {
+        "sqlite3 prefetch": lambda: nested_prefetch("default"),
+        "ormdb prefetch": lambda: nested_prefetch("ormdb"),
+        "ormdb .graph()": lambda: nested_graph("ormdb"),
+        "traversal alone": lambda: traverse(prebuilt),
+    }
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    for fn in variants.values():
+        fn()
+    for _ in range(rounds):
+        for name, fn in variants.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - t0) * 1000)
+    print(f"{rounds} interleaved rounds, load average {os.getloadavg()[0]:.1f}")
+    for name, xs in times.items():
+        print(f"{name:<18} min {min(xs):8.2f}  median {statistics.median(xs):8.2f} ms")
+    lite, graph = times["sqlite3 prefetch"], times["ormdb .graph()"]
+    print(
+        f"speed-up of .graph(): {min(lite) / min(graph):.2f}x (min), "
+        f"{statistics.median(lite) / statistics.median(graph):.2f}x (median)"
+    )
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--authors", type=int, default=200)
     ap.add_argument("--repeat", type=int, default=200)
     ap.add_argument("--json", help="write the figures here as JSON")
+    ap.add_argument(
+        "--freeze-gc",
+        action="store_true",
+        help="gc.freeze() after loading: full collections then skip the long-lived objects "
+        "(Django, the app), which otherwise dominate both backends' times",
+    )
+    ap.add_argument(
+        "--interleave",
+        type=int,
+        default=0,
+        help="instead: ROUNDS rounds alternating sqlite3 prefetch, ORMDB prefetch and .graph() "
+        "(and the traversal alone), min/median per variant: fairer under a shared machine's load",
+    )
     args = ap.parse_args()
 
     for alias in ("default", "ormdb"):
@@ -154,7 +195,12 @@ def main() -> int:
         load(alias, args.authors)
     # Same answer on both before timing anything.
     assert nested_prefetch("default") == nested_prefetch("ormdb") == nested_graph("ormdb")
+    if args.freeze_gc:
+        gc.collect()
+        gc.freeze()
 
+    if args.interleave:
+        return interleaved(args.interleave)
     results = {}
     rows = [
         ("nested_read", lambda: nested_prefetch("default"), lambda: nested_prefetch("ormdb")),
@@ -174,7 +220,12 @@ def main() -> int:
         results[name] = {"sqlite3": a, "ormdb": b, "ratio_p50": ratio}
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"authors": args.authors, "repeat": args.repeat, **results}, f, indent=1)
+            json.dump(
+            {"authors": args.authors, "repeat": args.repeat, "freeze_gc": args.freeze_gc,
+             "load_average": os.getloadavg(), **results},
+            f,
+            indent=1,
+        )  # fmt: skip
     return 0
 
 
