@@ -320,7 +320,7 @@ _shared: "weakref.WeakValueDictionary[str, _Shared]" = weakref.WeakValueDictiona
 
 
 def _open_database(
-    database: str, uri: bool, durability: str
+    database: str, uri: bool, durability: str, memory: dict[str, Optional[int]]
 ) -> tuple["_ormdb.NativeDatabase", Optional[_Shared]]:
     if uri and database.startswith("file:"):
         from urllib.parse import parse_qs, unquote
@@ -345,16 +345,26 @@ def _open_database(
                 with _shared_lock:
                     holder = _shared.get(path)
                     if holder is None:
-                        holder = _Shared(_ormdb.NativeDatabase.open(None, durability))
+                        holder = _Shared(_ormdb.NativeDatabase.open(None, durability, **memory))
                         _shared[path] = holder
                 return holder.db, holder
-            return _ormdb.NativeDatabase.open(None, durability), None
+            return _ormdb.NativeDatabase.open(None, durability, **memory), None
         if mode == "rw" and not os.path.exists(path):
             raise OperationalError(f"unable to open database file: {path}")
-        return _ormdb.NativeDatabase.open(path, durability), None
+        return _ormdb.NativeDatabase.open(path, durability, **memory), None
     if database == ":memory:" or database == "":
-        return _ormdb.NativeDatabase.open(None, durability), None
-    return _ormdb.NativeDatabase.open(database, durability), None
+        return _ormdb.NativeDatabase.open(None, durability, **memory), None
+    return _ormdb.NativeDatabase.open(database, durability, **memory), None
+
+
+def _byte_limit(name: str, value: Optional[int]) -> Optional[int]:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int (bytes) or None, not {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0 bytes, not {value}")
+    return value
 
 
 class Connection:
@@ -387,6 +397,8 @@ class Connection:
         *,
         autocommit: Union[bool, int] = LEGACY_TRANSACTION_CONTROL,
         durability: str = "full",
+        cache_capacity: Optional[int] = None,
+        image_budget: Optional[int] = None,
     ) -> None:
         self._native: Any = None
         if isinstance(database, bytes):
@@ -402,7 +414,11 @@ class Connection:
             self._db, self._shared = None, None
             self._native = _ormdb.RemoteConnection.connect(database, float(timeout))
         else:
-            self._db, self._shared = _open_database(database, uri, durability)
+            memory = {
+                "cache_capacity": _byte_limit("cache_capacity", cache_capacity),
+                "image_budget": _byte_limit("image_budget", image_budget),
+            }
+            self._db, self._shared = _open_database(database, uri, durability, memory)
             self._native = self._db.connect()
         self.database = database
         self.timeout = timeout
@@ -692,6 +708,8 @@ def connect(
     *,
     autocommit: Union[bool, int] = LEGACY_TRANSACTION_CONTROL,
     durability: str = "full",
+    cache_capacity: Optional[int] = None,
+    image_budget: Optional[int] = None,
 ) -> Connection:
     """Opens a connection to the ORMDB database at ``database`` (a directory path, created if
     missing), to a fresh temporary database for ``":memory:"``, or to an ``ormdb serve`` at a
@@ -700,7 +718,14 @@ def connect(
     NotSupportedError). Locally, ``timeout`` and
     ``cached_statements`` are accepted for sqlite3 compatibility: ORMDB never waits on locks
     (conflicting commits fail with OperationalError, SQLSTATE 40001) and caches statements on
-    its own. ``durability`` is "full" (fsync before a commit returns) or "normal"."""
+    its own. ``durability`` is "full" (fsync before a commit returns) or "normal".
+
+    Memory (local databases; byte limits, None for the defaults): ``cache_capacity`` bounds
+    the storage page cache (default 64 MiB; it only holds pages read or written, so a small
+    database uses far less) and ``image_budget`` the decoded table images that graph fetches
+    keep for read-mostly tables of up to 250,000 rows (default 64 MiB, least recently read
+    evicted first, 0 turns them off). Every connection to a database in one process shares the
+    settings of its first open; different explicit values raise OperationalError."""
     cls = factory or Connection
     return cls(  # type: ignore[no-any-return]
         database,
@@ -712,4 +737,6 @@ def connect(
         uri=uri,
         autocommit=autocommit,
         durability=durability,
+        cache_capacity=cache_capacity,
+        image_budget=image_budget,
     )
