@@ -380,6 +380,10 @@ impl Database {
             "# HELP ormdb_table_image_bytes Bytes held by decoded table images.\n# TYPE ormdb_table_image_bytes gauge\normdb_table_image_bytes {}\n",
             t.bytes()
         ));
+        out.push_str(&format!(
+            "# HELP ormdb_table_image_budget_bytes Most bytes decoded table images may hold (Options::image_budget).\n# TYPE ormdb_table_image_budget_bytes gauge\normdb_table_image_budget_bytes {}\n",
+            t.budget()
+        ));
         q.metrics.render_prometheus(
             q.cache.hits.load(std::sync::atomic::Ordering::Relaxed),
             q.cache.misses.load(std::sync::atomic::Ordering::Relaxed),
