@@ -498,10 +498,10 @@ impl TableCache {
     /// Keeps an image built by a complete scan at `img.built_at`, unless the table was written
     /// since (its overlay would miss that write).
     pub fn put(&self, img: TableImage) {
-        if img.bytes > self.max_image_bytes() {
+        let budget = self.budget();
+        if budget == 0 || img.bytes > self.max_image_bytes() {
             return;
         }
-        let budget = self.budget();
         img.last_used.store(
             self.clock.fetch_add(1, Ordering::Relaxed),
             Ordering::Relaxed,
@@ -537,4 +537,52 @@ fn evict_lru(inner: &mut Inner) -> bool {
         .min_by_key(|(_, img)| img.last_used.load(Ordering::Relaxed))
         .map(|(t, _)| *t);
     victim.is_some_and(|t| inner.drop_image(t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(table: u32, bytes: usize) -> TableImage {
+        TableImage::new(table, 1, 10, 0, Vec::new(), bytes)
+    }
+
+    #[test]
+    fn evicts_least_recently_read_image_to_fit_budget() {
+        let cache = TableCache::default();
+        cache.set_budget(300);
+        cache.put(image(1, 100));
+        cache.put(image(2, 100));
+        cache.put(image(3, 100));
+        assert_eq!(cache.images(), 3);
+        // Reading 1 makes 2 the least recently used.
+        assert!(cache.get(1, 1, 10).is_some());
+        cache.put(image(4, 100));
+        assert!(cache.get(2, 1, 10).is_none());
+        assert!(cache.get(1, 1, 10).is_some());
+        assert!(cache.get(3, 1, 10).is_some());
+        assert!(cache.get(4, 1, 10).is_some());
+        assert_eq!(cache.bytes(), 300);
+    }
+
+    #[test]
+    fn budget_bounds_single_images_and_zero_disables() {
+        let cache = TableCache::default();
+        assert_eq!(cache.budget(), DEFAULT_BUDGET);
+        cache.set_budget(300);
+        // More than half the budget is never kept.
+        cache.put(image(1, 151));
+        assert_eq!(cache.images(), 0);
+        cache.put(image(1, 150));
+        cache.put(image(2, 150));
+        assert_eq!(cache.bytes(), 300);
+        // Shrinking the budget evicts down to it.
+        cache.set_budget(200);
+        assert_eq!((cache.images(), cache.bytes()), (1, 150));
+        cache.set_budget(0);
+        assert_eq!((cache.images(), cache.bytes()), (0, 0));
+        assert!(!cache.wants_image(1, 10));
+        cache.put(image(3, 0));
+        assert_eq!(cache.images(), 0);
+    }
 }
