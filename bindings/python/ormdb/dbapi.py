@@ -415,8 +415,8 @@ _ROWS_PER_UNIT = 100
 
 def _dump_items(native: Any, table_like: Optional[str]) -> tuple[list[tuple], bool]:
     """What a dump holds, in replay order: ("sql", CREATE statement) and ("rows", table,
-    columns, rows) per table (parents first), then ("sql", ...) for indexes, triggers and
-    views; and whether foreign keys form a cycle."""
+    columns, rows) per table (parents first), the AUTOINCREMENT counters, then ("sql", ...)
+    for indexes, triggers and views; and whether foreign keys form a cycle."""
     query = (
         "SELECT type, name, tbl_name, sql FROM sqlite_master "
         "WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
@@ -436,6 +436,15 @@ def _dump_items(native: Any, table_like: Optional[str]) -> tuple[list[tuple], bo
         col_list = ",".join(_ident(c) for c in cols)
         rows = native.execute(f"SELECT {col_list} FROM {_ident(table)}")[2]
         items.append(("rows", table, cols, rows))
+    has_sequence = native.execute(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_sequence'"
+    )[2][0][0]
+    if has_sequence:
+        # AUTOINCREMENT counters, as sqlite3 dumps them: they may be above the largest id.
+        seq = native.execute("SELECT name, seq FROM sqlite_sequence")[2]
+        seq = [r for r in seq if r[0] in tables]
+        items.append(("sql", 'DELETE FROM "sqlite_sequence"'))
+        items.append(("rows", "sqlite_sequence", ["name", "seq"], seq))
     for kind in ("index", "trigger", "view"):
         items.extend(("sql", sql) for k, _, _, sql in schema if k == kind)
     return items, cyclic

@@ -260,3 +260,24 @@ def test_default_image_budget_builds_images(tmp_path):
     assert int(metrics["ormdb_table_image_builds_total"]) >= 1
     assert 0 < int(metrics["ormdb_table_image_bytes"]) <= 64 << 20
     c.close()
+
+
+def test_dump_and_backup_keep_autoincrement_counters(conn):
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, x TEXT)")
+    conn.executemany("INSERT INTO t (x) VALUES (?)", [("a",), ("b",), ("c",)])
+    conn.execute("DELETE FROM t WHERE id = 3")
+    conn.commit()
+    lines = list(conn.iterdump())
+    assert 'DELETE FROM "sqlite_sequence";' in lines
+    assert 'INSERT INTO "sqlite_sequence"("name","seq") VALUES(\'t\',3);' in lines
+    for replay in (ormdb.connect(":memory:"), sqlite3.connect(":memory:")):
+        replay.executescript("\n".join(lines))
+        replay.execute("INSERT INTO t (x) VALUES ('d')")
+        # The deleted id 3 is not reused.
+        assert replay.execute("SELECT id FROM t WHERE x = 'd'").fetchone() == (4,)
+        replay.close()
+    dst = ormdb.connect(":memory:")
+    conn.backup(dst)
+    dst.execute("INSERT INTO t (x) VALUES ('d')")
+    assert dst.execute("SELECT id FROM t WHERE x = 'd'").fetchone() == (4,)
+    dst.close()
