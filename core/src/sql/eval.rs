@@ -278,10 +278,13 @@ pub fn convert(aff: Option<DataType>, v: Value) -> Value {
     }
 }
 
+/// The sorted constant items of an IN list and whether the list held a NULL.
+type InSet = Rc<(Vec<Value>, bool)>;
+
 /// The sorted items of an IN list of constants (literals and parameters), built once per
 /// statement; None when an item depends on the row. Items compare as `total_cmp` does, which is
 /// how the linear search matches, so a binary search finds exactly the same items.
-fn in_set(key: usize, list: &[SExpr], ctx: &mut Ctx) -> Result<Option<Rc<(Vec<Value>, bool)>>> {
+fn in_set(key: usize, list: &[SExpr], ctx: &mut Ctx) -> Result<Option<InSet>> {
     if let Some(s) = ctx.in_sets.get(&key) {
         return Ok(Some(s.clone()));
     }
@@ -351,15 +354,13 @@ pub fn eval(e: &SExpr, ctx: &mut Ctx, env: &Env) -> Result<Value> {
             if let Some(id) = set {
                 if let Some(set) = in_set(*id, list, ctx)? {
                     let (items, saw_null) = set.as_ref();
-                    return Ok(
-                        if items.binary_search_by(|x| x.total_cmp(&v)).is_ok() {
-                            Value::Integer(!*negated as i64)
-                        } else if *saw_null {
-                            Value::Null
-                        } else {
-                            Value::Integer(*negated as i64)
-                        },
-                    );
+                    return Ok(if items.binary_search_by(|x| x.total_cmp(&v)).is_ok() {
+                        Value::Integer(!*negated as i64)
+                    } else if *saw_null {
+                        Value::Null
+                    } else {
+                        Value::Integer(*negated as i64)
+                    });
                 }
             }
             let mut saw_null = false;
