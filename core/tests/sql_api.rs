@@ -235,7 +235,7 @@ fn bad_sql_has_sqlstates() {
             SqlState::SyntaxError,
         ),
         (
-            "SELECT * FROM t RIGHT JOIN t u USING (a)",
+            "SELECT * FROM t LEFT JOIN t u USING (a) CROSS JOIN t v, LATERAL (SELECT 1)",
             SqlState::FeatureNotSupported,
         ),
         (

@@ -520,8 +520,7 @@ fn unsupported_collation_uses_fail_with_0a000() {
         "SELECT s FROM w GROUP BY s COLLATE NOCASE",
         "SELECT DISTINCT s COLLATE NOCASE FROM w",
         "SELECT count(*) FROM w WHERE s COLLATE NOCASE IN (SELECT 'a')",
-        "CREATE UNIQUE INDEX u ON w (s COLLATE NOCASE)",
-        "SELECT * FROM w a RIGHT JOIN w b USING (s)",
+        "SELECT min(s COLLATE NOCASE) FROM w",
     ] {
         let e = s.execute(sql, &Params::None).expect_err(sql);
         assert!(

@@ -397,3 +397,25 @@ fn chained_using_after_full_join_is_refused() {
         assert_eq!(err.state, SqlState::FeatureNotSupported, "{sql}: {err}");
     }
 }
+
+#[test]
+fn named_windows() {
+    run(r#"
+CREATE TABLE s (id INTEGER PRIMARY KEY, g TEXT, v INT);
+INSERT INTO s (g, v) VALUES ('a', 3), ('a', 1), ('b', 5), ('a', 2), ('b', NULL), ('c', 7);
+SELECT id, sum(v) OVER w, row_number() OVER w FROM s WINDOW w AS (PARTITION BY g ORDER BY id) ORDER BY id;
+SELECT id, rank() OVER win FROM s WINDOW win AS (ORDER BY v DESC) ORDER BY id;
+SELECT id, sum(v) OVER (w ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) FROM s WINDOW w AS (PARTITION BY g ORDER BY id) ORDER BY id;
+SELECT id, sum(v) OVER (w ORDER BY v) FROM s WINDOW w AS (PARTITION BY g) ORDER BY id;
+SELECT id, max(v) OVER w2 FROM s WINDOW w1 AS (PARTITION BY g), w2 AS (w1 ORDER BY id DESC) ORDER BY id;
+SELECT id, count(*) OVER (w) FROM s WINDOW w AS (ORDER BY g) ORDER BY id;
+SELECT g, sum(sum(v)) OVER w, count(*) OVER w FROM s GROUP BY g WINDOW w AS (ORDER BY g) ORDER BY g;
+SELECT id, lag(v) OVER w, lead(v) OVER w FROM s WINDOW w AS (ORDER BY id), unused AS (ORDER BY v) ORDER BY id;
+SELECT id, (SELECT count(*) OVER w FROM s t WINDOW w AS () LIMIT 1) FROM s WINDOW w AS (ORDER BY id) ORDER BY id;
+SELECT id, sum(v) OVER nope FROM s;
+SELECT id, sum(v) OVER (w PARTITION BY id) FROM s WINDOW w AS (ORDER BY id);
+SELECT id, sum(v) OVER (w ORDER BY v) FROM s WINDOW w AS (ORDER BY id);
+SELECT id FROM s WINDOW w AS (ORDER BY id), w AS (ORDER BY v);
+SELECT id, sum(v) OVER (w) FROM s WINDOW w AS (ORDER BY id ROWS 1 PRECEDING) ORDER BY id;
+"#);
+}

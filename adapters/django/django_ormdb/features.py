@@ -20,12 +20,15 @@ class DatabaseFeatures(SQLiteFeatures):
         return True
 
     # A column's declared collation (`name TEXT COLLATE NOCASE`, Django's db_collation) works
-    # in the engine for comparisons and ORDER BY only: UNIQUE, GROUP BY, DISTINCT, min/max and
-    # indexes on such a column are refused (0A000), which Django's collation tests use.
-    # COLLATE in expressions works. Without test collations,
-    # Django's collation tests skip themselves ("Language collations are not supported") and
-    # its test models are created without a collation.
-    test_collations = {"virtual": None}
+    # in the engine for comparisons, ORDER BY, UNIQUE / PRIMARY KEY, indexes and foreign keys,
+    # as on SQLite. "virtual" (a collation on a generated column) stays off with generated
+    # columns.
+    test_collations = {
+        "ci": "nocase",
+        "cs": "binary",
+        "non_default": "nocase",
+        "virtual": None,
+    }
 
     # Generated columns (GENERATED ALWAYS AS) are not implemented in the engine.
     supports_stored_generated_columns = False
@@ -43,15 +46,6 @@ class DatabaseFeatures(SQLiteFeatures):
 
 # reason -> test labels (module.Class.method) that cannot pass on ORMDB today.
 ORMDB_SKIPS: dict[str, set[str]] = {
-    "a column's declared collation (TEXT COLLATE NOCASE) is not supported by the engine "
-    "beyond comparisons and ORDER BY": {
-        "schema.tests.SchemaTests.test_ci_cs_db_collation",
-    },
-    "UPDATE sqlite_sequence (sequence reset) is not supported: row ids are allocated by "
-    "the engine": {
-        "backends.base.test_operations.SqlFlushTests.test_execute_sql_flush_statements",
-        "backends.tests.LongNameTest.test_sequence_name_length_limits_flush",
-    },
     "The version error names ORMDB (display_name), the test expects 'SQLite'": {
         "backends.sqlite.tests.Tests.test_check_database_version_supported",
     },

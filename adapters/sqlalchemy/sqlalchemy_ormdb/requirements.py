@@ -195,14 +195,12 @@ class Requirements(SuiteRequirements):
 
     @property
     def tuple_in(self) -> Any:
-        # Row values ("(a, b) IN (VALUES ...)", "(a, b) = (c, d)") are refused by the engine
-        # with 0A000 (SQLite has them since 3.15); engine work not done yet.
-        return exclusions.closed()
+        # Row values ("(a, b) IN (...)", "(a, b) = (c, d)") work as in SQLite >= 3.15.
+        return exclusions.open()
 
     @property
     def tuple_in_w_empty(self) -> Any:
-        # Row values: see tuple_in.
-        return exclusions.closed()
+        return exclusions.open()
 
     @property
     def order_by_label_with_expression(self) -> Any:

@@ -285,6 +285,12 @@ pub struct Compiler<'a> {
     pub query_depth: usize,
     /// Inside a compound SELECT (UNION etc. deduplicate by the column collation).
     pub in_compound: bool,
+    /// The WINDOW clause of the SELECT being compiled: name -> its definition, each already
+    /// merged with the window it names as its base.
+    pub named_windows: Vec<(String, ast::WindowSpec)>,
+    /// Set while compiling the query of a derived table, CTE or view: its result columns keep
+    /// a declared column collation, which the reading query then honours like a table's.
+    pub from_source: bool,
     /// When set, placeholders compile to [`SExpr::Param`] slots instead of their bound values,
     /// so the plan can be cached and run again with other values. One slot per compiled
     /// placeholder: (its occurrence in the text, the affinity its value gets when bound).
@@ -406,6 +412,8 @@ impl<'a> Compiler<'a> {
             last_coll: None,
             query_depth: 0,
             in_compound: false,
+            named_windows: Vec::new(),
+            from_source: false,
             param_slots: None,
         }
     }
@@ -669,10 +677,8 @@ impl<'a> Compiler<'a> {
                                     (Some(a), None, SExpr::Param(n))
                                         if is_numeric_aff(a) || a == DataType::Text =>
                                     {
-                                        if let Some(slot) = self
-                                            .param_slots
-                                            .as_mut()
-                                            .and_then(|s| s.get_mut(n))
+                                        if let Some(slot) =
+                                            self.param_slots.as_mut().and_then(|s| s.get_mut(n))
                                         {
                                             slot.1 = Some(a);
                                         }
@@ -1347,12 +1353,11 @@ impl<'a> Compiler<'a> {
         f: &ast::Function,
         over: &ast::WindowType,
     ) -> Result<SExpr> {
-        let ast::WindowType::WindowSpec(spec) = over else {
-            return Err(Error::unsupported(format!("named window in {name}() OVER")));
+        let spec = match over {
+            ast::WindowType::WindowSpec(spec) => self.resolve_window(spec)?,
+            ast::WindowType::NamedWindow(w) => self.named_window(&w.value)?,
         };
-        if spec.window_name.is_some() {
-            return Err(Error::unsupported(format!("base window in {name}() OVER")));
-        }
+        let spec = &spec;
         if f.filter.is_some() || !f.within_group.is_empty() || f.null_treatment.is_some() {
             return Err(Error::unsupported(format!("{name}() OVER with FILTER")));
         }
@@ -1439,6 +1444,52 @@ impl<'a> Compiler<'a> {
         Ok(SExpr::Col {
             up: 0,
             idx: WINDOW_SLOT_BASE + fr.windows.len() - 1,
+        })
+    }
+
+    fn named_window(&self, name: &str) -> Result<ast::WindowSpec> {
+        self.named_windows
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, w)| w.clone())
+            .ok_or_else(|| syntax(format!("no such window: {name}")))
+    }
+
+    /// A window specification with its base window (`OVER (w ORDER BY ...)`) merged in, under
+    /// SQLite's rules: the base gives the PARTITION BY, and the ORDER BY unless it has none;
+    /// the frame comes from the referring specification.
+    pub fn resolve_window(&self, spec: &ast::WindowSpec) -> Result<ast::WindowSpec> {
+        let Some(base_name) = &spec.window_name else {
+            return Ok(spec.clone());
+        };
+        let base = self.named_window(&base_name.value)?;
+        if !spec.partition_by.is_empty() {
+            return Err(syntax(format!(
+                "cannot override PARTITION clause of window: {}",
+                base_name.value
+            )));
+        }
+        if !spec.order_by.is_empty() && !base.order_by.is_empty() {
+            return Err(syntax(format!(
+                "cannot override ORDER BY clause of window: {}",
+                base_name.value
+            )));
+        }
+        if base.window_frame.is_some() {
+            return Err(syntax(format!(
+                "cannot override frame specification of window: {}",
+                base_name.value
+            )));
+        }
+        Ok(ast::WindowSpec {
+            window_name: None,
+            partition_by: base.partition_by.clone(),
+            order_by: if spec.order_by.is_empty() {
+                base.order_by.clone()
+            } else {
+                spec.order_by.clone()
+            },
+            window_frame: spec.window_frame.clone(),
         })
     }
 

@@ -278,7 +278,7 @@ pub fn convert(aff: Option<DataType>, v: Value) -> Value {
     }
 }
 
-/// The sorted constant items of an IN list and whether the list held a NULL.
+/// An IN list's sorted constant items and whether it held a NULL.
 type InSet = Rc<(Vec<Value>, bool)>;
 
 /// The sorted items of an IN list of constants (literals and parameters), built once per

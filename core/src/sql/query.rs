@@ -106,6 +106,9 @@ pub struct SelectPlan {
     pub affinities: Vec<Option<DataType>>,
     /// Window function calls; their results follow the FROM columns and aggregates.
     pub windows: Vec<super::compile::WindowCall>,
+    /// The declared collation each result column carries (derived tables, CTEs and views
+    /// pass it on to the reading query).
+    pub collations: Vec<Option<super::compile::Collation>>,
     /// The only source's access path returns rows in the query's ORDER BY order.
     pub presorted: bool,
 }
@@ -200,6 +203,7 @@ pub fn compile_query(c: &mut Compiler, q: &ast::Query) -> Result<Query> {
         return Err(Error::unsupported("query pipe operators/settings"));
     }
     let ctes_before = c.ctes.len();
+    let from_source = std::mem::take(&mut c.from_source);
     c.query_depth += 1;
     if let Some(with) = &q.with {
         if let Err(e) = push_ctes(c, with) {
@@ -208,7 +212,9 @@ pub fn compile_query(c: &mut Compiler, q: &ast::Query) -> Result<Query> {
             return Err(e);
         }
     }
+    c.from_source = from_source;
     let res = compile_query_body(c, q);
+    c.from_source = false;
     c.query_depth -= 1;
     c.ctes.truncate(ctes_before);
     res
@@ -231,6 +237,7 @@ pub fn push_ctes(c: &mut Compiler, with: &ast::With) -> Result<()> {
             c.ctes.push(def);
             continue;
         }
+        c.from_source = true;
         let sub = compile_query(c, &cte.query)?;
         let columns = cte_columns(cte, sub.columns.clone())?;
         let slot = c.cte_slots;
@@ -465,8 +472,7 @@ fn compile_query_body(c: &mut Compiler, q: &ast::Query) -> Result<Query> {
     let offset = compile_const(c, &offset)?;
     match q.body.as_ref() {
         SetExpr::Select(s) => {
-            let (mut plan, columns, decls, order, correlated) =
-                compile_select(c, s, &order_exprs)?;
+            let (mut plan, columns, decls, order, correlated) = compile_select(c, s, &order_exprs)?;
             order_by_index(c, &mut plan, &order, limit.is_some())?;
             let affinities = plan.affinities.clone();
             Ok(Query {
@@ -869,6 +875,7 @@ fn compile_factor(c: &mut Compiler, f: &TableFactor, join: JoinKind) -> Result<S
             if *lateral {
                 return Err(Error::unsupported("LATERAL"));
             }
+            c.from_source = true;
             let q = compile_query(c, subquery)?;
             let shown = alias.as_ref().map(|a| a.name.value.clone());
             let mut names = q.columns.clone();
@@ -1149,7 +1156,6 @@ fn compile_select(
         || !s.cluster_by.is_empty()
         || !s.distribute_by.is_empty()
         || !s.sort_by.is_empty()
-        || !s.named_window.is_empty()
         || s.qualify.is_some()
         || s.value_table_mode.is_some()
         || s.exclude.is_some()
@@ -1161,9 +1167,28 @@ fn compile_select(
         Some(ast::Distinct::Distinct) => true,
         Some(ast::Distinct::On(_)) => return Err(Error::unsupported("DISTINCT ON")),
     };
+    // WINDOW w AS (...): each definition may name an earlier one as its base.
+    let mut windows: Vec<(String, ast::WindowSpec)> = Vec::new();
+    for ast::NamedWindowDefinition(name, def) in &s.named_window {
+        let saved = std::mem::replace(&mut c.named_windows, windows);
+        let spec = match def {
+            ast::NamedWindowExpr::WindowSpec(w) => c.resolve_window(w),
+            ast::NamedWindowExpr::NamedWindow(base) => c.resolve_window(&ast::WindowSpec {
+                window_name: Some(base.clone()),
+                partition_by: Vec::new(),
+                order_by: Vec::new(),
+                window_frame: None,
+            }),
+        };
+        windows = std::mem::replace(&mut c.named_windows, saved);
+        windows.push((name.value.clone(), spec?));
+    }
+    let outer_windows = std::mem::replace(&mut c.named_windows, windows);
     c.frames.push(Frame::default());
-    let res = compile_select_in_frame(c, s, order_by, distinct);
+    let from_source = std::mem::take(&mut c.from_source);
+    let res = compile_select_in_frame(c, s, order_by, distinct, from_source);
     let frame = c.frames.pop().unwrap_or_default();
+    c.named_windows = outer_windows;
     let (mut plan, cols, decls, order) = res?;
     plan.aggs = frame.aggs;
     plan.aggregate = plan.aggregate || !plan.aggs.is_empty();
@@ -1185,6 +1210,7 @@ fn compile_select_in_frame(
     s: &ast::Select,
     order_by: &[&ast::OrderByExpr],
     distinct: bool,
+    from_source: bool,
 ) -> Result<SelectParts> {
     let mut sources = compile_from(c, &s.from)?;
     let width = c.frame().cols.len();
@@ -1199,7 +1225,8 @@ fn compile_select_in_frame(
     // and compound SELECTs, and DISTINCT deduplicates by it; only the statement's own plain
     // SELECT returns such a column (elsewhere resolve_column refuses it).
     // (One frame: not a subquery of an UPDATE/DELETE, whose table frame encloses it.)
-    let proj_coll_ok = c.query_depth == 1 && c.frames.len() == 1 && !c.in_compound && !distinct;
+    let proj_coll_ok =
+        (from_source || (c.query_depth == 1 && c.frames.len() == 1)) && !c.in_compound && !distinct;
     let mut proj_colls: Vec<Option<super::compile::Collation>> = Vec::new();
     let mut projection = Vec::new();
     let mut columns = Vec::new();
@@ -1489,6 +1516,7 @@ fn compile_select_in_frame(
             order_keys,
             affinities: affs,
             windows: Vec::new(),
+            collations: proj_colls,
             presorted: false,
         },
         columns,
@@ -1614,8 +1642,7 @@ fn order_by_index(
         }
         Access::Index { name: ix, mut keys } if keys.len() == 1 => {
             let used = keys[0].len();
-            if e
-                .index_by_name(&ix)
+            if e.index_by_name(&ix)
                 .is_some_and(|d| !d.fields.is_empty() && used <= d.fields.len() && matches(d, used))
             {
                 plan.presorted = true;
@@ -3152,7 +3179,16 @@ fn push_query_columns(
             decl: q.decls.get(i).cloned().flatten(),
             hidden: false,
             alias_of: None,
-            collation: None,
+            // BINARY is what a column without a declared collation has anyway.
+            collation: match &q.body {
+                Body::Select(p) => p
+                    .collations
+                    .get(i)
+                    .copied()
+                    .flatten()
+                    .filter(|k| *k != super::compile::Collation::Binary),
+                _ => None,
+            },
         });
     }
 }

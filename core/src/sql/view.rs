@@ -77,6 +77,7 @@ pub fn compile_view(outer: &mut Compiler, v: &ViewDef) -> Result<CompiledView> {
     c.view_stack.push(v.name.clone());
     // A view's query is nested in the reading one (its columns would carry collations).
     c.query_depth = outer.query_depth.max(1);
+    c.from_source = true;
     let query = compile_query(&mut c, &q)
         .map_err(|e| Error::new(e.state, format!("error in view {}: {}", v.name, e.message)))?;
     outer.cte_slots = c.cte_slots;
