@@ -4,13 +4,11 @@ graph fetch."""
 
 from __future__ import annotations
 
-from .dialect import OrmdbDialect
+from .dialect import OrmdbDialect, register_alembic_if_loaded
 from .loader import graph_fetch, graph_fetch_spec
 
-try:  # Alembic is optional: importing the implementation registers it for "ormdb".
-    from . import alembic_impl  # noqa: F401
-except ImportError:  # pragma: no cover - depends on the environment
-    pass
+# Alembic support is registered lazily (see dialect.register_alembic_if_loaded).
+register_alembic_if_loaded()
 
 __version__ = "0.1.0"
 

@@ -1,5 +1,7 @@
 """Alembic support: the SQLite implementation (batch "move and copy" for the ALTERs SQLite
-cannot do) registered under the ``ormdb`` dialect name, which Alembic looks up."""
+cannot do) registered under the ``ormdb`` dialect name, which Alembic looks up. Also an Alembic
+plugin (entry point ``alembic.plugins``), so that importing Alembic registers it without
+``sqlalchemy_ormdb`` importing Alembic up front."""
 
 from __future__ import annotations
 
@@ -17,3 +19,7 @@ class OrmdbImpl(SQLiteImpl):
 # ORMDB accepts the same statements, so the same compilers serve the "ormdb" name.
 compiles(RenameTable, "ormdb")(_alembic_sqlite.visit_rename_table)
 compiles(ColumnName, "ormdb")(_alembic_sqlite.visit_column_name)
+
+
+def setup(plugin: object) -> None:
+    """Alembic plugin hook: importing this module registered everything already."""

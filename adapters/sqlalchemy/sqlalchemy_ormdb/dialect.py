@@ -10,6 +10,7 @@ options.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 from sqlalchemy import exc, pool
@@ -24,7 +25,19 @@ _CONNECT_ARGS: tuple[tuple[str, type], ...] = (
     ("check_same_thread", bool),
     ("cached_statements", int),
     ("durability", str),
+    ("cache_capacity", int),
+    ("image_budget", int),
 )
+
+
+def register_alembic_if_loaded() -> None:
+    """Registers the Alembic implementation when Alembic is already imported. Importing
+    Alembic just for that would cost every process using an engine ~10 MB; Alembic >= 1.17
+    imports the implementation itself through the ``alembic.plugins`` entry point, and for
+    older releases this runs again when an engine first connects (after env.py imported
+    Alembic)."""
+    if "alembic" in sys.modules:
+        from . import alembic_impl  # noqa: F401
 
 
 class OrmdbDialect(SQLiteDialect_pysqlite):
@@ -92,6 +105,10 @@ class OrmdbDialect(SQLiteDialect_pysqlite):
         # thread; the DB-API connection is safe to move between threads when not shared.
         kwargs.setdefault("check_same_thread", not self._is_url_file_db(url))
         return [filename], kwargs
+
+    def initialize(self, connection: Any) -> None:
+        super().initialize(connection)
+        register_alembic_if_loaded()
 
     def is_disconnect(self, e: Any, connection: Any, cursor: Any) -> bool:
         return isinstance(e, self.dbapi.ProgrammingError) and (  # type: ignore[union-attr]

@@ -320,7 +320,7 @@ _shared: "weakref.WeakValueDictionary[str, _Shared]" = weakref.WeakValueDictiona
 
 
 def _open_database(
-    database: str, uri: bool, durability: str
+    database: str, uri: bool, durability: str, memory: dict[str, Optional[int]]
 ) -> tuple["_ormdb.NativeDatabase", Optional[_Shared]]:
     if uri and database.startswith("file:"):
         from urllib.parse import parse_qs, unquote
@@ -345,16 +345,130 @@ def _open_database(
                 with _shared_lock:
                     holder = _shared.get(path)
                     if holder is None:
-                        holder = _Shared(_ormdb.NativeDatabase.open(None, durability))
+                        holder = _Shared(_ormdb.NativeDatabase.open(None, durability, **memory))
                         _shared[path] = holder
                 return holder.db, holder
-            return _ormdb.NativeDatabase.open(None, durability), None
+            return _ormdb.NativeDatabase.open(None, durability, **memory), None
         if mode == "rw" and not os.path.exists(path):
             raise OperationalError(f"unable to open database file: {path}")
-        return _ormdb.NativeDatabase.open(path, durability), None
+        return _ormdb.NativeDatabase.open(path, durability, **memory), None
     if database == ":memory:" or database == "":
-        return _ormdb.NativeDatabase.open(None, durability), None
-    return _ormdb.NativeDatabase.open(database, durability), None
+        return _ormdb.NativeDatabase.open(None, durability, **memory), None
+    return _ormdb.NativeDatabase.open(database, durability, **memory), None
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _sql_literal(v: Any) -> str:
+    """A value as an SQL literal that reads back as the same value and type."""
+    if v is None:
+        return "NULL"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if v != v:
+            return "NULL"
+        if v in (float("inf"), float("-inf")):
+            return "1e999" if v > 0 else "-1e999"
+        return repr(v)
+    if isinstance(v, str):
+        return "'" + v.replace("'", "''") + "'"
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return "X'" + bytes(v).hex().upper() + "'"
+    raise InternalError(f"unexpected value of type {type(v).__name__} in a dump")
+
+
+def _parents_first(native: Any, tables: dict[str, str]) -> tuple[list[str], bool]:
+    """Table names ordered so that a table comes after the tables its foreign keys
+    reference (by name otherwise), and whether references form a cycle (a table referencing
+    itself included: its rows may reference rows that come later)."""
+    refs: dict[str, set[str]] = {}
+    lower = {t.lower(): t for t in tables}
+    for t in tables:
+        fks = native.execute(f"PRAGMA foreign_key_list({_ident(t)})")[2]
+        refs[t] = {lower[r[2].lower()] for r in fks if r[2] and r[2].lower() in lower}
+    order: list[str] = []
+    state: dict[str, int] = {}  # 1: being visited, 2: done
+    cyclic = any(t in r for t, r in refs.items())
+
+    def visit(t: str) -> None:
+        nonlocal cyclic
+        state[t] = 1
+        for p in sorted(refs[t]):
+            if state.get(p) == 1:
+                cyclic = True
+            elif p not in state:
+                visit(p)
+        state[t] = 2
+        order.append(t)
+
+    for t in sorted(tables):
+        if t not in state:
+            visit(t)
+    return order, cyclic
+
+
+_ROWS_PER_UNIT = 100
+
+
+def _dump_items(native: Any, table_like: Optional[str]) -> tuple[list[tuple], bool]:
+    """What a dump holds, in replay order: ("sql", CREATE statement) and ("rows", table,
+    columns, rows) per table (parents first), the AUTOINCREMENT counters, then ("sql", ...)
+    for indexes, triggers and views; and whether foreign keys form a cycle."""
+    query = (
+        "SELECT type, name, tbl_name, sql FROM sqlite_master "
+        "WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
+    )
+    params: tuple = ()
+    if table_like is not None:
+        query += " AND tbl_name LIKE ?"
+        params = (table_like,)
+    schema = native.execute(query, params)[2]
+    tables = {name: sql for kind, name, _, sql in schema if kind == "table"}
+    order, cyclic = _parents_first(native, tables)
+    items: list[tuple] = []
+    for table in order:
+        items.append(("sql", tables[table]))
+        # table_info leaves out generated columns, which an INSERT must not set.
+        cols = [r[1] for r in native.execute(f"PRAGMA table_info({_ident(table)})")[2]]
+        col_list = ",".join(_ident(c) for c in cols)
+        rows = native.execute(f"SELECT {col_list} FROM {_ident(table)}")[2]
+        items.append(("rows", table, cols, rows))
+    has_sequence = native.execute(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_sequence'"
+    )[2][0][0]
+    if has_sequence:
+        # AUTOINCREMENT counters, as sqlite3 dumps them: they may be above the largest id.
+        seq = native.execute("SELECT name, seq FROM sqlite_sequence")[2]
+        seq = [r for r in seq if r[0] in tables]
+        items.append(("sql", 'DELETE FROM "sqlite_sequence"'))
+        items.append(("rows", "sqlite_sequence", ["name", "seq"], seq))
+    for kind in ("index", "trigger", "view"):
+        items.extend(("sql", sql) for k, _, _, sql in schema if k == kind)
+    return items, cyclic
+
+
+def _drop_all(native: Any) -> list[str]:
+    """DROP statements removing every view and table of a database (indexes and triggers go
+    with their tables)."""
+    rows = native.execute(
+        "SELECT type, name FROM sqlite_master WHERE type IN ('table', 'view') "
+        "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
+    )[2]
+    views = [f"DROP VIEW {_ident(n)}" for k, n in rows if k == "view"]
+    return views + [f"DROP TABLE {_ident(n)}" for k, n in rows if k == "table"]
+
+
+def _byte_limit(name: str, value: Optional[int]) -> Optional[int]:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int (bytes) or None, not {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0 bytes, not {value}")
+    return value
 
 
 class Connection:
@@ -387,6 +501,8 @@ class Connection:
         *,
         autocommit: Union[bool, int] = LEGACY_TRANSACTION_CONTROL,
         durability: str = "full",
+        cache_capacity: Optional[int] = None,
+        image_budget: Optional[int] = None,
     ) -> None:
         self._native: Any = None
         if isinstance(database, bytes):
@@ -402,7 +518,11 @@ class Connection:
             self._db, self._shared = None, None
             self._native = _ormdb.RemoteConnection.connect(database, float(timeout))
         else:
-            self._db, self._shared = _open_database(database, uri, durability)
+            memory = {
+                "cache_capacity": _byte_limit("cache_capacity", cache_capacity),
+                "image_budget": _byte_limit("image_budget", image_budget),
+            }
+            self._db, self._shared = _open_database(database, uri, durability, memory)
             self._native = self._db.connect()
         self.database = database
         self.timeout = timeout
@@ -630,14 +750,122 @@ class Connection:
         self._check()
         raise NotSupportedError("interrupt is not supported")
 
-    def backup(self, target: Any, *, pages: int = -1, progress: Any = None,
-               name: str = "main", sleep: float = 0.25) -> None:
+    def backup(
+        self,
+        target: Union["Connection", str, "os.PathLike[str]"],
+        *,
+        pages: int = -1,
+        progress: Optional[Callable[[int, int, int], Any]] = None,
+        name: str = "main",
+        sleep: float = 0.250,
+    ) -> None:
+        """Copies this database into ``target`` (another ORMDB connection, or a path opened
+        for the copy), replacing the target's tables, indexes and views, as sqlite3's backup
+        does. The copy is the statements of :meth:`iterdump` replayed in one transaction of
+        the target (rows as parameters, not SQL text), so a failure leaves the target as it
+        was. A step copies ``pages`` units, a unit being a schema object or up to 100 rows of
+        a table (<= 0: everything in one step); after each step
+        ``progress(0, remaining, total)`` is called and, if more remain, the copy sleeps
+        ``sleep`` seconds."""
         self._check()
-        raise NotSupportedError("backup is not supported yet")
+        if not isinstance(pages, int) or isinstance(pages, bool):
+            raise TypeError(f"pages must be an int, not {type(pages).__name__}")
+        if progress is not None and not callable(progress):
+            raise TypeError("progress argument must be a callable")
+        if not isinstance(name, str):
+            raise TypeError(f"name must be str, not {type(name).__name__}")
+        if name != "main":
+            raise OperationalError(f"unknown database {name}")
+        if isinstance(target, (str, bytes, os.PathLike)):
+            with connect(target) as dest:
+                self.backup(dest, pages=pages, progress=progress, sleep=sleep)
+            return
+        if not isinstance(target, Connection):
+            raise TypeError(
+                "backup() argument 1 must be ormdb.Connection or a path, "
+                f"not {type(target).__name__}"
+            )
+        if target is self:
+            raise ValueError("target cannot be the same connection instance")
+        target._check()
+        if target.in_transaction:
+            raise OperationalError("target is in transaction")
+        items, _ = _dump_items(self._native, None)
+        # A step copies `pages` units: a schema object or up to _ROWS_PER_UNIT rows.
+        units: list[tuple] = []
+        for item in items:
+            if item[0] == "sql":
+                units.append(item)
+            else:
+                _, table, cols, rows = item
+                for i in range(0, len(rows), _ROWS_PER_UNIT):
+                    units.append(("rows", table, cols, rows[i : i + _ROWS_PER_UNIT]))
+        dest = target._native
+        fk_on = bool(dest.execute("PRAGMA foreign_keys")[2][0][0])
+        if fk_on:
+            # The target's old tables are dropped in any order and the rows arrive table by
+            # table; the source's constraints held when it was read.
+            dest.execute("PRAGMA foreign_keys = OFF")
+        try:
+            dest.execute("BEGIN")
+            try:
+                for stmt in _drop_all(dest):
+                    dest.execute(stmt)
+                total = len(units)
+                step = total if pages <= 0 else pages
+                done = 0
+                while True:
+                    for unit in units[done : done + step]:
+                        if unit[0] == "sql":
+                            dest.executescript(unit[1])
+                        else:
+                            _, table, cols, rows = unit
+                            dest.executemany(
+                                f"INSERT INTO {_ident(table)}({','.join(_ident(c) for c in cols)}) "
+                                f"VALUES({','.join('?' * len(cols))})",
+                                rows,
+                            )
+                    done = min(total, done + step)
+                    if progress is not None:
+                        progress(0, total - done, total)
+                    if done >= total:
+                        break
+                    if sleep > 0:
+                        time.sleep(sleep)
+                dest.execute("COMMIT")
+            except BaseException:
+                if dest.in_transaction:
+                    dest.execute("ROLLBACK")
+                raise
+        finally:
+            if fk_on:
+                dest.execute("PRAGMA foreign_keys = ON")
 
-    def iterdump(self) -> Iterator[str]:
+    def iterdump(self, *, filter: Optional[str] = None) -> Iterator[str]:
+        """The database as SQL text, one statement per item, as sqlite3's iterdump:
+        ``BEGIN TRANSACTION;``, each table's CREATE statement followed by its rows as
+        INSERTs, then indexes, triggers and views, then ``COMMIT;``. Tables come parents
+        first (by foreign key), so the script replays on a database that enforces foreign
+        keys; where references form a cycle it is wrapped in ``PRAGMA foreign_keys=OFF``
+        / ``ON``. ``filter`` is a LIKE pattern on table names (Python 3.13's sqlite3)."""
         self._check()
-        raise NotSupportedError("iterdump is not supported")
+        if filter is not None and not isinstance(filter, str):
+            raise TypeError(f"filter must be str or None, not {type(filter).__name__}")
+        items, cyclic = _dump_items(self._native, filter)
+        if cyclic:
+            yield "PRAGMA foreign_keys=OFF;"
+        yield "BEGIN TRANSACTION;"
+        for item in items:
+            if item[0] == "sql":
+                yield f"{item[1]};"
+            else:
+                _, table, cols, rows = item
+                head = f"INSERT INTO {_ident(table)}({','.join(_ident(c) for c in cols)}) VALUES("
+                for row in rows:
+                    yield head + ",".join(_sql_literal(v) for v in row) + ");"
+        yield "COMMIT;"
+        if cyclic:
+            yield "PRAGMA foreign_keys=ON;"
 
     # -- native API ----------------------------------------------------------------------
 
@@ -699,6 +927,8 @@ def connect(
     *,
     autocommit: Union[bool, int] = LEGACY_TRANSACTION_CONTROL,
     durability: str = "full",
+    cache_capacity: Optional[int] = None,
+    image_budget: Optional[int] = None,
 ) -> Connection:
     """Opens a connection to the ORMDB database at ``database`` (a directory path, created if
     missing), to a fresh temporary database for ``":memory:"``, or to an ``ormdb serve`` at a
@@ -707,7 +937,14 @@ def connect(
     NotSupportedError). Locally, ``timeout`` and
     ``cached_statements`` are accepted for sqlite3 compatibility: ORMDB never waits on locks
     (conflicting commits fail with OperationalError, SQLSTATE 40001) and caches statements on
-    its own. ``durability`` is "full" (fsync before a commit returns) or "normal"."""
+    its own. ``durability`` is "full" (fsync before a commit returns) or "normal".
+
+    Memory (local databases; byte limits, None for the defaults): ``cache_capacity`` bounds
+    the storage page cache (default 64 MiB; it only holds pages read or written, so a small
+    database uses far less) and ``image_budget`` the decoded table images that graph fetches
+    keep for read-mostly tables of up to 250,000 rows (default 64 MiB, least recently read
+    evicted first, 0 turns them off). Every connection to a database in one process shares the
+    settings of its first open; different explicit values raise OperationalError."""
     cls = factory or Connection
     return cls(  # type: ignore[no-any-return]
         database,
@@ -719,4 +956,6 @@ def connect(
         uri=uri,
         autocommit=autocommit,
         durability=durability,
+        cache_capacity=cache_capacity,
+        image_budget=image_budget,
     )

@@ -82,17 +82,45 @@ pub struct NativeDatabase {
 impl NativeDatabase {
     /// Opens (creating if missing) the database at `path`; `None` makes a fresh temporary
     /// database removed when its last handle closes.
+    ///
+    /// `cache_capacity` (sled's page cache) and `image_budget` (decoded table images) are byte
+    /// limits; None keeps the engine defaults. A database already open in this process keeps
+    /// the settings of its first open, so different explicit values are refused.
     #[staticmethod]
-    #[pyo3(signature = (path=None, durability="full"))]
-    fn open(py: Python<'_>, path: Option<String>, durability: &str) -> PyResult<NativeDatabase> {
-        let opts = Options::default().durability(self::durability(durability)?);
+    #[pyo3(signature = (path=None, durability="full", cache_capacity=None, image_budget=None))]
+    fn open(
+        py: Python<'_>,
+        path: Option<String>,
+        durability: &str,
+        cache_capacity: Option<u64>,
+        image_budget: Option<u64>,
+    ) -> PyResult<NativeDatabase> {
+        let mut opts = Options::default().durability(self::durability(durability)?);
+        if let Some(b) = cache_capacity {
+            opts = opts.cache_capacity(b);
+        }
+        if let Some(b) = image_budget {
+            opts = opts.image_budget(b);
+        }
         let res = py.detach(|| {
             guarded(|| match path {
                 Some(p) => Database::open(p, opts),
                 None => Database::temporary_with(opts),
             })
         });
-        res.map(|db| NativeDatabase { db }).map_err(raise)
+        let db = res.map_err(raise)?;
+        let open = db.options();
+        let clash = |name: &str, asked: Option<u64>, has: u64| match asked {
+            Some(a) if a != has => Err(errors::operational(format!(
+                "{name}={a} differs from {has}, the value this process opened {} with; \
+                 every connection to a database in one process shares its first open's settings",
+                db.path().display()
+            ))),
+            _ => Ok(()),
+        };
+        clash("cache_capacity", cache_capacity, open.cache_capacity)?;
+        clash("image_budget", image_budget, open.image_budget)?;
+        Ok(NativeDatabase { db })
     }
 
     fn connect(&self) -> NativeConnection {

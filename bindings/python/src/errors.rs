@@ -109,6 +109,14 @@ pub fn programming(message: impl Into<String>) -> PyErr {
     })
 }
 
+/// OperationalError for a request the binding cannot honour in the current state.
+pub fn operational(message: impl Into<String>) -> PyErr {
+    Python::attach(|py| {
+        use pyo3::PyTypeInfo;
+        with_state(py, OperationalError::type_object(py), None, message.into())
+    })
+}
+
 pub fn closed() -> PyErr {
     Python::attach(|py| {
         use pyo3::PyTypeInfo;

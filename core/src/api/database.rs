@@ -24,8 +24,12 @@ const MARKER_CONTENT: &str = "ormdb database format 1\n";
 #[derive(Debug, Clone)]
 pub struct Options {
     pub durability: Durability,
-    /// sled page cache size in bytes (sled's own default is 1 GiB; ours is 64 MiB).
+    /// sled page cache size in bytes (sled's own default is 1 GiB; ours is 64 MiB). An upper
+    /// bound: the cache only holds pages that were read or written.
     pub cache_capacity: u64,
+    /// Bytes of decoded table images (read-mostly tables kept decoded for graph fetches)
+    /// across all tables, least recently read evicted first; 0 disables them. Default 64 MiB.
+    pub image_budget: u64,
     /// Under `Normal` durability, how often the commit log is synced.
     pub sync_interval: Duration,
     /// Checkpoint when this many log bytes accumulated...
@@ -45,6 +49,7 @@ impl Default for Options {
         Options {
             durability: Durability::Full,
             cache_capacity: 64 << 20,
+            image_budget: crate::exec::table_cache::DEFAULT_BUDGET,
             sync_interval: Duration::from_millis(100),
             checkpoint_bytes: 64 << 20,
             checkpoint_interval: Duration::from_secs(30),
@@ -63,6 +68,10 @@ impl Options {
     }
     pub fn cache_capacity(mut self, bytes: u64) -> Self {
         self.cache_capacity = bytes;
+        self
+    }
+    pub fn image_budget(mut self, bytes: u64) -> Self {
+        self.image_budget = bytes;
         self
     }
 }
@@ -216,6 +225,7 @@ impl Database {
             options.durability,
             options.change_retention,
         )?);
+        core.query.tables.set_budget(options.image_budget);
         let background = Arc::new(Background {
             stop: Mutex::new(false),
             cv: Condvar::new(),
@@ -369,6 +379,10 @@ impl Database {
         out.push_str(&format!(
             "# HELP ormdb_table_image_bytes Bytes held by decoded table images.\n# TYPE ormdb_table_image_bytes gauge\normdb_table_image_bytes {}\n",
             t.bytes()
+        ));
+        out.push_str(&format!(
+            "# HELP ormdb_table_image_budget_bytes Most bytes decoded table images may hold (Options::image_budget).\n# TYPE ormdb_table_image_budget_bytes gauge\normdb_table_image_budget_bytes {}\n",
+            t.budget()
         ));
         q.metrics.render_prometheus(
             q.cache.hits.load(std::sync::atomic::Ordering::Relaxed),

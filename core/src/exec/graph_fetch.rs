@@ -383,6 +383,7 @@ impl<'t> Executor<'t> {
         let mut image = (from == i64::MIN
             && lw <= self.txn.snapshot_ts
             && !self.txn.has_pending_in(e.id)
+            && cache.budget() > 0
             && core.query.stats.row_count(self.txn, e)? <= crate::exec::table_cache::MAX_ROWS)
             .then(|| (Vec::new(), 0usize));
         // Collect in chunks so `visit` may use the executor (the scan borrows the txn).
@@ -407,7 +408,7 @@ impl<'t> Executor<'t> {
                 if let Some((rows, bytes)) = image.as_mut() {
                     *bytes += crate::exec::table_cache::row_bytes(&vals);
                     rows.push((id, deleted, vals.clone()));
-                    if *bytes > crate::exec::table_cache::MAX_IMAGE_BYTES {
+                    if *bytes > cache.max_image_bytes() {
                         image = None; // too big to keep: stop collecting
                     }
                 }

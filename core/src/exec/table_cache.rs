@@ -24,10 +24,8 @@ use crate::catalog::Schema;
 use crate::exec::filter::{join_key, JoinKey};
 use crate::value::Value;
 
-/// Bytes of decoded rows kept across all images.
-pub const DEFAULT_BUDGET: usize = 64 << 20;
-/// Largest single image.
-pub const MAX_IMAGE_BYTES: usize = DEFAULT_BUDGET / 2;
+/// Bytes of decoded rows kept across all images unless `Options::image_budget` says otherwise.
+pub const DEFAULT_BUDGET: u64 = 64 << 20;
 /// Overlay length at which a reader that sees all of it folds it into a new base.
 pub const COMPACT_AT: usize = 64;
 /// Tables larger than this many rows are not imaged.
@@ -50,6 +48,8 @@ pub struct TableImage {
     /// Base rows in row id order.
     pub rows: Vec<ImageRow>,
     pub bytes: usize,
+    /// Tick of the last reader (the least recently used image is evicted first).
+    last_used: AtomicU64,
     /// Equality indexes over the base rows, built on first use: key of the fields -> positions
     /// in `rows` (identity order).
     pub indexes: Mutex<HashMap<Vec<u32>, Arc<ImageIndex>>>,
@@ -80,6 +80,7 @@ impl TableImage {
             valid_from,
             rows,
             bytes,
+            last_used: AtomicU64::new(0),
             indexes: Mutex::new(HashMap::new()),
             overlay: Mutex::new(Vec::new()),
         }
@@ -278,9 +279,12 @@ impl Inner {
     }
 }
 
-#[derive(Default)]
 pub struct TableCache {
     inner: Mutex<Inner>,
+    /// Bytes of decoded rows kept across all images (0: no images).
+    budget: AtomicU64,
+    /// Advances on every image read; orders images for eviction.
+    clock: AtomicU64,
     /// Per table: rows read from the store (not from an image) since the last image build.
     served: Mutex<HashMap<u32, u64>>,
     pub hits: AtomicU64,
@@ -288,7 +292,37 @@ pub struct TableCache {
     pub invalidations: AtomicU64,
 }
 
+impl Default for TableCache {
+    fn default() -> Self {
+        TableCache {
+            inner: Mutex::default(),
+            budget: AtomicU64::new(DEFAULT_BUDGET),
+            clock: AtomicU64::new(0),
+            served: Mutex::default(),
+            hits: AtomicU64::new(0),
+            builds: AtomicU64::new(0),
+            invalidations: AtomicU64::new(0),
+        }
+    }
+}
+
 impl TableCache {
+    /// Sets the memory budget of the images (0 disables them) and evicts down to it.
+    pub fn set_budget(&self, bytes: u64) {
+        self.budget.store(bytes, Ordering::Relaxed);
+        let mut inner = self.inner.lock();
+        while inner.bytes > bytes && evict_lru(&mut inner) {}
+    }
+
+    pub fn budget(&self) -> u64 {
+        self.budget.load(Ordering::Relaxed)
+    }
+
+    /// The largest image kept: half the budget, so one table cannot evict all others.
+    pub fn max_image_bytes(&self) -> usize {
+        usize::try_from(self.budget() / 2).unwrap_or(usize::MAX)
+    }
+
     /// Records the rows the commit at `ts` writes, as `(table, row id, encoded row)` (under the
     /// commit lock, before the commit becomes visible): updates the write marks and appends to
     /// the overlays of imaged tables. `schema` gives the schema the rows are written with (asked
@@ -361,7 +395,8 @@ impl TableCache {
     /// image (so building it at most doubles what reading it without one would cost). Writes
     /// do not reset the count: an image survives them through its overlay.
     pub fn wants_image(&self, table: u32, table_rows: u64) -> bool {
-        table_rows <= MAX_ROWS
+        self.budget() > 0
+            && table_rows <= MAX_ROWS
             && self
                 .served
                 .lock()
@@ -382,6 +417,10 @@ impl TableCache {
     /// The view of `table` a reader at `snapshot` may use.
     pub fn get(&self, table: u32, schema_version: u64, snapshot: u64) -> Option<ImageView> {
         let mut img = self.inner.lock().images.get(&table).cloned()?;
+        img.last_used.store(
+            self.clock.fetch_add(1, Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
         if img.schema_version != schema_version || img.valid_from > snapshot {
             return None;
         }
@@ -441,6 +480,10 @@ impl TableCache {
             rows,
             bytes,
         ));
+        merged.last_used.store(
+            self.clock.fetch_add(1, Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
         let mut inner = self.inner.lock();
         let current = inner.images.get(&img.table_id)?;
         if !Arc::ptr_eq(current, img) || img.overlay.lock().len() != entries.len() {
@@ -455,22 +498,21 @@ impl TableCache {
     /// Keeps an image built by a complete scan at `img.built_at`, unless the table was written
     /// since (its overlay would miss that write).
     pub fn put(&self, img: TableImage) {
-        if img.bytes > MAX_IMAGE_BYTES {
+        let budget = self.budget();
+        if budget == 0 || img.bytes > self.max_image_bytes() {
             return;
         }
-        let budget = DEFAULT_BUDGET as u64;
+        img.last_used.store(
+            self.clock.fetch_add(1, Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
         let mut inner = self.inner.lock();
         if inner.last_write.get(&img.table_id).copied().unwrap_or(0) > img.built_at {
             return;
         }
         inner.drop_image(img.table_id);
-        // Evict others until the new image fits.
-        while inner.bytes + img.bytes as u64 > budget {
-            let Some(&victim) = inner.images.keys().next() else {
-                break;
-            };
-            inner.drop_image(victim);
-        }
+        // Evict the least recently read others until the new image fits.
+        while inner.bytes + img.bytes as u64 > budget && evict_lru(&mut inner) {}
         inner.bytes += img.bytes as u64;
         self.served.lock().remove(&img.table_id);
         self.builds.fetch_add(1, Ordering::Relaxed);
@@ -479,5 +521,68 @@ impl TableCache {
 
     pub fn bytes(&self) -> u64 {
         self.inner.lock().bytes
+    }
+
+    /// Images currently kept.
+    pub fn images(&self) -> usize {
+        self.inner.lock().images.len()
+    }
+}
+
+/// Drops the least recently read image; false when there is none.
+fn evict_lru(inner: &mut Inner) -> bool {
+    let victim = inner
+        .images
+        .iter()
+        .min_by_key(|(_, img)| img.last_used.load(Ordering::Relaxed))
+        .map(|(t, _)| *t);
+    victim.is_some_and(|t| inner.drop_image(t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(table: u32, bytes: usize) -> TableImage {
+        TableImage::new(table, 1, 10, 0, Vec::new(), bytes)
+    }
+
+    #[test]
+    fn evicts_least_recently_read_image_to_fit_budget() {
+        let cache = TableCache::default();
+        cache.set_budget(300);
+        cache.put(image(1, 100));
+        cache.put(image(2, 100));
+        cache.put(image(3, 100));
+        assert_eq!(cache.images(), 3);
+        // Reading 1 makes 2 the least recently used.
+        assert!(cache.get(1, 1, 10).is_some());
+        cache.put(image(4, 100));
+        assert!(cache.get(2, 1, 10).is_none());
+        assert!(cache.get(1, 1, 10).is_some());
+        assert!(cache.get(3, 1, 10).is_some());
+        assert!(cache.get(4, 1, 10).is_some());
+        assert_eq!(cache.bytes(), 300);
+    }
+
+    #[test]
+    fn budget_bounds_single_images_and_zero_disables() {
+        let cache = TableCache::default();
+        assert_eq!(cache.budget(), DEFAULT_BUDGET);
+        cache.set_budget(300);
+        // More than half the budget is never kept.
+        cache.put(image(1, 151));
+        assert_eq!(cache.images(), 0);
+        cache.put(image(1, 150));
+        cache.put(image(2, 150));
+        assert_eq!(cache.bytes(), 300);
+        // Shrinking the budget evicts down to it.
+        cache.set_budget(200);
+        assert_eq!((cache.images(), cache.bytes()), (1, 150));
+        cache.set_budget(0);
+        assert_eq!((cache.images(), cache.bytes()), (0, 0));
+        assert!(!cache.wants_image(1, 10));
+        cache.put(image(3, 0));
+        assert_eq!(cache.images(), 0);
     }
 }
