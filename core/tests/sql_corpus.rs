@@ -374,7 +374,7 @@ fn django52() {
         "django52_sqlite_trace.txt",
         &[],
         &python_trace(&read("django52_sqlite_trace.txt")),
-        467,
+        485,
     );
 }
 

@@ -3,7 +3,7 @@
 //! concurrent clients; change-stream delivery latency (commit acknowledged to event received)
 //! and events per second; server memory per idle session and per idle subscriber.
 //!
-//! Usage: `net_latency [--ops N]`. It starts `ormdb serve` from the same target directory
+//! Usage: `net_latency [--ops N] [--cases in_process,ipc,tcp,changes,memory]`. It starts `ormdb serve` from the same target directory
 //! (build it first: `cargo build --release -p ormdb --features cli`).
 //!
 //! Output: `RESULT <id> n=.. ops_per_s=.. p50_us=.. p99_us=.. max_us=..` lines, then memory lines.
@@ -373,10 +373,21 @@ fn start_server(bin: &Path, db: &Path, dir: &Path) -> (ServerProcess, String, St
 
 fn main() {
     let mut ops = 20_000u64;
+    let mut cases: Vec<String> = ["in_process", "ipc", "tcp", "changes", "memory"]
+        .map(String::from)
+        .to_vec();
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--ops" => ops = arg_num(it.next(), "--ops"),
+            "--cases" => {
+                cases = it
+                    .next()
+                    .expect("--cases needs a list")
+                    .split(',')
+                    .map(String::from)
+                    .collect()
+            }
             other => panic!("unknown argument {other}"),
         }
     }
@@ -392,7 +403,10 @@ fn main() {
         ormdb_blog_schema(&db);
         ormdb_blog_load(&db, SHAPE, 100);
     }
-    in_process(&db_path, ops);
+    let on = |c: &str| cases.iter().any(|x| x == c);
+    if on("in_process") {
+        in_process(&db_path, ops);
+    }
     let (server, tcp, ipc) = start_server(&bin, &db_path, dir.path());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -400,12 +414,20 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        remote(&ipc, "ipc", ops).await;
-        remote(&tcp, "tcp", ops).await;
-        change_delivery(&ipc, 1, ops / 4).await;
-        change_delivery(&ipc, 16, ops / 2).await;
-        change_delivery(&tcp, 16, ops / 2).await;
-        memory(&ipc, server.0.id()).await;
+        if on("ipc") {
+            remote(&ipc, "ipc", ops).await;
+        }
+        if on("tcp") {
+            remote(&tcp, "tcp", ops).await;
+        }
+        if on("changes") {
+            change_delivery(&ipc, 1, ops / 4).await;
+            change_delivery(&ipc, 16, ops / 2).await;
+            change_delivery(&tcp, 16, ops / 2).await;
+        }
+        if on("memory") {
+            memory(&ipc, server.0.id()).await;
+        }
     });
     drop(server);
 }

@@ -535,7 +535,7 @@ impl Transaction {
 
     pub fn add_field(&mut self, entity: &str, field: FieldDef) -> Result<()> {
         self.live()?;
-        ddl::add_field(&mut self.txn, entity, field)
+        mutate::atomically(&mut self.txn, |t| ddl::add_field(t, entity, field))
     }
 
     pub fn drop_field(&mut self, entity: &str, field: &str) -> Result<()> {

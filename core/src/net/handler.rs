@@ -1,5 +1,5 @@
-//! One request in, one reply out. Synchronous (the engine is): the server calls it through
-//! `block_in_place` on a worker thread. The reply is always a framed message: a result, or an
+//! One request in, one reply out. Synchronous (the engine is): the server calls it on the
+//! request thread that received the request. The reply is always a framed message: a result, or an
 //! `Error` with a SQLSTATE, never silence.
 
 use std::collections::HashMap;

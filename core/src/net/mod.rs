@@ -13,6 +13,7 @@ pub mod endpoint;
 pub mod handler;
 pub mod metrics;
 pub mod publisher;
+pub mod rawnng;
 pub mod server;
 pub mod sessions;
 pub mod stream;

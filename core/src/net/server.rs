@@ -1,6 +1,7 @@
 //! `ormdb serve`: opens the database, listens on every request endpoint with one REP socket,
-//! answers requests with a fixed set of worker tasks (each owns one NNG context, so each worker
-//! has one request in flight and workers run in parallel), publishes changes, reaps idle
+//! answers requests on a fixed set of threads (each owns one NNG context and blocks in its
+//! receive, so each has one request in flight, they run in parallel, and a request is handled on
+//! the thread NNG woke, with no further hand-off), publishes changes, reaps idle
 //! sessions, and on SIGINT/SIGTERM stops taking requests, finishes those in flight, rolls back
 //! open sessions and checkpoints the database.
 
@@ -12,15 +13,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anng::protocols::pubsub0::Pub0;
-use anng::protocols::reqrep0::Rep0;
-use anng::{Message, Socket};
+use anng::Socket;
 use tokio::sync::watch;
+
+use super::rawnng::{self, Ctx, Msg, Protocol};
 
 use super::endpoint::{check_listen_url, default_change_url};
 use super::handler::{encode_reply, error_body, handle, Shared};
 use super::{io_error, DEFAULT_MAX_REQUEST, DEFAULT_REPLY_CHUNK};
 use crate::api::{Database, Options};
 use crate::error::{Error, Result, SqlState};
+
+/// How often an idle request thread looks at the stop flag.
+const WORKER_POLL: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -101,11 +106,12 @@ fn c_url(url: &str) -> Result<CString> {
 }
 
 async fn run(cfg: ServeConfig, shared: Arc<Shared>) -> Result<()> {
-    let rep = Arc::new(Rep0::socket().map_err(|e| io_error("opening the REP socket", e))?);
+    let rep = Arc::new(
+        rawnng::Socket::open(Protocol::Rep).map_err(|e| rawnng::io("opening the REP socket", e))?,
+    );
     for url in &cfg.listen {
-        rep.listen(c_url(url)?)
-            .await
-            .map_err(|e| io_error(&format!("cannot listen on {url}"), e))?;
+        rep.listen(&c_url(url)?)
+            .map_err(|e| rawnng::io(&format!("cannot listen on {url}"), e))?;
     }
     let pub_socket: Socket<Pub0> =
         Pub0::socket().map_err(|e| io_error("opening the PUB socket", e))?;
@@ -165,22 +171,30 @@ async fn run(cfg: ServeConfig, shared: Arc<Shared>) -> Result<()> {
                     _ = stop.changed() => return,
                 }
                 let sh2 = sh.clone();
-                let n = tokio::task::spawn_blocking(move || {
+                let _ = tokio::task::spawn_blocking(move || {
                     sh2.expire_chunks();
-                    sh2.sessions.reap(idle)
+                    sh2.sessions.reap(idle, &sh2.metrics.sessions_expired)
                 })
-                .await
-                .unwrap_or(0);
-                sh.metrics
-                    .sessions_expired
-                    .fetch_add(n as u64, Ordering::Relaxed);
+                .await;
             }
         })
     };
 
-    let workers: Vec<_> = (0..cfg.workers.max(1))
-        .map(|_| tokio::spawn(worker(rep.clone(), shared.clone(), stop_rx.clone())))
-        .collect();
+    let workers_stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for i in 0..cfg.workers.max(1) {
+        let ctx = rep
+            .context()
+            .and_then(|c| c.set_recv_timeout(WORKER_POLL).map(|_| c))
+            .map_err(|e| rawnng::io("opening a request context", e));
+        let (sh, stop) = (shared.clone(), workers_stop.clone());
+        workers.push(
+            std::thread::Builder::new()
+                .name(format!("ormdb-req-{i}"))
+                .spawn(move || worker(ctx, sh, stop))
+                .map_err(|e| io_error("starting a request thread", e))?,
+        );
+    }
 
     // Written without println!, which panics when whoever started us closed our stdout.
     let mut out = std::io::stdout();
@@ -195,9 +209,14 @@ async fn run(cfg: ServeConfig, shared: Arc<Shared>) -> Result<()> {
     wait_for_signal().await;
     tracing::info!("shutting down: finishing requests in flight");
     let _ = stop_tx.send(true);
-    for w in workers {
-        let _ = w.await;
-    }
+    workers_stop.store(true, Ordering::Release);
+    let _ = tokio::task::spawn_blocking(move || {
+        for w in workers {
+            let _ = w.join();
+        }
+    })
+    .await;
+    rep.close();
     let _ = reaper.await;
     if let Some(t) = metrics_task {
         let _ = t.await;
@@ -237,41 +256,47 @@ async fn wait_for_signal() {
     }
 }
 
-async fn worker(rep: Arc<Socket<Rep0>>, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let mut ctx = rep.context();
-    loop {
-        let received = tokio::select! {
-            _ = stop.changed() => return,
-            r = ctx.receive() => r,
-        };
-        let (request, responder) = match received {
-            Ok(x) => x,
+/// One request thread: blocked in a receive on its own context, answers on the same thread.
+/// The receive times out now and then so the thread sees `stop`; a request already received is
+/// always answered.
+fn worker(ctx: Result<Ctx>, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
+    let mut ctx = match ctx {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("request worker: {e}");
+            return;
+        }
+    };
+    while !stop.load(Ordering::Acquire) {
+        let request = match ctx.recv() {
+            Ok(m) => m,
+            Err(e) if e.is_timeout() => continue,
+            Err(e) if e.is_closed() => return,
             Err(e) => {
                 tracing::debug!("receiving a request: {e}");
-                tokio::time::sleep(Duration::from_millis(5)).await;
+                std::thread::sleep(Duration::from_millis(5));
                 continue;
             }
         };
         shared.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
-        // The engine call runs on this worker thread (block_in_place hands the runtime's other
-        // tasks to another thread): a hop to the blocking pool and back would add two thread
-        // wake-ups to every round trip.
-        let reply = tokio::task::block_in_place(|| {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                handle(&shared, request.as_slice())
-            }))
-        })
+        let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            handle(&shared, request.as_slice())
+        }))
         .unwrap_or_else(|_| {
             encode_reply(error_body(&Error::internal(
                 "the request handler panicked (a bug); the server keeps serving",
             )))
         });
+        drop(request);
         shared.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
-        let mut msg = Message::with_capacity(reply.len());
-        if msg.write_all(&reply).is_err() {
-            continue;
-        }
-        if let Err((_, e, _)) = responder.reply(msg).await {
+        let msg = match Msg::from_slice(&reply) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!("allocating a reply of {} bytes: {e}", reply.len());
+                continue;
+            }
+        };
+        if let Err(e) = ctx.send(msg) {
             // The requester went away; nothing to tell it.
             tracing::debug!("sending a reply: {e}");
         }

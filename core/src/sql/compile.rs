@@ -82,6 +82,14 @@ pub enum SExpr {
         left_conv: Option<DataType>,
         right_conv: Option<DataType>,
     },
+    /// A row value IN a subquery: `(a, b) IN (SELECT x, y ...)`, one comparison per column
+    /// with its (left, right) comparison affinities.
+    InQueryRow {
+        exprs: Vec<SExpr>,
+        query: Arc<Query>,
+        negated: bool,
+        convs: Vec<(Option<DataType>, Option<DataType>)>,
+    },
     Exists {
         query: Arc<Query>,
         negated: bool,
@@ -236,7 +244,9 @@ pub struct Frame {
     /// Set when an expression in this frame refers to an enclosing frame.
     pub correlated: bool,
     /// USING/NATURAL join columns that unqualified names prefer (left side).
-    pub using_cols: Vec<(String, usize)>,
+    /// With the right column too for a RIGHT / FULL JOIN: the name then means
+    /// coalesce(left, right).
+    pub using_cols: Vec<(String, usize, Option<usize>)>,
 }
 
 /// A named common table expression visible while compiling.
@@ -313,6 +323,21 @@ pub fn collation_of(name: &ast::ObjectName) -> Result<Collation> {
         "NOCASE" => Ok(Collation::NoCase),
         "RTRIM" => Ok(Collation::RTrim),
         _ => Err(syntax(format!("no such collation sequence: {n}"))),
+    }
+}
+
+fn strip_nested(e: &AExpr) -> &AExpr {
+    match e {
+        AExpr::Nested(x) => strip_nested(x),
+        other => other,
+    }
+}
+
+/// The elements of a row value `(a, b, ...)` (two or more, through parentheses).
+fn row_value(e: &AExpr) -> Option<&[AExpr]> {
+    match strip_nested(e) {
+        AExpr::Tuple(items) if items.len() > 1 => Some(items),
+        _ => None,
     }
 }
 
@@ -406,13 +431,15 @@ impl<'a> Compiler<'a> {
     ) -> Result<(SExpr, Option<DataType>)> {
         for (d, frame) in self.frames.iter().rev().enumerate() {
             let mut found: Option<usize> = None;
+            let mut coalesce_with: Option<usize> = None;
             if table.is_none() {
-                if let Some((_, i)) = frame
+                if let Some((_, i, r)) = frame
                     .using_cols
                     .iter()
-                    .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                    .find(|(n, _, _)| n.eq_ignore_ascii_case(name))
                 {
                     found = Some(*i);
+                    coalesce_with = *r;
                 }
             }
             if found.is_none() {
@@ -482,6 +509,15 @@ impl<'a> Compiler<'a> {
                     for f in &mut self.frames[n - d..n] {
                         f.correlated = true;
                     }
+                }
+                if let Some(r) = coalesce_with {
+                    return Ok((
+                        SExpr::Func(
+                            "coalesce".into(),
+                            vec![SExpr::Col { up: d, idx: i }, SExpr::Col { up: d, idx: r }],
+                        ),
+                        aff,
+                    ));
                 }
                 return Ok((SExpr::Col { up: d, idx: i }, aff));
             }
@@ -592,6 +628,9 @@ impl<'a> Compiler<'a> {
             } => {
                 if *global {
                     return Err(Error::unsupported("GLOBAL IN"));
+                }
+                if let Some(items) = row_value(expr) {
+                    return Ok((self.row_in(items, target, *negated)?, None));
                 }
                 // `x COLLATE c IN (list)` compares with the left operand's collation.
                 let (coll, expr) = match target {
@@ -924,7 +963,8 @@ impl<'a> Compiler<'a> {
                     None => (SExpr::Func(name.into(), vec![self.expr(expr)?]), None),
                 }
             }
-            AExpr::Tuple(_) => return Err(Error::unsupported("row values")),
+            // Row values are only operands of comparisons and IN (see `compare_rows`).
+            AExpr::Tuple(_) => return Err(syntax("row value misused")),
             AExpr::Wildcard(_) | AExpr::QualifiedWildcard(..) => {
                 return Err(syntax("* is not allowed here"))
             }
@@ -969,6 +1009,9 @@ impl<'a> Compiler<'a> {
     }
 
     fn compare(&mut self, op: Op, l: &AExpr, r: &AExpr) -> Result<SExpr> {
+        if row_value(l).is_some() || row_value(r).is_some() {
+            return self.compare_rows(op, l, r);
+        }
         // SQLite: an explicit COLLATE on the left operand wins, else one on the right.
         // Then the left operand's declared column collation, then the right's.
         let (lc, l) = split_collate(l)?;
@@ -982,6 +1025,109 @@ impl<'a> Compiler<'a> {
             Box::new(collated(coll, a)),
             Box::new(collated(coll, b)),
         ))
+    }
+
+    /// A comparison of two row values, element by element as SQLite defines it: `=` / IS when
+    /// every pair is, `<>` / IS NOT when any pair is, and `<` ... `>=` ordered by the first
+    /// pair that differs (NULL where an undecided pair holds a NULL).
+    fn compare_rows(&mut self, op: Op, l: &AExpr, r: &AExpr) -> Result<SExpr> {
+        let (Some(ls), Some(rs)) = (row_value(l), row_value(r)) else {
+            if matches!(strip_nested(l), AExpr::Subquery(_))
+                || matches!(strip_nested(r), AExpr::Subquery(_))
+            {
+                return Err(Error::unsupported("a row value compared with a subquery"));
+            }
+            return Err(syntax("row value misused"));
+        };
+        if ls.len() != rs.len() {
+            return Err(syntax("row value misused"));
+        }
+        let and = |a: SExpr, b: SExpr| SExpr::Bin(Op::And, Box::new(a), Box::new(b));
+        let or = |a: SExpr, b: SExpr| SExpr::Bin(Op::Or, Box::new(a), Box::new(b));
+        match op {
+            Op::Eq | Op::Is | Op::Ne | Op::IsNot => {
+                let mut out: Option<SExpr> = None;
+                for (a, b) in ls.iter().zip(rs) {
+                    let c = self.compare(op, a, b)?;
+                    out = Some(match (out, op) {
+                        (None, _) => c,
+                        (Some(p), Op::Eq | Op::Is) => and(p, c),
+                        (Some(p), _) => or(p, c),
+                    });
+                }
+                out.ok_or_else(|| syntax("row value misused"))
+            }
+            Op::Lt | Op::Le | Op::Gt | Op::Ge => {
+                let strict = match op {
+                    Op::Lt | Op::Le => Op::Lt,
+                    _ => Op::Gt,
+                };
+                // From the last pair back: last `op`, then `a < b OR (a = b AND rest)`.
+                let n = ls.len();
+                let mut acc = self.compare(op, &ls[n - 1], &rs[n - 1])?;
+                for i in (0..n - 1).rev() {
+                    let lt = self.compare(strict, &ls[i], &rs[i])?;
+                    let eq = self.compare(Op::Eq, &ls[i], &rs[i])?;
+                    acc = or(lt, and(eq, acc));
+                }
+                Ok(acc)
+            }
+            _ => Err(syntax("row value misused")),
+        }
+    }
+
+    /// `(a, b) IN (...)`: a list of row values becomes an OR of row equalities (SQLite's IN
+    /// semantics, NULLs included); a subquery or VALUES compares column by column.
+    fn row_in(&mut self, items: &[AExpr], target: &ast::InTarget, negated: bool) -> Result<SExpr> {
+        match target {
+            ast::InTarget::List(list) => {
+                let lhs = AExpr::Tuple(items.to_vec());
+                let mut out: Option<SExpr> = None;
+                for it in list {
+                    if row_value(it).is_none() {
+                        return Err(syntax("row value misused"));
+                    }
+                    let c = self.compare_rows(Op::Eq, &lhs, it)?;
+                    out = Some(match out {
+                        None => c,
+                        Some(p) => SExpr::Bin(Op::Or, Box::new(p), Box::new(c)),
+                    });
+                }
+                let x = out.unwrap_or(SExpr::Lit(Value::Integer(0)));
+                Ok(if negated { SExpr::Not(Box::new(x)) } else { x })
+            }
+            ast::InTarget::Subquery(subquery) => {
+                let mut exprs = Vec::with_capacity(items.len());
+                let mut affs = Vec::with_capacity(items.len());
+                for it in items {
+                    let (x, aff) = self.expr_aff(it)?;
+                    exprs.push(x);
+                    affs.push(aff);
+                }
+                let q = self.subquery(subquery)?;
+                if q.columns.len() != items.len() {
+                    return Err(syntax(format!(
+                        "sub-select returns {} columns - expected {}",
+                        q.columns.len(),
+                        items.len()
+                    )));
+                }
+                let convs = affs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| {
+                        comparison_conversions(*a, q.affinities.get(i).copied().flatten())
+                    })
+                    .collect();
+                Ok(SExpr::InQueryRow {
+                    exprs,
+                    query: Arc::new(q),
+                    negated,
+                    convs,
+                })
+            }
+            other => Err(Error::unsupported(format!("IN {other}"))),
+        }
     }
 
     fn binary(&mut self, l: &AExpr, op: &BinaryOperator, r: &AExpr) -> Result<SExpr> {
@@ -1438,7 +1584,10 @@ pub fn refs_current_at_or_after(e: &SExpr, from: usize) -> bool {
     let mut hit = false;
     walk(e, &mut |x| match x {
         SExpr::Col { up: 0, idx } if *idx >= from => hit = true,
-        SExpr::InQuery { .. } | SExpr::Exists { .. } | SExpr::Scalar(_) => hit = true,
+        SExpr::InQuery { .. }
+        | SExpr::InQueryRow { .. }
+        | SExpr::Exists { .. }
+        | SExpr::Scalar(_) => hit = true,
         SExpr::Func(n, _)
             if matches!(
                 n.as_str(),
@@ -1476,6 +1625,7 @@ pub fn walk(e: &SExpr, f: &mut impl FnMut(&SExpr)) {
             list.iter().for_each(|x| walk(x, f));
         }
         SExpr::InQuery { expr, .. } => walk(expr, f),
+        SExpr::InQueryRow { exprs, .. } => exprs.iter().for_each(|x| walk(x, f)),
         SExpr::Between {
             expr, low, high, ..
         } => {
@@ -1545,6 +1695,7 @@ pub fn place_windows(e: &mut SExpr, base: usize) {
             list.iter_mut().for_each(|x| place_windows(x, base));
         }
         SExpr::InQuery { expr, .. } => place_windows(expr, base),
+        SExpr::InQueryRow { exprs, .. } => exprs.iter_mut().for_each(|x| place_windows(x, base)),
         SExpr::Between {
             expr, low, high, ..
         } => {

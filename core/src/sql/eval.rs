@@ -416,6 +416,42 @@ pub fn eval(e: &SExpr, ctx: &mut Ctx, env: &Env) -> Result<Value> {
                 Value::Integer(*negated as i64)
             }
         }
+        SExpr::InQueryRow {
+            exprs,
+            query,
+            negated,
+            convs,
+        } => {
+            let mut vals = Vec::with_capacity(exprs.len());
+            for (x, (l, _)) in exprs.iter().zip(convs) {
+                vals.push(convert(*l, eval(x, ctx, env)?));
+            }
+            let rows = subquery_rows(query, ctx, env)?;
+            if rows.is_empty() {
+                return Ok(Value::Integer(*negated as i64));
+            }
+            let mut saw_null = false;
+            'rows: for r in rows.iter() {
+                let mut row_null = false;
+                for (i, v) in vals.iter().enumerate() {
+                    let x = convert(convs[i].1, r.get(i).cloned().unwrap_or(Value::Null));
+                    if v.is_null() || x.is_null() {
+                        row_null = true;
+                    } else if v.total_cmp(&x) != Ordering::Equal {
+                        continue 'rows;
+                    }
+                }
+                if !row_null {
+                    return Ok(Value::Integer(!*negated as i64));
+                }
+                saw_null = true;
+            }
+            if saw_null {
+                Value::Null
+            } else {
+                Value::Integer(*negated as i64)
+            }
+        }
         SExpr::Exists { query, negated } => {
             let rows = subquery_rows(query, ctx, env)?;
             Value::Integer((rows.is_empty() == *negated) as i64)

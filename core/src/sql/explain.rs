@@ -114,6 +114,9 @@ impl Rows {
                     };
                     self.push(parent, format!("SCAN {t}{join}"));
                 }
+                SourceKind::SequenceTable => {
+                    self.push(parent, format!("SCAN sqlite_sequence{join}"));
+                }
                 SourceKind::Query(q) => {
                     let id = self.push(parent, "MATERIALIZE (subquery)".into());
                     self.query(q, id);

@@ -140,6 +140,8 @@ pub enum SourceKind {
     SchemaTable {
         temp: Option<super::temp::TempNames>,
     },
+    /// sqlite_sequence.
+    SequenceTable,
     Query(Arc<Query>),
     Cte {
         slot: usize,
@@ -691,6 +693,28 @@ fn compile_factor(c: &mut Compiler, f: &TableFactor, join: JoinKind) -> Result<S
             if !index_directives.is_empty() {
                 return Err(Error::unsupported("INDEXED BY / NOT INDEXED"));
             }
+            if super::sequence::is_sequence_table(name)
+                && !c
+                    .ctes
+                    .iter()
+                    .any(|d| d.name.eq_ignore_ascii_case("sqlite_sequence"))
+            {
+                if alias.as_ref().is_some_and(|a| !a.columns.is_empty()) {
+                    return Err(Error::unsupported("column aliases on a table"));
+                }
+                let shown = alias
+                    .as_ref()
+                    .map_or("sqlite_sequence".to_string(), |a| a.name.value.clone());
+                c.frame().cols.extend(super::sequence::column_infos(&shown));
+                return Ok(Source {
+                    kind: SourceKind::SequenceTable,
+                    offset,
+                    width: super::sequence::COLUMNS.len(),
+                    join,
+                    on: None,
+                    access: Access::Scan,
+                });
+            }
             let (qual, tname) = super::temp::split(name)?;
             if let Some(a) = alias {
                 if !a.columns.is_empty() {
@@ -983,15 +1007,6 @@ fn compile_join(c: &mut Compiler, j: &ast::Join, sources: &mut Vec<Source>) -> R
             ))
         }
     };
-    if matches!(kind, JoinKind::Right | JoinKind::Full)
-        && matches!(
-            constraint,
-            Some(JoinConstraint::Using(_) | JoinConstraint::Natural)
-        )
-    {
-        // The shared column would be coalesce(left, right), which USING columns here are not.
-        return Err(Error::unsupported("RIGHT/FULL JOIN with USING or NATURAL"));
-    }
     let left_cols: Vec<ColInfo> = c.frame().cols.clone();
     let mut src = compile_factor(c, &j.relation, kind)?;
     let on = match constraint {
@@ -1006,7 +1021,7 @@ fn compile_join(c: &mut Compiler, j: &ast::Join, sources: &mut Vec<Source>) -> R
                         .to_string()
                 })
                 .collect();
-            Some(using_condition(c, &left_cols, &src, &names)?)
+            Some(using_condition(c, &left_cols, &src, &names, kind)?)
         }
         Some(JoinConstraint::Natural) => {
             let right: Vec<String> = c.frame().cols[src.offset..src.offset + src.width]
@@ -1025,7 +1040,7 @@ fn compile_join(c: &mut Compiler, j: &ast::Join, sources: &mut Vec<Source>) -> R
             if common.is_empty() {
                 None
             } else {
-                Some(using_condition(c, &left_cols, &src, &common)?)
+                Some(using_condition(c, &left_cols, &src, &common, kind)?)
             }
         }
         Some(other) => return Err(Error::unsupported(format!("join constraint {other:?}"))),
@@ -1040,9 +1055,21 @@ fn using_condition(
     left: &[ColInfo],
     src: &Source,
     names: &[String],
+    kind: JoinKind,
 ) -> Result<SExpr> {
     let mut cond: Option<SExpr> = None;
     for n in names {
+        // After a RIGHT / FULL JOIN ... USING the shared column is coalesce(left, right); a
+        // later join on the same name would have to compare with that, not the left column.
+        if c.frame()
+            .using_cols
+            .iter()
+            .any(|(u, _, r)| u.eq_ignore_ascii_case(n) && r.is_some())
+        {
+            return Err(Error::unsupported(format!(
+                "another join USING column {n} after a RIGHT/FULL JOIN USING it"
+            )));
+        }
         let li = left
             .iter()
             .position(|x| !x.hidden && x.name.eq_ignore_ascii_case(n))
@@ -1078,7 +1105,20 @@ fn using_condition(
             None => eq,
             Some(p) => SExpr::Bin(Op::And, Box::new(p), Box::new(eq)),
         });
-        c.frame().using_cols.push((n.clone(), li));
+        let outer_right = matches!(kind, JoinKind::Right | JoinKind::Full);
+        if outer_right
+            && c.frame()
+                .using_cols
+                .iter()
+                .any(|(u, _, _)| u.eq_ignore_ascii_case(n))
+        {
+            return Err(Error::unsupported(format!(
+                "RIGHT/FULL JOIN USING column {n} already shared by an earlier join"
+            )));
+        }
+        c.frame()
+            .using_cols
+            .push((n.clone(), li, outer_right.then_some(ri)));
     }
     cond.ok_or_else(|| syntax("empty USING"))
 }
@@ -1235,7 +1275,7 @@ fn compile_select_in_frame(
                     .frame()
                     .using_cols
                     .iter()
-                    .map(|(n, _)| n.to_ascii_lowercase())
+                    .map(|(n, _, _)| n.to_ascii_lowercase())
                     .collect();
                 let mut seen_using = HashSet::new();
                 let cols = c.frame().cols.clone();
@@ -1252,7 +1292,19 @@ fn compile_select_in_frame(
                     columns.push(col.name.clone());
                     decls.push(col.decl.clone());
                     affs.push(col.affinity);
-                    projection.push(SExpr::Col { up: 0, idx: i });
+                    let partner = c
+                        .frame()
+                        .using_cols
+                        .iter()
+                        .find(|(_, l, _)| *l == i)
+                        .and_then(|(_, _, r)| *r);
+                    projection.push(match partner {
+                        Some(r) => SExpr::Func(
+                            "coalesce".into(),
+                            vec![SExpr::Col { up: 0, idx: i }, SExpr::Col { up: 0, idx: r }],
+                        ),
+                        None => SExpr::Col { up: 0, idx: i },
+                    });
                     proj_ast.push(None);
                 }
             }
@@ -2246,6 +2298,7 @@ fn source_rows(src: &Source, ctx: &mut Ctx, env: &Env) -> Result<Rc<Vec<Vec<Valu
                 temp.as_ref(),
             )))
         }
+        SourceKind::SequenceTable => Ok(Rc::new(super::sequence::rows(ctx)?)),
         SourceKind::Query(q) => Ok(Rc::new(run_query(q, ctx, env.parent)?.rows)),
         SourceKind::Cte { slot, query } => {
             if let Some(r) = ctx.cte_results.get(slot) {

@@ -203,6 +203,20 @@ impl Session {
         Arc::make_mut(&mut self.user_functions).remove_aggregate(name, nargs)
     }
 
+    /// The scalar function a call of `name` with `nargs` arguments would run, if registered.
+    pub fn registered_function(&self, name: &str, nargs: usize) -> Option<UserFunction> {
+        self.user_functions
+            .get(&name.to_ascii_lowercase(), nargs)
+            .cloned()
+    }
+
+    /// The aggregate a call of `name` with `nargs` arguments would run, if registered.
+    pub fn registered_aggregate(&self, name: &str, nargs: usize) -> Option<UserAggregate> {
+        self.user_functions
+            .get_aggregate(&name.to_ascii_lowercase(), nargs)
+            .cloned()
+    }
+
     pub fn connection(&self) -> &Connection {
         &self.conn
     }

@@ -1,0 +1,218 @@
+//! NNG's blocking calls, for the hot request path. The server answers requests on its own
+//! threads, each blocked in a context receive, and the blocking client sends from the caller's
+//! thread: one wake-up per side from NNG to the thread that does the work, where going through
+//! anng and tokio added a task wake-up, and `block_in_place` a hand-off of the runtime to
+//! another thread, on every request. The async parts (PUB/SUB, the async `Client`) stay on
+//! anng.
+
+use std::ffi::{c_int, CStr};
+use std::time::Duration;
+
+use crate::error::{Error, SqlState};
+
+/// An NNG error number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NngError(pub c_int);
+
+impl NngError {
+    pub fn is_timeout(self) -> bool {
+        self.0 == nng_sys::NNG_ETIMEDOUT as c_int
+    }
+
+    pub fn is_closed(self) -> bool {
+        self.0 == nng_sys::NNG_ECLOSED as c_int
+    }
+}
+
+impl std::fmt::Display for NngError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // SAFETY: nng_strerror returns a pointer to a static NUL-terminated string for any code.
+        let text = unsafe { CStr::from_ptr(nng_sys::nng_strerror(self.0)) };
+        write!(f, "{}", text.to_string_lossy())
+    }
+}
+
+fn rv(code: c_int) -> std::result::Result<(), NngError> {
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(NngError(code))
+    }
+}
+
+fn ms(d: Duration) -> nng_sys::nng_duration {
+    d.as_millis().min(i32::MAX as u128) as nng_sys::nng_duration
+}
+
+/// An owned NNG message.
+pub struct Msg(*mut nng_sys::nng_msg);
+
+// SAFETY: an nng_msg is plain memory owned by whoever holds the pointer; NNG never touches a
+// message it has handed back to us.
+unsafe impl Send for Msg {}
+unsafe impl Sync for Msg {}
+
+impl Msg {
+    pub fn with_capacity(cap: usize) -> std::result::Result<Msg, NngError> {
+        let mut m = std::ptr::null_mut();
+        // SAFETY: allocates a message of length 0 and reserves room for `cap` bytes.
+        unsafe {
+            rv(nng_sys::nng_msg_alloc(&mut m, 0))?;
+            let msg = Msg(m);
+            rv(nng_sys::nng_msg_reserve(msg.0, cap))?;
+            Ok(msg)
+        }
+    }
+
+    pub fn from_slice(bytes: &[u8]) -> std::result::Result<Msg, NngError> {
+        let mut m = Msg::with_capacity(bytes.len())?;
+        m.append(bytes)?;
+        Ok(m)
+    }
+
+    pub fn append(&mut self, bytes: &[u8]) -> std::result::Result<(), NngError> {
+        // SAFETY: copies `bytes` to the end of a message we own.
+        rv(unsafe { nng_sys::nng_msg_append(self.0, bytes.as_ptr().cast(), bytes.len()) })
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: the body is `len` initialized bytes owned by this message; nng_msg_body of an
+        // empty message may be dangling, so an empty slice is made without it.
+        unsafe {
+            let len = nng_sys::nng_msg_len(self.0);
+            if len == 0 {
+                return &[];
+            }
+            std::slice::from_raw_parts(nng_sys::nng_msg_body(self.0).cast::<u8>(), len)
+        }
+    }
+
+    fn into_raw(self) -> *mut nng_sys::nng_msg {
+        let p = self.0;
+        std::mem::forget(self);
+        p
+    }
+}
+
+impl Drop for Msg {
+    fn drop(&mut self) {
+        // SAFETY: we own the message.
+        unsafe { nng_sys::nng_msg_free(self.0) }
+    }
+}
+
+/// Which request/reply side a socket is.
+#[derive(Debug, Clone, Copy)]
+pub enum Protocol {
+    Req,
+    Rep,
+}
+
+/// An open NNG socket; closed when dropped (which fails every call blocked on it with ECLOSED).
+pub struct Socket(nng_sys::nng_socket);
+
+// SAFETY: NNG sockets are thread-safe handles.
+unsafe impl Send for Socket {}
+unsafe impl Sync for Socket {}
+
+impl Socket {
+    pub fn open(p: Protocol) -> std::result::Result<Socket, NngError> {
+        let mut s = nng_sys::nng_socket {
+            _bindgen_opaque_blob: 0,
+        };
+        // SAFETY: opens a socket into `s`.
+        rv(unsafe {
+            match p {
+                Protocol::Req => nng_sys::nng_req0_open(&mut s),
+                Protocol::Rep => nng_sys::nng_rep0_open(&mut s),
+            }
+        })?;
+        Ok(Socket(s))
+    }
+
+    pub fn listen(&self, url: &CStr) -> std::result::Result<(), NngError> {
+        // SAFETY: `url` is NUL-terminated; no listener handle is asked for.
+        rv(unsafe { nng_sys::nng_listen(self.0, url.as_ptr(), std::ptr::null_mut(), 0) })
+    }
+
+    /// Dials synchronously: an error when the server is not there now. After the first
+    /// connection NNG redials by itself when the connection drops.
+    pub fn dial(&self, url: &CStr) -> std::result::Result<(), NngError> {
+        // SAFETY: as for listen.
+        rv(unsafe { nng_sys::nng_dial(self.0, url.as_ptr(), std::ptr::null_mut(), 0) })
+    }
+
+    pub fn context(&self) -> std::result::Result<Ctx, NngError> {
+        let mut c = nng_sys::nng_ctx {
+            _bindgen_opaque_blob: 0,
+        };
+        // SAFETY: opens a context on our socket.
+        rv(unsafe { nng_sys::nng_ctx_open(&mut c, self.0) })?;
+        Ok(Ctx(c))
+    }
+
+    /// Closes the socket now (blocked receives fail with ECLOSED); dropping it later is harmless.
+    pub fn close(&self) {
+        // SAFETY: closing twice returns ECLOSED, which is ignored.
+        unsafe {
+            nng_sys::nng_close(self.0);
+        }
+    }
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// One context of a socket: one request (REQ) or one request being answered (REP) at a time.
+pub struct Ctx(nng_sys::nng_ctx);
+
+// SAFETY: contexts are thread-safe handles; each is used by one thread at a time here.
+unsafe impl Send for Ctx {}
+
+impl Ctx {
+    fn set_ms(&self, opt: &[u8], d: Duration) -> std::result::Result<(), NngError> {
+        // SAFETY: `opt` is one of nng_sys's NUL-terminated option names.
+        rv(unsafe { nng_sys::nng_ctx_set_ms(self.0, opt.as_ptr().cast(), ms(d)) })
+    }
+
+    pub fn set_recv_timeout(&self, d: Duration) -> std::result::Result<(), NngError> {
+        self.set_ms(nng_sys::NNG_OPT_RECVTIMEO, d)
+    }
+
+    pub fn set_send_timeout(&self, d: Duration) -> std::result::Result<(), NngError> {
+        self.set_ms(nng_sys::NNG_OPT_SENDTIMEO, d)
+    }
+
+    pub fn recv(&mut self) -> std::result::Result<Msg, NngError> {
+        let mut m = std::ptr::null_mut();
+        // SAFETY: on success NNG hands us ownership of a message.
+        rv(unsafe { nng_sys::nng_ctx_recvmsg(self.0, &mut m, 0) })?;
+        Ok(Msg(m))
+    }
+
+    pub fn send(&mut self, m: Msg) -> std::result::Result<(), NngError> {
+        let p = m.into_raw();
+        // SAFETY: on success NNG takes ownership of the message; on failure it stays ours.
+        let code = unsafe { nng_sys::nng_ctx_sendmsg(self.0, p, 0) };
+        if code != 0 {
+            drop(Msg(p));
+        }
+        rv(code)
+    }
+}
+
+impl Drop for Ctx {
+    fn drop(&mut self) {
+        // SAFETY: we own the context.
+        unsafe {
+            nng_sys::nng_ctx_close(self.0);
+        }
+    }
+}
+
+pub fn io(what: &str, e: NngError) -> Error {
+    Error::new(SqlState::IoError, format!("{what}: {e}"))
+}
