@@ -96,10 +96,7 @@ fn sql(c: &mut Criterion) {
         b.iter(|| {
             k += 1;
             let id = rng.id(READ_ROWS);
-            let mut st = s
-                .conn
-                .prepare(&format!("{q} /* {k} */"))
-                .expect("prepare");
+            let mut st = s.conn.prepare(&format!("{q} /* {k} */")).expect("prepare");
             let n: i64 = st.query_row([id], |r| r.get(2)).expect("row");
             black_box(n)
         })
@@ -268,7 +265,12 @@ fn json_values(s: &str) -> Option<Vec<Value>> {
 }
 
 fn kind_of(sql: &str) -> Option<&'static str> {
-    let head = sql.trim_start().get(..6)?.to_ascii_uppercase();
+    let head: String = sql
+        .trim_start()
+        .chars()
+        .take(6)
+        .collect::<String>()
+        .to_ascii_uppercase();
     Some(match head.as_str() {
         "SELECT" => "select",
         "INSERT" => "insert",

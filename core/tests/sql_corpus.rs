@@ -453,6 +453,10 @@ fn replayed_twice_with_cached_plans() {
             hits - hits0
         );
         assert!(hits - hits0 > 0, "{name}: no plan reused");
-        assert_eq!(fresh.s.plan_cache_stats().0, 0, "{name}: the fresh session reused a plan");
+        assert_eq!(
+            fresh.s.plan_cache_stats().0,
+            0,
+            "{name}: the fresh session reused a plan"
+        );
     }
 }

@@ -46,8 +46,11 @@ fn repeated_select_hits_the_plan_cache() {
     assert_eq!(metric(&db, "ormdb_sql_plan_cache_misses_total"), 1);
     assert_eq!(metric(&db, "ormdb_sql_plan_cache_invalidations_total"), 0);
     // Writes are not plans of the cache: only SELECTs count.
-    s.execute("UPDATE t SET a = ? WHERE id = ?", &vec![text("w"), int(1)].into())
-        .expect("update");
+    s.execute(
+        "UPDATE t SET a = ? WHERE id = ?",
+        &vec![text("w"), int(1)].into(),
+    )
+    .expect("update");
     assert_eq!(s.plan_cache_stats(), (3, 1));
     let r = s.execute(q, &vec![int(1)].into()).expect("select");
     assert_eq!(r.rows, vec![vec![text("w")]]);
@@ -59,14 +62,22 @@ fn ddl_in_another_session_invalidates_the_plan() {
     let db = db();
     let mut a = db.connect().sql();
     let mut b = db.connect().sql();
-    a.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT); INSERT INTO t (a) VALUES ('x')")
-        .expect("setup");
+    a.execute_batch(
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT); INSERT INTO t (a) VALUES ('x')",
+    )
+    .expect("setup");
     let q = "SELECT * FROM t";
-    assert_eq!(a.execute(q, &Params::None).expect("select").columns, ["id", "a"]);
+    assert_eq!(
+        a.execute(q, &Params::None).expect("select").columns,
+        ["id", "a"]
+    );
     a.execute(q, &Params::None).expect("select");
     assert_eq!(a.plan_cache_stats(), (1, 1));
-    b.execute("ALTER TABLE t ADD COLUMN n INTEGER DEFAULT 7", &Params::None)
-        .expect("alter");
+    b.execute(
+        "ALTER TABLE t ADD COLUMN n INTEGER DEFAULT 7",
+        &Params::None,
+    )
+    .expect("alter");
     let r = a.execute(q, &Params::None).expect("select after alter");
     assert_eq!(r.columns, ["id", "a", "n"]);
     assert_eq!(r.rows, vec![vec![int(1), text("x"), int(7)]]);
@@ -80,7 +91,11 @@ fn ddl_in_another_session_invalidates_the_plan() {
         .expect("index");
     let r = a.execute(sel, &vec![text("x")].into()).expect("select");
     assert_eq!(r.rows, vec![vec![text("x")]]);
-    assert_eq!(a.last_rows_read(), 1, "the recompiled plan reads through t_a");
+    assert_eq!(
+        a.last_rows_read(),
+        1,
+        "the recompiled plan reads through t_a"
+    );
     let plan = a.execute(eqp, &vec![text("x")].into()).expect("eqp");
     assert!(format!("{:?}", plan.rows).contains("USING INDEX t_a"));
     // A dropped table: the cached plan is not run against a missing table.
@@ -93,19 +108,29 @@ fn ddl_in_another_session_invalidates_the_plan() {
 fn ddl_rolled_back_in_the_same_session() {
     let db = db();
     let mut s = db.connect().sql();
-    s.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT); INSERT INTO t (a) VALUES ('x')")
-        .expect("setup");
+    s.execute_batch(
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT); INSERT INTO t (a) VALUES ('x')",
+    )
+    .expect("setup");
     let q = "SELECT * FROM t";
     s.execute(q, &Params::None).expect("select");
-    s.execute_batch("BEGIN; ALTER TABLE t ADD COLUMN b TEXT").expect("alter");
-    assert_eq!(s.execute(q, &Params::None).expect("in tx").columns, ["id", "a", "b"]);
-    s.execute_batch("ALTER TABLE t ADD COLUMN c TEXT").expect("alter 2");
+    s.execute_batch("BEGIN; ALTER TABLE t ADD COLUMN b TEXT")
+        .expect("alter");
+    assert_eq!(
+        s.execute(q, &Params::None).expect("in tx").columns,
+        ["id", "a", "b"]
+    );
+    s.execute_batch("ALTER TABLE t ADD COLUMN c TEXT")
+        .expect("alter 2");
     assert_eq!(
         s.execute(q, &Params::None).expect("in tx").columns,
         ["id", "a", "b", "c"]
     );
     s.execute_batch("ROLLBACK").expect("rollback");
-    assert_eq!(s.execute(q, &Params::None).expect("after").columns, ["id", "a"]);
+    assert_eq!(
+        s.execute(q, &Params::None).expect("after").columns,
+        ["id", "a"]
+    );
     // Temporary tables shadow main ones: creating one changes what a cached text reads.
     s.execute_batch("CREATE TEMP TABLE t (z TEXT); INSERT INTO t VALUES ('temp')")
         .expect("temp");
@@ -123,9 +148,15 @@ fn replaced_function_invalidates_the_plan() {
         deterministic: true,
     };
     s.create_function("f", Some(0), constant(1));
-    assert_eq!(s.execute("SELECT f()", &Params::None).expect("f").rows, vec![vec![int(1)]]);
+    assert_eq!(
+        s.execute("SELECT f()", &Params::None).expect("f").rows,
+        vec![vec![int(1)]]
+    );
     s.create_function("f", Some(0), constant(2));
-    assert_eq!(s.execute("SELECT f()", &Params::None).expect("f").rows, vec![vec![int(2)]]);
+    assert_eq!(
+        s.execute("SELECT f()", &Params::None).expect("f").rows,
+        vec![vec![int(2)]]
+    );
     assert!(s.remove_function("f", Some(0)));
     assert!(s.execute("SELECT f()", &Params::None).is_err());
 }
@@ -144,11 +175,22 @@ INSERT INTO p (n, t, r) VALUES (1, 'a', 1.5), (2, 'b', 2.5), (3, '10', NULL), (N
     let cases: Vec<(&str, Vec<Vec<Value>>)> = vec![
         (
             "SELECT id FROM p WHERE n = ? ORDER BY id",
-            vec![vec![int(2)], vec![text("2")], vec![Value::Real(2.0)], vec![Value::Null], vec![text("x")]],
+            vec![
+                vec![int(2)],
+                vec![text("2")],
+                vec![Value::Real(2.0)],
+                vec![Value::Null],
+                vec![text("x")],
+            ],
         ),
         (
             "SELECT id FROM p WHERE t = ? ORDER BY id",
-            vec![vec![int(10)], vec![text("10")], vec![int(2)], vec![Value::Real(10.0)]],
+            vec![
+                vec![int(10)],
+                vec![text("10")],
+                vec![int(2)],
+                vec![Value::Real(10.0)],
+            ],
         ),
         (
             "SELECT id FROM p WHERE n IN (?, ?, NULL) ORDER BY id",
@@ -164,7 +206,11 @@ INSERT INTO p (n, t, r) VALUES (1, 'a', 1.5), (2, 'b', 2.5), (3, '10', NULL), (N
         ),
         (
             "SELECT id FROM p ORDER BY id LIMIT ? OFFSET ?",
-            vec![vec![int(2), int(1)], vec![int(-1), int(3)], vec![int(0), int(0)]],
+            vec![
+                vec![int(2), int(1)],
+                vec![int(-1), int(3)],
+                vec![int(0), int(0)],
+            ],
         ),
         (
             "SELECT id, ?2 || ?1 FROM p WHERE id > ?1 ORDER BY id",
@@ -197,7 +243,10 @@ INSERT INTO p (n, t, r) VALUES (1, 'a', 1.5), (2, 'b', 2.5), (3, '10', NULL), (N
     }
     d.assert_clean();
     let (hits, misses) = d.s.plan_cache_stats();
-    assert!(misses <= cases.len() as u64 + 1, "{hits} hits, {misses} misses");
+    assert!(
+        misses <= cases.len() as u64 + 1,
+        "{hits} hits, {misses} misses"
+    );
     assert!(hits >= 30, "{hits} hits, {misses} misses");
 }
 
@@ -206,7 +255,8 @@ fn ordered_fixture(d: &mut Diff) {
         "CREATE TABLE o (id INTEGER PRIMARY KEY, n INTEGER, g INTEGER, s TEXT, c TEXT COLLATE NOCASE);
 CREATE INDEX o_n ON o (n);
 CREATE INDEX o_gn ON o (g, n);
-CREATE INDEX o_s ON o (s);",
+CREATE INDEX o_s ON o (s);
+CREATE INDEX o_c ON o (c);",
     );
     // Ties, NULLs, mixed types, case variants.
     let mut vals = Vec::new();
@@ -227,7 +277,10 @@ CREATE INDEX o_s ON o (s);",
         };
         vals.push(format!("({n}, {}, {s}, {s})", i % 4));
     }
-    d.check(&format!("INSERT INTO o (n, g, s, c) VALUES {}", vals.join(", ")), &[]);
+    d.check(
+        &format!("INSERT INTO o (n, g, s, c) VALUES {}", vals.join(", ")),
+        &[],
+    );
 }
 
 #[test]
@@ -236,38 +289,101 @@ fn ordered_index_reads_match_sqlite() {
     ordered_fixture(&mut d);
     let queries: Vec<(&str, Vec<Value>)> = vec![
         ("SELECT id, n FROM o ORDER BY n, id LIMIT 10", vec![]),
-        ("SELECT id, n FROM o ORDER BY n DESC, id DESC LIMIT 10", vec![]),
+        (
+            "SELECT id, n FROM o ORDER BY n DESC, id DESC LIMIT 10",
+            vec![],
+        ),
         ("SELECT id, n FROM o ORDER BY n LIMIT 5 OFFSET 20", vec![]),
-        ("SELECT id, n FROM o ORDER BY n DESC LIMIT 7 OFFSET 280", vec![]),
-        ("SELECT id, n FROM o ORDER BY n NULLS LAST, id LIMIT 12", vec![]),
-        ("SELECT id, n FROM o ORDER BY n DESC NULLS FIRST, id LIMIT 12", vec![]),
-        ("SELECT id, n FROM o WHERE n > ? ORDER BY n, id LIMIT 8", vec![int(40)]),
-        ("SELECT id, n FROM o WHERE n BETWEEN ? AND ? ORDER BY n DESC, id DESC LIMIT 9", vec![int(10), int(20)]),
-        ("SELECT id, n FROM o WHERE n < ? ORDER BY n, id LIMIT 5", vec![int(3)]),
-        ("SELECT id, n FROM o WHERE n >= ? AND id % 3 = 0 ORDER BY n, id LIMIT 6", vec![text("5")]),
-        ("SELECT id FROM o WHERE n = ? ORDER BY id LIMIT 3", vec![int(11)]),
-        ("SELECT id FROM o WHERE n = ? ORDER BY id DESC", vec![int(11)]),
-        ("SELECT id, n FROM o WHERE g = ? ORDER BY n, id LIMIT 10", vec![int(2)]),
-        ("SELECT id, n FROM o WHERE g = ? AND n > ? ORDER BY n DESC, id DESC LIMIT 4", vec![int(1), int(30)]),
-        ("SELECT id, n FROM o WHERE g = ? ORDER BY n DESC, id DESC LIMIT 3 OFFSET 2", vec![int(3)]),
+        (
+            "SELECT id, n FROM o ORDER BY n DESC LIMIT 7 OFFSET 280",
+            vec![],
+        ),
+        (
+            "SELECT id, n FROM o ORDER BY n NULLS LAST, id LIMIT 12",
+            vec![],
+        ),
+        (
+            "SELECT id, n FROM o ORDER BY n DESC NULLS FIRST, id LIMIT 12",
+            vec![],
+        ),
+        (
+            "SELECT id, n FROM o WHERE n > ? ORDER BY n, id LIMIT 8",
+            vec![int(40)],
+        ),
+        (
+            "SELECT id, n FROM o WHERE n BETWEEN ? AND ? ORDER BY n DESC, id DESC LIMIT 9",
+            vec![int(10), int(20)],
+        ),
+        (
+            "SELECT id, n FROM o WHERE n < ? ORDER BY n, id LIMIT 5",
+            vec![int(3)],
+        ),
+        (
+            "SELECT id, n FROM o WHERE n >= ? AND id % 3 = 0 ORDER BY n, id LIMIT 6",
+            vec![text("5")],
+        ),
+        (
+            "SELECT id FROM o WHERE n = ? ORDER BY id LIMIT 3",
+            vec![int(11)],
+        ),
+        (
+            "SELECT id FROM o WHERE n = ? ORDER BY id DESC",
+            vec![int(11)],
+        ),
+        (
+            "SELECT id, n FROM o WHERE g = ? ORDER BY n, id LIMIT 10",
+            vec![int(2)],
+        ),
+        (
+            "SELECT id, n FROM o WHERE g = ? AND n > ? ORDER BY n DESC, id DESC LIMIT 4",
+            vec![int(1), int(30)],
+        ),
+        (
+            "SELECT id, n FROM o WHERE g = ? ORDER BY n DESC, id DESC LIMIT 3 OFFSET 2",
+            vec![int(3)],
+        ),
         ("SELECT id, s FROM o ORDER BY s, id LIMIT 15", vec![]),
-        ("SELECT id, s FROM o ORDER BY s DESC, id DESC LIMIT 15", vec![]),
+        (
+            "SELECT id, s FROM o ORDER BY s DESC, id DESC LIMIT 15",
+            vec![],
+        ),
         ("SELECT id, c FROM o ORDER BY c, id LIMIT 15", vec![]),
-        ("SELECT id, c FROM o ORDER BY c COLLATE BINARY, id LIMIT 15", vec![]),
-        ("SELECT id, s FROM o ORDER BY s COLLATE NOCASE, id LIMIT 15", vec![]),
-        ("SELECT id, n FROM o WHERE n > 1000 ORDER BY n LIMIT 3", vec![]),
+        (
+            "SELECT id, c FROM o ORDER BY c COLLATE BINARY, id LIMIT 15",
+            vec![],
+        ),
+        (
+            "SELECT id, s FROM o ORDER BY s COLLATE NOCASE, id LIMIT 15",
+            vec![],
+        ),
+        (
+            "SELECT id, n FROM o WHERE n > 1000 ORDER BY n LIMIT 3",
+            vec![],
+        ),
         ("SELECT id, n FROM o ORDER BY n, id LIMIT 0", vec![]),
-        ("SELECT id, n FROM o ORDER BY n, id LIMIT -1 OFFSET 290", vec![]),
-        ("SELECT n, count(*) FROM o GROUP BY n ORDER BY n LIMIT 5", vec![]),
+        (
+            "SELECT id, n FROM o ORDER BY n, id LIMIT -1 OFFSET 290",
+            vec![],
+        ),
+        (
+            "SELECT n, count(*) FROM o GROUP BY n ORDER BY n LIMIT 5",
+            vec![],
+        ),
         ("SELECT DISTINCT n FROM o ORDER BY n LIMIT 5", vec![]),
-        ("SELECT id, n FROM o WHERE n IN (3, 4, 5) ORDER BY n, id LIMIT 4", vec![]),
+        (
+            "SELECT id, n FROM o WHERE n IN (3, 4, 5) ORDER BY n, id LIMIT 4",
+            vec![],
+        ),
     ];
     for (sql, args) in &queries {
         d.check(sql, args);
     }
     // After writes in a transaction (index entry hints merged in both directions).
     d.check("BEGIN", &[]);
-    d.check("INSERT INTO o (n, g, s) VALUES (-5, 2, 'zz'), (100, 2, 'a'), (12, 2, NULL)", &[]);
+    d.check(
+        "INSERT INTO o (n, g, s) VALUES (-5, 2, 'zz'), (100, 2, 'a'), (12, 2, NULL)",
+        &[],
+    );
     d.check("UPDATE o SET n = n + 1 WHERE id % 10 = 0", &[]);
     d.check("DELETE FROM o WHERE id % 9 = 0", &[]);
     for (sql, args) in &queries {
@@ -305,7 +421,16 @@ fn ordered_index_read_stops_at_the_limit() {
         plan(s, "SELECT id FROM o WHERE g = 1 ORDER BY n LIMIT 5"),
         ["SEARCH o USING INDEX o_gn (key=?)"]
     );
-    // Index keys compare as BINARY: a term sorted by another collation is sorted.
+    // Index keys compare as BINARY: a term sorted by another collation is sorted (o_c is a
+    // plain index on a NOCASE column: it keeps raw values).
+    assert_eq!(
+        plan(s, "SELECT id FROM o ORDER BY c LIMIT 5"),
+        ["SCAN o", "USE TEMP B-TREE FOR ORDER BY"]
+    );
+    assert_eq!(
+        plan(s, "SELECT id FROM o ORDER BY c COLLATE BINARY LIMIT 5"),
+        ["SCAN o USING INDEX o_c"]
+    );
     assert_eq!(
         plan(s, "SELECT id FROM o ORDER BY s COLLATE NOCASE LIMIT 5"),
         ["SCAN o", "USE TEMP B-TREE FOR ORDER BY"]

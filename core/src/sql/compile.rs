@@ -669,10 +669,8 @@ impl<'a> Compiler<'a> {
                                     (Some(a), None, SExpr::Param(n))
                                         if is_numeric_aff(a) || a == DataType::Text =>
                                     {
-                                        if let Some(slot) = self
-                                            .param_slots
-                                            .as_mut()
-                                            .and_then(|s| s.get_mut(n))
+                                        if let Some(slot) =
+                                            self.param_slots.as_mut().and_then(|s| s.get_mut(n))
                                         {
                                             slot.1 = Some(a);
                                         }

@@ -351,15 +351,13 @@ pub fn eval(e: &SExpr, ctx: &mut Ctx, env: &Env) -> Result<Value> {
             if let Some(id) = set {
                 if let Some(set) = in_set(*id, list, ctx)? {
                     let (items, saw_null) = set.as_ref();
-                    return Ok(
-                        if items.binary_search_by(|x| x.total_cmp(&v)).is_ok() {
-                            Value::Integer(!*negated as i64)
-                        } else if *saw_null {
-                            Value::Null
-                        } else {
-                            Value::Integer(*negated as i64)
-                        },
-                    );
+                    return Ok(if items.binary_search_by(|x| x.total_cmp(&v)).is_ok() {
+                        Value::Integer(!*negated as i64)
+                    } else if *saw_null {
+                        Value::Null
+                    } else {
+                        Value::Integer(*negated as i64)
+                    });
                 }
             }
             let mut saw_null = false;

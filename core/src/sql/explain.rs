@@ -92,7 +92,11 @@ impl Rows {
                             order: Some(_),
                         } if eq.is_empty() => format!("SCAN {name} USING INDEX {ix}{join}"),
                         Access::IndexRange {
-                            name: ix, eq, lo, hi, ..
+                            name: ix,
+                            eq,
+                            lo,
+                            hi,
+                            ..
                         } => {
                             let mut terms: Vec<String> = vec!["key=?".into(); eq.len().min(1)];
                             if lo.is_some() || hi.is_some() {

@@ -465,8 +465,7 @@ fn compile_query_body(c: &mut Compiler, q: &ast::Query) -> Result<Query> {
     let offset = compile_const(c, &offset)?;
     match q.body.as_ref() {
         SetExpr::Select(s) => {
-            let (mut plan, columns, decls, order, correlated) =
-                compile_select(c, s, &order_exprs)?;
+            let (mut plan, columns, decls, order, correlated) = compile_select(c, s, &order_exprs)?;
             order_by_index(c, &mut plan, &order, limit.is_some())?;
             let affinities = plan.affinities.clone();
             Ok(Query {
@@ -1614,8 +1613,7 @@ fn order_by_index(
         }
         Access::Index { name: ix, mut keys } if keys.len() == 1 => {
             let used = keys[0].len();
-            if e
-                .index_by_name(&ix)
+            if e.index_by_name(&ix)
                 .is_some_and(|d| !d.fields.is_empty() && used <= d.fields.len() && matches(d, used))
             {
                 plan.presorted = true;

@@ -585,14 +585,7 @@ impl Session {
         if let Some(tx) = self.tx.as_mut() {
             tx.savepoint(STMT_SAVEPOINT)?;
             let res = run_statement(
-                tx,
-                text,
-                stmt,
-                bound,
-                counters,
-                &functions,
-                &self.temp,
-                plan,
+                tx, text, stmt, bound, counters, &functions, &self.temp, plan,
             );
             match &res {
                 Ok(_) => tx.release(STMT_SAVEPOINT)?,
@@ -613,14 +606,7 @@ impl Session {
                 tx.txn_mut()?.disable_read_tracking();
             }
             let res = run_statement(
-                &mut tx,
-                text,
-                stmt,
-                bound,
-                counters,
-                &functions,
-                &self.temp,
-                plan,
+                &mut tx, text, stmt, bound, counters, &functions, &self.temp, plan,
             );
             let res = match res {
                 Ok(out) => tx.commit().map(|_| out),
