@@ -270,7 +270,7 @@ fn sqlite_sequence_reused_id_seen_live_by_an_old_snapshot_conflicts() {
         .expect_err("conflict");
     assert_eq!(err.state, SqlState::SerializationFailure, "{err}");
     let _ = b.execute_batch("ROLLBACK");
-    assert_eq!(one_id(&mut a, "INSERT INTO t (v) VALUES ('y')") > 0, true);
+    assert!(one_id(&mut a, "INSERT INTO t (v) VALUES ('y')") > 0);
     let rows = a
         .execute("SELECT count(*) FROM t", &Params::None)
         .expect("count")

@@ -757,16 +757,12 @@ fn column_field(
                 ));
             }
             ColumnOption::Generated {
-                generated_as,
+                generated_as: ast::GeneratedAs::Always | ast::GeneratedAs::ExpStored,
                 sequence_options: None,
                 generation_expr: Some(x),
                 generation_expr_mode,
                 ..
-            } if matches!(
-                generated_as,
-                ast::GeneratedAs::Always | ast::GeneratedAs::ExpStored
-            ) =>
-            {
+            } => {
                 if f.generated.is_some() {
                     return Err(syntax(format!(
                         "error in generated column \"{}\"",
