@@ -1,19 +1,30 @@
 //! SQL front-end benchmarks, ORMDB's `Session` against SQLite (rusqlite, prepared and cached
-//! statements) on the same 100k-row `items` table:
+//! statements) in the same run, on the same 100k-row `items` table (index on `n` on both):
 //!
 //! - `sql_point_select`: `SELECT id, name, n FROM items WHERE id = ?` with random ids
 //!   (autocommit: one read transaction per statement on both sides).
 //! - `sql_index_eq`: `... WHERE n = ? ORDER BY id LIMIT 10` through the index on `n`.
-//! - `sql_index_range`: `... WHERE n BETWEEN ? AND ? ORDER BY n LIMIT 20` (ORMDB reads the
-//!   index range, then sorts and limits; SQLite walks the index in order and stops at 20).
-//! - `sql_overhead`: `SELECT ?` (parse-cache hit, bind, compile, empty transaction).
+//! - `sql_index_range`: `... WHERE n BETWEEN ? AND ? ORDER BY n LIMIT 20` and
+//!   `sql_index_desc`: `... WHERE n < ? ORDER BY n DESC LIMIT 20`: filtered, ordered, limited
+//!   reads that walk the index in order and stop at the LIMIT.
+//! - `sql_in_list_500`: `... WHERE id IN (?, ... 500 parameters)`.
+//! - `sql_plan`: the point select with its compiled plan cached (`hit`) and with a new text
+//!   each time (`miss`: parse and compile; SQLite: `prepare` instead of `prepare_cached`).
+//! - `sql_overhead`: `SELECT ?` (bind, run from the cached plan, empty transaction).
+//! - The Prisma 7 client corpus (core/tests/data/corpus) with its logged arguments:
+//!   `RESULT sql_prisma7_replay/<kind>` lines (select, insert, update, delete: median time per
+//!   statement over 15 replays, each on fresh databases and sessions, so cold statement and
+//!   plan caches on both sides), and `sql_prisma7_selects` (criterion: all of the corpus's
+//!   SELECTs in order on the data a replay left, warm caches).
 
 use std::hint::black_box;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use ormdb::{Params, Value};
+use ormdb::{Params, Session, Value};
 use ormdb_benches::*;
+
+const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../core/tests/data/corpus/");
 
 fn sql(c: &mut Criterion) {
     let mode = Mode::Full;
@@ -24,7 +35,7 @@ fn sql(c: &mut Criterion) {
         .execute("CREATE INDEX items_n ON items (n)", &Params::None)
         .expect("ormdb index");
     s.conn
-        .execute_batch("CREATE INDEX IF NOT EXISTS items_n ON items (n)")
+        .execute_batch("CREATE INDEX IF NOT EXISTS items_n ON items (n); ANALYZE")
         .expect("sqlite index");
     let mut rng = Rng::new(11);
 
@@ -44,6 +55,48 @@ fn sql(c: &mut Criterion) {
         let mut st = s.conn.prepare_cached(q).expect("prepare");
         b.iter(|| {
             let id = rng.id(READ_ROWS);
+            let n: i64 = st.query_row([id], |r| r.get(2)).expect("row");
+            black_box(n)
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("sql_plan");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("ormdb_hit", |b| {
+        b.iter(|| {
+            let id = rng.id(READ_ROWS);
+            let r = session
+                .execute(q, &Params::Positional(vec![Value::Integer(id)]))
+                .expect("select");
+            black_box(r.rows.len())
+        })
+    });
+    let mut k = 0u64;
+    g.bench_function("ormdb_miss", |b| {
+        b.iter(|| {
+            k += 1;
+            let id = rng.id(READ_ROWS);
+            let text = format!("{q} /* {k} */");
+            let r = session
+                .execute(&text, &Params::Positional(vec![Value::Integer(id)]))
+                .expect("select");
+            black_box(r.rows.len())
+        })
+    });
+    g.bench_function("sqlite_hit", |b| {
+        let mut st = s.conn.prepare_cached(q).expect("prepare");
+        b.iter(|| {
+            let id = rng.id(READ_ROWS);
+            let n: i64 = st.query_row([id], |r| r.get(2)).expect("row");
+            black_box(n)
+        })
+    });
+    g.bench_function("sqlite_miss", |b| {
+        b.iter(|| {
+            k += 1;
+            let id = rng.id(READ_ROWS);
+            let mut st = s.conn.prepare(&format!("{q} /* {k} */")).expect("prepare");
             let n: i64 = st.query_row([id], |r| r.get(2)).expect("row");
             black_box(n)
         })
@@ -76,28 +129,78 @@ fn sql(c: &mut Criterion) {
     });
     g.finish();
 
-    let mut g = c.benchmark_group("sql_index_range");
+    for (group, q, lo_only) in [
+        (
+            "sql_index_range",
+            "SELECT id, name FROM items WHERE n BETWEEN ? AND ? ORDER BY n LIMIT 20",
+            false,
+        ),
+        (
+            "sql_index_desc",
+            "SELECT id, name FROM items WHERE n < ? ORDER BY n DESC LIMIT 20",
+            true,
+        ),
+    ] {
+        let mut g = c.benchmark_group(group);
+        g.throughput(Throughput::Elements(1));
+        let args = move |lo: i64| {
+            if lo_only {
+                vec![lo]
+            } else {
+                vec![lo, lo + 700]
+            }
+        };
+        g.bench_function("ormdb", |b| {
+            b.iter(|| {
+                let lo = rng.id(READ_ROWS) * 7;
+                let params = args(lo).into_iter().map(Value::Integer).collect();
+                let r = session
+                    .execute(q, &Params::Positional(params))
+                    .expect("select");
+                black_box(r.rows.len())
+            })
+        });
+        g.bench_function("sqlite", |b| {
+            let mut st = s.conn.prepare_cached(q).expect("prepare");
+            b.iter(|| {
+                let lo = rng.id(READ_ROWS) * 7;
+                let rows: Vec<i64> = st
+                    .query_map(rusqlite::params_from_iter(args(lo)), |r| r.get(0))
+                    .expect("query")
+                    .map(|r| r.expect("row"))
+                    .collect();
+                black_box(rows.len())
+            })
+        });
+        g.finish();
+    }
+
+    let mut g = c.benchmark_group("sql_in_list_500");
     g.throughput(Throughput::Elements(1));
-    g.sample_size(10);
-    let q = "SELECT id, name FROM items WHERE n BETWEEN ? AND ? ORDER BY n LIMIT 20";
+    g.sample_size(20);
+    let q = format!(
+        "SELECT id, name, n FROM items WHERE id IN ({})",
+        vec!["?"; 500].join(", ")
+    );
     g.bench_function("ormdb", |b| {
         b.iter(|| {
-            let lo = rng.id(READ_ROWS) * 7;
+            let ids = (0..500)
+                .map(|_| Value::Integer(rng.id(READ_ROWS)))
+                .collect();
             let r = session
-                .execute(
-                    q,
-                    &Params::Positional(vec![Value::Integer(lo), Value::Integer(lo + 700)]),
-                )
+                .execute(&q, &Params::Positional(ids))
                 .expect("select");
             black_box(r.rows.len())
         })
     });
     g.bench_function("sqlite", |b| {
-        let mut st = s.conn.prepare_cached(q).expect("prepare");
+        let mut st = s.conn.prepare_cached(&q).expect("prepare");
         b.iter(|| {
-            let lo = rng.id(READ_ROWS) * 7;
-            let rows: Vec<i64> = st
-                .query_map([lo, lo + 700], |r| r.get(0))
+            let ids: Vec<i64> = (0..500).map(|_| rng.id(READ_ROWS)).collect();
+            let rows: Vec<(i64, String, i64)> = st
+                .query_map(rusqlite::params_from_iter(ids), |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
                 .expect("query")
                 .map(|r| r.expect("row"))
                 .collect();
@@ -125,7 +228,285 @@ fn sql(c: &mut Criterion) {
     });
     g.finish();
     let (hits, misses) = session.cache_stats();
+    let (phits, pmisses) = session.plan_cache_stats();
     println!("ormdb statement cache: {hits} hits, {misses} misses");
+    println!(
+        "ormdb plan cache: {phits} hits, {pmisses} misses (hit rate {:.4}; the misses are the `sql_plan/ormdb_miss` texts)",
+        phits as f64 / (phits + pmisses).max(1) as f64
+    );
+    drop(session);
+    prisma(c);
+}
+
+/// One statement of a Prisma driver-adapter log.
+struct Stmt {
+    sql: String,
+    params: Params,
+    kind: &'static str,
+}
+
+fn json_values(s: &str) -> Option<Vec<Value>> {
+    let v: serde_json::Value = serde_json::from_str(s).ok()?;
+    v.as_array()?
+        .iter()
+        .map(|x| {
+            Some(match x {
+                serde_json::Value::Null => Value::Null,
+                serde_json::Value::Bool(b) => Value::Integer(*b as i64),
+                serde_json::Value::Number(n) => match n.as_i64() {
+                    Some(i) => Value::Integer(i),
+                    None => Value::Real(n.as_f64()?),
+                },
+                serde_json::Value::String(s) => Value::Text(s.clone()),
+                _ => return None,
+            })
+        })
+        .collect()
+}
+
+fn kind_of(sql: &str) -> Option<&'static str> {
+    let head: String = sql
+        .trim_start()
+        .chars()
+        .take(6)
+        .collect::<String>()
+        .to_ascii_uppercase();
+    Some(match head.as_str() {
+        "SELECT" => "select",
+        "INSERT" => "insert",
+        "UPDATE" => "update",
+        "DELETE" => "delete",
+        "BEGIN" | "COMMIT" | "ROLLBA" => "transaction",
+        _ => return None,
+    })
+}
+
+/// The queryRaw/executeRaw statements of a Prisma log with their arguments, and its transaction
+/// boundaries (startTransaction, commit, rollback) as BEGIN / COMMIT / ROLLBACK, in order.
+fn prisma_log(text: &str) -> Vec<Stmt> {
+    let mut out = Vec::new();
+    let mut cur: Option<String> = None;
+    let push = |sql: String, args: Vec<Value>, out: &mut Vec<Stmt>| {
+        if let Some(kind) = kind_of(&sql) {
+            out.push(Stmt {
+                sql,
+                params: Params::Positional(args),
+                kind,
+            });
+        }
+    };
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("    args=") {
+            if let (Some(s), Some(args)) = (cur.take(), json_values(rest)) {
+                push(s.trim().to_string(), args, &mut out);
+            }
+            continue;
+        }
+        if line.starts_with("    argTypes=") {
+            continue;
+        }
+        let boundary = line.starts_with('[') || line.starts_with("#####") || line.trim().is_empty();
+        if boundary {
+            if let Some(s) = cur.take() {
+                push(s.trim().to_string(), Vec::new(), &mut out);
+            }
+        }
+        if line.starts_with('[') {
+            let body = line.split_once("] ").map_or("", |(_, b)| b);
+            for (prefix, sql) in [
+                ("startTransaction", "BEGIN"),
+                ("commit", "COMMIT"),
+                ("rollback", "ROLLBACK"),
+            ] {
+                if body.starts_with(prefix) {
+                    push(sql.to_string(), Vec::new(), &mut out);
+                }
+            }
+            cur = body
+                .strip_prefix("queryRaw: ")
+                .or_else(|| body.strip_prefix("executeRaw: "))
+                .map(str::to_string);
+        } else if !boundary {
+            if let Some(c) = cur.as_mut() {
+                c.push('\n');
+                c.push_str(line);
+            }
+        }
+    }
+    if let Some(s) = cur.take() {
+        push(s.trim().to_string(), Vec::new(), &mut out);
+    }
+    out
+}
+
+fn to_lite(v: &Value) -> rusqlite::types::Value {
+    match v {
+        Value::Null => rusqlite::types::Value::Null,
+        Value::Integer(i) => rusqlite::types::Value::Integer(*i),
+        Value::Real(r) => rusqlite::types::Value::Real(*r),
+        Value::Text(s) => rusqlite::types::Value::Text(s.clone()),
+        Value::Blob(b) => rusqlite::types::Value::Blob(b.clone()),
+    }
+}
+
+/// Runs a statement on SQLite and copies every value out (as ORMDB returns them): the row
+/// count, or None on error.
+fn lite_run(conn: &rusqlite::Connection, st: &Stmt) -> Option<usize> {
+    let mut p = conn.prepare_cached(&st.sql).ok()?;
+    let n = p.column_count();
+    let args: Vec<rusqlite::types::Value> = match &st.params {
+        Params::Positional(v) => v.iter().map(to_lite).collect(),
+        _ => Vec::new(),
+    };
+    let mut rows = p.query(rusqlite::params_from_iter(args)).ok()?;
+    let mut count = 0;
+    while let Some(r) = rows.next().ok()? {
+        let vals: Vec<Value> = (0..n)
+            .map(|i| match r.get_ref(i) {
+                Ok(rusqlite::types::ValueRef::Integer(x)) => Value::Integer(x),
+                Ok(rusqlite::types::ValueRef::Real(x)) => Value::Real(x),
+                Ok(rusqlite::types::ValueRef::Text(t)) => {
+                    Value::Text(String::from_utf8_lossy(t).into_owned())
+                }
+                Ok(rusqlite::types::ValueRef::Blob(b)) => Value::Blob(b.to_vec()),
+                _ => Value::Null,
+            })
+            .collect();
+        black_box(vals);
+        count += 1;
+    }
+    Some(count + conn.changes() as usize * (n == 0 && is_write(st)) as usize)
+}
+
+fn ormdb_run(s: &mut Session, st: &Stmt) -> Option<usize> {
+    let r = s.execute(&st.sql, &st.params).ok()?;
+    Some(r.rows.len() + r.rows_affected as usize * r.columns.is_empty() as usize)
+}
+
+fn is_write(st: &Stmt) -> bool {
+    matches!(st.kind, "insert" | "update" | "delete")
+}
+
+/// Fresh databases with the Prisma 7 schema (prisma7_migrate_diff.sql) on both engines.
+fn prisma_dbs(schema: &str) -> (OrmdbFixture, Session, SqliteFixture) {
+    let o = OrmdbFixture::new(Mode::Full);
+    let s = SqliteFixture::new(Mode::Full);
+    let mut session = o.db.connect().sql();
+    session.execute_batch(schema).expect("ormdb prisma schema");
+    s.conn.execute_batch(schema).expect("sqlite prisma schema");
+    (o, session, s)
+}
+
+/// The Prisma 7 client corpus on both engines. Writes: each replay on fresh databases (ORMDB
+/// never reuses a row id, SQLite does after a rollback, so a replay after a rolled-back one
+/// would not do the same work on both), timed per statement kind, median over `REPLAYS`.
+/// Reads: the corpus's SELECTs replayed over and over, in order with their arguments, on the
+/// data a full replay left (criterion, warm caches on both sides).
+fn prisma(c: &mut Criterion) {
+    const REPLAYS: usize = 15;
+    let read = |f: &str| std::fs::read_to_string(format!("{CORPUS}{f}")).expect("corpus file");
+    let schema = read("prisma7_migrate_diff.sql");
+    let all = prisma_log(&read("prisma7_client_sql.txt"));
+    // Keep the statements both engines run with the same row counts.
+    let (_o, mut session, s) = prisma_dbs(&schema);
+    let mut stmts = Vec::new();
+    let mut differ = 0;
+    for st in all {
+        match (ormdb_run(&mut session, &st), lite_run(&s.conn, &st)) {
+            (Some(a), Some(b)) if a == b => stmts.push(st),
+            (None, None) => {}
+            (a, b) => {
+                differ += 1;
+                eprintln!("left out: ormdb {a:?}, sqlite {b:?}: {}", st.sql);
+            }
+        }
+    }
+    let kinds = ["select", "insert", "update", "delete", "transaction"];
+    let count = |k: &str| stmts.iter().filter(|s| s.kind == k).count();
+    println!(
+        "prisma7 client corpus: {} statements per replay ({} select, {} insert, {} update, {} delete, {} BEGIN/COMMIT/ROLLBACK); {differ} left out (failed or differed on one engine)",
+        stmts.len(),
+        count("select"),
+        count("insert"),
+        count("update"),
+        count("delete"),
+        count("transaction")
+    );
+    // Per kind and engine: the time of that kind's statements in each replay.
+    let mut times: Vec<[Vec<Duration>; 2]> = kinds.iter().map(|_| [vec![], vec![]]).collect();
+    let mut plan = (0, 0);
+    let mut disagreed = 0;
+    for _ in 0..REPLAYS {
+        let (_o, mut session, s) = prisma_dbs(&schema);
+        let mut t = [[Duration::ZERO; 2]; 5];
+        for st in &stmts {
+            let k = kinds.iter().position(|k| *k == st.kind).unwrap_or(0);
+            let start = Instant::now();
+            let a = ormdb_run(&mut session, st);
+            t[k][0] += start.elapsed();
+            let start = Instant::now();
+            let b = lite_run(&s.conn, st);
+            t[k][1] += start.elapsed();
+            // Left-out statements can change what later ones see: count, do not stop.
+            disagreed += (a != b) as usize;
+        }
+        for (k, tk) in t.iter().enumerate() {
+            times[k][0].push(tk[0]);
+            times[k][1].push(tk[1]);
+        }
+        let (h, m) = session.plan_cache_stats();
+        plan = (plan.0 + h, plan.1 + m);
+    }
+    println!(
+        "prisma7 replays: {disagreed} statement runs gave different row counts on the two engines"
+    );
+    for (k, kind) in kinds.iter().enumerate() {
+        let n = count(kind).max(1) as f64;
+        let med = |v: &mut Vec<Duration>| {
+            v.sort();
+            v[v.len() / 2].as_secs_f64() * 1e6
+        };
+        let (o, l) = (med(&mut times[k][0]), med(&mut times[k][1]));
+        println!(
+            "RESULT sql_prisma7_replay/{kind} statements={} ormdb_us_per_statement={:.2} sqlite_us_per_statement={:.2} ratio={:.2}",
+            count(kind),
+            o / n,
+            l / n,
+            o / l
+        );
+    }
+    println!(
+        "ormdb plan cache over the fresh-session replays: {} hits, {} misses (hit rate {:.4})",
+        plan.0,
+        plan.1,
+        plan.0 as f64 / (plan.0 + plan.1).max(1) as f64
+    );
+
+    let selects: Vec<&Stmt> = stmts.iter().filter(|s| s.kind == "select").collect();
+    let (h0, m0) = session.plan_cache_stats();
+    let mut g = c.benchmark_group("sql_prisma7_selects");
+    g.throughput(Throughput::Elements(selects.len() as u64));
+    g.bench_function("ormdb", |b| {
+        b.iter(|| {
+            for st in &selects {
+                black_box(ormdb_run(&mut session, st));
+            }
+        })
+    });
+    g.bench_function("sqlite", |b| {
+        b.iter(|| {
+            for st in &selects {
+                black_box(lite_run(&s.conn, st));
+            }
+        })
+    });
+    g.finish();
+    let (h, m) = session.plan_cache_stats();
+    println!(
+        "ormdb plan cache over the repeated selects: {} hits, {} misses",
+        h - h0,
+        m - m0
+    );
 }
 
 criterion_group! {

@@ -255,7 +255,8 @@ fn ordered_fixture(d: &mut Diff) {
         "CREATE TABLE o (id INTEGER PRIMARY KEY, n INTEGER, g INTEGER, s TEXT, c TEXT COLLATE NOCASE);
 CREATE INDEX o_n ON o (n);
 CREATE INDEX o_gn ON o (g, n);
-CREATE INDEX o_s ON o (s);",
+CREATE INDEX o_s ON o (s);
+CREATE INDEX o_c ON o (c);",
     );
     // Ties, NULLs, mixed types, case variants.
     let mut vals = Vec::new();
@@ -420,7 +421,16 @@ fn ordered_index_read_stops_at_the_limit() {
         plan(s, "SELECT id FROM o WHERE g = 1 ORDER BY n LIMIT 5"),
         ["SEARCH o USING INDEX o_gn (key=?)"]
     );
-    // Index keys compare as BINARY: a term sorted by another collation is sorted.
+    // Index keys compare as BINARY: a term sorted by another collation is sorted (o_c is a
+    // plain index on a NOCASE column: it keeps raw values).
+    assert_eq!(
+        plan(s, "SELECT id FROM o ORDER BY c LIMIT 5"),
+        ["SCAN o", "USE TEMP B-TREE FOR ORDER BY"]
+    );
+    assert_eq!(
+        plan(s, "SELECT id FROM o ORDER BY c COLLATE BINARY LIMIT 5"),
+        ["SCAN o USING INDEX o_c"]
+    );
     assert_eq!(
         plan(s, "SELECT id FROM o ORDER BY s COLLATE NOCASE LIMIT 5"),
         ["SCAN o", "USE TEMP B-TREE FOR ORDER BY"]

@@ -315,7 +315,7 @@ impl Transaction {
         let mut out = Vec::new();
         if start < end && max > 0 {
             self.txn
-                .index_range_dir(e, &ix, &start, &end, desc, |id, r| {
+                .index_range_dir(e, &ix, &start, &end, desc, max.min(64), |id, r| {
                     if !r.is_soft_deleted() {
                         out.push(Row::from_stored(e, id, r));
                     }

@@ -286,8 +286,9 @@ enum IndexKeyCol {
 }
 
 /// The key columns of CREATE INDEX. DESC only changes the order SQLite keeps the entries in
-/// (ORMDB never reads an index for ordering: results are sorted); a NOCASE/RTRIM collation
-/// changes what a UNIQUE index treats as equal (see `create_index`).
+/// (ORMDB keeps every index ascending and reads it backwards for a descending ORDER BY); a
+/// NOCASE/RTRIM collation changes what a UNIQUE index treats as equal (see `create_index`):
+/// a plain index keeps raw values, so it serves only BINARY ordering.
 fn index_key_columns(cols: &[ast::IndexColumn]) -> Result<Vec<IndexKeyCol>> {
     cols.iter()
         .map(|c| {

@@ -22,6 +22,9 @@ pub struct Counters {
     pub total_changes: i64,
 }
 
+/// A long IN list's sorted non-NULL items, and whether a NULL was among them.
+pub type InSet = (Vec<Value>, bool);
+
 /// Everything a statement's execution needs besides the rows.
 pub struct Ctx<'t> {
     pub tx: &'t mut Transaction,
@@ -45,7 +48,7 @@ pub struct Ctx<'t> {
     pub scan_truncated: bool,
     /// Long IN lists of constants, sorted once per statement for binary search, by the list's
     /// `set` id: (sorted non-NULL items, whether a NULL was among them).
-    pub in_sets: HashMap<usize, Rc<(Vec<Value>, bool)>>,
+    pub in_sets: HashMap<usize, Rc<InSet>>,
 }
 
 impl<'t> Ctx<'t> {
@@ -278,13 +281,10 @@ pub fn convert(aff: Option<DataType>, v: Value) -> Value {
     }
 }
 
-/// An IN list's sorted constant items and whether it held a NULL.
-type InSet = Rc<(Vec<Value>, bool)>;
-
 /// The sorted items of an IN list of constants (literals and parameters), built once per
 /// statement; None when an item depends on the row. Items compare as `total_cmp` does, which is
 /// how the linear search matches, so a binary search finds exactly the same items.
-fn in_set(key: usize, list: &[SExpr], ctx: &mut Ctx) -> Result<Option<InSet>> {
+fn in_set(key: usize, list: &[SExpr], ctx: &mut Ctx) -> Result<Option<Rc<InSet>>> {
     if let Some(s) = ctx.in_sets.get(&key) {
         return Ok(Some(s.clone()));
     }

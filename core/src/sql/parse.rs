@@ -4,8 +4,8 @@
 
 use sqlparser::ast::{Ident, ObjectName, ObjectNamePart, Statement};
 use sqlparser::dialect::SQLiteDialect;
-use sqlparser::parser::Parser;
-use sqlparser::tokenizer::{Location, Span, Token, Tokenizer};
+use sqlparser::parser::{Parser, ParserError};
+use sqlparser::tokenizer::{Location, Span, Token, TokenWithSpan, Tokenizer};
 
 use crate::error::{Error, Result, SqlState};
 
@@ -81,15 +81,28 @@ pub fn is_blank(s: &str) -> bool {
 
 /// Parses exactly one statement.
 pub fn parse_one(sql: &str) -> Result<Statement> {
+    Ok(parse_with_placeholders(sql)?.0)
+}
+
+/// Parses exactly one statement and lists its placeholders, tokenizing the text once.
+pub fn parse_with_placeholders(sql: &str) -> Result<(Statement, Vec<(Location, String)>)> {
     let dialect = SQLiteDialect {};
-    let mut stmts = Parser::parse_sql(&dialect, sql).map_err(|e| {
+    let syntax = |e: ParserError| {
         Error::new(
             SqlState::SyntaxError,
             format!("syntax error: {e} in \"{}\"", sql.trim()),
         )
-    })?;
+    };
+    let tokens = Tokenizer::new(&dialect, sql)
+        .tokenize_with_location()
+        .map_err(|e| syntax(ParserError::from(e)))?;
+    let placeholders = placeholders_in(&tokens);
+    let mut stmts = Parser::new(&dialect)
+        .with_tokens_with_locations(tokens)
+        .parse_statements()
+        .map_err(syntax)?;
     match stmts.len() {
-        1 => Ok(stmts.remove(0)),
+        1 => Ok((stmts.remove(0), placeholders)),
         0 => Err(Error::new(SqlState::SyntaxError, "empty statement")),
         _ => Err(Error::new(
             SqlState::SyntaxError,
@@ -104,6 +117,10 @@ pub fn placeholders(sql: &str) -> Result<Vec<(Location, String)>> {
     let tokens = Tokenizer::new(&dialect, sql)
         .tokenize_with_location()
         .map_err(|e| Error::new(SqlState::SyntaxError, format!("syntax error: {e}")))?;
+    Ok(placeholders_in(&tokens))
+}
+
+fn placeholders_in(tokens: &[TokenWithSpan]) -> Vec<(Location, String)> {
     // `:name` and `@name` arrive as a sign token followed by a word; the parser joins them
     // into one placeholder located at the sign.
     let mut out = Vec::new();
@@ -123,7 +140,7 @@ pub fn placeholders(sql: &str) -> Result<Vec<(Location, String)>> {
             _ => {}
         }
     }
-    Ok(out)
+    out
 }
 
 /// Byte offsets of each line start, to turn sqlparser locations (1-based line and character

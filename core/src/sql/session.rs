@@ -358,8 +358,7 @@ impl Session {
         self.cache_misses += 1;
         m.sql_cache_misses
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let stmt = parse::parse_one(text)?;
-        let placeholders = parse::placeholders(text)?;
+        let (stmt, placeholders) = parse::parse_with_placeholders(text)?;
         let p = Arc::new(Parsed { stmt, placeholders });
         if self.cache.len() >= CACHE_LIMIT {
             // Least recently used first. A linear pass, only when parsing a new text, which
@@ -601,6 +600,11 @@ impl Session {
         loop {
             attempts += 1;
             let mut tx = self.conn.begin()?;
+            if is_plain_query(stmt) {
+                // A SELECT on its own never writes: its reads need no conflict tracking (the
+                // read set would cost a hash insert per row read).
+                tx.txn_mut()?.disable_read_tracking();
+            }
             let res = run_statement(
                 &mut tx, text, stmt, bound, counters, &functions, &self.temp, plan,
             );

@@ -421,10 +421,14 @@ impl Txn {
         end: &[u8],
         visit: impl FnMut(i64, StoredRow) -> Result<bool>,
     ) -> Result<()> {
-        self.index_range_dir(entity, index, start, end, false, visit)
+        self.index_range_dir(entity, index, start, end, false, 64, visit)
     }
 
-    /// [`Self::index_range`] in ascending or (`desc`) descending index order.
+    /// [`Self::index_range`] in ascending or (`desc`) descending index order. Entries are taken
+    /// in chunks (the first of `first_chunk`, then doubling up to 1024) whose rows are read in
+    /// one batch (`read_rows_batch`: a range scan per run of nearby row ids) rather than a seek
+    /// each; a caller that stops early (an ORDER BY ... LIMIT) passes about the rows it needs.
+    #[allow(clippy::too_many_arguments)]
     pub fn index_range_dir(
         &mut self,
         entity: &EntityDef,
@@ -432,6 +436,7 @@ impl Txn {
         start: &[u8],
         end: &[u8],
         desc: bool,
+        first_chunk: usize,
         mut visit: impl FnMut(i64, StoredRow) -> Result<bool>,
     ) -> Result<()> {
         if self.track_reads {
@@ -456,49 +461,71 @@ impl Txn {
         let mut next_kv: Option<Vec<u8>> = None;
         let mut kv_done = false;
         let mut last: Option<Vec<u8>> = None;
+        let mut chunk_len = first_chunk.clamp(1, 1024);
         loop {
-            if next_kv.is_none() && !kv_done {
-                match kv.next() {
-                    None => kv_done = true,
-                    Some(item) => next_kv = Some(item?.0.to_vec()),
-                }
-            }
-            let key = match (next_kv.as_ref(), hints.get(hint_pos)) {
-                (None, None) => break,
-                (Some(a), Some(b)) if first(b, a) => {
-                    hint_pos += 1;
-                    if b == a {
-                        next_kv = None;
+            // The next entries, merged from the store and this transaction's hints, distinct.
+            let mut chunk: Vec<(Vec<u8>, i64)> = Vec::with_capacity(chunk_len.min(1024));
+            while chunk.len() < chunk_len {
+                if next_kv.is_none() && !kv_done {
+                    match kv.next() {
+                        None => kv_done = true,
+                        Some(item) => next_kv = Some(item?.0.to_vec()),
                     }
-                    b.clone()
                 }
-                (None, Some(b)) => {
-                    hint_pos += 1;
-                    b.clone()
+                let key = match (next_kv.as_ref(), hints.get(hint_pos)) {
+                    (None, None) => break,
+                    (Some(a), Some(b)) if first(b, a) => {
+                        hint_pos += 1;
+                        if b == a {
+                            next_kv = None;
+                        }
+                        b.clone()
+                    }
+                    (None, Some(b)) => {
+                        hint_pos += 1;
+                        b.clone()
+                    }
+                    _ => next_kv.take().expect("checked"),
+                };
+                if last.as_ref() == Some(&key) {
+                    continue;
                 }
-                _ => next_kv.take().expect("checked"),
-            };
-            if last.as_ref() == Some(&key) {
-                continue;
+                last = Some(key.clone());
+                if let Some(id) = keys::index_entry_row_id(&key) {
+                    chunk.push((key, id));
+                }
             }
-            let Some(id) = keys::index_entry_row_id(&key) else {
-                continue;
-            };
-            let Some(row) = self.read_row(entity.id, id)? else {
-                last = Some(key);
-                continue;
-            };
-            if is_live(&row) {
+            if chunk.is_empty() {
+                return Ok(());
+            }
+            let mut ids: Vec<i64> = chunk.iter().map(|(_, id)| *id).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            let mut rows: HashMap<i64, StoredRow> = HashMap::with_capacity(ids.len());
+            self.read_rows_batch(entity.id, &ids, |id, r| {
+                rows.insert(id, r);
+                Ok(())
+            })?;
+            for (key, id) in chunk {
+                let Some(row) = rows.remove(&id) else {
+                    continue;
+                };
+                if !is_live(&row) {
+                    continue;
+                }
+                // Entries are hints: the row's current values decide whether this is its entry.
                 let current = index.entry_values(entity, &row.values)?;
-                if current.is_some_and(|vals| keys::index_entry_key(index.id, &vals, id) == key)
-                    && !visit(id, row)?
-                {
-                    return Ok(());
+                if current.is_some_and(|vals| keys::index_entry_key(index.id, &vals, id) == key) {
+                    if !visit(id, row)? {
+                        return Ok(());
+                    }
+                } else {
+                    // A stale entry: the row may have another entry later in this chunk.
+                    rows.insert(id, row);
                 }
             }
-            last = Some(key);
+            chunk_len = (chunk_len * 2).min(1024);
         }
-        Ok(())
     }
 
     /// Row ids an index has entries for under an encoded value prefix (committed entries and

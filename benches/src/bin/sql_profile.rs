@@ -1,0 +1,74 @@
+//! Runs one SQL front-end benchmark case (benches/benches/sql_frontend.rs) a given number of
+//! times on ORMDB, for profilers: under callgrind, `--toggle-collect='*run_case*'` counts the
+//! loop only (the data load is left out), so runs with N and M iterations give the
+//! instructions of one statement as their difference over N - M.
+//!
+//! Usage: `sql_profile CASE ITERATIONS [ROWS]`, CASE one of `point`, `eq`, `range`, `desc`,
+//! `in500`, `overhead`, `miss`; ROWS defaults to 20,000 (the `items` table, index on `n`).
+
+use std::hint::black_box;
+
+use ormdb::{Params, Session, Value};
+use ormdb_benches::*;
+
+#[inline(never)]
+fn run_case(s: &mut Session, case: &str, iterations: u64, rows: i64, rng: &mut Rng) -> usize {
+    let mut total = 0;
+    let in_list = format!(
+        "SELECT id, name, n FROM items WHERE id IN ({})",
+        vec!["?"; 500].join(", ")
+    );
+    for k in 0..iterations {
+        let id = rng.id(rows);
+        let (sql, params): (String, Vec<Value>) = match case {
+            "point" => (
+                "SELECT id, name, n FROM items WHERE id = ?".into(),
+                vec![Value::Integer(id)],
+            ),
+            "miss" => (
+                format!("SELECT id, name, n FROM items WHERE id = ? /* {k} */"),
+                vec![Value::Integer(id)],
+            ),
+            "eq" => (
+                "SELECT id, name FROM items WHERE n = ? ORDER BY id LIMIT 10".into(),
+                vec![Value::Integer(id * 7)],
+            ),
+            "range" => (
+                "SELECT id, name FROM items WHERE n BETWEEN ? AND ? ORDER BY n LIMIT 20".into(),
+                vec![Value::Integer(id * 7), Value::Integer(id * 7 + 700)],
+            ),
+            "desc" => (
+                "SELECT id, name FROM items WHERE n < ? ORDER BY n DESC LIMIT 20".into(),
+                vec![Value::Integer(id * 7)],
+            ),
+            "in500" => (
+                in_list.clone(),
+                (0..500).map(|_| Value::Integer(rng.id(rows))).collect(),
+            ),
+            "overhead" => ("SELECT ?".into(), vec![Value::Integer(1)]),
+            other => panic!("unknown case {other}"),
+        };
+        let r = s
+            .execute(&sql, &Params::Positional(params))
+            .expect("statement");
+        total += black_box(r.rows.len());
+    }
+    total
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let case = args.get(1).map(String::as_str).unwrap_or("point");
+    let iterations = arg_num(args.get(2).cloned(), "ITERATIONS");
+    let rows = args
+        .get(3)
+        .map(|_| arg_num(args.get(3).cloned(), "ROWS") as i64)
+        .unwrap_or(20_000);
+    let o = OrmdbFixture::with_items(Mode::Normal, rows);
+    let mut s = o.db.connect().sql();
+    s.execute("CREATE INDEX items_n ON items (n)", &Params::None)
+        .expect("index");
+    let mut rng = Rng::new(11);
+    let n = run_case(&mut s, case, iterations, rows, &mut rng);
+    println!("{case}: {iterations} statements, {n} rows");
+}
