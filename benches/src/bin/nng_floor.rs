@@ -46,7 +46,9 @@ unsafe impl Sync for Sock {}
 
 fn serve_sync(url: &str) {
     let c_url = CString::new(url).expect("url");
-    let mut s = nng_sys::nng_socket { _bindgen_opaque_blob: 0 };
+    let mut s = nng_sys::nng_socket {
+        _bindgen_opaque_blob: 0,
+    };
     // SAFETY: plain NNG calls on handles this function owns.
     unsafe {
         check(nng_sys::nng_rep0_open(&mut s), "rep0_open");
@@ -62,7 +64,9 @@ fn serve_sync(url: &str) {
         .map(|_| {
             std::thread::spawn(move || unsafe {
                 let sock = sock;
-                let mut ctx = nng_sys::nng_ctx { _bindgen_opaque_blob: 0 };
+                let mut ctx = nng_sys::nng_ctx {
+                    _bindgen_opaque_blob: 0,
+                };
                 check(nng_sys::nng_ctx_open(&mut ctx, sock.0), "ctx_open");
                 loop {
                     let mut m: *mut nng_sys::nng_msg = std::ptr::null_mut();
@@ -120,7 +124,9 @@ fn client_sync(url: &str, clients: usize, ops: u64, size: usize) -> (Duration, V
         .map(|_| {
             let c_url = c_url.clone();
             std::thread::spawn(move || unsafe {
-                let mut s = nng_sys::nng_socket { _bindgen_opaque_blob: 0 };
+                let mut s = nng_sys::nng_socket {
+                    _bindgen_opaque_blob: 0,
+                };
                 check(nng_sys::nng_req0_open(&mut s), "req0_open");
                 check(
                     nng_sys::nng_dial(s, c_url.as_ptr(), std::ptr::null_mut(), 0),
@@ -253,10 +259,7 @@ fn main() {
         .expect("port");
     for server_mode in ["sync", "anng"] {
         let ipc = format!("ipc://{}", dir.path().join(server_mode).display());
-        let tcp = format!(
-            "tcp://127.0.0.1:{}",
-            port + (server_mode == "anng") as u16
-        );
+        let tcp = format!("tcp://127.0.0.1:{}", port + (server_mode == "anng") as u16);
         for (transport, url) in [("ipc", &ipc), ("tcp", &tcp)] {
             let _server = start(server_mode, url);
             for client_mode in ["sync", "anng"] {
@@ -273,7 +276,9 @@ fn main() {
                         client_anng(url, clients, ops, size)
                     };
                     report(
-                        &format!("floor/{server_mode}-server/{client_mode}-client/{transport}/{clients}"),
+                        &format!(
+                            "floor/{server_mode}-server/{client_mode}-client/{transport}/{clients}"
+                        ),
                         wall,
                         &mut lat,
                     );

@@ -18,7 +18,7 @@ pub mod server;
 pub mod sessions;
 pub mod stream;
 
-pub use client::{Client, ClientOptions, Reply};
+pub use client::{BlockingClient, Client, ClientOptions, Reply};
 pub use connect::{connect, connect_with, RemoteSql, SqlConnection};
 pub use server::{serve, ServeConfig};
 pub use stream::{ChangeStream, StreamEvent, StreamOptions};
