@@ -19,7 +19,7 @@ pub struct RemoteSql {
     client: Client,
     /// SQL and transactions go through the blocking client: a statement is a round trip on
     /// the caller's thread, without the runtime in between.
-    sql: BlockingClient,
+    sql: Box<BlockingClient>,
     session: u64,
 }
 
@@ -37,7 +37,7 @@ pub fn connect_with(target: &str, opts: ClientOptions) -> Result<SqlConnection> 
             .enable_all()
             .build()
             .map_err(|e| super::io_error("starting the client runtime", e))?;
-        let sql = BlockingClient::connect_with(target, opts.clone())?;
+        let sql = Box::new(BlockingClient::connect_with(target, opts.clone())?);
         let client = rt.block_on(Client::connect_with(target, opts))?;
         return Ok(SqlConnection::Remote(RemoteSql {
             rt,
