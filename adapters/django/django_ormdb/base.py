@@ -55,6 +55,10 @@ class DatabaseWrapper(sqlite_base.DatabaseWrapper):
         # The parent calls the module-global sqlite3.connect, hence the override.
         conn = Database.connect(**conn_params)
         register_django_functions(conn)
+        # The engine implements most of these natively (no Python call per row); Django's
+        # Python functions registered just above stay as the fallback for what the native
+        # code hands over: time zone conversions and values Django itself never stores.
+        conn.install_django_functions()
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA legacy_alter_table = OFF")
         for init_command in self.init_commands:

@@ -28,9 +28,12 @@ import uuid
 from typing import Any
 
 from django.db import NotSupportedError, connections, models
-from django.db.models import Prefetch
+from django.db.models import Prefetch, signals
+from django.db.models.base import ModelState
 from django.db.models.expressions import Col
 from django.db.models.fields.related import ForeignObjectRel
+from django.db.models.fields.related_descriptors import ForeignKeyDeferredAttribute
+from django.db.models.query_utils import DeferredAttribute
 from django.db.models.lookups import (
     Exact,
     GreaterThan,
@@ -41,6 +44,8 @@ from django.db.models.lookups import (
     LessThanOrEqual,
 )
 from django.db.models.sql.where import AND, OR, WhereNode
+
+_new = object.__new__
 
 _CMP = {
     Exact: "eq",
@@ -304,36 +309,168 @@ def _translate_where(model, node) -> dict | None:
     raise _Untranslatable
 
 
+_FAST_DESCRIPTORS = (DeferredAttribute, ForeignKeyDeferredAttribute)
+
+
+def _class_attr(cls, name):
+    for klass in cls.__mro__:
+        if name in klass.__dict__:
+            return klass.__dict__[name]
+    return None
+
+
+class _ModelPlan:
+    """How rows of one model become instances: the columns read, their converters, and
+    whether Model.from_db can be bypassed. It can when the model keeps Django's own
+    ``__init__``/``from_db``, nothing listens to pre_init/post_init for it, and every field
+    attribute is a plain deferred-attribute descriptor: then ``from_db`` would do exactly what
+    the fast path does (a ModelState with adding=False and the db, each attname set in
+    field order)."""
+
+    def __init__(self, model, connection):
+        self.model = model
+        fields = list(model._meta.concrete_fields)
+        self.attnames = [f.attname for f in fields]
+        self.columns = [f.column for f in fields]
+        self.convs = []
+        for f in fields:
+            col = Col(model._meta.db_table, f)
+            convs = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
+            self.convs.append((col, tuple(convs)) if convs else None)
+        self.plain = all(c is None for c in self.convs)
+        self.fast = (
+            model.__init__ is models.Model.__init__
+            and getattr(model.from_db, "__func__", None) is models.Model.from_db.__func__
+            and not signals.pre_init.has_listeners(model)
+            and not signals.post_init.has_listeners(model)
+            and all(
+                type(_class_attr(model, a)) in _FAST_DESCRIPTORS for a in self.attnames
+            )
+        )
+
+
+class _ToManyPlan:
+    """Builds the per-instance querysets a prefetch caches. Django builds each through a new
+    related manager (a fresh Query, a filter clone, hints); here the first one is built that
+    way and the others are copies of it with the instance-specific parts replaced: the same
+    queryset class, an unfiltered query clone with the relation filter deferred exactly as
+    Django's ``_apply_rel_filters`` defers it, the hints and known related objects of that
+    instance."""
+
+    def __init__(self, node):
+        rel = node.attach
+        self.accessor = rel.get_accessor_name() if isinstance(rel, ForeignObjectRel) else rel.name
+        self.many_to_many = rel.many_to_many
+        self.reverse_fk = None if rel.many_to_many else rel.field
+        self.child_cache = None if rel.many_to_many else rel.field.cache_name
+        self.cache_name = None
+        self.template = None  # (queryset, pristine query, recipe) once the first one is built
+
+    def queryset(self, obj, related):
+        tpl = self.template
+        if tpl is not None:
+            qs_class, base, state, recipe, target_attname = tpl
+            kwargs = {k: (obj if a is None else getattr(obj, a)) for k, a in recipe}
+            rel_id = None
+            if target_attname is not None:
+                rel_id = getattr(obj, target_attname)
+            if rel_id is not None or target_attname is None:
+                qs = _new(qs_class)
+                d = qs.__dict__
+                d.update(state)
+                d["_hints"] = {"instance": obj}
+                d["_query"] = base.clone()
+                d["_deferred_filter"] = (False, (), kwargs)
+                d["_known_related_objects"] = (
+                    {} if target_attname is None else {self.reverse_fk: {rel_id: obj}}
+                )
+                d["_result_cache"] = related
+                d["_prefetch_done"] = True
+                return qs
+        manager = getattr(obj, self.accessor)
+        if self.cache_name is None:
+            self.cache_name = (
+                manager.prefetch_cache_name
+                if self.many_to_many
+                else self.reverse_fk.remote_field.cache_name
+            )
+        qs = manager.get_queryset()
+        if tpl is None:
+            self.template = self._template(manager, qs, obj)
+        qs._result_cache = related
+        qs._prefetch_done = True
+        return qs
+
+    def _template(self, manager, qs, obj):
+        """The copyable state of Django's own queryset, or None where it does not have the
+        shape the copies reproduce (then every instance goes through Django's manager)."""
+        deferred = qs.__dict__.get("_deferred_filter")
+        if not deferred or deferred[0] or deferred[1]:
+            return None
+        kwargs = deferred[2]
+        if self.many_to_many:
+            pairs = manager.source_field.related_fields
+            recipe = [(k, rh.attname) for k, (_, rh) in zip(kwargs, pairs)]
+            target = None
+            if qs._known_related_objects:
+                return None
+        else:
+            recipe = [(k, None) for k in kwargs]
+            try:
+                target = self.reverse_fk.target_field.attname
+            except Exception:
+                return None
+            known = {self.reverse_fk: {getattr(obj, target): obj}}
+            if qs._known_related_objects != known:
+                return None
+        rebuilt = {k: (obj if a is None else getattr(obj, a)) for k, a in recipe}
+        if len(recipe) != len(kwargs) or rebuilt != kwargs or qs._hints != {"instance": obj}:
+            return None
+        state = {
+            k: v
+            for k, v in qs.__dict__.items()
+            if k not in ("_hints", "_query", "_deferred_filter", "_known_related_objects",
+                         "_result_cache", "_prefetch_done")
+        }  # fmt: skip
+        return (type(qs), qs._query.clone(), state, recipe, target)
+
+
 class _Builder:
     """Turns nested fetch rows into model instances with their relation caches filled."""
 
     def __init__(self, db_alias: str):
         self.db = db_alias
         self.connection = connections[db_alias]
-        self.columns: dict[type, list] = {}
-
-    def _fields(self, model):
-        cols = self.columns.get(model)
-        if cols is None:
-            cols = []
-            for f in model._meta.concrete_fields:
-                col = Col(model._meta.db_table, f)
-                convs = self.connection.ops.get_db_converters(
-                    col
-                ) + col.get_db_converters(self.connection)
-                cols.append((f, col, convs))
-            self.columns[model] = cols
-        return cols
+        self.plans: dict[type, _ModelPlan] = {}
+        self.to_many: dict[int, _ToManyPlan] = {}
 
     def instance(self, model, row: dict):
-        values = []
-        fields = self._fields(model)
-        for f, col, convs in fields:
-            v = row.get(f.column)
-            for conv in convs:
-                v = conv(v, col, self.connection)
-            values.append(v)
-        return model.from_db(self.db, [f.attname for f, _, _ in fields], values)
+        plan = self.plans.get(model)
+        if plan is None:
+            plan = self.plans[model] = _ModelPlan(model, self.connection)
+        get = row.get
+        if plan.plain:
+            values = [get(c) for c in plan.columns]
+        else:
+            values = []
+            connection = self.connection
+            for c, conv in zip(plan.columns, plan.convs):
+                v = get(c)
+                if conv is not None:
+                    col, fns = conv
+                    for fn in fns:
+                        v = fn(v, col, connection)
+                values.append(v)
+        if not plan.fast:
+            return model.from_db(self.db, plan.attnames, values)
+        obj = _new(model)
+        state = ModelState()
+        state.adding = False
+        state.db = self.db
+        d = obj.__dict__
+        d["_state"] = state
+        d.update(zip(plan.attnames, values))
+        return obj
 
     def build(self, node: _Node, row: dict):
         obj = self.instance(node.model, row)
@@ -361,19 +498,19 @@ class _Builder:
         related = [self.build(node, r) for r in rows]
         if node.kind == "m2m_through":
             related = _python_order(node.model, related)
-        manager = getattr(obj, rel.get_accessor_name() if isinstance(rel, ForeignObjectRel) else rel.name)
-        if rel.many_to_many:
-            cache_name = manager.prefetch_cache_name
-        else:
-            cache_name = rel.field.remote_field.cache_name
+        plan = self.to_many.get(id(node))
+        if plan is None:
+            plan = self.to_many[id(node)] = _ToManyPlan(node)
+        if plan.child_cache is not None:
+            cache = plan.child_cache
             for r in related:
-                rel.field.set_cached_value(r, obj)
-        qs = manager.get_queryset()
-        qs._result_cache = related
-        qs._prefetch_done = True
-        if not hasattr(obj, "_prefetched_objects_cache"):
-            obj._prefetched_objects_cache = {}
-        obj._prefetched_objects_cache[cache_name] = qs
+                r._state.fields_cache[cache] = obj
+        qs = plan.queryset(obj, related)
+        d = obj.__dict__
+        prefetched = d.get("_prefetched_objects_cache")
+        if prefetched is None:
+            prefetched = d["_prefetched_objects_cache"] = {}
+        prefetched[plan.cache_name] = qs
 
 
 def graph(queryset: models.QuerySet) -> list:

@@ -153,3 +153,57 @@ def test_refuses_what_it_cannot_honour(data):
         Author.objects.values("name").graph()
     with pytest.raises(NotSupportedError):
         Author.objects.prefetch_related("nope").graph()
+
+
+def test_instances_have_django_state_and_fields(data):
+    """The fast construction gives what Model.from_db gives."""
+    got = Author.objects.prefetch_related("books").graph()
+    want = list(Author.objects.prefetch_related("books"))
+    for g, w in zip(got, want):
+        assert type(g) is type(w) and g == w
+        assert g._state.adding is False and g._state.db == w._state.db == "default"
+        plain = lambda o: {k: v for k, v in o.__dict__.items() if not k.startswith("_")}  # noqa: E731
+        assert plain(g) == plain(w)
+        for gb, wb in zip(g.books.all(), w.books.all()):
+            assert plain(gb) == plain(wb) and gb._state.adding is False
+            assert gb.author is g  # the child's forward cache points at its parent
+
+
+def test_cached_querysets_filter_per_instance(data):
+    """The per-instance related querysets behave as Django's: further filters run SQL scoped
+    to their own instance, with the same SQL as the querysets Django's prefetch caches."""
+    got = Author.objects.prefetch_related("books__tags").graph()
+    want = list(Author.objects.prefetch_related("books__tags"))
+    for g, w in zip(got, want):
+        gq, wq = g.books.all(), w.books.all()
+        assert type(gq) is type(wq)
+        assert str(gq.query) == str(wq.query)
+        assert list(gq.filter(price__gt=5).values_list("title", flat=True)) == list(
+            wq.filter(price__gt=5).values_list("title", flat=True)
+        )
+        assert gq.count() == wq.count() and gq.exists() == wq.exists()
+        for gb, wb in zip(gq, wq):
+            assert str(gb.tags.all().query) == str(wb.tags.all().query)
+            assert list(gb.tags.filter(label__startswith="r")) == list(
+                wb.tags.filter(label__startswith="r")
+            )
+    # Touching one instance's queryset (its deferred filter applied) leaves the others alone.
+    ada, bob = got[0], got[1]
+    str(ada.books.all().query)
+    assert [b.title for b in bob.books.filter(price__gt=0)] == ["bridges"]
+
+
+def test_post_init_listeners_still_run(data):
+    from django.db.models.signals import post_init
+
+    seen = []
+
+    def listener(sender, instance, **kwargs):
+        seen.append(instance.name)
+
+    post_init.connect(listener, sender=Author)
+    try:
+        got = Author.objects.prefetch_related("books").graph()
+    finally:
+        post_init.disconnect(listener, sender=Author)
+    assert seen == [a.name for a in got] == ["ada", "bob", "cy"]

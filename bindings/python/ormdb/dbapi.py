@@ -589,6 +589,13 @@ class Connection:
         self._check()
         self._native.create_aggregate(name, n_arg, aggregate_class)
 
+    def install_django_functions(self) -> list[str]:
+        """Replaces Django's SQLite functions, registered before with ``create_function`` /
+        ``create_aggregate``, by the engine's native implementations; the Python ones stay as
+        the fallback for time zone conversions and unusual values. Returns the names."""
+        self._check()
+        return self._native.install_django_functions()
+
     def create_window_function(self, name: str, num_params: int, aggregate_class: Any) -> None:
         self._check()
         raise NotSupportedError("create_window_function: window functions are not supported")

@@ -455,6 +455,13 @@ impl NativeConnection {
         })
     }
 
+    /// Replaces Django's SQLite functions (registered before, as Django's backend does) with
+    /// the engine's native ones; each Python callback stays the fallback for the inputs the
+    /// native code hands over (time zone conversions, unusual values). Returns the names.
+    fn install_django_functions(&self, py: Python<'_>) -> PyResult<Vec<&'static str>> {
+        self.run(py, |s| Ok(s.install_django_functions()))
+    }
+
     /// Graph fetch: nested rows (to-one relations as dict or None, to-many as lists).
     fn fetch<'py>(
         &self,

@@ -236,6 +236,12 @@ impl RemoteConnection {
         ))
     }
 
+    fn install_django_functions(&self) -> PyResult<()> {
+        Err(not_supported(
+            "install_django_functions on a remote connection (a session option of the server)",
+        ))
+    }
+
     fn create_aggregate(
         &self,
         name: &str,

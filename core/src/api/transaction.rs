@@ -266,12 +266,31 @@ impl Transaction {
         lo: Option<(&Value, bool)>,
         hi: Option<(&Value, bool)>,
     ) -> Result<Vec<Row>> {
+        self.find_by_index_range_ordered(entity, index, eq, lo, hi, false, usize::MAX)
+    }
+
+    /// [`Self::find_by_index_range`] in ascending or (`desc`) descending index order (ties in
+    /// row id order, reversed when descending), stopping after `max` rows: an ORDER BY on the
+    /// index's next field with a LIMIT reads only the rows it returns. With no bounds, `eq`
+    /// may cover every field of the index (the rows of that key, in row id order).
+    #[allow(clippy::too_many_arguments)]
+    pub fn find_by_index_range_ordered(
+        &mut self,
+        entity: &str,
+        index: &str,
+        eq: &[Value],
+        lo: Option<(&Value, bool)>,
+        hi: Option<(&Value, bool)>,
+        desc: bool,
+        max: usize,
+    ) -> Result<Vec<Row>> {
         use crate::storage::keys::{index_values_prefix, prefix_end};
         self.live()?;
         let schema = self.txn.schema().clone();
         let e = schema.entity(entity)?;
         let ix = index_named(e, index)?;
-        if eq.len() >= ix.fields.len() {
+        let bounded = lo.is_some() || hi.is_some();
+        if eq.len() > ix.fields.len() || (bounded && eq.len() == ix.fields.len()) {
             return Err(Error::invalid(format!(
                 "index {index} has {} fields; a range needs fewer than that many equalities",
                 ix.fields.len()
@@ -294,13 +313,14 @@ impl Transaction {
             Some((v, false)) => bound(v),
         };
         let mut out = Vec::new();
-        if start < end {
-            self.txn.index_range(e, &ix, &start, &end, |id, r| {
-                if !r.is_soft_deleted() {
-                    out.push(Row::from_stored(e, id, r));
-                }
-                Ok(true)
-            })?;
+        if start < end && max > 0 {
+            self.txn
+                .index_range_dir(e, &ix, &start, &end, desc, |id, r| {
+                    if !r.is_soft_deleted() {
+                        out.push(Row::from_stored(e, id, r));
+                    }
+                    Ok(out.len() < max)
+                })?;
         }
         Ok(out)
     }
@@ -515,7 +535,7 @@ impl Transaction {
 
     pub fn add_field(&mut self, entity: &str, field: FieldDef) -> Result<()> {
         self.live()?;
-        ddl::add_field(&mut self.txn, entity, field)
+        mutate::atomically(&mut self.txn, |t| ddl::add_field(t, entity, field))
     }
 
     pub fn drop_field(&mut self, entity: &str, field: &str) -> Result<()> {

@@ -20,6 +20,9 @@ pub struct EntitySpec {
     pub foreign_keys: Vec<ForeignKeySpec>,
     pub indexes: Vec<IndexSpec>,
     pub sql: Option<String>,
+    /// Fields declared with a NOCASE / RTRIM collation and the fold function of it
+    /// (`crate::ir::expr::collation_fold_fn`): their UNIQUE / PRIMARY KEY indexes fold keys.
+    pub collations: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -55,6 +58,7 @@ impl FieldDef {
             decl_type: ty.name().to_string(),
             nullable: true,
             default: None,
+            generated: None,
         }
     }
     pub fn not_null(mut self) -> Self {
@@ -314,6 +318,46 @@ pub fn resolve_fk(e: &EntityDef, spec: &ForeignKeySpec, n: usize) -> Result<Fore
     })
 }
 
+/// Resolves the column names in generated-column expressions to positions and checks
+/// SQLite's rules: no DEFAULT, at least one ordinary column, no loop between them.
+fn resolve_generated(e: &mut EntityDef) -> Result<()> {
+    if !e.has_generated() {
+        return Ok(());
+    }
+    if e.fields.iter().all(|f| f.generated.is_some()) {
+        return Err(Error::new(
+            SqlState::SyntaxError,
+            format!(
+                "table {} must have at least one non-generated column",
+                e.name
+            ),
+        ));
+    }
+    let names: Vec<String> = e.fields.iter().map(|f| f.name.clone()).collect();
+    let count = names.len();
+    let lookup = |n: &str| {
+        names
+            .iter()
+            .position(|f| f.eq_ignore_ascii_case(n))
+            .map(|i| i as u32)
+    };
+    for f in &mut e.fields {
+        let Some(g) = &mut f.generated else {
+            continue;
+        };
+        if f.default.is_some() {
+            return Err(Error::new(
+                SqlState::SyntaxError,
+                "cannot use DEFAULT on a generated column",
+            ));
+        }
+        g.expr.resolve(&lookup)?;
+        g.expr.validate(count)?;
+    }
+    e.generated_order()?;
+    Ok(())
+}
+
 /// Validates a spec and turns it into a stored entity, allocating ids from `bundle`.
 pub fn resolve_entity(bundle: &mut SchemaBundle, spec: &EntitySpec) -> Result<EntityDef> {
     check_name("table", &spec.name)?;
@@ -387,8 +431,18 @@ pub fn resolve_entity(bundle: &mut SchemaBundle, spec: &EntitySpec) -> Result<En
             x.validate(0)?;
         }
     }
+    resolve_generated(&mut e)?;
     if !spec.primary_key.is_empty() {
         e.primary_key = resolve_fields(&e, &spec.primary_key, "primary key")?;
+        if e.primary_key
+            .iter()
+            .any(|&f| e.fields[f as usize].generated.is_some())
+        {
+            return Err(Error::new(
+                SqlState::SyntaxError,
+                "generated columns cannot be part of the PRIMARY KEY",
+            ));
+        }
         let single = e.primary_key.len() == 1;
         let f0 = &e.fields[e.primary_key[0] as usize];
         if single && f0.ty == DataType::Integer && f0.decl_type.eq_ignore_ascii_case("INTEGER") {
@@ -482,8 +536,41 @@ pub fn resolve_entity(bundle: &mut SchemaBundle, spec: &EntitySpec) -> Result<En
             ix.sql.clone(),
         )?;
     }
+    fold_collated_keys(&mut e, &spec.collations)?;
     for i in 0..e.foreign_keys.len() {
         ensure_fk_index(bundle, &mut e, i)?;
     }
     Ok(e)
+}
+
+/// Turns every plain index over a collated field into a keyed one whose key folds that field
+/// (`$collate_nocase(name)`), so uniqueness follows the collation. Keyed indexes are not used
+/// for lookups (a folded key is no binary key), which keeps every plain lookup binary.
+pub fn fold_collated_keys(e: &mut EntityDef, collations: &[(String, String)]) -> Result<()> {
+    if collations.is_empty() {
+        return Ok(());
+    }
+    let mut folds: Vec<Option<String>> = vec![None; e.fields.len()];
+    for (name, func) in collations {
+        let f = e.field_index_or_err(name)?;
+        folds[f as usize] = Some(func.clone());
+    }
+    for ix in &mut e.indexes {
+        if ix.is_keyed() || !ix.fields.iter().any(|f| folds[*f as usize].is_some()) {
+            continue;
+        }
+        ix.key_exprs = ix
+            .fields
+            .iter()
+            .map(|f| match &folds[*f as usize] {
+                Some(func) => Expr::Function {
+                    name: func.clone(),
+                    args: vec![Expr::Field(*f)],
+                },
+                None => Expr::Field(*f),
+            })
+            .collect();
+        ix.fields.clear();
+    }
+    Ok(())
 }

@@ -21,8 +21,8 @@ pub fn is_temp_entity_name(name: &str) -> bool {
         && !name.eq_ignore_ascii_case("sqlite_temp_schema")
 }
 
-/// Bumped when the stored layout of bundles changes.
-pub const BUNDLE_FORMAT: u32 = 2;
+/// Bumped when the stored layout of bundles changes (3: generated columns on fields).
+pub const BUNDLE_FORMAT: u32 = 3;
 
 #[derive(Debug, Clone, PartialEq, Archive, Serialize, Deserialize)]
 pub struct SchemaBundle {
@@ -61,7 +61,7 @@ struct SchemaBundleV1 {
 struct EntityDefV1 {
     id: u32,
     name: String,
-    fields: Vec<FieldDef>,
+    fields: Vec<FieldDefV2>,
     primary_key: Vec<u32>,
     rowid_alias: Option<u32>,
     autoincrement: bool,
@@ -83,12 +83,81 @@ struct IndexDefV1 {
     sql: Option<String>,
 }
 
+/// The bundle layout of format 2: fields without generated columns.
+#[derive(Debug, Clone, PartialEq, Archive, Serialize, Deserialize)]
+struct SchemaBundleV2 {
+    format: u32,
+    version: u64,
+    entities: Vec<EntityDefV2>,
+    next_table_id: u32,
+    next_index_id: u32,
+    views: Vec<ViewDef>,
+    user_version: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Archive, Serialize, Deserialize)]
+struct EntityDefV2 {
+    id: u32,
+    name: String,
+    fields: Vec<FieldDefV2>,
+    primary_key: Vec<u32>,
+    rowid_alias: Option<u32>,
+    autoincrement: bool,
+    strict: bool,
+    soft_delete: bool,
+    indexes: Vec<IndexDef>,
+    checks: Vec<CheckDef>,
+    foreign_keys: Vec<ForeignKeyDef>,
+    sql: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Archive, Serialize, Deserialize)]
+struct FieldDefV2 {
+    name: String,
+    ty: DataType,
+    decl_type: String,
+    nullable: bool,
+    default: Option<DefaultValue>,
+}
+
+impl From<FieldDefV2> for FieldDef {
+    fn from(f: FieldDefV2) -> FieldDef {
+        FieldDef {
+            name: f.name,
+            ty: f.ty,
+            decl_type: f.decl_type,
+            nullable: f.nullable,
+            default: f.default,
+            generated: None,
+        }
+    }
+}
+
+impl From<EntityDefV2> for EntityDef {
+    fn from(e: EntityDefV2) -> EntityDef {
+        EntityDef {
+            id: e.id,
+            name: e.name,
+            fields: e.fields.into_iter().map(FieldDef::from).collect(),
+            primary_key: e.primary_key,
+            rowid_alias: e.rowid_alias,
+            autoincrement: e.autoincrement,
+            strict: e.strict,
+            soft_delete: e.soft_delete,
+            indexes: e.indexes,
+            checks: e.checks,
+            foreign_keys: e.foreign_keys,
+            sql: e.sql,
+        }
+    }
+}
+
 impl From<EntityDefV1> for EntityDef {
     fn from(e: EntityDefV1) -> EntityDef {
         EntityDef {
             id: e.id,
             name: e.name,
-            fields: e.fields,
+            fields: e.fields.into_iter().map(FieldDef::from).collect(),
             primary_key: e.primary_key,
             rowid_alias: e.rowid_alias,
             autoincrement: e.autoincrement,
@@ -140,22 +209,18 @@ impl SchemaBundle {
     pub fn from_bytes(bytes: &[u8]) -> Result<SchemaBundle> {
         let b = match rkyv::from_bytes::<SchemaBundle, rkyv::rancor::Error>(bytes) {
             Ok(b) => b,
-            Err(e) => match rkyv::from_bytes::<SchemaBundleV1, rkyv::rancor::Error>(bytes) {
-                // Databases written before views existed: the same bundle with none.
-                Ok(old) if old.format == 1 => SchemaBundle {
+            Err(e) => match rkyv::from_bytes::<SchemaBundleV2, rkyv::rancor::Error>(bytes) {
+                // Databases written before generated columns: the same bundle without any.
+                Ok(old) if old.format == 2 => SchemaBundle {
                     format: BUNDLE_FORMAT,
                     version: old.version,
                     entities: old.entities.into_iter().map(EntityDef::from).collect(),
                     next_table_id: old.next_table_id,
                     next_index_id: old.next_index_id,
-                    views: Vec::new(),
-                    user_version: 0,
+                    views: old.views,
+                    user_version: old.user_version,
                 },
-                _ => {
-                    return Err(Error::corrupted(format!(
-                        "stored schema bundle is invalid: {e}"
-                    )))
-                }
+                _ => Self::from_v1_bytes(bytes, e)?,
             },
         };
         if b.format != BUNDLE_FORMAT {
@@ -165,6 +230,24 @@ impl SchemaBundle {
             )));
         }
         Ok(b)
+    }
+
+    fn from_v1_bytes(bytes: &[u8], e: rkyv::rancor::Error) -> Result<SchemaBundle> {
+        match rkyv::from_bytes::<SchemaBundleV1, rkyv::rancor::Error>(bytes) {
+            // Databases written before views existed: the same bundle with none.
+            Ok(old) if old.format == 1 => Ok(SchemaBundle {
+                format: BUNDLE_FORMAT,
+                version: old.version,
+                entities: old.entities.into_iter().map(EntityDef::from).collect(),
+                next_table_id: old.next_table_id,
+                next_index_id: old.next_index_id,
+                views: Vec::new(),
+                user_version: 0,
+            }),
+            _ => Err(Error::corrupted(format!(
+                "stored schema bundle is invalid: {e}"
+            ))),
+        }
     }
 }
 
@@ -198,6 +281,18 @@ pub struct FieldDef {
     pub decl_type: String,
     pub nullable: bool,
     pub default: Option<DefaultValue>,
+    /// A generated column (`GENERATED ALWAYS AS (expr)`): its value is computed from the
+    /// row on every write, never given.
+    pub generated: Option<Generated>,
+}
+
+/// How a generated column's value is computed. VIRTUAL columns are stored like STORED ones
+/// (reads cannot tell the difference); the kind is kept for introspection.
+#[derive(Debug, Clone, PartialEq, Archive, Serialize, Deserialize)]
+pub struct Generated {
+    /// Over the row's fields by position (other generated fields included).
+    pub expr: Expr,
+    pub stored: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Archive, Serialize, Deserialize)]
@@ -271,6 +366,37 @@ impl IndexDef {
             .map(Some)
     }
 
+    /// For an index over plain columns some of which fold under their collation (see
+    /// [`crate::ir::expr::COLLATE_NOCASE_FN`]): each key column's field and fold function.
+    pub fn collated_columns(&self) -> Option<Vec<(u32, Option<&str>)>> {
+        if !self.is_keyed() || self.predicate.is_some() {
+            return None;
+        }
+        let cols = self
+            .key_exprs
+            .iter()
+            .map(|x| match x {
+                Expr::Field(f) => Some((*f, None)),
+                Expr::Function { name, args } if name.starts_with("$collate_") => match args[..] {
+                    [Expr::Field(f)] => Some((f, Some(name.as_str()))),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()?;
+        cols.iter().any(|(_, c)| c.is_some()).then_some(cols)
+    }
+
+    /// The columns of an index over plain columns (folded under a collation or not): what an
+    /// ON CONFLICT target names. None for expression and partial indexes.
+    pub fn column_fields(&self) -> Option<Vec<u32>> {
+        if !self.is_keyed() {
+            return Some(self.fields.clone());
+        }
+        self.collated_columns()
+            .map(|c| c.iter().map(|(f, _)| *f).collect())
+    }
+
     /// Fields the key or predicate reads.
     pub fn references(&self, field: u32) -> bool {
         self.fields.contains(&field)
@@ -280,6 +406,10 @@ impl IndexDef {
 
     /// What a uniqueness error names: the fields, or the index of an expression key.
     pub fn describe(&self, e: &EntityDef) -> String {
+        if let Some(cols) = self.collated_columns() {
+            let fields: Vec<u32> = cols.iter().map(|(f, _)| *f).collect();
+            return e.field_names(&fields);
+        }
         if self.key_exprs.iter().all(|x| matches!(x, Expr::Field(_))) {
             let fields: Vec<u32> = if self.is_keyed() {
                 self.key_exprs
@@ -342,6 +472,85 @@ pub struct ForeignKeyDef {
 }
 
 impl EntityDef {
+    /// Whether any field is a generated column.
+    pub fn has_generated(&self) -> bool {
+        self.fields.iter().any(|f| f.generated.is_some())
+    }
+
+    /// Positions of the generated fields in an order where each comes after the generated
+    /// fields its expression reads (a generated column may read one declared after it).
+    /// A cycle is an error naming a column on it.
+    pub fn generated_order(&self) -> Result<Vec<usize>> {
+        let n = self.fields.len();
+        // 0 = not visited, 1 = on the current path, 2 = done
+        let mut state = vec![0u8; n];
+        let mut order = Vec::new();
+        fn visit(e: &EntityDef, i: usize, state: &mut [u8], order: &mut Vec<usize>) -> Result<()> {
+            match state[i] {
+                2 => return Ok(()),
+                1 => {
+                    return Err(Error::new(
+                        SqlState::SyntaxError,
+                        format!("generated column loop on \"{}\"", e.fields[i].name),
+                    ))
+                }
+                _ => {}
+            }
+            let Some(g) = &e.fields[i].generated else {
+                state[i] = 2;
+                return Ok(());
+            };
+            state[i] = 1;
+            let mut deps = Vec::new();
+            g.expr.visit(&mut |x| {
+                if let Expr::Field(f) = x {
+                    deps.push(*f as usize);
+                }
+            });
+            for d in deps {
+                if d < e.fields.len() {
+                    visit(e, d, state, order)?;
+                }
+            }
+            state[i] = 2;
+            order.push(i);
+            Ok(())
+        }
+        for i in 0..n {
+            if self.fields[i].generated.is_some() {
+                visit(self, i, &mut state, &mut order)?;
+            }
+        }
+        Ok(order)
+    }
+
+    /// Whether generated field `g` reads field `f`, directly or through other generated fields.
+    pub fn generated_depends_on(&self, g: usize, f: u32) -> bool {
+        let mut seen = vec![false; self.fields.len()];
+        let mut stack = vec![g];
+        while let Some(i) = stack.pop() {
+            if std::mem::replace(&mut seen[i], true) {
+                continue;
+            }
+            let Some(gen) = &self.fields[i].generated else {
+                continue;
+            };
+            let mut hit = false;
+            gen.expr.visit(&mut |x| {
+                if let Expr::Field(d) = x {
+                    hit |= *d == f;
+                    if (*d as usize) < seen.len() {
+                        stack.push(*d as usize);
+                    }
+                }
+            });
+            if hit {
+                return true;
+            }
+        }
+        false
+    }
+
     pub fn field_index(&self, name: &str) -> Option<u32> {
         self.fields
             .iter()
@@ -399,6 +608,17 @@ impl EntityDef {
             (!unique_only || (ix.unique && ix.fields.len() == fields.len()))
                 && ix.fields.len() >= fields.len()
                 && ix.fields[..fields.len()] == *fields
+        })
+    }
+
+    /// The unique index on exactly `fields` whose key folds collated columns (a PRIMARY KEY or
+    /// UNIQUE on a `COLLATE NOCASE` column): a parent key SQLite compares under that collation.
+    pub fn collated_unique_on(&self, fields: &[u32]) -> Option<&IndexDef> {
+        self.indexes.iter().find(|ix| {
+            ix.unique
+                && ix
+                    .collated_columns()
+                    .is_some_and(|c| c.iter().map(|(f, _)| *f).eq(fields.iter().copied()))
         })
     }
 }
@@ -545,7 +765,10 @@ impl Schema {
             ));
         }
         let is_rowid = fields.len() == 1 && parent.rowid_alias == Some(fields[0]);
-        if !is_rowid && parent.index_on(&fields, true).is_none() {
+        if !is_rowid
+            && parent.index_on(&fields, true).is_none()
+            && parent.collated_unique_on(&fields).is_none()
+        {
             return Err(Error::new(
                 SqlState::ForeignKeyViolation,
                 format!(
@@ -573,7 +796,7 @@ mod tests {
             entities: vec![EntityDefV1 {
                 id: 1,
                 name: "t".into(),
-                fields: vec![FieldDef {
+                fields: vec![FieldDefV2 {
                     name: "a".into(),
                     ty: DataType::Integer,
                     decl_type: "INT".into(),
@@ -618,5 +841,53 @@ mod tests {
         new.user_version = 9;
         let back = SchemaBundle::from_bytes(&new.to_bytes().expect("bytes")).expect("decode");
         assert_eq!(back, new);
+    }
+
+    #[test]
+    fn reads_format_2_bundles_as_bundles_without_generated_columns() {
+        let old = SchemaBundleV2 {
+            format: 2,
+            version: 4,
+            entities: vec![EntityDefV2 {
+                id: 1,
+                name: "t".into(),
+                fields: vec![FieldDefV2 {
+                    name: "a".into(),
+                    ty: DataType::Text,
+                    decl_type: "TEXT".into(),
+                    nullable: false,
+                    default: Some(DefaultValue::Literal(Value::Text("x".into()))),
+                }],
+                primary_key: Vec::new(),
+                rowid_alias: None,
+                autoincrement: false,
+                strict: false,
+                soft_delete: false,
+                indexes: Vec::new(),
+                checks: Vec::new(),
+                foreign_keys: Vec::new(),
+                sql: Some("CREATE TABLE t(a TEXT NOT NULL DEFAULT 'x')".into()),
+            }],
+            next_table_id: 2,
+            next_index_id: 1,
+            views: vec![ViewDef {
+                name: "v".into(),
+                sql: "CREATE VIEW v AS SELECT a FROM t".into(),
+            }],
+            user_version: 3,
+        };
+        let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&old).expect("serialize");
+        let b = SchemaBundle::from_bytes(&bytes).expect("format 2 decodes");
+        assert_eq!((b.format, b.version, b.user_version), (BUNDLE_FORMAT, 4, 3));
+        assert_eq!(b.views.len(), 1);
+        let f = &b.entities[0].fields[0];
+        assert_eq!(
+            (f.name.as_str(), f.nullable, f.generated.is_none()),
+            ("a", false, true)
+        );
+        assert_eq!(
+            f.default,
+            Some(DefaultValue::Literal(Value::Text("x".into())))
+        );
     }
 }

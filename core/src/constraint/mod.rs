@@ -10,33 +10,25 @@ use crate::storage::keys;
 use crate::txn::Txn;
 use crate::value::Value;
 
-/// Applies field types to a full row and checks NOT NULL and CHECK constraints.
+/// Applies field types to a full row, computes its generated columns and checks NOT NULL and
+/// CHECK constraints.
 pub fn prepare_row(e: &EntityDef, values: &mut [Value], max_row_bytes: usize) -> Result<()> {
     let mut size = 0usize;
     for (i, f) in e.fields.iter().enumerate() {
-        let v = std::mem::replace(&mut values[i], Value::Null);
-        let v = if e.strict {
-            f.ty.coerce_strict(v).map_err(|v| {
-                Error::new(
-                    SqlState::DatatypeMismatch,
-                    format!(
-                        "cannot store {} value {} in {}.{} ({})",
-                        v.type_name().to_uppercase(),
-                        truncate_display(&v),
-                        e.name,
-                        f.name,
-                        f.ty.name()
-                    ),
-                )
-            })?
-        } else {
-            f.ty.apply_affinity(v)
-        };
-        if v.is_null() && !f.nullable {
-            return Err(Error::not_null(&e.name, &f.name));
+        if f.generated.is_some() {
+            continue;
         }
-        size += v.size() + 2;
-        values[i] = v;
+        size += fit_field(e, i, values)?;
+    }
+    if e.has_generated() {
+        // SQLite computes generated columns from the row after the affinity of the other
+        // columns is applied, then applies the generated column's own affinity.
+        for i in e.generated_order()? {
+            if let Some(g) = &e.fields[i].generated {
+                values[i] = g.expr.eval(values)?;
+            }
+            size += fit_field(e, i, values)?;
+        }
     }
     if size > max_row_bytes {
         return Err(Error::new(
@@ -56,6 +48,35 @@ pub fn prepare_row(e: &EntityDef, values: &mut [Value], max_row_bytes: usize) ->
         }
     }
     Ok(())
+}
+
+/// Applies field `i`'s type to its value and checks NOT NULL; returns the value's size.
+fn fit_field(e: &EntityDef, i: usize, values: &mut [Value]) -> Result<usize> {
+    let f = &e.fields[i];
+    let v = std::mem::replace(&mut values[i], Value::Null);
+    let v = if e.strict {
+        f.ty.coerce_strict(v).map_err(|v| {
+            Error::new(
+                SqlState::DatatypeMismatch,
+                format!(
+                    "cannot store {} value {} in {}.{} ({})",
+                    v.type_name().to_uppercase(),
+                    truncate_display(&v),
+                    e.name,
+                    f.name,
+                    f.ty.name()
+                ),
+            )
+        })?
+    } else {
+        f.ty.apply_affinity(v)
+    };
+    if v.is_null() && !f.nullable {
+        return Err(Error::not_null(&e.name, &f.name));
+    }
+    let size = v.size() + 2;
+    values[i] = v;
+    Ok(size)
 }
 
 fn truncate_display(v: &Value) -> String {
@@ -146,14 +167,52 @@ pub fn parent_exists(
             .read_row(parent.id, id)?
             .is_some_and(|r| !r.is_tombstone()));
     }
+    if let Some(ix) = parent.index_on(&pfields, true) {
+        let ix = ix.clone();
+        return Ok(!txn.index_lookup(parent, &ix, &key)?.is_empty());
+    }
+    // A collated parent key: the child's value matches under the parent column's collation,
+    // as in SQLite, so it is looked up folded like the index's own keys.
     let ix = parent
-        .index_on(&pfields, true)
+        .collated_unique_on(&pfields)
         .ok_or_else(|| Error::internal("parent key index vanished"))?
         .clone();
-    Ok(!txn.index_lookup(parent, &ix, &key)?.is_empty())
+    let mut row = vec![Value::Null; parent.fields.len()];
+    for (v, f) in key.into_iter().zip(&pfields) {
+        row[*f as usize] = v;
+    }
+    let Some(folded) = ix.entry_values(parent, &row)? else {
+        return Ok(false);
+    };
+    Ok(!txn.index_lookup(parent, &ix, &folded)?.is_empty())
 }
 
 /// Child rows of `child` whose `fk` fields equal `key`.
+/// The fold function of each parent key column when the foreign key's parent key is a collated
+/// unique index (None: a binary key).
+fn parent_key_folds(
+    txn: &Txn,
+    child: &EntityDef,
+    fk: &ForeignKeyDef,
+) -> Option<Vec<Option<String>>> {
+    let schema = txn.schema().clone();
+    let (ppos, pfields, is_rowid) = schema.fk_parent_key(child, fk).ok()?;
+    if is_rowid {
+        return None;
+    }
+    let parent = schema.entity_at(ppos);
+    if parent.index_on(&pfields, true).is_some() {
+        return None;
+    }
+    let ix = parent.collated_unique_on(&pfields)?;
+    Some(
+        ix.collated_columns()?
+            .into_iter()
+            .map(|(_, f)| f.map(str::to_string))
+            .collect(),
+    )
+}
+
 pub fn find_children(
     txn: &mut Txn,
     child: &EntityDef,
@@ -170,11 +229,33 @@ pub fn find_children(
             .map(|r| vec![(id, r)])
             .unwrap_or_default());
     }
-    if let Some(ix) = child.index_on(&fk.fields, false).cloned() {
-        return txn.index_lookup(child, &ix, key);
+    let folds = parent_key_folds(txn, child, fk);
+    if folds.is_none() {
+        if let Some(ix) = child.index_on(&fk.fields, false).cloned() {
+            return txn.index_lookup(child, &ix, key);
+        }
     }
-    // No index (only possible for entities created before the index existed): scan.
-    let want = keys::index_values_prefix(0, key);
+    // No index (only possible for entities created before the index existed), or a parent key
+    // compared under its NOCASE / RTRIM collation, which the child's binary index cannot
+    // answer: scan.
+    let fold = |vals: Vec<Value>| -> Result<Vec<Value>> {
+        match &folds {
+            None => Ok(vals),
+            Some(fs) => vals
+                .into_iter()
+                .zip(fs)
+                .map(|(v, f)| match f {
+                    Some(name) => crate::ir::Expr::Function {
+                        name: name.clone(),
+                        args: vec![crate::ir::Expr::Literal(v)],
+                    }
+                    .eval(&[]),
+                    None => Ok(v),
+                })
+                .collect(),
+        }
+    };
+    let want = keys::index_values_prefix(0, &fold(key.to_vec())?);
     let mut out = Vec::new();
     for item in txn.scan(child.id) {
         let (id, row) = item?;
@@ -183,7 +264,7 @@ pub fn find_children(
             .iter()
             .map(|f| child.stored_value(&row.values, *f))
             .collect();
-        if keys::index_values_prefix(0, &vals) == want {
+        if keys::index_values_prefix(0, &fold(vals)?) == want {
             out.push((id, row));
         }
     }

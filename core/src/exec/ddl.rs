@@ -209,6 +209,9 @@ pub fn add_field(txn: &mut Txn, entity: &str, field: FieldDef) -> Result<()> {
             format!("duplicate column name: {}", field.name),
         ));
     }
+    if field.generated.is_some() {
+        return add_generated_field(txn, bundle, pos, field);
+    }
     let default_null = !matches!(&field.default, Some(DefaultValue::Literal(v)) if !v.is_null());
     if !field.nullable && default_null {
         return Err(Error::new(
@@ -246,6 +249,75 @@ pub fn add_field(txn: &mut Txn, entity: &str, field: FieldDef) -> Result<()> {
     Ok(())
 }
 
+/// Adds a generated column (VIRTUAL only, as SQLite: a STORED one would need every row
+/// rewritten, which SQLite refuses) and computes it for the existing rows, which must satisfy
+/// its NOT NULL constraint.
+fn add_generated_field(
+    txn: &mut Txn,
+    mut bundle: crate::catalog::SchemaBundle,
+    pos: usize,
+    mut field: FieldDef,
+) -> Result<()> {
+    let e = &mut bundle.entities[pos];
+    let Some(g) = &mut field.generated else {
+        return Err(Error::internal(
+            "add_generated_field without a generated field",
+        ));
+    };
+    if g.stored {
+        return Err(Error::new(
+            SqlState::SyntaxError,
+            "cannot add a STORED column",
+        ));
+    }
+    if field.default.is_some() {
+        return Err(Error::new(
+            SqlState::SyntaxError,
+            "cannot use DEFAULT on a generated column",
+        ));
+    }
+    let count = e.fields.len() + 1;
+    let new_name = field.name.clone();
+    g.expr.resolve(&|n: &str| {
+        e.field_index(n).or_else(|| {
+            n.eq_ignore_ascii_case(&new_name)
+                .then_some(e.fields.len() as u32)
+        })
+    })?;
+    g.expr.validate(count)?;
+    let old_entity = e.clone();
+    e.fields.push(field);
+    e.generated_order()?;
+    let new_entity = e.clone();
+    let table_id = e.id;
+    txn.set_schema(bundle);
+    let i = new_entity.fields.len() - 1;
+    let rows: Vec<(i64, StoredRow)> = txn.scan(table_id).collect::<Result<_>>()?;
+    for (id, row) in rows {
+        let mut values: Vec<Value> = (0..old_entity.fields.len() as u32)
+            .map(|f| old_entity.stored_value(&row.values, f))
+            .collect();
+        values.push(Value::Null);
+        let f = &new_entity.fields[i];
+        if let Some(g) = &f.generated {
+            values[i] = f.ty.apply_affinity(g.expr.eval(&values)?);
+        }
+        if values[i].is_null() && !f.nullable {
+            return Err(Error::not_null(&new_entity.name, &f.name));
+        }
+        txn.write_row(
+            table_id,
+            id,
+            StoredRow {
+                flags: row.flags,
+                version: row.version + 1,
+                values,
+            },
+        )?;
+    }
+    Ok(())
+}
+
 /// Drops a field and rewrites the entity's rows without it. Fields used by a key, an index, a
 /// foreign key or a check cannot be dropped (as in SQLite).
 pub fn drop_field(txn: &mut Txn, entity: &str, field: &str) -> Result<()> {
@@ -268,6 +340,20 @@ pub fn drop_field(txn: &mut Txn, entity: &str, field: &str) -> Result<()> {
     } else {
         None
     };
+    if let Some(g) = e
+        .fields
+        .iter()
+        .find(|f| f.generated.as_ref().is_some_and(|g| g.expr.references(i)))
+    {
+        // SQLite re-reads the schema after the drop and fails on the dangling reference.
+        return Err(Error::new(
+            SqlState::SyntaxError,
+            format!(
+                "error in table {} after drop column: no such column: {fname} (used by generated column {})",
+                e.name, g.name
+            ),
+        ));
+    }
     if let Some(why) = blocked {
         return Err(Error::new(
             SqlState::FeatureNotSupported,
@@ -308,6 +394,9 @@ pub fn drop_field(txn: &mut Txn, entity: &str, field: &str) -> Result<()> {
     }
     for c in &mut e.checks {
         c.expr.remap_fields(&map)?;
+    }
+    for g in e.fields.iter_mut().filter_map(|f| f.generated.as_mut()) {
+        g.expr.remap_fields(&map)?;
     }
     let table_id = e.id;
     txn.set_schema(bundle);

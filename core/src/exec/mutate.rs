@@ -88,6 +88,17 @@ fn entity_pos(schema: &Schema, name: &str) -> Result<usize> {
         .ok_or_else(|| Error::unknown_entity(name))
 }
 
+/// A generated column's value is computed from the row, never written (SQLite's message).
+fn refuse_generated(e: &EntityDef, i: usize, what: &str) -> Result<()> {
+    if e.fields[i].generated.is_some() {
+        return Err(Error::new(
+            SqlState::SyntaxError,
+            format!("cannot {what} generated column \"{}\"", e.fields[i].name),
+        ));
+    }
+    Ok(())
+}
+
 /// Inserts a row given by field name. Fields not given take their defaults; an identity field
 /// (`INTEGER PRIMARY KEY`) not given is assigned.
 pub fn insert(
@@ -102,6 +113,7 @@ pub fn insert(
     let mut row: Vec<Option<Value>> = vec![None; e.fields.len()];
     for (name, v) in values {
         let i = e.field_index_or_err(name)? as usize;
+        refuse_generated(e, i, "INSERT into")?;
         if row[i].is_some() {
             return Err(Error::invalid(format!(
                 "field {}.{} given twice",
@@ -122,12 +134,18 @@ pub fn insert_positional(
 ) -> Result<WriteResult> {
     let schema = txn.schema().clone();
     let pos = entity_pos(&schema, entity)?;
-    let n = schema.entity_at(pos).fields.len();
+    let e = schema.entity_at(pos);
+    let n = e.fields.len();
     if row.len() != n {
         return Err(Error::invalid(format!(
             "table {entity} has {n} columns but {} values were supplied",
             row.len()
         )));
+    }
+    for (i, v) in row.iter().enumerate() {
+        if v.is_some() {
+            refuse_generated(e, i, "INSERT into")?;
+        }
     }
     atomically(txn, |txn| insert_at(txn, &schema, pos, row, limits))
 }
@@ -153,8 +171,10 @@ fn insert_at(
             }
         });
     }
-    let core = txn.core().clone();
     let explicit_id = e.rowid_alias.is_some_and(|a| !values[a as usize].is_null());
+    // Whether the id may have a stored version (a tombstone, or a live row under a race): only
+    // explicit ids and ids handed out again after an AUTOINCREMENT reset.
+    let mut reused_id = false;
     let row_id = match e.rowid_alias {
         Some(a) if !values[a as usize].is_null() => {
             let v = e.fields[a as usize]
@@ -171,24 +191,37 @@ fn insert_at(
                     ),
                 ));
             };
-            core.note_row_id(e.id, id)?;
+            txn.core().note_row_id(e.id, id)?;
             values[a as usize] = Value::Integer(id);
             id
         }
         Some(a) => {
-            let id = core.alloc_row_id(e.id)?;
+            let (id, fresh) = txn.alloc_row_id(e.id, e.autoincrement)?;
+            reused_id = !fresh;
             values[a as usize] = Value::Integer(id);
             id
         }
-        None => core.alloc_row_id(e.id)?,
+        None => {
+            let (id, fresh) = txn.alloc_row_id(e.id, e.autoincrement)?;
+            reused_id = !fresh;
+            id
+        }
     };
     constraint::prepare_row(e, &mut values, limits.max_row_bytes)?;
     // A freshly allocated id is above every stored id: no version can exist to look up.
-    let existing = if explicit_id {
+    let existing = if explicit_id || reused_id {
         txn.read_row(e.id, row_id)?
     } else {
         None
     };
+    if reused_id && existing.as_ref().is_some_and(is_live) {
+        // The snapshot still shows a row the reset's transaction had removed (or a concurrent
+        // explicit insert took the id): retrying on a newer snapshot resolves it.
+        return Err(Error::conflict(format!(
+            "row id {row_id} of {} was reused after an AUTOINCREMENT reset",
+            e.name
+        )));
+    }
     if existing.as_ref().is_some_and(is_live) {
         let pk = e
             .rowid_alias
@@ -215,7 +248,7 @@ fn insert_at(
         version,
         values,
     };
-    if explicit_id {
+    if explicit_id || reused_id {
         txn.write_row(e.id, row_id, row)?;
     } else {
         txn.write_new_row(e.id, row_id, row);
@@ -275,7 +308,9 @@ pub fn update(
     let e = schema.entity_at(pos);
     let mut idx = Vec::with_capacity(changes.len());
     for (name, _) in changes {
-        idx.push(e.field_index_or_err(name)? as usize);
+        let i = e.field_index_or_err(name)? as usize;
+        refuse_generated(e, i, "UPDATE")?;
+        idx.push(i);
     }
     atomically(txn, |txn| {
         let Some(old) = txn

@@ -106,6 +106,8 @@ pub fn is_stored_function(name: &str) -> bool {
     FUNCTIONS.contains(&n.as_str())
         || crate::sql::functions::is_math(&n)
         || n == CASE_FN
+        || n == COLLATE_NOCASE_FN
+        || n == COLLATE_RTRIM_FN
         || n == CASE_OF_FN
         || stored_cast(&n).is_some()
 }
@@ -114,6 +116,23 @@ pub fn is_stored_function(name: &str) -> bool {
 /// the arguments c1, r1, ..., e (e is a NULL literal without ELSE). Stored as a function so the
 /// catalog's expression format needs no new node; evaluated lazily like SQLite's CASE.
 pub const CASE_FN: &str = "$case";
+/// An index key column under a NOCASE / RTRIM collation (a UNIQUE or PRIMARY KEY on a column
+/// declared `COLLATE NOCASE`): text folded so that values the collation calls equal get equal
+/// keys; other storage classes, which collations do not affect, unchanged.
+pub const COLLATE_NOCASE_FN: &str = "$collate_nocase";
+pub const COLLATE_RTRIM_FN: &str = "$collate_rtrim";
+
+/// The fold function of a collation name (None: BINARY, which needs none).
+pub fn collation_fold_fn(collation: &str) -> Option<&'static str> {
+    if collation.eq_ignore_ascii_case("nocase") {
+        Some(COLLATE_NOCASE_FN)
+    } else if collation.eq_ignore_ascii_case("rtrim") {
+        Some(COLLATE_RTRIM_FN)
+    } else {
+        None
+    }
+}
+
 /// `CASE x WHEN v1 THEN r1 ... ELSE e END`: arguments x, v1, r1, ..., e.
 pub const CASE_OF_FN: &str = "$case_of";
 /// `CAST(x AS type)` in a stored expression, one function per target type (same reason).
@@ -676,6 +695,20 @@ fn call_function(name: &str, args: &[Value]) -> Result<Value> {
         }
     };
     Ok(match n.as_str() {
+        COLLATE_NOCASE_FN => {
+            want(1)?;
+            match arg(0) {
+                Value::Text(t) => Value::Text(t.to_ascii_lowercase()),
+                v => v,
+            }
+        }
+        COLLATE_RTRIM_FN => {
+            want(1)?;
+            match arg(0) {
+                Value::Text(t) => Value::Text(t.trim_end_matches(' ').to_string()),
+                v => v,
+            }
+        }
         "length" => {
             want(1)?;
             match arg(0) {

@@ -171,15 +171,11 @@ async fn run(cfg: ServeConfig, shared: Arc<Shared>) -> Result<()> {
                     _ = stop.changed() => return,
                 }
                 let sh2 = sh.clone();
-                let n = tokio::task::spawn_blocking(move || {
+                let _ = tokio::task::spawn_blocking(move || {
                     sh2.expire_chunks();
-                    sh2.sessions.reap(idle)
+                    sh2.sessions.reap(idle, &sh2.metrics.sessions_expired)
                 })
-                .await
-                .unwrap_or(0);
-                sh.metrics
-                    .sessions_expired
-                    .fetch_add(n as u64, Ordering::Relaxed);
+                .await;
             }
         })
     };

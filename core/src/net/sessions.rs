@@ -84,9 +84,11 @@ impl Sessions {
         self.map.lock().remove(&id).ok_or_else(|| unknown(id))
     }
 
-    /// Rolls back and forgets sessions idle for longer than `idle`; returns how many. A session
-    /// busy with a request is never idle (its lock is held), so it is skipped.
-    pub fn reap(&self, idle: Duration) -> usize {
+    /// Rolls back and forgets sessions idle for longer than `idle`, adding how many to
+    /// `expired_total` while the table is still locked: a metrics scrape never sees a session
+    /// gone from the open count but not yet counted as expired. A session busy with a request is
+    /// never idle (its lock is held), so it is skipped.
+    pub fn reap(&self, idle: Duration, expired_total: &std::sync::atomic::AtomicU64) -> usize {
         let now = Instant::now();
         let expired: Vec<(u64, Arc<SessionEntry>)> = {
             let mut map = self.map.lock();
@@ -97,9 +99,12 @@ impl Sessions {
                 })
                 .map(|(id, _)| *id)
                 .collect();
-            ids.into_iter()
+            let gone: Vec<_> = ids
+                .into_iter()
                 .filter_map(|id| map.remove(&id).map(|e| (id, e)))
-                .collect()
+                .collect();
+            expired_total.fetch_add(gone.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            gone
         };
         for (id, e) in &expired {
             rollback(&mut e.session.lock());

@@ -83,6 +83,11 @@ pub struct QueryMetrics {
     pub sql_statements: AtomicU64,
     pub sql_cache_hits: AtomicU64,
     pub sql_cache_misses: AtomicU64,
+    /// Compiled SQL query plans: reused, compiled (not cached, or cached for an older schema
+    /// or function set), and the subset of misses that replaced a stale plan.
+    pub sql_plan_hits: AtomicU64,
+    pub sql_plan_misses: AtomicU64,
+    pub sql_plan_invalidations: AtomicU64,
     pub sql_latency: Histogram,
     pub fetch_latency: Histogram,
     pub aggregate_latency: Histogram,
@@ -137,6 +142,21 @@ impl QueryMetrics {
                 "ormdb_sql_statement_cache_misses_total",
                 "SQL statements parsed because a session's statement cache lacked them.",
                 &self.sql_cache_misses,
+            ),
+            (
+                "ormdb_sql_plan_cache_hits_total",
+                "SQL queries run from a session's cached compiled plan.",
+                &self.sql_plan_hits,
+            ),
+            (
+                "ormdb_sql_plan_cache_misses_total",
+                "SQL queries compiled because no valid cached plan existed.",
+                &self.sql_plan_misses,
+            ),
+            (
+                "ormdb_sql_plan_cache_invalidations_total",
+                "Cached SQL plans recompiled because the schema or the session's functions changed.",
+                &self.sql_plan_invalidations,
             ),
             (
                 "ormdb_budget_rejections_total",

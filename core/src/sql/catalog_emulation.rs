@@ -147,19 +147,24 @@ fn default_texts(e: &EntityDef) -> Vec<Option<String>> {
     out
 }
 
+/// PRAGMA table_info / table_xinfo of a table. Generated columns are hidden columns in SQLite:
+/// table_info leaves them out (numbering the others without them), table_xinfo shows them
+/// with `hidden` 2 (VIRTUAL) or 3 (STORED).
 pub fn table_info(e: &EntityDef, extended: bool) -> Vec<Vec<Value>> {
     let defaults = default_texts(e);
     e.fields
         .iter()
         .enumerate()
-        .map(|(i, f)| {
+        .filter(|(_, f)| extended || f.generated.is_none())
+        .enumerate()
+        .map(|(cid, (i, f))| {
             let pk = e
                 .primary_key
                 .iter()
                 .position(|p| *p as usize == i)
                 .map_or(0, |p| p as i64 + 1);
             let mut row = vec![
-                Value::Integer(i as i64),
+                Value::Integer(cid as i64),
                 Value::from(f.name.as_str()),
                 Value::from(f.decl_type.as_str()),
                 Value::Integer(!f.nullable as i64),
@@ -167,7 +172,11 @@ pub fn table_info(e: &EntityDef, extended: bool) -> Vec<Vec<Value>> {
                 Value::Integer(pk),
             ];
             if extended {
-                row.push(Value::Integer(0));
+                row.push(Value::Integer(match &f.generated {
+                    None => 0,
+                    Some(g) if g.stored => 3,
+                    Some(_) => 2,
+                }));
             }
             row
         })
@@ -221,8 +230,8 @@ pub fn index_list(e: &EntityDef) -> Vec<Vec<Value>> {
         .collect()
 }
 
-/// Per key column of an index's CREATE text: (descending, collation name).
-fn column_orders(ix: &IndexDef) -> Vec<(bool, String)> {
+/// Per key column of an index's CREATE text: (descending, explicit collation name).
+fn column_orders(ix: &IndexDef) -> Vec<(bool, Option<String>)> {
     let Some(sql) = &ix.sql else {
         return Vec::new();
     };
@@ -238,9 +247,9 @@ fn column_orders(ix: &IndexDef) -> Vec<(bool, String)> {
             );
             let coll = match &c.column.expr {
                 sqlparser::ast::Expr::Collate { collation, .. } => {
-                    collation.to_string().trim_matches('"').to_ascii_uppercase()
+                    Some(collation.to_string().trim_matches('"').to_ascii_uppercase())
                 }
-                _ => "BINARY".to_string(),
+                _ => None,
             };
             (desc, coll)
         })
@@ -254,6 +263,11 @@ pub fn index_info(e: &EntityDef, ix: &IndexDef, extended: bool) -> Vec<Vec<Value
             .iter()
             .map(|x| match x {
                 Expr::Field(f) => (*f as i64, Value::from(e.fields[*f as usize].name.as_str())),
+                // A column of a collated UNIQUE / PRIMARY KEY (its key is folded).
+                Expr::Function { name, args } if name.starts_with("$collate_") => match args[..] {
+                    [Expr::Field(f)] => (f as i64, Value::from(e.fields[f as usize].name.as_str())),
+                    _ => (-2, Value::Null),
+                },
                 _ => (-2, Value::Null),
             })
             .collect()
@@ -264,6 +278,12 @@ pub fn index_info(e: &EntityDef, ix: &IndexDef, extended: bool) -> Vec<Vec<Value
             .collect()
     };
     let orders = column_orders(ix);
+    // Without an explicit COLLATE, a key column takes its column's declared collation.
+    let declared = if extended {
+        super::ddl::declared_collations(e)
+    } else {
+        Vec::new()
+    };
     let mut rows: Vec<Vec<Value>> = keys
         .iter()
         .enumerate()
@@ -274,10 +294,14 @@ pub fn index_info(e: &EntityDef, ix: &IndexDef, extended: bool) -> Vec<Vec<Value
                 name.clone(),
             ];
             if extended {
-                let (desc, coll) = orders
-                    .get(seq)
-                    .cloned()
-                    .unwrap_or((false, "BINARY".to_string()));
+                let (desc, explicit) = orders.get(seq).cloned().unwrap_or((false, None));
+                let coll = explicit.unwrap_or_else(|| {
+                    usize::try_from(*cid)
+                        .ok()
+                        .and_then(|c| declared.get(c).copied().flatten())
+                        .map_or("BINARY", |c| c.name())
+                        .to_string()
+                });
                 r.extend([
                     Value::Integer(desc as i64),
                     Value::Text(coll),

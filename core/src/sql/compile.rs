@@ -3,7 +3,7 @@
 //! their bound values, SQLite's comparison affinity made explicit, aggregates collected into
 //! slots of their query.
 
-use std::rc::Rc;
+use std::sync::Arc;
 
 use sqlparser::ast::Spanned;
 use sqlparser::ast::{
@@ -17,6 +17,9 @@ use super::query::Query;
 use crate::catalog::Schema;
 use crate::error::{Error, Result, SqlState};
 use crate::value::{DataType, Value};
+
+/// IN lists at least this long are searched through a sorted copy (ORMs send hundreds of keys).
+const IN_SET_MIN: usize = 16;
 
 /// Binary operators of compiled expressions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +50,9 @@ pub enum Op {
 #[derive(Debug, Clone)]
 pub enum SExpr {
     Lit(Value),
+    /// Parameter slot `n` of a plan compiled for reuse (see `Compiler::param_slots`): its value
+    /// is taken from the statement's context when evaluated, never baked into the plan.
+    Param(usize),
     /// Column `idx` of the row `up` scopes out (0: the current query's row).
     Col {
         up: usize,
@@ -63,21 +69,32 @@ pub enum SExpr {
         expr: Box<SExpr>,
         list: Vec<SExpr>,
         negated: bool,
+        /// For a long list of constants (literals, parameters): a process-unique id under
+        /// which evaluation keeps the list sorted for binary search, once per statement.
+        set: Option<usize>,
     },
     InQuery {
         expr: Box<SExpr>,
-        query: Rc<Query>,
+        query: Arc<Query>,
         negated: bool,
         /// Comparison affinity applied to the left value and to the subquery's values (as for
         /// `x = y` between the left operand and the subquery's column).
         left_conv: Option<DataType>,
         right_conv: Option<DataType>,
     },
+    /// A row value IN a subquery: `(a, b) IN (SELECT x, y ...)`, one comparison per column
+    /// with its (left, right) comparison affinities.
+    InQueryRow {
+        exprs: Vec<SExpr>,
+        query: Arc<Query>,
+        negated: bool,
+        convs: Vec<(Option<DataType>, Option<DataType>)>,
+    },
     Exists {
-        query: Rc<Query>,
+        query: Arc<Query>,
         negated: bool,
     },
-    Scalar(Rc<Query>),
+    Scalar(Arc<Query>),
     Between {
         expr: Box<SExpr>,
         low: Box<SExpr>,
@@ -227,14 +244,16 @@ pub struct Frame {
     /// Set when an expression in this frame refers to an enclosing frame.
     pub correlated: bool,
     /// USING/NATURAL join columns that unqualified names prefer (left side).
-    pub using_cols: Vec<(String, usize)>,
+    /// With the right column too for a RIGHT / FULL JOIN: the name then means
+    /// coalesce(left, right).
+    pub using_cols: Vec<(String, usize, Option<usize>)>,
 }
 
 /// A named common table expression visible while compiling.
 #[derive(Debug, Clone)]
 pub struct CteDef {
     pub name: String,
-    pub query: Rc<Query>,
+    pub query: Arc<Query>,
     pub columns: Vec<String>,
     /// Index into the execution context's CTE result slots.
     pub slot: usize,
@@ -266,6 +285,10 @@ pub struct Compiler<'a> {
     pub query_depth: usize,
     /// Inside a compound SELECT (UNION etc. deduplicate by the column collation).
     pub in_compound: bool,
+    /// When set, placeholders compile to [`SExpr::Param`] slots instead of their bound values,
+    /// so the plan can be cached and run again with other values. One slot per compiled
+    /// placeholder: (its occurrence in the text, the affinity its value gets when bound).
+    pub param_slots: Option<Vec<(usize, Option<DataType>)>>,
 }
 
 fn syntax(msg: impl Into<String>) -> Error {
@@ -300,6 +323,21 @@ pub fn collation_of(name: &ast::ObjectName) -> Result<Collation> {
         "NOCASE" => Ok(Collation::NoCase),
         "RTRIM" => Ok(Collation::RTrim),
         _ => Err(syntax(format!("no such collation sequence: {n}"))),
+    }
+}
+
+fn strip_nested(e: &AExpr) -> &AExpr {
+    match e {
+        AExpr::Nested(x) => strip_nested(x),
+        other => other,
+    }
+}
+
+/// The elements of a row value `(a, b, ...)` (two or more, through parentheses).
+fn row_value(e: &AExpr) -> Option<&[AExpr]> {
+    match strip_nested(e) {
+        AExpr::Tuple(items) if items.len() > 1 => Some(items),
+        _ => None,
     }
 }
 
@@ -368,6 +406,7 @@ impl<'a> Compiler<'a> {
             last_coll: None,
             query_depth: 0,
             in_compound: false,
+            param_slots: None,
         }
     }
 
@@ -392,13 +431,15 @@ impl<'a> Compiler<'a> {
     ) -> Result<(SExpr, Option<DataType>)> {
         for (d, frame) in self.frames.iter().rev().enumerate() {
             let mut found: Option<usize> = None;
+            let mut coalesce_with: Option<usize> = None;
             if table.is_none() {
-                if let Some((_, i)) = frame
+                if let Some((_, i, r)) = frame
                     .using_cols
                     .iter()
-                    .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                    .find(|(n, _, _)| n.eq_ignore_ascii_case(name))
                 {
                     found = Some(*i);
+                    coalesce_with = *r;
                 }
             }
             if found.is_none() {
@@ -468,6 +509,15 @@ impl<'a> Compiler<'a> {
                     for f in &mut self.frames[n - d..n] {
                         f.correlated = true;
                     }
+                }
+                if let Some(r) = coalesce_with {
+                    return Ok((
+                        SExpr::Func(
+                            "coalesce".into(),
+                            vec![SExpr::Col { up: d, idx: i }, SExpr::Col { up: d, idx: r }],
+                        ),
+                        aff,
+                    ));
                 }
                 return Ok((SExpr::Col { up: d, idx: i }, aff));
             }
@@ -579,6 +629,9 @@ impl<'a> Compiler<'a> {
                 if *global {
                     return Err(Error::unsupported("GLOBAL IN"));
                 }
+                if let Some(items) = row_value(expr) {
+                    return Ok((self.row_in(items, target, *negated)?, None));
+                }
                 // `x COLLATE c IN (list)` compares with the left operand's collation.
                 let (coll, expr) = match target {
                     ast::InTarget::List(_) => split_collate(expr)?,
@@ -611,6 +664,20 @@ impl<'a> Compiler<'a> {
                                     {
                                         SExpr::Lit(super::eval::convert(Some(a), v))
                                     }
+                                    // A parameter slot of a reusable plan is converted once
+                                    // per execution, when its value is bound.
+                                    (Some(a), None, SExpr::Param(n))
+                                        if is_numeric_aff(a) || a == DataType::Text =>
+                                    {
+                                        if let Some(slot) = self
+                                            .param_slots
+                                            .as_mut()
+                                            .and_then(|s| s.get_mut(n))
+                                        {
+                                            slot.1 = Some(a);
+                                        }
+                                        SExpr::Param(n)
+                                    }
                                     (Some(a), None, y)
                                         if is_numeric_aff(a) || a == DataType::Text =>
                                     {
@@ -620,11 +687,17 @@ impl<'a> Compiler<'a> {
                                 },
                             ));
                         }
+                        let set = (items.len() >= IN_SET_MIN
+                            && items
+                                .iter()
+                                .all(|x| matches!(x, SExpr::Lit(_) | SExpr::Param(_))))
+                        .then(super::query::next_query_id);
                         (
                             SExpr::InList {
                                 expr: Box::new(collated(coll, x)),
                                 list: items,
                                 negated: *negated,
+                                set,
                             },
                             None,
                         )
@@ -642,7 +715,7 @@ impl<'a> Compiler<'a> {
                         (
                             SExpr::InQuery {
                                 expr: Box::new(x),
-                                query: Rc::new(q),
+                                query: Arc::new(q),
                                 negated: *negated,
                                 left_conv,
                                 right_conv,
@@ -818,7 +891,7 @@ impl<'a> Compiler<'a> {
                 let q = self.subquery(subquery)?;
                 (
                     SExpr::Exists {
-                        query: Rc::new(q),
+                        query: Arc::new(q),
                         negated: *negated,
                     },
                     None,
@@ -832,7 +905,7 @@ impl<'a> Compiler<'a> {
                         q.columns.len()
                     )));
                 }
-                (SExpr::Scalar(Rc::new(q)), None)
+                (SExpr::Scalar(Arc::new(q)), None)
             }
             AExpr::Function(f) => (self.function(f)?, None),
             AExpr::Substring {
@@ -890,7 +963,8 @@ impl<'a> Compiler<'a> {
                     None => (SExpr::Func(name.into(), vec![self.expr(expr)?]), None),
                 }
             }
-            AExpr::Tuple(_) => return Err(Error::unsupported("row values")),
+            // Row values are only operands of comparisons and IN (see `compare_rows`).
+            AExpr::Tuple(_) => return Err(syntax("row value misused")),
             AExpr::Wildcard(_) | AExpr::QualifiedWildcard(..) => {
                 return Err(syntax("* is not allowed here"))
             }
@@ -923,12 +997,21 @@ impl<'a> Compiler<'a> {
             AValue::HexStringLiteral(h) => Value::Blob(decode_hex(h)?),
             AValue::Boolean(b) => Value::Integer(*b as i64),
             AValue::Null => Value::Null,
-            AValue::Placeholder(_) => self.bound.value_at(span.start)?,
+            AValue::Placeholder(_) => {
+                if let Some(slots) = self.param_slots.as_mut() {
+                    slots.push((self.bound.occurrence_at(span.start)?, None));
+                    return Ok(SExpr::Param(slots.len() - 1));
+                }
+                self.bound.value_at(span.start)?
+            }
             other => return Err(Error::unsupported(format!("literal {other}"))),
         }))
     }
 
     fn compare(&mut self, op: Op, l: &AExpr, r: &AExpr) -> Result<SExpr> {
+        if row_value(l).is_some() || row_value(r).is_some() {
+            return self.compare_rows(op, l, r);
+        }
         // SQLite: an explicit COLLATE on the left operand wins, else one on the right.
         // Then the left operand's declared column collation, then the right's.
         let (lc, l) = split_collate(l)?;
@@ -942,6 +1025,109 @@ impl<'a> Compiler<'a> {
             Box::new(collated(coll, a)),
             Box::new(collated(coll, b)),
         ))
+    }
+
+    /// A comparison of two row values, element by element as SQLite defines it: `=` / IS when
+    /// every pair is, `<>` / IS NOT when any pair is, and `<` ... `>=` ordered by the first
+    /// pair that differs (NULL where an undecided pair holds a NULL).
+    fn compare_rows(&mut self, op: Op, l: &AExpr, r: &AExpr) -> Result<SExpr> {
+        let (Some(ls), Some(rs)) = (row_value(l), row_value(r)) else {
+            if matches!(strip_nested(l), AExpr::Subquery(_))
+                || matches!(strip_nested(r), AExpr::Subquery(_))
+            {
+                return Err(Error::unsupported("a row value compared with a subquery"));
+            }
+            return Err(syntax("row value misused"));
+        };
+        if ls.len() != rs.len() {
+            return Err(syntax("row value misused"));
+        }
+        let and = |a: SExpr, b: SExpr| SExpr::Bin(Op::And, Box::new(a), Box::new(b));
+        let or = |a: SExpr, b: SExpr| SExpr::Bin(Op::Or, Box::new(a), Box::new(b));
+        match op {
+            Op::Eq | Op::Is | Op::Ne | Op::IsNot => {
+                let mut out: Option<SExpr> = None;
+                for (a, b) in ls.iter().zip(rs) {
+                    let c = self.compare(op, a, b)?;
+                    out = Some(match (out, op) {
+                        (None, _) => c,
+                        (Some(p), Op::Eq | Op::Is) => and(p, c),
+                        (Some(p), _) => or(p, c),
+                    });
+                }
+                out.ok_or_else(|| syntax("row value misused"))
+            }
+            Op::Lt | Op::Le | Op::Gt | Op::Ge => {
+                let strict = match op {
+                    Op::Lt | Op::Le => Op::Lt,
+                    _ => Op::Gt,
+                };
+                // From the last pair back: last `op`, then `a < b OR (a = b AND rest)`.
+                let n = ls.len();
+                let mut acc = self.compare(op, &ls[n - 1], &rs[n - 1])?;
+                for i in (0..n - 1).rev() {
+                    let lt = self.compare(strict, &ls[i], &rs[i])?;
+                    let eq = self.compare(Op::Eq, &ls[i], &rs[i])?;
+                    acc = or(lt, and(eq, acc));
+                }
+                Ok(acc)
+            }
+            _ => Err(syntax("row value misused")),
+        }
+    }
+
+    /// `(a, b) IN (...)`: a list of row values becomes an OR of row equalities (SQLite's IN
+    /// semantics, NULLs included); a subquery or VALUES compares column by column.
+    fn row_in(&mut self, items: &[AExpr], target: &ast::InTarget, negated: bool) -> Result<SExpr> {
+        match target {
+            ast::InTarget::List(list) => {
+                let lhs = AExpr::Tuple(items.to_vec());
+                let mut out: Option<SExpr> = None;
+                for it in list {
+                    if row_value(it).is_none() {
+                        return Err(syntax("row value misused"));
+                    }
+                    let c = self.compare_rows(Op::Eq, &lhs, it)?;
+                    out = Some(match out {
+                        None => c,
+                        Some(p) => SExpr::Bin(Op::Or, Box::new(p), Box::new(c)),
+                    });
+                }
+                let x = out.unwrap_or(SExpr::Lit(Value::Integer(0)));
+                Ok(if negated { SExpr::Not(Box::new(x)) } else { x })
+            }
+            ast::InTarget::Subquery(subquery) => {
+                let mut exprs = Vec::with_capacity(items.len());
+                let mut affs = Vec::with_capacity(items.len());
+                for it in items {
+                    let (x, aff) = self.expr_aff(it)?;
+                    exprs.push(x);
+                    affs.push(aff);
+                }
+                let q = self.subquery(subquery)?;
+                if q.columns.len() != items.len() {
+                    return Err(syntax(format!(
+                        "sub-select returns {} columns - expected {}",
+                        q.columns.len(),
+                        items.len()
+                    )));
+                }
+                let convs = affs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| {
+                        comparison_conversions(*a, q.affinities.get(i).copied().flatten())
+                    })
+                    .collect();
+                Ok(SExpr::InQueryRow {
+                    exprs,
+                    query: Arc::new(q),
+                    negated,
+                    convs,
+                })
+            }
+            other => Err(Error::unsupported(format!("IN {other}"))),
+        }
     }
 
     fn binary(&mut self, l: &AExpr, op: &BinaryOperator, r: &AExpr) -> Result<SExpr> {
@@ -1398,7 +1584,10 @@ pub fn refs_current_at_or_after(e: &SExpr, from: usize) -> bool {
     let mut hit = false;
     walk(e, &mut |x| match x {
         SExpr::Col { up: 0, idx } if *idx >= from => hit = true,
-        SExpr::InQuery { .. } | SExpr::Exists { .. } | SExpr::Scalar(_) => hit = true,
+        SExpr::InQuery { .. }
+        | SExpr::InQueryRow { .. }
+        | SExpr::Exists { .. }
+        | SExpr::Scalar(_) => hit = true,
         SExpr::Func(n, _)
             if matches!(
                 n.as_str(),
@@ -1416,7 +1605,11 @@ pub fn refs_current_at_or_after(e: &SExpr, from: usize) -> bool {
 pub fn walk(e: &SExpr, f: &mut impl FnMut(&SExpr)) {
     f(e);
     match e {
-        SExpr::Lit(_) | SExpr::Col { .. } | SExpr::Exists { .. } | SExpr::Scalar(_) => {}
+        SExpr::Lit(_)
+        | SExpr::Param(_)
+        | SExpr::Col { .. }
+        | SExpr::Exists { .. }
+        | SExpr::Scalar(_) => {}
         SExpr::Affinity(_, x)
         | SExpr::Not(x)
         | SExpr::Neg(x)
@@ -1432,6 +1625,7 @@ pub fn walk(e: &SExpr, f: &mut impl FnMut(&SExpr)) {
             list.iter().for_each(|x| walk(x, f));
         }
         SExpr::InQuery { expr, .. } => walk(expr, f),
+        SExpr::InQueryRow { exprs, .. } => exprs.iter().for_each(|x| walk(x, f)),
         SExpr::Between {
             expr, low, high, ..
         } => {
@@ -1481,7 +1675,11 @@ pub fn place_windows(e: &mut SExpr, base: usize) {
         SExpr::Col { up: 0, idx } if *idx >= WINDOW_SLOT_BASE => {
             *idx = base + (*idx - WINDOW_SLOT_BASE)
         }
-        SExpr::Lit(_) | SExpr::Col { .. } | SExpr::Exists { .. } | SExpr::Scalar(_) => {}
+        SExpr::Lit(_)
+        | SExpr::Param(_)
+        | SExpr::Col { .. }
+        | SExpr::Exists { .. }
+        | SExpr::Scalar(_) => {}
         SExpr::Affinity(_, x)
         | SExpr::Not(x)
         | SExpr::Neg(x)
@@ -1497,6 +1695,7 @@ pub fn place_windows(e: &mut SExpr, base: usize) {
             list.iter_mut().for_each(|x| place_windows(x, base));
         }
         SExpr::InQuery { expr, .. } => place_windows(expr, base),
+        SExpr::InQueryRow { exprs, .. } => exprs.iter_mut().for_each(|x| place_windows(x, base)),
         SExpr::Between {
             expr, low, high, ..
         } => {

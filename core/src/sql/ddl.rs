@@ -13,7 +13,9 @@ use super::compile::Collation;
 use super::parse::{table_name, LineIndex};
 use super::temp::{self, Qualifier, TempNames};
 use crate::api::Transaction;
-use crate::catalog::{DefaultValue, EntitySpec, FieldDef, FkAction, ForeignKeySpec, IndexSpec};
+use crate::catalog::{
+    DefaultValue, EntitySpec, FieldDef, FkAction, ForeignKeySpec, Generated, IndexSpec,
+};
 use crate::error::{Error, Result, SqlState};
 use crate::ir::{BinaryOp, Expr};
 use crate::value::{DataType, Value};
@@ -278,14 +280,15 @@ fn index_column_names(cols: &[ast::IndexColumn]) -> Result<Vec<String>> {
 
 /// One CREATE INDEX column: a plain column name, or an expression for a keyed index.
 enum IndexKeyCol {
-    Column(String),
+    /// A column, with its explicit COLLATE (upper case) if any.
+    Column(String, Option<String>),
     Expr(Expr),
 }
 
-/// The key columns of CREATE INDEX. DESC and COLLATE only change the order SQLite keeps the
-/// entries in (ORMDB never reads an index for ordering: results are sorted), except that
-/// NOCASE/RTRIM would change what a UNIQUE index treats as equal.
-fn index_key_columns(cols: &[ast::IndexColumn], unique: bool) -> Result<Vec<IndexKeyCol>> {
+/// The key columns of CREATE INDEX. DESC only changes the order SQLite keeps the entries in
+/// (ORMDB never reads an index for ordering: results are sorted); a NOCASE/RTRIM collation
+/// changes what a UNIQUE index treats as equal (see `create_index`).
+fn index_key_columns(cols: &[ast::IndexColumn]) -> Result<Vec<IndexKeyCol>> {
     cols.iter()
         .map(|c| {
             if c.operator_class.is_some() {
@@ -295,24 +298,25 @@ fn index_key_columns(cols: &[ast::IndexColumn], unique: bool) -> Result<Vec<Inde
                 return Err(syntax("NULLS FIRST/LAST is not allowed in an index"));
             }
             let mut e = &c.column.expr;
+            let mut explicit = None;
             if let AExpr::Collate { expr, collation } = e {
                 let coll = collation.to_string().trim_matches('"').to_ascii_uppercase();
-                match coll.as_str() {
-                    "BINARY" => {}
-                    "NOCASE" | "RTRIM" if !unique => {}
-                    "NOCASE" | "RTRIM" => {
-                        return Err(Error::unsupported(format!(
-                            "UNIQUE index with COLLATE {coll}"
-                        )))
-                    }
-                    _ => return Err(syntax(format!("no such collation sequence: {coll}"))),
+                if !["BINARY", "NOCASE", "RTRIM"].contains(&coll.as_str()) {
+                    return Err(syntax(format!("no such collation sequence: {coll}")));
                 }
+                explicit = Some(coll);
                 e = expr;
             }
             Ok(match e {
-                AExpr::Identifier(i) => IndexKeyCol::Column(i.value.clone()),
+                AExpr::Identifier(i) => IndexKeyCol::Column(i.value.clone(), explicit),
                 AExpr::Nested(x) if matches!(x.as_ref(), AExpr::Identifier(_)) => {
+                    if explicit.is_some() {
+                        return Err(Error::unsupported("COLLATE on an index expression"));
+                    }
                     IndexKeyCol::Expr(to_ir(x)?)
+                }
+                _ if explicit.is_some() => {
+                    return Err(Error::unsupported("COLLATE on an index expression"))
                 }
                 other => IndexKeyCol::Expr(to_ir(other)?),
             })
@@ -513,6 +517,114 @@ pub fn to_ir(e: &AExpr) -> Result<Expr> {
     })
 }
 
+/// Converts a generated column's expression, refusing first what SQLite refuses in one
+/// (with its messages): subqueries, parameters, qualified names, aggregate and window calls
+/// and non-deterministic functions. What SQLite accepts but stored expressions cannot
+/// evaluate is then refused by [`to_ir`] with 0A000.
+pub fn generated_to_ir(e: &AExpr) -> Result<Expr> {
+    refuse_in_generated(e)?;
+    to_ir(e)
+}
+
+/// Functions SQLite refuses in generated columns because their value is not a function of
+/// the row.
+const NON_DETERMINISTIC: &[&str] = &[
+    "random",
+    "randomblob",
+    "changes",
+    "total_changes",
+    "last_insert_rowid",
+    "sqlite_offset",
+];
+
+fn refuse_in_generated(e: &AExpr) -> Result<()> {
+    let prohibited = |what: &str| syntax(format!("{what} prohibited in generated columns"));
+    match e {
+        AExpr::Subquery(_)
+        | AExpr::Exists { .. }
+        | AExpr::In {
+            target: ast::InTarget::Subquery(_) | ast::InTarget::Table { .. },
+            ..
+        } => Err(prohibited("subqueries")),
+        AExpr::Value(v) if matches!(v.value, ast::Value::Placeholder(_)) => {
+            Err(prohibited("parameters"))
+        }
+        AExpr::CompoundIdentifier(_) => Err(prohibited("the \".\" operator")),
+        AExpr::Nested(x) | AExpr::IsNull(x) | AExpr::IsNotNull(x) => refuse_in_generated(x),
+        AExpr::UnaryOp { expr, .. } | AExpr::Cast { expr, .. } | AExpr::Collate { expr, .. } => {
+            refuse_in_generated(expr)
+        }
+        AExpr::BinaryOp { left, right, .. } => {
+            refuse_in_generated(left)?;
+            refuse_in_generated(right)
+        }
+        AExpr::Like { expr, pattern, .. } | AExpr::ILike { expr, pattern, .. } => {
+            refuse_in_generated(expr)?;
+            refuse_in_generated(pattern)
+        }
+        AExpr::Between {
+            expr, low, high, ..
+        } => {
+            refuse_in_generated(expr)?;
+            refuse_in_generated(low)?;
+            refuse_in_generated(high)
+        }
+        AExpr::In {
+            expr,
+            target: ast::InTarget::List(list),
+            ..
+        } => {
+            refuse_in_generated(expr)?;
+            list.iter().try_for_each(refuse_in_generated)
+        }
+        AExpr::Case {
+            operand,
+            conditions,
+            else_result,
+            ..
+        } => {
+            if let Some(o) = operand {
+                refuse_in_generated(o)?;
+            }
+            for w in conditions {
+                refuse_in_generated(&w.condition)?;
+                refuse_in_generated(&w.result)?;
+            }
+            else_result.as_deref().map_or(Ok(()), refuse_in_generated)
+        }
+        AExpr::Function(f) => {
+            let name = f.name.to_string().to_ascii_lowercase();
+            let args: Vec<&AExpr> = match &f.args {
+                ast::FunctionArguments::List(l) => l
+                    .args
+                    .iter()
+                    .filter_map(|a| match a {
+                        ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(x)) => Some(x),
+                        _ => None,
+                    })
+                    .collect(),
+                ast::FunctionArguments::Subquery(_) => return Err(prohibited("subqueries")),
+                ast::FunctionArguments::None => Vec::new(),
+            };
+            let star = matches!(&f.args, ast::FunctionArguments::List(l)
+                if l.args.iter().any(|a| matches!(a, ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Wildcard))));
+            if f.over.is_some() {
+                return Err(syntax(format!("misuse of window function {name}()")));
+            }
+            if super::compile::agg_func(&name, args.len() + star as usize, star).is_some()
+                && !(matches!(name.as_str(), "min" | "max") && args.len() > 1)
+            {
+                return Err(syntax(format!("misuse of aggregate function {name}()")));
+            }
+            if NON_DETERMINISTIC.contains(&name.as_str()) {
+                return Err(prohibited("non-deterministic functions"));
+            }
+            args.into_iter().try_for_each(refuse_in_generated)
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Whether `e` is a CAST, possibly parenthesized.
 fn is_cast(e: &AExpr) -> bool {
     match e {
@@ -643,10 +755,40 @@ fn column_field(
                     text,
                 ));
             }
+            ColumnOption::Generated {
+                generated_as,
+                sequence_options: None,
+                generation_expr: Some(x),
+                generation_expr_mode,
+                ..
+            } if matches!(
+                generated_as,
+                ast::GeneratedAs::Always | ast::GeneratedAs::ExpStored
+            ) =>
+            {
+                if f.generated.is_some() {
+                    return Err(syntax(format!(
+                        "error in generated column \"{}\"",
+                        col.name.value
+                    )));
+                }
+                f.generated = Some(Generated {
+                    expr: generated_to_ir(x)?,
+                    stored: matches!(
+                        generation_expr_mode,
+                        Some(ast::GeneratedExpressionMode::Stored)
+                    ),
+                });
+            }
             // Kept in the CREATE text only (see declared_collations).
             ColumnOption::Collation(c) => {
-                if super::compile::collation_of(c)? != Collation::Binary {
+                let coll = super::compile::collation_of(c)?;
+                if coll != Collation::Binary {
                     collated = true;
+                    if let Some(func) = crate::ir::expr::collation_fold_fn(coll.name()) {
+                        spec.collations
+                            .push((col.name.value.clone(), func.to_string()));
+                    }
                 }
             }
             ColumnOption::DialectSpecific(toks) => {
@@ -669,18 +811,32 @@ fn column_field(
     if collated {
         refuse_collated_constraints(col, &col.options)?;
     }
+    if f.generated.is_some() && f.default.is_some() {
+        // SQLite's message depends on the order of the two clauses.
+        let default_first = col
+            .options
+            .iter()
+            .position(|o| matches!(o.option, ColumnOption::Default(_)))
+            < col
+                .options
+                .iter()
+                .position(|o| matches!(o.option, ColumnOption::Generated { .. }));
+        return Err(syntax(if default_first {
+            format!("error in generated column \"{}\"", col.name.value)
+        } else {
+            "cannot use DEFAULT on a generated column".to_string()
+        }));
+    }
     Ok(f)
 }
 
-/// Constraints whose engine checks compare values outside the SQL compiler (uniqueness,
-/// CHECK expressions, foreign keys) cannot honour a declared NOCASE/RTRIM collation yet.
+/// CHECK expressions are evaluated outside the SQL compiler, without a declared NOCASE/RTRIM
+/// collation. (UNIQUE / PRIMARY KEY fold their index keys, and foreign keys compare under the
+/// parent key's collation, see `catalog::builder::fold_collated_keys`.)
 fn refuse_collated_constraints(col: &ast::ColumnDef, opts: &[ast::ColumnOptionDef]) -> Result<()> {
     for o in opts {
         let what = match &o.option {
-            ColumnOption::PrimaryKey(_) => "PRIMARY KEY",
-            ColumnOption::Unique(_) => "UNIQUE",
             ColumnOption::Check(_) => "CHECK",
-            ColumnOption::ForeignKey(_) => "REFERENCES",
             _ => continue,
         };
         return Err(Error::unsupported(format!(
@@ -837,17 +993,7 @@ pub fn create_table(
         .collect();
     for c in &ct.constraints {
         let (what, text) = match c {
-            TableConstraint::PrimaryKey(_) => ("PRIMARY KEY", c.to_string()),
-            TableConstraint::Unique(_) => ("UNIQUE", c.to_string()),
             TableConstraint::Check(_) => ("CHECK", c.to_string()),
-            TableConstraint::ForeignKey(fk) => (
-                "FOREIGN KEY",
-                fk.columns
-                    .iter()
-                    .map(|c| c.value.clone())
-                    .collect::<Vec<_>>()
-                    .join(","),
-            ),
             _ => continue,
         };
         if let Some(n) = collated.iter().find(|n| mentions(&text, n)) {
@@ -918,7 +1064,7 @@ pub fn create_index(
     };
     let name = table_name(iname)?;
     let table = temp_names.resolve(tx.schema(), &ci.table_name)?;
-    let cols = index_key_columns(&ci.columns, ci.unique)?;
+    let cols = index_key_columns(&ci.columns)?;
     let predicate = ci.predicate.as_ref().map(to_ir).transpose()?;
     let exists = tx
         .schema()
@@ -945,22 +1091,49 @@ pub fn create_index(
     }
     let target = tx.schema().entity(&table)?;
     let colls = declared_collations(target);
+    // Expressions and partial-index conditions are evaluated outside the SQL compiler, without
+    // a column's declared collation: refused when they read such a column.
+    let expr_keys: Vec<String> = ci
+        .columns
+        .iter()
+        .zip(&cols)
+        .filter(|(_, k)| matches!(k, IndexKeyCol::Expr(_)))
+        .map(|(c, _)| c.to_string())
+        .collect();
+    let pred = ci
+        .predicate
+        .as_ref()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
     for (f, coll) in target.fields.iter().zip(&colls) {
         let Some(coll) = coll else { continue };
-        let keys: Vec<String> = ci.columns.iter().map(|c| c.to_string()).collect();
-        let pred = ci
-            .predicate
-            .as_ref()
-            .map(|p| p.to_string())
-            .unwrap_or_default();
-        if mentions(&keys.join(","), &f.name) || mentions(&pred, &f.name) {
+        if mentions(&expr_keys.join(","), &f.name) || mentions(&pred, &f.name) {
             return Err(Error::unsupported(format!(
-                "index on column {} declared COLLATE {}",
+                "index expression or WHERE reading column {} declared COLLATE {}",
                 f.name,
                 coll.name()
             )));
         }
     }
+    // A UNIQUE index treats values equal under each key column's collation (explicit, else the
+    // column's declared one) as duplicates: its key folds them.
+    let mut folds = Vec::with_capacity(cols.len());
+    for c in &cols {
+        folds.push(match c {
+            IndexKeyCol::Column(n, explicit) => {
+                let declared = target
+                    .field_index(n)
+                    .and_then(|f| colls.get(f as usize).copied().flatten())
+                    .map(|k| k.name().to_string());
+                explicit
+                    .clone()
+                    .or(declared)
+                    .and_then(|k| crate::ir::expr::collation_fold_fn(&k))
+            }
+            IndexKeyCol::Expr(_) => None,
+        });
+    }
+    let folded = ci.unique && folds.iter().any(Option::is_some);
     let li = LineIndex::new(sql);
     let off = name_offset(&li, iname).ok_or_else(|| Error::internal("index name location"))?;
     let kw = if ci.unique {
@@ -968,14 +1141,20 @@ pub fn create_index(
     } else {
         "CREATE INDEX"
     };
-    let keyed = predicate.is_some() || cols.iter().any(|c| matches!(c, IndexKeyCol::Expr(_)));
+    let keyed =
+        folded || predicate.is_some() || cols.iter().any(|c| matches!(c, IndexKeyCol::Expr(_)));
     let mut spec = if keyed {
         let mut spec = IndexSpec::new(&name, &[], ci.unique);
         spec.key_exprs = cols
             .into_iter()
-            .map(|c| match c {
-                IndexKeyCol::Column(n) => Expr::Named(n),
-                IndexKeyCol::Expr(x) => x,
+            .zip(folds)
+            .map(|(c, fold)| match (c, fold) {
+                (IndexKeyCol::Column(n, _), Some(func)) if folded => Expr::Function {
+                    name: func.to_string(),
+                    args: vec![Expr::Named(n)],
+                },
+                (IndexKeyCol::Column(n, _), _) => Expr::Named(n),
+                (IndexKeyCol::Expr(x), _) => x,
             })
             .collect();
         spec.predicate = predicate;
@@ -984,7 +1163,7 @@ pub fn create_index(
         let names: Vec<&str> = cols
             .iter()
             .filter_map(|c| match c {
-                IndexKeyCol::Column(n) => Some(n.as_str()),
+                IndexKeyCol::Column(n, _) => Some(n.as_str()),
                 IndexKeyCol::Expr(_) => None,
             })
             .collect();

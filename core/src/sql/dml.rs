@@ -69,8 +69,13 @@ type Sets = Vec<(String, SExpr)>;
 
 type Returning = (Vec<SExpr>, Vec<String>, Vec<Option<String>>);
 
-/// Compiles RETURNING items in the current (table) frame.
-fn compile_returning(c: &mut Compiler, items: &[SelectItem]) -> Result<Returning> {
+/// Compiles RETURNING items in the current frame, whose first `table_cols` columns are the
+/// written table's (`*` stands for those only, not for the columns of UPDATE ... FROM).
+fn compile_returning(
+    c: &mut Compiler,
+    items: &[SelectItem],
+    table_cols: usize,
+) -> Result<Returning> {
     let mut exprs = Vec::new();
     let mut names = Vec::new();
     let mut decls = Vec::new();
@@ -100,7 +105,7 @@ fn compile_returning(c: &mut Compiler, items: &[SelectItem]) -> Result<Returning
             }
             SelectItem::Wildcard(_) => {
                 let cols = c.frame().cols.clone();
-                for (i, col) in cols.iter().enumerate() {
+                for (i, col) in cols.iter().enumerate().take(table_cols) {
                     if col.hidden || col.table.as_deref() == Some("excluded") {
                         continue;
                     }
@@ -185,6 +190,9 @@ fn write_target<'s>(
 }
 
 pub fn insert(c: &mut Compiler, ins: &ast::Insert, ctx: &mut Ctx) -> Result<WriteOutcome> {
+    if super::sequence::insert_targets_sequence(ins) {
+        return super::sequence::insert(c, ins, ctx);
+    }
     if ins.ignore
         || ins.overwrite
         || ins.partitioned.is_some()
@@ -212,8 +220,11 @@ pub fn insert(c: &mut Compiler, ins: &ast::Insert, ctx: &mut Ctx) -> Result<Writ
         .map(|a| a.alias.value.clone())
         .unwrap_or_else(|| written_name(c, &e.name));
     // Target columns.
+    // Without a column list the values go to the columns that are not generated, as SQLite.
     let targets: Vec<u32> = if ins.columns.is_empty() {
-        (0..e.fields.len() as u32).collect()
+        (0..e.fields.len() as u32)
+            .filter(|&i| e.fields[i as usize].generated.is_none())
+            .collect()
     } else {
         let mut t = Vec::new();
         for col in &ins.columns {
@@ -238,6 +249,7 @@ pub fn insert(c: &mut Compiler, ins: &ast::Insert, ctx: &mut Ctx) -> Result<Writ
                     ))
                 }
             };
+            refuse_generated(&e, pos, "INSERT into")?;
             if t.contains(&pos) {
                 return Err(syntax(format!("column {n} given twice")));
             }
@@ -269,9 +281,11 @@ pub fn insert(c: &mut Compiler, ins: &ast::Insert, ctx: &mut Ctx) -> Result<Writ
                 t.sort_unstable();
                 let matches_pk = t.len() == 1 && e.rowid_alias == Some(t[0]);
                 let matches_ix = e.indexes.iter().any(|ix| {
-                    let mut f = ix.fields.clone();
-                    f.sort_unstable();
-                    ix.unique && f == t
+                    ix.unique
+                        && ix.column_fields().is_some_and(|mut f| {
+                            f.sort_unstable();
+                            f == t
+                        })
                 });
                 if !matches_pk && !matches_ix {
                     return Err(syntax(
@@ -297,7 +311,7 @@ pub fn insert(c: &mut Compiler, ins: &ast::Insert, ctx: &mut Ctx) -> Result<Writ
                     let mut sets = Vec::new();
                     for a in &du.assignments {
                         for col in assignment_columns(a)? {
-                            e.field_index_or_err(&col)?;
+                            refuse_generated(&e, e.field_index_or_err(&col)?, "UPDATE")?;
                             sets.push((col, c.expr(&a.value)?));
                         }
                     }
@@ -321,7 +335,7 @@ pub fn insert(c: &mut Compiler, ins: &ast::Insert, ctx: &mut Ctx) -> Result<Writ
     let returning = match &ins.returning {
         Some(items) => {
             c.frames.push(table_frame(&e, &shown));
-            let r = compile_returning(c, items);
+            let r = compile_returning(c, items, e.fields.len() + 1);
             c.frames.pop();
             Some(r?)
         }
@@ -367,6 +381,17 @@ pub fn insert(c: &mut Compiler, ins: &ast::Insert, ctx: &mut Ctx) -> Result<Writ
     Ok(outcome)
 }
 
+/// SQLite refuses a write naming a generated column when the statement is prepared.
+fn refuse_generated(e: &EntityDef, pos: u32, what: &str) -> Result<()> {
+    match e.fields.get(pos as usize) {
+        Some(f) if f.generated.is_some() => Err(syntax(format!(
+            "cannot {what} generated column \"{}\"",
+            f.name
+        ))),
+        _ => Ok(()),
+    }
+}
+
 fn assignment_columns(a: &ast::Assignment) -> Result<Vec<String>> {
     let one = |n: &ast::ObjectName| -> String {
         n.0.last()
@@ -387,8 +412,9 @@ fn assignment_columns(a: &ast::Assignment) -> Result<Vec<String>> {
 /// The values a row will have once written (defaults filled, affinity applied, NOT NULL and
 /// CHECK verified), computed before the engine allocates a row id: SQLite consumes no row id
 /// on a failed insert, so constraint failures are found here first.
-fn prepared_values(e: &EntityDef, row: &[Option<Value>]) -> Result<Vec<Value>> {
+fn prepared_values(e: &EntityDef, row: &[Option<Value>], next_id: i64) -> Result<Vec<Value>> {
     let mut values = Vec::with_capacity(row.len());
+    let mut auto_id = false;
     for (i, v) in row.iter().enumerate() {
         values.push(match v {
             Some(v) => v.clone(),
@@ -416,15 +442,14 @@ fn prepared_values(e: &EntityDef, row: &[Option<Value>]) -> Result<Vec<Value>> {
                 ));
             }
         } else {
-            // stands in for the id the engine will allocate
-            values[a] = Value::Integer(i64::MIN);
+            // stands in for the id the engine will allocate (generated columns may read it)
+            values[a] = Value::Integer(next_id);
+            auto_id = true;
         }
     }
     crate::constraint::prepare_row(e, &mut values, usize::MAX)?;
-    if let Some(a) = e.rowid_alias {
-        if values[a as usize] == Value::Integer(i64::MIN) {
-            values[a as usize] = Value::Null;
-        }
+    if let (Some(a), true) = (e.rowid_alias, auto_id) {
+        values[a as usize] = Value::Null;
     }
     Ok(values)
 }
@@ -487,7 +512,8 @@ fn conflicting_rows(
         if ix.is_keyed() {
             // Expression and partial indexes are never a conflict target (SQLite would need
             // the target's WHERE), but OR IGNORE / OR REPLACE / a bare DO NOTHING see them.
-            if target.is_some() {
+            // A collated UNIQUE / PRIMARY KEY is one when the target names its columns.
+            if target.is_some() && !ix.column_fields().is_some_and(|f| target_is(&f)) {
                 continue;
             }
             let Some(key) = ix.entry_values(e, vals)? else {
@@ -550,7 +576,18 @@ fn insert_one(
     returning: &Option<Returning>,
     out: &mut WriteOutcome,
 ) -> Result<()> {
-    let vals = match prepared_values(e, &row) {
+    // The id an engine-assigned row id will likely get, for generated columns that read it.
+    let next_id = match e.rowid_alias {
+        Some(a)
+            if (0..e.fields.len()).any(|g| e.generated_depends_on(g, a))
+                && row[a as usize].as_ref().is_none_or(Value::is_null) =>
+        {
+            let txn = ctx.tx.engine_txn();
+            txn.core().clone().peek_row_id(e.id)?
+        }
+        _ => i64::MIN,
+    };
+    let vals = match prepared_values(e, &row, next_id) {
         Ok(v) => v,
         Err(err) => {
             let ignorable = matches!(
@@ -574,7 +611,7 @@ fn insert_one(
             .is_some_and(|a| row[a as usize].as_ref().is_none_or(Value::is_null));
         if e.autoincrement && auto_id && !matches!(conflict, Conflict::Abort | Conflict::Replace) {
             let txn = ctx.tx.engine_txn();
-            let id = txn.core().clone().alloc_row_id(e.id)?;
+            let (id, _) = txn.alloc_row_id(e.id, true)?;
             txn.note_sequence(e.id, id);
         }
         match conflict {
@@ -651,6 +688,7 @@ fn insert_one(
                         .fields
                         .iter()
                         .zip(&vals)
+                        .filter(|(f, _)| f.generated.is_none())
                         .map(|(f, v)| (f.name.as_str(), v.clone()))
                         .collect();
                     ctx.tx.update(&e.name, id, &changes)?;
@@ -760,6 +798,10 @@ pub fn update(c: &mut Compiler, u: &ast::Update, ctx: &mut Ctx) -> Result<WriteO
         None | Some(SqliteOnConflict::Abort) => {}
         Some(other) => return Err(Error::unsupported(format!("UPDATE OR {other}"))),
     }
+    if matches!(&u.table.relation, ast::TableFactor::Table { name, .. } if super::sequence::is_sequence_table(name))
+    {
+        return super::sequence::update(c, u, ctx);
+    }
     let (name, alias) = match &u.table.relation {
         ast::TableFactor::Table { name, alias, .. } => (
             super::temp::resolve(c.temp, &ctx.tx.schema().clone(), name)?,
@@ -789,11 +831,12 @@ pub fn update(c: &mut Compiler, u: &ast::Update, ctx: &mut Ctx) -> Result<WriteO
                         ))
                     }
                 };
+                refuse_generated(&e, pos, "UPDATE")?;
                 sets.push((e.fields[pos as usize].name.clone(), c.expr(&a.value)?));
             }
         }
         let ret = match &u.returning {
-            Some(items) => Some(compile_returning(c, items)?),
+            Some(items) => Some(compile_returning(c, items, e.fields.len() + 1)?),
             None => None,
         };
         Ok((sets, ret))
@@ -845,6 +888,10 @@ pub fn delete(c: &mut Compiler, d: &ast::Delete, ctx: &mut Ctx) -> Result<WriteO
             _ => return Err(Error::unsupported("DELETE from several tables")),
         },
     };
+    if matches!(&twj.relation, ast::TableFactor::Table { name, .. } if super::sequence::is_sequence_table(name))
+    {
+        return super::sequence::delete(c, d, ctx);
+    }
     let (name, alias) = match &twj.relation {
         ast::TableFactor::Table { name, alias, .. } => (
             super::temp::resolve(c.temp, &ctx.tx.schema().clone(), name)?,
@@ -859,7 +906,7 @@ pub fn delete(c: &mut Compiler, d: &ast::Delete, ctx: &mut Ctx) -> Result<WriteO
     let returning = match &d.returning {
         Some(items) => {
             c.frames.push(frame);
-            let r = compile_returning(c, items);
+            let r = compile_returning(c, items, e.fields.len() + 1);
             c.frames.pop();
             Some(r?)
         }

@@ -36,6 +36,16 @@ pub struct Ctx<'t> {
     /// Stored rows read from tables by this statement (scans, lookups), for EXPLAIN-style
     /// checks that the access path was used.
     pub rows_read: u64,
+    /// Values of the plan's parameter slots ([`SExpr::Param`]).
+    pub params: Vec<Value>,
+    /// Rows an ordered index read may stop after: (address of the source's access path, rows),
+    /// set by a query that reads its only table in ORDER BY order under a LIMIT.
+    pub scan_budget: Option<(usize, usize)>,
+    /// Set when such a read stopped at its budget (more rows may follow).
+    pub scan_truncated: bool,
+    /// Long IN lists of constants, sorted once per statement for binary search, by the list's
+    /// `set` id: (sorted non-NULL items, whether a NULL was among them).
+    pub in_sets: HashMap<usize, Rc<(Vec<Value>, bool)>>,
 }
 
 impl<'t> Ctx<'t> {
@@ -48,6 +58,10 @@ impl<'t> Ctx<'t> {
             subquery_cache: HashMap::new(),
             user_functions: None,
             rows_read: 0,
+            params: Vec::new(),
+            scan_budget: None,
+            scan_truncated: false,
+            in_sets: HashMap::new(),
         }
     }
 
@@ -239,7 +253,7 @@ pub fn glob_match(p: &[char], t: &[char]) -> bool {
 }
 
 /// Rows of a subquery, cached when it does not depend on the enclosing row.
-pub fn subquery_rows(q: &Rc<Query>, ctx: &mut Ctx, env: &Env) -> Result<Rc<Vec<Vec<Value>>>> {
+pub fn subquery_rows(q: &Query, ctx: &mut Ctx, env: &Env) -> Result<Rc<Vec<Vec<Value>>>> {
     if !q.correlated {
         let key = q.id;
         if let Some(r) = ctx.subquery_cache.get(&key) {
@@ -264,9 +278,47 @@ pub fn convert(aff: Option<DataType>, v: Value) -> Value {
     }
 }
 
+/// The sorted items of an IN list of constants (literals and parameters), built once per
+/// statement; None when an item depends on the row. Items compare as `total_cmp` does, which is
+/// how the linear search matches, so a binary search finds exactly the same items.
+fn in_set(key: usize, list: &[SExpr], ctx: &mut Ctx) -> Result<Option<Rc<(Vec<Value>, bool)>>> {
+    if let Some(s) = ctx.in_sets.get(&key) {
+        return Ok(Some(s.clone()));
+    }
+    let mut items = Vec::with_capacity(list.len());
+    let mut saw_null = false;
+    for it in list {
+        let v = match it {
+            SExpr::Lit(v) => v.clone(),
+            SExpr::Param(n) => param(ctx, *n)?.clone(),
+            _ => return Ok(None),
+        };
+        // NaN is not ordered: leave such a list to the linear search.
+        if matches!(v, Value::Real(r) if r.is_nan()) {
+            return Ok(None);
+        }
+        if v.is_null() {
+            saw_null = true;
+        } else {
+            items.push(v);
+        }
+    }
+    items.sort_by(|a, b| a.total_cmp(b));
+    let set = Rc::new((items, saw_null));
+    ctx.in_sets.insert(key, set.clone());
+    Ok(Some(set))
+}
+
+fn param<'c>(ctx: &'c Ctx, n: usize) -> Result<&'c Value> {
+    ctx.params
+        .get(n)
+        .ok_or_else(|| Error::internal(format!("parameter slot {n} has no value")))
+}
+
 pub fn eval(e: &SExpr, ctx: &mut Ctx, env: &Env) -> Result<Value> {
     Ok(match e {
         SExpr::Lit(v) => v.clone(),
+        SExpr::Param(n) => param(ctx, *n)?.clone(),
         SExpr::Col { up, idx } => env.column(*up, *idx),
         SExpr::Affinity(ty, x) => convert(Some(*ty), eval(x, ctx, env)?),
         SExpr::Not(x) => bool_val(truthy(&eval(x, ctx, env)?).map(|b| !b)),
@@ -287,6 +339,7 @@ pub fn eval(e: &SExpr, ctx: &mut Ctx, env: &Env) -> Result<Value> {
             expr,
             list,
             negated,
+            set,
         } => {
             let v = eval(expr, ctx, env)?;
             if list.is_empty() {
@@ -295,12 +348,27 @@ pub fn eval(e: &SExpr, ctx: &mut Ctx, env: &Env) -> Result<Value> {
             if v.is_null() {
                 return Ok(Value::Null);
             }
+            if let Some(id) = set {
+                if let Some(set) = in_set(*id, list, ctx)? {
+                    let (items, saw_null) = set.as_ref();
+                    return Ok(
+                        if items.binary_search_by(|x| x.total_cmp(&v)).is_ok() {
+                            Value::Integer(!*negated as i64)
+                        } else if *saw_null {
+                            Value::Null
+                        } else {
+                            Value::Integer(*negated as i64)
+                        },
+                    );
+                }
+            }
             let mut saw_null = false;
             for it in list {
                 // Constants are compared in place (no copy per row and item).
                 let evaluated;
                 let x = match it {
                     SExpr::Lit(x) => x,
+                    SExpr::Param(n) => param(ctx, *n)?,
                     other => {
                         evaluated = eval(other, ctx, env)?;
                         &evaluated
@@ -341,6 +409,42 @@ pub fn eval(e: &SExpr, ctx: &mut Ctx, env: &Env) -> Result<Value> {
                 } else if v.total_cmp(&x) == Ordering::Equal {
                     return Ok(Value::Integer(!*negated as i64));
                 }
+            }
+            if saw_null {
+                Value::Null
+            } else {
+                Value::Integer(*negated as i64)
+            }
+        }
+        SExpr::InQueryRow {
+            exprs,
+            query,
+            negated,
+            convs,
+        } => {
+            let mut vals = Vec::with_capacity(exprs.len());
+            for (x, (l, _)) in exprs.iter().zip(convs) {
+                vals.push(convert(*l, eval(x, ctx, env)?));
+            }
+            let rows = subquery_rows(query, ctx, env)?;
+            if rows.is_empty() {
+                return Ok(Value::Integer(*negated as i64));
+            }
+            let mut saw_null = false;
+            'rows: for r in rows.iter() {
+                let mut row_null = false;
+                for (i, v) in vals.iter().enumerate() {
+                    let x = convert(convs[i].1, r.get(i).cloned().unwrap_or(Value::Null));
+                    if v.is_null() || x.is_null() {
+                        row_null = true;
+                    } else if v.total_cmp(&x) != Ordering::Equal {
+                        continue 'rows;
+                    }
+                }
+                if !row_null {
+                    return Ok(Value::Integer(!*negated as i64));
+                }
+                saw_null = true;
             }
             if saw_null {
                 Value::Null

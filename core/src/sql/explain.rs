@@ -19,7 +19,8 @@ impl Rows {
 
     fn query(&mut self, q: &Query, parent: i64) {
         self.body(&q.body, parent);
-        if !q.order.is_empty() {
+        let presorted = matches!(&q.body, Body::Select(p) if p.presorted);
+        if !q.order.is_empty() && !presorted {
             self.push(parent, "USE TEMP B-TREE FOR ORDER BY".into());
         }
     }
@@ -82,12 +83,26 @@ impl Rows {
                         Access::Index { name: ix, .. } => {
                             format!("SEARCH {name} USING INDEX {ix} (key=?){join}")
                         }
+                        // Read in index order for ORDER BY, the whole index.
                         Access::IndexRange {
-                            name: ix, lo, hi, ..
-                        } => format!(
-                            "SEARCH {name} USING INDEX {ix} ({}){join}",
-                            bounds("key", lo.is_some(), hi.is_some())
-                        ),
+                            name: ix,
+                            eq,
+                            lo: None,
+                            hi: None,
+                            order: Some(_),
+                        } if eq.is_empty() => format!("SCAN {name} USING INDEX {ix}{join}"),
+                        Access::IndexRange {
+                            name: ix, eq, lo, hi, ..
+                        } => {
+                            let mut terms: Vec<String> = vec!["key=?".into(); eq.len().min(1)];
+                            if lo.is_some() || hi.is_some() {
+                                terms.push(bounds("key", lo.is_some(), hi.is_some()));
+                            }
+                            format!(
+                                "SEARCH {name} USING INDEX {ix} ({}){join}",
+                                terms.join(" AND ")
+                            )
+                        }
                     };
                     self.push(parent, detail);
                 }
@@ -98,6 +113,9 @@ impl Rows {
                         "sqlite_schema"
                     };
                     self.push(parent, format!("SCAN {t}{join}"));
+                }
+                SourceKind::SequenceTable => {
+                    self.push(parent, format!("SCAN sqlite_sequence{join}"));
                 }
                 SourceKind::Query(q) => {
                     let id = self.push(parent, "MATERIALIZE (subquery)".into());

@@ -5,7 +5,8 @@
 //! PRAGMAs itself ([`pragma`]), parses the rest with sqlparser (SQLiteDialect), binds parameters
 //! ([`params`]), compiles expressions against scopes ([`compile`]) and runs queries ([`query`]),
 //! writes ([`dml`]) and schema changes ([`ddl`]). `sqlite_master` and the introspection PRAGMAs
-//! are answered from the catalog ([`catalog_emulation`]). Scalar functions live in
+//! are answered from the catalog ([`catalog_emulation`]), `sqlite_sequence` from the
+//! AUTOINCREMENT marks ([`sequence`]). Scalar functions live in
 //! [`functions`] and [`json`]; applications add their own through [`udf`]. Anything not
 //! supported fails with 0A000 naming the construct: never a silently different answer.
 
@@ -16,11 +17,13 @@ pub mod dml;
 pub mod eval;
 pub mod explain;
 pub mod functions;
+pub mod functions_django;
 pub mod json;
 pub mod params;
 pub mod parse;
 pub mod pragma;
 pub mod query;
+pub mod sequence;
 pub mod session;
 pub mod temp;
 pub mod user_functions;

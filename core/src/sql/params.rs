@@ -43,17 +43,32 @@ impl From<&[Value]> for Params {
     }
 }
 
-/// The values of one statement's placeholders, found by the placeholder's source location.
+/// The values of one statement's placeholders, one per occurrence in text order, found by the
+/// placeholder's source location.
 #[derive(Debug, Default)]
 pub struct Bound {
-    by_location: HashMap<(u64, u64), Value>,
+    /// Source location (line, column) of each occurrence, ascending (the tokenizer's order).
+    locations: Vec<(u64, u64)>,
+    pub values: Vec<Value>,
 }
 
 impl Bound {
     /// Numbers the placeholders (in text order) and takes their values from `params`.
     pub fn bind(placeholders: &[(Location, String)], params: &Params) -> Result<Bound> {
+        Ok(Bound {
+            locations: placeholders
+                .iter()
+                .map(|(l, _)| (l.line, l.column))
+                .collect(),
+            values: Self::values(placeholders, params)?,
+        })
+    }
+
+    /// The value of each placeholder occurrence, in text order (what a cached plan needs: its
+    /// parameter slots name occurrences).
+    pub fn values(placeholders: &[(Location, String)], params: &Params) -> Result<Vec<Value>> {
         let mut numbers: Vec<usize> = Vec::with_capacity(placeholders.len());
-        let mut names: HashMap<String, usize> = HashMap::new();
+        let mut names: HashMap<&str, usize> = HashMap::new();
         let mut max = 0usize;
         for (_, p) in placeholders {
             let n = if p == "?" {
@@ -70,13 +85,13 @@ impl Bound {
                 }
                 n
             } else {
-                *names.entry(p.clone()).or_insert(max + 1)
+                *names.entry(p.as_str()).or_insert(max + 1)
             };
             max = max.max(n);
             numbers.push(n);
         }
-        let mut by_location = HashMap::with_capacity(placeholders.len());
-        for ((loc, p), n) in placeholders.iter().zip(numbers) {
+        let mut values = Vec::with_capacity(placeholders.len());
+        for ((_, p), n) in placeholders.iter().zip(numbers) {
             let v = match params {
                 Params::None => None,
                 Params::Positional(v) => v.get(n - 1).cloned(),
@@ -97,7 +112,7 @@ impl Bound {
                     ))
                 }
             };
-            by_location.insert((loc.line, loc.column), v);
+            values.push(v);
         }
         if let Params::Positional(v) = params {
             if v.len() > max {
@@ -110,13 +125,18 @@ impl Bound {
                 ));
             }
         }
-        Ok(Bound { by_location })
+        Ok(values)
+    }
+
+    /// Which occurrence (in text order) the placeholder at `loc` is.
+    pub fn occurrence_at(&self, loc: Location) -> Result<usize> {
+        self.locations
+            .binary_search(&(loc.line, loc.column))
+            .map_err(|_| Error::internal("a parameter whose location the tokenizer did not see"))
     }
 
     pub fn value_at(&self, loc: Location) -> Result<Value> {
-        self.by_location
-            .get(&(loc.line, loc.column))
-            .cloned()
-            .ok_or_else(|| Error::internal("a parameter whose location the tokenizer did not see"))
+        let i = self.occurrence_at(loc)?;
+        Ok(self.values[i].clone())
     }
 }

@@ -302,12 +302,12 @@ pub fn table_name(name: &ObjectName) -> Result<String> {
     }
 }
 
-/// Refuses `sqlite_sequence`: ORMDB allocates row ids itself and never reuses them, so the
-/// AUTOINCREMENT counters cannot be read or reset through it.
+/// Refuses `sqlite_sequence` where it is named as anything but the source or target of a
+/// SELECT / INSERT / UPDATE / DELETE (those go to `sequence`): it is no catalog table.
 pub fn refuse_sequence_table(name: &str) -> Result<()> {
     if name.eq_ignore_ascii_case("sqlite_sequence") {
         return Err(Error::unsupported(
-            "the sqlite_sequence table (row ids are allocated by the engine and never reused)",
+            "sqlite_sequence here (only SELECT, INSERT, UPDATE and DELETE reach it)",
         ));
     }
     Ok(())

@@ -5,6 +5,7 @@
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashSet};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use sqlparser::ast::{
     self as ast, Expr as AExpr, GroupByExpr, JoinConstraint, JoinOperator, LimitClause,
@@ -56,7 +57,7 @@ pub enum Body {
         left: Box<Body>,
         right: Box<Body>,
     },
-    Query(Rc<Query>),
+    Query(Arc<Query>),
     /// A recursive CTE: `init`, then `step` over the rows the previous round added (exposed
     /// in `work_slot`) until a round adds none.
     Recursive {
@@ -105,6 +106,8 @@ pub struct SelectPlan {
     pub affinities: Vec<Option<DataType>>,
     /// Window function calls; their results follow the FROM columns and aggregates.
     pub windows: Vec<super::compile::WindowCall>,
+    /// The only source's access path returns rows in the query's ORDER BY order.
+    pub presorted: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,10 +140,12 @@ pub enum SourceKind {
     SchemaTable {
         temp: Option<super::temp::TempNames>,
     },
-    Query(Rc<Query>),
+    /// sqlite_sequence.
+    SequenceTable,
+    Query(Arc<Query>),
     Cte {
         slot: usize,
-        query: Rc<Query>,
+        query: Arc<Query>,
     },
 }
 
@@ -168,6 +173,10 @@ pub enum Access {
         eq: Vec<SExpr>,
         lo: Option<(SExpr, bool)>,
         hi: Option<(SExpr, bool)>,
+        /// Set when the rows must come in index order (`Some(desc)`): the query's ORDER BY
+        /// is that order, so it is not sorted, and a LIMIT stops the index read early (see
+        /// `order_by_index`).
+        order: Option<bool>,
     },
 }
 
@@ -228,7 +237,7 @@ pub fn push_ctes(c: &mut Compiler, with: &ast::With) -> Result<()> {
         c.cte_slots += 1;
         c.ctes.push(CteDef {
             name: cte.alias.name.value.clone(),
-            query: Rc::new(sub),
+            query: Arc::new(sub),
             columns,
             slot,
         });
@@ -293,7 +302,7 @@ fn compile_recursive_cte(c: &mut Compiler, cte: &ast::Cte) -> Result<CteDef> {
     let final_slot = c.cte_slots + 1;
     c.cte_slots += 2;
     let affinities = body_affinities(&init);
-    let placeholder = Rc::new(Query {
+    let placeholder = Arc::new(Query {
         body: Body::Values(Vec::new()),
         order: Vec::new(),
         limit: None,
@@ -357,7 +366,7 @@ fn compile_recursive_cte(c: &mut Compiler, cte: &ast::Cte) -> Result<CteDef> {
     };
     Ok(CteDef {
         name,
-        query: Rc::new(query),
+        query: Arc::new(query),
         columns,
         slot: final_slot,
     })
@@ -456,7 +465,9 @@ fn compile_query_body(c: &mut Compiler, q: &ast::Query) -> Result<Query> {
     let offset = compile_const(c, &offset)?;
     match q.body.as_ref() {
         SetExpr::Select(s) => {
-            let (plan, columns, decls, order, correlated) = compile_select(c, s, &order_exprs)?;
+            let (mut plan, columns, decls, order, correlated) =
+                compile_select(c, s, &order_exprs)?;
+            order_by_index(c, &mut plan, &order, limit.is_some())?;
             let affinities = plan.affinities.clone();
             Ok(Query {
                 body: Body::Select(Box::new(plan)),
@@ -570,7 +581,7 @@ fn compile_set_expr(c: &mut Compiler, s: &SetExpr) -> Result<BodyInfo> {
             let cols = q.columns.clone();
             let decls = q.decls.clone();
             let corr = q.correlated;
-            Ok((Body::Query(Rc::new(q)), cols, decls, corr))
+            Ok((Body::Query(Arc::new(q)), cols, decls, corr))
         }
         SetExpr::Values(v) => {
             c.frames.push(Frame::default());
@@ -682,6 +693,28 @@ fn compile_factor(c: &mut Compiler, f: &TableFactor, join: JoinKind) -> Result<S
             if !index_directives.is_empty() {
                 return Err(Error::unsupported("INDEXED BY / NOT INDEXED"));
             }
+            if super::sequence::is_sequence_table(name)
+                && !c
+                    .ctes
+                    .iter()
+                    .any(|d| d.name.eq_ignore_ascii_case("sqlite_sequence"))
+            {
+                if alias.as_ref().is_some_and(|a| !a.columns.is_empty()) {
+                    return Err(Error::unsupported("column aliases on a table"));
+                }
+                let shown = alias
+                    .as_ref()
+                    .map_or("sqlite_sequence".to_string(), |a| a.name.value.clone());
+                c.frame().cols.extend(super::sequence::column_infos(&shown));
+                return Ok(Source {
+                    kind: SourceKind::SequenceTable,
+                    offset,
+                    width: super::sequence::COLUMNS.len(),
+                    join,
+                    on: None,
+                    access: Access::Scan,
+                });
+            }
             let (qual, tname) = super::temp::split(name)?;
             if let Some(a) = alias {
                 if !a.columns.is_empty() {
@@ -750,7 +783,7 @@ fn compile_factor(c: &mut Compiler, f: &TableFactor, join: JoinKind) -> Result<S
                 return Ok(Source {
                     kind: SourceKind::Cte {
                         slot,
-                        query: Rc::new(cv.query),
+                        query: Arc::new(cv.query),
                     },
                     offset,
                     width: cv.columns.len(),
@@ -852,7 +885,7 @@ fn compile_factor(c: &mut Compiler, f: &TableFactor, join: JoinKind) -> Result<S
                 c.frame().correlated = true;
             }
             Ok(Source {
-                kind: SourceKind::Query(Rc::new(q)),
+                kind: SourceKind::Query(Arc::new(q)),
                 offset,
                 width: names.len(),
                 join,
@@ -949,7 +982,7 @@ fn compile_nested_join(
         c.frame().correlated = true;
     }
     Ok(Source {
-        kind: SourceKind::Query(Rc::new(q)),
+        kind: SourceKind::Query(Arc::new(q)),
         offset,
         width: owners.len(),
         join,
@@ -974,15 +1007,6 @@ fn compile_join(c: &mut Compiler, j: &ast::Join, sources: &mut Vec<Source>) -> R
             ))
         }
     };
-    if matches!(kind, JoinKind::Right | JoinKind::Full)
-        && matches!(
-            constraint,
-            Some(JoinConstraint::Using(_) | JoinConstraint::Natural)
-        )
-    {
-        // The shared column would be coalesce(left, right), which USING columns here are not.
-        return Err(Error::unsupported("RIGHT/FULL JOIN with USING or NATURAL"));
-    }
     let left_cols: Vec<ColInfo> = c.frame().cols.clone();
     let mut src = compile_factor(c, &j.relation, kind)?;
     let on = match constraint {
@@ -997,7 +1021,7 @@ fn compile_join(c: &mut Compiler, j: &ast::Join, sources: &mut Vec<Source>) -> R
                         .to_string()
                 })
                 .collect();
-            Some(using_condition(c, &left_cols, &src, &names)?)
+            Some(using_condition(c, &left_cols, &src, &names, kind)?)
         }
         Some(JoinConstraint::Natural) => {
             let right: Vec<String> = c.frame().cols[src.offset..src.offset + src.width]
@@ -1016,7 +1040,7 @@ fn compile_join(c: &mut Compiler, j: &ast::Join, sources: &mut Vec<Source>) -> R
             if common.is_empty() {
                 None
             } else {
-                Some(using_condition(c, &left_cols, &src, &common)?)
+                Some(using_condition(c, &left_cols, &src, &common, kind)?)
             }
         }
         Some(other) => return Err(Error::unsupported(format!("join constraint {other:?}"))),
@@ -1031,9 +1055,21 @@ fn using_condition(
     left: &[ColInfo],
     src: &Source,
     names: &[String],
+    kind: JoinKind,
 ) -> Result<SExpr> {
     let mut cond: Option<SExpr> = None;
     for n in names {
+        // After a RIGHT / FULL JOIN ... USING the shared column is coalesce(left, right); a
+        // later join on the same name would have to compare with that, not the left column.
+        if c.frame()
+            .using_cols
+            .iter()
+            .any(|(u, _, r)| u.eq_ignore_ascii_case(n) && r.is_some())
+        {
+            return Err(Error::unsupported(format!(
+                "another join USING column {n} after a RIGHT/FULL JOIN USING it"
+            )));
+        }
         let li = left
             .iter()
             .position(|x| !x.hidden && x.name.eq_ignore_ascii_case(n))
@@ -1069,7 +1105,20 @@ fn using_condition(
             None => eq,
             Some(p) => SExpr::Bin(Op::And, Box::new(p), Box::new(eq)),
         });
-        c.frame().using_cols.push((n.clone(), li));
+        let outer_right = matches!(kind, JoinKind::Right | JoinKind::Full);
+        if outer_right
+            && c.frame()
+                .using_cols
+                .iter()
+                .any(|(u, _, _)| u.eq_ignore_ascii_case(n))
+        {
+            return Err(Error::unsupported(format!(
+                "RIGHT/FULL JOIN USING column {n} already shared by an earlier join"
+            )));
+        }
+        c.frame()
+            .using_cols
+            .push((n.clone(), li, outer_right.then_some(ri)));
     }
     cond.ok_or_else(|| syntax("empty USING"))
 }
@@ -1226,7 +1275,7 @@ fn compile_select_in_frame(
                     .frame()
                     .using_cols
                     .iter()
-                    .map(|(n, _)| n.to_ascii_lowercase())
+                    .map(|(n, _, _)| n.to_ascii_lowercase())
                     .collect();
                 let mut seen_using = HashSet::new();
                 let cols = c.frame().cols.clone();
@@ -1243,7 +1292,19 @@ fn compile_select_in_frame(
                     columns.push(col.name.clone());
                     decls.push(col.decl.clone());
                     affs.push(col.affinity);
-                    projection.push(SExpr::Col { up: 0, idx: i });
+                    let partner = c
+                        .frame()
+                        .using_cols
+                        .iter()
+                        .find(|(_, l, _)| *l == i)
+                        .and_then(|(_, _, r)| *r);
+                    projection.push(match partner {
+                        Some(r) => SExpr::Func(
+                            "coalesce".into(),
+                            vec![SExpr::Col { up: 0, idx: i }, SExpr::Col { up: 0, idx: r }],
+                        ),
+                        None => SExpr::Col { up: 0, idx: i },
+                    });
                     proj_ast.push(None);
                 }
             }
@@ -1428,6 +1489,7 @@ fn compile_select_in_frame(
             order_keys,
             affinities: affs,
             windows: Vec::new(),
+            presorted: false,
         },
         columns,
         decls,
@@ -1473,6 +1535,125 @@ fn decl_of(c: &Compiler, x: &SExpr) -> Option<String> {
 
 /// Picks a row id or index lookup for a table from predicates `col = expr` / `col IN (...)`
 /// whose other side does not depend on this table or later ones.
+/// Reads the only table of a SELECT in index order when that order is the ORDER BY: the
+/// terms are plain columns (no collation other than BINARY, which is how index keys compare),
+/// all in one direction with NULLs where that direction puts them (first ascending, last
+/// descending, as in SQLite's key order), matching the index fields after the ones the access
+/// path fixes by equality, then the row id (ties within an index key are in row id order).
+/// A table with no usable predicate is read through such an index only under a LIMIT: the
+/// read then stops early, where a whole-table read through an index would be slower than a
+/// scan and a sort.
+fn order_by_index(
+    c: &Compiler,
+    plan: &mut SelectPlan,
+    order: &[OrderSpec],
+    limited: bool,
+) -> Result<()> {
+    let [src] = plan.sources.as_mut_slice() else {
+        return Ok(());
+    };
+    let SourceKind::Table { name } = &src.kind else {
+        return Ok(());
+    };
+    if order.is_empty() || plan.aggregate || plan.distinct || !plan.windows.is_empty() {
+        return Ok(());
+    }
+    let e = c.schema.entity(name)?;
+    let desc = order[0].desc;
+    let nfields = e.fields.len();
+    // The field position of each ORDER BY term (`nfields` for the row id).
+    let mut fields = Vec::with_capacity(order.len());
+    for o in order {
+        if o.desc != desc || o.nulls_first.is_some_and(|f| f == desc) {
+            return Ok(());
+        }
+        let key = match o.key {
+            OrderKey::Output(i) => plan.projection.get(i),
+            OrderKey::Expr(i) => plan.order_keys.get(i),
+        };
+        let Some(SExpr::Col { up: 0, idx }) = key else {
+            return Ok(());
+        };
+        let Some(f) = idx.checked_sub(src.offset).filter(|f| *f <= nfields) else {
+            return Ok(());
+        };
+        let is_rowid = f == nfields || e.rowid_alias.map(|a| a as usize) == Some(f);
+        fields.push(if is_rowid { nfields } else { f });
+    }
+    // Whether the terms are a prefix of (index fields after `skip`, row id).
+    let matches = |ix: &crate::catalog::IndexDef, skip: usize| {
+        let seq: Vec<usize> = ix
+            .fields
+            .iter()
+            .skip(skip)
+            .map(|f| *f as usize)
+            .chain(std::iter::once(nfields))
+            .collect();
+        fields.len() <= seq.len() && fields.iter().zip(&seq).all(|(a, b)| a == b)
+    };
+    let access = std::mem::replace(&mut src.access, Access::Scan);
+    src.access = match access {
+        Access::IndexRange {
+            name: ix,
+            eq,
+            lo,
+            hi,
+            order: _,
+        } => {
+            let ordered = e
+                .index_by_name(&ix)
+                .is_some_and(|d| !d.fields.is_empty() && matches(d, eq.len()));
+            plan.presorted = ordered;
+            Access::IndexRange {
+                name: ix,
+                eq,
+                lo,
+                hi,
+                order: ordered.then_some(desc),
+            }
+        }
+        Access::Index { name: ix, mut keys } if keys.len() == 1 => {
+            let used = keys[0].len();
+            if e
+                .index_by_name(&ix)
+                .is_some_and(|d| !d.fields.is_empty() && used <= d.fields.len() && matches(d, used))
+            {
+                plan.presorted = true;
+                Access::IndexRange {
+                    name: ix,
+                    eq: keys.pop().unwrap_or_default(),
+                    lo: None,
+                    hi: None,
+                    order: Some(desc),
+                }
+            } else {
+                Access::Index { name: ix, keys }
+            }
+        }
+        Access::Scan if limited && fields[0] != nfields => {
+            match e
+                .indexes
+                .iter()
+                .find(|d| !d.fields.is_empty() && matches(d, 0))
+            {
+                Some(d) => {
+                    plan.presorted = true;
+                    Access::IndexRange {
+                        name: d.name.clone(),
+                        eq: Vec::new(),
+                        lo: None,
+                        hi: None,
+                        order: Some(desc),
+                    }
+                }
+                None => Access::Scan,
+            }
+        }
+        other => other,
+    };
+    Ok(())
+}
+
 pub fn choose_access(e: &crate::catalog::EntityDef, offset: usize, preds: &[SExpr]) -> Access {
     let nfields = e.fields.len();
     let rowid_col = offset + nfields;
@@ -1498,6 +1679,7 @@ pub fn choose_access(e: &crate::catalog::EntityDef, offset: usize, preds: &[SExp
                 expr,
                 list,
                 negated: false,
+                ..
             } => {
                 if let SExpr::Col { up: 0, idx } = expr.as_ref() {
                     if *idx >= offset
@@ -1635,6 +1817,7 @@ pub fn choose_access(e: &crate::catalog::EntityDef, offset: usize, preds: &[SExp
                 eq: Vec::new(),
                 lo,
                 hi,
+                order: None,
             };
         }
     }
@@ -1668,6 +1851,11 @@ fn id_bound(v: &Value, inclusive: bool, lower: bool) -> i64 {
 
 /// Runs a query; `outer` is the row of the enclosing query for correlated subqueries.
 pub fn run_query(q: &Query, ctx: &mut Ctx, outer: Option<&Env>) -> Result<QueryRows> {
+    if let Body::Select(s) = &q.body {
+        if s.presorted {
+            return run_presorted(q, s, ctx, outer);
+        }
+    }
     let mut keyed = body_rows(&q.body, ctx, outer, !q.order.is_empty())?;
     if !q.order.is_empty() {
         let mut err = None;
@@ -1735,6 +1923,59 @@ pub fn run_query(q: &Query, ctx: &mut Ctx, outer: Option<&Env>) -> Result<QueryR
         rows.collect()
     } else {
         rows.take(limit as usize).collect()
+    };
+    Ok(QueryRows { rows })
+}
+
+/// A query whose only table is read in ORDER BY order: no sort, and under a LIMIT the index is
+/// read in batches until enough rows pass WHERE (each batch from the start, 4x larger: a
+/// filter that rejects most rows costs at most about 4/3 of one read of the rows it needs).
+fn run_presorted(
+    q: &Query,
+    s: &SelectPlan,
+    ctx: &mut Ctx,
+    outer: Option<&Env>,
+) -> Result<QueryRows> {
+    let empty: [Value; 0] = [];
+    let env = Env {
+        row: &empty,
+        parent: outer,
+    };
+    let limit = match &q.limit {
+        Some(l) => limit_value(eval(l, ctx, &env)?, "LIMIT")?,
+        None => -1,
+    };
+    let offset = match &q.offset {
+        Some(o) => limit_value(eval(o, ctx, &env)?, "OFFSET")?.max(0),
+        None => 0,
+    };
+    let need = if limit < 0 {
+        None
+    } else {
+        Some((offset as usize).saturating_add(limit as usize))
+    };
+    let budget_key = s
+        .sources
+        .first()
+        .map_or(0, |src| &src.access as *const Access as usize);
+    let mut batch = need.map(|n| n.max(16));
+    let rows = loop {
+        ctx.scan_budget = batch.map(|b| (budget_key, b));
+        ctx.scan_truncated = false;
+        let keyed = run_select(s, ctx, outer, false);
+        ctx.scan_budget = None;
+        let keyed = keyed?;
+        match (need, batch) {
+            (Some(n), Some(b)) if keyed.len() < n && ctx.scan_truncated => {
+                batch = Some(b.saturating_mul(4));
+            }
+            _ => break keyed,
+        }
+    };
+    let rows = rows.into_iter().map(|(r, _)| r).skip(offset as usize);
+    let rows: Vec<Vec<Value>> = match need {
+        None => rows.collect(),
+        Some(_) => rows.take(limit as usize).collect(),
     };
     Ok(QueryRows { rows })
 }
@@ -1970,6 +2211,7 @@ fn source_rows(src: &Source, ctx: &mut Ctx, env: &Env) -> Result<Rc<Vec<Vec<Valu
                 eq,
                 lo,
                 hi,
+                order,
             } => {
                 let mut eq_vals = Vec::with_capacity(eq.len());
                 for k in eq {
@@ -1992,14 +2234,25 @@ fn source_rows(src: &Source, ctx: &mut Ctx, env: &Env) -> Result<Rc<Vec<Vec<Valu
                 let (Some(lo), Some(hi)) = (bound(lo)?, bound(hi)?) else {
                     return Ok(Rc::new(Vec::new()));
                 };
-                let mut out = Vec::new();
-                for r in ctx.tx.find_by_index_range(
+                // An ordered read stops at the budget its query set for this source.
+                let max = match ctx.scan_budget {
+                    Some((key, n)) if key == &src.access as *const Access as usize => n,
+                    _ => usize::MAX,
+                };
+                let found = ctx.tx.find_by_index_range_ordered(
                     name,
                     ix,
                     &eq_vals,
                     lo.as_ref().map(|(v, i)| (v, *i)),
                     hi.as_ref().map(|(v, i)| (v, *i)),
-                )? {
+                    order.unwrap_or(false),
+                    max,
+                )?;
+                if found.len() == max {
+                    ctx.scan_truncated = true;
+                }
+                let mut out = Vec::with_capacity(found.len());
+                for r in found {
                     ctx.rows_read += 1;
                     let mut v = r.values;
                     v.push(Value::Integer(r.row_id));
@@ -2045,6 +2298,7 @@ fn source_rows(src: &Source, ctx: &mut Ctx, env: &Env) -> Result<Rc<Vec<Vec<Valu
                 temp.as_ref(),
             )))
         }
+        SourceKind::SequenceTable => Ok(Rc::new(super::sequence::rows(ctx)?)),
         SourceKind::Query(q) => Ok(Rc::new(run_query(q, ctx, env.parent)?.rows)),
         SourceKind::Cte { slot, query } => {
             if let Some(r) = ctx.cte_results.get(slot) {

@@ -1,7 +1,8 @@
 //! [`Session`]: a connection speaking SQL. It owns the explicit transaction (BEGIN ... COMMIT,
 //! SAVEPOINT ...), runs every other statement in its own transaction (autocommit), keeps the
 //! connection counters (`changes()`, `total_changes()`, `last_insert_rowid()`) and a cache of
-//! parsed statements keyed by their text.
+//! parsed statements keyed by their text, with the compiled plan of each SELECT (see
+//! [`CachedPlan`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -42,6 +43,41 @@ struct Parsed {
     placeholders: Vec<(sqlparser::tokenizer::Location, String)>,
 }
 
+/// A SELECT compiled with parameter slots instead of values, reusable while the schema it was
+/// compiled against and the session's functions are unchanged. Nothing else a SELECT's
+/// compilation reads can change under a session: temporary tables and views are catalog
+/// entities, and the temporary namespace is fixed per session.
+struct CachedPlan {
+    /// The schema compiled against. Compared by identity (every committed version and every
+    /// transaction's own DDL is a new `Arc`), and held so the address cannot be reused.
+    schema: Arc<crate::catalog::Schema>,
+    functions_gen: u64,
+    query: query::Query,
+    /// Per parameter slot: the placeholder occurrence it takes its value from, and the
+    /// affinity applied to that value when bound.
+    slots: Vec<(usize, Option<crate::value::DataType>)>,
+}
+
+/// A statement cache entry.
+struct Entry {
+    parsed: Arc<Parsed>,
+    plan: Option<Arc<CachedPlan>>,
+    /// Tick of the last use (least recently used entries are evicted first).
+    used: u64,
+}
+
+/// The plan of one execution: the cached plan found (if any), and the one compiled.
+#[derive(Default)]
+struct PlanUse {
+    cached: Option<Arc<CachedPlan>>,
+    compiled: bool,
+    /// Set once per execution: whether the cached plan was reused; whether a stale one was
+    /// replaced.
+    hit: Option<bool>,
+    stale: bool,
+    functions_gen: u64,
+}
+
 /// A statement checked and ready to run many times with different parameters.
 #[derive(Debug, Clone)]
 pub struct PreparedStatement {
@@ -58,6 +94,7 @@ impl PreparedStatement {
     }
 }
 
+/// Statements (with their plans) a session keeps; ORMs send a few hundred distinct texts.
 const CACHE_LIMIT: usize = 512;
 
 /// A SQL connection. `Send` but not meant for concurrent use: use one per thread (like a
@@ -70,9 +107,14 @@ pub struct Session {
     /// Whether the outermost SAVEPOINT started the transaction (RELEASE of it commits).
     savepoint_began: bool,
     counters: Counters,
-    cache: HashMap<String, Arc<Parsed>>,
+    cache: HashMap<String, Entry>,
+    cache_tick: u64,
     cache_hits: u64,
     cache_misses: u64,
+    plan_hits: u64,
+    plan_misses: u64,
+    /// Bumped when the session's functions change (compiled plans resolved names against them).
+    functions_gen: u64,
     last_rows_read: u64,
     legacy_alter_table: bool,
     /// Application functions (`create_function`); shared with running statements.
@@ -121,8 +163,12 @@ impl Session {
             savepoint_began: false,
             counters: Counters::default(),
             cache: HashMap::new(),
+            cache_tick: 0,
             cache_hits: 0,
             cache_misses: 0,
+            plan_hits: 0,
+            plan_misses: 0,
+            functions_gen: 0,
             last_rows_read: 0,
             legacy_alter_table: false,
             user_functions: Arc::new(UserFunctions::default()),
@@ -136,10 +182,12 @@ impl Session {
     /// a built-in function of that name.
     pub fn create_function(&mut self, name: &str, nargs: Option<usize>, f: UserFunction) {
         Arc::make_mut(&mut self.user_functions).register(name, nargs, f);
+        self.functions_gen += 1;
     }
 
     /// Unregisters a function; returns whether it was registered.
     pub fn remove_function(&mut self, name: &str, nargs: Option<usize>) -> bool {
+        self.functions_gen += 1;
         Arc::make_mut(&mut self.user_functions).remove(name, nargs)
     }
 
@@ -147,10 +195,26 @@ impl Session {
     /// over a built-in aggregate of the same name and argument count.
     pub fn create_aggregate(&mut self, name: &str, nargs: Option<usize>, f: UserAggregate) {
         Arc::make_mut(&mut self.user_functions).register_aggregate(name, nargs, f);
+        self.functions_gen += 1;
     }
 
     pub fn remove_aggregate(&mut self, name: &str, nargs: Option<usize>) -> bool {
+        self.functions_gen += 1;
         Arc::make_mut(&mut self.user_functions).remove_aggregate(name, nargs)
+    }
+
+    /// The scalar function a call of `name` with `nargs` arguments would run, if registered.
+    pub fn registered_function(&self, name: &str, nargs: usize) -> Option<UserFunction> {
+        self.user_functions
+            .get(&name.to_ascii_lowercase(), nargs)
+            .cloned()
+    }
+
+    /// The aggregate a call of `name` with `nargs` arguments would run, if registered.
+    pub fn registered_aggregate(&self, name: &str, nargs: usize) -> Option<UserAggregate> {
+        self.user_functions
+            .get_aggregate(&name.to_ascii_lowercase(), nargs)
+            .cloned()
     }
 
     pub fn connection(&self) -> &Connection {
@@ -195,6 +259,17 @@ impl Session {
         (self.cache_hits, self.cache_misses)
     }
 
+    /// Forgets every cached statement and compiled plan: the next execution of each text
+    /// parses and compiles it again (the counters are kept).
+    pub fn clear_cache(&mut self) {
+        self.cache.clear();
+    }
+
+    /// (hits, misses) of the compiled plan cache (SELECT statements only).
+    pub fn plan_cache_stats(&self) -> (u64, u64) {
+        (self.plan_hits, self.plan_misses)
+    }
+
     /// Runs every statement of `sql` and returns the last one's result. Parameters are only
     /// allowed with a single statement.
     pub fn execute(&mut self, sql: &str, params: &Params) -> Result<StatementResult> {
@@ -234,7 +309,7 @@ impl Session {
         let text = pieces[0];
         let mut names: Vec<Option<String>> = Vec::new();
         if !pragma::is_pragma(text) {
-            let parsed = self.parsed(text)?;
+            let (parsed, _) = self.parsed(text)?;
             let mut max = 0usize;
             let mut by_name: HashMap<String, usize> = HashMap::new();
             for (_, p) in &parsed.placeholders {
@@ -269,13 +344,16 @@ impl Session {
         self.execute_one(&stmt.sql, params)
     }
 
-    fn parsed(&mut self, text: &str) -> Result<Arc<Parsed>> {
+    /// The parsed statement and its cached plan (if any).
+    fn parsed(&mut self, text: &str) -> Result<(Arc<Parsed>, Option<Arc<CachedPlan>>)> {
         let m = &self.conn.database().core().query.metrics;
-        if let Some(p) = self.cache.get(text) {
+        self.cache_tick += 1;
+        if let Some(e) = self.cache.get_mut(text) {
+            e.used = self.cache_tick;
             self.cache_hits += 1;
             m.sql_cache_hits
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return Ok(p.clone());
+            return Ok((e.parsed.clone(), e.plan.clone()));
         }
         self.cache_misses += 1;
         m.sql_cache_misses
@@ -284,10 +362,26 @@ impl Session {
         let placeholders = parse::placeholders(text)?;
         let p = Arc::new(Parsed { stmt, placeholders });
         if self.cache.len() >= CACHE_LIMIT {
-            self.cache.clear();
+            // Least recently used first. A linear pass, only when parsing a new text, which
+            // costs far more.
+            if let Some(k) = self
+                .cache
+                .iter()
+                .min_by_key(|(_, e)| e.used)
+                .map(|(k, _)| k.clone())
+            {
+                self.cache.remove(&k);
+            }
         }
-        self.cache.insert(text.to_string(), p.clone());
-        Ok(p)
+        self.cache.insert(
+            text.to_string(),
+            Entry {
+                parsed: p.clone(),
+                plan: None,
+                used: self.cache_tick,
+            },
+        );
+        Ok((p, None))
     }
 
     fn result(
@@ -325,8 +419,18 @@ impl Session {
             let n = cols.len();
             return Ok(self.result(cols, vec![None; n], rows, 0));
         }
-        let parsed = self.parsed(text)?;
+        let (parsed, cached) = self.parsed(text)?;
         let bound = Bound::bind(&parsed.placeholders, params)?;
+        if is_plain_query(&parsed.stmt) {
+            let mut plan = PlanUse {
+                cached,
+                functions_gen: self.functions_gen,
+                ..Default::default()
+            };
+            let res = self.run_in_transaction(text, &parsed.stmt, &bound, &mut plan);
+            self.record_plan_use(text, plan);
+            return res;
+        }
         match &parsed.stmt {
             Statement::StartTransaction {
                 statements,
@@ -430,17 +534,43 @@ impl Session {
                 }
                 Ok(self.result(vec![], vec![], vec![], 0))
             }
-            stmt => self.run_in_transaction(text, stmt, &bound),
+            stmt => self.run_in_transaction(text, stmt, &bound, &mut PlanUse::default()),
         }
     }
 
     /// Runs a data or schema statement: inside the open transaction (undoing just this
     /// statement on error) or in its own transaction (autocommit).
+    /// Counts the plan lookup of one execution and keeps a freshly compiled plan.
+    fn record_plan_use(&mut self, text: &str, plan: PlanUse) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let m = &self.conn.database().core().query.metrics;
+        match plan.hit {
+            Some(true) => {
+                self.plan_hits += 1;
+                m.sql_plan_hits.fetch_add(1, Relaxed);
+            }
+            Some(false) => {
+                self.plan_misses += 1;
+                m.sql_plan_misses.fetch_add(1, Relaxed);
+                if plan.stale {
+                    m.sql_plan_invalidations.fetch_add(1, Relaxed);
+                }
+            }
+            None => {}
+        }
+        if plan.compiled {
+            if let Some(e) = self.cache.get_mut(text) {
+                e.plan = plan.cached;
+            }
+        }
+    }
+
     fn run_in_transaction(
         &mut self,
         text: &str,
         stmt: &Statement,
         bound: &Bound,
+        plan: &mut PlanUse,
     ) -> Result<StatementResult> {
         const STMT_SAVEPOINT: &str = "\u{0}ormdb_statement";
         let temp_name = |n: &sqlparser::ast::ObjectName| {
@@ -455,7 +585,16 @@ impl Session {
         let functions = self.user_functions.clone();
         if let Some(tx) = self.tx.as_mut() {
             tx.savepoint(STMT_SAVEPOINT)?;
-            let res = run_statement(tx, text, stmt, bound, counters, &functions, &self.temp);
+            let res = run_statement(
+                tx,
+                text,
+                stmt,
+                bound,
+                counters,
+                &functions,
+                &self.temp,
+                plan,
+            );
             match &res {
                 Ok(_) => tx.release(STMT_SAVEPOINT)?,
                 Err(_) => {
@@ -469,7 +608,16 @@ impl Session {
         loop {
             attempts += 1;
             let mut tx = self.conn.begin()?;
-            let res = run_statement(&mut tx, text, stmt, bound, counters, &functions, &self.temp);
+            let res = run_statement(
+                &mut tx,
+                text,
+                stmt,
+                bound,
+                counters,
+                &functions,
+                &self.temp,
+                plan,
+            );
             let res = match res {
                 Ok(out) => tx.commit().map(|_| out),
                 Err(e) => {
@@ -843,6 +991,47 @@ fn statement_ctx<'t>(
     ctx
 }
 
+/// A SELECT (or VALUES, or a compound), as opposed to WITH ... INSERT/UPDATE/DELETE: the
+/// statements whose compiled plan is cached.
+fn is_plain_query(stmt: &Statement) -> bool {
+    matches!(stmt, Statement::Query(q) if !matches!(
+        q.body.as_ref(),
+        SetExpr::Insert(_) | SetExpr::Update(_) | SetExpr::Delete(_)
+    ))
+}
+
+/// The cached plan when it is still valid for `schema`, else a new one compiled with parameter
+/// slots (kept in `plan` for the session to cache).
+fn query_plan(
+    c: &mut Compiler,
+    q: &sqlparser::ast::Query,
+    schema: &Arc<crate::catalog::Schema>,
+    plan: &mut PlanUse,
+) -> Result<Arc<CachedPlan>> {
+    if let Some(p) = &plan.cached {
+        if Arc::ptr_eq(&p.schema, schema) && p.functions_gen == plan.functions_gen {
+            plan.hit.get_or_insert(true);
+            return Ok(p.clone());
+        }
+    }
+    if plan.hit.is_none() {
+        plan.hit = Some(false);
+        plan.stale = plan.cached.is_some();
+    }
+    c.param_slots = Some(Vec::new());
+    let query = query::compile_query(c, q)?;
+    let p = Arc::new(CachedPlan {
+        schema: schema.clone(),
+        functions_gen: plan.functions_gen,
+        query,
+        slots: c.param_slots.take().unwrap_or_default(),
+    });
+    plan.cached = Some(p.clone());
+    plan.compiled = true;
+    Ok(p)
+}
+
+#[allow(clippy::too_many_arguments)]
 fn run_statement(
     tx: &mut Transaction,
     text: &str,
@@ -851,6 +1040,7 @@ fn run_statement(
     counters: Counters,
     functions: &Arc<UserFunctions>,
     temp: &TempNames,
+    plan: &mut PlanUse,
 ) -> Result<Outcome> {
     let schema = tx.schema().clone();
     let li = LineIndex::new(text);
@@ -897,9 +1087,20 @@ fn run_statement(
             Ok(Outcome::written(o, sets_last_id, ctx.rows_read))
         }
         Statement::Query(q) => {
-            let compiled = query::compile_query(&mut c, q)?;
+            let p = query_plan(&mut c, q, &schema, plan)?;
+            let compiled = &p.query;
             let mut ctx = statement_ctx(tx, counters, &user_functions);
-            let rows = query::run_query(&compiled, &mut ctx, None)?.rows;
+            ctx.params = p
+                .slots
+                .iter()
+                .map(|(occ, aff)| {
+                    let v = bound.values.get(*occ).cloned().ok_or_else(|| {
+                        Error::internal("a plan's parameter slot names a missing placeholder")
+                    })?;
+                    Ok(super::eval::convert(*aff, v))
+                })
+                .collect::<Result<_>>()?;
+            let rows = query::run_query(compiled, &mut ctx, None)?.rows;
             let read = ctx.rows_read;
             let mut out = plain(compiled.columns.clone(), compiled.decls.clone(), rows);
             out.rows_read = read;

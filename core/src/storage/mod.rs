@@ -56,6 +56,8 @@ pub trait Kv: Send + Sync {
     fn get(&self, key: &[u8]) -> Result<Option<KvBytes>>;
     /// Entries with `start <= key < end`, ascending.
     fn scan(&self, start: &[u8], end: &[u8]) -> KvIter;
+    /// Entries with `start <= key < end`, descending.
+    fn scan_rev(&self, start: &[u8], end: &[u8]) -> KvIter;
     /// The first entry with `start <= key < end`: one seek.
     fn first_in(&self, start: &[u8], end: &[u8]) -> Result<Option<KvPair>>;
     /// The last entry with `start <= key < end`: one seek.

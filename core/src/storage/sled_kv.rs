@@ -25,6 +25,7 @@ fn is_lock_error(e: &sled::Error) -> bool {
 
 impl SledKv {
     pub fn open(dir: &Path, cache_capacity: u64) -> Result<SledKv> {
+        discard_unfinished_snapshots(dir)?;
         let open = || {
             sled::Config::new()
                 .path(dir)
@@ -68,6 +69,52 @@ impl SledKv {
     }
 }
 
+/// Removes the snapshot files sled was still writing when its process died.
+///
+/// sled 0.34 writes a snapshot to `snap.<lsn>.generating`, syncs it and renames it to
+/// `snap.<lsn>`. Its recovery lists every `snap.*` file, the unfinished ones included, and reads
+/// the one that sorts last: after a kill in the middle of that write, the torn `.generating`
+/// file is picked, its checksum fails and the open fails with `Corruption { at: None }` for
+/// good, although the previous snapshot and the log are intact (the crash test met this once
+/// in about 300 kills). Without the unfinished file sled recovers from the previous snapshot
+/// and the log, which is what it would have done had the kill come a moment earlier.
+///
+/// The files are only removed while holding the lock sled takes on its data file, so another
+/// process that has the database open (and may be writing a snapshot right now) is never
+/// disturbed: when the lock is taken, the open below fails as before.
+fn discard_unfinished_snapshots(dir: &Path) -> Result<()> {
+    use std::os::unix::io::AsRawFd;
+    let Ok(data) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dir.join("db"))
+    else {
+        return Ok(()); // a new store, or one sled will report on itself
+    };
+    // SAFETY: flock on a descriptor this function owns; the lock is released when `data` closes.
+    if unsafe { libc::flock(data.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Ok(());
+    }
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| Error::io(&format!("listing {}", dir.display()), e))?;
+    let mut removed = false;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            std::fs::remove_file(entry.path())
+                .map_err(|e| Error::io(&format!("removing {}", entry.path().display()), e))?;
+            tracing::warn!(file = %name, "removed a snapshot file sled did not finish writing");
+            removed = true;
+        }
+    }
+    if removed {
+        sync_dir(dir)?;
+    }
+    drop(data);
+    Ok(())
+}
+
 fn to_iter(it: sled::Iter) -> KvIter {
     Box::new(it.map(|r| r.map_err(Error::from)))
 }
@@ -82,6 +129,18 @@ impl Kv for SledKv {
             return Box::new(std::iter::empty());
         }
         to_iter(self.db.range(start.to_vec()..end.to_vec()))
+    }
+
+    fn scan_rev(&self, start: &[u8], end: &[u8]) -> KvIter {
+        if start >= end {
+            return Box::new(std::iter::empty());
+        }
+        Box::new(
+            self.db
+                .range(start.to_vec()..end.to_vec())
+                .rev()
+                .map(|r| r.map_err(Error::from)),
+        )
     }
 
     fn first_in(&self, start: &[u8], end: &[u8]) -> Result<Option<KvPair>> {

@@ -43,10 +43,39 @@ pub struct CommitRequest {
     pub new_schema: Option<SchemaBundle>,
     /// Encoded change record (written under the commit timestamp).
     pub change_record: Option<Vec<u8>>,
-    /// AUTOINCREMENT high-water marks to persist.
+    /// AUTOINCREMENT high-water marks to persist (raised, never lowered: the store keeps the
+    /// larger of the stored mark and this one).
     pub sequences: Vec<(u32, i64)>,
+    /// Writes to `sqlite_sequence`: the table's new mark (None: its row was deleted) and the
+    /// largest live row id the transaction saw in the table (it read the whole table, so a
+    /// concurrent insert there conflicts).
+    pub sequence_resets: Vec<SequenceReset>,
+    /// Identifies the transaction's outstanding row id allocations (see [`DbCore::alloc_row_id`]).
+    pub alloc_owner: u64,
     /// Rows that had a previous version (updated or deleted): candidates for incremental GC.
     pub gc_candidates: Vec<(u32, i64)>,
+}
+
+/// A write to an AUTOINCREMENT table's `sqlite_sequence` row, applied at commit.
+#[derive(Debug, Clone, Copy)]
+pub struct SequenceReset {
+    pub table_id: u32,
+    pub seq: Option<i64>,
+    pub live_max: i64,
+}
+
+/// Row id allocation state of one table.
+struct IdAlloc {
+    /// The next id to hand out.
+    next: i64,
+    /// Every id above this was never handed out nor stored: its row key has no version, so an
+    /// insert under it needs no lookup. Ids at or below it (possible after an AUTOINCREMENT
+    /// reset lowered `next`) may have tombstones or, under a race, live rows.
+    fresh_above: i64,
+    /// AUTOINCREMENT tables only: the largest id handed to each transaction that has not
+    /// finished. A reset never lowers `next` to or below one of these, or the two
+    /// transactions could both write the same row id.
+    outstanding: HashMap<u64, i64>,
 }
 
 /// What garbage collection removed.
@@ -75,7 +104,9 @@ pub struct DbCore {
     /// How many commits of change log to keep.
     pub change_retention: u64,
     catalog: RwLock<Vec<(u64, Arc<Schema>)>>,
-    row_ids: Mutex<HashMap<u32, i64>>,
+    row_ids: Mutex<HashMap<u32, IdAlloc>>,
+    /// Source of transaction keys for `IdAlloc::outstanding`.
+    next_alloc_owner: AtomicU64,
     gc_queue: Mutex<Vec<(u32, i64)>>,
     poisoned: Mutex<Option<String>>,
     /// Commit timestamps below this are reserved: the store may hold versions up to it.
@@ -353,6 +384,7 @@ impl DbCore {
             change_retention,
             catalog: RwLock::new(vec![latest]),
             row_ids: Mutex::new(HashMap::new()),
+            next_alloc_owner: AtomicU64::new(1),
             gc_queue: Mutex::new(Vec::new()),
             poisoned: Mutex::new(None),
             is_poisoned: AtomicBool::new(false),
@@ -458,37 +490,117 @@ impl DbCore {
         Ok(out)
     }
 
-    /// Allocates a fresh row id for `table_id` (greater than every id used so far).
-    pub fn alloc_row_id(&self, table_id: u32) -> Result<i64> {
+    /// A key naming one transaction's row id allocations.
+    pub fn new_alloc_owner(&self) -> u64 {
+        self.next_alloc_owner.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn id_alloc<'a>(
+        &self,
+        ids: &'a mut HashMap<u32, IdAlloc>,
+        table_id: u32,
+    ) -> Result<&'a mut IdAlloc> {
+        Ok(match ids.entry(table_id) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let next = self
+                    .max_stored_row_id(table_id)?
+                    .map_or(1, |m| m.saturating_add(1))
+                    .max(1);
+                v.insert(IdAlloc {
+                    next,
+                    fresh_above: next - 1,
+                    outstanding: HashMap::new(),
+                })
+            }
+        })
+    }
+
+    /// Allocates a row id for `table_id`: (id, fresh), where a fresh id is above every id used
+    /// so far. Only after an AUTOINCREMENT reset can an id be not fresh. `owner` (a
+    /// transaction's key, for AUTOINCREMENT tables) keeps the id outstanding until
+    /// [`DbCore::release_row_ids`], so a concurrent reset stays above it.
+    pub fn alloc_row_id(&self, table_id: u32, owner: Option<u64>) -> Result<(i64, bool)> {
         let mut ids = self.row_ids.lock();
-        let next = match ids.get(&table_id) {
-            Some(n) => *n,
-            None => self
-                .max_stored_row_id(table_id)?
-                .map_or(1, |m| m.saturating_add(1))
-                .max(1),
-        };
+        let a = self.id_alloc(&mut ids, table_id)?;
+        let next = a.next;
         if next == i64::MAX {
             return Err(Error::new(
                 SqlState::LimitExceeded,
                 "row id space of the table is exhausted",
             ));
         }
-        ids.insert(table_id, next + 1);
-        Ok(next)
+        a.next = next + 1;
+        if let Some(o) = owner {
+            let m = a.outstanding.entry(o).or_insert(next);
+            *m = (*m).max(next);
+        }
+        Ok((next, next > a.fresh_above))
+    }
+
+    /// Forgets a finished transaction's outstanding allocations.
+    pub fn release_row_ids(&self, owner: u64, tables: &[u32]) {
+        let mut ids = self.row_ids.lock();
+        for t in tables {
+            if let Some(a) = ids.get_mut(t) {
+                a.outstanding.remove(&owner);
+            }
+        }
     }
 
     /// Notes an explicitly chosen row id so later allocations go above it.
+    /// The id [`alloc_row_id`](Self::alloc_row_id) would hand out next, without taking it
+    /// (another connection may take it first: only for checks the write repeats).
+    pub fn peek_row_id(&self, table_id: u32) -> Result<i64> {
+        let ids = self.row_ids.lock();
+        match ids.get(&table_id) {
+            Some(a) => Ok(a.next),
+            None => {
+                drop(ids);
+                Ok(self
+                    .max_stored_row_id(table_id)?
+                    .map_or(1, |m| m.saturating_add(1))
+                    .max(1))
+            }
+        }
+    }
+
     pub fn note_row_id(&self, table_id: u32, row_id: i64) -> Result<()> {
         let mut ids = self.row_ids.lock();
-        let cur = match ids.get(&table_id) {
-            Some(n) => *n,
-            None => self
-                .max_stored_row_id(table_id)?
-                .map_or(1, |m| m.saturating_add(1))
-                .max(1),
-        };
-        ids.insert(table_id, cur.max(row_id.saturating_add(1)));
+        let a = self.id_alloc(&mut ids, table_id)?;
+        a.next = a.next.max(row_id.saturating_add(1));
+        Ok(())
+    }
+
+    /// The stored AUTOINCREMENT mark of a table (its committed `sqlite_sequence.seq`).
+    pub fn stored_sequence(&self, table_id: u32) -> Result<Option<i64>> {
+        Ok(self
+            .kv
+            .get(&seq_key(table_id))?
+            .and_then(|b| b.as_ref().try_into().ok().map(i64::from_be_bytes)))
+    }
+
+    /// Applies `sqlite_sequence` writes to the allocator (under the commit lock, after the
+    /// commit is applied): the next id becomes SQLite's `max(seq, largest live row id) + 1`,
+    /// but never at or below an id another unfinished transaction holds.
+    fn apply_sequence_resets(&self, resets: &[SequenceReset], owner: u64) -> Result<()> {
+        let mut ids = self.row_ids.lock();
+        for r in resets {
+            let a = self.id_alloc(&mut ids, r.table_id)?;
+            let held = a
+                .outstanding
+                .iter()
+                .filter(|(o, _)| **o != owner)
+                .map(|(_, id)| *id)
+                .max()
+                .unwrap_or(0);
+            let floor = r.seq.unwrap_or(0).max(r.live_max).max(held).max(0);
+            let next = floor.saturating_add(1);
+            if next < a.next {
+                a.fresh_above = a.fresh_above.max(a.next - 1);
+            }
+            a.next = next;
+        }
         Ok(())
     }
 
@@ -567,7 +679,21 @@ impl DbCore {
                 batch.put(keys::catalog_key(ts), b.clone());
             }
             for (t, s) in req.sequences {
+                // Transactions commit in another order than they allocated ids: keep the larger.
+                let s = match self.stored_sequence(t) {
+                    Ok(cur) => cur.map_or(s, |c| c.max(s)),
+                    Err(e) => {
+                        self.poison(&e);
+                        return Err(e);
+                    }
+                };
                 batch.put(seq_key(t), s.to_be_bytes().to_vec());
+            }
+            for r in &req.sequence_resets {
+                match r.seq {
+                    Some(v) => batch.put(seq_key(r.table_id), v.to_be_bytes().to_vec()),
+                    None => batch.delete(seq_key(r.table_id)),
+                }
             }
             // Last, so that "the store holds last_ts" implies it holds the whole commit.
             batch.put(keys::META_LAST_TS.to_vec(), ts.to_be_bytes().to_vec());
@@ -595,6 +721,12 @@ impl DbCore {
                 return Err(e);
             }
             self.applied_ts.store(ts, Ordering::Release);
+            if !req.sequence_resets.is_empty() {
+                if let Err(e) = self.apply_sequence_resets(&req.sequence_resets, req.alloc_owner) {
+                    self.poison(&e);
+                    return Err(e);
+                }
+            }
             st.next_ts += 1;
             st.recent.push_back(CommittedWrites {
                 ts,

@@ -67,6 +67,8 @@ struct Savepoint {
     schema: Arc<Schema>,
     schema_changed: bool,
     field_maps: HashMap<u32, Vec<Option<u32>>>,
+    sequences: HashMap<u32, i64>,
+    seq_sets: HashMap<u32, Option<i64>>,
 }
 
 pub struct Txn {
@@ -82,6 +84,13 @@ pub struct Txn {
     read_set: ReadSet,
     pub deferred: Vec<DeferredCheck>,
     sequences: HashMap<u32, i64>,
+    /// `sqlite_sequence` rows this transaction wrote (None: deleted), by table id. Inserts
+    /// afterwards raise them like SQLite's own bookkeeping does.
+    seq_sets: HashMap<u32, Option<i64>>,
+    /// Key of this transaction's outstanding AUTOINCREMENT row ids in the allocator, and the
+    /// tables they belong to (released when the transaction finishes).
+    alloc_owner: u64,
+    alloc_tables: Vec<u32>,
     /// For tables with fields dropped in this transaction: for each current field position, its
     /// position in rows written before the transaction (None: the field is new). Dropping a
     /// field shifts positions, and commit compares those older rows with the rewritten ones.
@@ -109,6 +118,7 @@ impl Txn {
                 return Err(e);
             }
         };
+        let alloc_owner = core.new_alloc_owner();
         Ok(Txn {
             core,
             snapshot_ts,
@@ -122,6 +132,9 @@ impl Txn {
             read_set: ReadSet::default(),
             deferred: Vec::new(),
             sequences: HashMap::new(),
+            seq_sets: HashMap::new(),
+            alloc_owner,
+            alloc_tables: Vec::new(),
             field_maps: HashMap::new(),
             opts,
             finished: false,
@@ -161,7 +174,7 @@ impl Txn {
     }
 
     pub fn has_writes(&self) -> bool {
-        !self.pending.is_empty() || self.schema_changed
+        !self.pending.is_empty() || self.schema_changed || !self.seq_sets.is_empty()
     }
 
     /// The committed version of a row visible at the snapshot, tombstones included.
@@ -261,8 +274,43 @@ impl Txn {
 
     /// Notes an AUTOINCREMENT high-water mark to persist at commit.
     pub fn note_sequence(&mut self, table_id: u32, row_id: i64) {
+        if let Some(set) = self.seq_sets.get_mut(&table_id) {
+            *set = Some(set.map_or(row_id, |v| v.max(row_id)));
+            return;
+        }
         let e = self.sequences.entry(table_id).or_insert(row_id);
         *e = (*e).max(row_id);
+    }
+
+    /// Allocates a row id (see [`DbCore::alloc_row_id`]); AUTOINCREMENT tables keep it
+    /// outstanding until this transaction finishes.
+    pub fn alloc_row_id(&mut self, table_id: u32, autoincrement: bool) -> Result<(i64, bool)> {
+        let owner = autoincrement.then_some(self.alloc_owner);
+        let r = self.core.alloc_row_id(table_id, owner)?;
+        if autoincrement && !self.alloc_tables.contains(&table_id) {
+            self.alloc_tables.push(table_id);
+        }
+        Ok(r)
+    }
+
+    /// A table's `sqlite_sequence.seq` as this transaction sees it: its own writes, else the
+    /// latest committed mark raised by its own inserts. The committed mark is not versioned, so
+    /// it is the newest one, not the one at the snapshot.
+    pub fn sequence_value(&self, table_id: u32) -> Result<Option<i64>> {
+        if let Some(v) = self.seq_sets.get(&table_id) {
+            return Ok(*v);
+        }
+        let stored = self.core.stored_sequence(table_id)?;
+        Ok(match (stored, self.sequences.get(&table_id)) {
+            (Some(a), Some(b)) => Some(a.max(*b)),
+            (a, b) => a.or(b.copied()),
+        })
+    }
+
+    /// Writes (Some) or deletes (None) a table's `sqlite_sequence` row; applied at commit.
+    pub fn set_sequence(&mut self, table_id: u32, seq: Option<i64>) {
+        self.sequences.remove(&table_id);
+        self.seq_sets.insert(table_id, seq);
     }
 
     /// Every live row of a table at this transaction's view, in row id order. Records a read
@@ -364,24 +412,47 @@ impl Txn {
     /// `[start, end)`, in index order; `start` and `end` are full key bytes from
     /// [`keys::index_values_prefix`]. Entries are hints: each is verified against the row version
     /// this transaction sees, so a row appears once, at the position of its current values.
+    /// `visit` returns whether to go on.
     pub fn index_range(
         &mut self,
         entity: &EntityDef,
         index: &IndexDef,
         start: &[u8],
         end: &[u8],
+        visit: impl FnMut(i64, StoredRow) -> Result<bool>,
+    ) -> Result<()> {
+        self.index_range_dir(entity, index, start, end, false, visit)
+    }
+
+    /// [`Self::index_range`] in ascending or (`desc`) descending index order.
+    pub fn index_range_dir(
+        &mut self,
+        entity: &EntityDef,
+        index: &IndexDef,
+        start: &[u8],
+        end: &[u8],
+        desc: bool,
         mut visit: impl FnMut(i64, StoredRow) -> Result<bool>,
     ) -> Result<()> {
         if self.track_reads {
             self.read_set.add_range(start.to_vec(), end.to_vec());
         }
-        let hints: Vec<Vec<u8>> = self
+        let mut hints: Vec<Vec<u8>> = self
             .hints
             .range(start.to_vec()..end.to_vec())
             .cloned()
             .collect();
+        if desc {
+            hints.reverse();
+        }
+        // `a` comes no later than `b` in the scan's direction.
+        let first = |a: &Vec<u8>, b: &Vec<u8>| if desc { a >= b } else { a <= b };
         let mut hint_pos = 0;
-        let mut kv = self.core.kv.scan(start, end);
+        let mut kv = if desc {
+            self.core.kv.scan_rev(start, end)
+        } else {
+            self.core.kv.scan(start, end)
+        };
         let mut next_kv: Option<Vec<u8>> = None;
         let mut kv_done = false;
         let mut last: Option<Vec<u8>> = None;
@@ -394,7 +465,7 @@ impl Txn {
             }
             let key = match (next_kv.as_ref(), hints.get(hint_pos)) {
                 (None, None) => break,
-                (Some(a), Some(b)) if b <= a => {
+                (Some(a), Some(b)) if first(b, a) => {
                     hint_pos += 1;
                     if b == a {
                         next_kv = None;
@@ -648,6 +719,8 @@ impl Txn {
             schema: self.schema.clone(),
             schema_changed: self.schema_changed,
             field_maps: self.field_maps.clone(),
+            sequences: self.sequences.clone(),
+            seq_sets: self.seq_sets.clone(),
         });
     }
 
@@ -696,6 +769,8 @@ impl Txn {
         self.schema = sp.schema.clone();
         self.schema_changed = sp.schema_changed;
         self.field_maps = sp.field_maps.clone();
+        self.sequences = sp.sequences.clone();
+        self.seq_sets = sp.seq_sets.clone();
         while self.undo.len() > undo_len {
             let u = self.undo.pop().expect("len checked");
             match u.prev {
@@ -729,6 +804,10 @@ impl Txn {
         if !self.finished {
             self.finished = true;
             self.core.oracle.end_snapshot(self.snapshot_ts);
+            if !self.alloc_tables.is_empty() {
+                self.core
+                    .release_row_ids(self.alloc_owner, &std::mem::take(&mut self.alloc_tables));
+            }
         }
     }
 
@@ -768,6 +847,25 @@ impl Txn {
 
     fn build_commit(&mut self) -> Result<CommitRequest> {
         let schema = self.schema.clone();
+        let mut sequence_resets = Vec::new();
+        let mut sets: Vec<(u32, Option<i64>)> = self.seq_sets.drain().collect();
+        sets.sort_unstable();
+        for (table_id, seq) in sets {
+            if schema.entity_by_id(table_id).is_none() {
+                continue; // dropped in this transaction
+            }
+            // The largest live id: SQLite's next id is max(seq, max(rowid)) + 1. Reading the
+            // whole table makes a concurrent insert into it a conflict.
+            let mut live_max = 0;
+            for r in self.scan(table_id) {
+                live_max = live_max.max(r?.0);
+            }
+            sequence_resets.push(crate::txn::core::SequenceReset {
+                table_id,
+                seq,
+                live_max,
+            });
+        }
         let mut rows = Vec::with_capacity(self.pending.len());
         let mut changes = Vec::new();
         let mut relations = Vec::new();
@@ -875,6 +973,8 @@ impl Txn {
             new_schema: self.schema_changed.then(|| schema.bundle.clone()),
             change_record: Some(change_set.encode()),
             sequences: self.sequences.drain().collect(),
+            sequence_resets,
+            alloc_owner: self.alloc_owner,
             gc_candidates,
         })
     }
