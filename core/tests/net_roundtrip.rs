@@ -356,3 +356,91 @@ fn large_results_arrive_in_chunks() {
             .all(|row| row[1] == Value::from(body.as_str())));
     });
 }
+
+/// The blocking client (what `net::connect` and the Python binding's SQL use) over both
+/// transports: SQL, prepared statements, a session spanning requests, a chunked reply, and
+/// clear errors, from several threads sharing one client.
+#[test]
+fn blocking_client_round_trips_over_tcp_and_ipc() {
+    let server = Server::start(&["--reply-chunk-bytes", "65536"]);
+    for (i, url) in [&server.tcp, &server.ipc].into_iter().enumerate() {
+        let c = ormdb::net::BlockingClient::connect(url).unwrap();
+        assert_eq!(c.protocol_version(), 1);
+        let t = format!("b{i}");
+        c.sql_in(
+            0,
+            &format!("CREATE TABLE {t} (id INTEGER PRIMARY KEY, body TEXT)"),
+            Params::None,
+        )
+        .unwrap();
+        let (ins, n) = c
+            .prepare(&format!("INSERT INTO {t} (id, body) VALUES (?, ?)"))
+            .unwrap();
+        assert_eq!(n, 2);
+        let body = "y".repeat(20_000);
+        std::thread::scope(|sc| {
+            for th in 0..4i64 {
+                let (c, body) = (&c, &body);
+                sc.spawn(move || {
+                    for k in 0..4i64 {
+                        c.execute_prepared(
+                            0,
+                            ins,
+                            Params::Positional(vec![
+                                Value::Integer(th * 4 + k),
+                                Value::from(body.as_str()),
+                            ]),
+                        )
+                        .unwrap();
+                    }
+                });
+            }
+        });
+        // About 320 KB: fetched in pieces of at most 64 KiB.
+        let r = c
+            .sql_in(
+                0,
+                &format!("SELECT id, body FROM {t} ORDER BY id"),
+                Params::None,
+            )
+            .unwrap();
+        assert_eq!(r.rows.len(), 16);
+        assert!(r
+            .rows
+            .iter()
+            .all(|row| row[1] == Value::from(body.as_str())));
+
+        let s = c.begin().unwrap();
+        c.sql_in(s, &format!("DELETE FROM {t} WHERE id < 8"), Params::None)
+            .unwrap();
+        let inside = c
+            .sql_in(s, &format!("SELECT count(*) FROM {t}"), Params::None)
+            .unwrap();
+        assert_eq!(inside.rows[0][0], Value::Integer(8));
+        c.rollback(s).unwrap();
+        let after = c
+            .sql_in(0, &format!("SELECT count(*) FROM {t}"), Params::None)
+            .unwrap();
+        assert_eq!(after.rows[0][0], Value::Integer(16));
+
+        let e = c.commit(s).unwrap_err();
+        assert_eq!(e.state, SqlState::InvalidTransactionState);
+        let e = c.sql_in(0, "SELEC 1", Params::None).unwrap_err();
+        assert_eq!(e.state, SqlState::SyntaxError);
+        // The client keeps working after error replies.
+        c.sql_in(0, "SELECT 1", Params::None).unwrap();
+    }
+}
+
+#[test]
+fn blocking_client_refuses_a_server_that_is_not_there() {
+    let opts = ormdb::net::ClientOptions {
+        connect_timeout: std::time::Duration::from_millis(200),
+        ..Default::default()
+    };
+    let url = format!("tcp://127.0.0.1:{}", free_port());
+    let e = ormdb::net::BlockingClient::connect_with(&url, opts)
+        .err()
+        .expect("no server");
+    assert_eq!(e.state, SqlState::ConnectionDoesNotExist);
+}

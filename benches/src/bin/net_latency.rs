@@ -1,9 +1,9 @@
 //! Server mode figures (issue 7): round-trip latency of a point select and of a 1+10+100 graph
 //! fetch over ipc:// and tcp:// loopback against the same operations in process, with 1 and 16
-//! concurrent clients; change-stream delivery latency (commit acknowledged to event received)
+//! concurrent clients, through the async `Client` and the `BlockingClient`; change-stream delivery latency (commit acknowledged to event received)
 //! and events per second; server memory per idle session and per idle subscriber.
 //!
-//! Usage: `net_latency [--ops N] [--cases in_process,ipc,tcp,changes,memory]`. It starts `ormdb serve` from the same target directory
+//! Usage: `net_latency [--ops N] [--cases in_process,ipc,tcp,changes,memory] [--server-bin PATH]`. It starts `ormdb serve` from the same target directory
 //! (build it first: `cargo build --release -p ormdb --features cli`).
 //!
 //! Output: `RESULT <id> n=.. ops_per_s=.. p50_us=.. p99_us=.. max_us=..` lines, then memory lines.
@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ormdb::net::{ChangeStream, Client, ClientOptions, StreamEvent};
+use ormdb::net::{BlockingClient, ChangeStream, Client, ClientOptions, StreamEvent};
 use ormdb::{Database, Options, Params, Value};
 use ormdb_benches::graph::{blog_fetch, ormdb_blog_load, ormdb_blog_schema, Shape};
 use ormdb_benches::{arg_num, percentiles, temp_dir};
@@ -24,6 +24,69 @@ const SHAPE: Shape = Shape {
     comments_per: 10,
 };
 const POINT_SQL: &str = "SELECT name, email FROM users WHERE id = ?";
+
+/// CPU time (user + system, in clock ticks) and context switches (voluntary + involuntary)
+/// summed over every thread of a process.
+fn process_cost(pid: u32) -> (u64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesized command name; utime and stime are the 14th and 15th.
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let mut switches = 0;
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            let st = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+            for l in st.lines() {
+                if l.starts_with("voluntary_ctxt_switches:")
+                    || l.starts_with("nonvoluntary_ctxt_switches:")
+                {
+                    switches += l
+                        .split_whitespace()
+                        .nth(1)
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .unwrap_or(0);
+                }
+            }
+        }
+    }
+    (ticks, switches)
+}
+
+static SERVER_PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Server and client CPU and context switches over a case, per operation: unlike the wall
+/// times, these hardly depend on how busy the machine is.
+struct Cost {
+    server: (u64, u64),
+    client: (u64, u64),
+}
+
+impl Cost {
+    fn start() -> Cost {
+        Cost {
+            server: process_cost(SERVER_PID.load(std::sync::atomic::Ordering::Relaxed)),
+            client: process_cost(std::process::id()),
+        }
+    }
+
+    fn print(&self, n: usize) {
+        let tick_us = 1e6 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        let (s, c) = (
+            process_cost(SERVER_PID.load(std::sync::atomic::Ordering::Relaxed)),
+            process_cost(std::process::id()),
+        );
+        let n = n.max(1) as f64;
+        println!(
+            "  COST server_cpu_us={:.1} server_switches={:.2} client_cpu_us={:.1} client_switches={:.2} (per op)",
+            (s.0 - self.server.0) as f64 * tick_us / n,
+            s.1.saturating_sub(self.server.1) as f64 / n,
+            (c.0 - self.client.0) as f64 * tick_us / n,
+            c.1.saturating_sub(self.client.1) as f64 / n,
+        );
+    }
+}
 
 fn report(id: &str, wall: Duration, lat: &mut [Duration]) {
     let p = percentiles(lat);
@@ -131,6 +194,7 @@ async fn remote(url: &str, transport: &str, ops: u64) {
                 .await
                 .expect("select");
         }
+        let cost = Cost::start();
         let t0 = Instant::now();
         let mut tasks = Vec::new();
         for (t, c) in cs.iter().enumerate() {
@@ -160,7 +224,9 @@ async fn remote(url: &str, transport: &str, ops: u64) {
             t0.elapsed(),
             &mut lat,
         );
+        cost.print(lat.len());
 
+        let cost = Cost::start();
         let t0 = Instant::now();
         let mut tasks = Vec::new();
         for (t, c) in cs.iter().enumerate() {
@@ -191,6 +257,93 @@ async fn remote(url: &str, transport: &str, ops: u64) {
         report(
             &format!("graph_fetch_1_10_100/{transport}/{clients}"),
             t0.elapsed(),
+            &mut lat,
+        );
+        cost.print(lat.len());
+    }
+}
+
+/// The same operations through `BlockingClient` (the client `net::connect` and the Python
+/// binding's SQL use): each client is a thread that sends and receives on itself.
+fn remote_blocking(url: &str, transport: &str, ops: u64) {
+    for clients in [1usize, 16] {
+        let cs: Vec<BlockingClient> = (0..clients)
+            .map(|_| {
+                let opts = ClientOptions {
+                    pool_size: 1,
+                    ..Default::default()
+                };
+                BlockingClient::connect_with(url, opts).expect("connect")
+            })
+            .collect();
+        let (stmt, _) = cs[0].prepare(POINT_SQL).expect("prepare");
+        for i in 0..200 {
+            cs[0]
+                .execute_prepared(0, stmt, Params::Positional(vec![Value::Integer(id_for(i))]))
+                .expect("select");
+        }
+        let run = |fetch: bool| {
+            let cost = Cost::start();
+            let t0 = Instant::now();
+            let mut lat = Vec::new();
+            std::thread::scope(|sc| {
+                let hs: Vec<_> = cs
+                    .iter()
+                    .enumerate()
+                    .map(|(t, c)| {
+                        sc.spawn(move || {
+                            let n = if fetch { ops / 10 } else { ops } / clients as u64;
+                            let mut l = Vec::new();
+                            for i in 0..n {
+                                let id = id_for(i + t as u64 * 7919);
+                                if fetch {
+                                    let f = blog_fetch(&[id]);
+                                    let s = Instant::now();
+                                    let reply = c.fetch_archived(&f).expect("fetch");
+                                    match reply.body() {
+                                        ormdb::ir::protocol::ArchivedBody::FetchResult(g) => {
+                                            let rows: usize =
+                                                g.entities.iter().map(|b| b.ids.len()).sum();
+                                            assert_eq!(rows, 111);
+                                        }
+                                        _ => panic!("not a fetch result"),
+                                    }
+                                    l.push(s.elapsed());
+                                } else {
+                                    let s = Instant::now();
+                                    let r = c
+                                        .execute_prepared(
+                                            0,
+                                            stmt,
+                                            Params::Positional(vec![Value::Integer(id)]),
+                                        )
+                                        .expect("select");
+                                    assert_eq!(r.rows.len(), 1);
+                                    l.push(s.elapsed());
+                                }
+                            }
+                            l
+                        })
+                    })
+                    .collect();
+                for h in hs {
+                    lat.extend(h.join().expect("client thread"));
+                }
+            });
+            let wall = t0.elapsed();
+            cost.print(lat.len());
+            (wall, lat)
+        };
+        let (wall, mut lat) = run(false);
+        report(
+            &format!("point_select/{transport}-blocking/{clients}"),
+            wall,
+            &mut lat,
+        );
+        let (wall, mut lat) = run(true);
+        report(
+            &format!("graph_fetch_1_10_100/{transport}-blocking/{clients}"),
+            wall,
             &mut lat,
         );
     }
@@ -376,10 +529,12 @@ fn main() {
     let mut cases: Vec<String> = ["in_process", "ipc", "tcp", "changes", "memory"]
         .map(String::from)
         .to_vec();
+    let mut server_bin: Option<PathBuf> = None;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--ops" => ops = arg_num(it.next(), "--ops"),
+            "--server-bin" => server_bin = it.next().map(PathBuf::from),
             "--cases" => {
                 cases = it
                     .next()
@@ -391,11 +546,13 @@ fn main() {
             other => panic!("unknown argument {other}"),
         }
     }
-    let bin: PathBuf = std::env::current_exe()
-        .expect("exe")
-        .parent()
-        .expect("dir")
-        .join("ormdb");
+    let bin: PathBuf = server_bin.unwrap_or_else(|| {
+        std::env::current_exe()
+            .expect("exe")
+            .parent()
+            .expect("dir")
+            .join("ormdb")
+    });
     let dir = temp_dir("net");
     let db_path = dir.path().join("db");
     {
@@ -408,6 +565,7 @@ fn main() {
         in_process(&db_path, ops);
     }
     let (server, tcp, ipc) = start_server(&bin, &db_path, dir.path());
+    SERVER_PID.store(server.0.id(), std::sync::atomic::Ordering::Relaxed);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -416,9 +574,11 @@ fn main() {
     rt.block_on(async {
         if on("ipc") {
             remote(&ipc, "ipc", ops).await;
+            remote_blocking(&ipc, "ipc", ops);
         }
         if on("tcp") {
             remote(&tcp, "tcp", ops).await;
+            remote_blocking(&tcp, "tcp", ops);
         }
         if on("changes") {
             change_delivery(&ipc, 1, ops / 4).await;

@@ -18,6 +18,7 @@ use anng::Socket;
 use tokio::sync::Semaphore;
 
 use super::endpoint::transport;
+use super::rawnng;
 use super::{io_error, state_from_code};
 use crate::changes::ChangeSet;
 use crate::error::{Error, Result, SqlState};
@@ -78,6 +79,7 @@ pub struct Reply {
 
 enum ReplyBytes {
     Nng(anng::Message),
+    Raw(rawnng::Msg),
     Assembled(Vec<u8>),
 }
 
@@ -95,6 +97,7 @@ impl Reply {
     pub fn raw(&self) -> &[u8] {
         match &self.bytes {
             ReplyBytes::Nng(m) => m.as_slice(),
+            ReplyBytes::Raw(m) => m.as_slice(),
             ReplyBytes::Assembled(v) => v,
         }
     }
@@ -262,53 +265,18 @@ impl Client {
     /// Sends bytes as they are (diagnostics and tests of the server's validation).
     pub async fn request_raw(&self, frame: &[u8]) -> Result<Reply> {
         if frame.len() as u64 > self.inner.max_request {
-            return Err(Error::new(
-                SqlState::LimitExceeded,
-                format!(
-                    "a request of {} bytes exceeds the server's limit of {} bytes; split the batch",
-                    frame.len(),
-                    self.inner.max_request
-                ),
-            ));
+            return Err(too_large(frame.len(), self.inner.max_request));
         }
         let first = roundtrip(&self.inner, frame).await?;
-        let (id, total) = match first.body() {
-            ArchivedBody::Chunk { id, total, .. } => (id.to_native(), total.to_native()),
-            _ => return Ok(first),
+        let mut chunks = match Chunks::start(first, self.inner.version)? {
+            Ok(whole) => return Ok(whole),
+            Err(c) => c,
         };
-        // A reply too large for one NNG message: fetch the remaining pieces.
-        let total = usize::try_from(total).map_err(|_| {
-            Error::new(SqlState::LimitExceeded, "reply too large for this platform")
-        })?;
-        let mut all = Vec::with_capacity(total);
-        let mut part = first;
-        loop {
-            match part.body() {
-                ArchivedBody::Chunk { offset, bytes, .. }
-                    if offset.to_native() as usize == all.len() =>
-                {
-                    all.extend_from_slice(bytes.as_slice());
-                }
-                _ => {
-                    return Err(Error::new(
-                        SqlState::ProtocolViolation,
-                        "a chunked reply arrived out of order",
-                    ))
-                }
-            }
-            if all.len() >= total {
-                break;
-            }
-            let next = encode_message(&Message {
-                version: self.inner.version,
-                body: Body::NextChunk {
-                    id,
-                    offset: all.len() as u64,
-                },
-            })?;
-            part = roundtrip(&self.inner, &next).await?;
+        while let Some(next) = chunks.next_request()? {
+            let part = roundtrip(&self.inner, &next).await?;
+            chunks.push(part)?;
         }
-        Reply::new(ReplyBytes::Assembled(all))
+        chunks.finish()
     }
 
     async fn owned(&self, body: Body) -> Result<Body> {
@@ -317,17 +285,14 @@ impl Client {
 
     /// Runs SQL in autocommit (`session` 0) or in a session from [`Client::begin`].
     pub async fn sql_in(&self, session: u64, sql: &str, params: Params) -> Result<StatementResult> {
-        match self
-            .owned(Body::Sql {
+        expect_sql(
+            self.owned(Body::Sql {
                 session,
                 sql: sql.to_string(),
                 params,
             })
-            .await?
-        {
-            Body::SqlResult(r) => Ok(r),
-            other => Err(unexpected("SqlResult", &other)),
-        }
+            .await?,
+        )
     }
 
     pub async fn sql(&self, sql: &str, params: Params) -> Result<StatementResult> {
@@ -336,18 +301,12 @@ impl Client {
 
     /// Prepares a statement on the server; returns its id and parameter count.
     pub async fn prepare(&self, sql: &str) -> Result<(u64, u32)> {
-        match self
-            .owned(Body::Prepare {
+        expect_prepared(
+            self.owned(Body::Prepare {
                 sql: sql.to_string(),
             })
-            .await?
-        {
-            Body::Prepared {
-                id,
-                parameter_count,
-            } => Ok((id, parameter_count)),
-            other => Err(unexpected("Prepared", &other)),
-        }
+            .await?,
+        )
     }
 
     pub async fn execute_prepared(
@@ -356,17 +315,14 @@ impl Client {
         id: u64,
         params: Params,
     ) -> Result<StatementResult> {
-        match self
-            .owned(Body::ExecutePrepared {
+        expect_sql(
+            self.owned(Body::ExecutePrepared {
                 session,
                 id,
                 params,
             })
-            .await?
-        {
-            Body::SqlResult(r) => Ok(r),
-            other => Err(unexpected("SqlResult", &other)),
-        }
+            .await?,
+        )
     }
 
     pub async fn close_prepared(&self, id: u64) -> Result<()> {
@@ -375,10 +331,7 @@ impl Client {
 
     /// Opens a session with a transaction; pass its id to `sql_in`, then commit or roll back.
     pub async fn begin(&self) -> Result<u64> {
-        match self.owned(Body::Begin).await? {
-            Body::SessionOpened { session } => Ok(session),
-            other => Err(unexpected("SessionOpened", &other)),
-        }
+        expect_session(self.owned(Body::Begin).await?)
     }
 
     pub async fn commit(&self, session: u64) -> Result<()> {
@@ -459,6 +412,69 @@ impl Client {
     }
 }
 
+/// A reply too large for one NNG message, being fetched piece by piece with `NextChunk`.
+struct Chunks {
+    id: u64,
+    total: usize,
+    all: Vec<u8>,
+    version: u32,
+}
+
+impl Chunks {
+    /// `Ok(reply)` when `first` is the whole reply, else the assembler for the rest.
+    fn start(first: Reply, version: u32) -> Result<std::result::Result<Reply, Chunks>> {
+        let (id, total) = match first.body() {
+            ArchivedBody::Chunk { id, total, .. } => (id.to_native(), total.to_native()),
+            _ => return Ok(Ok(first)),
+        };
+        let total = usize::try_from(total).map_err(|_| {
+            Error::new(SqlState::LimitExceeded, "reply too large for this platform")
+        })?;
+        let mut c = Chunks {
+            id,
+            total,
+            all: Vec::with_capacity(total),
+            version,
+        };
+        c.push(first)?;
+        Ok(Err(c))
+    }
+
+    fn push(&mut self, part: Reply) -> Result<()> {
+        match part.body() {
+            ArchivedBody::Chunk { offset, bytes, .. }
+                if offset.to_native() as usize == self.all.len() && !bytes.is_empty() =>
+            {
+                self.all.extend_from_slice(bytes.as_slice());
+                Ok(())
+            }
+            _ => Err(Error::new(
+                SqlState::ProtocolViolation,
+                "a chunked reply arrived out of order",
+            )),
+        }
+    }
+
+    /// The request for the next piece, or None when the reply is complete.
+    fn next_request(&self) -> Result<Option<Vec<u8>>> {
+        if self.all.len() >= self.total {
+            return Ok(None);
+        }
+        encode_message(&Message {
+            version: self.version,
+            body: Body::NextChunk {
+                id: self.id,
+                offset: self.all.len() as u64,
+            },
+        })
+        .map(Some)
+    }
+
+    fn finish(self) -> Result<Reply> {
+        Reply::new(ReplyBytes::Assembled(self.all))
+    }
+}
+
 async fn roundtrip(inner: &Inner, frame: &[u8]) -> Result<Reply> {
     let _permit = inner
         .permits
@@ -483,4 +499,261 @@ async fn roundtrip(inner: &Inner, frame: &[u8]) -> Result<Reply> {
         .await
         .map_err(|_| timeout_error(&inner.url, inner.opts.request_timeout))??;
     Reply::new(ReplyBytes::Nng(reply))
+}
+
+/// A client whose calls block the calling thread: the request is sent and the reply received on
+/// that thread through NNG's blocking calls, with no async runtime between NNG and the caller
+/// (one thread wake-up per reply instead of a task wake-up on a runtime thread and then the
+/// caller's). [`connect`](super::connect) uses it for SQL. Thread-safe; each call in flight
+/// holds one NNG context, taken from a pool.
+pub struct BlockingClient {
+    url: String,
+    sockets: Vec<rawnng::Socket>,
+    contexts: parking_lot::Mutex<Vec<rawnng::Ctx>>,
+    next: AtomicUsize,
+    opts: ClientOptions,
+    version: u32,
+    max_request: u64,
+}
+
+impl BlockingClient {
+    pub fn connect(url: &str) -> Result<BlockingClient> {
+        BlockingClient::connect_with(url, ClientOptions::default())
+    }
+
+    pub fn connect_with(url: &str, opts: ClientOptions) -> Result<BlockingClient> {
+        if !matches!(transport(url), "tcp" | "ipc") {
+            return Err(Error::new(
+                SqlState::FeatureNotSupported,
+                format!("{url:?}: only tcp:// and ipc:// server URLs are supported"),
+            ));
+        }
+        let c_url = CString::new(url).map_err(|_| {
+            Error::new(
+                SqlState::InvalidParameter,
+                "a server URL cannot contain NUL",
+            )
+        })?;
+        let deadline = Instant::now() + opts.connect_timeout;
+        let mut sockets = Vec::new();
+        for _ in 0..opts.pool_size.max(1) {
+            let socket = rawnng::Socket::open(rawnng::Protocol::Req)
+                .map_err(|e| rawnng::io("opening a REQ socket", e))?;
+            let mut backoff = Duration::from_millis(10);
+            loop {
+                match socket.dial(&c_url) {
+                    Ok(()) => break,
+                    Err(e) if Instant::now() + backoff < deadline => {
+                        tracing::debug!("dialing {url}: {e}; retrying in {backoff:?}");
+                        std::thread::sleep(backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                    }
+                    Err(e) => {
+                        return Err(Error::new(
+                            SqlState::ConnectionDoesNotExist,
+                            format!("cannot connect to {url}: {e}"),
+                        ))
+                    }
+                }
+            }
+            sockets.push(socket);
+        }
+        let mut c = BlockingClient {
+            url: url.to_string(),
+            sockets,
+            contexts: parking_lot::Mutex::new(Vec::new()),
+            next: AtomicUsize::new(0),
+            version: 1,
+            max_request: u64::MAX,
+            opts,
+        };
+        let hello = Body::Hello {
+            versions: c.opts.versions.clone(),
+            client: format!("ormdb-rust {}", env!("CARGO_PKG_VERSION")),
+        };
+        let frame = encode_message(&Message {
+            version: 1,
+            body: hello,
+        })?;
+        match c.roundtrip(&frame)?.to_owned_body()? {
+            Body::HelloOk {
+                version,
+                max_request,
+                ..
+            } => {
+                c.version = version;
+                c.max_request = max_request;
+            }
+            other => return Err(unexpected("HelloOk", &other)),
+        }
+        Ok(c)
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn protocol_version(&self) -> u32 {
+        self.version
+    }
+
+    fn context(&self) -> Result<rawnng::Ctx> {
+        if let Some(c) = self.contexts.lock().pop() {
+            return Ok(c);
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.sockets.len();
+        let ctx = self.sockets[i]
+            .context()
+            .map_err(|e| rawnng::io("opening a request context", e))?;
+        ctx.set_recv_timeout(self.opts.request_timeout)
+            .and_then(|_| ctx.set_send_timeout(self.opts.request_timeout))
+            .map_err(|e| rawnng::io("setting the request timeout", e))?;
+        Ok(ctx)
+    }
+
+    fn roundtrip(&self, frame: &[u8]) -> Result<Reply> {
+        let mut ctx = self.context()?;
+        let msg =
+            rawnng::Msg::from_slice(frame).map_err(|e| rawnng::io("building a request", e))?;
+        let reply = ctx
+            .send(msg)
+            .map_err(|e| (e, "sending to"))
+            .and_then(|_| ctx.recv().map_err(|e| (e, "receiving from")));
+        match reply {
+            Ok(m) => {
+                // Only a context whose exchange completed goes back: one that timed out may
+                // still get the late reply.
+                let mut pool = self.contexts.lock();
+                if pool.len() < self.opts.max_in_flight.max(1) {
+                    pool.push(ctx);
+                }
+                drop(pool);
+                Reply::new(ReplyBytes::Raw(m))
+            }
+            Err((e, _)) if e.is_timeout() => {
+                Err(timeout_error(&self.url, self.opts.request_timeout))
+            }
+            Err((e, what)) => Err(rawnng::io(&format!("{what} {}", self.url), e)),
+        }
+    }
+
+    /// Sends one request and returns the reply (error replies become `Err`).
+    pub fn request(&self, body: Body) -> Result<Reply> {
+        let frame = encode_message(&Message {
+            version: self.version,
+            body,
+        })?;
+        self.request_raw(&frame)
+    }
+
+    /// Sends bytes as they are.
+    pub fn request_raw(&self, frame: &[u8]) -> Result<Reply> {
+        if frame.len() as u64 > self.max_request {
+            return Err(too_large(frame.len(), self.max_request));
+        }
+        let first = self.roundtrip(frame)?;
+        let mut chunks = match Chunks::start(first, self.version)? {
+            Ok(whole) => return Ok(whole),
+            Err(c) => c,
+        };
+        while let Some(next) = chunks.next_request()? {
+            chunks.push(self.roundtrip(&next)?)?;
+        }
+        chunks.finish()
+    }
+
+    fn owned(&self, body: Body) -> Result<Body> {
+        self.request(body)?.to_owned_body()
+    }
+
+    pub fn sql_in(&self, session: u64, sql: &str, params: Params) -> Result<StatementResult> {
+        expect_sql(self.owned(Body::Sql {
+            session,
+            sql: sql.to_string(),
+            params,
+        })?)
+    }
+
+    pub fn prepare(&self, sql: &str) -> Result<(u64, u32)> {
+        expect_prepared(self.owned(Body::Prepare {
+            sql: sql.to_string(),
+        })?)
+    }
+
+    pub fn execute_prepared(
+        &self,
+        session: u64,
+        id: u64,
+        params: Params,
+    ) -> Result<StatementResult> {
+        expect_sql(self.owned(Body::ExecutePrepared {
+            session,
+            id,
+            params,
+        })?)
+    }
+
+    pub fn begin(&self) -> Result<u64> {
+        expect_session(self.owned(Body::Begin)?)
+    }
+
+    pub fn commit(&self, session: u64) -> Result<()> {
+        self.owned(Body::Commit { session }).map(|_| ())
+    }
+
+    pub fn rollback(&self, session: u64) -> Result<()> {
+        self.owned(Body::Rollback { session }).map(|_| ())
+    }
+
+    /// A graph fetch read in place from the reply (see [`Client::fetch_archived`]).
+    pub fn fetch_archived(&self, f: &GraphFetch) -> Result<Reply> {
+        self.request(Body::Fetch(f.clone()))
+    }
+
+    pub fn fetch(&self, f: &GraphFetch) -> Result<GraphResult> {
+        match self.owned(Body::Fetch(f.clone()))? {
+            Body::FetchResult(r) => Ok(r),
+            other => Err(unexpected("FetchResult", &other)),
+        }
+    }
+
+    pub fn mutate(&self, m: &Mutation) -> Result<MutationResult> {
+        match self.owned(Body::Mutate(m.clone()))? {
+            Body::MutationResult(r) => Ok(r),
+            other => Err(unexpected("MutationResult", &other)),
+        }
+    }
+}
+
+fn too_large(len: usize, max: u64) -> Error {
+    Error::new(
+        SqlState::LimitExceeded,
+        format!(
+            "a request of {len} bytes exceeds the server's limit of {max} bytes; split the batch"
+        ),
+    )
+}
+
+fn expect_sql(b: Body) -> Result<StatementResult> {
+    match b {
+        Body::SqlResult(r) => Ok(r),
+        other => Err(unexpected("SqlResult", &other)),
+    }
+}
+
+fn expect_prepared(b: Body) -> Result<(u64, u32)> {
+    match b {
+        Body::Prepared {
+            id,
+            parameter_count,
+        } => Ok((id, parameter_count)),
+        other => Err(unexpected("Prepared", &other)),
+    }
+}
+
+fn expect_session(b: Body) -> Result<u64> {
+    match b {
+        Body::SessionOpened { session } => Ok(session),
+        other => Err(unexpected("SessionOpened", &other)),
+    }
 }

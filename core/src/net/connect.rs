@@ -7,7 +7,7 @@ use crate::api::{Database, Options};
 use crate::error::{Error, Result, SqlState};
 use crate::sql::{Params, Session, StatementResult};
 
-use super::client::{Client, ClientOptions};
+use super::client::{BlockingClient, Client, ClientOptions};
 
 pub enum SqlConnection {
     Local(Box<Session>),
@@ -17,6 +17,9 @@ pub enum SqlConnection {
 pub struct RemoteSql {
     rt: tokio::runtime::Runtime,
     client: Client,
+    /// SQL and transactions go through the blocking client: a statement is a round trip on
+    /// the caller's thread, without the runtime in between.
+    sql: Box<BlockingClient>,
     session: u64,
 }
 
@@ -34,10 +37,12 @@ pub fn connect_with(target: &str, opts: ClientOptions) -> Result<SqlConnection> 
             .enable_all()
             .build()
             .map_err(|e| super::io_error("starting the client runtime", e))?;
+        let sql = Box::new(BlockingClient::connect_with(target, opts.clone())?);
         let client = rt.block_on(Client::connect_with(target, opts))?;
         return Ok(SqlConnection::Remote(RemoteSql {
             rt,
             client,
+            sql,
             session: 0,
         }));
     }
@@ -108,7 +113,7 @@ impl SqlConnection {
                         "cannot start a transaction within a transaction",
                     ));
                 }
-                r.session = r.rt.block_on(r.client.begin())?;
+                r.session = r.sql.begin()?;
                 Ok(StatementResult::default())
             }
             Some(TxVerb::Commit) | Some(TxVerb::Rollback) if r.session == 0 => Err(Error::new(
@@ -117,17 +122,15 @@ impl SqlConnection {
             )),
             Some(TxVerb::Commit) => {
                 let s = std::mem::take(&mut r.session);
-                r.rt.block_on(r.client.commit(s))?;
+                r.sql.commit(s)?;
                 Ok(StatementResult::default())
             }
             Some(TxVerb::Rollback) => {
                 let s = std::mem::take(&mut r.session);
-                r.rt.block_on(r.client.rollback(s))?;
+                r.sql.rollback(s)?;
                 Ok(StatementResult::default())
             }
-            None => {
-                r.rt.block_on(r.client.sql_in(r.session, sql, params.clone()))
-            }
+            None => r.sql.sql_in(r.session, sql, params.clone()),
         }
     }
 }
@@ -149,7 +152,7 @@ impl Drop for RemoteSql {
     fn drop(&mut self) {
         if self.session != 0 {
             // Best effort: the server's idle timeout rolls it back anyway.
-            let _ = self.rt.block_on(self.client.rollback(self.session));
+            let _ = self.sql.rollback(self.session);
         }
     }
 }

@@ -1,9 +1,11 @@
-//! Server mode: `ormdb serve` exposes one database to other processes over NNG (anng, on tokio).
+//! Server mode: `ormdb serve` exposes one database to other processes over NNG: anng on tokio
+//! for PUB/SUB and the async client, NNG's blocking calls ([`rawnng`]) on the request path.
 //! REQ/REP carries requests and replies framed by [`crate::ir::protocol`]; PUB/SUB carries change
 //! streams, one topic per entity. [`server`] runs the sockets, [`handler`] turns one request into
 //! one reply, [`sessions`] keeps transactions that span requests,
 //! [`publisher`] turns the change log into published events, [`metrics`] counts and serves
-//! Prometheus text. On the other side, [`client::Client`] pools connections and
+//! Prometheus text. On the other side, [`client::Client`] pools connections (async),
+//! [`client::BlockingClient`] sends from the caller's thread, and
 //! [`stream::ChangeStream`] follows a change stream without gaps; [`connect`] opens a path or a
 //! URL behind the same SQL interface.
 
@@ -18,7 +20,7 @@ pub mod server;
 pub mod sessions;
 pub mod stream;
 
-pub use client::{Client, ClientOptions, Reply};
+pub use client::{BlockingClient, Client, ClientOptions, Reply};
 pub use connect::{connect, connect_with, RemoteSql, SqlConnection};
 pub use server::{serve, ServeConfig};
 pub use stream::{ChangeStream, StreamEvent, StreamOptions};
