@@ -141,24 +141,29 @@ fn timeout_error(url: &str, t: Duration) -> Error {
     )
 }
 
+/// A tcp:// or ipc:// URL as NNG takes it; anything else is refused.
+fn server_url(url: &str) -> Result<CString> {
+    if !matches!(transport(url), "tcp" | "ipc") {
+        return Err(Error::new(
+            SqlState::FeatureNotSupported,
+            format!("{url:?}: only tcp:// and ipc:// server URLs are supported"),
+        ));
+    }
+    CString::new(url).map_err(|_| {
+        Error::new(
+            SqlState::InvalidParameter,
+            "a server URL cannot contain NUL",
+        )
+    })
+}
+
 impl Client {
     pub async fn connect(url: &str) -> Result<Client> {
         Client::connect_with(url, ClientOptions::default()).await
     }
 
     pub async fn connect_with(url: &str, opts: ClientOptions) -> Result<Client> {
-        if !matches!(transport(url), "tcp" | "ipc") {
-            return Err(Error::new(
-                SqlState::FeatureNotSupported,
-                format!("{url:?}: only tcp:// and ipc:// server URLs are supported"),
-            ));
-        }
-        let c_url = CString::new(url).map_err(|_| {
-            Error::new(
-                SqlState::InvalidParameter,
-                "a server URL cannot contain NUL",
-            )
-        })?;
+        let c_url = server_url(url)?;
         let deadline = Instant::now() + opts.connect_timeout;
         let mut sockets = Vec::new();
         for _ in 0..opts.pool_size.max(1) {
@@ -522,18 +527,7 @@ impl BlockingClient {
     }
 
     pub fn connect_with(url: &str, opts: ClientOptions) -> Result<BlockingClient> {
-        if !matches!(transport(url), "tcp" | "ipc") {
-            return Err(Error::new(
-                SqlState::FeatureNotSupported,
-                format!("{url:?}: only tcp:// and ipc:// server URLs are supported"),
-            ));
-        }
-        let c_url = CString::new(url).map_err(|_| {
-            Error::new(
-                SqlState::InvalidParameter,
-                "a server URL cannot contain NUL",
-            )
-        })?;
+        let c_url = server_url(url)?;
         let deadline = Instant::now() + opts.connect_timeout;
         let mut sockets = Vec::new();
         for _ in 0..opts.pool_size.max(1) {

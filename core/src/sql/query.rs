@@ -1932,6 +1932,18 @@ pub fn run_query(q: &Query, ctx: &mut Ctx, outer: Option<&Env>) -> Result<QueryR
             return Err(e);
         }
     }
+    let (limit, offset) = limit_offset(q, ctx, outer)?;
+    let rows = keyed.into_iter().map(|(r, _)| r).skip(offset as usize);
+    let rows: Vec<Vec<Value>> = if limit < 0 {
+        rows.collect()
+    } else {
+        rows.take(limit as usize).collect()
+    };
+    Ok(QueryRows { rows })
+}
+
+/// A query's LIMIT (-1: none) and OFFSET (at least 0), evaluated once per run.
+fn limit_offset(q: &Query, ctx: &mut Ctx, outer: Option<&Env>) -> Result<(i64, i64)> {
     let empty: [Value; 0] = [];
     let env = Env {
         row: &empty,
@@ -1945,13 +1957,7 @@ pub fn run_query(q: &Query, ctx: &mut Ctx, outer: Option<&Env>) -> Result<QueryR
         Some(o) => limit_value(eval(o, ctx, &env)?, "OFFSET")?.max(0),
         None => 0,
     };
-    let rows = keyed.into_iter().map(|(r, _)| r).skip(offset as usize);
-    let rows: Vec<Vec<Value>> = if limit < 0 {
-        rows.collect()
-    } else {
-        rows.take(limit as usize).collect()
-    };
-    Ok(QueryRows { rows })
+    Ok((limit, offset))
 }
 
 /// A query whose only table is read in ORDER BY order: no sort, and under a LIMIT the index is
@@ -1963,19 +1969,7 @@ fn run_presorted(
     ctx: &mut Ctx,
     outer: Option<&Env>,
 ) -> Result<QueryRows> {
-    let empty: [Value; 0] = [];
-    let env = Env {
-        row: &empty,
-        parent: outer,
-    };
-    let limit = match &q.limit {
-        Some(l) => limit_value(eval(l, ctx, &env)?, "LIMIT")?,
-        None => -1,
-    };
-    let offset = match &q.offset {
-        Some(o) => limit_value(eval(o, ctx, &env)?, "OFFSET")?.max(0),
-        None => 0,
-    };
+    let (limit, offset) = limit_offset(q, ctx, outer)?;
     let need = if limit < 0 {
         None
     } else {
