@@ -302,19 +302,33 @@ fn add_generated_field(
     let table_id = e.id;
     txn.set_schema(bundle);
     let i = new_entity.fields.len() - 1;
-    let rows: Vec<(i64, StoredRow)> = txn.scan(table_id).collect::<Result<_>>()?;
-    for (id, row) in rows {
-        let mut values: Vec<Value> = (0..old_entity.fields.len() as u32)
-            .map(|f| old_entity.stored_value(&row.values, f))
-            .collect();
+    rewrite_rows(txn, table_id, &old_entity, |values| {
         values.push(Value::Null);
         let f = &new_entity.fields[i];
         if let Some(g) = &f.generated {
-            values[i] = f.ty.apply_affinity(g.expr.eval(&values)?);
+            values[i] = f.ty.apply_affinity(g.expr.eval(values)?);
         }
         if values[i].is_null() && !f.nullable {
             return Err(Error::not_null(&new_entity.name, &f.name));
         }
+        Ok(())
+    })
+}
+
+/// Rewrites every row of `table_id` (stored under `old`'s layout) after `change` edits its
+/// values, as a new version of each row.
+fn rewrite_rows(
+    txn: &mut Txn,
+    table_id: u32,
+    old: &crate::catalog::EntityDef,
+    mut change: impl FnMut(&mut Vec<Value>) -> Result<()>,
+) -> Result<()> {
+    let rows: Vec<(i64, StoredRow)> = txn.scan(table_id).collect::<Result<_>>()?;
+    for (id, row) in rows {
+        let mut values: Vec<Value> = (0..old.fields.len() as u32)
+            .map(|f| old.stored_value(&row.values, f))
+            .collect();
+        change(&mut values)?;
         txn.write_row(
             table_id,
             id,
@@ -412,23 +426,10 @@ pub fn drop_field(txn: &mut Txn, entity: &str, field: &str) -> Result<()> {
     txn.set_schema(bundle);
     // Lets commit read rows from before the transaction in the new layout (change records).
     txn.note_field_dropped(table_id, old_entity.fields.len(), i);
-    let rows: Vec<(i64, StoredRow)> = txn.scan(table_id).collect::<Result<_>>()?;
-    for (id, row) in rows {
-        let mut values: Vec<Value> = (0..old_entity.fields.len() as u32)
-            .map(|f| old_entity.stored_value(&row.values, f))
-            .collect();
+    rewrite_rows(txn, table_id, &old_entity, |values| {
         values.remove(i as usize);
-        txn.write_row(
-            table_id,
-            id,
-            StoredRow {
-                flags: row.flags,
-                version: row.version + 1,
-                values,
-            },
-        )?;
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Writes index entries for every existing row; for a unique index, fails on duplicates.
