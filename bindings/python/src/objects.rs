@@ -36,7 +36,9 @@ enum Kind<'py> {
     },
     /// A to-many relation read through an include of a join table: its single child include
     /// holds the related objects; the join rows themselves become no objects.
-    Through { attach: Bound<'py, PyAny> },
+    Through {
+        attach: Bound<'py, PyAny>,
+    },
 }
 
 /// How the rows of one include become objects.
@@ -198,7 +200,11 @@ impl<'py> Builder<'_, '_, 'py> {
                 let mut found = None;
                 if let Some(n) = node {
                     for &ch in &self.tree.nodes[n].children {
-                        let ck = self.tree.nodes[ch].key.as_ref().map(|k| k.to_cow()).transpose()?;
+                        let ck = self.tree.nodes[ch]
+                            .key
+                            .as_ref()
+                            .map(|k| k.to_cow())
+                            .transpose()?;
                         if ck.is_some() && ck == key {
                             found = Some(ch);
                             break;
@@ -252,7 +258,9 @@ impl<'py> Builder<'_, '_, 'py> {
                 let state = self.new.call1((&self.state_cls,))?;
                 state.setattr(intern!(py, "adding"), false)?;
                 state.setattr(intern!(py, "db"), &self.db)?;
-                let d = obj.getattr(intern!(py, "__dict__"))?.cast_into::<PyDict>()?;
+                let d = obj
+                    .getattr(intern!(py, "__dict__"))?
+                    .cast_into::<PyDict>()?;
                 d.set_item(intern!(py, "_state"), &state)?;
                 for (name, v) in plan.attnames.iter().zip(values) {
                     d.set_item(name, v)?;
