@@ -551,11 +551,12 @@ class _Builder:
 
     @staticmethod
     def _attach(many: "_ToManyPlan", node: _Node):
-        through_model = node.model if node.kind == "m2m_through" else None
+        # Through a custom join table the fetch orders the join rows, not the targets.
+        order_model = node.model if node.kind == "m2m_through" else None
 
         def attach(obj, related):
-            if through_model is not None:
-                related = _python_order(through_model, related)
+            if order_model is not None:
+                related = _python_order(order_model, related)
             qs = many.queryset(obj, related)
             d = obj.__dict__
             prefetched = d.get("_prefetched_objects_cache")
