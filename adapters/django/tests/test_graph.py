@@ -233,3 +233,32 @@ def test_cached_querysets_copy_and_pickle_independently(data):
     assert titles(ada.books.exclude(title="notes")) == ["engines"]
     cy = got[2]
     assert list(cy.books.all()) == [] and titles(cy.books.all()) == []
+
+
+def test_models_built_through_from_db_get_the_same_caches(data):
+    """A model with a post_init receiver goes through Model.from_db; its relation caches
+    (to-one both ways, to-many) are filled as for the others."""
+    from django.db.models.signals import post_init
+
+    seen = []
+
+    def listener(sender, instance, **kwargs):
+        seen.append(type(instance).__name__)
+
+    for model in (Author, Profile):
+        post_init.connect(listener, sender=model)
+    try:
+        books = Book.objects.select_related("author__profile").order_by("title").graph()
+        authors = Author.objects.prefetch_related("books").select_related("profile").graph()
+    finally:
+        for model in (Author, Profile):
+            post_init.disconnect(listener, sender=model)
+    assert seen.count("Profile") == 3 and seen.count("Author") == 6
+    with CaptureQueriesContext(connection) as ctx:
+        ada_books = [b for b in books if b.author.name == "ada"]
+        assert all(b.author.profile.author is b.author for b in ada_books)
+        ada = next(a for a in authors if a.name == "ada")
+        assert ada.profile.bio == "mathematician" and ada.profile.author is ada
+        assert [b.title for b in ada.books.all()] == ["engines", "notes"]
+        assert all(b.author is ada for b in ada.books.all())
+    assert ctx.captured_queries == []
