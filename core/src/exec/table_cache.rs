@@ -12,9 +12,9 @@
 //! live under one lock, so an image can never be installed after a write it missed. A schema
 //! change drops the images of the tables it touches, and an overlay that grows past an eighth of
 //! its base drops its image (the ski-rental rule in `wants_image` rebuilds it once store reads
-//! of the table have cost as much as a scan). A graph fetch does not use the image of a table it has
-buffered writes to; row reads (`Txn::read_row`, `Txn::read_rows_batch`) use it row by row, after
-the transaction's own writes.
+//! of the table have cost as much as a scan). A graph fetch does not use the image of a table it
+//! has buffered writes to; row reads (`Txn::read_row`, `Txn::read_rows_batch`) use it row by row,
+//! after the transaction's own writes.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
