@@ -15,7 +15,7 @@ use anng::protocols::pubsub0::Sub0;
 use tokio::sync::mpsc;
 
 use super::client::Client;
-use super::publisher::events;
+use super::publisher::{events, frames};
 use crate::changes::ChangeToken;
 use crate::error::{Error, Result, SqlState};
 use crate::ir::protocol::{access, change_topic, ArchivedBody, ChangeEvent, CHANGE_TOPIC_PREFIX};
@@ -178,14 +178,14 @@ impl ChangeStream {
         }
     }
 
+    /// One PUB message: the topic, then one or more framed events of one entity in commit order.
     async fn on_live(&mut self, bytes: &[u8]) -> Result<()> {
         let Some(nul) = bytes.iter().position(|b| *b == 0) else {
             return Ok(()); // not a change message
         };
-        let frame = &bytes[nul + 1..];
-        let ev: ChangeEvent = match access(frame) {
-            Ok(m) => match &m.body {
-                ArchivedBody::Change(ev) => {
+        for frame in frames(&bytes[nul + 1..])? {
+            let ev: ChangeEvent = match access(frame)?.body {
+                ArchivedBody::Change(ref ev) => {
                     rkyv::deserialize::<ChangeEvent, rkyv::rancor::Error>(ev).map_err(|e| {
                         Error::new(
                             SqlState::ProtocolViolation,
@@ -193,10 +193,14 @@ impl ChangeStream {
                         )
                     })?
                 }
-                _ => return Ok(()),
-            },
-            Err(e) => return Err(e),
-        };
+                _ => continue,
+            };
+            self.on_event(ev).await?;
+        }
+        Ok(())
+    }
+
+    async fn on_event(&mut self, ev: ChangeEvent) -> Result<()> {
         let key = ev.entity.to_ascii_lowercase();
         if !self.wants(&key) {
             return Ok(());
