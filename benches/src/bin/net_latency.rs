@@ -550,11 +550,35 @@ fn server_rss(pid: u32) -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// The server's heap in use, from its metrics (glibc mallinfo2): unlike RSS it does not fall
+/// when the allocator returns pages, nor rise with pages it keeps free.
+async fn server_heap(c: &Client) -> u64 {
+    let text = c.metrics().await.expect("metrics");
+    text.lines()
+        .find_map(|l| l.strip_prefix("ormdb_server_heap_bytes "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Server memory per idle session, per idle subscriber and per idle client connection: heap in
+/// use (and RSS) before and after opening `n` of them, the figure per item being the delta / n.
 async fn memory(url: &str, pid: u32) {
     let c = Client::connect(url).await.expect("connect");
+    let settle = || tokio::time::sleep(Duration::from_millis(300));
+    let line = |what: &str, n: usize, heap: (u64, u64), rss: (u64, u64)| {
+        println!(
+            "MEMORY {what} heap_bytes_each={} rss_bytes_each={} (heap {} -> {}, RSS {} -> {} over {n})",
+            heap.1.saturating_sub(heap.0) / n as u64,
+            (rss.1 as i64 - rss.0 as i64) / n as i64,
+            heap.0,
+            heap.1,
+            rss.0,
+            rss.1
+        )
+    };
     let n = 1000;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = server_rss(pid);
+    settle().await;
+    let (h0, r0) = (server_heap(&c).await, server_rss(pid));
     let mut sessions = Vec::new();
     for _ in 0..n {
         let s = c.begin().await.expect("begin");
@@ -563,41 +587,52 @@ async fn memory(url: &str, pid: u32) {
             .expect("select");
         sessions.push(s);
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let after = server_rss(pid);
-    println!(
-        "MEMORY idle_session bytes_each={} (RSS {} -> {} over {n} sessions)",
-        after.saturating_sub(before) / n as u64,
-        before,
-        after
+    settle().await;
+    line(
+        "idle_session",
+        n,
+        (h0, server_heap(&c).await),
+        (r0, server_rss(pid)),
     );
     for s in sessions {
         c.rollback(s).await.expect("rollback");
     }
+    // Subscribers share one request connection, so the figure is the subscription alone.
     let n = 200;
-    let before = server_rss(pid);
+    settle().await;
+    let (h0, r0) = (server_heap(&c).await, server_rss(pid));
     let mut streams = Vec::new();
+    for _ in 0..n {
+        streams.push(
+            ChangeStream::open(&c, &["ticks"], None)
+                .await
+                .expect("stream"),
+        );
+    }
+    settle().await;
+    line(
+        "idle_subscriber",
+        n,
+        (h0, server_heap(&c).await),
+        (r0, server_rss(pid)),
+    );
+    let (h0, r0) = (server_heap(&c).await, server_rss(pid));
+    let mut clients = Vec::new();
     for _ in 0..n {
         let opts = ClientOptions {
             pool_size: 1,
             ..Default::default()
         };
-        let sc = Client::connect_with(url, opts).await.expect("connect");
-        streams.push((
-            ChangeStream::open(&sc, &["ticks"], None)
-                .await
-                .expect("stream"),
-            sc,
-        ));
+        clients.push(Client::connect_with(url, opts).await.expect("connect"));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let after = server_rss(pid);
-    println!(
-        "MEMORY idle_subscriber bytes_each={} (RSS {} -> {} over {n} subscribers, each with its own request connection)",
-        after.saturating_sub(before) / n as u64,
-        before,
-        after
+    settle().await;
+    line(
+        "idle_client_connection",
+        n,
+        (h0, server_heap(&c).await),
+        (r0, server_rss(pid)),
     );
+    drop(streams);
 }
 
 struct ServerProcess(Child);

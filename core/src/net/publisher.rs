@@ -225,3 +225,150 @@ pub fn run(shared: Arc<Shared>, socket: Socket, stop: Arc<AtomicBool>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::changes::{ChangeKind, EntityChange};
+    use crate::ir::protocol::{access, ArchivedBody};
+    use crate::Value;
+
+    fn commit(token: u64, rows: &[(&str, i64)], pad: usize) -> ChangeSet {
+        ChangeSet {
+            token,
+            schema_version: 1,
+            schema_changed: false,
+            entities: rows
+                .iter()
+                .map(|(entity, row_id)| EntityChange {
+                    entity: entity.to_string(),
+                    table_id: 1,
+                    row_id: *row_id,
+                    kind: ChangeKind::Insert,
+                    version: token,
+                    changed: vec![0],
+                    values: vec![Value::Text("x".repeat(pad))],
+                })
+                .collect(),
+            relations: Vec::new(),
+        }
+    }
+
+    /// Runs commits through `events` and the batcher as the publisher does; returns the
+    /// messages as (topic, events decoded from its frames).
+    fn publish(sets: &[ChangeSet]) -> (Vec<(Vec<u8>, Vec<ChangeEvent>)>, u64) {
+        let mut last: HashMap<String, u64> = HashMap::new();
+        let mut batch = Batcher::default();
+        for cs in sets {
+            for ev in events(cs, &mut |k| last.get(k).copied().unwrap_or(0)) {
+                last.insert(ev.entity.to_ascii_lowercase(), cs.token);
+                batch.push(ev);
+            }
+        }
+        let (messages, n) = batch.finish();
+        let decoded = messages
+            .iter()
+            .map(|m| {
+                let nul = m.iter().position(|b| *b == 0).expect("topic");
+                let evs = frames(&m[nul + 1..])
+                    .expect("frames")
+                    .into_iter()
+                    .map(|f| match &access(f).expect("frame").body {
+                        ArchivedBody::Change(ev) => {
+                            rkyv::deserialize::<ChangeEvent, rkyv::rancor::Error>(ev)
+                                .expect("event")
+                        }
+                        _ => panic!("not a change"),
+                    })
+                    .collect();
+                (m[..=nul].to_vec(), evs)
+            })
+            .collect();
+        (decoded, n)
+    }
+
+    #[test]
+    fn a_run_of_one_entity_shares_a_message_and_order_and_prev_chains_survive() {
+        let sets = [
+            commit(10, &[("Items", 1)], 1),
+            commit(11, &[("items", 2)], 1),
+            commit(12, &[("other", 1), ("items", 3)], 1),
+            commit(13, &[("items", 4)], 1),
+            commit(14, &[("items", 5)], 1),
+        ];
+        let (msgs, n) = publish(&sets);
+        assert_eq!(n, 6);
+        let shape: Vec<(Vec<u8>, Vec<u64>)> = msgs
+            .iter()
+            .map(|(t, evs)| (t.clone(), evs.iter().map(|e| e.token).collect()))
+            .collect();
+        // Commit 12 touched `other` first: its event splits the `items` run, so the messages
+        // are still in commit order.
+        assert_eq!(
+            shape,
+            vec![
+                (change_topic("items"), vec![10, 11]),
+                (change_topic("other"), vec![12]),
+                (change_topic("items"), vec![12, 13, 14]),
+            ]
+        );
+        let items: Vec<(u64, u64)> = msgs
+            .iter()
+            .flat_map(|(_, evs)| evs.iter())
+            .filter(|e| e.entity.eq_ignore_ascii_case("items"))
+            .map(|e| (e.prev, e.token))
+            .collect();
+        // Each event names the previous token of its entity, across message boundaries.
+        assert_eq!(items, vec![(0, 10), (10, 11), (11, 12), (12, 13), (13, 14)]);
+        let rows: Vec<i64> = msgs
+            .iter()
+            .flat_map(|(_, evs)| evs.iter())
+            .flat_map(|e| e.changes.iter().map(|c| c.row_id))
+            .collect();
+        assert_eq!(rows, vec![1, 2, 1, 3, 4, 5]);
+    }
+
+    #[test]
+    fn a_message_is_closed_at_the_size_limit_and_a_large_event_goes_alone() {
+        // Each event is a little over a quarter of the limit: three fit, the fourth opens a new
+        // message; an event above the limit is sent on its own.
+        let quarter = MAX_MESSAGE_BYTES / 4;
+        let mut sets: Vec<ChangeSet> = (1..=5)
+            .map(|t| commit(t, &[("t", t as i64)], quarter + 100))
+            .collect();
+        sets.push(commit(6, &[("t", 6)], MAX_MESSAGE_BYTES + 10));
+        sets.push(commit(7, &[("t", 7)], 10));
+        let (msgs, n) = publish(&sets);
+        assert_eq!(n, 7);
+        let tokens: Vec<Vec<u64>> = msgs
+            .iter()
+            .map(|(_, evs)| evs.iter().map(|e| e.token).collect())
+            .collect();
+        assert_eq!(tokens, vec![vec![1, 2, 3], vec![4, 5], vec![6], vec![7]]);
+    }
+
+    #[test]
+    fn damaged_change_messages_are_protocol_errors() {
+        let (msgs, _) = publish(&[commit(1, &[("t", 1)], 1), commit(2, &[("t", 2)], 1)]);
+        assert_eq!(msgs.len(), 1);
+        let mut bytes = Vec::new();
+        for (_, evs) in &msgs {
+            for ev in evs {
+                bytes.extend_from_slice(&encode_reply(Body::Change(ev.clone())));
+            }
+        }
+        assert_eq!(frames(&bytes).expect("whole").len(), 2);
+        for cut in [1, FRAME_HEADER - 1, bytes.len() - 1] {
+            let err = frames(&bytes[..cut]).expect_err("truncated");
+            assert_eq!(err.state, SqlState::ProtocolViolation, "{err}");
+        }
+        // A length header that claims more than there is.
+        let mut lying = bytes.clone();
+        lying[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(
+            frames(&lying).expect_err("overlong").state,
+            SqlState::ProtocolViolation
+        );
+        assert!(frames(&[]).expect("empty").is_empty());
+    }
+}

@@ -134,13 +134,21 @@ impl ChangeStream {
         self.entities.is_empty() || self.entities.iter().any(|e| e == entity)
     }
 
-    /// The oldest per-entity position: resuming from it delivers nothing twice per entity that
-    /// was not already seen, and misses nothing.
+    /// Where to resume after this stream is dropped: no change it has not handed out is older,
+    /// so resuming from it misses nothing. Events already received but not yet handed out by
+    /// [`ChangeStream::next`] count as not delivered (a batched message brings several at once).
     pub fn position(&self) -> ChangeToken {
-        self.last
-            .values()
-            .copied()
-            .chain([self.base])
+        let seen: Vec<ChangeToken> = if self.entities.is_empty() {
+            self.last.values().copied().chain([self.base]).collect()
+        } else {
+            self.entities.iter().map(|e| self.last_of(e)).collect()
+        };
+        let undelivered = self.pending.iter().filter_map(|e| match e {
+            StreamEvent::Change(ev) => Some(ev.prev),
+            StreamEvent::Lagged { after, .. } => Some(*after),
+        });
+        seen.into_iter()
+            .chain(undelivered)
             .min()
             .unwrap_or(self.base)
     }
