@@ -1632,9 +1632,16 @@ pub fn decode_hex(h: &str) -> Result<Vec<u8>> {
 /// Whether an expression refers to the current row (depth 0) at or beyond column `from`, or to
 /// any subquery/volatile function; used to decide which predicates can drive index lookups.
 pub fn refs_current_at_or_after(e: &SExpr, from: usize) -> bool {
+    refs_unbound(e, &|i| i < from)
+}
+
+/// Whether `e` cannot be evaluated while only the current query's columns for which `bound`
+/// holds are filled in: it reads another of its columns, runs a subquery (which may read
+/// any of them) or calls a function whose result changes per call.
+pub fn refs_unbound(e: &SExpr, bound: &dyn Fn(usize) -> bool) -> bool {
     let mut hit = false;
     walk(e, &mut |x| match x {
-        SExpr::Col { up: 0, idx } if *idx >= from => hit = true,
+        SExpr::Col { up: 0, idx } if !bound(*idx) => hit = true,
         SExpr::InQuery { .. }
         | SExpr::InQueryRow { .. }
         | SExpr::Exists { .. }

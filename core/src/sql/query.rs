@@ -14,8 +14,7 @@ use sqlparser::ast::{
 
 use super::catalog_emulation;
 use super::compile::{
-    conjuncts, refs_current_at_or_after, AggCall, AggFunc, ColInfo, Compiler, CteDef, Frame, Op,
-    SExpr,
+    conjuncts, refs_unbound, AggCall, AggFunc, ColInfo, Compiler, CteDef, Frame, Op, SExpr,
 };
 use super::eval::{eval, is_true, Ctx, Env};
 use super::parse::{is_schema_table, is_temp_schema_table, table_name};
@@ -1483,7 +1482,11 @@ fn compile_select_in_frame(
         .iter()
         .position(|s| s.join == JoinKind::Left)
         .unwrap_or(sources.len());
+    let reordered = order_inner_joins(c, &mut sources, left_from, &where_conj)?;
     for (i, src) in sources.iter_mut().enumerate() {
+        if i < reordered {
+            continue;
+        }
         let SourceKind::Table { name } = &src.kind else {
             continue;
         };
@@ -1523,6 +1526,118 @@ fn compile_select_in_frame(
         decls,
         order,
     ))
+}
+
+/// Chooses which of the leading inner-joined tables drives the join, by a fixed rule: when
+/// the first one has no equality or IN restriction on its row id or an index's leading
+/// field (from WHERE or any ON, with keys known before the join starts) and a later one
+/// has, the first such one is read first; each next one is the first remaining (in FROM
+/// order) that can be reached by a row id or index lookup on the columns already joined,
+/// else the first remaining. Otherwise the FROM order stands. Only inner joins of stored
+/// tables before any outer join move (where the order cannot change the result), and only
+/// when the FROM clause has no RIGHT or FULL join. The ON conditions of the moved sources
+/// are pooled and each conjunct is checked at the first source after which all the
+/// columns it reads are filled in (a subquery or volatile call: after the last one); the
+/// sources get their access paths for the new order. Returns how many leading sources were
+/// placed (0 when the order stands); their column offsets do not change, so expressions
+/// compiled against the FROM order stay valid.
+fn order_inner_joins(
+    c: &Compiler,
+    sources: &mut Vec<Source>,
+    left_from: usize,
+    where_conj: &[SExpr],
+) -> Result<usize> {
+    let n = left_from;
+    if n < 2
+        || sources
+            .iter()
+            .any(|s| matches!(s.join, JoinKind::Right | JoinKind::Full))
+        || !sources[..n]
+            .iter()
+            .all(|s| matches!(s.kind, SourceKind::Table { .. }))
+    {
+        return Ok(0);
+    }
+    let mut entities = Vec::with_capacity(n);
+    for s in &sources[..n] {
+        let SourceKind::Table { name } = &s.kind else {
+            return Ok(0);
+        };
+        entities.push(c.schema.entity(name)?);
+    }
+    let mut pool = Vec::new();
+    for s in &sources[..n] {
+        if let Some(on) = &s.on {
+            conjuncts(on, &mut pool);
+        }
+    }
+    let mut preds = pool.clone();
+    preds.extend(where_conj.iter().cloned());
+    let lookup = |a: &Access| matches!(a, Access::RowId(_) | Access::Index { .. });
+    let anchored: Vec<bool> = (0..n)
+        .map(|k| {
+            lookup(&choose_access_with(
+                entities[k],
+                sources[k].offset,
+                &preds,
+                &|_| false,
+            ))
+        })
+        .collect();
+    if anchored[0] {
+        return Ok(0);
+    }
+    let Some(driver) = anchored.iter().position(|a| *a) else {
+        return Ok(0);
+    };
+    let ranges: Vec<(usize, usize)> = sources[..n]
+        .iter()
+        .map(|s| (s.offset, s.offset + s.width))
+        .collect();
+    let filled =
+        |placed: &[usize], i: usize| placed.iter().any(|&k| ranges[k].0 <= i && i < ranges[k].1);
+    let mut order = vec![driver];
+    while order.len() < n {
+        let remaining: Vec<usize> = (0..n).filter(|k| !order.contains(k)).collect();
+        let mut next = remaining[0];
+        for &k in &remaining {
+            let a = choose_access_with(entities[k], sources[k].offset, &preds, &|i| {
+                filled(&order, i)
+            });
+            if lookup(&a) {
+                next = k;
+                break;
+            }
+        }
+        order.push(next);
+    }
+    let rest = sources.split_off(n);
+    let mut old: Vec<Option<Source>> = std::mem::take(sources).into_iter().map(Some).collect();
+    let mut checked = vec![false; pool.len()];
+    for (pos, &k) in order.iter().enumerate() {
+        let Some(mut src) = old[k].take() else {
+            return Err(Error::internal("join order names a source twice"));
+        };
+        let before = &order[..pos];
+        let after = &order[..=pos];
+        let last = pos + 1 == n;
+        let mut on: Option<SExpr> = None;
+        for (j, p) in pool.iter().enumerate() {
+            if checked[j] || (!last && refs_unbound(p, &|i| filled(after, i))) {
+                continue;
+            }
+            checked[j] = true;
+            on = Some(match on {
+                None => p.clone(),
+                Some(x) => SExpr::Bin(Op::And, Box::new(x), Box::new(p.clone())),
+            });
+        }
+        src.on = on;
+        src.access = choose_access_with(entities[k], src.offset, &preds, &|i| filled(before, i));
+        sources.push(src);
+    }
+    sources.extend(rest);
+    Ok(n)
 }
 
 fn alias_position(e: &AExpr, s: &ast::Select) -> Option<usize> {
@@ -1682,6 +1797,17 @@ fn order_by_index(
 }
 
 pub fn choose_access(e: &crate::catalog::EntityDef, offset: usize, preds: &[SExpr]) -> Access {
+    choose_access_with(e, offset, preds, &|i| i < offset)
+}
+
+/// `choose_access` for a source read while the columns for which `bound` holds are filled
+/// in (those of the sources joined before it): lookup keys may only read those.
+fn choose_access_with(
+    e: &crate::catalog::EntityDef,
+    offset: usize,
+    preds: &[SExpr],
+    bound: &dyn Fn(usize) -> bool,
+) -> Access {
     let nfields = e.fields.len();
     let rowid_col = offset + nfields;
     let alias_col = e.rowid_alias.map(|a| offset + a as usize);
@@ -1692,10 +1818,7 @@ pub fn choose_access(e: &crate::catalog::EntityDef, offset: usize, preds: &[SExp
             SExpr::Bin(Op::Eq, a, b) => {
                 for (l, r) in [(a, b), (b, a)] {
                     if let SExpr::Col { up: 0, idx } = l.as_ref() {
-                        if *idx >= offset
-                            && *idx <= rowid_col
-                            && !refs_current_at_or_after(r, offset)
-                        {
+                        if *idx >= offset && *idx <= rowid_col && !refs_unbound(r, bound) {
                             eq.push((*idx - offset, vec![(**r).clone()]));
                             break;
                         }
@@ -1711,7 +1834,7 @@ pub fn choose_access(e: &crate::catalog::EntityDef, offset: usize, preds: &[SExp
                 if let SExpr::Col { up: 0, idx } = expr.as_ref() {
                     if *idx >= offset
                         && *idx <= rowid_col
-                        && !list.iter().any(|x| refs_current_at_or_after(x, offset))
+                        && !list.iter().any(|x| refs_unbound(x, bound))
                     {
                         eq.push((*idx - offset, list.clone()));
                     }
@@ -1741,7 +1864,7 @@ pub fn choose_access(e: &crate::catalog::EntityDef, offset: usize, preds: &[SExp
                     let Some(f) = field_of(l) else {
                         continue;
                     };
-                    if refs_current_at_or_after(r, offset) {
+                    if refs_unbound(r, bound) {
                         continue;
                     }
                     let op = match (op, flipped) {
@@ -1766,9 +1889,7 @@ pub fn choose_access(e: &crate::catalog::EntityDef, offset: usize, preds: &[SExp
                 negated: false,
             } => {
                 if let Some(f) = field_of(expr) {
-                    if !refs_current_at_or_after(low, offset)
-                        && !refs_current_at_or_after(high, offset)
-                    {
+                    if !refs_unbound(low, bound) && !refs_unbound(high, bound) {
                         lows.push((f, (**low).clone(), true));
                         highs.push((f, (**high).clone(), true));
                     }
