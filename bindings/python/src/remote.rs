@@ -304,6 +304,22 @@ impl RemoteConnection {
         Ok(out.into_any())
     }
 
+    /// A graph fetch building the caller's objects (see the local connection's
+    /// `fetch_objects`), in the open transaction when there is one.
+    fn fetch_objects<'py>(
+        &self,
+        py: Python<'py>,
+        graph: &Bound<'py, PyAny>,
+        plan: &Bound<'py, PyAny>,
+        state_cls: &Bound<'py, PyAny>,
+        db: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (r, root, bundle) = self.run_fetch(py, graph)?;
+        let schema = Schema::new(bundle);
+        let tree = crate::graph::Tree::new(py, &r, &schema, &root);
+        Ok(crate::objects::objects(py, &tree, &r.roots, plan, state_cls, db)?.into_any())
+    }
+
     /// The relations graph fetches can include, from the server's catalog (see the local
     /// connection's `relations`).
     fn relations<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {

@@ -252,6 +252,27 @@ def test_remote_fetch_matches_local(url, tmp_path):
     assert got == local.fetch(tagged)
     assert got[0]["tags"] == [{"id": 1, "post_id": 10, "label": "x"}] and got[1]["tags"] == []
     assert any(r["name"] == "tags" for r in remote.relations())
+    # The ORM-object path builds the same objects from the server's catalog.
+
+    class State:
+        adding = True
+        db = None
+
+    class Post:
+        pass
+
+    class User:
+        pass
+
+    graph = {"root": "posts", "order": [{"field": "id"}], "includes": [{"relation": "author", "alias": "a"}]}
+    plan = {"cls": Post, "columns": ["id", "title"], "attnames": ["id", "title"], "kind": "root",
+            "includes": [{"cls": User, "columns": ["id", "name"], "attnames": ["id", "name"],
+                          "kind": "to_one", "key": "a", "cache": "author"}]}  # fmt: skip
+    objs = remote.fetch_objects(graph, plan, State, "remote")
+    assert [(o.id, o.title, o._state.fields_cache["author"].name) for o in objs] == [
+        (o.id, o.title, o._state.fields_cache["author"].name)
+        for o in local.fetch_objects(graph, plan, State, "local")
+    ] == [(10, "a1", "ada"), (11, "a2", "ada"), (12, "b1", "bob")]
     local.close()
     remote.close()
 

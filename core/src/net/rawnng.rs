@@ -106,6 +106,9 @@ impl Drop for Msg {
 pub enum Protocol {
     Req,
     Rep,
+    /// The change publisher: a send never waits; NNG drops the message for a subscriber whose
+    /// queue is full.
+    Pub,
 }
 
 /// An open NNG socket; closed when dropped (which fails every call blocked on it with ECLOSED).
@@ -125,6 +128,7 @@ impl Socket {
             match p {
                 Protocol::Req => nng_sys::nng_req0_open(&mut s),
                 Protocol::Rep => nng_sys::nng_rep0_open(&mut s),
+                Protocol::Pub => nng_sys::nng_pub0_open(&mut s),
             }
         })?;
         Ok(Socket(s))
@@ -169,6 +173,28 @@ impl Socket {
     pub fn dial(&self, url: &CStr) -> std::result::Result<(), NngError> {
         // SAFETY: as for listen.
         rv(unsafe { nng_sys::nng_dial(self.0, url.as_ptr(), std::ptr::null_mut(), 0) })
+    }
+
+    /// Messages queued per peer (for PUB: per subscriber, beyond which that subscriber's
+    /// messages are dropped).
+    pub fn set_send_buffer(&self, messages: usize) -> std::result::Result<(), NngError> {
+        let n = c_int::try_from(messages).unwrap_or(c_int::MAX);
+        // SAFETY: the option name is one of nng_sys's NUL-terminated constants.
+        rv(unsafe {
+            nng_sys::nng_socket_set_int(self.0, nng_sys::NNG_OPT_SENDBUF.as_ptr().cast(), n)
+        })
+    }
+
+    /// Sends on the socket itself (no context): for PUB this queues the message to every
+    /// subscriber and returns at once.
+    pub fn send(&self, m: Msg) -> std::result::Result<(), NngError> {
+        let p = m.into_raw();
+        // SAFETY: on success NNG takes ownership of the message; on failure it stays ours.
+        let code = unsafe { nng_sys::nng_sendmsg(self.0, p, 0) };
+        if code != 0 {
+            drop(Msg(p));
+        }
+        rv(code)
     }
 
     pub fn context(&self) -> std::result::Result<Ctx, NngError> {

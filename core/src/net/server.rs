@@ -12,8 +12,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anng::protocols::pubsub0::Pub0;
-use anng::Socket;
 use tokio::sync::watch;
 
 use super::rawnng::{self, Ctx, Msg, Protocol};
@@ -119,13 +117,15 @@ async fn run(cfg: ServeConfig, shared: Arc<Shared>) -> Result<()> {
         rep.listen_limited(&c_url(url)?, recv_max)
             .map_err(|e| rawnng::io(&format!("cannot listen on {url}"), e))?;
     }
-    let pub_socket: Socket<Pub0> =
-        Pub0::socket().map_err(|e| io_error("opening the PUB socket", e))?;
+    let pub_socket =
+        rawnng::Socket::open(Protocol::Pub).map_err(|e| rawnng::io("opening the PUB socket", e))?;
+    pub_socket
+        .set_send_buffer(super::publisher::SUBSCRIBER_QUEUE)
+        .map_err(|e| rawnng::io("sizing the PUB queues", e))?;
     for url in &shared.change_urls {
         pub_socket
-            .listen(c_url(url)?)
-            .await
-            .map_err(|e| io_error(&format!("cannot publish changes on {url}"), e))?;
+            .listen(&c_url(url)?)
+            .map_err(|e| rawnng::io(&format!("cannot publish changes on {url}"), e))?;
     }
     let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -156,14 +156,10 @@ async fn run(cfg: ServeConfig, shared: Arc<Shared>) -> Result<()> {
 
     let publisher_stop = Arc::new(AtomicBool::new(false));
     let publisher = {
-        let (sh, stop, handle) = (
-            shared.clone(),
-            publisher_stop.clone(),
-            tokio::runtime::Handle::current(),
-        );
+        let (sh, stop) = (shared.clone(), publisher_stop.clone());
         std::thread::Builder::new()
             .name("ormdb-publisher".into())
-            .spawn(move || super::publisher::run(sh, pub_socket, handle, stop))
+            .spawn(move || super::publisher::run(sh, pub_socket, stop))
             .map_err(|e| io_error("starting the change publisher", e))?
     };
 
