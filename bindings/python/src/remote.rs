@@ -8,13 +8,13 @@
 //! engine) raises NotSupportedError naming the method instead of half working.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
-use ormdb::catalog::{Schema, SchemaBundle};
+use ormdb::catalog::Schema;
 use ormdb::net::{ClientOptions, SqlConnection};
 use ormdb::sql::parse::split_statements;
 use ormdb::{Aggregate, GraphFetch, GraphResult, Mutation, Params, SqlState, StatementResult};
@@ -36,7 +36,7 @@ struct State {
     counters: Counters,
     /// The catalog as last fetched from the server, and whether it was fetched inside a
     /// transaction (then it may hold that transaction's DDL and is dropped when it ends).
-    schema: Option<(SchemaBundle, bool)>,
+    schema: Option<(Arc<Schema>, bool)>,
 }
 
 #[pyclass(module = "ormdb._ormdb", frozen)]
@@ -282,8 +282,8 @@ impl RemoteConnection {
         py: Python<'py>,
         graph: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let (r, root, bundle) = self.run_fetch(py, graph)?;
-        Ok(crate::graph::nested(py, &r, &Schema::new(bundle), &root)?.into_any())
+        let (r, root, schema) = self.run_fetch(py, graph)?;
+        Ok(crate::graph::nested(py, &r, &schema, &root)?.into_any())
     }
 
     /// Graph fetch returning {"data", "next_cursor", "stats"}.
@@ -292,12 +292,9 @@ impl RemoteConnection {
         py: Python<'py>,
         graph: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let (r, root, bundle) = self.run_fetch(py, graph)?;
+        let (r, root, schema) = self.run_fetch(py, graph)?;
         let out = PyDict::new(py);
-        out.set_item(
-            "data",
-            crate::graph::nested(py, &r, &Schema::new(bundle), &root)?,
-        )?;
+        out.set_item("data", crate::graph::nested(py, &r, &schema, &root)?)?;
         out.set_item("next_cursor", r.next_cursor.as_ref().map(|c| c.to_token()))?;
         let stats = serde_json::to_value(&r.stats).unwrap_or_default();
         out.set_item("stats", json_to_py(py, &stats)?)?;
@@ -314,8 +311,7 @@ impl RemoteConnection {
         state_cls: &Bound<'py, PyAny>,
         db: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let (r, root, bundle) = self.run_fetch(py, graph)?;
-        let schema = Schema::new(bundle);
+        let (r, root, schema) = self.run_fetch(py, graph)?;
         let tree = crate::graph::Tree::new(py, &r, &schema, &root);
         Ok(crate::objects::objects(py, &tree, &r.roots, plan, state_cls, db)?.into_any())
     }
@@ -323,8 +319,8 @@ impl RemoteConnection {
     /// The relations graph fetches can include, from the server's catalog (see the local
     /// connection's `relations`).
     fn relations<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let bundle = self.run(py, |st| current_schema(st, true))?;
-        crate::connection::relations_list(py, &Schema::new(bundle))
+        let schema = self.run(py, |st| current_schema(st, true))?;
+        crate::connection::relations_list(py, &schema)
     }
 
     /// A change stream from now on (or after token `after`), optionally limited to entities;
@@ -416,27 +412,26 @@ impl RemoteConnection {
         &self,
         py: Python<'_>,
         graph: &Bound<'_, PyAny>,
-    ) -> PyResult<(GraphResult, String, SchemaBundle)> {
+    ) -> PyResult<(GraphResult, String, Arc<Schema>)> {
         let json = graph_text(graph, "graph fetch")?;
         self.run(py, move |st| {
             let f = GraphFetch::from_json(&json)?;
             let r = st.conn.fetch(&f)?;
-            let mut bundle = current_schema(st, false)?;
-            if !knows_edges(&bundle, &r) {
+            let mut schema = current_schema(st, false)?;
+            if !knows_edges(&schema, &r) {
                 // Cached before the relation existed (DDL since, here or elsewhere).
-                bundle = current_schema(st, true)?;
+                schema = current_schema(st, true)?;
             }
-            Ok((r, f.root, bundle))
+            Ok((r, f.root, schema))
         })
     }
 }
 
-/// Whether `bundle` names every relation the fetch result followed.
-fn knows_edges(bundle: &SchemaBundle, r: &GraphResult) -> bool {
+/// Whether `schema` names every relation the fetch result followed.
+fn knows_edges(schema: &Schema, r: &GraphResult) -> bool {
     if r.edges.is_empty() {
         return true;
     }
-    let schema = Schema::new(bundle.clone());
     r.edges.iter().all(|e| {
         schema
             .relations_of(&e.parent_entity)
@@ -446,16 +441,19 @@ fn knows_edges(bundle: &SchemaBundle, r: &GraphResult) -> bool {
 
 /// The catalog as the connection sees it: the cached one, or (when `refresh` or none is
 /// cached) the server's, sent only when its version differs from the cached one.
-fn current_schema(st: &mut State, refresh: bool) -> ormdb::Result<SchemaBundle> {
+fn current_schema(st: &mut State, refresh: bool) -> ormdb::Result<Arc<Schema>> {
     if let (Some((b, _)), false) = (&st.schema, refresh) {
         return Ok(b.clone());
     }
     let r = remote(&st.conn)?;
     let session = r.session();
-    let known = st.schema.as_ref().map_or(u64::MAX, |(b, _)| b.version);
+    let known = st
+        .schema
+        .as_ref()
+        .map_or(u64::MAX, |(s, _)| s.bundle.version);
     let (_, fresh) = r.blocking().schema(session, known)?;
     if let Some(b) = fresh {
-        st.schema = Some((b, session != 0));
+        st.schema = Some((Arc::new(Schema::new(b)), session != 0));
     }
     st.schema
         .as_ref()
