@@ -4,7 +4,7 @@
 #
 # Usage: scripts/bench.sh [--reps N] [--rows N] [--reads N] [--ops N] [--out DIR]
 #                         [--benches "engine_core graph_fetch"] [--graph-users N]
-#                         [--skip-criterion] [--skip-latency] [--skip-memory]
+#                         [--skip-criterion] [--skip-latency] [--skip-memory] [--only "A B"]
 #   --reps N     repetitions of every benchmark (default 3; the machine is shared and noisy)
 #   --rows N     rows for the memory/disk benchmark (default 1000000, ~1 KB each: ~1 GB of data,
 #                ~3.5 GB of free disk needed for ORMDB plus SQLite)
@@ -14,6 +14,8 @@
 #   --benches L  criterion benches to run (default "engine_core graph_fetch")
 #   --graph-users N  users in the graph fetch memory benchmark (default 2000: x 10 posts x 40
 #                comments = 822,000 rows)
+#   --only L     run only the cases whose ids contain one of these words, e.g. "insert_commit
+#                family_commit writers" (criterion filter and latency filters)
 # Environment: ORMDB_BENCH_DIR (where benchmark databases are created; default the temp dir),
 # CRITERION_ARGS (extra criterion arguments; default "--warm-up-time 1 --measurement-time 3").
 #
@@ -29,6 +31,7 @@ OPS=5000
 OUT=""
 BENCHES="engine_core graph_fetch"
 GRAPH_USERS=2000
+ONLY=""
 RUN_CRITERION=1
 RUN_LATENCY=1
 RUN_MEMORY=1
@@ -44,7 +47,8 @@ while [ $# -gt 0 ]; do
     --skip-criterion) RUN_CRITERION=0; shift ;;
     --skip-latency) RUN_LATENCY=0; shift ;;
     --skip-memory) RUN_MEMORY=0; shift ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    --only) ONLY="$2"; shift 2 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -87,7 +91,7 @@ for rep in $(seq 1 "$REPS"); do
     rm -rf "$TARGET/criterion"
     for b in $BENCHES; do
       # shellcheck disable=SC2086
-      cargo bench -p ormdb-benches --bench "$b" -- --noplot $CRITERION_ARGS \
+      cargo bench -p ormdb-benches --bench "$b" -- --noplot $CRITERION_ARGS ${ONLY:+"${ONLY// /|}"} \
         2>&1 | tee -a "$OUT/criterion-$rep.log" | grep -E '^[a-z_]+/|time:|thrpt:' || true
     done
     mkdir -p "$OUT/criterion-$rep"
@@ -95,7 +99,8 @@ for rep in $(seq 1 "$REPS"); do
   fi
   if [ "$RUN_LATENCY" = 1 ]; then
     log "rep $rep/$REPS: per-operation latencies"
-    "$TARGET/release/latency" --ops "$OPS" | tee "$OUT/latency-$rep.txt"
+    # shellcheck disable=SC2086
+    "$TARGET/release/latency" --ops "$OPS" $ONLY | tee "$OUT/latency-$rep.txt"
   fi
   if [ "$RUN_MEMORY" = 1 ]; then
     log "rep $rep/$REPS: memory and disk ($ROWS rows)"

@@ -782,7 +782,16 @@ impl DbCore {
             (ts, lsn, pending)
         };
         if let Some(batch) = pending {
-            if let Err(e) = self.kv.apply_unordered(&batch) {
+            // A panic inside the store would leave the watermark below this commit for good and
+            // hang every later committer in `wait_applied`: poison first, then let it unwind.
+            let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.kv.apply_unordered(&batch)
+            }))
+            .unwrap_or_else(|panic| {
+                self.poison(&Error::internal("the store panicked while applying a commit"));
+                std::panic::resume_unwind(panic)
+            });
+            if let Err(e) = applied {
                 // The record may still become durable: the outcome is unknown, as with a lost
                 // connection, and the database refuses further writes until reopened. The
                 // watermark never passes this commit, so nothing of it becomes visible.
