@@ -488,23 +488,34 @@ fn placeholders_in(tokens: &[TokenWithSpan]) -> Vec<(Location, String)> {
 }
 
 /// Byte offsets of each line start, to turn sqlparser locations (1-based line and character
-/// column) into text slices.
+/// column) into text slices. Built on first use: a statement run from its cached plan never
+/// needs it.
 pub struct LineIndex<'a> {
     text: &'a str,
-    starts: Vec<usize>,
+    starts: std::cell::OnceCell<Vec<usize>>,
 }
 
 impl<'a> LineIndex<'a> {
     pub fn new(text: &'a str) -> Self {
-        let mut starts = vec![0];
-        // Bytes, not chars: a newline byte never occurs inside a multi-byte UTF-8 character.
-        starts.extend(
-            text.bytes()
-                .enumerate()
-                .filter(|(_, c)| *c == b'\n')
-                .map(|(i, _)| i + 1),
-        );
-        LineIndex { text, starts }
+        LineIndex {
+            text,
+            starts: std::cell::OnceCell::new(),
+        }
+    }
+
+    fn starts(&self) -> &[usize] {
+        self.starts.get_or_init(|| {
+            let mut starts = vec![0];
+            // Bytes, not chars: a newline byte never occurs inside a multi-byte character.
+            starts.extend(
+                self.text
+                    .bytes()
+                    .enumerate()
+                    .filter(|(_, c)| *c == b'\n')
+                    .map(|(i, _)| i + 1),
+            );
+            starts
+        })
     }
 
     pub fn text(&self) -> &'a str {
@@ -515,7 +526,7 @@ impl<'a> LineIndex<'a> {
         if loc.line == 0 || loc.column == 0 {
             return None;
         }
-        let start = *self.starts.get(loc.line as usize - 1)?;
+        let start = *self.starts().get(loc.line as usize - 1)?;
         let line = &self.text[start..];
         let col = loc.column as usize - 1;
         match line.char_indices().nth(col) {
