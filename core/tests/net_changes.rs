@@ -2,7 +2,8 @@
 //! several subscribers (tcp://, ipc://, one filtered, one for all entities) exactly once and in
 //! commit order; a subscriber dropped mid-stream resumes from its token, also across a server
 //! kill and restart; a subscriber that stops reading does not hold commits back, is told it
-//! fell behind, and still receives everything once.
+//! fell behind, and still receives everything once; the same holds when concurrent writers
+//! make the publisher batch several commits per message.
 
 mod net_support;
 use net_support::*;
@@ -221,5 +222,88 @@ fn a_slow_subscriber_does_not_block_commits_and_is_told_it_fell_behind() {
         assert!(lagged > 0, "the slow subscriber was told it fell behind");
         assert_quiet(&mut slow, "items").await;
         eprintln!("{n} commits in {write_time:?} with a stalled subscriber; {lagged} lag notices");
+    });
+}
+
+/// Concurrent writers make several commits visible at once, so the publisher sends them in
+/// batched messages: every subscriber still gets each change once with increasing tokens; one
+/// that is dropped halfway resumes from its position without gaps or repeats; one that stalls
+/// (a one-message queue, so whole batches are dropped) is told it fell behind and still gets
+/// everything once, in order.
+#[test]
+fn batched_changes_from_concurrent_writers_arrive_once_in_order_and_resume() {
+    let server = Server::start(&[]);
+    let rt = runtime();
+    rt.block_on(async {
+        let c = Client::connect(&server.ipc).await.unwrap();
+        setup(&c).await;
+        let mut steady = ChangeStream::open(&c, &["items"], None).await.unwrap();
+        let mut all = ChangeStream::open(&c, &[], None).await.unwrap();
+        let mut resumed = ChangeStream::open(&c, &["items"], None).await.unwrap();
+        let stalled_opts = StreamOptions {
+            live_queue: 1,
+            idle_resync: Duration::from_secs(5),
+        };
+        let mut stalled = ChangeStream::open_with(&c, &["items"], None, stalled_opts)
+            .await
+            .unwrap();
+        let (writers, per) = (16i64, 40i64);
+        let n = (writers * per) as usize;
+        let mut tasks = Vec::new();
+        for w in 0..writers {
+            let c = Client::connect(&server.ipc).await.unwrap();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..per {
+                    let id = w * per + i + 1;
+                    insert_items(&c, id..=id).await;
+                    if i % 10 == 0 {
+                        c.sql(
+                            "INSERT INTO other (id) VALUES (?)",
+                            Params::Positional(vec![Value::Integer(id)]),
+                        )
+                        .await
+                        .unwrap();
+                    }
+                }
+            }));
+        }
+        // Concurrent commits: row ids arrive in token order, not id order; each id once.
+        let check = |got: &[(ChangeToken, i64)]| {
+            assert!(got.windows(2).all(|w| w[0].0 < w[1].0), "tokens increase");
+            let mut ids: Vec<i64> = got.iter().map(|g| g.1).collect();
+            ids.sort_unstable();
+            assert_eq!(ids, (1..=n as i64).collect::<Vec<_>>(), "each change once");
+        };
+        let (first, _) = collect(&mut resumed, "items", n / 3).await;
+        // Events already received but not yet handed out are not counted as delivered.
+        let from = resumed.position();
+        assert!(from >= first.last().unwrap().0);
+        drop(resumed);
+        let (got, _) = collect(&mut steady, "items", n).await;
+        check(&got);
+        let mut others = Vec::new();
+        let (got_all, _) = collect_with(&mut all, "items", n, &mut others).await;
+        check(&got_all);
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let mut resumed = ChangeStream::open(&c, &["items"], Some(from)).await.unwrap();
+        let (rest, _) = collect(&mut resumed, "items", n - first.len()).await;
+        let mut joined = first.clone();
+        joined.extend(rest);
+        check(&joined);
+        // The stalled reader starts reading only now, with every batch long published.
+        let (got, lagged) = collect(&mut stalled, "items", n).await;
+        check(&got);
+        assert!(lagged > 0, "the stalled subscriber was told it fell behind");
+        // `other` changes reached the unfiltered subscriber once each, interleaved by token.
+        let (more, _) = collect(&mut all, "other", 64 - others.len()).await;
+        let mut tokens: Vec<ChangeToken> = others.iter().map(|o| o.0).collect();
+        tokens.extend(more.iter().map(|m| m.0));
+        assert_eq!(tokens.len(), 64);
+        assert!(tokens.windows(2).all(|w| w[0] < w[1]));
+        for s in [&mut steady, &mut resumed, &mut stalled] {
+            assert_quiet(s, "items").await;
+        }
     });
 }

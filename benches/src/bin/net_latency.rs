@@ -3,7 +3,9 @@
 //! concurrent clients, through the async `Client` and the `BlockingClient`; change-stream delivery latency (commit acknowledged to event received)
 //! and events per second; server memory per idle session and per idle subscriber.
 //!
-//! Usage: `net_latency [--ops N] [--cases in_process,ipc,tcp,changes,memory] [--server-bin PATH]`. It starts `ormdb serve` from the same target directory
+//! Usage: `net_latency [--ops N] [--cases in_process,ipc,tcp,changes,memory,change_rate]
+//! [--server-bin PATH] [--rate COMMITS_PER_S] [--rate-secs S] [--rate-writers N]`
+//! (`change_rate` is not in the default set: it offers `--rate` commits/s, 10,000 by default). It starts `ormdb serve` from the same target directory
 //! (build it first: `cargo build --release -p ormdb --features cli`).
 //!
 //! Output: `RESULT <id> n=.. ops_per_s=.. p50_us=.. p99_us=.. max_us=..` lines, then memory lines.
@@ -418,6 +420,123 @@ async fn change_delivery(url: &str, writers: usize, commits: u64) {
     println!("  lag notices: {lagged}");
 }
 
+/// Change delivery at a fixed offered rate: `writers` threads (each a `BlockingClient`) send
+/// autocommit inserts on a schedule that adds up to `rate` commits/s for `secs` seconds, whatever
+/// the latency (open loop: a writer that falls behind sends at once and the achieved rate shows
+/// it); one `ChangeStream` subscriber takes the events. Reported: the achieved commit rate, the
+/// delivery latency from the moment the insert was sent to the event's arrival (so it includes
+/// the commit), the writers' commit round trip, and lag notices.
+fn change_rate(
+    rt: &tokio::runtime::Runtime,
+    url: &str,
+    rate: u64,
+    secs: f64,
+    writers: usize,
+) {
+    let c = rt.block_on(Client::connect(url)).expect("connect");
+    rt.block_on(c.sql(
+        "CREATE TABLE IF NOT EXISTS rate_ticks (id INTEGER PRIMARY KEY, at INTEGER NOT NULL)",
+        Params::None,
+    ))
+    .expect("ddl");
+    let mut stream = rt
+        .block_on(ChangeStream::open(&c, &["rate_ticks"], None))
+        .expect("stream");
+    let per_writer = ((rate as f64 * secs) as u64 / writers as u64).max(1);
+    let total = per_writer * writers as u64;
+    let interval = Duration::from_secs_f64(writers as f64 / rate as f64);
+    let clients: Vec<BlockingClient> = (0..writers)
+        .map(|_| {
+            let opts = ClientOptions {
+                pool_size: 1,
+                ..Default::default()
+            };
+            BlockingClient::connect_with(url, opts).expect("connect")
+        })
+        .collect();
+    let (stmt, _) = clients[0]
+        .prepare("INSERT INTO rate_ticks (at) VALUES (?)")
+        .expect("prepare");
+    let cost = Cost::start();
+    let t0 = Instant::now() + Duration::from_millis(50);
+    let (lat, lagged, results) = std::thread::scope(|sc| {
+        let hs: Vec<_> = clients
+            .iter()
+            .enumerate()
+            .map(|(w, c)| {
+                sc.spawn(move || {
+                    let offset = interval.mul_f64(w as f64 / writers as f64);
+                    let mut commit = Vec::with_capacity(per_writer as usize);
+                    let mut late = 0u64;
+                    for i in 0..per_writer {
+                        let due = t0 + offset + interval.mul_f64(i as f64);
+                        let now = Instant::now();
+                        if due > now {
+                            std::thread::sleep(due - now);
+                        } else if now - due > Duration::from_millis(1) {
+                            late += 1;
+                        }
+                        let s = Instant::now();
+                        c.execute_prepared(
+                            0,
+                            stmt,
+                            Params::Positional(vec![Value::Integer(now_ns())]),
+                        )
+                        .expect("insert");
+                        commit.push(s.elapsed());
+                    }
+                    (commit, late, Instant::now())
+                })
+            })
+            .collect();
+        let mut lat = Vec::with_capacity(total as usize);
+        let mut lagged = 0;
+        rt.block_on(async {
+            while (lat.len() as u64) < total {
+                match stream
+                    .next_timeout(Duration::from_secs(10))
+                    .await
+                    .expect("stream")
+                {
+                    Some(StreamEvent::Change(ev)) => {
+                        let arrived = now_ns();
+                        for ch in &ev.changes {
+                            if let Some(Value::Integer(at)) = ch.values.get(1) {
+                                lat.push(Duration::from_nanos((arrived - at).max(0) as u64));
+                            }
+                        }
+                    }
+                    Some(StreamEvent::Lagged { .. }) => lagged += 1,
+                    None => panic!("change stream stalled at {} of {total}", lat.len()),
+                }
+            }
+        });
+        let results: Vec<_> = hs
+            .into_iter()
+            .map(|h| h.join().expect("writer"))
+            .collect();
+        (lat, lagged, results)
+    });
+    let end = results.iter().map(|r| r.2).max().unwrap_or(t0);
+    let late: u64 = results.iter().map(|r| r.1).sum();
+    let mut commit: Vec<Duration> = results.into_iter().flat_map(|r| r.0).collect();
+    let achieved = total as f64 / end.saturating_duration_since(t0).as_secs_f64();
+    let mut lat = lat;
+    let p = percentiles(&mut lat);
+    let cp = percentiles(&mut commit);
+    println!(
+        "RESULT change_rate/{}/{writers}_writers offered_per_s={rate} achieved_per_s={achieved:.0} n={} p50_us={:.1} p99_us={:.1} max_us={:.1} commit_p50_us={:.1} commit_p99_us={:.1} late_sends={late} lag_notices={lagged}",
+        transport_of(url),
+        p.n,
+        p.p50_us,
+        p.p99_us,
+        p.max_us,
+        cp.p50_us,
+        cp.p99_us,
+    );
+    cost.print(total as usize);
+}
+
 fn transport_of(url: &str) -> &str {
     url.split("://").next().unwrap_or("")
 }
@@ -431,11 +550,35 @@ fn server_rss(pid: u32) -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// The server's heap in use, from its metrics (glibc mallinfo2): unlike RSS it does not fall
+/// when the allocator returns pages, nor rise with pages it keeps free.
+async fn server_heap(c: &Client) -> u64 {
+    let text = c.metrics().await.expect("metrics");
+    text.lines()
+        .find_map(|l| l.strip_prefix("ormdb_server_heap_bytes "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Server memory per idle session, per idle subscriber and per idle client connection: heap in
+/// use (and RSS) before and after opening `n` of them, the figure per item being the delta / n.
 async fn memory(url: &str, pid: u32) {
     let c = Client::connect(url).await.expect("connect");
+    let settle = || tokio::time::sleep(Duration::from_millis(300));
+    let line = |what: &str, n: usize, heap: (u64, u64), rss: (u64, u64)| {
+        println!(
+            "MEMORY {what} heap_bytes_each={} rss_bytes_each={} (heap {} -> {}, RSS {} -> {} over {n})",
+            heap.1.saturating_sub(heap.0) / n as u64,
+            (rss.1 as i64 - rss.0 as i64) / n as i64,
+            heap.0,
+            heap.1,
+            rss.0,
+            rss.1
+        )
+    };
     let n = 1000;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = server_rss(pid);
+    settle().await;
+    let (h0, r0) = (server_heap(&c).await, server_rss(pid));
     let mut sessions = Vec::new();
     for _ in 0..n {
         let s = c.begin().await.expect("begin");
@@ -444,41 +587,52 @@ async fn memory(url: &str, pid: u32) {
             .expect("select");
         sessions.push(s);
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let after = server_rss(pid);
-    println!(
-        "MEMORY idle_session bytes_each={} (RSS {} -> {} over {n} sessions)",
-        after.saturating_sub(before) / n as u64,
-        before,
-        after
+    settle().await;
+    line(
+        "idle_session",
+        n,
+        (h0, server_heap(&c).await),
+        (r0, server_rss(pid)),
     );
     for s in sessions {
         c.rollback(s).await.expect("rollback");
     }
+    // Subscribers share one request connection, so the figure is the subscription alone.
     let n = 200;
-    let before = server_rss(pid);
+    settle().await;
+    let (h0, r0) = (server_heap(&c).await, server_rss(pid));
     let mut streams = Vec::new();
+    for _ in 0..n {
+        streams.push(
+            ChangeStream::open(&c, &["ticks"], None)
+                .await
+                .expect("stream"),
+        );
+    }
+    settle().await;
+    line(
+        "idle_subscriber",
+        n,
+        (h0, server_heap(&c).await),
+        (r0, server_rss(pid)),
+    );
+    let (h0, r0) = (server_heap(&c).await, server_rss(pid));
+    let mut clients = Vec::new();
     for _ in 0..n {
         let opts = ClientOptions {
             pool_size: 1,
             ..Default::default()
         };
-        let sc = Client::connect_with(url, opts).await.expect("connect");
-        streams.push((
-            ChangeStream::open(&sc, &["ticks"], None)
-                .await
-                .expect("stream"),
-            sc,
-        ));
+        clients.push(Client::connect_with(url, opts).await.expect("connect"));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let after = server_rss(pid);
-    println!(
-        "MEMORY idle_subscriber bytes_each={} (RSS {} -> {} over {n} subscribers, each with its own request connection)",
-        after.saturating_sub(before) / n as u64,
-        before,
-        after
+    settle().await;
+    line(
+        "idle_client_connection",
+        n,
+        (h0, server_heap(&c).await),
+        (r0, server_rss(pid)),
     );
+    drop(streams);
 }
 
 struct ServerProcess(Child);
@@ -530,11 +684,17 @@ fn main() {
         .map(String::from)
         .to_vec();
     let mut server_bin: Option<PathBuf> = None;
+    let mut rate = 10_000u64;
+    let mut rate_secs = 3u64;
+    let mut rate_writers = 32usize;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--ops" => ops = arg_num(it.next(), "--ops"),
             "--server-bin" => server_bin = it.next().map(PathBuf::from),
+            "--rate" => rate = arg_num(it.next(), "--rate"),
+            "--rate-secs" => rate_secs = arg_num(it.next(), "--rate-secs"),
+            "--rate-writers" => rate_writers = arg_num(it.next(), "--rate-writers") as usize,
             "--cases" => {
                 cases = it
                     .next()
@@ -555,12 +715,13 @@ fn main() {
     });
     let dir = temp_dir("net");
     let db_path = dir.path().join("db");
-    {
+    let on = |c: &str| cases.iter().any(|x| x == c);
+    // The change cases write a table of their own; only the others read the blog data.
+    if ["in_process", "ipc", "tcp", "memory"].iter().any(|c| on(c)) {
         let db = Database::open(&db_path, Options::default()).expect("open");
         ormdb_blog_schema(&db);
         ormdb_blog_load(&db, SHAPE, 100);
     }
-    let on = |c: &str| cases.iter().any(|x| x == c);
     if on("in_process") {
         in_process(&db_path, ops);
     }
@@ -589,5 +750,8 @@ fn main() {
             memory(&ipc, server.0.id()).await;
         }
     });
+    if on("change_rate") {
+        change_rate(&rt, &ipc, rate, rate_secs as f64, rate_writers);
+    }
     drop(server);
 }

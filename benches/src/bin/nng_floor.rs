@@ -6,7 +6,9 @@
 //! - `anng`: anng on a tokio runtime, the way `ormdb serve` and `net::Client` used it before the
 //!   server moved to NNG callbacks (one task per context, `Context::receive`/`request`).
 //!
-//! Usage: `nng_floor [--ops N] [--size BYTES]`. The server runs in a child process (this binary
+//! Usage: `nng_floor [--ops N] [--size BYTES] [--sync-only]`, with the environment variables
+//! `NNG_FLOOR_SPIN_US` (bounded spin before a blocking receive) and `NNG_FLOOR_THREADS`
+//! (`task,poller`: NNG's thread counts) to try NNG's settings. The server runs in a child process (this binary
 //! re-executed with `--serve MODE URL`), as `ormdb serve` does.
 //!
 //! Output: `RESULT floor/<server>-server/<client>-client/<transport>/<clients> ...` lines in the
@@ -21,6 +23,69 @@ use anng::protocols::reqrep0::{Rep0, Req0};
 use ormdb_benches::{arg_num, percentiles, temp_dir};
 
 const SERVER_THREADS: usize = 16;
+
+/// `NNG_FLOOR_SPIN_US`: before blocking in a receive, poll with NNG's non-blocking receive for
+/// up to this long (both sides of the `sync` modes; the server child inherits it).
+fn spin() -> Duration {
+    Duration::from_micros(
+        std::env::var("NNG_FLOOR_SPIN_US")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    )
+}
+
+/// `NNG_FLOOR_THREADS=task,poller`: NNG's task and I/O poller thread counts
+/// (`nng_init_set_parameter`, before the first socket), in this process and the server child.
+fn init_nng() {
+    let Ok(v) = std::env::var("NNG_FLOOR_THREADS") else {
+        return;
+    };
+    let mut it = v.split(',').map(|x| x.trim().parse::<u64>().expect("thread count"));
+    let (task, poller) = (it.next().expect("task"), it.next().expect("poller"));
+    // SAFETY: called before any socket exists, as NNG requires.
+    unsafe {
+        nng_sys::nng_init_set_parameter(nng_sys::NNG_INIT_NUM_TASK_THREADS as i32, task);
+        nng_sys::nng_init_set_parameter(nng_sys::NNG_INIT_MAX_TASK_THREADS as i32, task);
+        nng_sys::nng_init_set_parameter(nng_sys::NNG_INIT_NUM_EXPIRE_THREADS as i32, 1);
+        nng_sys::nng_init_set_parameter(nng_sys::NNG_INIT_NUM_POLLER_THREADS as i32, poller);
+        nng_sys::nng_init_set_parameter(nng_sys::NNG_INIT_MAX_POLLER_THREADS as i32, poller);
+    }
+}
+
+/// Receives on a context (server) or a socket (client, `ctx` None): non-blocking polls for up to
+/// `spin`, then NNG's blocking receive.
+unsafe fn recv_spin(
+    sock: nng_sys::nng_socket,
+    ctx: Option<nng_sys::nng_ctx>,
+    spin: Duration,
+) -> Result<*mut nng_sys::nng_msg, i32> {
+    let mut m: *mut nng_sys::nng_msg = std::ptr::null_mut();
+    let call = |m: &mut *mut nng_sys::nng_msg, flags: i32| match ctx {
+        Some(c) => nng_sys::nng_ctx_recvmsg(c, m, flags),
+        None => nng_sys::nng_recvmsg(sock, m, flags),
+    };
+    if !spin.is_zero() {
+        let until = Instant::now() + spin;
+        loop {
+            let rv = call(&mut m, nng_sys::NNG_FLAG_NONBLOCK as i32);
+            if rv == 0 {
+                return Ok(m);
+            }
+            if rv != nng_sys::NNG_EAGAIN as i32 && rv != nng_sys::NNG_ETIMEDOUT as i32 {
+                return Err(rv);
+            }
+            if Instant::now() >= until {
+                break;
+            }
+            std::hint::spin_loop();
+        }
+    }
+    match call(&mut m, 0) {
+        0 => Ok(m),
+        rv => Err(rv),
+    }
+}
 
 fn report(id: &str, wall: Duration, lat: &mut [Duration]) {
     let p = percentiles(lat);
@@ -68,11 +133,11 @@ fn serve_sync(url: &str) {
                     _bindgen_opaque_blob: 0,
                 };
                 check(nng_sys::nng_ctx_open(&mut ctx, sock.0), "ctx_open");
+                let spin = spin();
                 loop {
-                    let mut m: *mut nng_sys::nng_msg = std::ptr::null_mut();
-                    if nng_sys::nng_ctx_recvmsg(ctx, &mut m, 0) != 0 {
+                    let Ok(m) = recv_spin(sock.0, Some(ctx), spin) else {
                         return;
-                    }
+                    };
                     if nng_sys::nng_ctx_sendmsg(ctx, m, 0) != 0 {
                         nng_sys::nng_msg_free(m);
                     }
@@ -124,6 +189,7 @@ fn client_sync(url: &str, clients: usize, ops: u64, size: usize) -> (Duration, V
         .map(|_| {
             let c_url = c_url.clone();
             std::thread::spawn(move || unsafe {
+                let spin = spin();
                 let mut s = nng_sys::nng_socket {
                     _bindgen_opaque_blob: 0,
                 };
@@ -143,8 +209,7 @@ fn client_sync(url: &str, clients: usize, ops: u64, size: usize) -> (Duration, V
                         "append",
                     );
                     check(nng_sys::nng_sendmsg(s, m, 0), "sendmsg");
-                    let mut r: *mut nng_sys::nng_msg = std::ptr::null_mut();
-                    check(nng_sys::nng_recvmsg(s, &mut r, 0), "recvmsg");
+                    let r = recv_spin(s, None, spin).unwrap_or_else(|rv| panic!("recv: {rv}"));
                     assert_eq!(nng_sys::nng_msg_len(r), size);
                     nng_sys::nng_msg_free(r);
                     lat.push(t.elapsed());
@@ -232,13 +297,16 @@ fn start(mode: &str, url: &str) -> Server {
 }
 
 fn main() {
+    init_nng();
     let mut ops = 20_000u64;
     let mut size = 160usize;
+    let mut only_sync = false;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--ops" => ops = arg_num(it.next(), "--ops"),
             "--size" => size = arg_num(it.next(), "--size") as usize,
+            "--sync-only" => only_sync = true,
             "--serve" => {
                 let mode = it.next().expect("mode");
                 let url = it.next().expect("url");
@@ -257,12 +325,13 @@ fn main() {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("port");
-    for server_mode in ["sync", "anng"] {
+    let modes: &[&str] = if only_sync { &["sync"] } else { &["sync", "anng"] };
+    for server_mode in modes.iter().copied() {
         let ipc = format!("ipc://{}", dir.path().join(server_mode).display());
         let tcp = format!("tcp://127.0.0.1:{}", port + (server_mode == "anng") as u16);
         for (transport, url) in [("ipc", &ipc), ("tcp", &tcp)] {
             let _server = start(server_mode, url);
-            for client_mode in ["sync", "anng"] {
+            for client_mode in modes.iter().copied() {
                 for clients in [1usize, 16] {
                     // Warm-up: connections established, pages touched.
                     let _ = if client_mode == "sync" {

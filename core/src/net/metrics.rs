@@ -30,6 +30,21 @@ pub struct ServerMetrics {
     pub in_flight: AtomicU64,
 }
 
+/// Bytes handed out by the allocator and not yet freed. Unlike RSS it does not move when the
+/// allocator returns or keeps free pages, so it shows what a session or a subscriber costs.
+pub fn heap_in_use() -> u64 {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallinfo2 only reads the allocator's statistics (all arenas).
+        let mi = unsafe { libc::mallinfo2() };
+        (mi.uordblks as u64).saturating_add(mi.hblkhd as u64)
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        0
+    }
+}
+
 impl ServerMetrics {
     pub fn observe_latency(&self, d: Duration) {
         let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
@@ -103,6 +118,12 @@ impl ServerMetrics {
             "ormdb_server_change_events_published_total",
             "Entity change events published on the change stream.",
             ld(&self.changes_published),
+        );
+        gauge(
+            &mut out,
+            "ormdb_server_heap_bytes",
+            "Heap bytes the server process holds (glibc's mallinfo2: in use, not what the allocator keeps free; 0 where unavailable).",
+            heap_in_use(),
         );
         counter(
             &mut out,

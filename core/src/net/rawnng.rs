@@ -106,6 +106,9 @@ impl Drop for Msg {
 pub enum Protocol {
     Req,
     Rep,
+    /// The change publisher: a send never waits; NNG drops the message for a subscriber whose
+    /// queue is full.
+    Pub,
 }
 
 /// An open NNG socket; closed when dropped (which fails every call blocked on it with ECLOSED).
@@ -125,6 +128,7 @@ impl Socket {
             match p {
                 Protocol::Req => nng_sys::nng_req0_open(&mut s),
                 Protocol::Rep => nng_sys::nng_rep0_open(&mut s),
+                Protocol::Pub => nng_sys::nng_pub0_open(&mut s),
             }
         })?;
         Ok(Socket(s))
@@ -135,11 +139,62 @@ impl Socket {
         rv(unsafe { nng_sys::nng_listen(self.0, url.as_ptr(), std::ptr::null_mut(), 0) })
     }
 
+    /// Listens on `url`, dropping a connection whose peer announces a message larger than
+    /// `max_bytes` (NNG's `recv-size-max` on this listener): the transport reads the length
+    /// header and closes the pipe before allocating or reading the body, so an oversized
+    /// request costs the server no buffer.
+    pub fn listen_limited(
+        &self,
+        url: &CStr,
+        max_bytes: usize,
+    ) -> std::result::Result<(), NngError> {
+        let mut l = nng_sys::nng_listener {
+            _bindgen_opaque_blob: 0,
+        };
+        // SAFETY: `url` and the option name are NUL-terminated; the listener belongs to our
+        // socket and is closed with it (or here when it cannot start).
+        unsafe {
+            rv(nng_sys::nng_listener_create(&mut l, self.0, url.as_ptr()))?;
+            let started = rv(nng_sys::nng_listener_set_size(
+                l,
+                nng_sys::NNG_OPT_RECVMAXSZ.as_ptr().cast(),
+                max_bytes,
+            ))
+            .and_then(|_| rv(nng_sys::nng_listener_start(l, 0)));
+            if started.is_err() {
+                nng_sys::nng_listener_close(l);
+            }
+            started
+        }
+    }
+
     /// Dials synchronously: an error when the server is not there now. After the first
     /// connection NNG redials by itself when the connection drops.
     pub fn dial(&self, url: &CStr) -> std::result::Result<(), NngError> {
         // SAFETY: as for listen.
         rv(unsafe { nng_sys::nng_dial(self.0, url.as_ptr(), std::ptr::null_mut(), 0) })
+    }
+
+    /// Messages queued per peer (for PUB: per subscriber, beyond which that subscriber's
+    /// messages are dropped).
+    pub fn set_send_buffer(&self, messages: usize) -> std::result::Result<(), NngError> {
+        let n = c_int::try_from(messages).unwrap_or(c_int::MAX);
+        // SAFETY: the option name is one of nng_sys's NUL-terminated constants.
+        rv(unsafe {
+            nng_sys::nng_socket_set_int(self.0, nng_sys::NNG_OPT_SENDBUF.as_ptr().cast(), n)
+        })
+    }
+
+    /// Sends on the socket itself (no context): for PUB this queues the message to every
+    /// subscriber and returns at once.
+    pub fn send(&self, m: Msg) -> std::result::Result<(), NngError> {
+        let p = m.into_raw();
+        // SAFETY: on success NNG takes ownership of the message; on failure it stays ours.
+        let code = unsafe { nng_sys::nng_sendmsg(self.0, p, 0) };
+        if code != 0 {
+            drop(Msg(p));
+        }
+        rv(code)
     }
 
     pub fn context(&self) -> std::result::Result<Ctx, NngError> {

@@ -12,8 +12,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anng::protocols::pubsub0::Pub0;
-use anng::Socket;
 use tokio::sync::watch;
 
 use super::rawnng::{self, Ctx, Msg, Protocol};
@@ -24,6 +22,9 @@ use super::{io_error, DEFAULT_MAX_REQUEST, DEFAULT_REPLY_CHUNK};
 use crate::api::{Database, Options};
 use crate::error::{Error, Result, SqlState};
 
+/// Bytes NNG's receive limit allows beyond `--max-request-bytes`: REQ's request id travels in
+/// the message, and a request just over the limit still gets a clear error reply.
+const REQUEST_HEADER_SLACK: usize = 64;
 /// How often an idle request thread looks at the stop flag.
 const WORKER_POLL: Duration = Duration::from_millis(200);
 
@@ -109,17 +110,22 @@ async fn run(cfg: ServeConfig, shared: Arc<Shared>) -> Result<()> {
     let rep = Arc::new(
         rawnng::Socket::open(Protocol::Rep).map_err(|e| rawnng::io("opening the REP socket", e))?,
     );
+    // NNG drops a connection that announces a larger message before reading it; the slack
+    // covers REQ's header. The handler still checks the exact limit (a clear 54000 reply).
+    let recv_max = cfg.max_request_bytes.saturating_add(REQUEST_HEADER_SLACK);
     for url in &cfg.listen {
-        rep.listen(&c_url(url)?)
+        rep.listen_limited(&c_url(url)?, recv_max)
             .map_err(|e| rawnng::io(&format!("cannot listen on {url}"), e))?;
     }
-    let pub_socket: Socket<Pub0> =
-        Pub0::socket().map_err(|e| io_error("opening the PUB socket", e))?;
+    let pub_socket =
+        rawnng::Socket::open(Protocol::Pub).map_err(|e| rawnng::io("opening the PUB socket", e))?;
+    pub_socket
+        .set_send_buffer(super::publisher::SUBSCRIBER_QUEUE)
+        .map_err(|e| rawnng::io("sizing the PUB queues", e))?;
     for url in &shared.change_urls {
         pub_socket
-            .listen(c_url(url)?)
-            .await
-            .map_err(|e| io_error(&format!("cannot publish changes on {url}"), e))?;
+            .listen(&c_url(url)?)
+            .map_err(|e| rawnng::io(&format!("cannot publish changes on {url}"), e))?;
     }
     let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -150,14 +156,10 @@ async fn run(cfg: ServeConfig, shared: Arc<Shared>) -> Result<()> {
 
     let publisher_stop = Arc::new(AtomicBool::new(false));
     let publisher = {
-        let (sh, stop, handle) = (
-            shared.clone(),
-            publisher_stop.clone(),
-            tokio::runtime::Handle::current(),
-        );
+        let (sh, stop) = (shared.clone(), publisher_stop.clone());
         std::thread::Builder::new()
             .name("ormdb-publisher".into())
-            .spawn(move || super::publisher::run(sh, pub_socket, handle, stop))
+            .spawn(move || super::publisher::run(sh, pub_socket, stop))
             .map_err(|e| io_error("starting the change publisher", e))?
     };
 

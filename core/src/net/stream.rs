@@ -15,7 +15,7 @@ use anng::protocols::pubsub0::Sub0;
 use tokio::sync::mpsc;
 
 use super::client::Client;
-use super::publisher::events;
+use super::publisher::{events, frames};
 use crate::changes::ChangeToken;
 use crate::error::{Error, Result, SqlState};
 use crate::ir::protocol::{access, change_topic, ArchivedBody, ChangeEvent, CHANGE_TOPIC_PREFIX};
@@ -134,13 +134,21 @@ impl ChangeStream {
         self.entities.is_empty() || self.entities.iter().any(|e| e == entity)
     }
 
-    /// The oldest per-entity position: resuming from it delivers nothing twice per entity that
-    /// was not already seen, and misses nothing.
+    /// Where to resume after this stream is dropped: no change it has not handed out is older,
+    /// so resuming from it misses nothing. Events already received but not yet handed out by
+    /// [`ChangeStream::next`] count as not delivered (a batched message brings several at once).
     pub fn position(&self) -> ChangeToken {
-        self.last
-            .values()
-            .copied()
-            .chain([self.base])
+        let seen: Vec<ChangeToken> = if self.entities.is_empty() {
+            self.last.values().copied().chain([self.base]).collect()
+        } else {
+            self.entities.iter().map(|e| self.last_of(e)).collect()
+        };
+        let undelivered = self.pending.iter().filter_map(|e| match e {
+            StreamEvent::Change(ev) => Some(ev.prev),
+            StreamEvent::Lagged { after, .. } => Some(*after),
+        });
+        seen.into_iter()
+            .chain(undelivered)
             .min()
             .unwrap_or(self.base)
     }
@@ -178,14 +186,14 @@ impl ChangeStream {
         }
     }
 
+    /// One PUB message: the topic, then one or more framed events of one entity in commit order.
     async fn on_live(&mut self, bytes: &[u8]) -> Result<()> {
         let Some(nul) = bytes.iter().position(|b| *b == 0) else {
             return Ok(()); // not a change message
         };
-        let frame = &bytes[nul + 1..];
-        let ev: ChangeEvent = match access(frame) {
-            Ok(m) => match &m.body {
-                ArchivedBody::Change(ev) => {
+        for frame in frames(&bytes[nul + 1..])? {
+            let ev: ChangeEvent = match access(frame)?.body {
+                ArchivedBody::Change(ref ev) => {
                     rkyv::deserialize::<ChangeEvent, rkyv::rancor::Error>(ev).map_err(|e| {
                         Error::new(
                             SqlState::ProtocolViolation,
@@ -193,10 +201,14 @@ impl ChangeStream {
                         )
                     })?
                 }
-                _ => return Ok(()),
-            },
-            Err(e) => return Err(e),
-        };
+                _ => continue,
+            };
+            self.on_event(ev).await?;
+        }
+        Ok(())
+    }
+
+    async fn on_event(&mut self, ev: ChangeEvent) -> Result<()> {
         let key = ev.entity.to_ascii_lowercase();
         if !self.wants(&key) {
             return Ok(());
