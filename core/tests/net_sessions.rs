@@ -3,7 +3,8 @@
 //! own uncommitted writes (SQL and mutations alike), stay invisible to other sessions and to
 //! autocommit, commit or roll back with the session, and are rolled back with it when its idle
 //! timeout expires. `net::connect` runs the same requests in its transaction for a path and a
-//! URL alike. Version 2 requests are refused on a version 1 connection.
+//! URL alike. Version 2 requests are refused on a version 1 connection. A `RemoteSubscription`
+//! delivers whole commits and resumes from a token.
 
 mod net_support;
 use net_support::*;
@@ -360,4 +361,105 @@ fn version_2_requests_need_a_version_2_connection() {
         assert!(e.message.contains("Schema needs protocol version 2"), "{e}");
         v1.sql("SELECT 1", Params::None).await.unwrap();
     });
+}
+
+#[test]
+fn a_remote_subscription_delivers_whole_commits_and_resumes_from_a_token() {
+    use ormdb::net::RemoteSubscription;
+    let server = Server::start(&[]);
+    let mut w = connect(&server.tcp).unwrap();
+    w.execute(SCHEMA, &Params::None).unwrap();
+    let wait = Duration::from_secs(10);
+    let mut sub =
+        RemoteSubscription::open(&server.ipc, ClientOptions::default(), vec![], None).unwrap();
+    assert!(sub
+        .next_timeout(Duration::from_millis(200))
+        .unwrap()
+        .is_none());
+    // One commit touching two entities is one change set, as in process.
+    w.execute("BEGIN", &Params::None).unwrap();
+    w.execute(
+        "INSERT INTO users (id, name) VALUES (3, 'cy')",
+        &Params::None,
+    )
+    .unwrap();
+    w.mutate(&Mutation {
+        ops: vec![MutationOp::Delete {
+            entity: "posts".into(),
+            filter: None,
+        }],
+    })
+    .unwrap();
+    w.execute("COMMIT", &Params::None).unwrap();
+    let started = Instant::now();
+    let cs = sub.next_timeout(wait).unwrap().expect("the commit");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "prompt delivery"
+    );
+    let mut entities: Vec<&str> = cs.entities.iter().map(|e| e.entity.as_str()).collect();
+    entities.sort_unstable();
+    entities.dedup();
+    assert_eq!(entities, vec!["posts", "users"], "{cs:?}");
+    assert_eq!(cs.entities.len(), 4);
+    assert_eq!(sub.position(), cs.token);
+    let pos = sub.position();
+    drop(sub);
+
+    // Committed while nobody listened, including a new table: a new subscription (filtered)
+    // resumes after the token and names the new table's fields from the refreshed catalog.
+    w.execute(
+        "CREATE TABLE late (id INTEGER PRIMARY KEY, label TEXT)",
+        &Params::None,
+    )
+    .unwrap();
+    w.execute(
+        "INSERT INTO late (id, label) VALUES (1, 'a')",
+        &Params::None,
+    )
+    .unwrap();
+    w.execute(
+        "INSERT INTO users (id, name) VALUES (4, 'dee')",
+        &Params::None,
+    )
+    .unwrap();
+    w.execute(
+        "INSERT INTO late (id, label) VALUES (2, 'b')",
+        &Params::None,
+    )
+    .unwrap();
+    let mut sub = RemoteSubscription::open(
+        &server.tcp,
+        ClientOptions::default(),
+        vec!["late".into()],
+        Some(pos),
+    )
+    .unwrap();
+    // The CREATE TABLE comes first, as a schema-only change set (as in process).
+    let ddl = sub.next_timeout(wait).unwrap().expect("the DDL commit");
+    assert!(ddl.schema_changed && ddl.entities.is_empty(), "{ddl:?}");
+    let a = sub.next_timeout(wait).unwrap().expect("first late row");
+    let b = sub.next_timeout(wait).unwrap().expect("second late row");
+    assert_eq!(a.entities[0].values[1], Value::from("a"));
+    assert_eq!(b.entities[0].values[1], Value::from("b"));
+    assert!(a.token < b.token);
+    assert!(sub
+        .next_timeout(Duration::from_millis(300))
+        .unwrap()
+        .is_none());
+    let late = sub
+        .schema()
+        .entities
+        .iter()
+        .find(|e| e.name == "late")
+        .expect("the catalog knows the new table");
+    assert_eq!(late.fields[1].name, "label");
+    // Live after the replay.
+    w.execute(
+        "INSERT INTO late (id, label) VALUES (3, 'c')",
+        &Params::None,
+    )
+    .unwrap();
+    let c = sub.next_timeout(wait).unwrap().expect("live row");
+    assert_eq!(c.entities[0].values[1], Value::from("c"));
 }

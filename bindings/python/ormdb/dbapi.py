@@ -921,9 +921,11 @@ class Connection:
 
     def subscribe(
         self, entities: Optional[Sequence[str]] = None, after: Optional[int] = None
-    ) -> "_ormdb.NativeSubscription":
+    ) -> "Union[_ormdb.NativeSubscription, _ormdb.RemoteSubscription]":
         """A change stream of committed change sets (dicts) from now on, or after token
-        ``after``. Iterate it (blocks) or call ``next(timeout=seconds)``."""
+        ``after``. Iterate it (blocks) or call ``next(timeout=seconds)``. ``position`` is the
+        token of the last change delivered: ``subscribe(after=position)`` on a new connection
+        (also to a restarted server) resumes without gaps or repeats."""
         self._check()
         return self._native.subscribe(list(entities) if entities is not None else None, after)
 
@@ -946,8 +948,9 @@ def connect(
     """Opens a connection to the ORMDB database at ``database`` (a directory path, created if
     missing), to a fresh temporary database for ``":memory:"``, or to an ``ormdb serve`` at a
     ``tcp://host:port`` or ``ipc:///path`` URL (there ``timeout`` bounds connecting and each
-    request; Python callbacks, change streams and the nested graph fetch raise
-    NotSupportedError). Locally, ``timeout`` and
+    request; graph fetch, explain, mutate and aggregate run in the connection's open
+    transaction as locally, change streams resume from a token; only Python callbacks
+    (create_function, create_aggregate) raise NotSupportedError). Locally, ``timeout`` and
     ``cached_statements`` are accepted for sqlite3 compatibility: ORMDB never waits on locks
     (conflicting commits fail with OperationalError, SQLSTATE 40001) and caches statements on
     its own. ``durability`` is "full" (fsync before a commit returns) or "normal".

@@ -231,27 +231,66 @@ impl NativeConnection {
         })
     }
 
-    /// A read against the connection's database (native API) with the GIL released.
-    fn native<T: Send>(
-        &self,
-        py: Python<'_>,
-        f: impl FnOnce(&ormdb::Connection) -> ormdb::Result<T> + Send,
-    ) -> PyResult<T> {
-        self.run(py, |s| f(s.connection()))
-    }
-
-    /// [`Self::native`] for results returned to Python in their JSON form.
-    fn native_json<'py, T: serde::Serialize + Send>(
+    /// A native request on the session (in its open transaction, if any) whose result goes to
+    /// Python in its JSON form.
+    fn session_json<'py, T: serde::Serialize + Send>(
         &self,
         py: Python<'py>,
-        f: impl FnOnce(&ormdb::Connection) -> ormdb::Result<T> + Send,
+        f: impl FnOnce(&mut Session) -> ormdb::Result<T> + Send,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let out = self.native(py, |c| {
-            let r = f(c)?;
+        let out = self.run(py, |s| {
+            let r = f(s)?;
             serde_json::to_value(&r).map_err(|e| ormdb::Error::internal(e.to_string()))
         })?;
         json_to_py(py, &out)
     }
+}
+
+/// The catalog's relations as `relations()` returns them (shared with remote connections).
+pub(crate) fn relations_list<'py>(
+    py: Python<'py>,
+    schema: &Schema,
+) -> PyResult<Bound<'py, PyList>> {
+    let fk_fields = |entity: &str, fk: &str| -> Vec<String> {
+        schema
+            .entity(entity)
+            .ok()
+            .and_then(|e| {
+                let def = e.foreign_keys.iter().find(|f| f.name == fk)?;
+                Some(
+                    def.fields
+                        .iter()
+                        .filter_map(|i| e.fields.get(*i as usize).map(|f| f.name.clone()))
+                        .collect(),
+                )
+            })
+            .unwrap_or_default()
+    };
+    let out = PyList::empty(py);
+    for r in schema.relations() {
+        let d = PyDict::new(py);
+        d.set_item("name", &r.name)?;
+        let kind = match r.kind {
+            RelationKind::ManyToOne => "many_to_one",
+            RelationKind::OneToOne => "one_to_one",
+            RelationKind::OneToMany => "one_to_many",
+            RelationKind::ManyToMany => "many_to_many",
+        };
+        d.set_item("kind", kind)?;
+        d.set_item("from", &r.from)?;
+        d.set_item("to", &r.to)?;
+        d.set_item("forward", r.forward)?;
+        d.set_item("fk_entity", &r.fk_entity)?;
+        d.set_item("fk_fields", fk_fields(&r.fk_entity, &r.fk_name))?;
+        let far = r
+            .far_fk_name
+            .as_deref()
+            .map(|n| fk_fields(&r.fk_entity, n))
+            .unwrap_or_default();
+        d.set_item("far_fk_fields", far)?;
+        out.append(d)?;
+    }
+    Ok(out)
 }
 
 pub(crate) fn graph_json(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<String> {
@@ -520,47 +559,7 @@ impl NativeConnection {
     /// {name, kind, from, to, forward, fk_entity, fk_fields, far_fk_fields}. Adapters map
     /// their ORM's relations onto these names.
     fn relations<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let schema = Schema::new(self.db.schema());
-        let fk_fields = |entity: &str, fk: &str| -> Vec<String> {
-            schema
-                .entity(entity)
-                .ok()
-                .and_then(|e| {
-                    let def = e.foreign_keys.iter().find(|f| f.name == fk)?;
-                    Some(
-                        def.fields
-                            .iter()
-                            .filter_map(|i| e.fields.get(*i as usize).map(|f| f.name.clone()))
-                            .collect(),
-                    )
-                })
-                .unwrap_or_default()
-        };
-        let out = PyList::empty(py);
-        for r in schema.relations() {
-            let d = PyDict::new(py);
-            d.set_item("name", &r.name)?;
-            let kind = match r.kind {
-                RelationKind::ManyToOne => "many_to_one",
-                RelationKind::OneToOne => "one_to_one",
-                RelationKind::OneToMany => "one_to_many",
-                RelationKind::ManyToMany => "many_to_many",
-            };
-            d.set_item("kind", kind)?;
-            d.set_item("from", &r.from)?;
-            d.set_item("to", &r.to)?;
-            d.set_item("forward", r.forward)?;
-            d.set_item("fk_entity", &r.fk_entity)?;
-            d.set_item("fk_fields", fk_fields(&r.fk_entity, &r.fk_name))?;
-            let far = r
-                .far_fk_name
-                .as_deref()
-                .map(|n| fk_fields(&r.fk_entity, n))
-                .unwrap_or_default();
-            d.set_item("far_fk_fields", far)?;
-            out.append(d)?;
-        }
-        Ok(out)
+        relations_list(py, &Schema::new(self.db.schema()))
     }
 
     /// Graph fetch returning {"data", "next_cursor", "stats"}.
@@ -583,20 +582,21 @@ impl NativeConnection {
     #[pyo3(signature = (graph, analyze=false))]
     fn explain(&self, py: Python<'_>, graph: &Bound<'_, PyAny>, analyze: bool) -> PyResult<String> {
         let json = graph_json(graph, "graph fetch")?;
-        self.native(py, |c| {
+        self.run(py, |s| {
             let f = GraphFetch::from_json(&json)?;
-            Ok(c.explain(&f, analyze)?.text)
+            Ok(s.explain(&f, analyze)?.text)
         })
     }
 
-    /// Applies a mutation batch in one transaction: {"ops": [{"affected", "ids"}], "token"}.
+    /// Applies a mutation batch: {"ops": [{"affected", "ids"}], "token"}. Inside an open
+    /// transaction it is part of it (rolled back with it); otherwise it commits on its own.
     fn mutate<'py>(
         &self,
         py: Python<'py>,
         mutation: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let json = graph_json(mutation, "mutation")?;
-        self.native_json(py, |c| c.mutate(&Mutation::from_json(&json)?))
+        self.session_json(py, |s| s.mutate(&Mutation::from_json(&json)?))
     }
 
     /// Runs an aggregate: {"columns", "rows", "rows_examined"}.
@@ -606,7 +606,7 @@ impl NativeConnection {
         aggregate: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let json = graph_json(aggregate, "aggregate")?;
-        self.native_json(py, |c| c.aggregate(&Aggregate::from_json(&json)?))
+        self.session_json(py, |s| s.aggregate(&Aggregate::from_json(&json)?))
     }
 
     fn metrics(&self) -> PyResult<String> {
@@ -679,7 +679,7 @@ fn kind_name(k: ChangeKind) -> &'static str {
     }
 }
 
-fn change_to_py<'py>(
+pub(crate) fn change_to_py<'py>(
     py: Python<'py>,
     schema: &SchemaBundle,
     cs: &ChangeSet,

@@ -18,6 +18,7 @@ fn _ormdb(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<connection::NativeConnection>()?;
     m.add_class::<connection::NativeSubscription>()?;
     m.add_class::<remote::RemoteConnection>()?;
+    m.add_class::<remote::RemoteSubscription>()?;
     m.add_function(wrap_pyfunction!(values::_set_adapters, m)?)?;
     m.add("SQLITE_VERSION", ormdb::sql::functions::SQLITE_VERSION)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

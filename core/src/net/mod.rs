@@ -6,8 +6,9 @@
 //! [`publisher`] turns the change log into published events, [`metrics`] counts and serves
 //! Prometheus text. On the other side, [`client::Client`] pools connections (async),
 //! [`client::BlockingClient`] sends from the caller's thread, and
-//! [`stream::ChangeStream`] follows a change stream without gaps; [`connect`] opens a path or a
-//! URL behind the same SQL interface.
+//! [`stream::ChangeStream`] follows a change stream without gaps,
+//! [`subscription::RemoteSubscription`] reads whole commits from the server's change log like
+//! an in-process subscription; [`connect`] opens a path or a URL behind the same interface.
 
 pub mod client;
 pub mod connect;
@@ -19,11 +20,13 @@ pub mod rawnng;
 pub mod server;
 pub mod sessions;
 pub mod stream;
+pub mod subscription;
 
 pub use client::{BlockingClient, Client, ClientOptions, Reply};
 pub use connect::{connect, connect_with, RemoteSql, SqlConnection};
 pub use server::{serve, ServeConfig};
 pub use stream::{ChangeStream, StreamEvent, StreamOptions};
+pub use subscription::RemoteSubscription;
 
 use crate::error::{Error, SqlState};
 
