@@ -125,11 +125,21 @@ pub fn row_values(i: i64, payload: usize, rng: &mut Rng) -> (String, i64, Vec<u8
 // ---------------------------------------------------------------------------------------------
 // ORMDB
 
-/// ORMDB options for a mode; `cache_capacity` is always explicit.
+/// ORMDB options for a mode; `cache_capacity` is always explicit. `ORMDB_BENCH_IMAGE_BUDGET`
+/// (bytes) overrides the decoded table image budget: 0 reads every row from the store, which
+/// measures the read path without images in the same binary and run.
 pub fn ormdb_options(mode: Mode, cache_capacity: u64) -> Options {
-    Options::default()
+    let o = Options::default()
         .durability(mode.durability())
-        .cache_capacity(cache_capacity)
+        .cache_capacity(cache_capacity);
+    match std::env::var("ORMDB_BENCH_IMAGE_BUDGET") {
+        Ok(v) => o.image_budget(
+            v.trim()
+                .parse()
+                .expect("ORMDB_BENCH_IMAGE_BUDGET must be a byte count"),
+        ),
+        Err(_) => o,
+    }
 }
 
 /// Opens (creating) an ORMDB database in `dir`.

@@ -8,7 +8,10 @@
 //!   no transaction is partially visible, that the invariants hold and that the database keeps
 //!   working. Children vary: 1-4 committing threads, checkpoints every N commits or racing in a
 //!   background thread, and sometimes a second child is killed while it recovers the first
-//!   one's log before the parent reopens.
+//!   one's log before the parent reopens. A third of the children commit with
+//!   `Durability::Normal` from 4-8 threads (acknowledged once the log record is written to the
+//!   OS, which a kill -9 does not lose): many concurrent commits apply to the store out of
+//!   timestamp order, so kills land between out-of-order applies.
 //! - `damaged_log_tail_is_cut_or_reported`: the newest commit log segment is truncated or garbled
 //!   after a clean close and after a kill; opening must keep every commit acknowledged before the
 //!   damaged record, or fail with `SqlState::DataCorrupted`, and never panic.
@@ -29,11 +32,13 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ormdb::{Connection, DataType, Database, EntitySpec, FieldDef, Options, SqlState, Value};
+use ormdb::{
+    Connection, DataType, Database, Durability, EntitySpec, FieldDef, Options, SqlState, Value,
+};
 
 /// Set in the child: the database directory it commits to.
 const CHILD_DIR_ENV: &str = "ORMDB_CRASH_CHILD_DIR";
-/// Set in the child: `threads,checkpoint_every,background_checkpoints,seed`.
+/// Set in the child: `threads,checkpoint_every,background_checkpoints,seed,normal`.
 const CHILD_MODE_ENV: &str = "ORMDB_CRASH_CHILD_MODE";
 /// Overrides the time-derived seed of the parent.
 const SEED_ENV: &str = "ORMDB_CRASH_SEED";
@@ -304,12 +309,20 @@ fn crash_child_entry() {
     };
     let mode = std::env::var(CHILD_MODE_ENV).unwrap_or_default();
     let m: Vec<u64> = mode.split(',').filter_map(|s| s.parse().ok()).collect();
-    let (threads, checkpoint_every, background_checkpoints, seed) = match m[..] {
-        [a, b, c, d] => (a.max(1), b, c != 0, d),
-        _ => (1, 0, false, 1),
+    let (threads, checkpoint_every, background_checkpoints, seed, normal) = match m[..] {
+        [a, b, c, d, e] => (a.max(1), b, c != 0, d, e != 0),
+        _ => (1, 0, false, 1, false),
     };
-    let db = Database::open(PathBuf::from(dir), Options::default())
-        .unwrap_or_else(|e| child_fail("open", &e));
+    let durability = if normal {
+        Durability::Normal
+    } else {
+        Durability::Full
+    };
+    let db = Database::open(
+        PathBuf::from(dir),
+        Options::default().durability(durability),
+    )
+    .unwrap_or_else(|e| child_fail("open", &e));
     let start = {
         let conn = db.connect();
         let mut tx = conn.begin().unwrap_or_else(|e| child_fail("begin", &e));
@@ -382,7 +395,14 @@ struct ChildProc {
     seen: Vec<String>,
 }
 
-fn spawn_child(dir: &Path, threads: u64, checkpoint_every: u64, bg: bool, seed: u64) -> ChildProc {
+fn spawn_child(
+    dir: &Path,
+    threads: u64,
+    checkpoint_every: u64,
+    bg: bool,
+    seed: u64,
+    normal: bool,
+) -> ChildProc {
     let mut child = Command::new(std::env::current_exe().expect("test binary path"))
         .args([
             "--exact",
@@ -393,7 +413,11 @@ fn spawn_child(dir: &Path, threads: u64, checkpoint_every: u64, bg: bool, seed: 
         .env(CHILD_DIR_ENV, dir)
         .env(
             CHILD_MODE_ENV,
-            format!("{threads},{checkpoint_every},{},{seed}", u8::from(bg)),
+            format!(
+                "{threads},{checkpoint_every},{},{seed},{}",
+                u8::from(bg),
+                u8::from(normal)
+            ),
         )
         .env_remove(SEED_ENV)
         .stdin(Stdio::null())
@@ -581,7 +605,12 @@ fn kill9_loop_loses_no_acknowledged_commit() {
             chained += 1;
         }
         for link in 0..chain {
-            let threads = [1, 1, 2, 4][rng.range(0, 3) as usize];
+            let normal = rng.range(0, 2) == 0;
+            let threads = if normal {
+                [4, 8][rng.range(0, 1) as usize]
+            } else {
+                [1, 1, 2, 4][rng.range(0, 3) as usize]
+            };
             let checkpoint_every = if rng.range(0, 2) == 0 {
                 rng.range(1, 25)
             } else {
@@ -591,12 +620,12 @@ fn kill9_loop_loses_no_acknowledged_commit() {
             let delay = rng.range(5, 150);
             let from_spawn = rng.range(0, 4) == 0;
             let ctx = format!(
-                "kill {} (seed {seed}, threads {threads}, checkpoint every {checkpoint_every}, \
-                 background checkpoints {bg}, delay {delay} ms after {})",
+                "kill {} (seed {seed}, threads {threads}, normal durability {normal}, checkpoint \
+                 every {checkpoint_every}, background checkpoints {bg}, delay {delay} ms after {})",
                 kills + 1,
                 if from_spawn { "spawn" } else { "open" }
             );
-            let mut child = spawn_child(&path, threads, checkpoint_every, bg, rng.next());
+            let mut child = spawn_child(&path, threads, checkpoint_every, bg, rng.next(), normal);
             // Mostly count the delay from the moment the child has opened the database (so
             // the kill lands among commits and checkpoints); sometimes from the spawn (so it
             // lands in process start-up or in recovery of the previous child's log).
@@ -793,7 +822,7 @@ fn damaged_log_tail_is_cut_or_reported() {
         let path = dir.path().join("db");
         create_schema(&path);
         let ctx = format!("kill round {round} (seed {seed})");
-        let mut child = spawn_child(&path, 1 + round % 2, 0, false, rng.next());
+        let mut child = spawn_child(&path, 1 + round % 2, 0, false, rng.next(), false);
         child.wait_acks(30, Duration::from_secs(60));
         let rep = child.kill(&ctx);
         let mut acked = BTreeMap::new();
@@ -853,7 +882,7 @@ fn damaged_log_tail_is_cut_or_reported() {
         let path = dir.path().join("db");
         create_schema(&path);
         let ctx = format!("damage before the last segment (seed {seed})");
-        let mut child = spawn_child(&path, 1, 0, false, rng.next());
+        let mut child = spawn_child(&path, 1, 0, false, rng.next(), false);
         child.wait_acks(10, Duration::from_secs(60));
         let rep = child.kill(&ctx);
         let mut acked = BTreeMap::new();

@@ -1,4 +1,6 @@
-//! Bad input against a real server: garbage bytes, truncated, corrupted and oversized frames,
+//! Bad input against a real server: garbage bytes, truncated, corrupted and oversized frames
+//! (just over the limit: an error reply; far over it: the connection dropped by NNG before the
+//! body is read),
 //! an unsupported protocol version, a reply sent as a request, unknown session and prepared
 //! statement ids, and a client that disappears mid-transaction. Each gets a clear error reply
 //! and the server keeps serving others and loses nothing.
@@ -91,21 +93,36 @@ fn malformed_frames_get_clear_errors_and_the_server_keeps_serving() {
             assert_eq!(code, "08P01");
             assert!(msg.contains("checksum"), "{msg}");
 
-            // Over the server's configured request limit.
+            // Just over the server's configured request limit: within what NNG lets through
+            // (its limit has room for REQ's header), so the handler answers 54000.
+            let just_over = (65_400..)
+                .map(|n| {
+                    encode(&Body::Sql {
+                        session: 0,
+                        sql: format!("SELECT '{}'", "x".repeat(n)),
+                        params: Params::None,
+                    })
+                    .unwrap()
+                })
+                .find(|f| f.len() > 65_536)
+                .unwrap();
+            let (code, msg) = error_of(&raw(url, &just_over, wait).await.unwrap());
+            assert_eq!(code, "54000");
+            assert!(msg.contains("exceeds the server's limit"), "{msg}");
+
+            // Far over it, framed or not: NNG drops the connection on reading the length,
+            // before buffering the body, so no reply comes; the server goes on.
             let big = encode(&Body::Sql {
                 session: 0,
                 sql: format!("SELECT '{}'", "x".repeat(100_000)),
                 params: Params::None,
             })
             .unwrap();
-            let (code, msg) = error_of(&raw(url, &big, wait).await.unwrap());
-            assert_eq!(code, "54000");
-            assert!(msg.contains("exceeds the server's limit"), "{msg}");
-
-            // Far over it, and not even a frame: the size is checked first.
+            let short = Duration::from_secs(2);
+            assert!(raw(url, &big, short).await.is_none());
             let huge = vec![7u8; 2 * 1024 * 1024];
-            let (code, msg) = error_of(&raw(url, &huge, wait).await.unwrap());
-            assert_eq!(code, "54000", "{msg}");
+            assert!(raw(url, &huge, short).await.is_none());
+            still_serving(&c).await;
 
             // A version this server does not speak.
             let v99 = encode_message(&Message {
@@ -142,7 +159,54 @@ fn malformed_frames_get_clear_errors_and_the_server_keeps_serving() {
             .find_map(|l| l.strip_prefix("ormdb_server_bad_frames_total "))
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap();
-        assert!(bad >= 14, "bad frames counted: {bad}");
+        assert!(bad >= 12, "bad frames counted: {bad}");
+    });
+}
+
+/// Speaks the SP handshake as a REQ peer on a raw stream, then announces a 32 MiB message and
+/// sends only its first bytes: the server must close the connection on reading the length (a
+/// server that accepted the announcement would allocate the buffer and wait for the rest).
+fn announce_oversized<S: std::io::Read + std::io::Write>(mut s: S, ipc: bool) {
+    s.write_all(&[0, b'S', b'P', 0, 0x00, 0x30, 0, 0]).unwrap();
+    let mut theirs = [0u8; 8];
+    std::io::Read::read_exact(&mut s, &mut theirs).unwrap();
+    assert_eq!(&theirs[..4], &[0, b'S', b'P', 0], "an SP peer");
+    let mut head = Vec::new();
+    if ipc {
+        head.push(1u8); // IPC's message type byte
+    }
+    head.extend_from_slice(&(32u64 << 20).to_be_bytes());
+    head.extend_from_slice(&[0u8; 64]);
+    s.write_all(&head).unwrap();
+    let mut buf = [0u8; 64];
+    match std::io::Read::read(&mut s, &mut buf) {
+        Ok(0) => {}
+        Ok(n) => panic!("the server sent {n} bytes instead of closing"),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("the connection stayed open: {e}"),
+    }
+}
+
+#[test]
+fn an_oversized_announcement_is_dropped_before_its_body_arrives() {
+    let server = Server::start(&["--max-request-bytes", "65536"]);
+    let limit = Some(Duration::from_secs(5));
+    let port = server.tcp.rsplit(':').next().unwrap();
+    let tcp = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+    tcp.set_read_timeout(limit).unwrap();
+    announce_oversized(tcp, false);
+    let path = server.ipc.strip_prefix("ipc://").unwrap();
+    let ipc = std::os::unix::net::UnixStream::connect(path).unwrap();
+    ipc.set_read_timeout(limit).unwrap();
+    announce_oversized(ipc, true);
+    // Others are served all along.
+    let rt = runtime();
+    rt.block_on(async {
+        for url in [&server.tcp, &server.ipc] {
+            let c = Client::connect(url).await.unwrap();
+            let r = c.sql("SELECT 1", Params::None).await.unwrap();
+            assert_eq!(r.rows, vec![vec![Value::Integer(1)]]);
+        }
     });
 }
 

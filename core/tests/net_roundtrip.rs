@@ -20,7 +20,7 @@ const SCHEMA: &str = "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT 
      CREATE TABLE posts (id INTEGER PRIMARY KEY, author_id INTEGER REFERENCES users(id), title TEXT);";
 
 async fn exercise(c: &Client) {
-    assert_eq!(c.protocol_version(), 1);
+    assert_eq!(c.protocol_version(), 2);
     assert!(c.server_name().starts_with("ormdb "), "{}", c.server_name());
 
     // SQL with positional and named parameters.
@@ -283,7 +283,7 @@ fn handshake_negotiates_the_version() {
             ..Default::default()
         };
         let c = Client::connect_with(&server.tcp, opts).await.unwrap();
-        assert_eq!(c.protocol_version(), 1);
+        assert_eq!(c.protocol_version(), 2);
 
         // No version in common: a clear error naming both sides.
         let opts = ormdb::net::ClientOptions {
@@ -297,7 +297,7 @@ fn handshake_negotiates_the_version() {
         assert_eq!(e.state, SqlState::ProtocolViolation, "{e}");
         assert!(e.message.contains("no common protocol version"), "{e}");
         assert!(
-            e.message.contains("[7, 8]") && e.message.contains("[1]"),
+            e.message.contains("[7, 8]") && e.message.contains("[1, 2]"),
             "{e}"
         );
 
@@ -365,7 +365,7 @@ fn blocking_client_round_trips_over_tcp_and_ipc() {
     let server = Server::start(&["--reply-chunk-bytes", "65536"]);
     for (i, url) in [&server.tcp, &server.ipc].into_iter().enumerate() {
         let c = ormdb::net::BlockingClient::connect(url).unwrap();
-        assert_eq!(c.protocol_version(), 1);
+        assert_eq!(c.protocol_version(), 2);
         let t = format!("b{i}");
         c.sql_in(
             0,

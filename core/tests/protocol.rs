@@ -227,7 +227,7 @@ fn db() -> (Database, ormdb::Connection) {
 
 /// One body of every kind, the result kinds from a real database.
 fn all_bodies() -> Vec<Body> {
-    let (_db, conn) = db();
+    let (db, conn) = db();
     let fetch = GraphFetch::new("users")
         .order(OrderBy::desc("name"))
         .limit(2)
@@ -280,6 +280,35 @@ fn all_bodies() -> Vec<Body> {
         Body::Error {
             code: "54000".into(),
             message: "budget max_rows (1) exceeded".into(),
+        },
+        Body::FetchIn {
+            session: 9,
+            fetch: Box::new(full_fetch()),
+        },
+        Body::ExplainIn {
+            session: 0,
+            fetch: Box::new(full_fetch()),
+            analyze: true,
+        },
+        Body::MutateIn {
+            session: 9,
+            mutation: Box::new(full_mutation()),
+        },
+        Body::AggregateIn {
+            session: 9,
+            aggregate: Box::new(full_aggregate()),
+        },
+        Body::Schema {
+            session: 9,
+            known_version: 3,
+        },
+        Body::SchemaResult {
+            version: db.schema().version,
+            bundle: Some(Box::new(db.schema())),
+        },
+        Body::SchemaResult {
+            version: 3,
+            bundle: None,
         },
     ]
     .into_iter()
@@ -416,6 +445,12 @@ fn kind(b: &ArchivedBody) -> &'static str {
         ArchivedBody::Change(_) => "change",
         ArchivedBody::Chunk { .. } => "chunk",
         ArchivedBody::NextChunk { .. } => "next_chunk",
+        ArchivedBody::FetchIn { .. } => "fetch_in",
+        ArchivedBody::ExplainIn { .. } => "explain_in",
+        ArchivedBody::MutateIn { .. } => "mutate_in",
+        ArchivedBody::AggregateIn { .. } => "aggregate_in",
+        ArchivedBody::Schema { .. } => "schema",
+        ArchivedBody::SchemaResult { .. } => "schema_result",
     }
 }
 
@@ -450,6 +485,12 @@ fn body_kind(b: &Body) -> &'static str {
         Body::Change(_) => "change",
         Body::Chunk { .. } => "chunk",
         Body::NextChunk { .. } => "next_chunk",
+        Body::FetchIn { .. } => "fetch_in",
+        Body::ExplainIn { .. } => "explain_in",
+        Body::MutateIn { .. } => "mutate_in",
+        Body::AggregateIn { .. } => "aggregate_in",
+        Body::Schema { .. } => "schema",
+        Body::SchemaResult { .. } => "schema_result",
     }
 }
 

@@ -7,7 +7,9 @@ The sdist is downloaded once with pip into target/django-cache. With --record th
 counts are written to scripts/django/baseline.json (meant for --backend sqlite3). On ormdb the
 run compares the passes with the recorded sqlite3 baseline and fails below GOAL; the last line
 is cargo-style ("test result: ok. N passed; M failed; K ignored") for scripts/test.sh.
-ORMDB_DJANGO_GOAL overrides the goal (a fraction, default 0.97).
+ORMDB_DJANGO_GOAL overrides the goal (a fraction, default 0.97). On ormdb, --parallel-check
+APPS additionally runs those apps with `--parallel 2` under the "spawn" start method (test
+databases cloned through Connection.backup) and fails unless every test that ran passed.
 """
 
 from __future__ import annotations
@@ -91,6 +93,11 @@ def main() -> int:
     ap.add_argument("--backend", choices=["ormdb", "sqlite3"], default="ormdb")
     ap.add_argument("--record", action="store_true", help="write baseline.json")
     ap.add_argument("--log", help="also write the full runner output here")
+    ap.add_argument(
+        "--parallel-check",
+        metavar="APPS",
+        help="comma-separated apps to run again with --parallel 2 under 'spawn'",
+    )
     ap.add_argument("apps", nargs="*")
     args = ap.parse_args()
     apps = args.apps or APPS
@@ -148,6 +155,8 @@ def main() -> int:
             + "\n"
         )
     ok = True
+    if args.parallel_check:
+        ok = parallel_check(src, env, args.parallel_check.split(",")) and ok
     if args.backend == "ormdb" and base_passed:
         ratio = total["passed"] / base_passed
         ok = ratio >= GOAL
@@ -159,6 +168,36 @@ def main() -> int:
         f"{total['skipped']} ignored"
     )
     return 0 if ok else 1
+
+
+# runtests.py under the "spawn" start method (the default on macOS and Windows); on Linux
+# the runner would otherwise fork, and forked workers inherit the in-memory test databases.
+SPAWN = (
+    "import multiprocessing, runpy, sys; multiprocessing.set_start_method('spawn'); "
+    "sys.argv[0] = 'runtests.py'; runpy.run_path('runtests.py', run_name='__main__')"
+)
+
+
+def parallel_check(src: Path, env: dict, apps: list[str]) -> bool:
+    cmd = [
+        sys.executable, "-W", "ignore", "-c", SPAWN, "--settings=settings_ormdb",
+        "--parallel=2", "--noinput", *apps,
+    ]  # fmt: skip
+    proc = subprocess.run(
+        cmd, cwd=src / "tests", env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    ran = re.search(r"^Ran (\d+) tests?", proc.stdout, re.M)
+    cloned = proc.stdout.count("Cloning test database")
+    ok = proc.returncode == 0 and ran is not None and cloned >= 2
+    print(
+        f"parallel check ({', '.join(apps)}; --parallel 2, spawn): "
+        f"{ran.group(1) if ran else 0} tests, {cloned} clones, "
+        f"{'OK' if ok else 'FAILED'}"
+    )
+    if not ok:
+        print(proc.stdout[-3000:])
+    return ok
 
 
 if __name__ == "__main__":

@@ -2,9 +2,10 @@
 
 An ORMDB database on disk is a directory, not a file, so removing and cloning use directory
 operations. In-memory test databases are shared by name (``file:memorydb_<alias>?mode=memory&
-cache=shared``) exactly as with sqlite3; a forked worker inherits the parent's copy. Workers
-started with "spawn" would need an on-disk copy of an in-memory database (sqlite3 uses
-``Connection.backup``, which ORMDB does not have): that case fails with a clear error.
+cache=shared``) exactly as with sqlite3; a forked worker inherits the parent's copy. For
+workers started with "spawn" the parent copies the in-memory database to disk
+(``<alias>_<n>.ormdb``) with ``Connection.backup`` and each worker copies that into its own
+shared in-memory database, as Django's sqlite3 backend does.
 """
 
 import multiprocessing
@@ -58,19 +59,19 @@ class DatabaseCreation(SQLiteCreation):
         start_method = multiprocessing.get_start_method()
         if start_method == "fork":
             return orig_settings_dict
-        # sqlite3 clones into "spawn" workers with Connection.backup(), which ORMDB lacks;
-        # an on-disk TEST NAME clones by copying the directory under any start method.
+        if start_method == "spawn":
+            return {**orig_settings_dict, "NAME": f"{self.connection.alias}_{suffix}.ormdb"}
         raise NotSupportedError(
             f"Cloning with start method {start_method!r} is not supported."
         )
 
     def _clone_test_db(self, suffix, verbosity, keepdb=False):
         source_database_name = self.connection.settings_dict["NAME"]
-        if self.is_in_memory_db(source_database_name):
-            # fork copies the process, and with it the in-memory database.
-            self.get_test_db_clone_settings(suffix)
-            return
         target_database_name = self.get_test_db_clone_settings(suffix)["NAME"]
+        in_memory = self.is_in_memory_db(source_database_name)
+        if in_memory and multiprocessing.get_start_method() == "fork":
+            # fork copies the process, and with it the in-memory database.
+            return
         if os.access(target_database_name, os.F_OK):
             if keepdb:
                 return
@@ -84,6 +85,16 @@ class DatabaseCreation(SQLiteCreation):
             except OSError as e:
                 self.log("Got an error deleting the old test database: %s" % e)
                 sys.exit(2)
+        if in_memory:
+            # "spawn": the workers start empty; each copies this on-disk copy into its own
+            # in-memory database (setup_worker_connection).
+            self.connection.ensure_connection()
+            copy = self.connection.Database.connect(target_database_name)
+            try:
+                self.connection.connection.backup(copy)
+            finally:
+                copy.close()
+            return
         # The source must be closed so every committed change is in its files (ORMDB holds
         # one open handle per path per process and flushes it on close).
         self.connection.close()
@@ -103,5 +114,25 @@ class DatabaseCreation(SQLiteCreation):
 
     def setup_worker_connection(self, _worker_id):
         settings_dict = self.get_test_db_clone_settings(_worker_id)
+        start_method = multiprocessing.get_start_method()
+        in_memory = self.is_in_memory_db(self.connection.settings_dict["NAME"])
+        if not (in_memory and start_method == "spawn"):
+            self.connection.settings_dict.update(settings_dict)
+            self.connection.close()
+            return
+        alias = self.connection.alias
+        memory_name = f"file:memorydb_{alias}_{_worker_id}?mode=memory&cache=shared"
+        source = self.connection.Database.connect(settings_dict["NAME"])
+        # The copy holds the shared in-memory database open until the connection below has
+        # opened it too.
+        target = self.connection.Database.connect(memory_name, uri=True)
+        try:
+            source.backup(target)
+        finally:
+            source.close()
         self.connection.settings_dict.update(settings_dict)
-        self.connection.close()
+        self.connection.settings_dict["NAME"] = memory_name
+        self.connection.connect()
+        target.close()
+        if os.environ.get("RUNNING_DJANGOS_TEST_SUITE") == "true":
+            self.mark_expected_failures_and_skips()

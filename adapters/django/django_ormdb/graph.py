@@ -22,8 +22,9 @@ Prefetch objects with a custom queryset or ``to_attr`` are refused (NotSupported
 from __future__ import annotations
 
 import datetime
-import gc
 import decimal
+import functools
+import gc
 import uuid
 from typing import Any
 
@@ -34,6 +35,7 @@ from django.db.models.expressions import Col
 from django.db.models.fields.related import ForeignObjectRel
 from django.db.models.fields.related_descriptors import ForeignKeyDeferredAttribute
 from django.db.models.query_utils import DeferredAttribute
+from django.db.models.sql import Query
 from django.db.models.lookups import (
     Exact,
     GreaterThan,
@@ -324,20 +326,19 @@ class _ModelPlan:
     whether Model.from_db can be bypassed. It can when the model keeps Django's own
     ``__init__``/``from_db``, nothing listens to pre_init/post_init for it, and every field
     attribute is a plain deferred-attribute descriptor: then ``from_db`` would do exactly what
-    the fast path does (a ModelState with adding=False and the db, each attname set in
-    field order)."""
+    the binding does (a ModelState with adding=False and the db, each attname set in field
+    order)."""
 
     def __init__(self, model, connection):
         self.model = model
         fields = list(model._meta.concrete_fields)
         self.attnames = [f.attname for f in fields]
         self.columns = [f.column for f in fields]
-        self.convs = []
+        self.converters = []
         for f in fields:
             col = Col(model._meta.db_table, f)
             convs = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
-            self.convs.append((col, tuple(convs)) if convs else None)
-        self.plain = all(c is None for c in self.convs)
+            self.converters.append(_converter(convs, col, connection) if convs else None)
         self.fast = (
             model.__init__ is models.Model.__init__
             and getattr(model.from_db, "__func__", None) is models.Model.from_db.__func__
@@ -349,13 +350,71 @@ class _ModelPlan:
         )
 
 
+def _converter(fns, col, connection):
+    """Django's converters of one column as the one-argument callable the binding calls."""
+    if len(fns) == 1:
+        fn = fns[0]
+        return lambda v: fn(v, col, connection)
+
+    def convert(v):
+        for fn in fns:
+            v = fn(v, col, connection)
+        return v
+
+    return convert
+
+
+class _SharedQuery(Query):
+    """The unfiltered Query of a cached per-instance queryset, sharing its attributes with
+    the other instances' until the queryset first reads it. A prefetch caches one queryset
+    per instance, and a Query clone for each (a dozen containers, also work for the cyclic
+    collector) is most of what they cost, while a traversal never reads them (the related
+    manager's ``all()`` returns the cached queryset, evaluated already). Every read goes
+    through ``QuerySet.query``, which first applies the deferred relation filter with
+    ``add_q``: that is where this object takes its own copy and becomes a plain Query, before
+    anything changes. Copies of it (``clone``, deepcopy, pickling) are plain Query clones."""
+
+    def _own(self):
+        own = Query.clone(self)
+        self.__dict__ = own.__dict__
+        self.__class__ = Query
+
+    def add_q(self, *args, **kwargs):
+        self._own()
+        return self.add_q(*args, **kwargs)
+
+    def clone(self):
+        c = Query.clone(self)
+        c.__class__ = Query
+        return c
+
+    def __reduce_ex__(self, protocol):
+        # Pickled as a plain Query of its own (pickle wants the object's own class in a
+        # plain reduce, hence the indirection).
+        return _same, (self.clone(),)
+
+
+def _same(obj):
+    return obj
+
+
+def _shared_query(base):
+    """A per-queryset stand-in for a clone of ``base`` (see _SharedQuery), or a clone where
+    ``base`` is not a plain Query."""
+    if type(base) is not Query:
+        return base.clone()
+    q = _new(_SharedQuery)
+    q.__dict__ = base.__dict__
+    return q
+
+
 class _ToManyPlan:
     """Builds the per-instance querysets a prefetch caches. Django builds each through a new
     related manager (a fresh Query, a filter clone, hints); here the first one is built that
     way and the others are copies of it with the instance-specific parts replaced: the same
-    queryset class, an unfiltered query clone with the relation filter deferred exactly as
-    Django's ``_apply_rel_filters`` defers it, the hints and known related objects of that
-    instance."""
+    queryset class, the unfiltered query (shared until first read, see _SharedQuery) with the
+    relation filter deferred exactly as Django's ``_apply_rel_filters`` defers it, the hints
+    and known related objects of that instance."""
 
     def __init__(self, node):
         rel = node.attach
@@ -379,7 +438,7 @@ class _ToManyPlan:
                 d = qs.__dict__
                 d.update(state)
                 d["_hints"] = {"instance": obj}
-                d["_query"] = base.clone()
+                d["_query"] = _shared_query(base)
                 d["_deferred_filter"] = (False, (), kwargs)
                 d["_known_related_objects"] = (
                     {} if target_attname is None else {self.reverse_fk: {rel_id: obj}}
@@ -436,81 +495,76 @@ class _ToManyPlan:
 
 
 class _Builder:
-    """Turns nested fetch rows into model instances with their relation caches filled."""
+    """The binding's object plan (see ``ormdb.Connection.fetch_objects``) for a fetch tree:
+    per include the model's columns, attribute names and converters, which relation caches
+    to fill, and for to-many relations the callable putting the per-instance queryset into
+    ``_prefetched_objects_cache`` as prefetch_related does."""
 
     def __init__(self, db_alias: str):
         self.db = db_alias
         self.connection = connections[db_alias]
-        self.plans: dict[type, _ModelPlan] = {}
-        self.to_many: dict[int, _ToManyPlan] = {}
+        self.models: dict[type, _ModelPlan] = {}
 
-    def instance(self, model, row: dict):
-        plan = self.plans.get(model)
-        if plan is None:
-            plan = self.plans[model] = _ModelPlan(model, self.connection)
-        get = row.get
-        if plan.plain:
-            values = [get(c) for c in plan.columns]
-        else:
-            values = []
-            connection = self.connection
-            for c, conv in zip(plan.columns, plan.convs):
-                v = get(c)
-                if conv is not None:
-                    col, fns = conv
-                    for fn in fns:
-                        v = fn(v, col, connection)
-                values.append(v)
-        if not plan.fast:
-            return model.from_db(self.db, plan.attnames, values)
-        obj = _new(model)
-        state = ModelState()
-        state.adding = False
-        state.db = self.db
-        d = obj.__dict__
-        d["_state"] = state
-        d.update(zip(plan.attnames, values))
-        return obj
-
-    def build(self, node: _Node, row: dict):
-        obj = self.instance(node.model, row)
-        for child in node.children.values():
-            self.attach(obj, child, row.get(child.alias))
-        return obj
-
-    def attach(self, obj, node: _Node, value):
+    def plan(self, node: _Node) -> dict:
+        model = node.model
+        mp = self.models.get(model)
+        if mp is None:
+            mp = self.models[model] = _ModelPlan(model, self.connection)
+        plan: dict[str, Any] = {
+            "cls": model,
+            "columns": mp.columns,
+            "attnames": mp.attnames,
+            "converters": mp.converters,
+        }
+        if not mp.fast:
+            plan["from_db"] = functools.partial(model.from_db, self.db, mp.attnames)
         rel = node.attach
-        if node.kind == "to_one":
-            related = self.build(node, value) if value else None
+        if node.kind == "root":
+            plan["kind"] = "root"
+        elif node.kind == "to_one":
+            plan["kind"] = "to_one"
+            plan["key"] = node.alias
             if isinstance(rel, ForeignObjectRel):
                 # Reverse one-to-one: obj.<accessor> and the child's forward cache.
-                rel.set_cached_value(obj, related)
-                if related is not None:
-                    rel.field.set_cached_value(related, obj)
+                plan["cache"] = rel.cache_name
+                plan["back"] = rel.field.cache_name
             else:
-                rel.set_cached_value(obj, related)
-                if related is not None and rel.one_to_one:
-                    rel.remote_field.set_cached_value(related, obj)
-            return
-        rows = value or []
-        if node.kind == "m2m_through":
-            rows = [r[node.alias] for r in rows if r.get(node.alias)]
-        related = [self.build(node, r) for r in rows]
-        if node.kind == "m2m_through":
-            related = _python_order(node.model, related)
-        plan = self.to_many.get(id(node))
-        if plan is None:
-            plan = self.to_many[id(node)] = _ToManyPlan(node)
-        if plan.child_cache is not None:
-            cache = plan.child_cache
-            for r in related:
-                r._state.fields_cache[cache] = obj
-        qs = plan.queryset(obj, related)
-        d = obj.__dict__
-        prefetched = d.get("_prefetched_objects_cache")
-        if prefetched is None:
-            prefetched = d["_prefetched_objects_cache"] = {}
-        prefetched[plan.cache_name] = qs
+                plan["cache"] = rel.cache_name
+                if rel.one_to_one:
+                    plan["back"] = rel.remote_field.cache_name
+        else:
+            many = _ToManyPlan(node)
+            plan["key"] = node.alias
+            plan["attach"] = self._attach(many, node)
+            if node.kind == "m2m_through":
+                # The include reads the through rows; the targets are their one include.
+                plan["kind"] = "through"
+                target = dict(plan, kind="rows")
+                target.pop("attach")
+                target["includes"] = [self.plan(c) for c in node.children.values()]
+                plan["includes"] = [target]
+                return plan
+            plan["kind"] = "to_many"
+            plan["child_cache"] = many.child_cache
+        plan["includes"] = [self.plan(c) for c in node.children.values()]
+        return plan
+
+    @staticmethod
+    def _attach(many: "_ToManyPlan", node: _Node):
+        # Through a custom join table the fetch orders the join rows, not the targets.
+        order_model = node.model if node.kind == "m2m_through" else None
+
+        def attach(obj, related):
+            if order_model is not None:
+                related = _python_order(order_model, related)
+            qs = many.queryset(obj, related)
+            d = obj.__dict__
+            prefetched = d.get("_prefetched_objects_cache")
+            if prefetched is None:
+                prefetched = d["_prefetched_objects_cache"] = {}
+            prefetched[many.cache_name] = qs
+
+        return attach
 
 
 def graph(queryset: models.QuerySet) -> list:
@@ -584,14 +638,13 @@ def graph(queryset: models.QuerySet) -> list:
         pk_col = model._meta.pk.column
         fetch["filter"] = {"in": {"field": pk_col, "values": [_plain(v) for v in pk_order]}}
 
-    rows = conn.fetch(fetch)
-    builder = _Builder(db)
+    plan = _Builder(db).plan(planner.root)
     # Building thousands of linked instances triggers the cyclic collector over and over
     # (a large part of the time, measured); it runs once afterwards instead.
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        objs = [builder.build(planner.root, r) for r in rows]
+        objs = conn.fetch_objects(fetch, plan, ModelState, db)
     finally:
         if gc_was_enabled:
             gc.enable()

@@ -207,3 +207,58 @@ def test_post_init_listeners_still_run(data):
     finally:
         post_init.disconnect(listener, sender=Author)
     assert seen == [a.name for a in got] == ["ada", "bob", "cy"]
+
+
+def test_cached_querysets_copy_and_pickle_independently(data):
+    """The cached querysets share their unfiltered Query until first read; every way of
+    reading or copying one gives it (or the copy) a Query of its own."""
+    import copy
+    import pickle
+
+    from django.db.models.sql import Query
+
+    got = Author.objects.prefetch_related("books").graph()
+    ada, bob = got[0], got[1]
+    titles = lambda qs: sorted(qs.values_list("title", flat=True))  # noqa: E731
+    deep = copy.deepcopy(bob.books.all())
+    shallow = copy.copy(ada.books.all())
+    assert type(deep.query) is Query and titles(deep) == ["bridges"]
+    assert titles(shallow) == ["engines", "notes"]
+    again = pickle.loads(pickle.dumps(got))
+    assert [b.title for b in again[1].books.all()] == ["bridges"]
+    assert titles(again[1].books.all()) == ["bridges"]
+    assert titles(again[0].books.filter(price__gt=5)) == ["notes"]
+    # The originals were not touched by any of it.
+    assert type(bob.books.all().query) is Query and titles(bob.books.all()) == ["bridges"]
+    assert titles(ada.books.exclude(title="notes")) == ["engines"]
+    cy = got[2]
+    assert list(cy.books.all()) == [] and titles(cy.books.all()) == []
+
+
+def test_models_built_through_from_db_get_the_same_caches(data):
+    """A model with a post_init receiver goes through Model.from_db; its relation caches
+    (to-one both ways, to-many) are filled as for the others."""
+    from django.db.models.signals import post_init
+
+    seen = []
+
+    def listener(sender, instance, **kwargs):
+        seen.append(type(instance).__name__)
+
+    for model in (Author, Profile):
+        post_init.connect(listener, sender=model)
+    try:
+        books = Book.objects.select_related("author__profile").order_by("title").graph()
+        authors = Author.objects.prefetch_related("books").select_related("profile").graph()
+    finally:
+        for model in (Author, Profile):
+            post_init.disconnect(listener, sender=model)
+    assert seen.count("Profile") == 3 and seen.count("Author") == 6
+    with CaptureQueriesContext(connection) as ctx:
+        ada_books = [b for b in books if b.author.name == "ada"]
+        assert all(b.author.profile.author is b.author for b in ada_books)
+        ada = next(a for a in authors if a.name == "ada")
+        assert ada.profile.bio == "mathematician" and ada.profile.author is ada
+        assert [b.title for b in ada.books.all()] == ["engines", "notes"]
+        assert all(b.author is ada for b in ada.books.all())
+    assert ctx.captured_queries == []

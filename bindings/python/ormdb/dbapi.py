@@ -876,6 +876,19 @@ class Connection:
         self._check()
         return self._native.fetch(graph)  # type: ignore[no-any-return]
 
+    def fetch_objects(
+        self, graph: Union[Mapping[str, Any], str], plan: Mapping[str, Any], state_cls: Any, db: Any
+    ) -> list[Any]:
+        """Graph fetch building ORM objects in the binding instead of nested dicts: for each
+        row ``object.__new__(plan["cls"])`` with a fresh ``state_cls`` object (``adding =
+        False``, ``db = db``) under ``_state`` and the converted column values under their
+        attribute names (or ``plan["from_db"](values)``), relation caches filled in the state's
+        ``fields_cache`` and to-many lists handed to the plan's ``attach(obj, objects)``. The
+        plan's keys are described in the binding's objects.rs; the Django backend's
+        ``.graph()`` is its user. Same snapshot rules as ``fetch``."""
+        self._check()
+        return self._native.fetch_objects(graph, plan, state_cls, db)  # type: ignore[no-any-return]
+
     def relations(self) -> list[dict[str, Any]]:
         """The relations a graph fetch can include, named as the catalog derives them from
         foreign keys: dicts with name, kind (many_to_one, one_to_one, one_to_many,

@@ -501,6 +501,21 @@ impl NativeConnection {
         Ok(crate::graph::nested(py, &r, &schema, &root)?.into_any())
     }
 
+    /// Graph fetch building the ORM's objects directly (see objects.rs for the plan).
+    fn fetch_objects<'py>(
+        &self,
+        py: Python<'py>,
+        graph: &Bound<'py, PyAny>,
+        plan: &Bound<'py, PyAny>,
+        state_cls: &Bound<'py, PyAny>,
+        db: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (r, root) = self.run_fetch(py, graph)?;
+        let schema = Schema::new(self.db.schema());
+        let tree = crate::graph::Tree::new(py, &r, &schema, &root);
+        Ok(crate::objects::objects(py, &tree, &r.roots, plan, state_cls, db)?.into_any())
+    }
+
     /// The relations graph fetches can include, as the catalog names them: a list of dicts
     /// {name, kind, from, to, forward, fk_entity, fk_fields, far_fk_fields}. Adapters map
     /// their ORM's relations onto these names.

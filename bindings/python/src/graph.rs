@@ -19,23 +19,23 @@ use ormdb::GraphResult;
 use crate::values::to_py;
 
 /// The rows of one entity block: interned field names and each id's position.
-struct Block<'a, 'py> {
-    data: &'a EntityBlock,
+pub(crate) struct Block<'a, 'py> {
+    pub(crate) data: &'a EntityBlock,
     names: Vec<Bound<'py, PyString>>,
-    pos: FxHashMap<i64, usize>,
+    pub(crate) pos: FxHashMap<i64, usize>,
 }
 
 /// One node of the include tree (index 0 is the root).
-struct Node<'a, 'py> {
+pub(crate) struct Node<'a, 'py> {
     /// Key of this include in its parent's dict (None for the root).
-    key: Option<Bound<'py, PyString>>,
+    pub(crate) key: Option<Bound<'py, PyString>>,
     /// The entity block holding this node's rows.
-    block: Option<usize>,
+    pub(crate) block: Option<usize>,
     to_one: bool,
     /// Parent id -> child ids in include order (empty for the root).
-    kids: FxHashMap<i64, Vec<i64>>,
+    pub(crate) kids: FxHashMap<i64, Vec<i64>>,
     /// Includes under this node, in result order.
-    children: Vec<usize>,
+    pub(crate) children: Vec<usize>,
     /// Row id -> (relation, count) for `_count`.
     counts: FxHashMap<i64, Vec<(&'a str, u64)>>,
 }
@@ -53,10 +53,10 @@ impl<'py> Node<'_, 'py> {
     }
 }
 
-struct Tree<'a, 'py> {
+pub(crate) struct Tree<'a, 'py> {
     py: Python<'py>,
-    blocks: Vec<Block<'a, 'py>>,
-    nodes: Vec<Node<'a, 'py>>,
+    pub(crate) blocks: Vec<Block<'a, 'py>>,
+    pub(crate) nodes: Vec<Node<'a, 'py>>,
 }
 
 impl<'py> Tree<'_, 'py> {
@@ -100,6 +100,68 @@ impl<'py> Tree<'_, 'py> {
     }
 }
 
+impl<'a, 'py> Tree<'a, 'py> {
+    /// The blocks and include nodes of `r` for a fetch rooted at `root`.
+    pub(crate) fn new(py: Python<'py>, r: &'a GraphResult, schema: &Schema, root: &str) -> Self {
+        let blocks: Vec<Block> = r
+            .entities
+            .iter()
+            .map(|b| Block {
+                data: b,
+                names: b.fields.iter().map(|f| PyString::intern(py, f)).collect(),
+                pos: b.ids.iter().enumerate().map(|(i, id)| (*id, i)).collect(),
+            })
+            .collect();
+        let block_of = |entity: &str| r.entities.iter().position(|b| b.entity == entity);
+        let root_entity = r
+            .entities
+            .first()
+            .map(|b| b.entity.as_str())
+            .unwrap_or(root);
+        let mut nodes = vec![Node::new(None, block_of(root_entity), false)];
+        let mut by_path: FxHashMap<&str, usize> = FxHashMap::default();
+        by_path.insert("", 0);
+        for e in &r.edges {
+            let key = e.path.rsplit('.').next().unwrap_or(&e.path);
+            let to_one = schema
+                .relations_of(&e.parent_entity)
+                .find(|rel| rel.name.eq_ignore_ascii_case(&e.relation))
+                .is_some_and(|rel| {
+                    matches!(rel.kind, RelationKind::ManyToOne | RelationKind::OneToOne)
+                });
+            let mut node = Node::new(
+                Some(PyString::intern(py, key)),
+                block_of(&e.child_entity),
+                to_one,
+            );
+            for (p, c) in e.parents.iter().zip(&e.children) {
+                node.kids.entry(*p).or_default().push(*c);
+            }
+            by_path.insert(e.path.as_str(), nodes.len());
+            nodes.push(node);
+        }
+        for (i, e) in r.edges.iter().enumerate() {
+            let parent_path = e.path.rsplit_once('.').map_or("", |(p, _)| p);
+            if let Some(&parent) = by_path.get(parent_path) {
+                nodes[parent].children.push(i + 1);
+            }
+        }
+        for c in &r.counts {
+            let Some(&node) = by_path.get(c.path.as_str()) else {
+                continue;
+            };
+            let counts = &mut nodes[node].counts;
+            for (p, n) in c.parents.iter().zip(&c.counts) {
+                counts
+                    .entry(*p)
+                    .or_default()
+                    .push((c.relation.as_str(), *n));
+            }
+        }
+        Tree { py, blocks, nodes }
+    }
+}
+
 /// The nested form of `r` for a fetch rooted at `root`.
 pub fn nested<'py>(
     py: Python<'py>,
@@ -107,62 +169,7 @@ pub fn nested<'py>(
     schema: &Schema,
     root: &str,
 ) -> PyResult<Bound<'py, PyList>> {
-    let blocks: Vec<Block> = r
-        .entities
-        .iter()
-        .map(|b| Block {
-            data: b,
-            names: b.fields.iter().map(|f| PyString::intern(py, f)).collect(),
-            pos: b.ids.iter().enumerate().map(|(i, id)| (*id, i)).collect(),
-        })
-        .collect();
-    let block_of = |entity: &str| r.entities.iter().position(|b| b.entity == entity);
-    let root_entity = r
-        .entities
-        .first()
-        .map(|b| b.entity.as_str())
-        .unwrap_or(root);
-    let mut nodes = vec![Node::new(None, block_of(root_entity), false)];
-    let mut by_path: FxHashMap<&str, usize> = FxHashMap::default();
-    by_path.insert("", 0);
-    for e in &r.edges {
-        let key = e.path.rsplit('.').next().unwrap_or(&e.path);
-        let to_one = schema
-            .relations_of(&e.parent_entity)
-            .find(|rel| rel.name.eq_ignore_ascii_case(&e.relation))
-            .is_some_and(|rel| {
-                matches!(rel.kind, RelationKind::ManyToOne | RelationKind::OneToOne)
-            });
-        let mut node = Node::new(
-            Some(PyString::intern(py, key)),
-            block_of(&e.child_entity),
-            to_one,
-        );
-        for (p, c) in e.parents.iter().zip(&e.children) {
-            node.kids.entry(*p).or_default().push(*c);
-        }
-        by_path.insert(e.path.as_str(), nodes.len());
-        nodes.push(node);
-    }
-    for (i, e) in r.edges.iter().enumerate() {
-        let parent_path = e.path.rsplit_once('.').map_or("", |(p, _)| p);
-        if let Some(&parent) = by_path.get(parent_path) {
-            nodes[parent].children.push(i + 1);
-        }
-    }
-    for c in &r.counts {
-        let Some(&node) = by_path.get(c.path.as_str()) else {
-            continue;
-        };
-        let counts = &mut nodes[node].counts;
-        for (p, n) in c.parents.iter().zip(&c.counts) {
-            counts
-                .entry(*p)
-                .or_default()
-                .push((c.relation.as_str(), *n));
-        }
-    }
-    let tree = Tree { py, blocks, nodes };
+    let tree = Tree::new(py, r, schema, root);
     let items = r
         .roots
         .iter()

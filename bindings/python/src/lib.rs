@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 mod connection;
 mod errors;
 mod graph;
+mod objects;
 mod remote;
 mod values;
 

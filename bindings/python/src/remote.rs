@@ -265,6 +265,19 @@ impl RemoteConnection {
         self.fetch(graph)
     }
 
+    fn fetch_objects(
+        &self,
+        graph: &Bound<'_, PyAny>,
+        plan: &Bound<'_, PyAny>,
+        state_cls: &Bound<'_, PyAny>,
+        db: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let _ = (graph, plan, state_cls, db);
+        Err(not_supported(
+            "fetch_objects (building the objects needs the catalog, which the protocol does not carry yet)",
+        ))
+    }
+
     fn relations(&self) -> PyResult<()> {
         Err(not_supported("relations"))
     }

@@ -185,6 +185,8 @@ def test_unsupported_on_remote(server):
         c.subscribe()
     with pytest.raises(ormdb.NotSupportedError, match="fetch"):
         c.fetch({"root": "t"})
+    with pytest.raises(ormdb.NotSupportedError, match="fetch_objects"):
+        c.fetch_objects({"root": "t"}, {"kind": "root"}, object, "default")
     # The connection still works afterwards.
     assert c.execute("SELECT 2").fetchone() == (2,)
     c.close()

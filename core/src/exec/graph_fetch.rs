@@ -385,7 +385,7 @@ impl<'t> Executor<'t> {
             && !self.txn.has_pending_in(e.id)
             && cache.budget() > 0
             && core.query.stats.row_count(self.txn, e)? <= crate::exec::table_cache::MAX_ROWS)
-            .then(|| (Vec::new(), 0usize));
+            .then(|| (Vec::new(), Vec::new(), 0usize));
         // Collect in chunks so `visit` may use the executor (the scan borrows the txn).
         let mut out = Vec::new();
         let mut next = from;
@@ -404,10 +404,12 @@ impl<'t> Executor<'t> {
             for (id, r) in out.drain(..) {
                 self.tick(step)?;
                 let deleted = r.is_soft_deleted();
+                let version = r.version;
                 let vals = Arc::new(full_values(e, r));
-                if let Some((rows, bytes)) = image.as_mut() {
+                if let Some((rows, versions, bytes)) = image.as_mut() {
                     *bytes += crate::exec::table_cache::row_bytes(&vals);
                     rows.push((id, deleted, vals.clone()));
+                    versions.push(version);
                     if *bytes > cache.max_image_bytes() {
                         image = None; // too big to keep: stop collecting
                     }
@@ -424,13 +426,14 @@ impl<'t> Executor<'t> {
                 _ => break,
             }
         }
-        if let Some((rows, bytes)) = image {
+        if let Some((rows, versions, bytes)) = image {
             cache.put(crate::exec::table_cache::TableImage::new(
                 e.id,
                 self.schema.version(),
                 self.txn.snapshot_ts,
                 lw,
                 rows,
+                versions,
                 bytes,
             ));
         }
@@ -471,15 +474,11 @@ impl<'t> Executor<'t> {
             return Ok(out);
         }
         let mut stored = Vec::with_capacity(ids.len());
+        // Counts its store reads toward the table's image itself.
         self.txn.read_rows_batch(e.id, ids, |id, r| {
             stored.push((id, r));
             Ok(())
         })?;
-        self.txn
-            .core()
-            .query
-            .tables
-            .note_served(e.id, stored.len() as u64);
         let mut out = Vec::with_capacity(stored.len());
         for (id, r) in stored {
             self.tick(step)?;

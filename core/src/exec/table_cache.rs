@@ -12,7 +12,9 @@
 //! live under one lock, so an image can never be installed after a write it missed. A schema
 //! change drops the images of the tables it touches, and an overlay that grows past an eighth of
 //! its base drops its image (the ski-rental rule in `wants_image` rebuilds it once store reads
-//! of the table have cost as much as a scan). Transactions with their own buffered writes to a table never use its image.
+//! of the table have cost as much as a scan). A graph fetch does not use the image of a table it
+//! has buffered writes to; row reads (`Txn::read_row`, `Txn::read_rows_batch`) use it row by row,
+//! after the transaction's own writes.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,8 +36,9 @@ pub const MAX_ROWS: u64 = 250_000;
 /// A decoded row: (row id, soft-deleted, every field).
 pub type ImageRow = (i64, bool, Arc<Vec<Value>>);
 
-/// A row version in an overlay: (soft-deleted, every field); `None` means deleted.
-type Version = Option<(bool, Arc<Vec<Value>>)>;
+/// A row version in an overlay: (soft-deleted, every field, the row's version token); `None`
+/// means deleted.
+type Version = Option<(bool, Arc<Vec<Value>>, u64)>;
 
 /// One overlay version: commit timestamp, row id, the row.
 type OverlayEntry = (u64, i64, Version);
@@ -47,6 +50,9 @@ pub struct TableImage {
     pub valid_from: u64,
     /// Base rows in row id order.
     pub rows: Vec<ImageRow>,
+    /// The version token of each base row (same positions as `rows`), for point reads that
+    /// return whole stored rows.
+    pub versions: Vec<u64>,
     pub bytes: usize,
     /// Tick of the last reader (the least recently used image is evicted first).
     last_used: AtomicU64,
@@ -71,14 +77,17 @@ impl TableImage {
         built_at: u64,
         valid_from: u64,
         rows: Vec<ImageRow>,
+        versions: Vec<u64>,
         bytes: usize,
     ) -> TableImage {
+        debug_assert_eq!(rows.len(), versions.len());
         TableImage {
             table_id,
             schema_version,
             built_at,
             valid_from,
             rows,
+            versions,
             bytes,
             last_used: AtomicU64::new(0),
             indexes: Mutex::new(HashMap::new()),
@@ -131,7 +140,17 @@ impl ImageView {
 
     /// [`Self::rows_from`] without collecting: the rows are borrowed from the view.
     pub fn iter_from(&self, from: i64) -> impl Iterator<Item = (i64, bool, &Arc<Vec<Value>>)> {
-        let base = &self.base.rows[self.base.seek(from)..];
+        self.versioned_from(from).map(|(id, d, v, _)| (id, d, v))
+    }
+
+    /// [`Self::iter_from`] with each row's version token.
+    fn versioned_from(
+        &self,
+        from: i64,
+    ) -> impl Iterator<Item = (i64, bool, &Arc<Vec<Value>>, u64)> {
+        let first = self.base.seek(from);
+        let base = &self.base.rows[first..];
+        let versions = &self.base.versions[first..];
         let start = self.overlay_pos(from).unwrap_or_else(|p| p);
         let over = &self.overlay[start..];
         let (mut i, mut j) = (0, 0);
@@ -150,25 +169,31 @@ impl ImageView {
             if take_over {
                 let (id, row) = &over[j];
                 j += 1;
-                if let Some((deleted, vals)) = row {
-                    return Some((*id, *deleted, vals));
+                if let Some((deleted, vals, version)) = row {
+                    return Some((*id, *deleted, vals, *version));
                 }
             } else {
                 let (id, deleted, vals) = &base[i];
+                let version = versions.get(i).copied().unwrap_or(0);
                 i += 1;
-                return Some((*id, *deleted, vals));
+                return Some((*id, *deleted, vals, version));
             }
         })
     }
 
     /// The row with this id (`None`: absent or deleted).
     pub fn get(&self, id: i64) -> Option<ImageRow> {
+        self.get_ref(id).map(|(d, v, _)| (id, d, v.clone()))
+    }
+
+    /// The row with this id and its version token, borrowed (`None`: absent or deleted).
+    pub fn get_ref(&self, id: i64) -> Option<(bool, &Arc<Vec<Value>>, u64)> {
         if let Ok(p) = self.overlay_pos(id) {
-            let (id, row) = &self.overlay[p];
-            return row.as_ref().map(|(d, v)| (*id, *d, v.clone()));
+            return self.overlay[p].1.as_ref().map(|(d, v, ver)| (*d, v, *ver));
         }
         let i = self.base.seek(id);
-        self.base.rows.get(i).filter(|r| r.0 == id).cloned()
+        let (rid, d, v) = self.base.rows.get(i)?;
+        (*rid == id).then(|| (*d, v, self.base.versions.get(i).copied().unwrap_or(0)))
     }
 
     /// Whether the view is the base alone (no versions committed after it was built).
@@ -218,7 +243,7 @@ impl ImageView {
         let keys = self.overlay_index(fields);
         let before = out.len();
         for p in keys.get(key).map(|v| v.as_slice()).unwrap_or(&[]) {
-            if let (id, Some((d, vals))) = &self.overlay[*p] {
+            if let (id, Some((d, vals, _))) = &self.overlay[*p] {
                 out.push((*id, *d, vals));
             }
         }
@@ -238,7 +263,7 @@ impl ImageView {
         }
         let mut ix = OverlayIndex::default();
         for (p, (_, row)) in self.overlay.iter().enumerate() {
-            if let Some((_, vals)) = row {
+            if let Some((_, vals, _)) = row {
                 if let Some(k) = join_key(vals, fields) {
                     ix.entry(k).or_default().push(p);
                 }
@@ -369,8 +394,9 @@ impl TableCache {
                         Ok(r) if r.is_tombstone() => overlay.push((ts, *id, None)),
                         Ok(r) => {
                             let deleted = r.is_soft_deleted();
+                            let version = r.version;
                             let vals = crate::exec::graph_fetch::full_values(e, r);
-                            overlay.push((ts, *id, Some((deleted, Arc::new(vals)))));
+                            overlay.push((ts, *id, Some((deleted, Arc::new(vals), version))));
                         }
                         Err(_) => {
                             ok = false;
@@ -386,9 +412,20 @@ impl TableCache {
         }
     }
 
-    /// Counts rows of `table` read from the store (not from an image).
-    pub fn note_served(&self, table: u32, rows: u64) {
-        *self.served.lock().entry(table).or_insert(0) += rows;
+    /// Counts rows of `table` read from the store (not from an image); returns the count
+    /// before and after.
+    pub fn note_served(&self, table: u32, rows: u64) -> (u64, u64) {
+        let mut served = self.served.lock();
+        let n = served.entry(table).or_insert(0);
+        let before = *n;
+        *n += rows;
+        (before, *n)
+    }
+
+    /// Starts the count of store reads of `table` over (after a build that was not kept: the
+    /// next attempt must be paid for by as many reads again).
+    pub fn reset_served(&self, table: u32) {
+        self.served.lock().remove(&table);
     }
 
     /// Whether reads of `table` from the store have cost as much as the scan that builds its
@@ -470,7 +507,10 @@ impl TableCache {
             },
             overlay_keys: Mutex::new(HashMap::new()),
         };
-        let rows = view.rows_from(i64::MIN);
+        let (rows, versions): (Vec<ImageRow>, Vec<u64>) = view
+            .versioned_from(i64::MIN)
+            .map(|(id, d, v, ver)| ((id, d, v.clone()), ver))
+            .unzip();
         let bytes = rows.iter().map(|r| row_bytes(&r.2)).sum();
         let merged = Arc::new(TableImage::new(
             img.table_id,
@@ -478,6 +518,7 @@ impl TableCache {
             newest,
             newest,
             rows,
+            versions,
             bytes,
         ));
         merged.last_used.store(
@@ -544,7 +585,7 @@ mod tests {
     use super::*;
 
     fn image(table: u32, bytes: usize) -> TableImage {
-        TableImage::new(table, 1, 10, 0, Vec::new(), bytes)
+        TableImage::new(table, 1, 10, 0, Vec::new(), Vec::new(), bytes)
     }
 
     #[test]

@@ -8,14 +8,18 @@ use super::aggregate::{Aggregate, AggregateResult};
 use super::graph::GraphFetch;
 use super::mutation::{Mutation, MutationResult};
 use super::result::GraphResult;
+use crate::catalog::SchemaBundle;
 use crate::changes::{ChangeSet, EntityChange, RelationChange};
 use crate::error::{Error, Result, SqlState};
 use crate::sql::{Params, StatementResult};
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u32 = 1;
-/// Versions this build can read.
-pub const SUPPORTED_VERSIONS: &[u32] = &[1];
+pub const PROTOCOL_VERSION: u32 = 2;
+/// Versions this build can read. Version 2 added the requests from [`Body::FetchIn`] on
+/// (graph requests in a session, the catalog); a version 1 peer never sends or gets them.
+pub const SUPPORTED_VERSIONS: &[u32] = &[1, 2];
+/// The first version with session-bound graph requests and [`Body::Schema`].
+pub const SESSION_REQUESTS_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Archive, Serialize, Deserialize)]
 pub struct Message {
@@ -118,6 +122,58 @@ pub enum Body {
         id: u64,
         offset: u64,
     },
+
+    // Version 2. New variants only go at the end, and their payloads are boxed, so neither the
+    // discriminants nor the size of the archived `Body` (which fixes where rkyv finds the root
+    // of every message) change for version 1 peers (checked by a test below).
+    /// A graph fetch in a session (`session` 0: at a fresh snapshot, as `Fetch`); the reply is
+    /// `FetchResult`.
+    FetchIn {
+        session: u64,
+        fetch: Box<GraphFetch>,
+    },
+    /// The reply is `ExplainResult`.
+    ExplainIn {
+        session: u64,
+        fetch: Box<GraphFetch>,
+        analyze: bool,
+    },
+    /// A mutation batch in a session (part of its transaction); `session` 0 commits it on its
+    /// own, as `Mutate`. The reply is `MutationResult`.
+    MutateIn {
+        session: u64,
+        mutation: Box<Mutation>,
+    },
+    /// The reply is `AggregateResult`.
+    AggregateIn {
+        session: u64,
+        aggregate: Box<Aggregate>,
+    },
+    /// The catalog as the session sees it (`session` 0: the last committed one). When its
+    /// version is `known_version`, the reply leaves the bundle out.
+    Schema {
+        session: u64,
+        known_version: u64,
+    },
+    SchemaResult {
+        version: u64,
+        bundle: Option<Box<SchemaBundle>>,
+    },
+}
+
+impl Body {
+    /// The first protocol version that has this message.
+    pub fn min_version(&self) -> u32 {
+        match self {
+            Body::FetchIn { .. }
+            | Body::ExplainIn { .. }
+            | Body::MutateIn { .. }
+            | Body::AggregateIn { .. }
+            | Body::Schema { .. }
+            | Body::SchemaResult { .. } => SESSION_REQUESTS_VERSION,
+            _ => 1,
+        }
+    }
 }
 
 /// One entity's deltas of one commit, as published on the change stream under the topic
@@ -218,4 +274,171 @@ pub fn decode(bytes: &[u8]) -> Result<Message> {
     let archived = access(bytes)?;
     rkyv::deserialize::<Message, rkyv::rancor::Error>(archived)
         .map_err(|e| Error::new(SqlState::ProtocolViolation, format!("invalid message: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The message as version 1 defined it: the variants of [`Body`] before version 2, in the
+    /// same order. A version 1 peer built from this must read and be read by this build.
+    #[derive(Debug, Clone, PartialEq, Archive, Serialize, Deserialize)]
+    struct MessageV1 {
+        version: u32,
+        body: BodyV1,
+    }
+
+    #[allow(dead_code)]
+    #[derive(Debug, Clone, PartialEq, Archive, Serialize, Deserialize)]
+    enum BodyV1 {
+        Fetch(GraphFetch),
+        Explain {
+            fetch: GraphFetch,
+            analyze: bool,
+        },
+        Mutate(Mutation),
+        Aggregate(Aggregate),
+        FetchResult(GraphResult),
+        ExplainResult(String),
+        MutationResult(MutationResult),
+        AggregateResult(AggregateResult),
+        Error {
+            code: String,
+            message: String,
+        },
+        Hello {
+            versions: Vec<u32>,
+            client: String,
+        },
+        HelloOk {
+            version: u32,
+            supported: Vec<u32>,
+            server: String,
+            change_urls: Vec<String>,
+            max_request: u64,
+        },
+        Sql {
+            session: u64,
+            sql: String,
+            params: Params,
+        },
+        SqlResult(StatementResult),
+        Prepare {
+            sql: String,
+        },
+        Prepared {
+            id: u64,
+            parameter_count: u32,
+        },
+        ExecutePrepared {
+            session: u64,
+            id: u64,
+            params: Params,
+        },
+        ClosePrepared {
+            id: u64,
+        },
+        Begin,
+        SessionOpened {
+            session: u64,
+        },
+        Commit {
+            session: u64,
+        },
+        Rollback {
+            session: u64,
+        },
+        Done,
+        Metrics,
+        MetricsText(String),
+        Changes {
+            from: u64,
+            entities: Vec<String>,
+            limit: u32,
+        },
+        ChangeBatch {
+            sets: Vec<ChangeSet>,
+            position: u64,
+        },
+        Change(ChangeEvent),
+        Chunk {
+            id: u64,
+            total: u64,
+            offset: u64,
+            bytes: Vec<u8>,
+        },
+        NextChunk {
+            id: u64,
+            offset: u64,
+        },
+    }
+
+    fn frame(payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        out.extend_from_slice(payload);
+        out
+    }
+
+    #[test]
+    fn version_2_keeps_the_version_1_layout() {
+        assert_eq!(
+            std::mem::size_of::<ArchivedMessageV1>(),
+            std::mem::size_of::<ArchivedMessage>()
+        );
+        // A version 1 request reads as the same request here...
+        let v1 = MessageV1 {
+            version: 1,
+            body: BodyV1::Sql {
+                session: 7,
+                sql: "SELECT 1".into(),
+                params: Params::Positional(vec![crate::Value::Integer(3)]),
+            },
+        };
+        let bytes = frame(&rkyv::to_bytes::<rkyv::rancor::Error>(&v1).unwrap());
+        let m = decode(&bytes).unwrap();
+        assert_eq!(m.version, 1);
+        assert_eq!(
+            m.body,
+            Body::Sql {
+                session: 7,
+                sql: "SELECT 1".into(),
+                params: Params::Positional(vec![crate::Value::Integer(3)]),
+            }
+        );
+        // ...and a reply from this build reads in a version 1 peer.
+        let reply = encode_message(&Message {
+            version: 1,
+            body: Body::SessionOpened { session: 42 },
+        })
+        .unwrap();
+        let back =
+            rkyv::from_bytes::<MessageV1, rkyv::rancor::Error>(&reply[FRAME_HEADER..]).unwrap();
+        assert_eq!(back.body, BodyV1::SessionOpened { session: 42 });
+    }
+
+    #[test]
+    fn version_2_messages_round_trip() {
+        let f = GraphFetch::new("users");
+        for body in [
+            Body::FetchIn {
+                session: 3,
+                fetch: Box::new(f.clone()),
+            },
+            Body::Schema {
+                session: 0,
+                known_version: 9,
+            },
+            Body::SchemaResult {
+                version: 9,
+                bundle: None,
+            },
+        ] {
+            assert_eq!(body.min_version(), SESSION_REQUESTS_VERSION);
+            let m = decode(&encode(&body).unwrap()).unwrap();
+            assert_eq!(m.body, body);
+        }
+        assert_eq!(Body::Fetch(f).min_version(), 1);
+    }
 }

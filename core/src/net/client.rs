@@ -20,10 +20,12 @@ use tokio::sync::Semaphore;
 use super::endpoint::transport;
 use super::rawnng;
 use super::{io_error, state_from_code};
+use crate::catalog::SchemaBundle;
 use crate::changes::ChangeSet;
 use crate::error::{Error, Result, SqlState};
 use crate::ir::protocol::{
-    encode_message, ArchivedBody, ArchivedMessage, Body, Message, SUPPORTED_VERSIONS,
+    encode_message, ArchivedBody, ArchivedMessage, Body, Message, SESSION_REQUESTS_VERSION,
+    SUPPORTED_VERSIONS,
 };
 use crate::ir::{Aggregate, AggregateResult, GraphFetch, GraphResult, Mutation, MutationResult};
 use crate::sql::{Params, StatementResult};
@@ -387,6 +389,81 @@ impl Client {
         }
     }
 
+    /// A graph fetch in session `session` (0: at a fresh snapshot), read in place like
+    /// [`Client::fetch_archived`]. Sessions see their own uncommitted writes.
+    pub async fn fetch_archived_in(&self, session: u64, f: &GraphFetch) -> Result<Reply> {
+        needs_sessions(self.inner.version, "a graph fetch in a session")?;
+        self.request(Body::FetchIn {
+            session,
+            fetch: Box::new(f.clone()),
+        })
+        .await
+    }
+
+    pub async fn fetch_in(&self, session: u64, f: &GraphFetch) -> Result<GraphResult> {
+        needs_sessions(self.inner.version, "a graph fetch in a session")?;
+        expect_fetch(
+            self.owned(Body::FetchIn {
+                session,
+                fetch: Box::new(f.clone()),
+            })
+            .await?,
+        )
+    }
+
+    pub async fn explain_in(&self, session: u64, f: &GraphFetch, analyze: bool) -> Result<String> {
+        needs_sessions(self.inner.version, "explain in a session")?;
+        expect_explain(
+            self.owned(Body::ExplainIn {
+                session,
+                fetch: Box::new(f.clone()),
+                analyze,
+            })
+            .await?,
+        )
+    }
+
+    /// A mutation batch in session `session`, committed or rolled back with it (0: commits on
+    /// its own).
+    pub async fn mutate_in(&self, session: u64, m: &Mutation) -> Result<MutationResult> {
+        needs_sessions(self.inner.version, "a mutation in a session")?;
+        expect_mutation(
+            self.owned(Body::MutateIn {
+                session,
+                mutation: Box::new(m.clone()),
+            })
+            .await?,
+        )
+    }
+
+    pub async fn aggregate_in(&self, session: u64, a: &Aggregate) -> Result<AggregateResult> {
+        needs_sessions(self.inner.version, "an aggregate in a session")?;
+        expect_aggregate(
+            self.owned(Body::AggregateIn {
+                session,
+                aggregate: Box::new(a.clone()),
+            })
+            .await?,
+        )
+    }
+
+    /// The catalog as session `session` sees it (0: the last committed one): its version, and
+    /// the bundle unless that version is `known_version`.
+    pub async fn schema(
+        &self,
+        session: u64,
+        known_version: u64,
+    ) -> Result<(u64, Option<SchemaBundle>)> {
+        needs_sessions(self.inner.version, "the catalog (Schema)")?;
+        expect_schema(
+            self.owned(Body::Schema {
+                session,
+                known_version,
+            })
+            .await?,
+        )
+    }
+
     /// The server's Prometheus text (engine and server figures).
     pub async fn metrics(&self) -> Result<String> {
         match self.owned(Body::Metrics).await? {
@@ -716,6 +793,122 @@ impl BlockingClient {
             Body::MutationResult(r) => Ok(r),
             other => Err(unexpected("MutationResult", &other)),
         }
+    }
+
+    /// See [`Client::fetch_archived_in`].
+    pub fn fetch_archived_in(&self, session: u64, f: &GraphFetch) -> Result<Reply> {
+        needs_sessions(self.version, "a graph fetch in a session")?;
+        self.request(Body::FetchIn {
+            session,
+            fetch: Box::new(f.clone()),
+        })
+    }
+
+    pub fn fetch_in(&self, session: u64, f: &GraphFetch) -> Result<GraphResult> {
+        needs_sessions(self.version, "a graph fetch in a session")?;
+        expect_fetch(self.owned(Body::FetchIn {
+            session,
+            fetch: Box::new(f.clone()),
+        })?)
+    }
+
+    pub fn explain_in(&self, session: u64, f: &GraphFetch, analyze: bool) -> Result<String> {
+        needs_sessions(self.version, "explain in a session")?;
+        expect_explain(self.owned(Body::ExplainIn {
+            session,
+            fetch: Box::new(f.clone()),
+            analyze,
+        })?)
+    }
+
+    pub fn mutate_in(&self, session: u64, m: &Mutation) -> Result<MutationResult> {
+        needs_sessions(self.version, "a mutation in a session")?;
+        expect_mutation(self.owned(Body::MutateIn {
+            session,
+            mutation: Box::new(m.clone()),
+        })?)
+    }
+
+    pub fn aggregate_in(&self, session: u64, a: &Aggregate) -> Result<AggregateResult> {
+        needs_sessions(self.version, "an aggregate in a session")?;
+        expect_aggregate(self.owned(Body::AggregateIn {
+            session,
+            aggregate: Box::new(a.clone()),
+        })?)
+    }
+
+    /// See [`Client::schema`].
+    pub fn schema(&self, session: u64, known_version: u64) -> Result<(u64, Option<SchemaBundle>)> {
+        needs_sessions(self.version, "the catalog (Schema)")?;
+        expect_schema(self.owned(Body::Schema {
+            session,
+            known_version,
+        })?)
+    }
+
+    /// See [`Client::changes`].
+    pub fn changes(
+        &self,
+        from: u64,
+        entities: &[String],
+        limit: u32,
+    ) -> Result<(Vec<ChangeSet>, u64)> {
+        match self.owned(Body::Changes {
+            from,
+            entities: entities.to_vec(),
+            limit,
+        })? {
+            Body::ChangeBatch { sets, position } => Ok((sets, position)),
+            other => Err(unexpected("ChangeBatch", &other)),
+        }
+    }
+}
+
+/// Refuses a version 2 request on a connection that agreed on version 1, before sending it.
+fn needs_sessions(version: u32, what: &str) -> Result<()> {
+    if version < SESSION_REQUESTS_VERSION {
+        return Err(Error::new(
+            SqlState::FeatureNotSupported,
+            format!(
+                "{what} needs protocol version {SESSION_REQUESTS_VERSION}; this connection speaks version {version} (an older server): upgrade the server"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn expect_fetch(b: Body) -> Result<GraphResult> {
+    match b {
+        Body::FetchResult(r) => Ok(r),
+        other => Err(unexpected("FetchResult", &other)),
+    }
+}
+
+fn expect_explain(b: Body) -> Result<String> {
+    match b {
+        Body::ExplainResult(r) => Ok(r),
+        other => Err(unexpected("ExplainResult", &other)),
+    }
+}
+
+fn expect_mutation(b: Body) -> Result<MutationResult> {
+    match b {
+        Body::MutationResult(r) => Ok(r),
+        other => Err(unexpected("MutationResult", &other)),
+    }
+}
+
+fn expect_aggregate(b: Body) -> Result<AggregateResult> {
+    match b {
+        Body::AggregateResult(r) => Ok(r),
+        other => Err(unexpected("AggregateResult", &other)),
+    }
+}
+
+fn expect_schema(b: Body) -> Result<(u64, Option<SchemaBundle>)> {
+    match b {
+        Body::SchemaResult { version, bundle } => Ok((version, bundle.map(|b| *b))),
+        other => Err(unexpected("SchemaResult", &other)),
     }
 }
 

@@ -1,10 +1,13 @@
 //! One entry point for a path or a server URL: [`connect`] returns a [`SqlConnection`] that runs
-//! SQL in process (a path) or through `ormdb serve` (`tcp://` or `ipc://`), with the same
-//! transaction behaviour: BEGIN / COMMIT / ROLLBACK sent to a remote connection open and close a
-//! server session, so statements in between share one transaction.
+//! SQL, graph fetches, explains, mutations and aggregates in process (a path) or through
+//! `ormdb serve` (`tcp://` or `ipc://`), with the same transaction behaviour: BEGIN / COMMIT /
+//! ROLLBACK sent to a remote connection open and close a server session, and every request in
+//! between runs in it (seeing its uncommitted writes; a mutation is part of its transaction).
 
 use crate::api::{Database, Options};
+use crate::catalog::SchemaBundle;
 use crate::error::{Error, Result, SqlState};
+use crate::ir::{Aggregate, AggregateResult, GraphFetch, GraphResult, Mutation, MutationResult};
 use crate::sql::{Params, Session, StatementResult};
 
 use super::client::{BlockingClient, Client, ClientOptions};
@@ -127,15 +130,75 @@ impl SqlConnection {
             }
             Some(TxVerb::Rollback) => {
                 let s = std::mem::take(&mut r.session);
-                r.sql.rollback(s)?;
-                Ok(StatementResult::default())
+                match r.sql.rollback(s) {
+                    // The server already rolled it back (idle timeout, restart): done.
+                    Err(e) if e.state == SqlState::InvalidTransactionState => {
+                        Ok(StatementResult::default())
+                    }
+                    other => other.map(|_| StatementResult::default()),
+                }
             }
             None => r.sql.sql_in(r.session, sql, params.clone()),
         }
     }
 }
 
+impl SqlConnection {
+    /// A graph fetch: in the open transaction (its own writes visible) or at a fresh snapshot.
+    pub fn fetch(&mut self, f: &GraphFetch) -> Result<GraphResult> {
+        match self {
+            SqlConnection::Local(s) => s.fetch(f),
+            SqlConnection::Remote(r) => r.sql.fetch_in(r.session, f),
+        }
+    }
+
+    /// The plan of a fetch as text (with `analyze`, run and measured).
+    pub fn explain(&mut self, f: &GraphFetch, analyze: bool) -> Result<String> {
+        match self {
+            SqlConnection::Local(s) => Ok(s.explain(f, analyze)?.text),
+            SqlConnection::Remote(r) => r.sql.explain_in(r.session, f, analyze),
+        }
+    }
+
+    /// A mutation batch: part of the open transaction, or committed on its own.
+    pub fn mutate(&mut self, m: &Mutation) -> Result<MutationResult> {
+        match self {
+            SqlConnection::Local(s) => s.mutate(m),
+            SqlConnection::Remote(r) => r.sql.mutate_in(r.session, m),
+        }
+    }
+
+    pub fn aggregate(&mut self, a: &Aggregate) -> Result<AggregateResult> {
+        match self {
+            SqlConnection::Local(s) => s.aggregate(a),
+            SqlConnection::Remote(r) => r.sql.aggregate_in(r.session, a),
+        }
+    }
+
+    /// The catalog this connection sees (the open transaction's, its DDL included).
+    pub fn schema(&mut self) -> Result<SchemaBundle> {
+        match self {
+            SqlConnection::Local(s) => Ok(s.schema()),
+            SqlConnection::Remote(r) => r
+                .sql
+                .schema(r.session, u64::MAX)?
+                .1
+                .ok_or_else(|| Error::internal("the server left out a schema nobody had")),
+        }
+    }
+}
+
 impl RemoteSql {
+    /// The blocking client SQL and session requests go through.
+    pub fn blocking(&self) -> &BlockingClient {
+        &self.sql
+    }
+
+    /// The server session of the open transaction (0: none).
+    pub fn session(&self) -> u64 {
+        self.session
+    }
+
     /// The connection pool, for requests outside any transaction session (graph fetch,
     /// explain, metrics); run them with [`RemoteSql::block_on`].
     pub fn client(&self) -> &Client {

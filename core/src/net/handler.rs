@@ -166,6 +166,18 @@ fn dispatch(shared: &Shared, request: &[u8]) -> Result<Body> {
     })?;
     let msg: Message = rkyv::deserialize::<Message, rkyv::rancor::Error>(archived)
         .map_err(|e| Error::new(SqlState::ProtocolViolation, format!("invalid message: {e}")))?;
+    if msg.body.min_version() > msg.version {
+        shared.metrics.bad_frames.fetch_add(1, Ordering::Relaxed);
+        return Err(Error::new(
+            SqlState::ProtocolViolation,
+            format!(
+                "{} needs protocol version {} or later; this message is framed as version {}",
+                body_name(&msg.body),
+                msg.body.min_version(),
+                msg.version
+            ),
+        ));
+    }
     let db = &shared.db;
     Ok(match msg.body {
         Body::Hello { versions, client } => {
@@ -267,6 +279,30 @@ fn dispatch(shared: &Shared, request: &[u8]) -> Result<Body> {
         }
         Body::Mutate(m) => Body::MutationResult(db.connect().mutate(&m)?),
         Body::Aggregate(a) => Body::AggregateResult(db.connect().aggregate(&a)?),
+        Body::FetchIn { session, fetch } => {
+            Body::FetchResult(in_session(shared, session, |s| s.fetch(&fetch))?)
+        }
+        Body::ExplainIn {
+            session,
+            fetch,
+            analyze,
+        } => Body::ExplainResult(in_session(shared, session, |s| s.explain(&fetch, analyze))?.text),
+        Body::MutateIn { session, mutation } => {
+            Body::MutationResult(in_session(shared, session, |s| s.mutate(&mutation))?)
+        }
+        Body::AggregateIn { session, aggregate } => {
+            Body::AggregateResult(in_session(shared, session, |s| s.aggregate(&aggregate))?)
+        }
+        Body::Schema {
+            session,
+            known_version,
+        } => {
+            let bundle = in_session(shared, session, |s| Ok(s.schema()))?;
+            Body::SchemaResult {
+                version: bundle.version,
+                bundle: (bundle.version != known_version).then(|| Box::new(bundle)),
+            }
+        }
         Body::Metrics => Body::MetricsText(shared.metrics_text()),
         Body::Changes {
             from,
@@ -351,6 +387,12 @@ fn body_name(b: &Body) -> &'static str {
         Body::ChangeBatch { .. } => "ChangeBatch",
         Body::Change(_) => "Change",
         Body::Chunk { .. } => "Chunk",
+        Body::SchemaResult { .. } => "SchemaResult",
+        Body::FetchIn { .. } => "FetchIn",
+        Body::ExplainIn { .. } => "ExplainIn",
+        Body::MutateIn { .. } => "MutateIn",
+        Body::AggregateIn { .. } => "AggregateIn",
+        Body::Schema { .. } => "Schema",
         _ => "this message",
     }
 }
@@ -362,11 +404,7 @@ fn run_sql(
     f: impl FnOnce(&mut Session) -> Result<StatementResult>,
 ) -> Result<StatementResult> {
     if session != 0 {
-        let entry = shared.sessions.get(session)?;
-        let mut s = entry.session.lock();
-        let r = f(&mut s);
-        entry.touch();
-        return r;
+        return in_session(shared, session, f);
     }
     with_pooled(shared, |s| {
         let r = f(s);
@@ -381,6 +419,24 @@ fn run_sql(
         }
         r
     })
+}
+
+/// Runs a graph request in the named session (at its transaction's snapshot, its own writes
+/// included, and for a mutation as part of its transaction), or for session 0 in a pooled
+/// autocommit session: reads at a fresh snapshot, a mutation commits on its own.
+fn in_session<T>(
+    shared: &Shared,
+    session: u64,
+    f: impl FnOnce(&mut Session) -> Result<T>,
+) -> Result<T> {
+    if session != 0 {
+        let entry = shared.sessions.get(session)?;
+        let mut s = entry.session.lock();
+        let r = f(&mut s);
+        entry.touch();
+        return r;
+    }
+    with_pooled(shared, f)
 }
 
 fn with_pooled<T>(shared: &Shared, f: impl FnOnce(&mut Session) -> Result<T>) -> Result<T> {

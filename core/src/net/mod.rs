@@ -27,8 +27,10 @@ pub use stream::{ChangeStream, StreamEvent, StreamOptions};
 
 use crate::error::{Error, SqlState};
 
-/// Largest request the server accepts unless told otherwise. NNG 1.11 receives messages of any
-/// size (anng does not expose `recv-size-max`), so this limit is checked after receipt.
+/// Largest request the server accepts unless told otherwise. Enforced by NNG's `recv-size-max`
+/// on every listener (a connection announcing a larger message is dropped before its body is
+/// read) and again, exactly, by the handler; clients learn it in the handshake and refuse to
+/// send more.
 pub const DEFAULT_MAX_REQUEST: usize = 64 << 20;
 /// Replies larger than this are sent in pieces the client fetches one by one, so one huge
 /// result does not have to fit in a single message on both sides.

@@ -139,6 +139,35 @@ impl Socket {
         rv(unsafe { nng_sys::nng_listen(self.0, url.as_ptr(), std::ptr::null_mut(), 0) })
     }
 
+    /// Listens on `url`, dropping a connection whose peer announces a message larger than
+    /// `max_bytes` (NNG's `recv-size-max` on this listener): the transport reads the length
+    /// header and closes the pipe before allocating or reading the body, so an oversized
+    /// request costs the server no buffer.
+    pub fn listen_limited(
+        &self,
+        url: &CStr,
+        max_bytes: usize,
+    ) -> std::result::Result<(), NngError> {
+        let mut l = nng_sys::nng_listener {
+            _bindgen_opaque_blob: 0,
+        };
+        // SAFETY: `url` and the option name are NUL-terminated; the listener belongs to our
+        // socket and is closed with it (or here when it cannot start).
+        unsafe {
+            rv(nng_sys::nng_listener_create(&mut l, self.0, url.as_ptr()))?;
+            let started = rv(nng_sys::nng_listener_set_size(
+                l,
+                nng_sys::NNG_OPT_RECVMAXSZ.as_ptr().cast(),
+                max_bytes,
+            ))
+            .and_then(|_| rv(nng_sys::nng_listener_start(l, 0)));
+            if started.is_err() {
+                nng_sys::nng_listener_close(l);
+            }
+            started
+        }
+    }
+
     /// Dials synchronously: an error when the server is not there now. After the first
     /// connection NNG redials by itself when the connection drops.
     pub fn dial(&self, url: &CStr) -> std::result::Result<(), NngError> {

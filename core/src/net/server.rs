@@ -22,6 +22,9 @@ use super::{io_error, DEFAULT_MAX_REQUEST, DEFAULT_REPLY_CHUNK};
 use crate::api::{Database, Options};
 use crate::error::{Error, Result, SqlState};
 
+/// Bytes NNG's receive limit allows beyond `--max-request-bytes`: REQ's request id travels in
+/// the message, and a request just over the limit still gets a clear error reply.
+const REQUEST_HEADER_SLACK: usize = 64;
 /// How often an idle request thread looks at the stop flag.
 const WORKER_POLL: Duration = Duration::from_millis(200);
 
@@ -107,8 +110,11 @@ async fn run(cfg: ServeConfig, shared: Arc<Shared>) -> Result<()> {
     let rep = Arc::new(
         rawnng::Socket::open(Protocol::Rep).map_err(|e| rawnng::io("opening the REP socket", e))?,
     );
+    // NNG drops a connection that announces a larger message before reading it; the slack
+    // covers REQ's header. The handler still checks the exact limit (a clear 54000 reply).
+    let recv_max = cfg.max_request_bytes.saturating_add(REQUEST_HEADER_SLACK);
     for url in &cfg.listen {
-        rep.listen(&c_url(url)?)
+        rep.listen_limited(&c_url(url)?, recv_max)
             .map_err(|e| rawnng::io(&format!("cannot listen on {url}"), e))?;
     }
     let pub_socket =

@@ -231,6 +231,45 @@ impl Session {
         }
     }
 
+    /// The plan of a graph fetch, at the open transaction's snapshot when there is one (so an
+    /// `analyze` run counts the session's own uncommitted rows), else at a fresh snapshot.
+    pub fn explain(
+        &mut self,
+        f: &crate::ir::GraphFetch,
+        analyze: bool,
+    ) -> Result<crate::plan::Explain> {
+        match self.tx.as_mut() {
+            Some(tx) => tx.explain(f, analyze),
+            None => self.conn.explain(f, analyze),
+        }
+    }
+
+    /// A mutation batch: inside an open transaction it becomes part of it (committed or rolled
+    /// back with the session's other writes); otherwise it commits on its own.
+    pub fn mutate(&mut self, m: &crate::ir::Mutation) -> Result<crate::ir::MutationResult> {
+        match self.tx.as_mut() {
+            Some(tx) => tx.mutate(m),
+            None => self.conn.mutate(m),
+        }
+    }
+
+    /// An aggregate, reading the open transaction's own writes when there is one.
+    pub fn aggregate(&mut self, a: &crate::ir::Aggregate) -> Result<crate::ir::AggregateResult> {
+        match self.tx.as_mut() {
+            Some(tx) => tx.aggregate(a),
+            None => self.conn.aggregate(a),
+        }
+    }
+
+    /// The catalog this session sees: the open transaction's (its own DDL included), else the
+    /// last committed one.
+    pub fn schema(&self) -> crate::catalog::SchemaBundle {
+        match self.tx.as_ref() {
+            Some(tx) => tx.schema().bundle.clone(),
+            None => self.conn.database().schema(),
+        }
+    }
+
     /// Whether an explicit transaction is open (SQLite's `!sqlite3_get_autocommit`).
     pub fn in_transaction(&self) -> bool {
         self.tx.is_some()

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, RwLock};
 use tracing::{info, info_span, warn};
 
 use super::oracle::{CommittedWrites, Oracle};
@@ -78,6 +78,14 @@ struct IdAlloc {
     outstanding: HashMap<u64, i64>,
 }
 
+/// Commits applied to the store out of timestamp order, and the in-order watermark.
+struct ApplyState {
+    /// Every commit at or below this timestamp is applied to the store.
+    watermark: u64,
+    /// Commits above the watermark that finished applying (they wait for the earlier ones).
+    done: std::collections::BTreeSet<u64>,
+}
+
 /// What garbage collection removed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct GcStats {
@@ -90,8 +98,13 @@ pub struct GcStats {
 pub struct DbCore {
     pub kv: Arc<dyn Kv>,
     pub log: Arc<CommitLog>,
-    /// The newest commit applied to the store (commits apply in timestamp order).
-    applied_ts: AtomicU64,
+    /// Which commits are fully applied to the store. Commits take timestamps and append to the
+    /// log in order under the commit lock but apply to sled outside it, concurrently; the
+    /// watermark is the newest timestamp below which every commit is applied, and nothing above
+    /// it is ever visible.
+    applying: Mutex<ApplyState>,
+    /// Signalled when the watermark advances or the database is poisoned.
+    applied_cv: Condvar,
     /// Syncs the commit log as records arrive (durability `full`).
     syncer: Mutex<Option<std::thread::JoinHandle<()>>>,
     pub oracle: Oracle,
@@ -317,6 +330,11 @@ impl DbCore {
         let next_ts = reserved.unwrap_or(0).max(floor) + 1;
         let new_reservation = next_ts + TS_RESERVATION - 1;
         let mut meta = Batch::default();
+        // Commits no longer write `last_ts` (checkpoints do): the replayed ones are in the store.
+        meta.put(
+            keys::META_LAST_TS.to_vec(),
+            stored_ts.max(durable).to_be_bytes().to_vec(),
+        );
         meta.put(META_ABORTED.to_vec(), encode_aborted(&aborted));
         meta.put(
             META_RESERVED.to_vec(),
@@ -372,7 +390,12 @@ impl DbCore {
         Ok(DbCore {
             kv,
             log,
-            applied_ts: AtomicU64::new(durable),
+            // Timestamps between `durable` and `next_ts` are aborted: nothing to wait for.
+            applying: Mutex::new(ApplyState {
+                watermark: next_ts - 1,
+                done: Default::default(),
+            }),
+            applied_cv: Condvar::new(),
             syncer: Mutex::new(syncer),
             oracle,
             reserved_ts: AtomicU64::new(new_reservation),
@@ -436,6 +459,9 @@ impl DbCore {
         warn!(error = %why, "storage failure during commit; database refuses further writes");
         *self.poisoned.lock() = Some(why.to_string());
         self.is_poisoned.store(true, Ordering::Release);
+        // Committers waiting for earlier commits to apply must not wait forever.
+        let _a = self.applying.lock();
+        self.applied_cv.notify_all();
     }
 
     /// The schema visible at snapshot `ts`.
@@ -639,7 +665,7 @@ impl DbCore {
         let schema_bytes = req.new_schema.as_ref().map(|b| b.to_bytes()).transpose()?;
         let gc_candidates = req.gc_candidates;
 
-        let (ts, lsn) = {
+        let (ts, lsn, pending) = {
             let mut st = self.oracle.commit.lock();
             self.check_open()?;
             if st.catalog_ts > req.snapshot_ts {
@@ -648,6 +674,8 @@ impl DbCore {
                     "the schema changed since the transaction began",
                 ));
             }
+            // Every commit above the snapshot is in `recent` from the moment it takes its
+            // timestamp, applied to the store or not: validation does not depend on the apply.
             for c in st.recent.iter().rev() {
                 if c.ts <= req.snapshot_ts {
                     break;
@@ -678,6 +706,7 @@ impl DbCore {
             if let Some(b) = &schema_bytes {
                 batch.put(keys::catalog_key(ts), b.clone());
             }
+            let writes_sequences = !req.sequences.is_empty() || !req.sequence_resets.is_empty();
             for (t, s) in req.sequences {
                 // Transactions commit in another order than they allocated ids: keep the larger.
                 let s = match self.stored_sequence(t) {
@@ -695,18 +724,16 @@ impl DbCore {
                     None => batch.delete(seq_key(r.table_id)),
                 }
             }
-            // Last, so that "the store holds last_ts" implies it holds the whole commit.
-            batch.put(keys::META_LAST_TS.to_vec(), ts.to_be_bytes().to_vec());
             if ts > self.reserved_ts.load(Ordering::Acquire) {
                 if let Err(e) = self.extend_reservation(ts) {
                     self.poison(&e);
                     return Err(e);
                 }
             }
-            // Log first: under `full` the syncer thread starts writing and syncing the record
-            // while this thread applies it to the store, overlapping the two. Visibility waits
-            // for both (`applied_ts` below), and checkpoints rotate the log under this lock, so
-            // no record reaches a checkpointed segment before it is applied.
+            // Log first, in timestamp order: under `full` the syncer thread writes and syncs
+            // the record while this thread applies it to the store. Checkpoints rotate the log
+            // under this lock and wait for the apply watermark to pass every record of the old
+            // segments before syncing the store.
             let lsn = match self.log.append(ts, &batch) {
                 Ok(l) => l,
                 Err(e) => {
@@ -714,20 +741,30 @@ impl DbCore {
                     return Err(e);
                 }
             };
-            if let Err(e) = self.kv.apply_unordered(&batch) {
-                // The record may still become durable: the outcome is unknown, as with a lost
-                // connection, and the database refuses further writes until reopened.
-                self.poison(&e);
-                return Err(e);
-            }
-            self.applied_ts.store(ts, Ordering::Release);
-            if !req.sequence_resets.is_empty() {
-                if let Err(e) = self.apply_sequence_resets(&req.sequence_resets, req.alloc_owner) {
+            // Keys that are not versioned by the commit timestamp (AUTOINCREMENT marks, read
+            // then written here) must be written in timestamp order, so such commits, like
+            // schema changes (rare), apply under the lock. The others apply after it is
+            // released, concurrently with each other.
+            let inline = schema_bytes.is_some() || writes_sequences;
+            let pending = if inline {
+                if let Err(e) = self.kv.apply_unordered(&batch) {
                     self.poison(&e);
                     return Err(e);
                 }
-            }
+                if !req.sequence_resets.is_empty() {
+                    if let Err(e) =
+                        self.apply_sequence_resets(&req.sequence_resets, req.alloc_owner)
+                    {
+                        self.poison(&e);
+                        return Err(e);
+                    }
+                }
+                None
+            } else {
+                Some(batch)
+            };
             st.next_ts += 1;
+            st.last_commit = ts;
             st.recent.push_back(CommittedWrites {
                 ts,
                 keys: write_keys,
@@ -742,21 +779,35 @@ impl DbCore {
             while st.recent.front().is_some_and(|c| c.ts <= oldest) {
                 st.recent.pop_front();
             }
-            if self.durability == Durability::Normal {
-                self.oracle.advance_visible(ts);
-            }
-            (ts, lsn)
+            (ts, lsn, pending)
         };
+        if let Some(batch) = pending {
+            if let Err(e) = self.kv.apply_unordered(&batch) {
+                // The record may still become durable: the outcome is unknown, as with a lost
+                // connection, and the database refuses further writes until reopened. The
+                // watermark never passes this commit, so nothing of it becomes visible.
+                self.poison(&e);
+                return Err(e);
+            }
+        }
+        let applied = self.mark_applied(ts)?;
         match self.durability {
             Durability::Full => {
                 let synced = self
                     .log
                     .persist(lsn, true)
                     .inspect_err(|e| self.poison(e))?;
-                self.oracle
-                    .advance_visible(synced.min(self.applied_ts.load(Ordering::Acquire)));
+                let applied = if applied >= ts {
+                    applied
+                } else {
+                    self.wait_applied(ts)?
+                };
+                self.oracle.advance_visible(synced.min(applied));
             }
             Durability::Normal => {
+                if applied < ts {
+                    self.wait_applied(ts)?;
+                }
                 self.log
                     .persist(lsn, false)
                     .inspect_err(|e| self.poison(e))?;
@@ -767,6 +818,56 @@ impl DbCore {
             self.gc_queue.lock().extend(gc_candidates);
         }
         Ok(ts)
+    }
+
+    /// Records that commit `ts` is fully applied to the store and advances the watermark over
+    /// every commit applied in order; under `normal` the watermark is also the visible
+    /// timestamp. Returns the watermark.
+    fn mark_applied(&self, ts: u64) -> Result<u64> {
+        let mut a = self.applying.lock();
+        if a.watermark + 1 == ts {
+            a.watermark = ts;
+            while a.done.first() == Some(&(a.watermark + 1)) {
+                a.done.pop_first();
+                a.watermark += 1;
+            }
+            let wm = a.watermark;
+            if self.durability == Durability::Normal {
+                // Under the lock, so the visible timestamp never moves past a commit that
+                // another thread's later, smaller watermark call would still report.
+                self.oracle.advance_visible(wm);
+            }
+            drop(a);
+            self.applied_cv.notify_all();
+            Ok(wm)
+        } else if a.watermark >= ts {
+            Err(Error::internal(format!(
+                "commit {ts} applied twice (watermark {})",
+                a.watermark
+            )))
+        } else {
+            a.done.insert(ts);
+            Ok(a.watermark)
+        }
+    }
+
+    /// Waits until every commit up to `ts` is applied to the store; returns the watermark.
+    /// Fails if the database was poisoned meanwhile (an apply failed: the watermark may never
+    /// get there).
+    fn wait_applied(&self, ts: u64) -> Result<u64> {
+        let mut a = self.applying.lock();
+        while a.watermark < ts {
+            if self.is_poisoned.load(Ordering::Acquire) {
+                drop(a);
+                self.check_open()?;
+                return Err(Error::new(
+                    SqlState::IoError,
+                    "an earlier commit failed to apply to the store; reopen the database",
+                ));
+            }
+            self.applied_cv.wait(&mut a);
+        }
+        Ok(a.watermark)
     }
 
     /// Durably reserves the next block of commit timestamps (called under the commit lock, once
@@ -785,8 +886,8 @@ impl DbCore {
     /// On a clean close: shrinks the timestamp reservation to the last commit, which the final
     /// checkpoint made durable, so the next open has no timestamps to abort.
     pub fn release_reservation(&self) -> Result<()> {
-        let _commits = self.oracle.commit.lock();
-        let last = stored_last_ts(self.kv.as_ref())?;
+        let commits = self.oracle.commit.lock();
+        let last = commits.last_commit;
         if self.checkpoint_recorded.load(Ordering::Acquire) < last {
             return Ok(()); // not everything is checkpointed: keep the reservation
         }
@@ -831,14 +932,20 @@ impl DbCore {
     /// Flushes the store durably and drops the commit log segments it now covers.
     pub fn checkpoint(&self) -> Result<()> {
         let _span = info_span!("ormdb.checkpoint").entered();
-        let old = {
-            // No commit may be between its log append and its store apply while the log
-            // rotates: the old segments are dropped once the store is synced.
-            let _commits = self.oracle.commit.lock();
-            self.log.rotate()?
+        let (old, applied) = {
+            // Every record of the segments that rotate out is appended; the store is synced
+            // only once all of them are applied (they may be applying outside the lock now).
+            let commits = self.oracle.commit.lock();
+            (self.log.rotate()?, commits.last_commit)
         };
+        self.wait_applied(applied)?;
+        // Commits do not write `last_ts`: the checkpoint records what the sync covers.
+        if applied > stored_last_ts(self.kv.as_ref())? {
+            let mut b = Batch::default();
+            b.put(keys::META_LAST_TS.to_vec(), applied.to_be_bytes().to_vec());
+            self.kv.apply_unordered(&b)?;
+        }
         // Every commit applied to the store before the sync is durable after it.
-        let applied = stored_last_ts(self.kv.as_ref())?;
         self.kv.sync()?;
         if applied > self.checkpoint_recorded.load(Ordering::Acquire) {
             write_checkpoint_record(&self._dir_guard.0, applied)?;
@@ -972,7 +1079,10 @@ impl DbCore {
         }
         let mut requeue = Vec::new();
         for chunk in rows.chunks(256) {
-            let _commit_lock = self.oracle.commit.lock();
+            let commit_lock = self.oracle.commit.lock();
+            // A commit still applying could have written an index entry but not yet the row
+            // version that keeps it live: wait for the in-flight applies to finish.
+            self.wait_applied(commit_lock.last_commit)?;
             let mut batch = Batch::default();
             for &(t, r) in chunk {
                 let rk = keys::row_key(t, r);
@@ -1071,7 +1181,9 @@ impl DbCore {
         if cands.is_empty() {
             return Ok(0);
         }
-        let _st = self.oracle.commit.lock();
+        let st = self.oracle.commit.lock();
+        // As in `gc_incremental`: no commit may be half applied while entries are judged.
+        self.wait_applied(st.last_commit)?;
         let mut batch = Batch::default();
         for k in cands.drain(..) {
             if !self.index_entry_live(&k, owner)? {

@@ -17,6 +17,9 @@ pub struct CommittedWrites {
 
 pub struct CommitState {
     pub next_ts: u64,
+    /// Timestamp of the newest commit that took its timestamp and was logged (it may still be
+    /// applying to the store outside the lock).
+    pub last_commit: u64,
     /// Commits newer than the oldest live snapshot, in timestamp order.
     pub recent: VecDeque<CommittedWrites>,
     /// Timestamp of the newest commit that changed the schema.
@@ -36,6 +39,7 @@ impl Oracle {
         Oracle {
             commit: Mutex::new(CommitState {
                 next_ts: last_ts + 1,
+                last_commit: last_ts,
                 recent: VecDeque::new(),
                 catalog_ts,
             }),

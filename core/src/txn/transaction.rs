@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::core::{CommitRequest, DbCore};
 use super::read_set::ReadSet;
 use crate::catalog::{EntityDef, IndexDef, RelationKind, Schema, SchemaBundle};
+use crate::exec::table_cache::{self, ImageView, TableImage};
 use crate::changes::{ChangeKind, ChangeSet, EntityChange, RelationChange};
 use crate::error::{Error, Result};
 use crate::storage::keys::{self, prefix_end};
@@ -100,11 +101,25 @@ pub struct Txn {
     /// Whether reads join the read set. A read-only transaction that will never commit writes
     /// (a one-shot graph fetch) turns this off: it has nothing to validate.
     track_reads: bool,
+    /// The decoded table image each table's row reads use (None: the table had none when
+    /// first read). Looked up once per transaction: a view is exact for this snapshot.
+    views: HashMap<u32, Option<Arc<ImageView>>>,
 }
 
 /// Whether a stored version is a live row (not a tombstone).
 pub fn is_live(row: &StoredRow) -> bool {
     !row.is_tombstone()
+}
+
+/// A live row of an image view as a stored row (None: absent or deleted at the view's
+/// snapshot). The values are the entity's full layout, which reads of stored rows give too.
+fn image_row(view: &ImageView, row_id: i64) -> Option<StoredRow> {
+    let (soft_deleted, vals, version) = view.get_ref(row_id)?;
+    Some(StoredRow {
+        flags: if soft_deleted { FLAG_SOFT_DELETED } else { 0 },
+        version,
+        values: vals.as_ref().clone(),
+    })
 }
 
 impl Txn {
@@ -139,6 +154,7 @@ impl Txn {
             opts,
             finished: false,
             track_reads: true,
+            views: HashMap::new(),
         })
     }
 
@@ -216,7 +232,127 @@ impl Txn {
             .metrics
             .rows_read
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.committed_row(table_id, row_id)
+        if let Some(view) = self.image_view(table_id) {
+            if let Some(row) = image_row(&view, row_id) {
+                return Ok(Some(row));
+            }
+            // Absent or deleted at this snapshot: only the store knows a tombstone's version.
+            return self.committed_row(table_id, row_id);
+        }
+        let row = self.committed_row(table_id, row_id)?;
+        self.note_store_reads(table_id, 1)?;
+        Ok(row)
+    }
+
+    /// The decoded image of a table this transaction's committed-row reads may use: exact at
+    /// its snapshot (see `exec::table_cache`), so only its own buffered writes, which every
+    /// reader checks first, and its own schema changes, which make the image's layout wrong,
+    /// stand between it and the store.
+    fn image_view(&mut self, table_id: u32) -> Option<Arc<ImageView>> {
+        if self.schema_changed || self.core.query.tables.budget() == 0 {
+            return None;
+        }
+        if let Some(v) = self.views.get(&table_id) {
+            return v.clone();
+        }
+        let v = self
+            .core
+            .query
+            .tables
+            .get(table_id, self.schema.version(), self.snapshot_ts)
+            .map(Arc::new);
+        self.views.insert(table_id, v.clone());
+        v
+    }
+
+    /// Counts rows of a table read from the store and, once those reads have cost about as
+    /// much as a scan of the table (the ski-rental rule of `exec::table_cache`), builds its
+    /// image so later reads skip the store. Checked when the count doubles, so the checks
+    /// cost little next to the reads that trigger them.
+    fn note_store_reads(&mut self, table_id: u32, n: u64) -> Result<()> {
+        if n == 0 || self.core.query.tables.budget() == 0 {
+            return Ok(());
+        }
+        let core = self.core.clone();
+        let cache = &core.query.tables;
+        let (before, after) = cache.note_served(table_id, n);
+        if after < 64 || before.max(1).ilog2() == after.ilog2() {
+            return Ok(());
+        }
+        if cache.budget() == 0 || self.schema_changed || cache.last_write(table_id) > self.snapshot_ts
+        {
+            return Ok(());
+        }
+        // Live rows, or an upper bound from the span of stored row ids (two seeks, no count
+        // scan: a table too big for an image is never scanned here).
+        let rows = match core.query.stats.known_row_count(table_id) {
+            Some(n) => n,
+            None => {
+                let prefix = keys::table_prefix(table_id);
+                let end = prefix_end(&prefix);
+                let id = |k: &[u8]| keys::parse_row_version_key(k).map(|(_, r, _)| r);
+                let lo = core.kv.first_in(&prefix, &end)?.and_then(|(k, _)| id(&k));
+                let hi = core.kv.last_in(&prefix, &end)?.and_then(|(k, _)| id(&k));
+                match (lo, hi) {
+                    (Some(lo), Some(hi)) => (hi as i128 - lo as i128 + 1).min(u64::MAX as i128) as u64,
+                    _ => 0,
+                }
+            }
+        };
+        if rows > after || rows > table_cache::MAX_ROWS {
+            return Ok(());
+        }
+        self.build_image(table_id)
+    }
+
+    /// Builds and installs the decoded image of a table at this snapshot from the committed
+    /// rows alone (this transaction's buffered writes stay out of it; nothing joins the read
+    /// set: the image is a cache, not a read). Gives up when the table outgrows the image
+    /// size limit.
+    fn build_image(&mut self, table_id: u32) -> Result<()> {
+        let core = self.core.clone();
+        let cache = &core.query.tables;
+        let Some(e) = self.schema.entity_by_id(table_id) else {
+            return Ok(());
+        };
+        let valid_from = cache.last_write(table_id);
+        let max = cache.max_image_bytes();
+        let prefix = keys::table_prefix(table_id);
+        let end = prefix_end(&prefix);
+        let scan = RowScan {
+            kv: core.kv.scan(&prefix, &end),
+            snapshot: self.snapshot_ts,
+            aborted: core.aborted_ranges().to_vec(),
+            last_row: None,
+            next_kv: None,
+            pending: Vec::new(),
+            pending_pos: 0,
+            done_kv: false,
+        };
+        let (mut rows, mut versions, mut bytes) = (Vec::new(), Vec::new(), 0usize);
+        for item in scan {
+            let (id, r) = item?;
+            let deleted = r.is_soft_deleted();
+            versions.push(r.version);
+            let vals = Arc::new(crate::exec::graph_fetch::full_values(e, r));
+            bytes += table_cache::row_bytes(&vals);
+            if bytes > max {
+                cache.reset_served(table_id);
+                return Ok(());
+            }
+            rows.push((id, deleted, vals));
+        }
+        cache.put(TableImage::new(
+            table_id,
+            self.schema.version(),
+            self.snapshot_ts,
+            valid_from,
+            rows,
+            versions,
+            bytes,
+        ));
+        self.views.remove(&table_id);
+        Ok(())
     }
 
     /// Buffers a new version of a row (a tombstone to delete it).
@@ -637,8 +773,32 @@ impl Txn {
     ) -> Result<()> {
         /// Largest id gap bridged inside one run.
         const GAP: i64 = 4;
-        let mut i = 0;
         let mut read = 0u64;
+        if let Some(view) = self.image_view(table_id) {
+            // Exact at the snapshot: each row from this transaction's writes, else the image.
+            for &id in ids {
+                if self.track_reads {
+                    self.read_set.add_point(keys::row_key(table_id, id));
+                }
+                let row = match self.pending.get(&(table_id, id)) {
+                    Some(p) => p.cur.clone(),
+                    None => match image_row(&view, id) {
+                        Some(r) => r,
+                        None => continue,
+                    },
+                };
+                if is_live(&row) {
+                    read += 1;
+                    visit(id, row)?;
+                }
+            }
+            self.core
+                .metrics
+                .rows_read
+                .fetch_add(read, std::sync::atomic::Ordering::Relaxed);
+            return Ok(());
+        }
+        let mut i = 0;
         while i < ids.len() {
             let mut j = i;
             while j + 1 < ids.len() && ids[j + 1].saturating_sub(ids[j]) <= GAP {
@@ -690,7 +850,7 @@ impl Txn {
             .metrics
             .rows_read
             .fetch_add(read, std::sync::atomic::Ordering::Relaxed);
-        Ok(())
+        self.note_store_reads(table_id, read)
     }
 
     /// Rows whose leading index fields equal `values`, at this transaction's view (live rows
