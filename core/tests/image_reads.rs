@@ -71,7 +71,8 @@ fn warm(conn: &Connection, rows: i64) {
 
 fn all_rows(conn: &Connection, ids: std::ops::RangeInclusive<i64>) -> Vec<Option<Row>> {
     let mut tx = conn.begin().unwrap();
-    ids.map(|id| tx.get_with("items", id, ALL).unwrap()).collect()
+    ids.map(|id| tx.get_with("items", id, ALL).unwrap())
+        .collect()
 }
 
 #[test]
@@ -110,8 +111,11 @@ fn image_reads_see_their_snapshot_and_own_writes() {
     let mut w = other.begin().unwrap();
     w.update("items", 7, &[("name", text("seven"))]).unwrap();
     w.delete("items", 8).unwrap(); // soft delete
-    w.insert("items", &[("id", int(500)), ("name", text("new")), ("n", int(5))])
-        .unwrap();
+    w.insert(
+        "items",
+        &[("id", int(500)), ("name", text("new")), ("n", int(5))],
+    )
+    .unwrap();
     // Own writes first, others do not see them yet.
     assert_eq!(w.get("items", 7).unwrap().unwrap().values[1], text("seven"));
     assert!(w.get("items", 8).unwrap().is_none());
@@ -119,7 +123,10 @@ fn image_reads_see_their_snapshot_and_own_writes() {
     assert_eq!(w.get("items", 500).unwrap().unwrap().values[1], text("new"));
     {
         let mut tx = conn.begin().unwrap();
-        assert_eq!(tx.get("items", 7).unwrap().unwrap().values[1], text("item7"));
+        assert_eq!(
+            tx.get("items", 7).unwrap().unwrap().values[1],
+            text("item7")
+        );
         assert!(tx.get("items", 8).unwrap().is_some());
         assert!(tx.get("items", 500).unwrap().is_none());
     }
@@ -136,7 +143,10 @@ fn image_reads_see_their_snapshot_and_own_writes() {
     let hidden = tx.get_with("items", 8, ALL).unwrap().unwrap();
     assert!(hidden.soft_deleted);
     assert_eq!(hidden.values[1], text("item8"));
-    assert_eq!(tx.get("items", 500).unwrap().unwrap().values[1], text("new"));
+    assert_eq!(
+        tx.get("items", 500).unwrap().unwrap().values[1],
+        text("new")
+    );
     drop(tx);
 
     // The old snapshot still reads the rows as they were.
@@ -363,7 +373,11 @@ fn random_writes_reads_agree_with_images_disabled() {
             for &(op, id, v) in &ops {
                 let _ = match op {
                     0 => tx
-                        .update("items", id, &[("n", int(v)), ("name", text(&format!("u{v}")))])
+                        .update(
+                            "items",
+                            id,
+                            &[("n", int(v)), ("name", text(&format!("u{v}")))],
+                        )
                         .map(|_| ()),
                     1 => tx.delete("items", id).map(|_| ()),
                     2 => tx.restore("items", id).map(|_| ()),

@@ -287,7 +287,9 @@ fn batched_changes_from_concurrent_writers_arrive_once_in_order_and_resume() {
         for t in tasks {
             t.await.unwrap();
         }
-        let mut resumed = ChangeStream::open(&c, &["items"], Some(from)).await.unwrap();
+        let mut resumed = ChangeStream::open(&c, &["items"], Some(from))
+            .await
+            .unwrap();
         let (rest, _) = collect(&mut resumed, "items", n - first.len()).await;
         let mut joined = first.clone();
         joined.extend(rest);

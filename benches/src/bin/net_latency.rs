@@ -426,13 +426,7 @@ async fn change_delivery(url: &str, writers: usize, commits: u64) {
 /// it); one `ChangeStream` subscriber takes the events. Reported: the achieved commit rate, the
 /// delivery latency from the moment the insert was sent to the event's arrival (so it includes
 /// the commit), the writers' commit round trip, and lag notices.
-fn change_rate(
-    rt: &tokio::runtime::Runtime,
-    url: &str,
-    rate: u64,
-    secs: f64,
-    writers: usize,
-) {
+fn change_rate(rt: &tokio::runtime::Runtime, url: &str, rate: u64, secs: f64, writers: usize) {
     let c = rt.block_on(Client::connect(url)).expect("connect");
     rt.block_on(c.sql(
         "CREATE TABLE IF NOT EXISTS rate_ticks (id INTEGER PRIMARY KEY, at INTEGER NOT NULL)",
@@ -511,10 +505,7 @@ fn change_rate(
                 }
             }
         });
-        let results: Vec<_> = hs
-            .into_iter()
-            .map(|h| h.join().expect("writer"))
-            .collect();
+        let results: Vec<_> = hs.into_iter().map(|h| h.join().expect("writer")).collect();
         (lat, lagged, results)
     });
     let end = results.iter().map(|r| r.2).max().unwrap_or(t0);

@@ -41,7 +41,9 @@ fn init_nng() {
     let Ok(v) = std::env::var("NNG_FLOOR_THREADS") else {
         return;
     };
-    let mut it = v.split(',').map(|x| x.trim().parse::<u64>().expect("thread count"));
+    let mut it = v
+        .split(',')
+        .map(|x| x.trim().parse::<u64>().expect("thread count"));
     let (task, poller) = (it.next().expect("task"), it.next().expect("poller"));
     // SAFETY: called before any socket exists, as NNG requires.
     unsafe {
@@ -325,7 +327,11 @@ fn main() {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("port");
-    let modes: &[&str] = if only_sync { &["sync"] } else { &["sync", "anng"] };
+    let modes: &[&str] = if only_sync {
+        &["sync"]
+    } else {
+        &["sync", "anng"]
+    };
     for server_mode in modes.iter().copied() {
         let ipc = format!("ipc://{}", dir.path().join(server_mode).display());
         let tcp = format!("tcp://127.0.0.1:{}", port + (server_mode == "anng") as u16);

@@ -143,9 +143,9 @@ impl ChangeStream {
         } else {
             self.entities.iter().map(|e| self.last_of(e)).collect()
         };
-        let undelivered = self.pending.iter().filter_map(|e| match e {
-            StreamEvent::Change(ev) => Some(ev.prev),
-            StreamEvent::Lagged { after, .. } => Some(*after),
+        let undelivered = self.pending.iter().map(|e| match e {
+            StreamEvent::Change(ev) => ev.prev,
+            StreamEvent::Lagged { after, .. } => *after,
         });
         seen.into_iter()
             .chain(undelivered)

@@ -44,7 +44,10 @@ impl StatsStore {
 
     /// The live-row count of a table if it is known (never scans).
     pub fn known_row_count(&self, table_id: u32) -> Option<u64> {
-        self.tables.read().get(&table_id).map(|s| s.rows.max(0) as u64)
+        self.tables
+            .read()
+            .get(&table_id)
+            .map(|s| s.rows.max(0) as u64)
     }
 
     /// Estimated live rows of `entity`.

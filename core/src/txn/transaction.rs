@@ -8,9 +8,9 @@ use std::sync::Arc;
 use super::core::{CommitRequest, DbCore};
 use super::read_set::ReadSet;
 use crate::catalog::{EntityDef, IndexDef, RelationKind, Schema, SchemaBundle};
-use crate::exec::table_cache::{self, ImageView, TableImage};
 use crate::changes::{ChangeKind, ChangeSet, EntityChange, RelationChange};
 use crate::error::{Error, Result};
+use crate::exec::table_cache::{self, ImageView, TableImage};
 use crate::storage::keys::{self, prefix_end};
 use crate::storage::row_codec::{
     decode_row, encode_row, StoredRow, FLAG_SOFT_DELETED, FLAG_TOMBSTONE,
@@ -279,7 +279,9 @@ impl Txn {
         if after < 64 || before.max(1).ilog2() == after.ilog2() {
             return Ok(());
         }
-        if cache.budget() == 0 || self.schema_changed || cache.last_write(table_id) > self.snapshot_ts
+        if cache.budget() == 0
+            || self.schema_changed
+            || cache.last_write(table_id) > self.snapshot_ts
         {
             return Ok(());
         }
@@ -294,7 +296,9 @@ impl Txn {
                 let lo = core.kv.first_in(&prefix, &end)?.and_then(|(k, _)| id(&k));
                 let hi = core.kv.last_in(&prefix, &end)?.and_then(|(k, _)| id(&k));
                 match (lo, hi) {
-                    (Some(lo), Some(hi)) => (hi as i128 - lo as i128 + 1).min(u64::MAX as i128) as u64,
+                    (Some(lo), Some(hi)) => {
+                        (hi as i128 - lo as i128 + 1).min(u64::MAX as i128) as u64
+                    }
                     _ => 0,
                 }
             }
