@@ -26,9 +26,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ormdb::{Params, Session, Value};
+use ormdb_benches::prisma::{prisma_log, read as corpus_read, Stmt};
 use ormdb_benches::*;
-
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../core/tests/data/corpus/");
 
 fn sql(c: &mut Criterion) {
     let mode = Mode::Full;
@@ -325,107 +324,6 @@ fn m2m(c: &mut Criterion) {
     g.finish();
 }
 
-/// One statement of a Prisma driver-adapter log.
-struct Stmt {
-    sql: String,
-    params: Params,
-    kind: &'static str,
-}
-
-fn json_values(s: &str) -> Option<Vec<Value>> {
-    let v: serde_json::Value = serde_json::from_str(s).ok()?;
-    v.as_array()?
-        .iter()
-        .map(|x| {
-            Some(match x {
-                serde_json::Value::Null => Value::Null,
-                serde_json::Value::Bool(b) => Value::Integer(*b as i64),
-                serde_json::Value::Number(n) => match n.as_i64() {
-                    Some(i) => Value::Integer(i),
-                    None => Value::Real(n.as_f64()?),
-                },
-                serde_json::Value::String(s) => Value::Text(s.clone()),
-                _ => return None,
-            })
-        })
-        .collect()
-}
-
-fn kind_of(sql: &str) -> Option<&'static str> {
-    let head: String = sql
-        .trim_start()
-        .chars()
-        .take(6)
-        .collect::<String>()
-        .to_ascii_uppercase();
-    Some(match head.as_str() {
-        "SELECT" => "select",
-        "INSERT" => "insert",
-        "UPDATE" => "update",
-        "DELETE" => "delete",
-        "BEGIN" | "COMMIT" | "ROLLBA" => "transaction",
-        _ => return None,
-    })
-}
-
-/// The queryRaw/executeRaw statements of a Prisma log with their arguments, and its transaction
-/// boundaries (startTransaction, commit, rollback) as BEGIN / COMMIT / ROLLBACK, in order.
-fn prisma_log(text: &str) -> Vec<Stmt> {
-    let mut out = Vec::new();
-    let mut cur: Option<String> = None;
-    let push = |sql: String, args: Vec<Value>, out: &mut Vec<Stmt>| {
-        if let Some(kind) = kind_of(&sql) {
-            out.push(Stmt {
-                sql,
-                params: Params::Positional(args),
-                kind,
-            });
-        }
-    };
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("    args=") {
-            if let (Some(s), Some(args)) = (cur.take(), json_values(rest)) {
-                push(s.trim().to_string(), args, &mut out);
-            }
-            continue;
-        }
-        if line.starts_with("    argTypes=") {
-            continue;
-        }
-        let boundary = line.starts_with('[') || line.starts_with("#####") || line.trim().is_empty();
-        if boundary {
-            if let Some(s) = cur.take() {
-                push(s.trim().to_string(), Vec::new(), &mut out);
-            }
-        }
-        if line.starts_with('[') {
-            let body = line.split_once("] ").map_or("", |(_, b)| b);
-            for (prefix, sql) in [
-                ("startTransaction", "BEGIN"),
-                ("commit", "COMMIT"),
-                ("rollback", "ROLLBACK"),
-            ] {
-                if body.starts_with(prefix) {
-                    push(sql.to_string(), Vec::new(), &mut out);
-                }
-            }
-            cur = body
-                .strip_prefix("queryRaw: ")
-                .or_else(|| body.strip_prefix("executeRaw: "))
-                .map(str::to_string);
-        } else if !boundary {
-            if let Some(c) = cur.as_mut() {
-                c.push('\n');
-                c.push_str(line);
-            }
-        }
-    }
-    if let Some(s) = cur.take() {
-        push(s.trim().to_string(), Vec::new(), &mut out);
-    }
-    out
-}
-
 fn to_lite(v: &Value) -> rusqlite::types::Value {
     match v {
         Value::Null => rusqlite::types::Value::Null,
@@ -491,7 +389,7 @@ fn prisma_dbs(schema: &str) -> (OrmdbFixture, Session, SqliteFixture) {
 /// data a full replay left (criterion, warm caches on both sides).
 fn prisma(c: &mut Criterion) {
     const REPLAYS: usize = 15;
-    let read = |f: &str| std::fs::read_to_string(format!("{CORPUS}{f}")).expect("corpus file");
+    let read = corpus_read;
     let schema = read("prisma7_migrate_diff.sql");
     let all = prisma_log(&read("prisma7_client_sql.txt"));
     // Keep the statements both engines run with the same row counts.
@@ -519,55 +417,11 @@ fn prisma(c: &mut Criterion) {
         count("delete"),
         count("transaction")
     );
-    // Per kind and engine: the time of that kind's statements in each replay.
-    let mut times: Vec<[Vec<Duration>; 2]> = kinds.iter().map(|_| [vec![], vec![]]).collect();
-    let mut plan = (0, 0);
-    let mut disagreed = 0;
-    for _ in 0..REPLAYS {
-        let (_o, mut session, s) = prisma_dbs(&schema);
-        let mut t = [[Duration::ZERO; 2]; 5];
-        for st in &stmts {
-            let k = kinds.iter().position(|k| *k == st.kind).unwrap_or(0);
-            let start = Instant::now();
-            let a = ormdb_run(&mut session, st);
-            t[k][0] += start.elapsed();
-            let start = Instant::now();
-            let b = lite_run(&s.conn, st);
-            t[k][1] += start.elapsed();
-            // Left-out statements can change what later ones see: count, do not stop.
-            disagreed += (a != b) as usize;
-        }
-        for (k, tk) in t.iter().enumerate() {
-            times[k][0].push(tk[0]);
-            times[k][1].push(tk[1]);
-        }
-        let (h, m) = session.plan_cache_stats();
-        plan = (plan.0 + h, plan.1 + m);
+    // Truly cold first (the process-wide parse cache cleared before each replay), then new
+    // sessions in a process whose earlier sessions ran the same texts (parses shared).
+    for shared in [false, true] {
+        replay(&schema, &stmts, &kinds, REPLAYS, shared);
     }
-    println!(
-        "prisma7 replays: {disagreed} statement runs gave different row counts on the two engines"
-    );
-    for (k, kind) in kinds.iter().enumerate() {
-        let n = count(kind).max(1) as f64;
-        let med = |v: &mut Vec<Duration>| {
-            v.sort();
-            v[v.len() / 2].as_secs_f64() * 1e6
-        };
-        let (o, l) = (med(&mut times[k][0]), med(&mut times[k][1]));
-        println!(
-            "RESULT sql_prisma7_replay/{kind} statements={} ormdb_us_per_statement={:.2} sqlite_us_per_statement={:.2} ratio={:.2}",
-            count(kind),
-            o / n,
-            l / n,
-            o / l
-        );
-    }
-    println!(
-        "ormdb plan cache over the fresh-session replays: {} hits, {} misses (hit rate {:.4})",
-        plan.0,
-        plan.1,
-        plan.0 as f64 / (plan.0 + plan.1).max(1) as f64
-    );
 
     let selects: Vec<&Stmt> = stmts.iter().filter(|s| s.kind == "select").collect();
     let (h0, m0) = session.plan_cache_stats();
@@ -593,6 +447,71 @@ fn prisma(c: &mut Criterion) {
         "ormdb plan cache over the repeated selects: {} hits, {} misses",
         h - h0,
         m - m0
+    );
+}
+
+/// Replays the corpus `replays` times, each on fresh databases and sessions, and prints the
+/// median time per statement of each kind on both engines. `shared`: the process-wide parse
+/// cache keeps the texts earlier replays parsed (`RESULT sql_prisma7_replay_shared/select`);
+/// otherwise it is cleared before each replay, so every ORMDB statement is parsed and
+/// compiled from scratch, as every SQLite statement is prepared.
+fn replay(schema: &str, stmts: &[Stmt], kinds: &[&str], replays: usize, shared: bool) {
+    let suffix = if shared { "_shared" } else { "" };
+    let count = |k: &str| stmts.iter().filter(|s| s.kind == k).count();
+    // Per kind and engine: the time of that kind's statements in each replay.
+    let mut times: Vec<[Vec<Duration>; 2]> = kinds.iter().map(|_| [vec![], vec![]]).collect();
+    let mut plan = (0, 0);
+    let mut disagreed = 0;
+    for _ in 0..replays {
+        if !shared {
+            ormdb::sql::clear_shared_parse_cache();
+        }
+        let (_o, mut session, s) = prisma_dbs(schema);
+        let mut t = [[Duration::ZERO; 2]; 5];
+        for st in stmts {
+            let k = kinds.iter().position(|k| *k == st.kind).unwrap_or(0);
+            let start = Instant::now();
+            let a = ormdb_run(&mut session, st);
+            t[k][0] += start.elapsed();
+            let start = Instant::now();
+            let b = lite_run(&s.conn, st);
+            t[k][1] += start.elapsed();
+            // Left-out statements can change what later ones see: count, do not stop.
+            disagreed += (a != b) as usize;
+        }
+        for (k, tk) in t.iter().enumerate() {
+            times[k][0].push(tk[0]);
+            times[k][1].push(tk[1]);
+        }
+        let (h, m) = session.plan_cache_stats();
+        plan = (plan.0 + h, plan.1 + m);
+    }
+    println!(
+        "prisma7 replays: {disagreed} statement runs gave different row counts on the two engines"
+    );
+    for (k, kind) in kinds.iter().enumerate() {
+        let n = count(kind).max(1) as f64;
+        if shared && *kind != "select" {
+            continue;
+        }
+        let med = |v: &mut Vec<Duration>| {
+            v.sort();
+            v[v.len() / 2].as_secs_f64() * 1e6
+        };
+        let (o, l) = (med(&mut times[k][0]), med(&mut times[k][1]));
+        println!(
+            "RESULT sql_prisma7_replay{suffix}/{kind} statements={} ormdb_us_per_statement={:.2} sqlite_us_per_statement={:.2} ratio={:.2}",
+            count(kind),
+            o / n,
+            l / n,
+            o / l
+        );
+    }
+    println!(
+        "ormdb plan cache over the fresh-session replays{suffix}: {} hits, {} misses (hit rate {:.4})",
+        plan.0,
+        plan.1,
+        plan.0 as f64 / (plan.0 + plan.1).max(1) as f64
     );
 }
 

@@ -5,10 +5,17 @@
 //!
 //! Usage: `sql_profile CASE ITERATIONS [ROWS]`, CASE one of `point`, `eq`, `range`, `desc`,
 //! `in500`, `overhead`, `miss`; ROWS defaults to 20,000 (the `items` table, index on `n`).
+//!
+//! `sql_profile prisma_cold REPLAYS`: the Prisma 7 client corpus replayed REPLAYS times, each
+//! on a fresh database and session (the cold case of `sql_prisma7_replay`); only its SELECTs
+//! run inside `cold_select`, so `--toggle-collect='*cold_select*'` counts them alone. The
+//! process-wide parse cache is cleared before each replay (a truly cold start);
+//! `prisma_shared` keeps it (new sessions in a process that ran the texts before).
 
 use std::hint::black_box;
 
 use ormdb::{Params, Session, Value};
+use ormdb_benches::prisma::{self, prisma_log, Stmt};
 use ormdb_benches::*;
 
 #[inline(never)]
@@ -56,10 +63,42 @@ fn run_case(s: &mut Session, case: &str, iterations: u64, rows: i64, rng: &mut R
     total
 }
 
+#[inline(never)]
+fn cold_select(s: &mut Session, st: &Stmt) -> usize {
+    s.execute(&st.sql, &st.params)
+        .map_or(0, |r| black_box(r.rows.len()))
+}
+
+fn prisma_cold(replays: u64, shared: bool) {
+    let schema = prisma::read("prisma7_migrate_diff.sql");
+    let stmts = prisma_log(&prisma::read("prisma7_client_sql.txt"));
+    let selects = stmts.iter().filter(|s| s.kind == "select").count();
+    let mut rows = 0;
+    for _ in 0..replays {
+        if !shared {
+            ormdb::sql::clear_shared_parse_cache();
+        }
+        let o = OrmdbFixture::new(Mode::Normal);
+        let mut s = o.db.connect().sql();
+        s.execute_batch(&schema).expect("prisma schema");
+        for st in &stmts {
+            if st.kind == "select" {
+                rows += cold_select(&mut s, st);
+            } else {
+                let _ = s.execute(&st.sql, &st.params);
+            }
+        }
+    }
+    println!("prisma_cold: {replays} replays of {selects} SELECTs, {rows} rows");
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let case = args.get(1).map(String::as_str).unwrap_or("point");
     let iterations = arg_num(args.get(2).cloned(), "ITERATIONS");
+    if case == "prisma_cold" || case == "prisma_shared" {
+        return prisma_cold(iterations, case == "prisma_shared");
+    }
     let rows = args
         .get(3)
         .map(|_| arg_num(args.get(3).cloned(), "ROWS") as i64)

@@ -1,5 +1,5 @@
 //! Server mode: `ormdb serve` exposes one database to other processes over NNG: anng on tokio
-//! for PUB/SUB and the async client, NNG's blocking calls ([`rawnng`]) on the request path.
+//! for SUB and the async client, NNG's own calls ([`rawnng`]) on the request path and for PUB.
 //! REQ/REP carries requests and replies framed by [`crate::ir::protocol`]; PUB/SUB carries change
 //! streams, one topic per entity. [`server`] runs the sockets, [`handler`] turns one request into
 //! one reply, [`sessions`] keeps transactions that span requests,

@@ -254,11 +254,10 @@ mod tests {
         }
     }
 
-    /// Runs commits through `events` and the batcher as the publisher does; returns the
-    /// messages as (topic, events decoded from its frames).
-    /// Published messages: each one's topic and the events in its frames.
+    /// Messages as (topic, events decoded from its frames).
     type Published = Vec<(Vec<u8>, Vec<ChangeEvent>)>;
 
+    /// Runs commits through `events` and the batcher as the publisher does.
     fn publish(sets: &[ChangeSet]) -> (Published, u64) {
         let mut last: HashMap<String, u64> = HashMap::new();
         let mut batch = Batcher::default();

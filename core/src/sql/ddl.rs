@@ -909,11 +909,10 @@ pub fn declared_collations(e: &crate::catalog::EntityDef) -> Vec<Option<Collatio
         return none();
     };
     // Most tables declare no collation: skip parsing their text.
-    if !sql
-        .as_bytes()
-        .windows(7)
-        .any(|w| w.eq_ignore_ascii_case(b"collate"))
-    {
+    let b = sql.as_bytes();
+    let mentions_collate = (0..b.len().saturating_sub(6))
+        .any(|i| b[i] | 0x20 == b'c' && b[i..i + 7].eq_ignore_ascii_case(b"collate"));
+    if !mentions_collate {
         return none();
     }
     let Ok(ast::Statement::CreateTable(ct)) = super::parse::parse_one(sql) else {

@@ -30,5 +30,7 @@ pub mod user_functions;
 pub mod view;
 
 pub use params::Params;
-pub use session::{PreparedStatement, Session, StatementResult};
+pub use session::{
+    clear_shared_parse_cache, shared_parse_cache_stats, PreparedStatement, Session, StatementResult,
+};
 pub use user_functions::{AggregateFn, ScalarFn, UserAggregate, UserFunction, UserFunctions};

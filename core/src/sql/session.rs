@@ -5,7 +5,7 @@
 //! [`CachedPlan`]).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use sqlparser::ast::{SetExpr, Statement};
 
@@ -41,6 +41,82 @@ pub struct StatementResult {
 struct Parsed {
     stmt: Statement,
     placeholders: Vec<(sqlparser::tokenizer::Location, String)>,
+}
+
+/// Parsed statements shared by every session in the process, keyed by text: applications open
+/// many connections (a pool, a connection per request) that send the same few hundred texts, and
+/// a parse depends on nothing but the text. A session looks here when its own cache misses, so
+/// a new session parses only the texts no session has parsed before. Compiled plans stay per
+/// session (they depend on the schema and the session's functions).
+struct SharedParses {
+    map: HashMap<String, (Arc<Parsed>, u64)>,
+    tick: u64,
+    hits: u64,
+    misses: u64,
+}
+
+/// Texts kept in the process-wide parse cache.
+const SHARED_LIMIT: usize = 4096;
+
+fn shared_parses() -> &'static Mutex<SharedParses> {
+    static SHARED: OnceLock<Mutex<SharedParses>> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        Mutex::new(SharedParses {
+            map: HashMap::new(),
+            tick: 0,
+            hits: 0,
+            misses: 0,
+        })
+    })
+}
+
+/// Forgets every statement in the process-wide parse cache (sessions keep their own cached
+/// statements): the next session to run a text parses it again. For measuring a cold start.
+pub fn clear_shared_parse_cache() {
+    if let Ok(mut s) = shared_parses().lock() {
+        s.map.clear();
+    }
+}
+
+/// (hits, misses) of the process-wide parse cache since the process started.
+pub fn shared_parse_cache_stats() -> (u64, u64) {
+    shared_parses()
+        .lock()
+        .map_or((0, 0), |s| (s.hits, s.misses))
+}
+
+/// The parse of `text`, from the process-wide cache or parsed now (and then shared).
+fn parse_shared(text: &str) -> Result<Arc<Parsed>> {
+    // A poisoned lock only means another thread panicked mid-update of a plain map: parsing
+    // without the cache is always correct.
+    if let Ok(mut s) = shared_parses().lock() {
+        s.tick += 1;
+        let tick = s.tick;
+        if let Some((p, used)) = s.map.get_mut(text) {
+            *used = tick;
+            let p = p.clone();
+            s.hits += 1;
+            return Ok(p);
+        }
+        s.misses += 1;
+    }
+    let (stmt, placeholders) = parse::parse_with_placeholders(text)?;
+    let p = Arc::new(Parsed { stmt, placeholders });
+    if let Ok(mut s) = shared_parses().lock() {
+        if s.map.len() >= SHARED_LIMIT {
+            // Keep the more recently used half: one pass per SHARED_LIMIT / 2 new texts, where
+            // evicting one entry per insert would scan the whole map on every new text (an
+            // application that never repeats a text would pay that scan on each statement).
+            let mut used: Vec<u64> = s.map.values().map(|(_, u)| *u).collect();
+            let mid = used.len() / 2;
+            let (_, cut, _) = used.select_nth_unstable(mid);
+            let cut = *cut;
+            s.map.retain(|_, (_, u)| *u > cut);
+        }
+        let tick = s.tick;
+        s.map.insert(text.to_string(), (p.clone(), tick));
+    }
+    Ok(p)
 }
 
 /// A SELECT compiled with parameter slots instead of values, reusable while the schema it was
@@ -397,8 +473,7 @@ impl Session {
         self.cache_misses += 1;
         m.sql_cache_misses
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (stmt, placeholders) = parse::parse_with_placeholders(text)?;
-        let p = Arc::new(Parsed { stmt, placeholders });
+        let p = parse_shared(text)?;
         if self.cache.len() >= CACHE_LIMIT {
             // Least recently used first. A linear pass, only when parsing a new text, which
             // costs far more.
@@ -1223,5 +1298,31 @@ fn run_statement(
                 .join(" ");
             Err(Error::unsupported(format!("statement {head}")))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_are_shared_until_cleared() {
+        // A text no other test uses: the cache is process-wide and tests run in parallel.
+        let text = "SELECT 1 AS shared_parse_probe_7f3a";
+        let a = parse_shared(text).expect("parse");
+        let b = parse_shared(text).expect("parse");
+        assert!(
+            Arc::ptr_eq(&a, &b),
+            "second parse of a text must come from the cache"
+        );
+        clear_shared_parse_cache();
+        let c = parse_shared(text).expect("parse");
+        assert!(!Arc::ptr_eq(&a, &c), "a cleared cache parses again");
+        assert_eq!(a.stmt, c.stmt);
+        assert!(parse_shared("SELEC 1").is_err());
+        assert!(
+            parse_shared("SELEC 1").is_err(),
+            "errors are not cached as statements"
+        );
     }
 }

@@ -788,7 +788,9 @@ impl DbCore {
                 self.kv.apply_unordered(&batch)
             }))
             .unwrap_or_else(|panic| {
-                self.poison(&Error::internal("the store panicked while applying a commit"));
+                self.poison(&Error::internal(
+                    "the store panicked while applying a commit",
+                ));
                 std::panic::resume_unwind(panic)
             });
             if let Err(e) = applied {
