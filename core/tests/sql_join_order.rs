@@ -141,13 +141,7 @@ fn plan(d: &mut Diff, sql: &str) -> Vec<String> {
     let r =
         d.s.execute(&format!("EXPLAIN QUERY PLAN {sql}"), &Params::None)
             .expect(sql);
-    r.rows
-        .iter()
-        .map(|row| match &row[3] {
-            Value::Text(t) => t.clone(),
-            other => panic!("detail is not text: {other:?}"),
-        })
-        .collect()
+    sqldiff::plan_details(&r.rows)
 }
 
 #[test]

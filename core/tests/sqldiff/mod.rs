@@ -7,6 +7,16 @@
 use ormdb::{Database, Durability, Options, Params, Session, SqlState, Value};
 use rusqlite::types::ValueRef;
 
+/// The `detail` column (the fourth) of an EXPLAIN QUERY PLAN result, row by row.
+pub fn plan_details(rows: &[Vec<Value>]) -> Vec<String> {
+    rows.iter()
+        .map(|row| match &row[3] {
+            Value::Text(t) => t.clone(),
+            other => panic!("detail is not text: {other:?}"),
+        })
+        .collect()
+}
+
 /// The outcome of one statement on one engine.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Res {
