@@ -134,6 +134,12 @@ impl OrderedIndex {
     }
 }
 
+/// Computes a row's index entry key from (row id, values); None: the row has no entry.
+pub type KeyOf<'a> = dyn FnMut(i64, &[Value]) -> crate::error::Result<Option<Vec<u8>>> + 'a;
+
+/// A view's live overlay versions in one index's order: (entry key, position in the overlay).
+pub type OverlayOrder = Vec<(Vec<u8>, usize)>;
+
 /// What an ordered read over a view sees: a base entry (position in the base rows) or an
 /// overlay version (position in the view's overlay).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -180,7 +186,7 @@ impl TableImage {
     fn ordered_index(
         &self,
         index_id: u32,
-        key_of: &mut dyn FnMut(i64, &[Value]) -> crate::error::Result<Option<Vec<u8>>>,
+        key_of: &mut KeyOf<'_>,
     ) -> crate::error::Result<Option<Arc<OrderedIndex>>> {
         if let Some(ix) = self.ordered.lock().get(&index_id) {
             return Ok(Some(ix.clone()));
@@ -230,14 +236,14 @@ pub struct ImageView {
     overlay_keys: Mutex<HashMap<Vec<u32>, Arc<OverlayIndex>>>,
     /// The live overlay versions in the order of an index, per index id (built on first
     /// ordered read): (entry key, position in `overlay`), sorted by key.
-    overlay_ordered: Mutex<HashMap<u32, Arc<Vec<(Vec<u8>, usize)>>>>,
+    overlay_ordered: Mutex<HashMap<u32, Arc<OverlayOrder>>>,
 }
 
 /// One index's entries of a view, in key order: the base's ordered index (its entries for rows
 /// an overlay version replaces are skipped by the reader) and the overlay's live versions.
 pub struct OrderedEntries {
     pub base: Arc<OrderedIndex>,
-    pub overlay: Arc<Vec<(Vec<u8>, usize)>>,
+    pub overlay: Arc<OverlayOrder>,
 }
 
 impl ImageView {
@@ -315,7 +321,7 @@ impl ImageView {
     pub fn ordered_entries(
         &self,
         index_id: u32,
-        key_of: &mut dyn FnMut(i64, &[Value]) -> crate::error::Result<Option<Vec<u8>>>,
+        key_of: &mut KeyOf<'_>,
     ) -> crate::error::Result<Option<OrderedEntries>> {
         let Some(base) = self.base.ordered_index(index_id, key_of)? else {
             return Ok(None);

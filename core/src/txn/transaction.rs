@@ -778,7 +778,7 @@ impl Txn {
                         continue;
                     }
                     let current = index.entry_values(entity, &p.cur.values)?;
-                    if !current.is_some_and(|v| keys::index_entry_key(index.id, &v, id) == key) {
+                    if current.is_none_or(|v| keys::index_entry_key(index.id, &v, id) != key) {
                         continue;
                     }
                     visited += 1;
