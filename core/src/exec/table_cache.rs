@@ -61,6 +61,8 @@ pub struct TableImage {
     pub indexes: Mutex<HashMap<Vec<u32>, Arc<ImageIndex>>>,
     /// Ordered indexes over the base rows, built on first use, by index id.
     ordered: Mutex<HashMap<u32, Arc<OrderedIndex>>>,
+    /// Per index id without an ordered index yet: rows ordered reads took from the store.
+    ordered_reads: Mutex<HashMap<u32, u64>>,
     /// Versions committed after `built_at`, in commit order.
     overlay: Mutex<Vec<OverlayEntry>>,
 }
@@ -177,6 +179,7 @@ impl TableImage {
             last_used: AtomicU64::new(0),
             indexes: Mutex::new(HashMap::new()),
             ordered: Mutex::new(HashMap::new()),
+            ordered_reads: Mutex::new(HashMap::new()),
             overlay: Mutex::new(Vec::new()),
         }
     }
@@ -347,6 +350,25 @@ impl ImageView {
         Ok(Some(OrderedEntries { base, overlay }))
     }
 
+    /// Whether ordered reads of `index_id` should use this view: its ordered index exists, or
+    /// store reads of that index since the base was built have visited as many rows as the
+    /// base holds (then the next read builds it).
+    pub fn ordered_ready(&self, index_id: u32) -> bool {
+        if self.base.ordered.lock().contains_key(&index_id) {
+            return true;
+        }
+        let reads = self.base.ordered_reads.lock().get(&index_id).copied();
+        reads.unwrap_or(0) >= (self.base.rows.len() as u64).max(64)
+    }
+
+    /// Counts rows an ordered read of `index_id` took from the store (see
+    /// [`Self::ordered_ready`]).
+    pub fn note_ordered_reads(&self, index_id: u32, rows: u64) {
+        if rows > 0 && !self.base.ordered.lock().contains_key(&index_id) {
+            *self.base.ordered_reads.lock().entry(index_id).or_insert(0) += rows;
+        }
+    }
+
     /// Whether an overlay version replaces (or deletes) the base row with this id.
     pub fn overrides(&self, id: i64) -> bool {
         !self.overlay.is_empty() && self.overlay_pos(id).is_ok()
@@ -484,6 +506,8 @@ pub struct TableCache {
     /// Per table: rows read from the store (not from an image) since the last image build.
     served: Mutex<HashMap<u32, u64>>,
     pub hits: AtomicU64,
+    /// Ordered index range reads served from an image's ordered index.
+    pub ordered_reads: AtomicU64,
     pub builds: AtomicU64,
     pub invalidations: AtomicU64,
 }
@@ -496,6 +520,7 @@ impl Default for TableCache {
             clock: AtomicU64::new(0),
             served: Mutex::default(),
             hits: AtomicU64::new(0),
+            ordered_reads: AtomicU64::new(0),
             builds: AtomicU64::new(0),
             invalidations: AtomicU64::new(0),
         }

@@ -632,7 +632,13 @@ impl Txn {
                 |id, r| visit(id, r.to_stored()),
             );
         }
-        self.index_range_store(entity, index, start, end, desc, first_chunk, visit)
+        let mut n = 0u64;
+        let r = self.index_range_store(entity, index, start, end, desc, first_chunk, |id, r| {
+            n += 1;
+            visit(id, r)
+        });
+        self.note_ordered_store_reads(entity.id, index, n);
+        r
     }
 
     /// [`Self::index_range_dir`] handing out borrowed rows: from a decoded image, a reader
@@ -651,9 +657,21 @@ impl Txn {
         if let Some((view, entries)) = self.ordered_image(entity, index)? {
             return self.index_range_image(entity, index, &view, &entries, start, end, desc, visit);
         }
-        self.index_range_store(entity, index, start, end, desc, first_chunk, |id, r| {
+        let mut n = 0u64;
+        let r = self.index_range_store(entity, index, start, end, desc, first_chunk, |id, r| {
+            n += 1;
             visit(id, RowRef::of(&r))
-        })
+        });
+        self.note_ordered_store_reads(entity.id, index, n);
+        r
+    }
+
+    /// Counts rows an ordered read of `index` took from the store while the table had an image
+    /// whose ordered index for it was not built yet (see `ordered_image`).
+    fn note_ordered_store_reads(&mut self, table_id: u32, index: &IndexDef, n: u64) {
+        if let Some(Some(view)) = self.views.get(&table_id) {
+            view.note_ordered_reads(index.id, n);
+        }
     }
 
     /// The image of `entity` this transaction may read `index`'s entries from, with those
@@ -671,6 +689,13 @@ impl Txn {
         let Some(view) = self.image_view(entity.id) else {
             return Ok(None);
         };
+        // Ski-rental, as for the image itself: the ordered index (a sort of the table's keys)
+        // is built once ordered reads from the store have visited as many rows as the table
+        // holds, so a table whose base is folded often (each fold drops it) never pays for
+        // more builds than the store reads it saves.
+        if !view.ordered_ready(index.id) {
+            return Ok(None);
+        }
         let mut key_of = |id: i64, vals: &[Value]| -> Result<Option<Vec<u8>>> {
             Ok(index
                 .entry_values(entity, vals)?
@@ -703,6 +728,11 @@ impl Txn {
         if self.track_reads {
             self.read_set.add_range(start.to_vec(), end.to_vec());
         }
+        self.core
+            .query
+            .tables
+            .ordered_reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if start >= end {
             return Ok(());
         }
