@@ -15,6 +15,8 @@
 //!   tag.* FROM tag INNER JOIN book_tags ON (tag.id = book_tags.tag_id) WHERE
 //!   book_tags.book_id IN (?, ... 250 ids)`, over 5,000 tags, 2,000 books and 5 links per book
 //!   (own tables, indexes as Django creates them): the join is driven by the IN list.
+//! - `sql_select_related`: Django's `select_related` over a nullable foreign key, 1,000 posts
+//!   `LEFT OUTER JOIN` their author (300 users, one post in ten without one) by primary key.
 //! - The Prisma 7 client corpus (core/tests/data/corpus) with its logged arguments:
 //!   `RESULT sql_prisma7_replay/<kind>` lines (select, insert, update, delete: median time per
 //!   statement over 15 replays, each on fresh databases and sessions, so cold statement and
@@ -26,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ormdb::{Params, Session, Value};
+use ormdb_benches::joins::*;
 use ormdb_benches::prisma::{prisma_log, read as corpus_read, Stmt};
 use ormdb_benches::*;
 
@@ -241,64 +244,34 @@ fn sql(c: &mut Criterion) {
     prisma(c);
 }
 
-const M2M_TAGS: i64 = 5_000;
-const M2M_BOOKS: i64 = 2_000;
-const M2M_SCHEMA: &str = "CREATE TABLE tag (id INTEGER PRIMARY KEY AUTOINCREMENT, name VARCHAR(50) NOT NULL);
-CREATE TABLE book (id INTEGER PRIMARY KEY AUTOINCREMENT, title VARCHAR(100) NOT NULL);
-CREATE TABLE book_tags (id INTEGER PRIMARY KEY AUTOINCREMENT, book_id BIGINT NOT NULL REFERENCES book (id), tag_id BIGINT NOT NULL REFERENCES tag (id));
-CREATE UNIQUE INDEX book_tags_book_id_tag_id_uniq ON book_tags (book_id, tag_id);
-CREATE INDEX book_tags_book_id ON book_tags (book_id);
-CREATE INDEX book_tags_tag_id ON book_tags (tag_id)";
-
-/// The many-to-many fixture's rows as SQL (the same text for both engines).
-fn m2m_rows() -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rng = Rng::new(23);
-    for t in 1..=M2M_TAGS {
-        out.push(format!("INSERT INTO tag (id, name) VALUES ({t}, 'tag{t}')"));
-    }
-    for b in 1..=M2M_BOOKS {
-        out.push(format!(
-            "INSERT INTO book (id, title) VALUES ({b}, 'book{b}')"
-        ));
-        let mut tags: Vec<i64> = (0..5).map(|_| rng.id(M2M_TAGS)).collect();
-        tags.sort_unstable();
-        tags.dedup();
-        for t in tags {
-            out.push(format!(
-                "INSERT INTO book_tags (book_id, tag_id) VALUES ({b}, {t})"
-            ));
-        }
-    }
-    out
-}
-
-fn m2m(c: &mut Criterion) {
+/// Loads a join fixture's schema and rows into both engines (one transaction each).
+fn join_fixture(schema: &str, rows: &[String]) -> (OrmdbFixture, Session, SqliteFixture) {
     let o = OrmdbFixture::new(Mode::Full);
     let mut session = o.db.connect().sql();
     let s = SqliteFixture::new(Mode::Full);
-    session.execute_batch(M2M_SCHEMA).expect("ormdb schema");
-    s.conn.execute_batch(M2M_SCHEMA).expect("sqlite schema");
-    let rows = m2m_rows();
+    session.execute_batch(schema).expect("ormdb schema");
+    s.conn.execute_batch(schema).expect("sqlite schema");
     session.execute_batch("BEGIN").expect("begin");
     s.conn.execute_batch("BEGIN").expect("begin");
-    for r in &rows {
+    for r in rows {
         session.execute(r, &Params::None).expect("ormdb insert");
         s.conn.execute(r, []).expect("sqlite insert");
     }
     session.execute_batch("COMMIT").expect("commit");
     s.conn.execute_batch("COMMIT; ANALYZE").expect("commit");
-    let q = format!(
-        "SELECT (book_tags.book_id) AS _prefetch_related_val_book_id, tag.id, tag.name FROM tag INNER JOIN book_tags ON (tag.id = book_tags.tag_id) WHERE book_tags.book_id IN ({})",
-        vec!["?"; 250].join(", ")
-    );
+    (o, session, s)
+}
+
+fn m2m(c: &mut Criterion) {
+    let (_o, mut session, s) = join_fixture(M2M_SCHEMA, &m2m_rows());
+    let q = m2m_query();
     let mut rng = Rng::new(29);
     let mut g = c.benchmark_group("sql_m2m_prefetch");
     g.throughput(Throughput::Elements(1));
     g.sample_size(20);
     g.bench_function("ormdb", |b| {
         b.iter(|| {
-            let ids = (0..250)
+            let ids = (0..M2M_IN)
                 .map(|_| Value::Integer(rng.id(M2M_BOOKS)))
                 .collect();
             let r = session
@@ -310,11 +283,34 @@ fn m2m(c: &mut Criterion) {
     g.bench_function("sqlite", |b| {
         let mut st = s.conn.prepare_cached(&q).expect("prepare");
         b.iter(|| {
-            let ids: Vec<i64> = (0..250).map(|_| rng.id(M2M_BOOKS)).collect();
+            let ids: Vec<i64> = (0..M2M_IN).map(|_| rng.id(M2M_BOOKS)).collect();
             let rows: Vec<(i64, i64, String)> = st
                 .query_map(rusqlite::params_from_iter(ids), |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                 })
+                .expect("query")
+                .map(|r| r.expect("row"))
+                .collect();
+            black_box(rows.len())
+        })
+    });
+    g.finish();
+
+    let (_o, mut session, s) = join_fixture(SR_SCHEMA, &sr_rows());
+    let mut g = c.benchmark_group("sql_select_related");
+    g.throughput(Throughput::Elements(1));
+    g.sample_size(20);
+    g.bench_function("ormdb", |b| {
+        b.iter(|| {
+            let r = session.execute(SR_QUERY, &Params::None).expect("select");
+            black_box(r.rows.len())
+        })
+    });
+    g.bench_function("sqlite", |b| {
+        let mut st = s.conn.prepare_cached(SR_QUERY).expect("prepare");
+        b.iter(|| {
+            let rows: Vec<Vec<rusqlite::types::Value>> = st
+                .query_map([], |r| (0..7).map(|i| r.get(i)).collect())
                 .expect("query")
                 .map(|r| r.expect("row"))
                 .collect();

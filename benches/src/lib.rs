@@ -9,6 +9,7 @@
 //!   acknowledgement, synced every 100 ms) vs SQLite `journal_mode=WAL`, `synchronous=NORMAL`.
 
 pub mod graph;
+pub mod joins;
 pub mod prisma;
 
 use std::path::{Path, PathBuf};
