@@ -213,6 +213,9 @@ pub struct InsertPlan {
     returning: Option<Returning>,
     /// VALUES or SELECT; `None` for DEFAULT VALUES.
     source: Option<query::Query>,
+    /// Whether a generated column reads the row id (an engine-assigned id is then peeked
+    /// before the row is written).
+    generated_reads_id: bool,
 }
 
 /// The rows an UPDATE / DELETE reads: the target table (source 0) joined with the FROM items.
@@ -440,11 +443,19 @@ fn compile_insert(c: &mut Compiler, ins: &ast::Insert) -> Result<InsertPlan> {
             // SQLite refuses a count mismatch when it prepares the statement (so `changes()`
             // keeps its value), not when a row arrives.
             if qc.columns.len() != targets.len() {
-                return Err(count_mismatch(&e, ins.columns.is_empty(), targets.len(), qc.columns.len()));
+                return Err(count_mismatch(
+                    &e,
+                    ins.columns.is_empty(),
+                    targets.len(),
+                    qc.columns.len(),
+                ));
             }
             Some(qc)
         }
     };
+    let generated_reads_id = e
+        .rowid_alias
+        .is_some_and(|a| (0..e.fields.len()).any(|g| e.generated_depends_on(g, a)));
     Ok(InsertPlan {
         e,
         targets,
@@ -452,6 +463,7 @@ fn compile_insert(c: &mut Compiler, ins: &ast::Insert) -> Result<InsertPlan> {
         conflict,
         returning,
         source,
+        generated_reads_id,
     })
 }
 
@@ -463,6 +475,7 @@ fn run_insert(p: &InsertPlan, ctx: &mut Ctx) -> Result<WriteOutcome> {
         conflict,
         returning,
         source,
+        generated_reads_id,
     } = p;
     let rows: Vec<Vec<Option<Value>>> = match source {
         None => vec![vec![None; e.fields.len()]],
@@ -488,7 +501,15 @@ fn run_insert(p: &InsertPlan, ctx: &mut Ctx) -> Result<WriteOutcome> {
         outcome.decls = decls.clone();
     }
     for row in rows {
-        insert_one(ctx, e, row, conflict, returning, &mut outcome)?;
+        insert_one(
+            ctx,
+            e,
+            row,
+            *generated_reads_id,
+            conflict,
+            returning,
+            &mut outcome,
+        )?;
     }
     Ok(outcome)
 }
@@ -695,16 +716,14 @@ fn insert_one(
     ctx: &mut Ctx,
     e: &EntityDef,
     row: Vec<Option<Value>>,
+    generated_reads_id: bool,
     conflict: &Conflict,
     returning: &Option<Returning>,
     out: &mut WriteOutcome,
 ) -> Result<()> {
     // The id an engine-assigned row id will likely get, for generated columns that read it.
     let next_id = match e.rowid_alias {
-        Some(a)
-            if (0..e.fields.len()).any(|g| e.generated_depends_on(g, a))
-                && row[a as usize].as_ref().is_none_or(Value::is_null) =>
-        {
+        Some(a) if generated_reads_id && row[a as usize].as_ref().is_none_or(Value::is_null) => {
             let txn = ctx.tx.engine_txn();
             txn.core().clone().peek_row_id(e.id)?
         }
