@@ -36,8 +36,8 @@ fn write(d: &mut Diff, sql: &str, params: &[Value]) {
 
 #[test]
 fn repeated_writes_hit_the_plan_cache() {
-    let db = Database::temporary_with(Options::default().durability(Durability::Normal))
-        .expect("db");
+    let db =
+        Database::temporary_with(Options::default().durability(Durability::Normal)).expect("db");
     let mut s = db.connect().sql();
     s.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, a INTEGER NOT NULL, b TEXT)")
         .expect("setup");
@@ -51,7 +51,9 @@ fn repeated_writes_hit_the_plan_cache() {
     assert_eq!(s.plan_cache_stats(), (4, 1));
     let upd = "UPDATE t SET a = a + ? WHERE id = ?";
     for id in 1..=3 {
-        let r = s.execute(upd, &vec![int(10), int(id)].into()).expect("update");
+        let r = s
+            .execute(upd, &vec![int(10), int(id)].into())
+            .expect("update");
         assert_eq!(r.rows_affected, 1);
     }
     let del = "DELETE FROM t WHERE id = ?";
@@ -256,7 +258,11 @@ fn index_changes_invalidate_cached_writes() {
     // A plain index, then a unique one over two columns.
     d.script("CREATE INDEX u_n ON u (n)");
     write(&mut d, "UPDATE u SET n = ? WHERE n = ?", &[int(99), int(9)]);
-    write(&mut d, "UPDATE u SET n = ? WHERE n = ?", &[int(98), int(99)]);
+    write(
+        &mut d,
+        "UPDATE u SET n = ? WHERE n = ?",
+        &[int(98), int(99)],
+    );
     d.script("DELETE FROM u WHERE id > 2");
     d.script("CREATE UNIQUE INDEX u_en ON u (email, n)");
     for _ in 0..2 {
@@ -376,7 +382,11 @@ fn ddl_rolled_back_recompiles_cached_writes() {
     write(&mut d, ins, &[int(1), text("x")]);
     d.script("BEGIN;\nALTER TABLE t ADD COLUMN b INTEGER");
     write(&mut d, ins, &[int(2), text("y")]);
-    write(&mut d, "INSERT INTO t VALUES (?, ?, ?)", &[int(2), text("y"), int(1)]);
+    write(
+        &mut d,
+        "INSERT INTO t VALUES (?, ?, ?)",
+        &[int(2), text("y"), int(1)],
+    );
     d.script("ROLLBACK");
     write(&mut d, ins, &[int(3), text("z")]);
     d.check("SELECT * FROM t ORDER BY id", &[]);
