@@ -613,7 +613,9 @@ fn sql_writes(_c: &mut Criterion) {
         .and_then(|v| v.parse().ok())
         .unwrap_or(5);
     let mode = Mode::Normal;
-    let mut ratios: Vec<(String, Vec<f64>, Vec<f64>, Vec<f64>)> = Vec::new();
+    // Per case: name, wall ratios, CPU ratios, ORMDB wall microseconds (one per repetition).
+    type PerCase = (String, Vec<f64>, Vec<f64>, Vec<f64>);
+    let mut ratios: Vec<PerCase> = Vec::new();
     for rep in 0..reps {
         for tx in [false, true] {
             for (case, text) in WRITE_CASES {

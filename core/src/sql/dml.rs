@@ -197,7 +197,7 @@ fn write_target<'s>(
 /// as long as the schema it was compiled against is current.
 #[derive(Debug)]
 pub enum WritePlan {
-    Insert(InsertPlan),
+    Insert(Box<InsertPlan>),
     Update(UpdatePlan),
     Delete(DeletePlan),
 }
@@ -251,7 +251,7 @@ pub fn compile_write(c: &mut Compiler, stmt: &ast::Statement) -> Result<Option<W
             if super::sequence::insert_targets_sequence(ins) {
                 return Ok(None);
             }
-            WritePlan::Insert(compile_insert(c, ins)?)
+            WritePlan::Insert(Box::new(compile_insert(c, ins)?))
         }
         ast::Statement::Update(u) => {
             if matches!(&u.table.relation, ast::TableFactor::Table { name, .. } if super::sequence::is_sequence_table(name))
