@@ -4,7 +4,8 @@
 //! and events per second; server memory per idle session and per idle subscriber.
 //!
 //! Usage: `net_latency [--ops N] [--cases in_process,ipc,tcp,changes,memory,change_rate]
-//! [--server-bin PATH] [--rate COMMITS_PER_S] [--rate-secs S] [--rate-writers N]`
+//! [--server-bin PATH] [--rate COMMITS_PER_S] [--rate-secs S] [--rate-writers N]
+//! [--durability full|normal] [--workers N]` (the last two are passed to `ormdb serve`)
 //! (`change_rate` is not in the default set: it offers `--rate` commits/s, 10,000 by default). It starts `ormdb serve` from the same target directory
 //! (build it first: `cargo build --release -p ormdb --features cli`).
 //!
@@ -648,7 +649,12 @@ fn free_port() -> u16 {
         .expect("port")
 }
 
-fn start_server(bin: &Path, db: &Path, dir: &Path) -> (ServerProcess, String, String) {
+fn start_server(
+    bin: &Path,
+    db: &Path,
+    dir: &Path,
+    extra: &[String],
+) -> (ServerProcess, String, String) {
     let tcp = format!("tcp://127.0.0.1:{}", free_port());
     let ipc = format!("ipc://{}", dir.join("req.sock").display());
     let mut child = Command::new(bin)
@@ -663,6 +669,7 @@ fn start_server(bin: &Path, db: &Path, dir: &Path) -> (ServerProcess, String, St
             "--changes-listen",
             &format!("ipc://{}", dir.join("ch.sock").display()),
         ])
+        .args(extra)
         .stdout(Stdio::piped())
         .spawn()
         .expect("start ormdb serve (build it with --features cli)");
@@ -684,6 +691,7 @@ fn main() {
     let mut rate = 10_000u64;
     let mut rate_secs = 3u64;
     let mut rate_writers = 32usize;
+    let mut server_args: Vec<String> = Vec::new();
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -692,6 +700,15 @@ fn main() {
             "--rate" => rate = arg_num(it.next(), "--rate"),
             "--rate-secs" => rate_secs = arg_num(it.next(), "--rate-secs"),
             "--rate-writers" => rate_writers = arg_num(it.next(), "--rate-writers") as usize,
+            // Passed to `ormdb serve`: full (default) or normal.
+            "--durability" => {
+                server_args.push("--durability".into());
+                server_args.push(it.next().expect("--durability full|normal"));
+            }
+            "--workers" => {
+                server_args.push("--workers".into());
+                server_args.push(it.next().expect("--workers N"));
+            }
             "--cases" => {
                 cases = it
                     .next()
@@ -722,7 +739,7 @@ fn main() {
     if on("in_process") {
         in_process(&db_path, ops);
     }
-    let (server, tcp, ipc) = start_server(&bin, &db_path, dir.path());
+    let (server, tcp, ipc) = start_server(&bin, &db_path, dir.path(), &server_args);
     SERVER_PID.store(server.0.id(), std::sync::atomic::Ordering::Relaxed);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

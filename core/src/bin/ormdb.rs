@@ -73,6 +73,10 @@ enum Command {
         /// Replies larger than this many bytes are sent in pieces.
         #[arg(long, default_value_t = ormdb::net::DEFAULT_REPLY_CHUNK)]
         reply_chunk_bytes: usize,
+        /// `full`: a commit is acknowledged once the commit log is synced (the default);
+        /// `normal`: once it is written to the OS, synced on an interval.
+        #[arg(long, default_value = "full")]
+        durability: String,
     },
     /// Build a small blog database and exercise the engine: constraints, cascades, soft delete,
     /// optimistic versions, change stream, timings.
@@ -336,6 +340,7 @@ fn run(cmd: Command) -> ormdb::Result<()> {
             session_idle_timeout,
             max_request_bytes,
             reply_chunk_bytes,
+            durability,
         } => {
             if !(session_idle_timeout.is_finite() && session_idle_timeout > 0.0) {
                 return Err(ormdb::Error::new(
@@ -351,6 +356,16 @@ fn run(cmd: Command) -> ormdb::Result<()> {
             cfg.session_idle = std::time::Duration::from_secs_f64(session_idle_timeout);
             cfg.max_request_bytes = max_request_bytes;
             cfg.reply_chunk_bytes = reply_chunk_bytes;
+            cfg.durability = match durability.to_ascii_lowercase().as_str() {
+                "full" => ormdb::Durability::Full,
+                "normal" => ormdb::Durability::Normal,
+                other => {
+                    return Err(ormdb::Error::new(
+                        ormdb::SqlState::InvalidParameter,
+                        format!("--durability {other:?}: expected full or normal"),
+                    ))
+                }
+            };
             ormdb::net::serve(cfg)
         }
     }

@@ -21,6 +21,7 @@ use super::handler::{encode_reply, error_body, handle, Shared};
 use super::{io_error, DEFAULT_MAX_REQUEST, DEFAULT_REPLY_CHUNK};
 use crate::api::{Database, Options};
 use crate::error::{Error, Result, SqlState};
+use crate::txn::Durability;
 
 /// Bytes NNG's receive limit allows beyond `--max-request-bytes`: REQ's request id travels in
 /// the message, and a request just over the limit still gets a clear error reply.
@@ -45,6 +46,8 @@ pub struct ServeConfig {
     pub max_request_bytes: usize,
     /// Replies larger than this are sent in pieces.
     pub reply_chunk_bytes: usize,
+    /// How a commit is made durable before it is acknowledged.
+    pub durability: Durability,
 }
 
 impl ServeConfig {
@@ -59,6 +62,7 @@ impl ServeConfig {
             session_idle: Duration::from_secs(60),
             max_request_bytes: DEFAULT_MAX_REQUEST,
             reply_chunk_bytes: DEFAULT_REPLY_CHUNK,
+            durability: Durability::Full,
         }
     }
 }
@@ -82,7 +86,7 @@ pub fn serve(cfg: ServeConfig) -> Result<()> {
     } else {
         cfg.change_listen.clone()
     };
-    let db = Database::open(&cfg.path, Options::default())?;
+    let db = Database::open(&cfg.path, Options::default().durability(cfg.durability))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("ormdb-serve")
