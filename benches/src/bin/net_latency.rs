@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ormdb::net::{BlockingClient, ChangeStream, Client, ClientOptions, StreamEvent};
 use ormdb::{Database, Options, Params, Value};
 use ormdb_benches::graph::{blog_fetch, ormdb_blog_load, ormdb_blog_schema, Shape};
-use ormdb_benches::{arg_num, percentiles, temp_dir};
+use ormdb_benches::{arg_num, percentiles, process_cost, temp_dir};
 
 const SHAPE: Shape = Shape {
     users: 1000,
@@ -27,35 +27,6 @@ const SHAPE: Shape = Shape {
     comments_per: 10,
 };
 const POINT_SQL: &str = "SELECT name, email FROM users WHERE id = ?";
-
-/// CPU time (user + system, in clock ticks) and context switches (voluntary + involuntary)
-/// summed over every thread of a process.
-fn process_cost(pid: u32) -> (u64, u64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the parenthesized command name; utime and stime are the 14th and 15th.
-    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    let mut switches = 0;
-    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-        for t in tasks.flatten() {
-            let st = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
-            for l in st.lines() {
-                if l.starts_with("voluntary_ctxt_switches:")
-                    || l.starts_with("nonvoluntary_ctxt_switches:")
-                {
-                    switches += l
-                        .split_whitespace()
-                        .nth(1)
-                        .and_then(|v| v.parse::<u64>().ok())
-                        .unwrap_or(0);
-                }
-            }
-        }
-    }
-    (ticks, switches)
-}
 
 static SERVER_PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 

@@ -111,6 +111,7 @@ fn c_url(url: &str) -> Result<CString> {
 }
 
 async fn run(cfg: ServeConfig, shared: Arc<Shared>) -> Result<()> {
+    rawnng::install_logger();
     let rep = Arc::new(
         rawnng::Socket::open(Protocol::Rep).map_err(|e| rawnng::io("opening the REP socket", e))?,
     );
