@@ -5,7 +5,8 @@
 //!
 //! Usage: `net_latency [--ops N] [--cases in_process,ipc,tcp,changes,memory,change_rate]
 //! [--server-bin PATH] [--rate COMMITS_PER_S] [--rate-secs S] [--rate-writers N]
-//! [--durability full|normal] [--workers N]` (the last two are passed to `ormdb serve`)
+//! [--durability full|normal] [--workers N] [--nng-threads T,P]` (the last three are passed to
+//! `ormdb serve`)
 //! (`change_rate` is not in the default set: it offers `--rate` commits/s, 10,000 by default). It starts `ormdb serve` from the same target directory
 //! (build it first: `cargo build --release -p ormdb --features cli`).
 //!
@@ -675,6 +676,10 @@ fn main() {
             "--durability" => {
                 server_args.push("--durability".into());
                 server_args.push(it.next().expect("--durability full|normal"));
+            }
+            "--nng-threads" => {
+                server_args.push("--nng-threads".into());
+                server_args.push(it.next().expect("--nng-threads TASK,POLLER"));
             }
             "--workers" => {
                 server_args.push("--workers".into());

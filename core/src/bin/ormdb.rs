@@ -77,6 +77,10 @@ enum Command {
         /// `normal`: once it is written to the OS, synced on an interval.
         #[arg(long, default_value = "full")]
         durability: String,
+        /// NNG's thread counts as TASK,POLLER (default: NNG's, two task threads and one
+        /// poller per CPU).
+        #[arg(long)]
+        nng_threads: Option<String>,
     },
     /// Build a small blog database and exercise the engine: constraints, cascades, soft delete,
     /// optimistic versions, change stream, timings.
@@ -341,6 +345,7 @@ fn run(cmd: Command) -> ormdb::Result<()> {
             max_request_bytes,
             reply_chunk_bytes,
             durability,
+            nng_threads,
         } => {
             if !(session_idle_timeout.is_finite() && session_idle_timeout > 0.0) {
                 return Err(ormdb::Error::new(
@@ -366,6 +371,18 @@ fn run(cmd: Command) -> ormdb::Result<()> {
                     ))
                 }
             };
+            if let Some(spec) = nng_threads {
+                let parsed = spec
+                    .split_once(',')
+                    .and_then(|(t, p)| Some((t.trim().parse().ok()?, p.trim().parse().ok()?)))
+                    .filter(|&(t, p): &(usize, usize)| (1..=64).contains(&t) && (1..=64).contains(&p));
+                cfg.nng_threads = Some(parsed.ok_or_else(|| {
+                    ormdb::Error::new(
+                        ormdb::SqlState::InvalidParameter,
+                        format!("--nng-threads {spec:?}: expected TASK,POLLER, each 1 to 64"),
+                    )
+                })?);
+            }
             ormdb::net::serve(cfg)
         }
     }

@@ -319,3 +319,20 @@ unsafe extern "C" fn nng_log_sink(
         tracing::debug!(target: "nng", "{id}: {m}");
     }
 }
+
+/// Sets NNG's task and I/O poller thread counts; only effective before the process opens its
+/// first NNG socket (NNG starts its threads then). NNG's defaults are two task threads per CPU
+/// and one poller per CPU.
+pub fn set_threads(task: usize, poller: usize) {
+    let n = |v: usize| v.clamp(1, 64) as u64;
+    // SAFETY: plain setters of NNG's start-up parameters; NNG ignores them once initialized.
+    unsafe {
+        let set = |p: nng_sys::_bindgen_ty_1, v: u64| {
+            nng_sys::nng_init_set_parameter(p as nng_sys::nng_init_parameter, v)
+        };
+        set(nng_sys::NNG_INIT_NUM_TASK_THREADS, n(task));
+        set(nng_sys::NNG_INIT_MAX_TASK_THREADS, n(task));
+        set(nng_sys::NNG_INIT_NUM_POLLER_THREADS, n(poller));
+        set(nng_sys::NNG_INIT_MAX_POLLER_THREADS, n(poller));
+    }
+}

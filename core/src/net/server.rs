@@ -48,6 +48,8 @@ pub struct ServeConfig {
     pub reply_chunk_bytes: usize,
     /// How a commit is made durable before it is acknowledged.
     pub durability: Durability,
+    /// NNG's task and I/O poller thread counts (None: NNG's defaults, 2 and 1 per CPU).
+    pub nng_threads: Option<(usize, usize)>,
 }
 
 impl ServeConfig {
@@ -63,6 +65,7 @@ impl ServeConfig {
             max_request_bytes: DEFAULT_MAX_REQUEST,
             reply_chunk_bytes: DEFAULT_REPLY_CHUNK,
             durability: Durability::Full,
+            nng_threads: None,
         }
     }
 }
@@ -86,6 +89,9 @@ pub fn serve(cfg: ServeConfig) -> Result<()> {
     } else {
         cfg.change_listen.clone()
     };
+    if let Some((task, poller)) = cfg.nng_threads {
+        rawnng::set_threads(task, poller);
+    }
     let db = Database::open(&cfg.path, Options::default().durability(cfg.durability))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
