@@ -170,7 +170,10 @@ fn malformed_frames_get_clear_errors_and_the_server_keeps_serving() {
         // The 100 kB frame and the 2 MiB of garbage on both transports: NNG dropped each before
         // a worker saw it (and again for each resend REQ makes on a new connection).
         let dropped = metric(&metrics, "ormdb_server_oversized_dropped_total");
-        assert!(dropped >= 4, "oversized requests counted: {dropped}\n{metrics}");
+        assert!(
+            dropped >= 4,
+            "oversized requests counted: {dropped}\n{metrics}"
+        );
     });
 }
 
@@ -227,7 +230,11 @@ fn an_oversized_announcement_is_dropped_before_its_body_arrives() {
         }
         let c = Client::connect(&server.ipc).await.unwrap();
         let text = c.metrics().await.unwrap();
-        assert_eq!(metric(&text, "ormdb_server_oversized_dropped_total"), 2, "{text}");
+        assert_eq!(
+            metric(&text, "ormdb_server_oversized_dropped_total"),
+            2,
+            "{text}"
+        );
     });
 }
 

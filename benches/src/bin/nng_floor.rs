@@ -163,7 +163,12 @@ fn pin_to(cpu: usize) {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(cpu, &mut set);
         let rv = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-        assert_eq!(rv, 0, "sched_setaffinity to CPU {cpu}: {}", std::io::Error::last_os_error());
+        assert_eq!(
+            rv,
+            0,
+            "sched_setaffinity to CPU {cpu}: {}",
+            std::io::Error::last_os_error()
+        );
     }
 }
 
@@ -519,7 +524,9 @@ fn main() {
                 let ((wall, mut lat), cost) =
                     measure(server.pid(), || run(client_mode, url, clients, ops));
                 report(
-                    &format!("floor/{server_mode}-server/{client_mode}-client/{transport}/{clients}"),
+                    &format!(
+                        "floor/{server_mode}-server/{client_mode}-client/{transport}/{clients}"
+                    ),
                     wall,
                     &mut lat,
                     cost,

@@ -375,7 +375,9 @@ fn run(cmd: Command) -> ormdb::Result<()> {
                 let parsed = spec
                     .split_once(',')
                     .and_then(|(t, p)| Some((t.trim().parse().ok()?, p.trim().parse().ok()?)))
-                    .filter(|&(t, p): &(usize, usize)| (1..=64).contains(&t) && (1..=64).contains(&p));
+                    .filter(|&(t, p): &(usize, usize)| {
+                        (1..=64).contains(&t) && (1..=64).contains(&p)
+                    });
                 cfg.nng_threads = Some(parsed.ok_or_else(|| {
                     ormdb::Error::new(
                         ormdb::SqlState::InvalidParameter,
