@@ -305,22 +305,23 @@ fn remote_blocking(url: &str, transport: &str, ops: u64) {
                     lat.extend(h.join().expect("client thread"));
                 }
             });
-            let wall = t0.elapsed();
-            cost.print(lat.len());
-            (wall, lat)
+            (t0.elapsed(), lat, cost)
         };
-        let (wall, mut lat) = run(false);
+        // Each COST line follows its RESULT line, as in the other cases.
+        let (wall, mut lat, cost) = run(false);
         report(
             &format!("point_select/{transport}-blocking/{clients}"),
             wall,
             &mut lat,
         );
-        let (wall, mut lat) = run(true);
+        cost.print(lat.len());
+        let (wall, mut lat, cost) = run(true);
         report(
             &format!("graph_fetch_1_10_100/{transport}-blocking/{clients}"),
             wall,
             &mut lat,
         );
+        cost.print(lat.len());
     }
 }
 
