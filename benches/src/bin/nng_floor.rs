@@ -11,9 +11,11 @@
 //! NNG's own cost per round trip is the difference.
 //!
 //! Usage: `nng_floor [--ops N] [--size BYTES] [--sync-only] [--modes sync,anng,uds]
-//! [--pin CPU]`; `--pin` binds this process, its NNG threads and the server child to one CPU
-//! (`sched_setaffinity`, like running both under `taskset -c CPU`), to see what a round trip
-//! costs without crossing vCPUs. Environment variables:
+//! [--pin CPU] [--pin-server CPU]`; `--pin` binds this process, its NNG threads and the server
+//! child to one CPU (`sched_setaffinity`, like running both under `taskset -c CPU`), to see what
+//! a round trip costs without crossing vCPUs; `--pin-server` then moves the server child to
+//! another CPU (`--pin 0 --pin-server 1`: every round trip crosses vCPUs, which an unpinned run
+//! does only when the scheduler happens to wake the peer on the other one). Environment variables:
 //! `NNG_FLOOR_SPIN_US` (bounded spin before a blocking receive) and `NNG_FLOOR_THREADS`
 //! (`task,poller`: NNG's thread counts) to try NNG's settings. The server runs in a child process (this binary
 //! re-executed with `--serve MODE URL`), as `ormdb serve` does.
@@ -425,8 +427,12 @@ impl Drop for Server {
     }
 }
 
-fn start(mode: &str, url: &str) -> Server {
+fn start(mode: &str, url: &str, pin_server: Option<usize>) -> Server {
+    let pin: Vec<String> = pin_server
+        .map(|c| vec!["--pin".to_string(), c.to_string()])
+        .unwrap_or_default();
     let mut child = Command::new(std::env::current_exe().expect("exe"))
+        .args(&pin)
         .args(["--serve", mode, url])
         .stdout(Stdio::piped())
         .spawn()
@@ -444,6 +450,7 @@ fn main() {
     let mut size = 160usize;
     let mut only_sync = false;
     let mut modes_arg: Option<Vec<String>> = None;
+    let mut pin_server: Option<usize> = None;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -460,6 +467,7 @@ fn main() {
                 )
             }
             "--pin" => pin_to(arg_num(it.next(), "--pin") as usize),
+            "--pin-server" => pin_server = Some(arg_num(it.next(), "--pin-server") as usize),
             "--serve" => {
                 let mode = it.next().expect("mode");
                 let url = it.next().expect("url");
@@ -511,7 +519,7 @@ fn main() {
         cases.push(("uds", "uds", path, "uds"));
     }
     for (server_mode, transport, url, only_client) in &cases {
-        let server = start(server_mode, url);
+        let server = start(server_mode, url, pin_server);
         let clients_modes: Vec<&str> = if only_client.is_empty() {
             nng_modes.clone()
         } else {
