@@ -2,13 +2,21 @@
 //! fresh process and serve random point reads while sampling the process RSS.
 //!
 //! Usage: `memory [--rows N] [--payload BYTES] [--batch ROWS] [--cache-mib MIB] [--reads N]
-//!                [--engine ormdb|sqlite|both] [--change-retention N] [--dir DIR] [--keep]`
+//!                [--engine ormdb|sqlite|both] [--change-retention N] [--dir DIR] [--keep]
+//!                [--sled-floor]`
 //!
 //! Defaults: 1,000,000 rows, 1000-byte payload (plus id, a 15-byte name and an integer), 1000
 //! rows per transaction, ORMDB cache 64 MiB, 200,000 reads, both engines, Durability::Normal /
 //! synchronous=NORMAL for the load (the load is not what is measured; durability only changes
 //! fsync counts). Each phase runs in its own child process so that RSS figures are not polluted
 //! by the other phase or engine.
+//!
+//! `--sled-floor` adds two read phases on ORMDB's store after its own: the same random reads
+//! done directly on the sled store through `SledKv` (no transaction, no decoding), once as the
+//! seek ORMDB's read path makes (`first_in` from the newest version key at the snapshot) and
+//! once as an exact-key `get` (the keys collected by a scan first, then the store reopened with
+//! a cold cache). They separate what the storage engine costs from what ORMDB adds, and show
+//! what a key layout that allowed a point `get` would gain.
 //!
 //! Output: `METRIC <engine>.<name> <value>` lines, then a summary.
 
@@ -31,6 +39,7 @@ struct Args {
     change_retention: Option<u64>,
     dir: Option<PathBuf>,
     keep: bool,
+    sled_floor: bool,
     phase: Option<String>,
 }
 
@@ -45,6 +54,7 @@ fn parse_args() -> Args {
         change_retention: None,
         dir: None,
         keep: false,
+        sled_floor: false,
         phase: None,
     };
     let mut it = std::env::args().skip(1);
@@ -60,11 +70,12 @@ fn parse_args() -> Args {
             "--engine" => a.engine = it.next().expect("--engine ormdb|sqlite|both"),
             "--dir" => a.dir = Some(PathBuf::from(it.next().expect("--dir DIR"))),
             "--keep" => a.keep = true,
+            "--sled-floor" => a.sled_floor = true,
             "--phase" => a.phase = Some(it.next().expect("--phase NAME")),
             "-h" | "--help" => {
                 eprintln!(
                     "usage: memory [--rows N] [--payload BYTES] [--batch ROWS] [--cache-mib MIB] \
-                     [--reads N] [--engine ormdb|sqlite|both] [--change-retention N] [--dir DIR] [--keep]"
+                     [--reads N] [--engine ormdb|sqlite|both] [--change-retention N] [--dir DIR] [--keep] [--sled-floor]"
                 );
                 std::process::exit(0);
             }
@@ -246,6 +257,59 @@ fn phase_read_sqlite(a: &Args, dir: &Path) {
     read_loop("sqlite", a, t0, |id| sqlite_get_one(&c, id));
 }
 
+/// The same random reads directly on ORMDB's sled store (see the module docs): `get` is false
+/// for the seek ORMDB's read path makes, true for an exact-key point lookup.
+fn phase_read_sled(a: &Args, dir: &Path, get: bool) {
+    use ormdb::storage::keys;
+    use ormdb::storage::sled_kv::SledKv;
+    use ormdb::storage::Kv;
+    let data = dir.join("data");
+    let open = || SledKv::open(&data, a.cache_mib << 20).expect("open the sled store");
+    let t0 = Instant::now();
+    let kv = open();
+    let (first, _) = kv
+        .first_in(&[keys::ROW], &[keys::ROW + 1])
+        .expect("seek")
+        .expect("the store holds rows");
+    let (table, _, _) = keys::parse_row_version_key(&first).expect("a row version key");
+    let engine = if get { "sled_get" } else { "sled_seek" };
+    if get {
+        // The newest version key of every row, found by one scan; the store is then reopened
+        // so the reads start from a cold cache like the other phases. The key table (21 bytes
+        // a row) is part of this phase's RSS.
+        let prefix = keys::table_prefix(table);
+        let mut newest: Vec<Vec<u8>> = vec![Vec::new(); a.rows as usize + 1];
+        for item in kv.scan(&prefix, &keys::prefix_end(&prefix)) {
+            let (k, _) = item.expect("scan");
+            if let Some((_, row, _)) = keys::parse_row_version_key(&k) {
+                if let Some(slot) = newest.get_mut(row as usize) {
+                    if slot.is_empty() {
+                        *slot = k.to_vec();
+                    }
+                }
+            }
+        }
+        drop(kv);
+        let kv = open();
+        read_loop(engine, a, Instant::now(), |id| {
+            kv.get(&newest[id as usize])
+                .expect("get")
+                .expect("row exists")
+                .len()
+        });
+    } else {
+        read_loop(engine, a, t0, |id| {
+            let start = keys::row_version_key(table, id, u64::MAX - 1);
+            let end = keys::prefix_end(&keys::row_key(table, id));
+            kv.first_in(&start, &end)
+                .expect("seek")
+                .expect("row exists")
+                .1
+                .len()
+        });
+    }
+}
+
 /// Runs one phase in a child process; returns its metrics (also echoed).
 fn run_phase(a: &Args, phase: &str, dir: &Path, out: &mut BTreeMap<String, String>) {
     let exe = std::env::current_exe().expect("current exe");
@@ -294,6 +358,8 @@ fn main() {
             "load-sqlite" => phase_load_sqlite(&a, &dir),
             "read-ormdb" => phase_read_ormdb(&a, &dir),
             "read-sqlite" => phase_read_sqlite(&a, &dir),
+            "read-sled-seek" => phase_read_sled(&a, &dir, false),
+            "read-sled-get" => phase_read_sled(&a, &dir, true),
             other => panic!("unknown phase {other}"),
         }
         return;
@@ -332,6 +398,12 @@ fn main() {
         // part of the process RSS.
         std::thread::sleep(Duration::from_millis(500));
         run_phase(&a, &format!("read-{e}"), &dir, &mut m);
+        if a.sled_floor && *e == "ormdb" {
+            for p in ["read-sled-seek", "read-sled-get"] {
+                std::thread::sleep(Duration::from_millis(500));
+                run_phase(&a, p, &dir, &mut m);
+            }
+        }
         if !a.keep {
             let _ = std::fs::remove_dir_all(&dir);
         }
@@ -347,7 +419,15 @@ fn main() {
         "SUMMARY memory/disk: {} rows, ~{:.0} MiB of row data, ORMDB cache_capacity {} MiB",
         a.rows, data_mib, a.cache_mib
     );
-    println!("{:<28} {:>12} {:>12}", "metric", "ormdb", "sqlite");
+    let mut cols = vec!["ormdb", "sqlite"];
+    if a.sled_floor {
+        cols.extend(["sled_seek", "sled_get"]);
+    }
+    print!("{:<28}", "metric");
+    for c in &cols {
+        print!(" {c:>12}");
+    }
+    println!();
     for k in [
         "load_s",
         "load_rows_per_s",
@@ -364,12 +444,11 @@ fn main() {
         "read_p95_us",
         "read_p99_us",
     ] {
-        println!(
-            "{:<28} {:>12} {:>12}",
-            k,
-            g(&format!("ormdb.{k}")),
-            g(&format!("sqlite.{k}"))
-        );
+        print!("{k:<28}");
+        for c in &cols {
+            print!(" {:>12}", g(&format!("{c}.{k}")));
+        }
+        println!();
     }
     if let (Some(o), Some(s)) = (m.get("ormdb.disk_mib"), m.get("sqlite.disk_mib")) {
         if let (Ok(o), Ok(s)) = (o.parse::<f64>(), s.parse::<f64>()) {
