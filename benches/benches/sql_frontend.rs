@@ -15,21 +15,45 @@
 //!   tag.* FROM tag INNER JOIN book_tags ON (tag.id = book_tags.tag_id) WHERE
 //!   book_tags.book_id IN (?, ... 250 ids)`, over 5,000 tags, 2,000 books and 5 links per book
 //!   (own tables, indexes as Django creates them): the join is driven by the IN list.
+//! - `sql_select_related`: Django's `select_related` over a nullable foreign key, 1,000 posts
+//!   `LEFT OUTER JOIN` their author (300 users, one post in ten without one) by primary key.
 //! - The Prisma 7 client corpus (core/tests/data/corpus) with its logged arguments:
 //!   `RESULT sql_prisma7_replay/<kind>` lines (select, insert, update, delete: median time per
 //!   statement over 15 replays, each on fresh databases and sessions, so cold statement and
 //!   plan caches on both sides), and `sql_prisma7_selects` (criterion: all of the corpus's
 //!   SELECTs in order on the data a replay left, warm caches).
+//! - `sql_writes` (issue 4, write plans): single-row INSERT, INSERT ... RETURNING id (Django's
+//!   form), UPDATE by primary key and DELETE by primary key, autocommit and in explicit
+//!   transactions of 100 statements, durability Normal vs SQLite WAL `synchronous=NORMAL`,
+//!   fresh databases per repetition: `RESULT sql_writes/<case> rep=k` lines with the per-rep
+//!   ratio, then medians. Run alone with `cargo bench -p ormdb-benches --bench sql_frontend --
+//!   sql_writes` (the other groups are skipped by the filter).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ormdb::{Params, Session, Value};
+use ormdb_benches::joins::*;
 use ormdb_benches::prisma::{prisma_log, read as corpus_read, Stmt};
 use ormdb_benches::*;
 
 fn sql(c: &mut Criterion) {
+    // Building the 100k-row fixtures takes a while: skip them under a filter naming none of
+    // these groups (e.g. `-- sql_writes`).
+    let groups = [
+        "sql_point_select",
+        "sql_plan",
+        "sql_index_eq",
+        "sql_index_range",
+        "sql_index_desc",
+        "sql_in_list_500",
+        "sql_overhead",
+        "sql_prisma7",
+    ];
+    if !groups.iter().any(|g| selected(g)) {
+        return;
+    }
     let mode = Mode::Full;
     let o = OrmdbFixture::with_items(mode, READ_ROWS);
     let s = SqliteFixture::with_items(mode, READ_ROWS);
@@ -241,64 +265,43 @@ fn sql(c: &mut Criterion) {
     prisma(c);
 }
 
-const M2M_TAGS: i64 = 5_000;
-const M2M_BOOKS: i64 = 2_000;
-const M2M_SCHEMA: &str = "CREATE TABLE tag (id INTEGER PRIMARY KEY AUTOINCREMENT, name VARCHAR(50) NOT NULL);
-CREATE TABLE book (id INTEGER PRIMARY KEY AUTOINCREMENT, title VARCHAR(100) NOT NULL);
-CREATE TABLE book_tags (id INTEGER PRIMARY KEY AUTOINCREMENT, book_id BIGINT NOT NULL REFERENCES book (id), tag_id BIGINT NOT NULL REFERENCES tag (id));
-CREATE UNIQUE INDEX book_tags_book_id_tag_id_uniq ON book_tags (book_id, tag_id);
-CREATE INDEX book_tags_book_id ON book_tags (book_id);
-CREATE INDEX book_tags_tag_id ON book_tags (tag_id)";
-
-/// The many-to-many fixture's rows as SQL (the same text for both engines).
-fn m2m_rows() -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rng = Rng::new(23);
-    for t in 1..=M2M_TAGS {
-        out.push(format!("INSERT INTO tag (id, name) VALUES ({t}, 'tag{t}')"));
-    }
-    for b in 1..=M2M_BOOKS {
-        out.push(format!(
-            "INSERT INTO book (id, title) VALUES ({b}, 'book{b}')"
-        ));
-        let mut tags: Vec<i64> = (0..5).map(|_| rng.id(M2M_TAGS)).collect();
-        tags.sort_unstable();
-        tags.dedup();
-        for t in tags {
-            out.push(format!(
-                "INSERT INTO book_tags (book_id, tag_id) VALUES ({b}, {t})"
-            ));
-        }
-    }
-    out
-}
-
-fn m2m(c: &mut Criterion) {
+/// Loads a join fixture's schema and rows into both engines (one transaction each).
+fn join_fixture(schema: &str, rows: &[String]) -> (OrmdbFixture, Session, SqliteFixture) {
     let o = OrmdbFixture::new(Mode::Full);
     let mut session = o.db.connect().sql();
     let s = SqliteFixture::new(Mode::Full);
-    session.execute_batch(M2M_SCHEMA).expect("ormdb schema");
-    s.conn.execute_batch(M2M_SCHEMA).expect("sqlite schema");
-    let rows = m2m_rows();
+    session.execute_batch(schema).expect("ormdb schema");
+    s.conn.execute_batch(schema).expect("sqlite schema");
     session.execute_batch("BEGIN").expect("begin");
     s.conn.execute_batch("BEGIN").expect("begin");
-    for r in &rows {
+    for r in rows {
         session.execute(r, &Params::None).expect("ormdb insert");
         s.conn.execute(r, []).expect("sqlite insert");
     }
     session.execute_batch("COMMIT").expect("commit");
     s.conn.execute_batch("COMMIT; ANALYZE").expect("commit");
-    let q = format!(
-        "SELECT (book_tags.book_id) AS _prefetch_related_val_book_id, tag.id, tag.name FROM tag INNER JOIN book_tags ON (tag.id = book_tags.tag_id) WHERE book_tags.book_id IN ({})",
-        vec!["?"; 250].join(", ")
-    );
+    (o, session, s)
+}
+
+fn m2m(c: &mut Criterion) {
+    if selected("sql_m2m_prefetch") {
+        m2m_prefetch(c);
+    }
+    if selected("sql_select_related") {
+        select_related(c);
+    }
+}
+
+fn m2m_prefetch(c: &mut Criterion) {
+    let (_o, mut session, s) = join_fixture(M2M_SCHEMA, &m2m_rows());
+    let q = m2m_query();
     let mut rng = Rng::new(29);
     let mut g = c.benchmark_group("sql_m2m_prefetch");
     g.throughput(Throughput::Elements(1));
     g.sample_size(20);
     g.bench_function("ormdb", |b| {
         b.iter(|| {
-            let ids = (0..250)
+            let ids = (0..M2M_IN)
                 .map(|_| Value::Integer(rng.id(M2M_BOOKS)))
                 .collect();
             let r = session
@@ -310,11 +313,36 @@ fn m2m(c: &mut Criterion) {
     g.bench_function("sqlite", |b| {
         let mut st = s.conn.prepare_cached(&q).expect("prepare");
         b.iter(|| {
-            let ids: Vec<i64> = (0..250).map(|_| rng.id(M2M_BOOKS)).collect();
+            let ids: Vec<i64> = (0..M2M_IN).map(|_| rng.id(M2M_BOOKS)).collect();
             let rows: Vec<(i64, i64, String)> = st
                 .query_map(rusqlite::params_from_iter(ids), |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                 })
+                .expect("query")
+                .map(|r| r.expect("row"))
+                .collect();
+            black_box(rows.len())
+        })
+    });
+    g.finish();
+}
+
+fn select_related(c: &mut Criterion) {
+    let (_o, mut session, s) = join_fixture(SR_SCHEMA, &sr_rows());
+    let mut g = c.benchmark_group("sql_select_related");
+    g.throughput(Throughput::Elements(1));
+    g.sample_size(20);
+    g.bench_function("ormdb", |b| {
+        b.iter(|| {
+            let r = session.execute(SR_QUERY, &Params::None).expect("select");
+            black_box(r.rows.len())
+        })
+    });
+    g.bench_function("sqlite", |b| {
+        let mut st = s.conn.prepare_cached(SR_QUERY).expect("prepare");
+        b.iter(|| {
+            let rows: Vec<Vec<rusqlite::types::Value>> = st
+                .query_map([], |r| (0..7).map(|i| r.get(i)).collect())
                 .expect("query")
                 .map(|r| r.expect("row"))
                 .collect();
@@ -515,11 +543,185 @@ fn replay(schema: &str, stmts: &[Stmt], kinds: &[&str], replays: usize, shared: 
     );
 }
 
+/// The write cases of `sql_writes`: (name, ORMDB/SQLite text, needs preloaded rows).
+const WRITE_CASES: [(&str, &str); 4] = [
+    ("insert", "INSERT INTO w (a, b, c) VALUES (?, ?, ?)"),
+    (
+        "insert_returning",
+        "INSERT INTO w (a, b, c) VALUES (?, ?, ?) RETURNING id",
+    ),
+    ("update", "UPDATE w SET a = ?, b = ? WHERE id = ?"),
+    ("delete", "DELETE FROM w WHERE id = ?"),
+];
+const WRITE_SCHEMA: &str =
+    "CREATE TABLE w (id INTEGER PRIMARY KEY AUTOINCREMENT, a INTEGER NOT NULL, b VARCHAR(40), c REAL)";
+/// Statements per case and engine in one repetition; rows preloaded for UPDATE / DELETE.
+const WRITE_N: i64 = 3_000;
+/// Statements per explicit transaction in the `_tx` cases.
+const WRITE_TX: i64 = 100;
+
+/// Whether criterion's name filter (the first free argument) selects `name` (no filter: all).
+fn selected(name: &str) -> bool {
+    std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .is_none_or(|f| name.contains(&f) || f.contains(name))
+}
+
+/// Parameters of statement `i` of a case (the same on both engines).
+fn write_params(case: &str, i: i64) -> Vec<Value> {
+    match case {
+        "insert" | "insert_returning" => vec![
+            Value::Integer(i),
+            Value::Text(format!("name {i:08}")),
+            Value::Real(i as f64 * 0.5),
+        ],
+        "update" => vec![
+            Value::Integer(i * 3),
+            Value::Text(format!("upd {i:08}")),
+            Value::Integer((i * 7919) % WRITE_N + 1),
+        ],
+        _ => vec![Value::Integer(i + 1)],
+    }
+}
+
+/// Runs one case on one engine: `WRITE_N` statements, autocommit or in transactions of
+/// `WRITE_TX` (commit included). Returns (wall, process CPU) per statement in microseconds.
+fn write_case(run: &mut dyn FnMut(&str, &[Value]), text: &str, case: &str, tx: bool) -> (f64, f64) {
+    let (t0, c0) = (Instant::now(), process_cpu());
+    for i in 0..WRITE_N {
+        if tx && i % WRITE_TX == 0 {
+            run("BEGIN", &[]);
+        }
+        run(text, &write_params(case, i));
+        if tx && (i % WRITE_TX == WRITE_TX - 1 || i == WRITE_N - 1) {
+            run("COMMIT", &[]);
+        }
+    }
+    let per = |d: Duration| d.as_secs_f64() * 1e6 / WRITE_N as f64;
+    (per(t0.elapsed()), per(process_cpu() - c0))
+}
+
+/// Single-row writes through SQL, ORMDB `Session::execute` (cached statement and plan) against
+/// rusqlite `prepare_cached` in the same run, durability Normal vs SQLite WAL
+/// `synchronous=NORMAL` (commits reach the OS, not the disk: CPU is measured, not fsync).
+/// Each repetition uses fresh databases; the two engines alternate which runs first.
+/// `RESULT sql_writes/<case>[_tx] rep=k ...` per repetition, then the median of the ratios.
+/// `ORMDB_BENCH_WRITE_REPS` sets the repetitions (default 5).
+fn sql_writes(_c: &mut Criterion) {
+    if !selected("sql_writes") {
+        return;
+    }
+    let reps: usize = std::env::var("ORMDB_BENCH_WRITE_REPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let mode = Mode::Normal;
+    // Per case: name, wall ratios, CPU ratios, ORMDB wall microseconds (one per repetition).
+    type PerCase = (String, Vec<f64>, Vec<f64>, Vec<f64>);
+    let mut ratios: Vec<PerCase> = Vec::new();
+    for rep in 0..reps {
+        for tx in [false, true] {
+            for (case, text) in WRITE_CASES {
+                let name = format!("{case}{}", if tx { "_tx" } else { "" });
+                let o_dir = temp_dir("ormdb-bench-");
+                let db = ormdb_open(o_dir.path(), mode, 64 << 20);
+                let mut session = db.connect().sql();
+                session.execute_batch(WRITE_SCHEMA).expect("ormdb schema");
+                let l_dir = temp_dir("sqlite-bench-");
+                let lite = sqlite_open(&l_dir.path().join("w.db"), mode);
+                lite.execute_batch(WRITE_SCHEMA).expect("sqlite schema");
+                if case == "update" || case == "delete" {
+                    let load = "INSERT INTO w (a, b, c) VALUES (?, ?, ?)";
+                    session.execute_batch("BEGIN").expect("begin");
+                    lite.execute_batch("BEGIN").expect("begin");
+                    for i in 0..WRITE_N {
+                        let p = write_params("insert", i);
+                        session
+                            .execute(load, &Params::Positional(p.clone()))
+                            .expect("ormdb load");
+                        lite.prepare_cached(load)
+                            .expect("prepare")
+                            .execute(rusqlite::params_from_iter(p.iter().map(to_lite)))
+                            .expect("sqlite load");
+                    }
+                    session.execute_batch("COMMIT").expect("commit");
+                    lite.execute_batch("COMMIT").expect("commit");
+                }
+                let (h0, m0) = session.plan_cache_stats();
+                let mut run_o = |sql: &str, p: &[Value]| {
+                    let params = if p.is_empty() {
+                        Params::None
+                    } else {
+                        Params::Positional(p.to_vec())
+                    };
+                    let r = session.execute(sql, &params).expect("ormdb write");
+                    black_box(r.rows.len());
+                };
+                let mut run_l = |sql: &str, p: &[Value]| {
+                    let mut st = lite.prepare_cached(sql).expect("prepare");
+                    let p = rusqlite::params_from_iter(p.iter().map(to_lite));
+                    if sql.contains("RETURNING") {
+                        let id: i64 = st.query_row(p, |r| r.get(0)).expect("sqlite returning");
+                        black_box(id);
+                    } else {
+                        black_box(st.execute(p).expect("sqlite write"));
+                    }
+                };
+                let (o, l) = if rep % 2 == 0 {
+                    let o = write_case(&mut run_o, text, case, tx);
+                    (o, write_case(&mut run_l, text, case, tx))
+                } else {
+                    let l = write_case(&mut run_l, text, case, tx);
+                    (write_case(&mut run_o, text, case, tx), l)
+                };
+                let (h, m) = session.plan_cache_stats();
+                let ratio = o.0 / l.0;
+                println!(
+                    "RESULT sql_writes/{name} rep={rep} statements={WRITE_N} ormdb_us={:.2} sqlite_us={:.2} ratio={ratio:.2} ormdb_cpu_us={:.2} sqlite_cpu_us={:.2} cpu_ratio={:.2} plan_hits={} plan_misses={} loadavg={}",
+                    o.0,
+                    l.0,
+                    o.1,
+                    l.1,
+                    o.1 / l.1,
+                    h - h0,
+                    m - m0,
+                    std::fs::read_to_string("/proc/loadavg")
+                        .unwrap_or_default()
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or("?"),
+                );
+                match ratios.iter_mut().find(|r| r.0 == name) {
+                    Some(r) => {
+                        r.1.push(ratio);
+                        r.2.push(o.1 / l.1);
+                        r.3.push(o.0);
+                    }
+                    None => ratios.push((name, vec![ratio], vec![o.1 / l.1], vec![o.0])),
+                }
+            }
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    for (name, mut r, mut cpu, mut us) in ratios {
+        println!(
+            "RESULT sql_writes/{name} median_of_{reps} ratio={:.2} cpu_ratio={:.2} ormdb_us={:.2}",
+            median(&mut r),
+            median(&mut cpu),
+            median(&mut us)
+        );
+    }
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = m2m, sql
+    targets = sql_writes, m2m, sql
 }
 criterion_main!(benches);

@@ -3,6 +3,7 @@ durability (ORMDB durability "full" = fsync before a commit returns; SQLite WAL 
 synchronous=FULL = fsync of the WAL at each commit).
 
     python benches/python/django_bench.py [--authors 200] [--repeat 200]
+    python benches/python/django_bench.py --statements 300   # per-statement write timings
 
 Workloads (each run --repeat times after a warm-up; p50/p95/p99 in milliseconds):
   nested_read   Author.objects.prefetch_related("books__chapters", "books__tags")[:50]
@@ -143,6 +144,44 @@ def summary(xs: list[float]) -> dict:
     return {"p50": pct(xs, 50), "p95": pct(xs, 95), "p99": pct(xs, 99), "mean": statistics.mean(xs)}
 
 
+def per_statement(rounds: int) -> int:
+    """The write workload ROUNDS times on each backend (alternating), every statement timed
+    through Django's execute wrapper (driver included: DB-API cursor, binding, engine), median
+    microseconds per statement text on each backend."""
+    import re
+
+    times: dict[str, dict[str, list[float]]] = {"default": {}, "ormdb": {}}
+
+    def timer(alias):
+        def wrap(execute, sql, params, many, context):
+            t0 = time.perf_counter()
+            try:
+                return execute(sql, params, many, context)
+            finally:
+                key = re.sub(r"\s+", " ", sql)[:70]
+                times[alias].setdefault(key, []).append((time.perf_counter() - t0) * 1e6)
+
+        return wrap
+
+    writers = {alias: Writer(alias) for alias in times}
+    for w in writers.values():
+        for _ in range(20):
+            w()
+    for _ in range(rounds):
+        for alias, w in writers.items():
+            with connections[alias].execute_wrapper(timer(alias)):
+                w()
+    print(f"{rounds} rounds per backend, load average {os.getloadavg()[0]:.1f}")
+    print(f"{'statement':<72} {'n':>5} {'sqlite3 us':>10} {'ormdb us':>10} {'ratio':>6}")
+    for key, xs in sorted(times["default"].items(), key=lambda kv: -len(kv[1])):
+        ys = times["ormdb"].get(key)
+        if not ys:
+            continue
+        a, b = statistics.median(xs), statistics.median(ys)
+        print(f"{key:<72} {len(xs):>5} {a:>10.1f} {b:>10.1f} {b / a:>6.2f}")
+    return 0
+
+
 def interleaved(rounds: int) -> int:
     prebuilt = Author.objects.using("ormdb").prefetch_related(*LOOKUPS).order_by("id")[:50].graph()
     variants = {
@@ -188,6 +227,13 @@ def main() -> int:
         help="instead: ROUNDS rounds alternating sqlite3 prefetch, ORMDB prefetch and .graph() "
         "(and the traversal alone), min/median per variant: fairer under a shared machine's load",
     )
+    ap.add_argument(
+        "--statements",
+        type=int,
+        default=0,
+        help="instead: ROUNDS rounds of the write workload on each backend, each statement "
+        "timed through Django's execute wrapper; median microseconds per statement text",
+    )
     args = ap.parse_args()
 
     for alias in ("default", "ormdb"):
@@ -201,6 +247,8 @@ def main() -> int:
 
     if args.interleave:
         return interleaved(args.interleave)
+    if args.statements:
+        return per_statement(args.statements)
     results = {}
     rows = [
         ("nested_read", lambda: nested_prefetch("default"), lambda: nested_prefetch("ormdb")),

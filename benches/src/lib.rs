@@ -9,6 +9,7 @@
 //!   acknowledgement, synced every 100 ms) vs SQLite `journal_mode=WAL`, `synchronous=NORMAL`.
 
 pub mod graph;
+pub mod joins;
 pub mod prisma;
 
 use std::path::{Path, PathBuf};
@@ -652,6 +653,41 @@ pub fn percentiles(d: &mut [Duration]) -> Percentiles {
         p99_us: at(0.99),
         max_us: us(*d.last().expect("non-empty")),
     }
+}
+
+/// CPU time (user + system, in clock ticks) and context switches (voluntary + involuntary)
+/// summed over every thread of a process.
+pub fn process_cost(pid: u32) -> (u64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesized command name; utime and stime are the 14th and 15th.
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let mut switches = 0;
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            let st = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+            for l in st.lines() {
+                if l.starts_with("voluntary_ctxt_switches:")
+                    || l.starts_with("nonvoluntary_ctxt_switches:")
+                {
+                    switches += l
+                        .split_whitespace()
+                        .nth(1)
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .unwrap_or(0);
+                }
+            }
+        }
+    }
+    (ticks, switches)
+}
+
+/// Microseconds per clock tick of `process_cost`'s CPU times.
+pub fn tick_us() -> f64 {
+    // SAFETY: sysconf only reads a system constant.
+    1e6 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
 }
 
 /// `(VmRSS, VmHWM)` of this process in bytes, from /proc/self/status.

@@ -153,14 +153,35 @@ fn malformed_frames_get_clear_errors_and_the_server_keeps_serving() {
             .unwrap_err();
         assert_eq!(e.state, SqlState::LimitExceeded, "{e}");
 
+        // So does the blocking client (the one `net::connect` and Python's connect() use),
+        // naming the limit.
+        let bc = ormdb::net::BlockingClient::connect(&server.ipc).unwrap();
+        let e = bc
+            .sql_in(0, &format!("SELECT '{}'", "x".repeat(70_000)), Params::None)
+            .unwrap_err();
+        assert_eq!(e.state, SqlState::LimitExceeded, "{e}");
+        assert!(e.message.contains("limit of 65536 bytes"), "{e}");
+        let r = bc.sql_in(0, "SELECT 1", Params::None).unwrap();
+        assert_eq!(r.rows, vec![vec![Value::Integer(1)]]);
+
         let metrics = c.metrics().await.unwrap();
-        let bad = metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("ormdb_server_bad_frames_total "))
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap();
+        let bad = metric(&metrics, "ormdb_server_bad_frames_total");
         assert!(bad >= 12, "bad frames counted: {bad}");
+        // The 100 kB frame and the 2 MiB of garbage on both transports: NNG dropped each before
+        // a worker saw it (and again for each resend REQ makes on a new connection).
+        let dropped = metric(&metrics, "ormdb_server_oversized_dropped_total");
+        assert!(
+            dropped >= 4,
+            "oversized requests counted: {dropped}\n{metrics}"
+        );
     });
+}
+
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("metric {name} missing:\n{text}"))
 }
 
 /// Speaks the SP handshake as a REQ peer on a raw stream, then announces a 32 MiB message and
@@ -199,7 +220,7 @@ fn an_oversized_announcement_is_dropped_before_its_body_arrives() {
     let ipc = std::os::unix::net::UnixStream::connect(path).unwrap();
     ipc.set_read_timeout(limit).unwrap();
     announce_oversized(ipc, true);
-    // Others are served all along.
+    // Others are served all along, and the server counted both drops.
     let rt = runtime();
     rt.block_on(async {
         for url in [&server.tcp, &server.ipc] {
@@ -207,6 +228,13 @@ fn an_oversized_announcement_is_dropped_before_its_body_arrives() {
             let r = c.sql("SELECT 1", Params::None).await.unwrap();
             assert_eq!(r.rows, vec![vec![Value::Integer(1)]]);
         }
+        let c = Client::connect(&server.ipc).await.unwrap();
+        let text = c.metrics().await.unwrap();
+        assert_eq!(
+            metric(&text, "ormdb_server_oversized_dropped_total"),
+            2,
+            "{text}"
+        );
     });
 }
 

@@ -4,7 +4,9 @@
 //! and events per second; server memory per idle session and per idle subscriber.
 //!
 //! Usage: `net_latency [--ops N] [--cases in_process,ipc,tcp,changes,memory,change_rate]
-//! [--server-bin PATH] [--rate COMMITS_PER_S] [--rate-secs S] [--rate-writers N]`
+//! [--server-bin PATH] [--rate COMMITS_PER_S] [--rate-secs S] [--rate-writers N]
+//! [--durability full|normal] [--workers N] [--nng-threads T,P]` (the last three are passed to
+//! `ormdb serve`)
 //! (`change_rate` is not in the default set: it offers `--rate` commits/s, 10,000 by default). It starts `ormdb serve` from the same target directory
 //! (build it first: `cargo build --release -p ormdb --features cli`).
 //!
@@ -18,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ormdb::net::{BlockingClient, ChangeStream, Client, ClientOptions, StreamEvent};
 use ormdb::{Database, Options, Params, Value};
 use ormdb_benches::graph::{blog_fetch, ormdb_blog_load, ormdb_blog_schema, Shape};
-use ormdb_benches::{arg_num, percentiles, temp_dir};
+use ormdb_benches::{arg_num, percentiles, process_cost, temp_dir};
 
 const SHAPE: Shape = Shape {
     users: 1000,
@@ -26,35 +28,6 @@ const SHAPE: Shape = Shape {
     comments_per: 10,
 };
 const POINT_SQL: &str = "SELECT name, email FROM users WHERE id = ?";
-
-/// CPU time (user + system, in clock ticks) and context switches (voluntary + involuntary)
-/// summed over every thread of a process.
-fn process_cost(pid: u32) -> (u64, u64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the parenthesized command name; utime and stime are the 14th and 15th.
-    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    let mut switches = 0;
-    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-        for t in tasks.flatten() {
-            let st = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
-            for l in st.lines() {
-                if l.starts_with("voluntary_ctxt_switches:")
-                    || l.starts_with("nonvoluntary_ctxt_switches:")
-                {
-                    switches += l
-                        .split_whitespace()
-                        .nth(1)
-                        .and_then(|v| v.parse::<u64>().ok())
-                        .unwrap_or(0);
-                }
-            }
-        }
-    }
-    (ticks, switches)
-}
 
 static SERVER_PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
@@ -332,22 +305,23 @@ fn remote_blocking(url: &str, transport: &str, ops: u64) {
                     lat.extend(h.join().expect("client thread"));
                 }
             });
-            let wall = t0.elapsed();
-            cost.print(lat.len());
-            (wall, lat)
+            (t0.elapsed(), lat, cost)
         };
-        let (wall, mut lat) = run(false);
+        // Each COST line follows its RESULT line, as in the other cases.
+        let (wall, mut lat, cost) = run(false);
         report(
             &format!("point_select/{transport}-blocking/{clients}"),
             wall,
             &mut lat,
         );
-        let (wall, mut lat) = run(true);
+        cost.print(lat.len());
+        let (wall, mut lat, cost) = run(true);
         report(
             &format!("graph_fetch_1_10_100/{transport}-blocking/{clients}"),
             wall,
             &mut lat,
         );
+        cost.print(lat.len());
     }
 }
 
@@ -648,7 +622,12 @@ fn free_port() -> u16 {
         .expect("port")
 }
 
-fn start_server(bin: &Path, db: &Path, dir: &Path) -> (ServerProcess, String, String) {
+fn start_server(
+    bin: &Path,
+    db: &Path,
+    dir: &Path,
+    extra: &[String],
+) -> (ServerProcess, String, String) {
     let tcp = format!("tcp://127.0.0.1:{}", free_port());
     let ipc = format!("ipc://{}", dir.join("req.sock").display());
     let mut child = Command::new(bin)
@@ -663,6 +642,7 @@ fn start_server(bin: &Path, db: &Path, dir: &Path) -> (ServerProcess, String, St
             "--changes-listen",
             &format!("ipc://{}", dir.join("ch.sock").display()),
         ])
+        .args(extra)
         .stdout(Stdio::piped())
         .spawn()
         .expect("start ormdb serve (build it with --features cli)");
@@ -684,6 +664,7 @@ fn main() {
     let mut rate = 10_000u64;
     let mut rate_secs = 3u64;
     let mut rate_writers = 32usize;
+    let mut server_args: Vec<String> = Vec::new();
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -692,6 +673,19 @@ fn main() {
             "--rate" => rate = arg_num(it.next(), "--rate"),
             "--rate-secs" => rate_secs = arg_num(it.next(), "--rate-secs"),
             "--rate-writers" => rate_writers = arg_num(it.next(), "--rate-writers") as usize,
+            // Passed to `ormdb serve`: full (default) or normal.
+            "--durability" => {
+                server_args.push("--durability".into());
+                server_args.push(it.next().expect("--durability full|normal"));
+            }
+            "--nng-threads" => {
+                server_args.push("--nng-threads".into());
+                server_args.push(it.next().expect("--nng-threads TASK,POLLER"));
+            }
+            "--workers" => {
+                server_args.push("--workers".into());
+                server_args.push(it.next().expect("--workers N"));
+            }
             "--cases" => {
                 cases = it
                     .next()
@@ -722,7 +716,7 @@ fn main() {
     if on("in_process") {
         in_process(&db_path, ops);
     }
-    let (server, tcp, ipc) = start_server(&bin, &db_path, dir.path());
+    let (server, tcp, ipc) = start_server(&bin, &db_path, dir.path(), &server_args);
     SERVER_PID.store(server.0.id(), std::sync::atomic::Ordering::Relaxed);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

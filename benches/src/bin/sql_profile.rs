@@ -11,10 +11,15 @@
 //! run inside `cold_select`, so `--toggle-collect='*cold_select*'` counts them alone. The
 //! process-wide parse cache is cleared before each replay (a truly cold start);
 //! `prisma_shared` keeps it (new sessions in a process that ran the texts before).
+//!
+//! `sql_profile m2m N` / `sql_profile select_related N`: the join cases `sql_m2m_prefetch` and
+//! `sql_select_related` (benches/src/joins.rs), N statements inside `run_join`
+//! (`--toggle-collect='*run_join*'`).
 
 use std::hint::black_box;
 
 use ormdb::{Params, Session, Value};
+use ormdb_benches::joins;
 use ormdb_benches::prisma::{self, prisma_log, Stmt};
 use ormdb_benches::*;
 
@@ -92,12 +97,78 @@ fn prisma_cold(replays: u64, shared: bool) {
     println!("prisma_cold: {replays} replays of {selects} SELECTs, {rows} rows");
 }
 
+#[inline(never)]
+fn run_join(s: &mut Session, case: &str, iterations: u64) -> usize {
+    let mut rng = Rng::new(29);
+    let m2m = joins::m2m_query();
+    let mut total = 0;
+    for _ in 0..iterations {
+        let (sql, params): (&str, Vec<Value>) = match case {
+            "m2m" => (
+                &m2m,
+                (0..joins::M2M_IN)
+                    .map(|_| Value::Integer(rng.id(joins::M2M_BOOKS)))
+                    .collect(),
+            ),
+            _ => (joins::SR_QUERY, Vec::new()),
+        };
+        let r = s
+            .execute(sql, &Params::Positional(params))
+            .expect("statement");
+        total += black_box(r.rows.len());
+    }
+    total
+}
+
+fn join_case(case: &str, iterations: u64) {
+    let (schema, rows) = match case {
+        "m2m" => (joins::M2M_SCHEMA, joins::m2m_rows()),
+        _ => (joins::SR_SCHEMA, joins::sr_rows()),
+    };
+    let o = OrmdbFixture::new(Mode::Normal);
+    let mut s = o.db.connect().sql();
+    s.execute_batch(schema).expect("schema");
+    s.execute_batch("BEGIN").expect("begin");
+    for r in &rows {
+        s.execute(r, &Params::None).expect("insert");
+    }
+    s.execute_batch("COMMIT").expect("commit");
+    let plan = s
+        .execute(
+            &format!(
+                "EXPLAIN QUERY PLAN {}",
+                if case == "m2m" {
+                    joins::m2m_query()
+                } else {
+                    joins::SR_QUERY.to_string()
+                }
+            ),
+            &Params::Positional(if case == "m2m" {
+                vec![Value::Integer(1); joins::M2M_IN]
+            } else {
+                Vec::new()
+            }),
+        )
+        .map(|r| format!("{:?}", r.rows))
+        .unwrap_or_else(|e| e.to_string());
+    println!("plan: {plan}");
+    let t = std::time::Instant::now();
+    let n = run_join(&mut s, case, iterations);
+    println!(
+        "{case}: {iterations} statements, {n} rows, {:.3} ms per statement",
+        t.elapsed().as_secs_f64() * 1e3 / iterations.max(1) as f64
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let case = args.get(1).map(String::as_str).unwrap_or("point");
     let iterations = arg_num(args.get(2).cloned(), "ITERATIONS");
     if case == "prisma_cold" || case == "prisma_shared" {
         return prisma_cold(iterations, case == "prisma_shared");
+    }
+    if case == "m2m" || case == "select_related" {
+        return join_case(case, iterations);
     }
     let rows = args
         .get(3)

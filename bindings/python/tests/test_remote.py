@@ -440,3 +440,19 @@ def test_remote_subscribe_resumes_across_a_server_restart(tmp_path):
         w.close()
     finally:
         s.stop()
+
+
+def test_oversized_request_is_refused_locally_naming_the_limit(tmp_path):
+    # The server advertises its limit in the handshake; the client refuses a larger request
+    # before sending it (NNG would drop it unanswered) and the connection stays usable.
+    s = Server(tmp_path, extra=["--max-request-bytes", "65536"])
+    try:
+        conn = ormdb.connect(s.ipc)
+        with pytest.raises(ormdb.OperationalError) as e:
+            conn.execute("SELECT ?", ("x" * 100_000,))
+        assert e.value.sqlstate == "54000"
+        assert "limit of 65536 bytes" in str(e.value)
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+        conn.close()
+    finally:
+        s.stop()

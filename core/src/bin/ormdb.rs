@@ -73,6 +73,14 @@ enum Command {
         /// Replies larger than this many bytes are sent in pieces.
         #[arg(long, default_value_t = ormdb::net::DEFAULT_REPLY_CHUNK)]
         reply_chunk_bytes: usize,
+        /// `full`: a commit is acknowledged once the commit log is synced (the default);
+        /// `normal`: once it is written to the OS, synced on an interval.
+        #[arg(long, default_value = "full")]
+        durability: String,
+        /// NNG's thread counts as TASK,POLLER (default: NNG's, two task threads and one
+        /// poller per CPU).
+        #[arg(long)]
+        nng_threads: Option<String>,
     },
     /// Build a small blog database and exercise the engine: constraints, cascades, soft delete,
     /// optimistic versions, change stream, timings.
@@ -336,6 +344,8 @@ fn run(cmd: Command) -> ormdb::Result<()> {
             session_idle_timeout,
             max_request_bytes,
             reply_chunk_bytes,
+            durability,
+            nng_threads,
         } => {
             if !(session_idle_timeout.is_finite() && session_idle_timeout > 0.0) {
                 return Err(ormdb::Error::new(
@@ -351,6 +361,30 @@ fn run(cmd: Command) -> ormdb::Result<()> {
             cfg.session_idle = std::time::Duration::from_secs_f64(session_idle_timeout);
             cfg.max_request_bytes = max_request_bytes;
             cfg.reply_chunk_bytes = reply_chunk_bytes;
+            cfg.durability = match durability.to_ascii_lowercase().as_str() {
+                "full" => ormdb::Durability::Full,
+                "normal" => ormdb::Durability::Normal,
+                other => {
+                    return Err(ormdb::Error::new(
+                        ormdb::SqlState::InvalidParameter,
+                        format!("--durability {other:?}: expected full or normal"),
+                    ))
+                }
+            };
+            if let Some(spec) = nng_threads {
+                let parsed = spec
+                    .split_once(',')
+                    .and_then(|(t, p)| Some((t.trim().parse().ok()?, p.trim().parse().ok()?)))
+                    .filter(|&(t, p): &(usize, usize)| {
+                        (1..=64).contains(&t) && (1..=64).contains(&p)
+                    });
+                cfg.nng_threads = Some(parsed.ok_or_else(|| {
+                    ormdb::Error::new(
+                        ormdb::SqlState::InvalidParameter,
+                        format!("--nng-threads {spec:?}: expected TASK,POLLER, each 1 to 64"),
+                    )
+                })?);
+            }
             ormdb::net::serve(cfg)
         }
     }

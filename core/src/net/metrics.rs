@@ -89,6 +89,12 @@ impl ServerMetrics {
             "Requests rejected as garbage, truncated, oversized or of an unsupported version.",
             ld(&self.bad_frames),
         );
+        counter(
+            &mut out,
+            "ormdb_server_oversized_dropped_total",
+            "Requests whose header announced more than --max-request-bytes: NNG closed the connection before reading them, so the sender got no reply.",
+            super::rawnng::oversized_dropped(),
+        );
         gauge(
             &mut out,
             "ormdb_server_requests_in_flight",

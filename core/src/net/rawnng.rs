@@ -5,7 +5,8 @@
 //! another thread, on every request. The async parts (PUB/SUB, the async `Client`) stay on
 //! anng.
 
-use std::ffi::{c_int, CStr};
+use std::ffi::{c_char, c_int, CStr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::error::{Error, SqlState};
@@ -270,4 +271,68 @@ impl Drop for Ctx {
 
 pub fn io(what: &str, e: NngError) -> Error {
     Error::new(SqlState::IoError, format!("{what}: {e}"))
+}
+
+/// Messages NNG refused because their header announced more than a listener's receive limit
+/// (NNG closes that connection without reading the body, so the request never reaches a worker).
+static OVERSIZED_DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// How many oversized messages NNG has dropped in this process since `install_logger`.
+pub fn oversized_dropped() -> u64 {
+    OVERSIZED_DROPPED.load(Ordering::Relaxed)
+}
+
+/// Routes NNG's own log (warnings and errors) to `tracing`, and counts its "NNG-RCVMAX"
+/// records: NNG drops an oversized request in the transport and says so only there.
+pub fn install_logger() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: `nng_log_sink` has the signature NNG expects and never unwinds.
+        unsafe {
+            nng_sys::nng_log_set_logger(Some(nng_log_sink));
+            nng_sys::nng_log_set_level(nng_sys::nng_log_level::NNG_LOG_WARN);
+        }
+    });
+}
+
+unsafe extern "C" fn nng_log_sink(
+    level: nng_sys::nng_log_level,
+    _facility: nng_sys::nng_log_facility,
+    msgid: *const c_char,
+    msg: *const c_char,
+) {
+    let text = |p: *const c_char| {
+        if p.is_null() {
+            std::borrow::Cow::Borrowed("")
+        } else {
+            // SAFETY: NNG passes NUL-terminated strings valid for the duration of the call.
+            unsafe { CStr::from_ptr(p) }.to_string_lossy()
+        }
+    };
+    let (id, m) = (text(msgid), text(msg));
+    if id == "NNG-RCVMAX" {
+        OVERSIZED_DROPPED.fetch_add(1, Ordering::Relaxed);
+    }
+    if (level as u32) <= nng_sys::nng_log_level::NNG_LOG_WARN as u32 {
+        tracing::warn!(target: "nng", "{id}: {m}");
+    } else {
+        tracing::debug!(target: "nng", "{id}: {m}");
+    }
+}
+
+/// Sets NNG's task and I/O poller thread counts; only effective before the process opens its
+/// first NNG socket (NNG starts its threads then). NNG's defaults are two task threads per CPU
+/// and one poller per CPU.
+pub fn set_threads(task: usize, poller: usize) {
+    let n = |v: usize| v.clamp(1, 64) as u64;
+    // SAFETY: plain setters of NNG's start-up parameters; NNG ignores them once initialized.
+    unsafe {
+        let set = |p: nng_sys::_bindgen_ty_1, v: u64| {
+            nng_sys::nng_init_set_parameter(p as nng_sys::nng_init_parameter, v)
+        };
+        set(nng_sys::NNG_INIT_NUM_TASK_THREADS, n(task));
+        set(nng_sys::NNG_INIT_MAX_TASK_THREADS, n(task));
+        set(nng_sys::NNG_INIT_NUM_POLLER_THREADS, n(poller));
+        set(nng_sys::NNG_INIT_MAX_POLLER_THREADS, n(poller));
+    }
 }

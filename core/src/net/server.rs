@@ -21,6 +21,7 @@ use super::handler::{encode_reply, error_body, handle, Shared};
 use super::{io_error, DEFAULT_MAX_REQUEST, DEFAULT_REPLY_CHUNK};
 use crate::api::{Database, Options};
 use crate::error::{Error, Result, SqlState};
+use crate::txn::Durability;
 
 /// Bytes NNG's receive limit allows beyond `--max-request-bytes`: REQ's request id travels in
 /// the message, and a request just over the limit still gets a clear error reply.
@@ -45,6 +46,10 @@ pub struct ServeConfig {
     pub max_request_bytes: usize,
     /// Replies larger than this are sent in pieces.
     pub reply_chunk_bytes: usize,
+    /// How a commit is made durable before it is acknowledged.
+    pub durability: Durability,
+    /// NNG's task and I/O poller thread counts (None: NNG's defaults, 2 and 1 per CPU).
+    pub nng_threads: Option<(usize, usize)>,
 }
 
 impl ServeConfig {
@@ -59,6 +64,8 @@ impl ServeConfig {
             session_idle: Duration::from_secs(60),
             max_request_bytes: DEFAULT_MAX_REQUEST,
             reply_chunk_bytes: DEFAULT_REPLY_CHUNK,
+            durability: Durability::Full,
+            nng_threads: None,
         }
     }
 }
@@ -82,7 +89,10 @@ pub fn serve(cfg: ServeConfig) -> Result<()> {
     } else {
         cfg.change_listen.clone()
     };
-    let db = Database::open(&cfg.path, Options::default())?;
+    if let Some((task, poller)) = cfg.nng_threads {
+        rawnng::set_threads(task, poller);
+    }
+    let db = Database::open(&cfg.path, Options::default().durability(cfg.durability))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("ormdb-serve")
@@ -107,6 +117,7 @@ fn c_url(url: &str) -> Result<CString> {
 }
 
 async fn run(cfg: ServeConfig, shared: Arc<Shared>) -> Result<()> {
+    rawnng::install_logger();
     let rep = Arc::new(
         rawnng::Socket::open(Protocol::Rep).map_err(|e| rawnng::io("opening the REP socket", e))?,
     );

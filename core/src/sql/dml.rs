@@ -152,6 +152,7 @@ fn eval_returning(
     Ok(())
 }
 
+#[derive(Debug)]
 enum Conflict {
     Abort,
     Ignore,
@@ -189,10 +190,104 @@ fn write_target<'s>(
     schema.entity(name)
 }
 
+/// An INSERT / UPDATE / DELETE compiled against one schema: the resolved table, column
+/// positions, conflict handling, compiled expressions (placeholders as parameter slots when
+/// the compiler has `param_slots` set) and the RETURNING projection. Nothing in it depends on
+/// a parameter value or on the data, so a session may run it again with other parameters for
+/// as long as the schema it was compiled against is current.
+#[derive(Debug)]
+pub enum WritePlan {
+    Insert(Box<InsertPlan>),
+    Update(UpdatePlan),
+    Delete(DeletePlan),
+}
+
+#[derive(Debug)]
+pub struct InsertPlan {
+    e: EntityDef,
+    /// Field positions the source's columns go to, in order.
+    targets: Vec<u32>,
+    /// Whether the statement named its columns (changes the wording of a count mismatch).
+    named_columns: bool,
+    conflict: Conflict,
+    returning: Option<Returning>,
+    /// VALUES or SELECT; `None` for DEFAULT VALUES.
+    source: Option<query::Query>,
+    /// Whether a generated column reads the row id (an engine-assigned id is then peeked
+    /// before the row is written).
+    generated_reads_id: bool,
+}
+
+/// The rows an UPDATE / DELETE reads: the target table (source 0) joined with the FROM items.
+#[derive(Debug)]
+struct Target {
+    sources: Vec<Source>,
+    width: usize,
+    filter: SExpr,
+    /// UPDATE ... FROM: keep one joined row per target row (the first, as SQLite).
+    dedup: bool,
+}
+
+#[derive(Debug)]
+pub struct UpdatePlan {
+    e: EntityDef,
+    target: Target,
+    sets: Sets,
+    returning: Option<Returning>,
+}
+
+#[derive(Debug)]
+pub struct DeletePlan {
+    e: EntityDef,
+    target: Target,
+    returning: Option<Returning>,
+}
+
+/// Compiles a write statement into a plan; `None` for writes that are compiled and run in one
+/// step (those to `sqlite_sequence`, which read and write the engine's counters directly).
+pub fn compile_write(c: &mut Compiler, stmt: &ast::Statement) -> Result<Option<WritePlan>> {
+    Ok(Some(match stmt {
+        ast::Statement::Insert(ins) => {
+            if super::sequence::insert_targets_sequence(ins) {
+                return Ok(None);
+            }
+            WritePlan::Insert(Box::new(compile_insert(c, ins)?))
+        }
+        ast::Statement::Update(u) => {
+            if matches!(&u.table.relation, ast::TableFactor::Table { name, .. } if super::sequence::is_sequence_table(name))
+            {
+                return Ok(None);
+            }
+            WritePlan::Update(compile_update(c, u)?)
+        }
+        ast::Statement::Delete(d) => {
+            if delete_targets_sequence(d) {
+                return Ok(None);
+            }
+            WritePlan::Delete(compile_delete(c, d)?)
+        }
+        _ => return Ok(None),
+    }))
+}
+
+/// Runs a compiled write with the parameters in `ctx.params`.
+pub fn run_write(p: &WritePlan, ctx: &mut Ctx) -> Result<WriteOutcome> {
+    match p {
+        WritePlan::Insert(p) => run_insert(p, ctx),
+        WritePlan::Update(p) => run_update(p, ctx),
+        WritePlan::Delete(p) => run_delete(p, ctx),
+    }
+}
+
 pub fn insert(c: &mut Compiler, ins: &ast::Insert, ctx: &mut Ctx) -> Result<WriteOutcome> {
     if super::sequence::insert_targets_sequence(ins) {
         return super::sequence::insert(c, ins, ctx);
     }
+    let p = compile_insert(c, ins)?;
+    run_insert(&p, ctx)
+}
+
+fn compile_insert(c: &mut Compiler, ins: &ast::Insert) -> Result<InsertPlan> {
     if ins.ignore
         || ins.overwrite
         || ins.partitioned.is_some()
@@ -211,9 +306,9 @@ pub fn insert(c: &mut Compiler, ins: &ast::Insert, ctx: &mut Ctx) -> Result<Writ
     let TableObject::TableName(tname) = &ins.table else {
         return Err(Error::unsupported("INSERT INTO a table function"));
     };
-    let schema = ctx.tx.schema().clone();
-    let name = super::temp::resolve(c.temp, &schema, tname)?;
-    let e = write_target(&schema, &name)?.clone();
+    let schema = c.schema;
+    let name = super::temp::resolve(c.temp, schema, tname)?;
+    let e = write_target(schema, &name)?.clone();
     let shown = ins
         .table_alias
         .as_ref()
@@ -341,25 +436,55 @@ pub fn insert(c: &mut Compiler, ins: &ast::Insert, ctx: &mut Ctx) -> Result<Writ
         }
         None => None,
     };
-    // Source rows.
-    let rows: Vec<Vec<Option<Value>>> = match &ins.source {
-        None => vec![vec![None; e.fields.len()]],
+    let source = match &ins.source {
+        None => None,
         Some(q) => {
             let qc = compile_query(c, q)?;
-            let data = run_query(&qc, ctx, None)?.rows;
+            // SQLite refuses a count mismatch when it prepares the statement (so `changes()`
+            // keeps its value), not when a row arrives.
+            if qc.columns.len() != targets.len() {
+                return Err(count_mismatch(
+                    &e,
+                    ins.columns.is_empty(),
+                    targets.len(),
+                    qc.columns.len(),
+                ));
+            }
+            Some(qc)
+        }
+    };
+    let generated_reads_id = e
+        .rowid_alias
+        .is_some_and(|a| (0..e.fields.len()).any(|g| e.generated_depends_on(g, a)));
+    Ok(InsertPlan {
+        e,
+        targets,
+        named_columns: !ins.columns.is_empty(),
+        conflict,
+        returning,
+        source,
+        generated_reads_id,
+    })
+}
+
+fn run_insert(p: &InsertPlan, ctx: &mut Ctx) -> Result<WriteOutcome> {
+    let InsertPlan {
+        e,
+        targets,
+        named_columns,
+        conflict,
+        returning,
+        source,
+        generated_reads_id,
+    } = p;
+    let rows: Vec<Vec<Option<Value>>> = match source {
+        None => vec![vec![None; e.fields.len()]],
+        Some(qc) => {
+            let data = run_query(qc, ctx, None)?.rows;
             let mut out = Vec::with_capacity(data.len());
             for r in data {
                 if r.len() != targets.len() {
-                    return Err(syntax(if ins.columns.is_empty() {
-                        format!(
-                            "table {} has {} columns but {} values were supplied",
-                            e.name,
-                            targets.len(),
-                            r.len()
-                        )
-                    } else {
-                        format!("{} values for {} columns", r.len(), targets.len())
-                    }));
+                    return Err(count_mismatch(e, !named_columns, targets.len(), r.len()));
                 }
                 let mut row = vec![None; e.fields.len()];
                 for (p, v) in targets.iter().zip(r) {
@@ -371,14 +496,33 @@ pub fn insert(c: &mut Compiler, ins: &ast::Insert, ctx: &mut Ctx) -> Result<Writ
         }
     };
     let mut outcome = WriteOutcome::default();
-    if let Some((_, names, decls)) = &returning {
+    if let Some((_, names, decls)) = returning {
         outcome.columns = names.clone();
         outcome.decls = decls.clone();
     }
     for row in rows {
-        insert_one(ctx, &e, row, &conflict, &returning, &mut outcome)?;
+        insert_one(
+            ctx,
+            e,
+            row,
+            *generated_reads_id,
+            conflict,
+            returning,
+            &mut outcome,
+        )?;
     }
     Ok(outcome)
+}
+
+fn count_mismatch(e: &EntityDef, all_columns: bool, columns: usize, values: usize) -> Error {
+    syntax(if all_columns {
+        format!(
+            "table {} has {columns} columns but {values} values were supplied",
+            e.name
+        )
+    } else {
+        format!("{values} values for {columns} columns")
+    })
 }
 
 /// SQLite refuses a write naming a generated column when the statement is prepared.
@@ -572,16 +716,14 @@ fn insert_one(
     ctx: &mut Ctx,
     e: &EntityDef,
     row: Vec<Option<Value>>,
+    generated_reads_id: bool,
     conflict: &Conflict,
     returning: &Option<Returning>,
     out: &mut WriteOutcome,
 ) -> Result<()> {
     // The id an engine-assigned row id will likely get, for generated columns that read it.
     let next_id = match e.rowid_alias {
-        Some(a)
-            if (0..e.fields.len()).any(|g| e.generated_depends_on(g, a))
-                && row[a as usize].as_ref().is_none_or(Value::is_null) =>
-        {
+        Some(a) if generated_reads_id && row[a as usize].as_ref().is_none_or(Value::is_null) => {
             let txn = ctx.tx.engine_txn();
             txn.core().clone().peek_row_id(e.id)?
         }
@@ -721,17 +863,15 @@ fn insert_one(
     Ok(())
 }
 
-/// The target rows of an UPDATE/DELETE: (row values with row id last).
-/// The rows an UPDATE/DELETE changes: the target table's columns (row id last), then the
-/// columns of UPDATE ... FROM items; one row per target row (the first match, as SQLite).
-fn target_rows(
+/// Compiles the rows an UPDATE/DELETE changes: the target table's columns (row id last), then
+/// the columns of UPDATE ... FROM items; returns them with the frame naming those columns.
+fn compile_target(
     c: &mut Compiler,
     e: &EntityDef,
     shown: &str,
     from: &[ast::TableWithJoins],
     selection: Option<&ast::Expr>,
-    ctx: &mut Ctx,
-) -> Result<(Vec<Vec<Value>>, Frame)> {
+) -> Result<(Target, Frame)> {
     c.frames.push(table_frame(e, shown));
     let target_width = e.fields.len() + 1;
     let compiled = (|| -> Result<(Vec<Source>, SExpr)> {
@@ -747,7 +887,6 @@ fn target_rows(
     let width = frame.cols.len();
     let mut preds = Vec::new();
     super::compile::conjuncts(&w, &mut preds);
-    let schema = ctx.tx.schema().clone();
     for src in &mut extra {
         if let SourceKind::Table { name } = &src.kind {
             if src.join == JoinKind::Inner {
@@ -755,7 +894,7 @@ fn target_rows(
                 if let Some(on) = &src.on {
                     super::compile::conjuncts(on, &mut p);
                 }
-                src.access = query::choose_access(schema.entity(name)?, src.offset, &p);
+                src.access = query::choose_access(c.schema.entity(name)?, src.offset, &p);
             }
         }
     }
@@ -770,15 +909,37 @@ fn target_rows(
         access: query::choose_access(e, 0, &preds),
     }];
     sources.extend(extra);
-    let mut rows = joined_rows(&sources, width, Some(&w), ctx, None)?;
-    if !from.is_empty() {
+    let target = Target {
+        sources,
+        width,
+        filter: w,
+        dedup: !from.is_empty(),
+    };
+    Ok((target, frame))
+}
+
+/// The target rows of an UPDATE/DELETE, one per target row.
+fn target_rows(t: &Target, target_width: usize, ctx: &mut Ctx) -> Result<Vec<Vec<Value>>> {
+    let mut rows = joined_rows(&t.sources, t.width, Some(&t.filter), ctx, None)?;
+    if t.dedup {
         let mut seen = std::collections::HashSet::new();
         rows.retain(|r| seen.insert(r[target_width - 1].as_i64()));
     }
-    Ok((rows, frame))
+    Ok(rows)
 }
 
 pub fn update(c: &mut Compiler, u: &ast::Update, ctx: &mut Ctx) -> Result<WriteOutcome> {
+    if matches!(&u.table.relation, ast::TableFactor::Table { name, .. } if super::sequence::is_sequence_table(name))
+    {
+        update_form(u)?;
+        return super::sequence::update(c, u, ctx);
+    }
+    let p = compile_update(c, u)?;
+    run_update(&p, ctx)
+}
+
+/// Refuses the UPDATE forms ORMDB does not run; the FROM items otherwise.
+fn update_form(u: &ast::Update) -> Result<&[ast::TableWithJoins]> {
     let from: &[ast::TableWithJoins] = match &u.from {
         None => &[],
         Some(ast::UpdateTableFromKind::AfterSet(f)) => f,
@@ -798,21 +959,22 @@ pub fn update(c: &mut Compiler, u: &ast::Update, ctx: &mut Ctx) -> Result<WriteO
         None | Some(SqliteOnConflict::Abort) => {}
         Some(other) => return Err(Error::unsupported(format!("UPDATE OR {other}"))),
     }
-    if matches!(&u.table.relation, ast::TableFactor::Table { name, .. } if super::sequence::is_sequence_table(name))
-    {
-        return super::sequence::update(c, u, ctx);
-    }
+    Ok(from)
+}
+
+fn compile_update(c: &mut Compiler, u: &ast::Update) -> Result<UpdatePlan> {
+    let from = update_form(u)?;
+    let schema = c.schema;
     let (name, alias) = match &u.table.relation {
         ast::TableFactor::Table { name, alias, .. } => (
-            super::temp::resolve(c.temp, &ctx.tx.schema().clone(), name)?,
+            super::temp::resolve(c.temp, schema, name)?,
             alias.as_ref().map(|a| a.name.value.clone()),
         ),
         other => return Err(Error::unsupported(format!("UPDATE of {other}"))),
     };
-    let schema = ctx.tx.schema().clone();
-    let e = write_target(&schema, &name)?.clone();
+    let e = write_target(schema, &name)?.clone();
     let shown = alias.unwrap_or_else(|| written_name(c, &e.name));
-    let (rows, frame) = target_rows(c, &e, &shown, from, u.selection.as_ref(), ctx)?;
+    let (target, frame) = compile_target(c, &e, &shown, from, u.selection.as_ref())?;
     c.frames.push(frame);
     let compiled = (|| -> Result<(Sets, Option<Returning>)> {
         let mut sets = Vec::new();
@@ -843,19 +1005,35 @@ pub fn update(c: &mut Compiler, u: &ast::Update, ctx: &mut Ctx) -> Result<WriteO
     })();
     c.frames.pop();
     let (sets, returning) = compiled?;
+    Ok(UpdatePlan {
+        e,
+        target,
+        sets,
+        returning,
+    })
+}
+
+fn run_update(p: &UpdatePlan, ctx: &mut Ctx) -> Result<WriteOutcome> {
+    let UpdatePlan {
+        e,
+        target,
+        sets,
+        returning,
+    } = p;
+    let rowid_pos = e.fields.len();
+    let rows = target_rows(target, rowid_pos + 1, ctx)?;
     let mut out = WriteOutcome::default();
-    if let Some((_, names, decls)) = &returning {
+    if let Some((_, names, decls)) = returning {
         out.columns = names.clone();
         out.decls = decls.clone();
     }
-    let rowid_pos = e.fields.len();
     for row in rows {
         let Value::Integer(id) = row[rowid_pos] else {
             continue;
         };
         let env = Env::root(&row);
         let mut changes = Vec::with_capacity(sets.len());
-        for (col, x) in &sets {
+        for (col, x) in sets {
             changes.push((col.as_str(), eval(x, ctx, &env)?));
         }
         let w = ctx.tx.update(&e.name, id, &changes)?;
@@ -864,7 +1042,7 @@ pub fn update(c: &mut Compiler, u: &ast::Update, ctx: &mut Ctx) -> Result<WriteO
             out.changes += 1;
             if returning.is_some() {
                 if let Some(r) = full_row(ctx, &e.name, w.row_id)? {
-                    eval_returning(&returning, ctx, &r, &mut out.rows)?;
+                    eval_returning(returning, ctx, &r, &mut out.rows)?;
                 }
             }
         }
@@ -872,7 +1050,8 @@ pub fn update(c: &mut Compiler, u: &ast::Update, ctx: &mut Ctx) -> Result<WriteO
     Ok(out)
 }
 
-pub fn delete(c: &mut Compiler, d: &ast::Delete, ctx: &mut Ctx) -> Result<WriteOutcome> {
+/// The one table a DELETE names (the forms ORMDB does not run are refused).
+fn delete_table(d: &ast::Delete) -> Result<&ast::TableWithJoins> {
     if !d.tables.is_empty()
         || d.using.is_some()
         || !d.order_by.is_empty()
@@ -882,27 +1061,39 @@ pub fn delete(c: &mut Compiler, d: &ast::Delete, ctx: &mut Ctx) -> Result<WriteO
     {
         return Err(Error::unsupported("DELETE form"));
     }
-    let twj = match &d.from {
+    match &d.from {
         FromTable::WithFromKeyword(v) | FromTable::WithoutKeyword(v) => match v.as_slice() {
-            [one] if one.joins.is_empty() => one,
-            _ => return Err(Error::unsupported("DELETE from several tables")),
+            [one] if one.joins.is_empty() => Ok(one),
+            _ => Err(Error::unsupported("DELETE from several tables")),
         },
-    };
-    if matches!(&twj.relation, ast::TableFactor::Table { name, .. } if super::sequence::is_sequence_table(name))
-    {
+    }
+}
+
+fn delete_targets_sequence(d: &ast::Delete) -> bool {
+    delete_table(d).is_ok_and(|twj| matches!(&twj.relation, ast::TableFactor::Table { name, .. } if super::sequence::is_sequence_table(name)))
+}
+
+pub fn delete(c: &mut Compiler, d: &ast::Delete, ctx: &mut Ctx) -> Result<WriteOutcome> {
+    if delete_targets_sequence(d) {
         return super::sequence::delete(c, d, ctx);
     }
+    let p = compile_delete(c, d)?;
+    run_delete(&p, ctx)
+}
+
+fn compile_delete(c: &mut Compiler, d: &ast::Delete) -> Result<DeletePlan> {
+    let twj = delete_table(d)?;
+    let schema = c.schema;
     let (name, alias) = match &twj.relation {
         ast::TableFactor::Table { name, alias, .. } => (
-            super::temp::resolve(c.temp, &ctx.tx.schema().clone(), name)?,
+            super::temp::resolve(c.temp, schema, name)?,
             alias.as_ref().map(|a| a.name.value.clone()),
         ),
         other => return Err(Error::unsupported(format!("DELETE from {other}"))),
     };
-    let schema = ctx.tx.schema().clone();
-    let e = write_target(&schema, &name)?.clone();
+    let e = write_target(schema, &name)?.clone();
     let shown = alias.unwrap_or_else(|| written_name(c, &e.name));
-    let (rows, frame) = target_rows(c, &e, &shown, &[], d.selection.as_ref(), ctx)?;
+    let (target, frame) = compile_target(c, &e, &shown, &[], d.selection.as_ref())?;
     let returning = match &d.returning {
         Some(items) => {
             c.frames.push(frame);
@@ -912,12 +1103,26 @@ pub fn delete(c: &mut Compiler, d: &ast::Delete, ctx: &mut Ctx) -> Result<WriteO
         }
         None => None,
     };
+    Ok(DeletePlan {
+        e,
+        target,
+        returning,
+    })
+}
+
+fn run_delete(p: &DeletePlan, ctx: &mut Ctx) -> Result<WriteOutcome> {
+    let DeletePlan {
+        e,
+        target,
+        returning,
+    } = p;
+    let rowid_pos = e.fields.len();
+    let rows = target_rows(target, rowid_pos + 1, ctx)?;
     let mut out = WriteOutcome::default();
-    if let Some((_, names, decls)) = &returning {
+    if let Some((_, names, decls)) = returning {
         out.columns = names.clone();
         out.decls = decls.clone();
     }
-    let rowid_pos = e.fields.len();
     let ids: Vec<i64> = rows
         .iter()
         .filter_map(|row| match row[rowid_pos] {
@@ -942,7 +1147,7 @@ pub fn delete(c: &mut Compiler, d: &ast::Delete, ctx: &mut Ctx) -> Result<WriteO
             out.changes += 1;
             out.cascaded += d.cascaded as i64;
             if let Some(Some(r)) = before.get(i) {
-                eval_returning(&returning, ctx, r, &mut out.rows)?;
+                eval_returning(returning, ctx, r, &mut out.rows)?;
             }
         }
     }

@@ -3,7 +3,7 @@
 //! predicates, grouping and aggregates, ORDER BY, LIMIT/OFFSET).
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -14,7 +14,7 @@ use sqlparser::ast::{
 
 use super::catalog_emulation;
 use super::compile::{
-    conjuncts, refs_unbound, AggCall, AggFunc, ColInfo, Compiler, CteDef, Frame, Op, SExpr,
+    conjuncts, refs_unbound, walk, AggCall, AggFunc, ColInfo, Compiler, CteDef, Frame, Op, SExpr,
 };
 use super::eval::{eval, is_true, Ctx, Env};
 use super::parse::{is_schema_table, is_temp_schema_table, table_name};
@@ -2579,16 +2579,41 @@ pub fn joined_rows(
     ctx: &mut Ctx,
     outer: Option<&Env>,
 ) -> Result<Vec<Vec<Value>>> {
+    let mut out = Vec::new();
+    each_joined_row(sources, width, where_, ctx, outer, &mut |_, row| {
+        out.push(row.to_vec());
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Calls `emit` with each joined row that passes WHERE, in join order, so a caller that
+/// only projects a few columns builds no full-width copy of each row.
+fn each_joined_row(
+    sources: &[Source],
+    width: usize,
+    where_: Option<&SExpr>,
+    ctx: &mut Ctx,
+    outer: Option<&Env>,
+    emit: Emit,
+) -> Result<()> {
     if sources
         .iter()
         .any(|s| matches!(s.join, JoinKind::Right | JoinKind::Full))
     {
-        return joined_rows_outer(sources, width, where_, ctx, outer);
+        for row in joined_rows_outer(sources, width, where_, ctx, outer)? {
+            emit(ctx, &row)?;
+        }
+        return Ok(());
     }
-    let mut out = Vec::new();
     let mut buf = vec![Value::Null; width];
-    join_level(sources, 0, &mut buf, where_, ctx, outer, &mut out)?;
-    Ok(out)
+    let mut j = Join {
+        sources,
+        where_,
+        outer,
+        emit,
+    };
+    j.level(0, &mut buf, ctx)
 }
 
 /// The join one source at a time over materialized partial rows, for FROM clauses with a
@@ -2684,62 +2709,363 @@ fn joined_rows_outer(
     Ok(out)
 }
 
-fn join_level(
-    sources: &[Source],
-    level: usize,
-    buf: &mut Vec<Value>,
-    where_: Option<&SExpr>,
-    ctx: &mut Ctx,
-    outer: Option<&Env>,
-    out: &mut Vec<Vec<Value>>,
-) -> Result<()> {
-    if level == sources.len() {
-        let keep = match where_ {
-            None => true,
-            Some(w) => {
+/// Receives each joined row (the whole FROM row, WHERE already applied).
+type Emit<'e> = &'e mut dyn FnMut(&mut Ctx, &[Value]) -> Result<()>;
+
+/// Outer rows whose inner lookups are read together (see [`Join::prefetch`]).
+const JOIN_BATCH: usize = 1024;
+
+/// The nested-loop join of the FROM sources (no RIGHT/FULL join), depth first.
+struct Join<'a, 'e> {
+    sources: &'a [Source],
+    where_: Option<&'a SExpr>,
+    outer: Option<&'a Env<'a>>,
+    emit: Emit<'e>,
+}
+
+/// The candidate rows of a source for the current outer row: everything its access path read
+/// for it, or the rows picked for it out of a batch read for many outer rows.
+#[derive(Clone, Copy)]
+enum SrcRows<'r> {
+    All(&'r [Vec<Value>]),
+    Picked(&'r [Vec<Value>], &'r [u32]),
+}
+
+impl<'r> SrcRows<'r> {
+    fn len(&self) -> usize {
+        match self {
+            SrcRows::All(r) => r.len(),
+            SrcRows::Picked(_, p) => p.len(),
+        }
+    }
+
+    fn get(&self, i: usize) -> &'r [Value] {
+        match *self {
+            SrcRows::All(r) => &r[i],
+            SrcRows::Picked(r, p) => &r[p[i] as usize],
+        }
+    }
+}
+
+/// The next source's rows read once for a chunk of outer rows.
+struct Prefetch {
+    rows: Vec<Vec<Value>>,
+    picks: Vec<u32>,
+    /// Per outer row of the chunk: its rows (a range of `picks`), or None when its keys could
+    /// not be computed ahead (an evaluation error): it is then looked up on its own when the
+    /// join reaches it, so the error surfaces exactly when and if it would row by row.
+    spans: Vec<Option<(u32, u32)>>,
+}
+
+/// Whether a lookup key can be computed ahead of the join reaching its row: no subquery, no
+/// function call (a user function may count its calls; `random()` differs per call).
+fn prefetchable_key(e: &SExpr) -> bool {
+    let mut ok = true;
+    walk(e, &mut |x| {
+        if matches!(
+            x,
+            SExpr::Func(..)
+                | SExpr::InQuery { .. }
+                | SExpr::InQueryRow { .. }
+                | SExpr::Exists { .. }
+                | SExpr::Scalar(_)
+        ) {
+            ok = false;
+        }
+    });
+    ok
+}
+
+/// Whether a source's rows are found by key lookups that batch across outer rows: a stored
+/// table read by row id, or by one key tuple of an index.
+fn batched_lookup(src: &Source) -> bool {
+    if !matches!(src.kind, SourceKind::Table { .. }) {
+        return false;
+    }
+    match &src.access {
+        Access::RowId(keys) => keys.iter().all(prefetchable_key),
+        Access::Index { keys, .. } => keys.len() == 1 && keys[0].iter().all(prefetchable_key),
+        _ => false,
+    }
+}
+
+/// A lookup key as `source_rows` converts it to a row id (None: matches no row).
+fn row_id_key(v: &Value) -> Option<i64> {
+    match v {
+        Value::Integer(i) => Some(*i),
+        Value::Real(r) if *r == r.trunc() && r.abs() < 9.2e18 => Some(*r as i64),
+        _ => None,
+    }
+}
+
+impl Join<'_, '_> {
+    fn level(&mut self, level: usize, buf: &mut Vec<Value>, ctx: &mut Ctx) -> Result<()> {
+        if level == self.sources.len() {
+            if let Some(w) = self.where_ {
                 let env = Env {
                     row: buf,
-                    parent: outer,
+                    parent: self.outer,
                 };
-                is_true(&eval(w, ctx, &env)?)
+                if !is_true(&eval(w, ctx, &env)?) {
+                    return Ok(());
+                }
             }
-        };
-        if keep {
-            out.push(buf.clone());
+            return (self.emit)(ctx, buf);
         }
-        return Ok(());
-    }
-    let src = &sources[level];
-    let rows = {
-        let env = Env {
-            row: buf,
-            parent: outer,
-        };
-        source_rows(src, ctx, &env)?
-    };
-    let mut matched = false;
-    for r in rows.iter() {
-        let n = src.width.min(r.len());
-        buf[src.offset..src.offset + n].clone_from_slice(&r[..n]);
-        if let Some(on) = &src.on {
+        let rows = {
             let env = Env {
                 row: buf,
-                parent: outer,
+                parent: self.outer,
             };
-            if !is_true(&eval(on, ctx, &env)?) {
-                continue;
+            source_rows(&self.sources[level], ctx, &env)?
+        };
+        self.rows(level, SrcRows::All(&rows), buf, ctx)
+    }
+
+    /// Joins each of `rows` (source `level`'s candidates for the current outer row) with the
+    /// sources after it. When the next source is read by key lookups, the lookups of up to
+    /// [`JOIN_BATCH`] of these rows are read in one batch first; rows then come out in the
+    /// same order and with the same ON / WHERE / LEFT JOIN handling as one lookup at a time.
+    fn rows(
+        &mut self,
+        level: usize,
+        rows: SrcRows,
+        buf: &mut Vec<Value>,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let src = &self.sources[level];
+        let batch = rows.len() > 1 && self.sources.get(level + 1).is_some_and(batched_lookup);
+        let mut matched = false;
+        let mut start = 0;
+        while start < rows.len() {
+            let end = if batch {
+                (start + JOIN_BATCH).min(rows.len())
+            } else {
+                rows.len()
+            };
+            let pre = if batch {
+                Some(self.prefetch(level, rows, start..end, buf, ctx)?)
+            } else {
+                None
+            };
+            for i in start..end {
+                let r = rows.get(i);
+                let n = src.width.min(r.len());
+                buf[src.offset..src.offset + n].clone_from_slice(&r[..n]);
+                if let Some(on) = &src.on {
+                    let env = Env {
+                        row: buf,
+                        parent: self.outer,
+                    };
+                    if !is_true(&eval(on, ctx, &env)?) {
+                        continue;
+                    }
+                }
+                matched = true;
+                match pre
+                    .as_ref()
+                    .and_then(|p| p.spans[i - start].map(|s| (p, s)))
+                {
+                    Some((p, (a, b))) => self.rows(
+                        level + 1,
+                        SrcRows::Picked(&p.rows, &p.picks[a as usize..b as usize]),
+                        buf,
+                        ctx,
+                    )?,
+                    None => self.level(level + 1, buf, ctx)?,
+                }
             }
+            start = end;
         }
-        matched = true;
-        join_level(sources, level + 1, buf, where_, ctx, outer, out)?;
-    }
-    if !matched && src.join == JoinKind::Left {
-        for v in &mut buf[src.offset..src.offset + src.width] {
-            *v = Value::Null;
+        if !matched && src.join == JoinKind::Left {
+            for v in &mut buf[src.offset..src.offset + src.width] {
+                *v = Value::Null;
+            }
+            self.level(level + 1, buf, ctx)?;
         }
-        join_level(sources, level + 1, buf, where_, ctx, outer, out)?;
+        Ok(())
     }
-    Ok(())
+
+    /// Reads the rows source `level + 1` looks up for each of `rows[range]` with one batch:
+    /// the keys of every row (its columns put in `buf`; the ON condition is not evaluated
+    /// here, so a row that fails it only costs a read), then all distinct keys at once
+    /// (`Transaction::get_many` / `find_by_index_keys_grouped`: table images or one range scan
+    /// per run of nearby keys, the transaction's own writes first).
+    fn prefetch(
+        &mut self,
+        level: usize,
+        rows: SrcRows,
+        range: std::ops::Range<usize>,
+        buf: &mut [Value],
+        ctx: &mut Ctx,
+    ) -> Result<Prefetch> {
+        let src = &self.sources[level];
+        let next = &self.sources[level + 1];
+        let SourceKind::Table { name } = &next.kind else {
+            return Err(Error::internal(
+                "batched lookup of a source that is no table",
+            ));
+        };
+        let mut spans = Vec::with_capacity(range.len());
+        let mut picks = Vec::new();
+        match &next.access {
+            Access::RowId(keys) => {
+                // Each outer row's ids (distinct, in key order) as a span of `wanted`.
+                let mut wanted: Vec<i64> = Vec::new();
+                for i in range {
+                    let r = rows.get(i);
+                    let n = src.width.min(r.len());
+                    buf[src.offset..src.offset + n].clone_from_slice(&r[..n]);
+                    let env = Env {
+                        row: buf,
+                        parent: self.outer,
+                    };
+                    let a = wanted.len();
+                    let mut ok = true;
+                    for k in keys {
+                        match eval(k, ctx, &env) {
+                            Ok(v) => {
+                                if let Some(id) = row_id_key(&v) {
+                                    if !wanted[a..].contains(&id) {
+                                        wanted.push(id);
+                                    }
+                                }
+                            }
+                            Err(_) => {
+                                ok = false;
+                                break;
+                            }
+                        }
+                    }
+                    if !ok {
+                        wanted.truncate(a);
+                    }
+                    spans.push(ok.then_some((a as u32, wanted.len() as u32)));
+                }
+                let mut ids = wanted.clone();
+                ids.sort_unstable();
+                ids.dedup();
+                let found = ctx.tx.get_many(name, &ids)?;
+                ctx.rows_read += found.len() as u64;
+                let found_ids: Vec<i64> = found.iter().map(|r| r.row_id).collect();
+                let fetched: Vec<Vec<Value>> = found
+                    .into_iter()
+                    .map(|r| {
+                        let mut v = r.values;
+                        v.push(Value::Integer(r.row_id));
+                        v
+                    })
+                    .collect();
+                // Re-point each span at the fetched rows its ids found.
+                for span in spans.iter_mut() {
+                    let Some((a, b)) = *span else { continue };
+                    let p = picks.len() as u32;
+                    for id in &wanted[a as usize..b as usize] {
+                        if let Ok(j) = found_ids.binary_search(id) {
+                            picks.push(j as u32);
+                        }
+                    }
+                    *span = Some((p, picks.len() as u32));
+                }
+                Ok(Prefetch {
+                    rows: fetched,
+                    picks,
+                    spans,
+                })
+            }
+            Access::Index { name: ix, keys } => {
+                let tuple = keys
+                    .first()
+                    .ok_or_else(|| Error::internal("index lookup without keys"))?;
+                // Per outer row: its distinct key's number, none for a NULL key (`col = NULL`
+                // matches nothing), or an evaluation error.
+                let mut key_no: HashMap<Vec<u8>, u32> = HashMap::new();
+                let mut distinct: Vec<Vec<Value>> = Vec::new();
+                let mut per_row: Vec<std::result::Result<Option<u32>, ()>> =
+                    Vec::with_capacity(range.len());
+                let mut enc = Vec::new();
+                for i in range {
+                    let r = rows.get(i);
+                    let n = src.width.min(r.len());
+                    buf[src.offset..src.offset + n].clone_from_slice(&r[..n]);
+                    let env = Env {
+                        row: buf,
+                        parent: self.outer,
+                    };
+                    let mut vals = Vec::with_capacity(tuple.len());
+                    let mut failed = false;
+                    for k in tuple {
+                        match eval(k, ctx, &env) {
+                            Ok(v) => vals.push(v),
+                            Err(_) => {
+                                failed = true;
+                                break;
+                            }
+                        }
+                    }
+                    if failed {
+                        per_row.push(Err(()));
+                        continue;
+                    }
+                    if vals.iter().any(Value::is_null) {
+                        per_row.push(Ok(None));
+                        continue;
+                    }
+                    enc.clear();
+                    for v in &vals {
+                        encode_key_value(v, &mut enc);
+                    }
+                    let no = match key_no.get(&enc) {
+                        Some(&no) => no,
+                        None => {
+                            let no = distinct.len() as u32;
+                            key_no.insert(enc.clone(), no);
+                            distinct.push(vals);
+                            no
+                        }
+                    };
+                    per_row.push(Ok(Some(no)));
+                }
+                let groups = if distinct.is_empty() {
+                    Vec::new()
+                } else {
+                    ctx.tx.find_by_index_keys_grouped(name, ix, &distinct)?
+                };
+                let mut fetched = Vec::new();
+                let mut group_span = Vec::with_capacity(groups.len());
+                for g in groups {
+                    let a = fetched.len() as u32;
+                    ctx.rows_read += g.len() as u64;
+                    for r in g {
+                        let mut v = r.values;
+                        v.push(Value::Integer(r.row_id));
+                        fetched.push(v);
+                    }
+                    group_span.push((a, fetched.len() as u32));
+                }
+                for k in per_row {
+                    spans.push(match k {
+                        Err(()) => None,
+                        Ok(None) => Some((0, 0)),
+                        Ok(Some(no)) => {
+                            let (a, b) = group_span[no as usize];
+                            let p = picks.len() as u32;
+                            picks.extend(a..b);
+                            Some((p, picks.len() as u32))
+                        }
+                    });
+                }
+                Ok(Prefetch {
+                    rows: fetched,
+                    picks,
+                    spans,
+                })
+            }
+            _ => Err(Error::internal(
+                "batched lookup of a source without key access",
+            )),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -3271,6 +3597,34 @@ fn run_select(
     outer: Option<&Env>,
     want_keys: bool,
 ) -> Result<Keyed> {
+    if !s.aggregate && s.windows.is_empty() {
+        // Each joined row is projected as it comes, without a copy of the whole FROM row.
+        let mut out = Vec::new();
+        each_joined_row(
+            &s.sources,
+            s.width,
+            s.where_.as_ref(),
+            ctx,
+            outer,
+            &mut |ctx, row| {
+                let env = Env { row, parent: outer };
+                let mut vals = Vec::with_capacity(s.projection.len());
+                for p in &s.projection {
+                    vals.push(eval(p, ctx, &env)?);
+                }
+                let mut keys = Vec::new();
+                if want_keys {
+                    keys.reserve_exact(s.order_keys.len());
+                    for k in &s.order_keys {
+                        keys.push(eval(k, ctx, &env)?);
+                    }
+                }
+                out.push((vals, keys));
+                Ok(())
+            },
+        )?;
+        return Ok(if s.distinct { dedup(out) } else { out });
+    }
     let rows = joined_rows(&s.sources, s.width, s.where_.as_ref(), ctx, outer)?;
     let ext_rows: Vec<Vec<Value>> = if s.aggregate {
         let mut groups: BTreeMap<Vec<u8>, (Vec<Value>, Vec<AggState>)> = BTreeMap::new();

@@ -119,19 +119,25 @@ fn parse_shared(text: &str) -> Result<Arc<Parsed>> {
     Ok(p)
 }
 
-/// A SELECT compiled with parameter slots instead of values, reusable while the schema it was
-/// compiled against and the session's functions are unchanged. Nothing else a SELECT's
-/// compilation reads can change under a session: temporary tables and views are catalog
-/// entities, and the temporary namespace is fixed per session.
+/// A SELECT, INSERT, UPDATE or DELETE compiled with parameter slots instead of values,
+/// reusable while the schema it was compiled against and the session's functions are
+/// unchanged. Nothing else a compilation reads can change under a session: temporary tables
+/// and views are catalog entities, the temporary namespace is fixed per session, and what a
+/// write checks at run time (`PRAGMA foreign_keys`, the rows) is read when it runs.
 struct CachedPlan {
     /// The schema compiled against. Compared by identity (every committed version and every
     /// transaction's own DDL is a new `Arc`), and held so the address cannot be reused.
     schema: Arc<crate::catalog::Schema>,
     functions_gen: u64,
-    query: query::Query,
+    compiled: Compiled,
     /// Per parameter slot: the placeholder occurrence it takes its value from, and the
     /// affinity applied to that value when bound.
     slots: Vec<(usize, Option<crate::value::DataType>)>,
+}
+
+enum Compiled {
+    Query(query::Query),
+    Write(dml::WritePlan),
 }
 
 /// A statement cache entry.
@@ -152,6 +158,9 @@ struct PlanUse {
     hit: Option<bool>,
     stale: bool,
     functions_gen: u64,
+    /// Set when a write got past compilation: SQLite resets `changes()` to 0 when a statement
+    /// fails while running, and leaves it alone when it fails to prepare.
+    ran: bool,
 }
 
 /// A statement checked and ready to run many times with different parameters.
@@ -380,7 +389,8 @@ impl Session {
         self.cache.clear();
     }
 
-    /// (hits, misses) of the compiled plan cache (SELECT statements only).
+    /// (hits, misses) of the compiled plan cache (SELECT, INSERT, UPDATE and DELETE; a
+    /// WITH ... write and a write to `sqlite_sequence` are compiled per execution).
     pub fn plan_cache_stats(&self) -> (u64, u64) {
         (self.plan_hits, self.plan_misses)
     }
@@ -534,13 +544,16 @@ impl Session {
         }
         let (parsed, cached) = self.parsed(text)?;
         let bound = Bound::bind(&parsed.placeholders, params)?;
-        if is_plain_query(&parsed.stmt) {
+        if is_plain_query(&parsed.stmt) || is_plain_write(&parsed.stmt) {
             let mut plan = PlanUse {
                 cached,
                 functions_gen: self.functions_gen,
                 ..Default::default()
             };
             let res = self.run_in_transaction(text, &parsed.stmt, &bound, &mut plan);
+            if res.is_err() && plan.ran {
+                self.counters.changes = 0;
+            }
             self.record_plan_use(text, plan);
             return res;
         }
@@ -1104,35 +1117,68 @@ fn is_plain_query(stmt: &Statement) -> bool {
     ))
 }
 
-/// The cached plan when it is still valid for `schema`, else a new one compiled with parameter
-/// slots (kept in `plan` for the session to cache).
-fn query_plan(
+/// An INSERT, UPDATE or DELETE not preceded by WITH: the writes whose compiled plan is cached
+/// (a WITH ... write is compiled per execution).
+fn is_plain_write(stmt: &Statement) -> bool {
+    matches!(
+        stmt,
+        Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_)
+    )
+}
+
+/// The cached plan when it is still valid for `schema`, else a new one compiled by `compile`
+/// with parameter slots (kept in `plan` for the session to cache). `compile` returning `None`
+/// means the statement is not planned ahead: nothing is cached and the caller runs it directly.
+fn cached_plan(
     c: &mut Compiler,
-    q: &sqlparser::ast::Query,
     schema: &Arc<crate::catalog::Schema>,
     plan: &mut PlanUse,
-) -> Result<Arc<CachedPlan>> {
+    compile: impl FnOnce(&mut Compiler) -> Result<Option<Compiled>>,
+) -> Result<Option<Arc<CachedPlan>>> {
     if let Some(p) = &plan.cached {
         if Arc::ptr_eq(&p.schema, schema) && p.functions_gen == plan.functions_gen {
             plan.hit.get_or_insert(true);
-            return Ok(p.clone());
+            return Ok(Some(p.clone()));
         }
     }
-    if plan.hit.is_none() {
+    let counted = plan.hit.is_none();
+    if counted {
         plan.hit = Some(false);
         plan.stale = plan.cached.is_some();
     }
     c.param_slots = Some(Vec::new());
-    let query = query::compile_query(c, q)?;
+    let compiled = compile(c);
+    let slots = c.param_slots.take().unwrap_or_default();
+    let Some(compiled) = compiled? else {
+        if counted {
+            // Not a plan: neither a hit nor a miss.
+            plan.hit = None;
+            plan.stale = false;
+        }
+        return Ok(None);
+    };
     let p = Arc::new(CachedPlan {
         schema: schema.clone(),
         functions_gen: plan.functions_gen,
-        query,
-        slots: c.param_slots.take().unwrap_or_default(),
+        compiled,
+        slots,
     });
     plan.cached = Some(p.clone());
     plan.compiled = true;
-    Ok(p)
+    Ok(Some(p))
+}
+
+/// The values of a plan's parameter slots for this execution.
+fn slot_values(p: &CachedPlan, bound: &Bound) -> Result<Vec<Value>> {
+    p.slots
+        .iter()
+        .map(|(occ, aff)| {
+            let v = bound.values.get(*occ).cloned().ok_or_else(|| {
+                Error::internal("a plan's parameter slot names a missing placeholder")
+            })?;
+            Ok(super::eval::convert(*aff, v))
+        })
+        .collect()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1191,39 +1237,45 @@ fn run_statement(
             Ok(Outcome::written(o, sets_last_id, ctx.rows_read))
         }
         Statement::Query(q) => {
-            let p = query_plan(&mut c, q, &schema, plan)?;
-            let compiled = &p.query;
+            let p = cached_plan(&mut c, &schema, plan, |c| {
+                query::compile_query(c, q).map(|q| Some(Compiled::Query(q)))
+            })?
+            .ok_or_else(|| Error::internal("a SELECT without a plan"))?;
+            let Compiled::Query(compiled) = &p.compiled else {
+                return Err(Error::internal("a SELECT's cached plan is not a query"));
+            };
             let mut ctx = statement_ctx(tx, counters, &user_functions);
-            ctx.params = p
-                .slots
-                .iter()
-                .map(|(occ, aff)| {
-                    let v = bound.values.get(*occ).cloned().ok_or_else(|| {
-                        Error::internal("a plan's parameter slot names a missing placeholder")
-                    })?;
-                    Ok(super::eval::convert(*aff, v))
-                })
-                .collect::<Result<_>>()?;
+            ctx.params = slot_values(&p, bound)?;
             let rows = query::run_query(compiled, &mut ctx, None)?.rows;
             let read = ctx.rows_read;
             let mut out = plain(compiled.columns.clone(), compiled.decls.clone(), rows);
             out.rows_read = read;
             Ok(out)
         }
-        Statement::Insert(ins) => {
+        Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
+            let p = cached_plan(&mut c, &schema, plan, |c| {
+                Ok(dml::compile_write(c, stmt)?.map(Compiled::Write))
+            })?;
+            let sets_last_id = matches!(stmt, Statement::Insert(_));
+            plan.ran = true;
             let mut ctx = statement_ctx(tx, counters, &user_functions);
-            let o = dml::insert(&mut c, ins, &mut ctx)?;
-            Ok(Outcome::written(o, true, ctx.rows_read))
-        }
-        Statement::Update(u) => {
-            let mut ctx = statement_ctx(tx, counters, &user_functions);
-            let o = dml::update(&mut c, u, &mut ctx)?;
-            Ok(Outcome::written(o, false, ctx.rows_read))
-        }
-        Statement::Delete(d) => {
-            let mut ctx = statement_ctx(tx, counters, &user_functions);
-            let o = dml::delete(&mut c, d, &mut ctx)?;
-            Ok(Outcome::written(o, false, ctx.rows_read))
+            let o = match &p {
+                Some(p) => {
+                    let Compiled::Write(w) = &p.compiled else {
+                        return Err(Error::internal("a write's cached plan is not a write"));
+                    };
+                    ctx.params = slot_values(p, bound)?;
+                    dml::run_write(w, &mut ctx)?
+                }
+                // Writes to sqlite_sequence: compiled and run in one step.
+                None => match stmt {
+                    Statement::Insert(ins) => dml::insert(&mut c, ins, &mut ctx)?,
+                    Statement::Update(u) => dml::update(&mut c, u, &mut ctx)?,
+                    Statement::Delete(d) => dml::delete(&mut c, d, &mut ctx)?,
+                    _ => return Err(Error::internal("not a write statement")),
+                },
+            };
+            Ok(Outcome::written(o, sets_last_id, ctx.rows_read))
         }
         Statement::CreateTable(ct) => {
             ddl::create_table(tx, ct, text, temp)?;
