@@ -362,6 +362,11 @@ impl Database {
                 t.hits.load(std::sync::atomic::Ordering::Relaxed),
             ),
             (
+                "ormdb_table_image_ordered_reads_total",
+                "Ordered index range reads served from decoded table images.",
+                t.ordered_reads.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+            (
                 "ormdb_table_image_builds_total",
                 "Decoded table images built by full scans.",
                 t.builds.load(std::sync::atomic::Ordering::Relaxed),

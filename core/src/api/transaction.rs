@@ -373,6 +373,35 @@ impl Transaction {
         desc: bool,
         max: usize,
     ) -> Result<Vec<Row>> {
+        let mut out = Vec::new();
+        self.visit_index_range(entity, index, eq, lo, hi, desc, max, |id, version, vals| {
+            out.push(Row {
+                row_id: id,
+                version,
+                soft_deleted: false,
+                values: vals.to_vec(),
+            });
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// [`Self::find_by_index_range_ordered`] handing each row to `visit` as (row id, version
+    /// token, values in the entity's field order) instead of collecting them: the values are
+    /// borrowed (from a decoded table image when the table has one), so a caller that needs
+    /// a few columns copies only those. Returns how many rows were visited (at most `max`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn visit_index_range(
+        &mut self,
+        entity: &str,
+        index: &str,
+        eq: &[Value],
+        lo: Option<(&Value, bool)>,
+        hi: Option<(&Value, bool)>,
+        desc: bool,
+        max: usize,
+        mut visit: impl FnMut(i64, u64, &[Value]) -> Result<()>,
+    ) -> Result<usize> {
         use crate::storage::keys::{index_values_prefix, prefix_end};
         self.live()?;
         let schema = self.txn.schema().clone();
@@ -401,17 +430,28 @@ impl Transaction {
             Some((v, true)) => prefix_end(&bound(v)),
             Some((v, false)) => bound(v),
         };
-        let mut out = Vec::new();
+        let mut n = 0usize;
         if start < end && max > 0 {
+            let nfields = e.fields.len();
             self.txn
-                .index_range_dir(e, &ix, &start, &end, desc, max.min(64), |id, r| {
-                    if !r.is_soft_deleted() {
-                        out.push(Row::from_stored(e, id, r));
+                .index_range_ref(e, &ix, &start, &end, desc, max.min(64), |id, r| {
+                    if r.soft_deleted {
+                        return Ok(true);
                     }
-                    Ok(out.len() < max)
+                    if r.values.len() == nfields {
+                        visit(id, r.version, r.values)?;
+                    } else {
+                        // Stored before an ADD COLUMN: the missing fields read as defaults.
+                        let full: Vec<Value> = (0..nfields as u32)
+                            .map(|f| e.stored_value(r.values, f))
+                            .collect();
+                        visit(id, r.version, &full)?;
+                    }
+                    n += 1;
+                    Ok(n < max)
                 })?;
         }
-        Ok(out)
+        Ok(n)
     }
 
     /// Rows with `lo <= row id <= hi`, in row id order (soft-deleted excluded).

@@ -59,8 +59,95 @@ pub struct TableImage {
     /// Equality indexes over the base rows, built on first use: key of the fields -> positions
     /// in `rows` (identity order).
     pub indexes: Mutex<HashMap<Vec<u32>, Arc<ImageIndex>>>,
+    /// Ordered indexes over the base rows, built on first use, by index id.
+    ordered: Mutex<HashMap<u32, Arc<OrderedIndex>>>,
+    /// Per index id without an ordered index yet: rows ordered reads took from the store.
+    ordered_reads: Mutex<HashMap<u32, u64>>,
     /// Versions committed after `built_at`, in commit order.
     overlay: Mutex<Vec<OverlayEntry>>,
+}
+
+/// An image's base rows in the order of one index: each live row's full index entry key (as
+/// `storage::keys::index_entry_key` encodes it, so the order and the range bounds are the
+/// store's) and the row's position in `TableImage::rows`. Rows without an entry (a partial
+/// index's predicate is false) are left out, as the store has no entry for them.
+#[derive(Default)]
+pub struct OrderedIndex {
+    /// The entry keys, concatenated in key order (one allocation for the whole index).
+    bytes: Vec<u8>,
+    /// Per entry: end offset of its key in `bytes` (the start is the previous end), and the
+    /// row's position in the base.
+    entries: Vec<(u32, u32)>,
+}
+
+impl OrderedIndex {
+    /// Builds the index from `(key, position)` pairs in any order.
+    fn from_pairs(mut pairs: Vec<(Vec<u8>, u32)>) -> Option<OrderedIndex> {
+        pairs.sort_unstable();
+        let total: usize = pairs.iter().map(|p| p.0.len()).sum();
+        // Offsets are u32: an image is far below 4 GiB, but do not wrap if one ever is not.
+        u32::try_from(total).ok()?;
+        let mut ix = OrderedIndex {
+            bytes: Vec::with_capacity(total),
+            entries: Vec::with_capacity(pairs.len()),
+        };
+        for (k, pos) in pairs {
+            ix.bytes.extend_from_slice(&k);
+            ix.entries.push((ix.bytes.len() as u32, pos));
+        }
+        Some(ix)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The key of entry `i`.
+    pub fn key(&self, i: usize) -> &[u8] {
+        let start = if i == 0 {
+            0
+        } else {
+            self.entries[i - 1].0 as usize
+        };
+        &self.bytes[start..self.entries[i].0 as usize]
+    }
+
+    /// The base position of entry `i`'s row.
+    pub fn pos(&self, i: usize) -> usize {
+        self.entries[i].1 as usize
+    }
+
+    /// The first entry whose key is `>= key`.
+    pub fn lower_bound(&self, key: &[u8]) -> usize {
+        let (mut lo, mut hi) = (0, self.entries.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if self.key(mid) < key {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+}
+
+/// Computes a row's index entry key from (row id, values); None: the row has no entry.
+pub type KeyOf<'a> = dyn FnMut(i64, &[Value]) -> crate::error::Result<Option<Vec<u8>>> + 'a;
+
+/// A view's live overlay versions in one index's order: (entry key, position in the overlay).
+pub type OverlayOrder = Vec<(Vec<u8>, usize)>;
+
+/// What an ordered read over a view sees: a base entry (position in the base rows) or an
+/// overlay version (position in the view's overlay).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImageEntry {
+    Base(usize),
+    Overlay(usize),
 }
 
 /// Positions of an image's base rows by the equality key of some fields (see
@@ -91,8 +178,34 @@ impl TableImage {
             bytes,
             last_used: AtomicU64::new(0),
             indexes: Mutex::new(HashMap::new()),
+            ordered: Mutex::new(HashMap::new()),
+            ordered_reads: Mutex::new(HashMap::new()),
             overlay: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The ordered index `index_id` over the base rows, built now if this is its first use;
+    /// `key_of(row id, values)` gives a row's entry key (None: the row has no entry).
+    fn ordered_index(
+        &self,
+        index_id: u32,
+        key_of: &mut KeyOf<'_>,
+    ) -> crate::error::Result<Option<Arc<OrderedIndex>>> {
+        if let Some(ix) = self.ordered.lock().get(&index_id) {
+            return Ok(Some(ix.clone()));
+        }
+        let mut pairs = Vec::with_capacity(self.rows.len());
+        for (pos, (id, _, vals)) in self.rows.iter().enumerate() {
+            if let Some(k) = key_of(*id, vals)? {
+                pairs.push((k, pos as u32));
+            }
+        }
+        let Some(ix) = OrderedIndex::from_pairs(pairs) else {
+            return Ok(None);
+        };
+        let ix = Arc::new(ix);
+        self.ordered.lock().insert(index_id, ix.clone());
+        Ok(Some(ix))
     }
 
     /// Position of the first base row with id `>= id`.
@@ -124,6 +237,16 @@ pub struct ImageView {
     overlay: Vec<(i64, Version)>,
     /// Overlay positions by equality key, per field list (built on first lookup).
     overlay_keys: Mutex<HashMap<Vec<u32>, Arc<OverlayIndex>>>,
+    /// The live overlay versions in the order of an index, per index id (built on first
+    /// ordered read): (entry key, position in `overlay`), sorted by key.
+    overlay_ordered: Mutex<HashMap<u32, Arc<OverlayOrder>>>,
+}
+
+/// One index's entries of a view, in key order: the base's ordered index (its entries for rows
+/// an overlay version replaces are skipped by the reader) and the overlay's live versions.
+pub struct OrderedEntries {
+    pub base: Arc<OrderedIndex>,
+    pub overlay: Arc<OverlayOrder>,
 }
 
 impl ImageView {
@@ -194,6 +317,76 @@ impl ImageView {
         let i = self.base.seek(id);
         let (rid, d, v) = self.base.rows.get(i)?;
         (*rid == id).then(|| (*d, v, self.base.versions.get(i).copied().unwrap_or(0)))
+    }
+
+    /// The entries of one index over this view (see [`OrderedEntries`]); `key_of(row id,
+    /// values)` computes a row's entry key. None when the index cannot be kept (too large).
+    pub fn ordered_entries(
+        &self,
+        index_id: u32,
+        key_of: &mut KeyOf<'_>,
+    ) -> crate::error::Result<Option<OrderedEntries>> {
+        let Some(base) = self.base.ordered_index(index_id, key_of)? else {
+            return Ok(None);
+        };
+        let cached = self.overlay_ordered.lock().get(&index_id).cloned();
+        let overlay = match cached {
+            Some(o) => o,
+            None => {
+                let mut v = Vec::new();
+                for (p, (id, row)) in self.overlay.iter().enumerate() {
+                    if let Some((_, vals, _)) = row {
+                        if let Some(k) = key_of(*id, vals)? {
+                            v.push((k, p));
+                        }
+                    }
+                }
+                v.sort_unstable();
+                let v = Arc::new(v);
+                self.overlay_ordered.lock().insert(index_id, v.clone());
+                v
+            }
+        };
+        Ok(Some(OrderedEntries { base, overlay }))
+    }
+
+    /// Whether ordered reads of `index_id` should use this view: its ordered index exists, or
+    /// store reads of that index since the base was built have visited as many rows as the
+    /// base holds (then the next read builds it).
+    pub fn ordered_ready(&self, index_id: u32) -> bool {
+        if self.base.ordered.lock().contains_key(&index_id) {
+            return true;
+        }
+        let reads = self.base.ordered_reads.lock().get(&index_id).copied();
+        reads.unwrap_or(0) >= (self.base.rows.len() as u64).max(64)
+    }
+
+    /// Counts rows an ordered read of `index_id` took from the store (see
+    /// [`Self::ordered_ready`]).
+    pub fn note_ordered_reads(&self, index_id: u32, rows: u64) {
+        if rows > 0 && !self.base.ordered.lock().contains_key(&index_id) {
+            *self.base.ordered_reads.lock().entry(index_id).or_insert(0) += rows;
+        }
+    }
+
+    /// Whether an overlay version replaces (or deletes) the base row with this id.
+    pub fn overrides(&self, id: i64) -> bool {
+        !self.overlay.is_empty() && self.overlay_pos(id).is_ok()
+    }
+
+    /// The row an ordered entry points at: (row id, soft-deleted, values, version token).
+    /// None for an overlay deletion (never listed by [`Self::ordered_entries`]).
+    pub fn entry_row(&self, e: ImageEntry) -> Option<(i64, bool, &Arc<Vec<Value>>, u64)> {
+        match e {
+            ImageEntry::Base(p) => {
+                let (id, d, v) = self.base.rows.get(p)?;
+                Some((*id, *d, v, self.base.versions.get(p).copied().unwrap_or(0)))
+            }
+            ImageEntry::Overlay(p) => {
+                let (id, row) = self.overlay.get(p)?;
+                row.as_ref().map(|(d, v, ver)| (*id, *d, v, *ver))
+            }
+        }
     }
 
     /// Whether the view is the base alone (no versions committed after it was built).
@@ -313,6 +506,8 @@ pub struct TableCache {
     /// Per table: rows read from the store (not from an image) since the last image build.
     served: Mutex<HashMap<u32, u64>>,
     pub hits: AtomicU64,
+    /// Ordered index range reads served from an image's ordered index.
+    pub ordered_reads: AtomicU64,
     pub builds: AtomicU64,
     pub invalidations: AtomicU64,
 }
@@ -325,6 +520,7 @@ impl Default for TableCache {
             clock: AtomicU64::new(0),
             served: Mutex::default(),
             hits: AtomicU64::new(0),
+            ordered_reads: AtomicU64::new(0),
             builds: AtomicU64::new(0),
             invalidations: AtomicU64::new(0),
         }
@@ -471,6 +667,7 @@ impl TableCache {
                     base: img,
                     overlay: Vec::new(),
                     overlay_keys: Mutex::new(HashMap::new()),
+                    overlay_ordered: Mutex::new(HashMap::new()),
                 });
             }
         }
@@ -488,6 +685,7 @@ impl TableCache {
             base: img,
             overlay: visible,
             overlay_keys: Mutex::new(HashMap::new()),
+            overlay_ordered: Mutex::new(HashMap::new()),
         })
     }
 
@@ -506,6 +704,7 @@ impl TableCache {
                 v
             },
             overlay_keys: Mutex::new(HashMap::new()),
+            overlay_ordered: Mutex::new(HashMap::new()),
         };
         let (rows, versions): (Vec<ImageRow>, Vec<u64>) = view
             .versioned_from(i64::MIN)

@@ -110,6 +110,11 @@ pub struct SelectPlan {
     pub collations: Vec<Option<super::compile::Collation>>,
     /// The only source's access path returns rows in the query's ORDER BY order.
     pub presorted: bool,
+    /// For a presorted read of one table through an index (see `order_by_index`): which of
+    /// its columns the query reads (WHERE, result columns, ORDER BY). The rows are then built
+    /// with only those values; the others stay NULL, as nothing evaluates them. None when a
+    /// subquery could read the row (it is then built whole).
+    pub read_cols: Option<Vec<bool>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1521,6 +1526,7 @@ fn compile_select_in_frame(
             windows: Vec::new(),
             collations: proj_colls,
             presorted: false,
+            read_cols: None,
         },
         columns,
         decls,
@@ -1793,7 +1799,39 @@ fn order_by_index(
         }
         other => other,
     };
+    if plan.presorted && src.on.is_none() && src.offset == 0 {
+        plan.read_cols = read_columns(plan);
+    }
     Ok(())
+}
+
+/// The columns of the only source a single-table SELECT reads (see `SelectPlan::read_cols`);
+/// None when any expression holds a subquery (a correlated one reads the row through its
+/// outer scope, which this walk does not follow).
+fn read_columns(plan: &SelectPlan) -> Option<Vec<bool>> {
+    let mut used = vec![false; plan.width];
+    let mut ok = true;
+    let exprs = plan
+        .projection
+        .iter()
+        .chain(plan.where_.iter())
+        .chain(plan.order_keys.iter())
+        .chain(plan.group_by.iter())
+        .chain(plan.having.iter());
+    for e in exprs {
+        super::compile::walk(e, &mut |x| match x {
+            SExpr::Col { up: 0, idx } => match used.get_mut(*idx) {
+                Some(u) => *u = true,
+                None => ok = false,
+            },
+            SExpr::InQuery { .. }
+            | SExpr::InQueryRow { .. }
+            | SExpr::Exists { .. }
+            | SExpr::Scalar(_) => ok = false,
+            _ => {}
+        });
+    }
+    (ok && plan.aggs.is_empty() && plan.windows.is_empty()).then_some(used)
 }
 
 pub fn choose_access(e: &crate::catalog::EntityDef, offset: usize, preds: &[SExpr]) -> Access {
@@ -2104,7 +2142,10 @@ fn run_presorted(
     let rows = loop {
         ctx.scan_budget = batch.map(|b| (budget_key, b));
         ctx.scan_truncated = false;
-        let keyed = run_select(s, ctx, outer, false);
+        let keyed = match &s.read_cols {
+            Some(cols) => run_single_indexed(s, cols, ctx, outer),
+            None => run_select(s, ctx, outer, false),
+        };
         ctx.scan_budget = None;
         let keyed = keyed?;
         match (need, batch) {
@@ -2120,6 +2161,50 @@ fn run_presorted(
         Some(_) => rows.take(limit as usize).collect(),
     };
     Ok(QueryRows { rows })
+}
+
+/// [`run_select`] for a presorted single-table read through an index (`SelectPlan::read_cols`
+/// is set): the index rows are built with only the columns the query reads and are filtered
+/// and projected in place, without the join loop's copies of each row.
+fn run_single_indexed(
+    s: &SelectPlan,
+    cols: &[bool],
+    ctx: &mut Ctx,
+    outer: Option<&Env>,
+) -> Result<Keyed> {
+    let [src] = s.sources.as_slice() else {
+        return run_select(s, ctx, outer, false);
+    };
+    let blank = vec![Value::Null; s.width];
+    let env = Env {
+        row: &blank,
+        parent: outer,
+    };
+    let rows = match (&src.kind, &src.access) {
+        (SourceKind::Table { name }, access @ Access::IndexRange { .. }) => {
+            index_range_rows(src, name, access, ctx, &env, Some(cols))?
+        }
+        _ => return run_select(s, ctx, outer, false),
+    };
+    let mut out = Vec::with_capacity(rows.len());
+    for mut row in rows {
+        row.resize(s.width, Value::Null);
+        let env = Env {
+            row: &row,
+            parent: outer,
+        };
+        if let Some(w) = &s.where_ {
+            if !is_true(&eval(w, ctx, &env)?) {
+                continue;
+            }
+        }
+        let mut vals = Vec::with_capacity(s.projection.len());
+        for p in &s.projection {
+            vals.push(eval(p, ctx, &env)?);
+        }
+        out.push((vals, Vec::new()));
+    }
+    Ok(out)
 }
 
 fn limit_value(v: Value, what: &str) -> Result<i64> {
@@ -2348,60 +2433,9 @@ fn source_rows(src: &Source, ctx: &mut Ctx, env: &Env) -> Result<Rc<Vec<Vec<Valu
                 }
                 Ok(Rc::new(out))
             }
-            Access::IndexRange {
-                name: ix,
-                eq,
-                lo,
-                hi,
-                order,
-            } => {
-                let mut eq_vals = Vec::with_capacity(eq.len());
-                for k in eq {
-                    match eval(k, ctx, env)? {
-                        Value::Null => return Ok(Rc::new(Vec::new())),
-                        v => eq_vals.push(v),
-                    }
-                }
-                // A NULL bound matches nothing (`x > NULL` is never true).
-                let mut bound =
-                    |b: &Option<(SExpr, bool)>| -> Result<Option<Option<(Value, bool)>>> {
-                        Ok(match b {
-                            None => Some(None),
-                            Some((x, incl)) => match eval(x, ctx, env)? {
-                                Value::Null => None,
-                                v => Some(Some((v, *incl))),
-                            },
-                        })
-                    };
-                let (Some(lo), Some(hi)) = (bound(lo)?, bound(hi)?) else {
-                    return Ok(Rc::new(Vec::new()));
-                };
-                // An ordered read stops at the budget its query set for this source.
-                let max = match ctx.scan_budget {
-                    Some((key, n)) if key == &src.access as *const Access as usize => n,
-                    _ => usize::MAX,
-                };
-                let found = ctx.tx.find_by_index_range_ordered(
-                    name,
-                    ix,
-                    &eq_vals,
-                    lo.as_ref().map(|(v, i)| (v, *i)),
-                    hi.as_ref().map(|(v, i)| (v, *i)),
-                    order.unwrap_or(false),
-                    max,
-                )?;
-                if found.len() == max {
-                    ctx.scan_truncated = true;
-                }
-                let mut out = Vec::with_capacity(found.len());
-                for r in found {
-                    ctx.rows_read += 1;
-                    let mut v = r.values;
-                    v.push(Value::Integer(r.row_id));
-                    out.push(v);
-                }
-                Ok(Rc::new(out))
-            }
+            access @ Access::IndexRange { .. } => Ok(Rc::new(index_range_rows(
+                src, name, access, ctx, env, None,
+            )?)),
             Access::Index { name: ix, keys } => {
                 let mut tuples = Vec::with_capacity(keys.len());
                 for tuple in keys {
@@ -2453,6 +2487,88 @@ fn source_rows(src: &Source, ctx: &mut Ctx, env: &Env) -> Result<Rc<Vec<Vec<Valu
             Ok(rows)
         }
     }
+}
+
+/// The rows of an index range access (`Access::IndexRange`), row id appended, stopping at the
+/// budget its query set for this source (`Ctx::scan_budget`). With `cols`, only the values
+/// of the columns marked there are copied (the others are NULL).
+fn index_range_rows(
+    src: &Source,
+    name: &str,
+    access: &Access,
+    ctx: &mut Ctx,
+    env: &Env,
+    cols: Option<&[bool]>,
+) -> Result<Vec<Vec<Value>>> {
+    let Access::IndexRange {
+        name: ix,
+        eq,
+        lo,
+        hi,
+        order,
+    } = access
+    else {
+        return Err(Error::internal(
+            "index range read without an index range access",
+        ));
+    };
+    let mut eq_vals = Vec::with_capacity(eq.len());
+    for k in eq {
+        match eval(k, ctx, env)? {
+            Value::Null => return Ok(Vec::new()),
+            v => eq_vals.push(v),
+        }
+    }
+    // A NULL bound matches nothing (`x > NULL` is never true).
+    let mut bound = |b: &Option<(SExpr, bool)>| -> Result<Option<Option<(Value, bool)>>> {
+        Ok(match b {
+            None => Some(None),
+            Some((x, incl)) => match eval(x, ctx, env)? {
+                Value::Null => None,
+                v => Some(Some((v, *incl))),
+            },
+        })
+    };
+    let (Some(lo), Some(hi)) = (bound(lo)?, bound(hi)?) else {
+        return Ok(Vec::new());
+    };
+    // An ordered read stops at the budget its query set for this source.
+    let max = match ctx.scan_budget {
+        Some((key, n)) if key == &src.access as *const Access as usize => n,
+        _ => usize::MAX,
+    };
+    let mut out: Vec<Vec<Value>> = Vec::new();
+    let width = src.width;
+    let n = ctx.tx.visit_index_range(
+        name,
+        ix,
+        &eq_vals,
+        lo.as_ref().map(|(v, i)| (v, *i)),
+        hi.as_ref().map(|(v, i)| (v, *i)),
+        order.unwrap_or(false),
+        max,
+        |id, _, vals| {
+            let mut v = Vec::with_capacity(width.max(vals.len() + 1));
+            match cols {
+                None => v.extend_from_slice(vals),
+                Some(cols) => v.extend(vals.iter().enumerate().map(|(i, x)| {
+                    if cols.get(i).copied().unwrap_or(true) {
+                        x.clone()
+                    } else {
+                        Value::Null
+                    }
+                })),
+            }
+            v.push(Value::Integer(id));
+            out.push(v);
+            Ok(())
+        },
+    )?;
+    if n == max {
+        ctx.scan_truncated = true;
+    }
+    ctx.rows_read += n as u64;
+    Ok(out)
 }
 
 /// All joined rows that pass WHERE.

@@ -106,6 +106,45 @@ pub struct Txn {
     views: HashMap<u32, Option<Arc<ImageView>>>,
 }
 
+/// A live row version borrowed from where a read found it (a decoded image, the transaction's
+/// own writes, a store read), for readers that use only some of its values.
+#[derive(Debug, Clone, Copy)]
+pub struct RowRef<'a> {
+    pub soft_deleted: bool,
+    pub version: u64,
+    /// The entity's fields, possibly fewer for rows stored before an ADD COLUMN (see
+    /// `EntityDef::stored_value`).
+    pub values: &'a [Value],
+}
+
+impl<'a> RowRef<'a> {
+    pub fn of(row: &'a StoredRow) -> RowRef<'a> {
+        RowRef {
+            soft_deleted: row.is_soft_deleted(),
+            version: row.version,
+            values: &row.values,
+        }
+    }
+
+    pub fn to_stored(self) -> StoredRow {
+        StoredRow {
+            flags: if self.soft_deleted {
+                FLAG_SOFT_DELETED
+            } else {
+                0
+            },
+            version: self.version,
+            values: self.values.to_vec(),
+        }
+    }
+}
+
+/// The row id of a base row of a view.
+fn view_id(view: &ImageView, pos: usize) -> i64 {
+    view.entry_row(table_cache::ImageEntry::Base(pos))
+        .map_or(i64::MIN, |r| r.0)
+}
+
 /// Whether a stored version is a live row (not a tombstone).
 pub fn is_live(row: &StoredRow) -> bool {
     !row.is_tombstone()
@@ -564,12 +603,251 @@ impl Txn {
         self.index_range_dir(entity, index, start, end, false, 64, visit)
     }
 
-    /// [`Self::index_range`] in ascending or (`desc`) descending index order. Entries are taken
-    /// in chunks (the first of `first_chunk`, then doubling up to 1024) whose rows are read in
-    /// one batch (`read_rows_batch`: a range scan per run of nearby row ids) rather than a seek
-    /// each; a caller that stops early (an ORDER BY ... LIMIT) passes about the rows it needs.
+    /// [`Self::index_range`] in ascending or (`desc`) descending index order. When the table has
+    /// a decoded image at this snapshot, the entries come from the image (see
+    /// [`Self::index_range_ref`]); otherwise from the store, in chunks (the first of
+    /// `first_chunk`, then doubling up to 1024) whose rows are read in one batch
+    /// (`read_rows_batch`: a range scan per run of nearby row ids) rather than a seek each; a
+    /// caller that stops early (an ORDER BY ... LIMIT) passes about the rows it needs.
     #[allow(clippy::too_many_arguments)]
     pub fn index_range_dir(
+        &mut self,
+        entity: &EntityDef,
+        index: &IndexDef,
+        start: &[u8],
+        end: &[u8],
+        desc: bool,
+        first_chunk: usize,
+        mut visit: impl FnMut(i64, StoredRow) -> Result<bool>,
+    ) -> Result<()> {
+        if let Some((view, entries)) = self.ordered_image(entity, index)? {
+            return self.index_range_image(
+                entity,
+                index,
+                &view,
+                &entries,
+                start,
+                end,
+                desc,
+                |id, r| visit(id, r.to_stored()),
+            );
+        }
+        let mut n = 0u64;
+        let r = self.index_range_store(entity, index, start, end, desc, first_chunk, |id, r| {
+            n += 1;
+            visit(id, r)
+        });
+        self.note_ordered_store_reads(entity.id, index, n);
+        r
+    }
+
+    /// [`Self::index_range_dir`] handing out borrowed rows: from a decoded image, a reader
+    /// that needs a few of a row's columns does not copy the others.
+    #[allow(clippy::too_many_arguments)]
+    pub fn index_range_ref(
+        &mut self,
+        entity: &EntityDef,
+        index: &IndexDef,
+        start: &[u8],
+        end: &[u8],
+        desc: bool,
+        first_chunk: usize,
+        mut visit: impl FnMut(i64, RowRef<'_>) -> Result<bool>,
+    ) -> Result<()> {
+        if let Some((view, entries)) = self.ordered_image(entity, index)? {
+            return self.index_range_image(entity, index, &view, &entries, start, end, desc, visit);
+        }
+        let mut n = 0u64;
+        let r = self.index_range_store(entity, index, start, end, desc, first_chunk, |id, r| {
+            n += 1;
+            visit(id, RowRef::of(&r))
+        });
+        self.note_ordered_store_reads(entity.id, index, n);
+        r
+    }
+
+    /// Counts rows an ordered read of `index` took from the store while the table had an image
+    /// whose ordered index for it was not built yet (see `ordered_image`).
+    fn note_ordered_store_reads(&mut self, table_id: u32, index: &IndexDef, n: u64) {
+        if let Some(Some(view)) = self.views.get(&table_id) {
+            view.note_ordered_reads(index.id, n);
+        }
+    }
+
+    /// The image of `entity` this transaction may read `index`'s entries from, with those
+    /// entries (built on first use). None: no image at this snapshot, or an index the image
+    /// cannot order (keyed indexes compute their keys from expressions; they are read from
+    /// the store like before).
+    fn ordered_image(
+        &mut self,
+        entity: &EntityDef,
+        index: &IndexDef,
+    ) -> Result<Option<(Arc<ImageView>, table_cache::OrderedEntries)>> {
+        if index.fields.is_empty() {
+            return Ok(None);
+        }
+        let Some(view) = self.image_view(entity.id) else {
+            return Ok(None);
+        };
+        // Ski-rental, as for the image itself: the ordered index (a sort of the table's keys)
+        // is built once ordered reads from the store have visited as many rows as the table
+        // holds, so a table whose base is folded often (each fold drops it) never pays for
+        // more builds than the store reads it saves.
+        if !view.ordered_ready(index.id) {
+            return Ok(None);
+        }
+        let mut key_of = |id: i64, vals: &[Value]| -> Result<Option<Vec<u8>>> {
+            Ok(index
+                .entry_values(entity, vals)?
+                .map(|v| keys::index_entry_key(index.id, &v, id)))
+        };
+        Ok(view
+            .ordered_entries(index.id, &mut key_of)?
+            .map(|entries| (view, entries)))
+    }
+
+    /// The rows whose index entry lies in `[start, end)`, in index order, from a decoded image:
+    /// the image's entries are exact for the committed rows at this snapshot (the base's
+    /// ordered index, minus rows an overlay version replaces, merged with the overlay's
+    /// versions), and this transaction's own index hints in the range are merged in. As on
+    /// the store path every entry is checked against the row this transaction sees (its own
+    /// buffered version first), and the read set gets the index range and each row visited.
+    #[allow(clippy::too_many_arguments)]
+    fn index_range_image(
+        &mut self,
+        entity: &EntityDef,
+        index: &IndexDef,
+        view: &ImageView,
+        entries: &table_cache::OrderedEntries,
+        start: &[u8],
+        end: &[u8],
+        desc: bool,
+        mut visit: impl FnMut(i64, RowRef<'_>) -> Result<bool>,
+    ) -> Result<()> {
+        use table_cache::ImageEntry;
+        if self.track_reads {
+            self.read_set.add_range(start.to_vec(), end.to_vec());
+        }
+        self.core
+            .query
+            .tables
+            .ordered_reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if start >= end {
+            return Ok(());
+        }
+        let base = &entries.base;
+        let (b_lo, b_hi) = (base.lower_bound(start), base.lower_bound(end));
+        let over = entries.overlay.as_slice();
+        let o_lo = over.partition_point(|e| e.0.as_slice() < start);
+        let o_hi = over.partition_point(|e| e.0.as_slice() < end);
+        let mut hints: Vec<Vec<u8>> = self
+            .hints
+            .range(start.to_vec()..end.to_vec())
+            .cloned()
+            .collect();
+        if desc {
+            hints.reverse();
+        }
+        let (nb, no, nh) = (b_hi - b_lo, o_hi - o_lo, hints.len());
+        let b_at = |i: usize| if desc { b_hi - 1 - i } else { b_lo + i };
+        let o_at = |i: usize| if desc { o_hi - 1 - i } else { o_lo + i };
+        // `a` comes strictly before `b` in the read's direction.
+        let before = |a: &[u8], b: &[u8]| if desc { a > b } else { a < b };
+        let has_pending = self.has_pending_in(entity.id);
+        let has_overlay = !view.has_no_overlay();
+        let (mut ib, mut io, mut ih) = (0, 0, 0);
+        let mut visited = 0u64;
+        let result = loop {
+            // Base entries of rows an overlay version replaces are stale at this snapshot.
+            while has_overlay && ib < nb && view.overrides(view_id(view, base.pos(b_at(ib)))) {
+                ib += 1;
+            }
+            let kb = (ib < nb).then(|| base.key(b_at(ib)));
+            let ko = (io < no).then(|| over[o_at(io)].0.as_slice());
+            let kh = (ih < nh).then(|| hints[ih].as_slice());
+            // The next key in the read's direction, and which streams hold it.
+            let mut key: Option<&[u8]> = None;
+            for k in [kb, ko, kh].into_iter().flatten() {
+                if key.is_none_or(|cur| before(k, cur)) {
+                    key = Some(k);
+                }
+            }
+            let Some(key) = key else {
+                break Ok(());
+            };
+            let mut entry = None;
+            if kb == Some(key) {
+                entry = Some(ImageEntry::Base(base.pos(b_at(ib))));
+                ib += 1;
+            }
+            if ko == Some(key) {
+                entry = Some(ImageEntry::Overlay(over[o_at(io)].1));
+                io += 1;
+            }
+            let key = key.to_vec();
+            if ih < nh && hints[ih] == key {
+                ih += 1;
+            }
+            let Some(id) = keys::index_entry_row_id(&key) else {
+                continue;
+            };
+            if self.track_reads {
+                self.read_set.add_point(keys::row_key(entity.id, id));
+            }
+            let own = if has_pending {
+                self.pending.get(&(entity.id, id))
+            } else {
+                None
+            };
+            let go_on = match own {
+                Some(p) => {
+                    // A buffered version decides, whichever stream named the row: the entry is
+                    // its entry only if its current values give this key.
+                    if !is_live(&p.cur) {
+                        continue;
+                    }
+                    let current = index.entry_values(entity, &p.cur.values)?;
+                    if current.is_none_or(|v| keys::index_entry_key(index.id, &v, id) != key) {
+                        continue;
+                    }
+                    visited += 1;
+                    visit(id, RowRef::of(&p.cur))
+                }
+                None => {
+                    // A hint alone names no committed row at this key (the image lists every
+                    // committed entry), and a rolled-back write left no buffered version.
+                    let Some((_, deleted, vals, version)) = entry.and_then(|e| view.entry_row(e))
+                    else {
+                        continue;
+                    };
+                    visited += 1;
+                    visit(
+                        id,
+                        RowRef {
+                            soft_deleted: deleted,
+                            version,
+                            values: vals,
+                        },
+                    )
+                }
+            };
+            match go_on {
+                Ok(true) => {}
+                Ok(false) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        self.core
+            .metrics
+            .rows_read
+            .fetch_add(visited, std::sync::atomic::Ordering::Relaxed);
+        result
+    }
+
+    /// The store path of [`Self::index_range_dir`].
+    #[allow(clippy::too_many_arguments)]
+    fn index_range_store(
         &mut self,
         entity: &EntityDef,
         index: &IndexDef,
