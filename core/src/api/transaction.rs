@@ -1,7 +1,9 @@
 use std::sync::Arc;
 
 use super::database::Database;
-use crate::catalog::{EntityDef, EntitySpec, FieldDef, ForeignKeySpec, IndexSpec, Schema, ViewDef};
+use crate::catalog::{
+    EntityDef, EntitySpec, FieldDef, ForeignKeySpec, IndexDef, IndexSpec, Schema, ViewDef,
+};
 use crate::changes::ChangeToken;
 use crate::error::{Error, Result};
 use crate::exec::ddl;
@@ -218,6 +220,27 @@ impl Transaction {
             .collect();
         prefixes.sort();
         prefixes.dedup();
+        let (matches, mut rows) = self.rows_by_prefixes(e, &ix, &prefixes)?;
+        let mut out = Vec::new();
+        for id in matches.into_iter().flatten() {
+            if let Some(r) = rows.remove(&id) {
+                out.push(Row::from_stored(e, id, r));
+            }
+        }
+        Ok(out)
+    }
+
+    /// For each distinct, sorted `(encoded key prefix, key length)` of `ix`: the ids of the
+    /// live rows whose current values give that prefix, in row id order, and those rows. The
+    /// prefixes' index entries are read in one pass (`index_candidates_grouped`: a range scan
+    /// per run of nearby integer keys) and the rows in one batch.
+    fn rows_by_prefixes(
+        &mut self,
+        e: &EntityDef,
+        ix: &IndexDef,
+        prefixes: &[(Vec<u8>, usize)],
+    ) -> Result<PrefixMatches> {
+        use crate::storage::keys::index_values_prefix;
         let encoded: Vec<Vec<u8>> = prefixes.iter().map(|(p, _)| p.clone()).collect();
         let cands = self.txn.index_candidates_grouped(&encoded)?;
         let mut ids: Vec<i64> = cands.iter().flatten().copied().collect();
@@ -226,33 +249,30 @@ impl Transaction {
         let mut rows: std::collections::HashMap<i64, StoredRow> =
             std::collections::HashMap::with_capacity(ids.len());
         self.txn.read_rows_batch(e.id, &ids, |id, r| {
-            rows.insert(id, r);
+            if !r.is_soft_deleted() {
+                rows.insert(id, r);
+            }
             Ok(())
         })?;
-        let mut out = Vec::new();
-        let mut seen = std::collections::HashSet::new();
+        let mut matches = Vec::with_capacity(prefixes.len());
         for ((prefix, n), cand) in prefixes.iter().zip(cands) {
+            let mut found = Vec::new();
             for id in cand {
                 let Some(r) = rows.get(&id) else {
                     continue;
                 };
-                if r.is_soft_deleted() || seen.contains(&id) {
-                    continue;
-                }
                 // Entries are hints: the row's current values decide.
                 let Some(mut vals) = ix.entry_values(e, &r.values)? else {
                     continue;
                 };
                 vals.truncate(*n);
                 if index_values_prefix(ix.id, &vals) == *prefix {
-                    seen.insert(id);
-                    if let Some(r) = rows.remove(&id) {
-                        out.push(Row::from_stored(e, id, r));
-                    }
+                    found.push(id);
                 }
             }
+            matches.push(found);
         }
-        Ok(out)
+        Ok((matches, rows))
     }
 
     /// The rows with the given row ids (sorted, distinct), as [`Self::get`] returns them one
@@ -301,46 +321,23 @@ impl Transaction {
             .collect();
         order.sort();
         // Distinct prefixes with their tuple length, and which of them each key is.
-        let mut encoded: Vec<Vec<u8>> = Vec::with_capacity(order.len());
-        let mut lens: Vec<usize> = Vec::with_capacity(order.len());
+        let mut prefixes: Vec<(Vec<u8>, usize)> = Vec::with_capacity(order.len());
         let mut group = vec![0usize; keys.len()];
-        for (p, k) in &order {
-            if encoded.last() != Some(p) {
-                encoded.push(p.clone());
-                lens.push(keys[*k].len());
+        for (p, k) in order {
+            if prefixes.last().map(|(q, _)| q) != Some(&p) {
+                prefixes.push((p, keys[k].len()));
             }
-            group[*k] = encoded.len() - 1;
+            group[k] = prefixes.len() - 1;
         }
-        let cands = self.txn.index_candidates_grouped(&encoded)?;
-        let mut ids: Vec<i64> = cands.iter().flatten().copied().collect();
-        ids.sort_unstable();
-        ids.dedup();
-        let mut rows: std::collections::HashMap<i64, StoredRow> =
-            std::collections::HashMap::with_capacity(ids.len());
-        self.txn.read_rows_batch(e.id, &ids, |id, r| {
-            if !r.is_soft_deleted() {
-                rows.insert(id, r);
-            }
-            Ok(())
-        })?;
-        let mut per_prefix: Vec<Vec<Row>> = Vec::with_capacity(encoded.len());
-        for ((prefix, n), cand) in encoded.iter().zip(&lens).zip(cands) {
-            let mut found = Vec::new();
-            for id in cand {
-                let Some(r) = rows.get(&id) else {
-                    continue;
-                };
-                // Entries are hints: the row's current values decide.
-                let Some(mut vals) = ix.entry_values(e, &r.values)? else {
-                    continue;
-                };
-                vals.truncate(*n);
-                if index_values_prefix(ix.id, &vals) == *prefix {
-                    found.push(Row::from_stored(e, id, r.clone()));
-                }
-            }
-            per_prefix.push(found);
-        }
+        let (matches, rows) = self.rows_by_prefixes(e, &ix, &prefixes)?;
+        let per_prefix: Vec<Vec<Row>> = matches
+            .into_iter()
+            .map(|ids| {
+                ids.into_iter()
+                    .filter_map(|id| rows.get(&id).map(|r| Row::from_stored(e, id, r.clone())))
+                    .collect()
+            })
+            .collect();
         Ok(group.iter().map(|&g| per_prefix[g].clone()).collect())
     }
 
@@ -749,6 +746,9 @@ impl Transaction {
 }
 
 /// The index named `index` on `e` (42P01 when there is none).
+/// Per key prefix, the ids of the rows matching it; and those rows by id.
+type PrefixMatches = (Vec<Vec<i64>>, std::collections::HashMap<i64, StoredRow>);
+
 fn index_named(e: &crate::catalog::EntityDef, index: &str) -> Result<crate::catalog::IndexDef> {
     e.index_by_name(index).cloned().ok_or_else(|| {
         Error::new(
