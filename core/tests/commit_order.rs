@@ -218,9 +218,9 @@ fn crash_between_out_of_order_applies_recovers_whole_commits() {
         };
         {
             let log = CommitLog::create(&path.join("log"), last).unwrap();
-            let lsn = log.append(a, &commit(a)).unwrap();
+            let lsn = log.append(a, &commit(a)).unwrap().lsn;
             let lsn = if b_logged {
-                log.append(b, &commit(b)).unwrap()
+                log.append(b, &commit(b)).unwrap().lsn
             } else {
                 lsn
             };

@@ -15,6 +15,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex};
 
@@ -41,7 +43,34 @@ pub struct CommitLog {
     work: Condvar,
     /// How many appends handed their record to the syncer (the rest were written by their own
     /// committer); observable so tests can tell the lone-committer path from group commit.
-    hand_offs: std::sync::atomic::AtomicU64,
+    hand_offs: AtomicU64,
+    /// Rounds started by [`CommitLog::write_ahead`] (record on its way to the device while its
+    /// committer applies the batch); observable for tests.
+    write_aheads: AtomicU64,
+    /// Segment extensions done off the commit path by [`CommitLog::extend_ahead`].
+    extensions_ahead: AtomicU64,
+}
+
+/// What a leader round does with the buffered records.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Round {
+    /// Write them to the OS (durability `normal`).
+    Write,
+    /// Write them and start the device write without waiting for it: the committer's
+    /// fdatasync after its store apply then finds the data on its way or already there.
+    WriteAhead,
+    /// Write them and fdatasync.
+    Sync,
+}
+
+/// The result of [`CommitLog::append`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// The record's log sequence number, for [`CommitLog::persist`].
+    pub lsn: u64,
+    /// No round was running and nothing else was buffered: the syncer was not woken, the
+    /// committer writes (and syncs) the record itself.
+    pub lone: bool,
 }
 
 struct LogState {
@@ -53,9 +82,12 @@ struct LogState {
     written_ts: u64,
     synced_lsn: u64,
     synced_ts: u64,
-    /// A leader is writing or syncing; it has taken `file`.
+    /// A leader is writing or syncing.
     busy: bool,
-    file: Option<File>,
+    /// Zeros are being written past `alloc_end`, by a round or by [`CommitLog::extend_ahead`];
+    /// no record may be written past `alloc_end` until it ends.
+    extending: bool,
+    file: Option<Arc<File>>,
     /// Where the next record goes in the current segment.
     write_pos: u64,
     /// End of the zero-filled, synced region of the current segment.
@@ -65,6 +97,8 @@ struct LogState {
     failed: Option<String>,
     /// Set to end [`CommitLog::run_syncer`].
     stop_syncer: bool,
+    /// A syncer thread runs: rounds ask it to extend the segment ahead of need.
+    syncer_running: bool,
 }
 
 /// What replay found.
@@ -230,25 +264,29 @@ impl CommitLog {
                 synced_lsn: 0,
                 synced_ts: last_ts,
                 busy: false,
-                file: Some(file),
+                extending: false,
+                file: Some(Arc::new(file)),
                 write_pos: 0,
                 alloc_end: PREALLOC,
                 segment: next,
                 bytes_since_rotation: 0,
                 failed: None,
                 stop_syncer: false,
+                syncer_running: false,
             }),
             cond: Condvar::new(),
             rotating: Mutex::new(()),
             work: Condvar::new(),
-            hand_offs: std::sync::atomic::AtomicU64::new(0),
+            hand_offs: AtomicU64::new(0),
+            write_aheads: AtomicU64::new(0),
+            extensions_ahead: AtomicU64::new(0),
         })
     }
 
-    /// Appends a commit record to the in-memory buffer and returns its log sequence number.
-    /// Callers append in commit-timestamp order (under the commit lock), then call
-    /// [`CommitLog::persist`] for it.
-    pub fn append(&self, ts: u64, batch: &Batch) -> Result<u64> {
+    /// Appends a commit record to the in-memory buffer. Callers append in commit-timestamp
+    /// order (under the commit lock), then call [`CommitLog::persist`] for it (a lone Full
+    /// committer first calls [`CommitLog::write_ahead`]).
+    pub fn append(&self, ts: u64, batch: &Batch) -> Result<Appended> {
         let mut st = self.state.lock();
         if let Some(f) = &st.failed {
             return Err(Error::io("commit log", std::io::Error::other(f.clone())));
@@ -269,16 +307,45 @@ impl CommitLog {
         st.buf_max_ts = st.buf_max_ts.max(ts);
         drop(st);
         if hand_off {
-            self.hand_offs
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.hand_offs.fetch_add(1, Ordering::Relaxed);
             self.work.notify_one();
         }
-        Ok(lsn)
+        Ok(Appended {
+            lsn,
+            lone: !hand_off,
+        })
     }
 
     /// Appends so far whose record was left to the syncer thread (see [`CommitLog::append`]).
     pub fn hand_offs(&self) -> u64 {
-        self.hand_offs.load(std::sync::atomic::Ordering::Relaxed)
+        self.hand_offs.load(Ordering::Relaxed)
+    }
+
+    /// Rounds started by [`CommitLog::write_ahead`] so far.
+    pub fn write_aheads(&self) -> u64 {
+        self.write_aheads.load(Ordering::Relaxed)
+    }
+
+    /// Segment extensions done by [`CommitLog::extend_ahead`] so far.
+    pub fn extensions_ahead(&self) -> u64 {
+        self.extensions_ahead.load(Ordering::Relaxed)
+    }
+
+    /// For a lone Full committer, between its append and its store apply: writes the buffered
+    /// records (its own and any appended since) to the OS and starts their device write, so
+    /// the apply overlaps the device write (a 4 KiB write costs ~55 us on the benchmark VM, the
+    /// cache flush of the fdatasync ~35 us). Durability is unchanged: the committer is
+    /// acknowledged only after [`CommitLog::persist`] with `sync`, whose fdatasync covers every
+    /// record written before it started. Does nothing when the record is already written or a
+    /// round is running (that round or the next one takes it). Returns whether it wrote.
+    pub fn write_ahead(&self, lsn: u64) -> Result<bool> {
+        let mut st = self.state.lock();
+        if st.busy || st.written_lsn >= lsn || st.failed.is_some() {
+            return Ok(false);
+        }
+        self.lead(&mut st, Round::WriteAhead)?;
+        self.write_aheads.fetch_add(1, Ordering::Relaxed);
+        Ok(true)
     }
 
     /// Waits until record `lsn` is written to the OS (`sync == false`) or synced to disk
@@ -299,7 +366,7 @@ impl CommitLog {
                 self.cond.wait(&mut st);
                 continue;
             }
-            self.lead(&mut st, sync)?;
+            self.lead(&mut st, if sync { Round::Sync } else { Round::Write })?;
         }
     }
 
@@ -307,12 +374,23 @@ impl CommitLog {
     /// are waiting and no round is in progress, so the committers that appended them can apply
     /// their batches to the store meanwhile. It is woken only for records appended while a
     /// round runs or others wait (see [`CommitLog::append`]); committers still lead a round
-    /// themselves if they find none running.
+    /// themselves if they find none running. It also zero-fills the segment ahead of the write
+    /// position when a round finds it running short (see [`CommitLog::extend_ahead`]).
     pub fn run_syncer(&self) {
         let mut st = self.state.lock();
+        st.syncer_running = true;
         loop {
             if st.stop_syncer || st.failed.is_some() {
+                st.syncer_running = false;
                 return;
+            }
+            if needs_extension(&st) {
+                parking_lot::MutexGuard::unlocked(&mut st, || {
+                    if let Err(e) = self.extend_ahead() {
+                        tracing::warn!(error = %e, "zero-filling the commit log ahead failed");
+                    }
+                });
+                continue;
             }
             let pending = st.next_lsn - 1 > st.synced_lsn;
             if !pending {
@@ -326,7 +404,7 @@ impl CommitLog {
                     .wait_for(&mut st, std::time::Duration::from_millis(200));
                 continue;
             }
-            let _ = self.lead(&mut st, true);
+            let _ = self.lead(&mut st, Round::Sync);
         }
     }
 
@@ -342,20 +420,30 @@ impl CommitLog {
         self.persist(lsn, true)
     }
 
-    /// One leader round: write the buffer, optionally fdatasync, publish the new marks.
-    fn lead(&self, st: &mut parking_lot::MutexGuard<'_, LogState>, sync: bool) -> Result<()> {
+    /// One leader round: write the buffer, start its device write or fdatasync it as `round`
+    /// asks, publish the new marks.
+    fn lead(&self, st: &mut parking_lot::MutexGuard<'_, LogState>, round: Round) -> Result<()> {
         st.busy = true;
+        // An extension off the commit path is writing zeros past `alloc_end`: records must not
+        // go there until it ends (its zeros could land after them).
+        while st.extending && st.write_pos + st.buf.len() as u64 > st.alloc_end {
+            self.cond.wait(st);
+        }
         let buf = std::mem::take(&mut st.buf);
         let last = st.buf_last_lsn.max(st.written_lsn);
         let max_ts = st.buf_max_ts;
-        let file = st.file.take();
+        let file = st.file.clone();
         let (pos, alloc) = (st.write_pos, st.alloc_end);
+        let extend_inline = pos + buf.len() as u64 > alloc;
+        if extend_inline {
+            st.extending = true;
+        }
         let res = parking_lot::MutexGuard::unlocked(st, || -> std::io::Result<(u64, u64)> {
             let f = file
-                .as_ref()
+                .as_deref()
                 .ok_or_else(|| std::io::Error::other("commit log segment is not open"))?;
             let end = pos + buf.len() as u64;
-            let alloc = if end > alloc {
+            let alloc = if extend_inline {
                 extend_zeroed(f, alloc, end)?
             } else {
                 alloc
@@ -363,13 +451,17 @@ impl CommitLog {
             if !buf.is_empty() {
                 f.write_all_at(&buf, pos)?;
             }
-            if sync {
-                f.sync_data()?;
+            match round {
+                Round::Write => {}
+                Round::WriteAhead => start_writeback(f, pos, end),
+                Round::Sync => f.sync_data()?,
             }
             Ok((end, alloc))
         });
-        st.file = file;
         st.busy = false;
+        if extend_inline {
+            st.extending = false;
+        }
         if st.buf.is_empty() {
             let mut buf = buf;
             buf.clear();
@@ -381,11 +473,14 @@ impl CommitLog {
                 st.alloc_end = alloc;
                 st.written_lsn = last;
                 st.written_ts = max_ts;
-                if sync {
+                if round == Round::Sync {
                     st.synced_lsn = last;
                     st.synced_ts = max_ts;
                 }
                 self.cond.notify_all();
+                if st.syncer_running && needs_extension(st) {
+                    self.work.notify_one();
+                }
                 Ok(())
             }
             Err(e) => {
@@ -396,6 +491,41 @@ impl CommitLog {
                 self.cond.notify_all();
                 Err(Error::io("commit log", std::io::Error::other(msg)))
             }
+        }
+    }
+
+    /// Zero-fills (and syncs) the next [`PREALLOC`] bytes of the current segment when less
+    /// than half of that is left ahead of the write position, outside any round: a round that
+    /// runs past the filled region has to do it inline, which stalls its committers for
+    /// milliseconds (1 MiB written and fsync'd). Called by the syncer thread when a round
+    /// finds the segment running short, and by the background thread on its tick.
+    pub fn extend_ahead(&self) -> Result<()> {
+        let (file, from, segment) = {
+            let mut st = self.state.lock();
+            if !needs_extension(&st) || st.failed.is_some() {
+                return Ok(());
+            }
+            let Some(file) = st.file.clone() else {
+                return Ok(());
+            };
+            st.extending = true;
+            (file, st.alloc_end, st.segment)
+        };
+        let res = extend_zeroed(&file, from, from + 1);
+        let mut st = self.state.lock();
+        st.extending = false;
+        self.cond.notify_all();
+        match res {
+            Ok(end) => {
+                // A rotation waits for extensions to end, so the segment is still the same.
+                if st.segment == segment && end > st.alloc_end {
+                    st.alloc_end = end;
+                }
+                self.extensions_ahead.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            // Nothing of the log's records was touched: the next round extends inline again.
+            Err(e) => Err(Error::io("zero-filling the commit log ahead", e)),
         }
     }
 
@@ -415,11 +545,11 @@ impl CommitLog {
         while st.busy {
             self.cond.wait(&mut st);
         }
-        self.lead(&mut st, true)?;
-        while st.busy {
+        self.lead(&mut st, Round::Sync)?;
+        while st.busy || st.extending {
             self.cond.wait(&mut st);
         }
-        st.file = Some(file);
+        st.file = Some(Arc::new(file));
         st.write_pos = 0;
         st.alloc_end = PREALLOC;
         st.segment = next;
@@ -444,6 +574,38 @@ impl CommitLog {
         sync_dir(&self.dir)
     }
 }
+
+/// Less than half of [`PREALLOC`] is zero-filled ahead of the write position.
+fn needs_extension(st: &LogState) -> bool {
+    !st.extending
+        && st.file.is_some()
+        && st.alloc_end - st.write_pos.min(st.alloc_end) < PREALLOC / 2
+}
+
+/// Starts the device write of `[from, to)` without waiting for it. Only a head start for the
+/// fdatasync that follows: that fdatasync writes whatever is still dirty and reports any
+/// writeback error (a write-only `sync_file_range` does not consume the file's error state),
+/// so a failure here is ignored.
+#[cfg(target_os = "linux")]
+fn start_writeback(f: &File, from: u64, to: u64) {
+    use std::os::unix::io::AsRawFd;
+    if to <= from {
+        return;
+    }
+    // SAFETY: a plain syscall on a descriptor `f` keeps open for the duration of the call.
+    unsafe {
+        libc::sync_file_range(
+            f.as_raw_fd(),
+            from as libc::off64_t,
+            (to - from) as libc::off64_t,
+            libc::SYNC_FILE_RANGE_WRITE,
+        );
+    }
+}
+
+/// Elsewhere the fdatasync that follows does the whole write.
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_f: &File, _from: u64, _to: u64) {}
 
 /// Creates segment `n`, zero-filled up to [`PREALLOC`] and synced.
 fn new_segment(dir: &Path, n: u64) -> Result<File> {
@@ -486,7 +648,7 @@ mod tests {
             let mut b = Batch::default();
             b.put(vec![ts as u8], vec![1, 2, 3]);
             b.delete(vec![9]);
-            let lsn = log.append(ts, &b).unwrap();
+            let lsn = log.append(ts, &b).unwrap().lsn;
             assert_eq!(log.persist(lsn, true).unwrap(), ts);
         }
         drop(log);
@@ -521,7 +683,7 @@ mod tests {
         let l = log.clone();
         let syncer = std::thread::spawn(move || l.run_syncer());
         for ts in 1..=20u64 {
-            let lsn = log.append(ts, &one_op(ts)).unwrap();
+            let lsn = log.append(ts, &one_op(ts)).unwrap().lsn;
             assert_eq!(log.persist(lsn, true).unwrap(), ts);
         }
         // Each append found no round running and nothing buffered: no wake-up of the syncer.
@@ -541,9 +703,9 @@ mod tests {
     fn records_queued_behind_others_go_to_the_syncer() {
         let dir = tempfile::tempdir().unwrap();
         let log = CommitLog::create(dir.path(), 0).unwrap();
-        let a = log.append(1, &one_op(1)).unwrap();
+        let a = log.append(1, &one_op(1)).unwrap().lsn;
         assert_eq!(log.hand_offs(), 0);
-        let b = log.append(2, &one_op(2)).unwrap();
+        let b = log.append(2, &one_op(2)).unwrap().lsn;
         assert_eq!(
             log.hand_offs(),
             1,
@@ -570,7 +732,7 @@ mod tests {
                         let (ts, lsn) = {
                             let mut next = lock.lock();
                             *next += 1;
-                            (*next, log.append(*next, &one_op(*next)).unwrap())
+                            (*next, log.append(*next, &one_op(*next)).unwrap().lsn)
                         };
                         assert!(log.persist(lsn, true).unwrap() >= ts);
                     }
@@ -589,5 +751,222 @@ mod tests {
         })
         .unwrap();
         assert_eq!(seen, (1..=90).collect::<Vec<_>>());
+    }
+
+    fn replayed(dir: &Path) -> Vec<u64> {
+        let mut seen = Vec::new();
+        CommitLog::replay(dir, |ts, _| {
+            seen.push(ts);
+            Ok(())
+        })
+        .unwrap();
+        seen
+    }
+
+    /// A lone committer's record is written before its apply but acknowledged only after the
+    /// fdatasync that follows; what replays is exactly the records appended, in order.
+    #[test]
+    fn write_ahead_is_acknowledged_only_after_the_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = CommitLog::create(dir.path(), 0).unwrap();
+        for ts in 1..=30u64 {
+            let a = log.append(ts, &one_op(ts)).unwrap();
+            assert!(a.lone);
+            assert!(log.write_ahead(a.lsn).unwrap());
+            {
+                let st = log.state.lock();
+                assert_eq!(st.written_lsn, a.lsn);
+                assert!(st.synced_lsn < a.lsn, "written ahead, not yet synced");
+                assert!(!st.busy);
+            }
+            assert_eq!(log.persist(a.lsn, true).unwrap(), ts);
+            assert_eq!(log.state.lock().synced_lsn, a.lsn);
+        }
+        assert_eq!(log.write_aheads(), 30);
+        drop(log);
+        assert_eq!(replayed(dir.path()), (1..=30).collect::<Vec<_>>());
+    }
+
+    /// A record appended behind a lone one (handed off) is written by the lone committer's
+    /// write-ahead too, and a record already written is not written again.
+    #[test]
+    fn write_ahead_takes_records_queued_behind_and_skips_written_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = CommitLog::create(dir.path(), 0).unwrap();
+        let a = log.append(1, &one_op(1)).unwrap();
+        let b = log.append(2, &one_op(2)).unwrap();
+        assert!(a.lone && !b.lone);
+        assert!(log.write_ahead(a.lsn).unwrap());
+        assert_eq!(log.state.lock().written_lsn, b.lsn);
+        assert!(!log.write_ahead(b.lsn).unwrap(), "already written");
+        assert_eq!(log.persist(b.lsn, true).unwrap(), 2);
+        assert_eq!(log.persist(a.lsn, true).unwrap(), 2);
+        // Persisted without a write-ahead, then asked: nothing to do.
+        let c = log.append(3, &one_op(3)).unwrap();
+        assert_eq!(log.persist(c.lsn, true).unwrap(), 3);
+        assert!(!log.write_ahead(c.lsn).unwrap());
+        assert_eq!(log.write_aheads(), 1);
+        drop(log);
+        assert_eq!(replayed(dir.path()), vec![1, 2, 3]);
+    }
+
+    /// Many committers mixing write-aheads, their own syncs and the syncer thread: every
+    /// acknowledged record replays, in timestamp order, and nothing else does.
+    #[test]
+    fn write_ahead_with_concurrent_committers_and_the_syncer() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(CommitLog::create(dir.path(), 0).unwrap());
+        let l = log.clone();
+        let syncer = std::thread::spawn(move || l.run_syncer());
+        let commit_lock = Arc::new(Mutex::new(0u64));
+        let threads: Vec<_> = (0..5)
+            .map(|_| {
+                let (log, lock) = (log.clone(), commit_lock.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..20 {
+                        let (ts, a) = {
+                            let mut next = lock.lock();
+                            *next += 1;
+                            (*next, log.append(*next, &one_op(*next)).unwrap())
+                        };
+                        if a.lone {
+                            log.write_ahead(a.lsn).unwrap();
+                        }
+                        assert!(log.persist(a.lsn, true).unwrap() >= ts);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        log.stop_syncer();
+        syncer.join().unwrap();
+        drop(log);
+        assert_eq!(replayed(dir.path()), (1..=100).collect::<Vec<_>>());
+    }
+
+    fn big_op(ts: u64) -> Batch {
+        let mut b = Batch::default();
+        b.put(ts.to_be_bytes().to_vec(), vec![ts as u8 | 1; 30_000]);
+        b
+    }
+
+    /// Zero-filling ahead only happens when the region left is short, extends it by one step,
+    /// and records then cross the old end without an inline extension.
+    #[test]
+    fn extend_ahead_keeps_the_zero_filled_region_ahead() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = CommitLog::create(dir.path(), 0).unwrap();
+        log.extend_ahead().unwrap();
+        assert_eq!(
+            log.extensions_ahead(),
+            0,
+            "a fresh segment has a whole step ahead"
+        );
+        let mut ts = 0;
+        while log.state.lock().write_pos < PREALLOC - PREALLOC / 4 {
+            ts += 1;
+            let a = log.append(ts, &big_op(ts)).unwrap();
+            log.persist(a.lsn, true).unwrap();
+        }
+        log.extend_ahead().unwrap();
+        assert_eq!(log.extensions_ahead(), 1);
+        assert_eq!(log.state.lock().alloc_end, 2 * PREALLOC);
+        while log.state.lock().write_pos < PREALLOC + PREALLOC / 4 {
+            ts += 1;
+            let a = log.append(ts, &big_op(ts)).unwrap();
+            log.persist(a.lsn, true).unwrap();
+            assert_eq!(
+                log.state.lock().alloc_end,
+                2 * PREALLOC,
+                "no inline extension"
+            );
+        }
+        drop(log);
+        let mut n = 0;
+        CommitLog::replay(dir.path(), |t, b| {
+            n += 1;
+            assert_eq!(t, n);
+            assert_eq!(b.ops, big_op(t).ops);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(n, ts);
+    }
+
+    /// With a syncer thread, a lone committer's rounds get the segment extended off their path.
+    #[test]
+    fn the_syncer_extends_the_segment_ahead() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(CommitLog::create(dir.path(), 0).unwrap());
+        let l = log.clone();
+        let syncer = std::thread::spawn(move || l.run_syncer());
+        let mut ts = 0;
+        while log.state.lock().write_pos < PREALLOC * 3 {
+            ts += 1;
+            let a = log.append(ts, &big_op(ts)).unwrap();
+            if a.lone {
+                log.write_ahead(a.lsn).unwrap();
+            }
+            log.persist(a.lsn, true).unwrap();
+        }
+        log.stop_syncer();
+        syncer.join().unwrap();
+        assert!(log.extensions_ahead() >= 1);
+        drop(log);
+        assert_eq!(replayed(dir.path()), (1..=ts).collect::<Vec<_>>());
+    }
+
+    /// Extensions racing rounds (including rounds that must extend inline because the
+    /// extension has not caught up) never zero a written record.
+    #[test]
+    fn extensions_racing_rounds_never_overwrite_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(CommitLog::create(dir.path(), 0).unwrap());
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let extender = {
+            let (log, done) = (log.clone(), done.clone());
+            std::thread::spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    log.extend_ahead().unwrap();
+                    std::thread::yield_now();
+                }
+            })
+        };
+        let commit_lock = Arc::new(Mutex::new(0u64));
+        let threads: Vec<_> = (0..3)
+            .map(|_| {
+                let (log, lock) = (log.clone(), commit_lock.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..40 {
+                        let a = {
+                            let mut next = lock.lock();
+                            *next += 1;
+                            log.append(*next, &big_op(*next)).unwrap()
+                        };
+                        if a.lone {
+                            log.write_ahead(a.lsn).unwrap();
+                        }
+                        log.persist(a.lsn, true).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        done.store(true, Ordering::Relaxed);
+        extender.join().unwrap();
+        drop(log);
+        let mut n = 0;
+        CommitLog::replay(dir.path(), |t, b| {
+            n += 1;
+            assert_eq!(t, n);
+            assert_eq!(b.ops, big_op(t).ops);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(n, 120);
     }
 }

@@ -665,7 +665,7 @@ impl DbCore {
         let schema_bytes = req.new_schema.as_ref().map(|b| b.to_bytes()).transpose()?;
         let gc_candidates = req.gc_candidates;
 
-        let (ts, lsn, pending) = {
+        let (ts, appended, pending) = {
             let mut st = self.oracle.commit.lock();
             self.check_open()?;
             if st.catalog_ts > req.snapshot_ts {
@@ -730,12 +730,13 @@ impl DbCore {
                     return Err(e);
                 }
             }
-            // Log first, in timestamp order: under `full` the syncer thread writes and syncs
-            // the record while this thread applies it to the store. Checkpoints rotate the log
+            // Log first, in timestamp order: under `full` the record is written and its device
+            // write started (by this thread after the lock, or by the syncer thread when other
+            // records are queued) while this thread applies it to the store. Checkpoints rotate the log
             // under this lock and wait for the apply watermark to pass every record of the old
             // segments before syncing the store.
-            let lsn = match self.log.append(ts, &batch) {
-                Ok(l) => l,
+            let appended = match self.log.append(ts, &batch) {
+                Ok(a) => a,
                 Err(e) => {
                     self.poison(&e);
                     return Err(e);
@@ -779,8 +780,15 @@ impl DbCore {
             while st.recent.front().is_some_and(|c| c.ts <= oldest) {
                 st.recent.pop_front();
             }
-            (ts, lsn, pending)
+            (ts, appended, pending)
         };
+        let lsn = appended.lsn;
+        if appended.lone && self.durability == Durability::Full {
+            // Start the device write of the record now and sync it after the apply, so the
+            // apply overlaps the write instead of preceding it. Records handed to the syncer
+            // are already on their way.
+            self.log.write_ahead(lsn).inspect_err(|e| self.poison(e))?;
+        }
         if let Some(batch) = pending {
             // A panic inside the store would leave the watermark below this commit for good and
             // hang every later committer in `wait_applied`: poison first, then let it unwind.
