@@ -918,6 +918,46 @@ mod tests {
         assert_eq!(replayed(dir.path()), (1..=ts).collect::<Vec<_>>());
     }
 
+    /// While zeros are being written past the filled end, a round whose records would cross it
+    /// waits (the zeros could land after its records); one that fits below it goes ahead.
+    #[test]
+    fn a_round_waits_for_an_extension_past_the_filled_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(CommitLog::create(dir.path(), 0).unwrap());
+        let a = log.append(1, &one_op(1)).unwrap();
+        assert_eq!(log.persist(a.lsn, true).unwrap(), 1);
+        // An extension in flight (as `extend_ahead` marks it).
+        log.state.lock().extending = true;
+        let b = log.append(2, &one_op(2)).unwrap();
+        assert_eq!(log.persist(b.lsn, true).unwrap(), 2, "fits below the end");
+        let mut ts = 2;
+        let crossing = loop {
+            ts += 1;
+            let a = log.append(ts, &big_op(ts)).unwrap();
+            let st = log.state.lock();
+            if st.write_pos + st.buf.len() as u64 > st.alloc_end {
+                break a;
+            }
+            drop(st);
+            log.persist(a.lsn, true).unwrap();
+        };
+        let waiter = {
+            let log = log.clone();
+            std::thread::spawn(move || log.persist(crossing.lsn, true).unwrap())
+        };
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        assert!(!waiter.is_finished(), "the round must wait for the extension");
+        assert!(log.state.lock().synced_lsn < crossing.lsn);
+        {
+            let mut st = log.state.lock();
+            st.extending = false;
+            log.cond.notify_all();
+        }
+        assert_eq!(waiter.join().unwrap(), ts);
+        drop(log);
+        assert_eq!(replayed(dir.path()), (1..=ts).collect::<Vec<_>>());
+    }
+
     /// Extensions racing rounds (including rounds that must extend inline because the
     /// extension has not caught up) never zero a written record.
     #[test]
