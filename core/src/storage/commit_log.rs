@@ -946,7 +946,10 @@ mod tests {
             std::thread::spawn(move || log.persist(crossing.lsn, true).unwrap())
         };
         std::thread::sleep(std::time::Duration::from_millis(150));
-        assert!(!waiter.is_finished(), "the round must wait for the extension");
+        assert!(
+            !waiter.is_finished(),
+            "the round must wait for the extension"
+        );
         assert!(log.state.lock().synced_lsn < crossing.lsn);
         {
             let mut st = log.state.lock();
