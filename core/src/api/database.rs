@@ -456,11 +456,6 @@ fn spawn_background(
                         warn!(error = %e, "interval sync of the commit log failed");
                     }
                 }
-                // Keeps the zero-filled region of the log segment ahead of the writes, so no
-                // commit has to extend it inline (under `full` the syncer thread usually has).
-                if let Err(e) = core.log.extend_ahead() {
-                    warn!(error = %e, "zero-filling the commit log ahead failed");
-                }
                 let log_bytes = core.log.bytes_since_rotation();
                 if log_bytes >= opts.checkpoint_bytes
                     || (log_bytes > 0 && last_checkpoint.elapsed() >= opts.checkpoint_interval)

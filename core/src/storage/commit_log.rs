@@ -16,7 +16,6 @@ use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex};
 
@@ -47,8 +46,6 @@ pub struct CommitLog {
     /// Rounds started by [`CommitLog::write_ahead`] (record on its way to the device while its
     /// committer applies the batch); observable for tests.
     write_aheads: AtomicU64,
-    /// Segment extensions done off the commit path by [`CommitLog::extend_ahead`].
-    extensions_ahead: AtomicU64,
 }
 
 /// What a leader round does with the buffered records.
@@ -82,12 +79,9 @@ struct LogState {
     written_ts: u64,
     synced_lsn: u64,
     synced_ts: u64,
-    /// A leader is writing or syncing.
+    /// A leader is writing or syncing; it has taken `file`.
     busy: bool,
-    /// Zeros are being written past `alloc_end`, by a round or by [`CommitLog::extend_ahead`];
-    /// no record may be written past `alloc_end` until it ends.
-    extending: bool,
-    file: Option<Arc<File>>,
+    file: Option<File>,
     /// Where the next record goes in the current segment.
     write_pos: u64,
     /// End of the zero-filled, synced region of the current segment.
@@ -97,8 +91,6 @@ struct LogState {
     failed: Option<String>,
     /// Set to end [`CommitLog::run_syncer`].
     stop_syncer: bool,
-    /// A syncer thread runs: rounds ask it to extend the segment ahead of need.
-    syncer_running: bool,
 }
 
 /// What replay found.
@@ -264,22 +256,19 @@ impl CommitLog {
                 synced_lsn: 0,
                 synced_ts: last_ts,
                 busy: false,
-                extending: false,
-                file: Some(Arc::new(file)),
+                file: Some(file),
                 write_pos: 0,
                 alloc_end: PREALLOC,
                 segment: next,
                 bytes_since_rotation: 0,
                 failed: None,
                 stop_syncer: false,
-                syncer_running: false,
             }),
             cond: Condvar::new(),
             rotating: Mutex::new(()),
             work: Condvar::new(),
             hand_offs: AtomicU64::new(0),
             write_aheads: AtomicU64::new(0),
-            extensions_ahead: AtomicU64::new(0),
         })
     }
 
@@ -326,11 +315,6 @@ impl CommitLog {
         self.write_aheads.load(Ordering::Relaxed)
     }
 
-    /// Segment extensions done by [`CommitLog::extend_ahead`] so far.
-    pub fn extensions_ahead(&self) -> u64 {
-        self.extensions_ahead.load(Ordering::Relaxed)
-    }
-
     /// For a lone Full committer, between its append and its store apply: writes the buffered
     /// records (its own and any appended since) to the OS and starts their device write, so
     /// the apply overlaps the device write (a 4 KiB write costs ~55 us on the benchmark VM, the
@@ -374,23 +358,12 @@ impl CommitLog {
     /// are waiting and no round is in progress, so the committers that appended them can apply
     /// their batches to the store meanwhile. It is woken only for records appended while a
     /// round runs or others wait (see [`CommitLog::append`]); committers still lead a round
-    /// themselves if they find none running. It also zero-fills the segment ahead of the write
-    /// position when a round finds it running short (see [`CommitLog::extend_ahead`]).
+    /// themselves if they find none running.
     pub fn run_syncer(&self) {
         let mut st = self.state.lock();
-        st.syncer_running = true;
         loop {
             if st.stop_syncer || st.failed.is_some() {
-                st.syncer_running = false;
                 return;
-            }
-            if needs_extension(&st) {
-                parking_lot::MutexGuard::unlocked(&mut st, || {
-                    if let Err(e) = self.extend_ahead() {
-                        tracing::warn!(error = %e, "zero-filling the commit log ahead failed");
-                    }
-                });
-                continue;
             }
             let pending = st.next_lsn - 1 > st.synced_lsn;
             if !pending {
@@ -424,26 +397,17 @@ impl CommitLog {
     /// asks, publish the new marks.
     fn lead(&self, st: &mut parking_lot::MutexGuard<'_, LogState>, round: Round) -> Result<()> {
         st.busy = true;
-        // An extension off the commit path is writing zeros past `alloc_end`: records must not
-        // go there until it ends (its zeros could land after them).
-        while st.extending && st.write_pos + st.buf.len() as u64 > st.alloc_end {
-            self.cond.wait(st);
-        }
         let buf = std::mem::take(&mut st.buf);
         let last = st.buf_last_lsn.max(st.written_lsn);
         let max_ts = st.buf_max_ts;
-        let file = st.file.clone();
+        let file = st.file.take();
         let (pos, alloc) = (st.write_pos, st.alloc_end);
-        let extend_inline = pos + buf.len() as u64 > alloc;
-        if extend_inline {
-            st.extending = true;
-        }
         let res = parking_lot::MutexGuard::unlocked(st, || -> std::io::Result<(u64, u64)> {
             let f = file
-                .as_deref()
+                .as_ref()
                 .ok_or_else(|| std::io::Error::other("commit log segment is not open"))?;
             let end = pos + buf.len() as u64;
-            let alloc = if extend_inline {
+            let alloc = if end > alloc {
                 extend_zeroed(f, alloc, end)?
             } else {
                 alloc
@@ -458,10 +422,8 @@ impl CommitLog {
             }
             Ok((end, alloc))
         });
+        st.file = file;
         st.busy = false;
-        if extend_inline {
-            st.extending = false;
-        }
         if st.buf.is_empty() {
             let mut buf = buf;
             buf.clear();
@@ -478,9 +440,6 @@ impl CommitLog {
                     st.synced_ts = max_ts;
                 }
                 self.cond.notify_all();
-                if st.syncer_running && needs_extension(st) {
-                    self.work.notify_one();
-                }
                 Ok(())
             }
             Err(e) => {
@@ -491,41 +450,6 @@ impl CommitLog {
                 self.cond.notify_all();
                 Err(Error::io("commit log", std::io::Error::other(msg)))
             }
-        }
-    }
-
-    /// Zero-fills (and syncs) the next [`PREALLOC`] bytes of the current segment when less
-    /// than half of that is left ahead of the write position, outside any round: a round that
-    /// runs past the filled region has to do it inline, which stalls its committers for
-    /// milliseconds (1 MiB written and fsync'd). Called by the syncer thread when a round
-    /// finds the segment running short, and by the background thread on its tick.
-    pub fn extend_ahead(&self) -> Result<()> {
-        let (file, from, segment) = {
-            let mut st = self.state.lock();
-            if !needs_extension(&st) || st.failed.is_some() {
-                return Ok(());
-            }
-            let Some(file) = st.file.clone() else {
-                return Ok(());
-            };
-            st.extending = true;
-            (file, st.alloc_end, st.segment)
-        };
-        let res = extend_zeroed(&file, from, from + 1);
-        let mut st = self.state.lock();
-        st.extending = false;
-        self.cond.notify_all();
-        match res {
-            Ok(end) => {
-                // A rotation waits for extensions to end, so the segment is still the same.
-                if st.segment == segment && end > st.alloc_end {
-                    st.alloc_end = end;
-                }
-                self.extensions_ahead.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            }
-            // Nothing of the log's records was touched: the next round extends inline again.
-            Err(e) => Err(Error::io("zero-filling the commit log ahead", e)),
         }
     }
 
@@ -546,10 +470,10 @@ impl CommitLog {
             self.cond.wait(&mut st);
         }
         self.lead(&mut st, Round::Sync)?;
-        while st.busy || st.extending {
+        while st.busy {
             self.cond.wait(&mut st);
         }
-        st.file = Some(Arc::new(file));
+        st.file = Some(file);
         st.write_pos = 0;
         st.alloc_end = PREALLOC;
         st.segment = next;
@@ -573,13 +497,6 @@ impl CommitLog {
         }
         sync_dir(&self.dir)
     }
-}
-
-/// Less than half of [`PREALLOC`] is zero-filled ahead of the write position.
-fn needs_extension(st: &LogState) -> bool {
-    !st.extending
-        && st.file.is_some()
-        && st.alloc_end - st.write_pos.min(st.alloc_end) < PREALLOC / 2
 }
 
 /// Starts the device write of `[from, to)` without waiting for it. Only a head start for the
@@ -815,10 +732,10 @@ mod tests {
     #[test]
     fn write_ahead_with_concurrent_committers_and_the_syncer() {
         let dir = tempfile::tempdir().unwrap();
-        let log = Arc::new(CommitLog::create(dir.path(), 0).unwrap());
+        let log = std::sync::Arc::new(CommitLog::create(dir.path(), 0).unwrap());
         let l = log.clone();
         let syncer = std::thread::spawn(move || l.run_syncer());
-        let commit_lock = Arc::new(Mutex::new(0u64));
+        let commit_lock = std::sync::Arc::new(Mutex::new(0u64));
         let threads: Vec<_> = (0..5)
             .map(|_| {
                 let (log, lock) = (log.clone(), commit_lock.clone());
@@ -844,172 +761,5 @@ mod tests {
         syncer.join().unwrap();
         drop(log);
         assert_eq!(replayed(dir.path()), (1..=100).collect::<Vec<_>>());
-    }
-
-    fn big_op(ts: u64) -> Batch {
-        let mut b = Batch::default();
-        b.put(ts.to_be_bytes().to_vec(), vec![ts as u8 | 1; 30_000]);
-        b
-    }
-
-    /// Zero-filling ahead only happens when the region left is short, extends it by one step,
-    /// and records then cross the old end without an inline extension.
-    #[test]
-    fn extend_ahead_keeps_the_zero_filled_region_ahead() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = CommitLog::create(dir.path(), 0).unwrap();
-        log.extend_ahead().unwrap();
-        assert_eq!(
-            log.extensions_ahead(),
-            0,
-            "a fresh segment has a whole step ahead"
-        );
-        let mut ts = 0;
-        while log.state.lock().write_pos < PREALLOC - PREALLOC / 4 {
-            ts += 1;
-            let a = log.append(ts, &big_op(ts)).unwrap();
-            log.persist(a.lsn, true).unwrap();
-        }
-        log.extend_ahead().unwrap();
-        assert_eq!(log.extensions_ahead(), 1);
-        assert_eq!(log.state.lock().alloc_end, 2 * PREALLOC);
-        while log.state.lock().write_pos < PREALLOC + PREALLOC / 4 {
-            ts += 1;
-            let a = log.append(ts, &big_op(ts)).unwrap();
-            log.persist(a.lsn, true).unwrap();
-            assert_eq!(
-                log.state.lock().alloc_end,
-                2 * PREALLOC,
-                "no inline extension"
-            );
-        }
-        drop(log);
-        let mut n = 0;
-        CommitLog::replay(dir.path(), |t, b| {
-            n += 1;
-            assert_eq!(t, n);
-            assert_eq!(b.ops, big_op(t).ops);
-            Ok(())
-        })
-        .unwrap();
-        assert_eq!(n, ts);
-    }
-
-    /// With a syncer thread, a lone committer's rounds get the segment extended off their path.
-    #[test]
-    fn the_syncer_extends_the_segment_ahead() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = Arc::new(CommitLog::create(dir.path(), 0).unwrap());
-        let l = log.clone();
-        let syncer = std::thread::spawn(move || l.run_syncer());
-        let mut ts = 0;
-        while log.state.lock().write_pos < PREALLOC * 3 {
-            ts += 1;
-            let a = log.append(ts, &big_op(ts)).unwrap();
-            if a.lone {
-                log.write_ahead(a.lsn).unwrap();
-            }
-            log.persist(a.lsn, true).unwrap();
-        }
-        log.stop_syncer();
-        syncer.join().unwrap();
-        assert!(log.extensions_ahead() >= 1);
-        drop(log);
-        assert_eq!(replayed(dir.path()), (1..=ts).collect::<Vec<_>>());
-    }
-
-    /// While zeros are being written past the filled end, a round whose records would cross it
-    /// waits (the zeros could land after its records); one that fits below it goes ahead.
-    #[test]
-    fn a_round_waits_for_an_extension_past_the_filled_end() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = Arc::new(CommitLog::create(dir.path(), 0).unwrap());
-        let a = log.append(1, &one_op(1)).unwrap();
-        assert_eq!(log.persist(a.lsn, true).unwrap(), 1);
-        // An extension in flight (as `extend_ahead` marks it).
-        log.state.lock().extending = true;
-        let b = log.append(2, &one_op(2)).unwrap();
-        assert_eq!(log.persist(b.lsn, true).unwrap(), 2, "fits below the end");
-        let mut ts = 2;
-        let crossing = loop {
-            ts += 1;
-            let a = log.append(ts, &big_op(ts)).unwrap();
-            let st = log.state.lock();
-            if st.write_pos + st.buf.len() as u64 > st.alloc_end {
-                break a;
-            }
-            drop(st);
-            log.persist(a.lsn, true).unwrap();
-        };
-        let waiter = {
-            let log = log.clone();
-            std::thread::spawn(move || log.persist(crossing.lsn, true).unwrap())
-        };
-        std::thread::sleep(std::time::Duration::from_millis(150));
-        assert!(
-            !waiter.is_finished(),
-            "the round must wait for the extension"
-        );
-        assert!(log.state.lock().synced_lsn < crossing.lsn);
-        {
-            let mut st = log.state.lock();
-            st.extending = false;
-            log.cond.notify_all();
-        }
-        assert_eq!(waiter.join().unwrap(), ts);
-        drop(log);
-        assert_eq!(replayed(dir.path()), (1..=ts).collect::<Vec<_>>());
-    }
-
-    /// Extensions racing rounds (including rounds that must extend inline because the
-    /// extension has not caught up) never zero a written record.
-    #[test]
-    fn extensions_racing_rounds_never_overwrite_records() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = Arc::new(CommitLog::create(dir.path(), 0).unwrap());
-        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let extender = {
-            let (log, done) = (log.clone(), done.clone());
-            std::thread::spawn(move || {
-                while !done.load(Ordering::Relaxed) {
-                    log.extend_ahead().unwrap();
-                    std::thread::yield_now();
-                }
-            })
-        };
-        let commit_lock = Arc::new(Mutex::new(0u64));
-        let threads: Vec<_> = (0..3)
-            .map(|_| {
-                let (log, lock) = (log.clone(), commit_lock.clone());
-                std::thread::spawn(move || {
-                    for _ in 0..40 {
-                        let a = {
-                            let mut next = lock.lock();
-                            *next += 1;
-                            log.append(*next, &big_op(*next)).unwrap()
-                        };
-                        if a.lone {
-                            log.write_ahead(a.lsn).unwrap();
-                        }
-                        log.persist(a.lsn, true).unwrap();
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
-        done.store(true, Ordering::Relaxed);
-        extender.join().unwrap();
-        drop(log);
-        let mut n = 0;
-        CommitLog::replay(dir.path(), |t, b| {
-            n += 1;
-            assert_eq!(t, n);
-            assert_eq!(b.ops, big_op(t).ops);
-            Ok(())
-        })
-        .unwrap();
-        assert_eq!(n, 120);
     }
 }
