@@ -38,10 +38,11 @@ for r in runs:
         reps[r["rep"]][r["bin"]] = o
 ba = []
 for rep, d in sorted(reps.items()):
-    if "base" in d and "v1" in d:
-        b, v = d["base"], d["v1"]
+    new = "v1" if "v1" in d else "final"
+    if "base" in d and new in d:
+        b, v = d["base"], d[new]
         x = (b["mean_us"] / v["mean_us"], b["p50_us"] / v["p50_us"], b["p99_us"] / v["p99_us"])
         ba.append(x)
-        print(f"rep {rep} ORMDB base/v1 time: mean {x[0]:.2f}x p50 {x[1]:.2f}x p99 {x[2]:.2f}x (p50 {b['p50_us']:.1f} -> {v['p50_us']:.1f} us)")
+        print(f"rep {rep} ORMDB base/{new} time: mean {x[0]:.2f}x p50 {x[1]:.2f}x p99 {x[2]:.2f}x (p50 {b['p50_us']:.1f} -> {v['p50_us']:.1f} us)")
 if ba:
-    print(f"ORMDB v1 speed-up over base, median of reps: mean {statistics.median(x[0] for x in ba):.2f}x, p50 {statistics.median(x[1] for x in ba):.2f}x, p99 {statistics.median(x[2] for x in ba):.2f}x over {len(ba)} reps")
+    print(f"ORMDB new speed-up over base, median of reps: mean {statistics.median(x[0] for x in ba):.2f}x, p50 {statistics.median(x[1] for x in ba):.2f}x, p99 {statistics.median(x[2] for x in ba):.2f}x over {len(ba)} reps")
