@@ -398,13 +398,12 @@ fn update_at(
         })
         .collect();
     // The old values outlive the write only for the foreign key actions on referencing rows.
-    let old_values: Option<Vec<Value>> = (txn.opts.foreign_keys
-        && !schema.incoming(pos).is_empty())
-    .then(|| {
-        (0..e.fields.len() as u32)
-            .map(|f| e.stored_value(&old.values, f))
-            .collect()
-    });
+    let old_values: Option<Vec<Value>> =
+        (txn.opts.foreign_keys && !schema.incoming(pos).is_empty()).then(|| {
+            (0..e.fields.len() as u32)
+                .map(|f| e.stored_value(&old.values, f))
+                .collect()
+        });
     let mut version = old.version + 1;
     let flags = old.flags;
     // What `write_row_read` takes as the read of the row written at `new_id`.
@@ -641,13 +640,12 @@ fn delete_cascading(
             }
         };
         // The deleted values matter only to the rows that reference this table.
-        let old_values: Option<Vec<Value>> = (txn.opts.foreign_keys
-            && !schema.incoming(p).is_empty())
-        .then(|| {
-            (0..ent.fields.len() as u32)
-                .map(|f| ent.stored_value(&row.values, f))
-                .collect()
-        });
+        let old_values: Option<Vec<Value>> =
+            (txn.opts.foreign_keys && !schema.incoming(p).is_empty()).then(|| {
+                (0..ent.fields.len() as u32)
+                    .map(|f| ent.stored_value(&row.values, f))
+                    .collect()
+            });
         txn.write_row_read(ent.id, id, tombstone(row.version), Some(row))?;
         if !first {
             ctx.cascaded += 1;

@@ -466,8 +466,17 @@ impl Txn {
             // be in another field layout than the stored base, so the base is read as stored.
             return self.write_row(table_id, row_id, row);
         }
-        self.read_set.add_point(keys::row_key(table_id, row_id));
-        self.pending.insert(key, PendingRow { base: read, cur: row });
+        if !self.track_reads {
+            // Otherwise the read recorded the row already.
+            self.read_set.add_point(keys::row_key(table_id, row_id));
+        }
+        self.pending.insert(
+            key,
+            PendingRow {
+                base: read,
+                cur: row,
+            },
+        );
         self.undo.push(Undo::Row { key, prev: None });
         self.core
             .metrics
@@ -489,7 +498,9 @@ impl Txn {
         known: Option<StoredRow>,
     ) -> Result<Option<StoredRow>> {
         match known {
-            Some(row) if !self.schema_changed && !self.pending.contains_key(&(table_id, row_id)) => {
+            Some(row)
+                if !self.schema_changed && !self.pending.contains_key(&(table_id, row_id)) =>
+            {
                 Ok(Some(row))
             }
             _ => self.read_row(table_id, row_id),
