@@ -52,6 +52,27 @@ pub enum StreamEvent {
     },
 }
 
+/// What a stream has seen so far, and why it replayed: which of the three ways of noticing a
+/// hole it was tells a reader that could not keep up (`overflows`) from messages lost before
+/// they reached this process (`gaps`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamStats {
+    /// PUB messages received.
+    pub messages: u64,
+    /// Change events handed out (live or replayed).
+    pub events: u64,
+    /// [`StreamEvent::Lagged`] notices handed out.
+    pub lag_notices: u64,
+    /// Times the stream's own queue was full (the reader was slower than the socket), so
+    /// messages were dropped here.
+    pub overflows: u64,
+    /// Events whose `prev` revealed that earlier messages never arrived (dropped by NNG on
+    /// the publisher's or the subscriber's side, or lost in a reconnect).
+    pub gaps: u64,
+    /// Replays after the socket stayed quiet for `idle_resync`.
+    pub idle_resyncs: u64,
+}
+
 pub struct ChangeStream {
     client: Client,
     /// Lowercase entity names; empty: all.
@@ -66,6 +87,7 @@ pub struct ChangeStream {
     dropped: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
     idle_resync: Duration,
+    stats: StreamStats,
 }
 
 impl Drop for ChangeStream {
@@ -121,9 +143,15 @@ impl ChangeStream {
             dropped,
             task,
             idle_resync: opts.idle_resync,
+            stats: StreamStats::default(),
         };
         s.replay_all(false).await?;
         Ok(s)
+    }
+
+    /// What the stream has seen so far.
+    pub fn stats(&self) -> StreamStats {
+        self.stats
     }
 
     fn last_of(&self, entity: &str) -> ChangeToken {
@@ -158,22 +186,33 @@ impl ChangeStream {
     pub async fn next(&mut self) -> Result<StreamEvent> {
         loop {
             if let Some(ev) = self.pending.pop_front() {
+                match &ev {
+                    StreamEvent::Change(_) => self.stats.events += 1,
+                    StreamEvent::Lagged { .. } => self.stats.lag_notices += 1,
+                }
                 return Ok(ev);
             }
             if self.dropped.swap(false, Ordering::AcqRel) {
                 // Messages were dropped here, so the change log has what we missed.
+                self.stats.overflows += 1;
                 self.replay_all(true).await?;
                 continue;
             }
             match tokio::time::timeout(self.idle_resync, self.live.recv()).await {
-                Ok(Some(bytes)) => self.on_live(&bytes).await?,
+                Ok(Some(bytes)) => {
+                    self.stats.messages += 1;
+                    self.on_live(&bytes).await?
+                }
                 Ok(None) => {
                     return Err(Error::new(
                         SqlState::ConnectionDoesNotExist,
                         "the change stream's connection closed",
                     ))
                 }
-                Err(_) => self.replay_all(true).await?,
+                Err(_) => {
+                    self.stats.idle_resyncs += 1;
+                    self.replay_all(true).await?
+                }
             }
         }
     }
@@ -218,6 +257,7 @@ impl ChangeStream {
             return Ok(()); // already delivered by a replay
         }
         if ev.prev > last {
+            self.stats.gaps += 1;
             self.pending.push_back(StreamEvent::Lagged {
                 entity: ev.entity.clone(),
                 after: last,
