@@ -512,15 +512,21 @@ fn change_rate(rt: &tokio::runtime::Runtime, url: &str, rate: u64, secs: f64, wr
     let mut lat = lat;
     let p = percentiles(&mut lat);
     let cp = percentiles(&mut commit);
+    let st = stream.stats();
     println!(
-        "RESULT change_rate/{}/{writers}_writers offered_per_s={rate} achieved_per_s={achieved:.0} n={} p50_us={:.1} p99_us={:.1} max_us={:.1} commit_p50_us={:.1} commit_p99_us={:.1} late_sends={late} lag_notices={lagged}",
+        "RESULT change_rate/{}/{writers}_writers offered_per_s={rate} achieved_per_s={achieved:.0} n={} p50_us={:.1} p95_us={:.1} p99_us={:.1} max_us={:.1} commit_p50_us={:.1} commit_p99_us={:.1} late_sends={late} lag_notices={lagged} messages={} overflows={} gaps={} idle_resyncs={}",
         transport_of(url),
         p.n,
         p.p50_us,
+        p.p95_us,
         p.p99_us,
         p.max_us,
         cp.p50_us,
         cp.p99_us,
+        st.messages,
+        st.overflows,
+        st.gaps,
+        st.idle_resyncs,
     );
     cost.print(total as usize);
 }
