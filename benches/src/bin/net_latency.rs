@@ -537,7 +537,7 @@ fn change_rate(rt: &tokio::runtime::Runtime, url: &str, rate: u64, secs: f64, wr
 /// changes (commit sent -> event received, across processes through the shared wall clock),
 /// the events per second while they arrived, its lag notices and what caused them, and its own
 /// CPU and context switches per change.
-fn subscriber_child(url: &str, expect: u64) {
+fn subscriber_child(url: &str, expect: u64, arrivals: Option<&str>) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -552,6 +552,7 @@ fn subscriber_child(url: &str, expect: u64) {
         let _ = std::io::Write::flush(&mut std::io::stdout());
         let cost0 = process_cost(std::process::id());
         let mut lat = Vec::with_capacity(expect as usize);
+        let mut arrived_at: Vec<(i64, i64)> = Vec::with_capacity(expect as usize);
         let (mut first, mut last) = (None, Instant::now());
         while (lat.len() as u64) < expect {
             match stream
@@ -566,6 +567,7 @@ fn subscriber_child(url: &str, expect: u64) {
                     for ch in &ev.changes {
                         if let Some(Value::Integer(at)) = ch.values.get(1) {
                             lat.push(Duration::from_nanos((arrived - at).max(0) as u64));
+                            arrived_at.push((ch.row_id, arrived));
                         }
                     }
                 }
@@ -576,6 +578,10 @@ fn subscriber_child(url: &str, expect: u64) {
         let cost = process_cost(std::process::id());
         let tick_us = 1e6 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
         let span = last.duration_since(first.unwrap_or(last)).as_secs_f64();
+        if let Some(path) = arrivals {
+            let text: String = arrived_at.iter().map(|(id, t)| format!("{id} {t}\n")).collect();
+            std::fs::write(path, text).expect("write arrivals");
+        }
         let st = stream.stats();
         let p = percentiles(&mut lat);
         println!(
@@ -641,8 +647,11 @@ fn change_rate_embedded(
                 "tcp" => tcp.clone(),
                 other => panic!("--sub-transports: unknown transport {other}"),
             };
+            let arrivals = db_path.with_extension(format!("{t}.arrivals"));
             let mut child = Command::new(&exe)
                 .args(["--subscribe", &url, "--expect", &total.to_string()])
+                .arg("--arrivals")
+                .arg(&arrivals)
                 .stdout(Stdio::piped())
                 .spawn()
                 .expect("start the subscriber process");
@@ -657,7 +666,8 @@ fn change_rate_embedded(
     let me = std::process::id();
     let cost0 = process_cost(me);
     let t0 = Instant::now() + Duration::from_millis(50);
-    let results: Vec<(Vec<Duration>, u64, Instant)> = std::thread::scope(|sc| {
+    type WriterResult = (Vec<Duration>, Vec<(i64, i64)>, u64, Instant);
+    let results: Vec<WriterResult> = std::thread::scope(|sc| {
         let hs: Vec<_> = (0..writers)
             .map(|w| {
                 let db = db.clone();
@@ -668,6 +678,7 @@ fn change_rate_embedded(
                         .expect("prepare");
                     let offset = interval.mul_f64(w as f64 / writers as f64);
                     let mut commit = Vec::with_capacity(per_writer as usize);
+                    let mut acked = Vec::with_capacity(per_writer as usize);
                     let mut late = 0u64;
                     for i in 0..per_writer {
                         let due = t0 + offset + interval.mul_f64(i as f64);
@@ -683,17 +694,20 @@ fn change_rate_embedded(
                             &Params::Positional(vec![Value::Integer(now_ns())]),
                         )
                         .expect("insert");
+                        acked.push((s.last_insert_rowid(), now_ns()));
                         commit.push(started.elapsed());
                     }
-                    (commit, late, Instant::now())
+                    (commit, acked, late, Instant::now())
                 })
             })
             .collect();
         hs.into_iter().map(|h| h.join().expect("writer")).collect()
     });
-    let end = results.iter().map(|r| r.2).max().unwrap_or(t0);
+    let end = results.iter().map(|r| r.3).max().unwrap_or(t0);
     let cost1 = process_cost(me);
-    let late: u64 = results.iter().map(|r| r.1).sum();
+    let late: u64 = results.iter().map(|r| r.2).sum();
+    let acked: std::collections::HashMap<i64, i64> =
+        results.iter().flat_map(|r| r.1.iter().copied()).collect();
     let mut commit: Vec<Duration> = results.into_iter().flat_map(|r| r.0).collect();
     let achieved = total as f64 / end.saturating_duration_since(t0).as_secs_f64();
     let cp = percentiles(&mut commit);
@@ -708,9 +722,22 @@ fn change_rate_embedded(
         let status = child.wait().expect("subscriber exit");
         assert!(status.success(), "subscriber over {t} failed: {status}");
         let sub = line.trim().strip_prefix("SUB ").unwrap_or(line.trim());
+        // Commit acknowledged -> event received: the publisher, NNG and the subscriber alone
+        // (an event can arrive before its writer thread runs again to note the ack: 0).
+        let arrivals = db_path.with_extension(format!("{t}.arrivals"));
+        let mut after_ack: Vec<Duration> = std::fs::read_to_string(&arrivals)
+            .expect("arrivals")
+            .lines()
+            .filter_map(|l| {
+                let (id, at) = l.split_once(' ')?;
+                let ack = acked.get(&id.parse::<i64>().ok()?)?;
+                Some(Duration::from_nanos((at.parse::<i64>().ok()? - ack).max(0) as u64))
+            })
+            .collect();
+        let ap = percentiles(&mut after_ack);
         println!(
-            "RESULT change_rate_embedded/{label}/{t}/{writers}_writers offered_per_s={rate} achieved_per_s={achieved:.0} commit_p50_us={:.1} commit_p99_us={:.1} late_sends={late} {sub}",
-            cp.p50_us, cp.p99_us,
+            "RESULT change_rate_embedded/{label}/{t}/{writers}_writers offered_per_s={rate} achieved_per_s={achieved:.0} commit_p50_us={:.1} commit_p99_us={:.1} late_sends={late} {sub} ack_to_event_n={} ack_to_event_p50_us={:.1} ack_to_event_p95_us={:.1} ack_to_event_p99_us={:.1}",
+            cp.p50_us, cp.p99_us, ap.n, ap.p50_us, ap.p95_us, ap.p99_us,
         );
     }
     println!(
@@ -888,6 +915,7 @@ fn main() {
     let mut sub_transports = vec!["ipc".to_string()];
     let mut subscribe: Option<String> = None;
     let mut expect = 0u64;
+    let mut arrivals: Option<String> = None;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -919,6 +947,7 @@ fn main() {
             // The subscriber child of change_rate_embedded.
             "--subscribe" => subscribe = it.next(),
             "--expect" => expect = arg_num(it.next(), "--expect"),
+            "--arrivals" => arrivals = it.next(),
             "--nng-threads" => {
                 server_args.push("--nng-threads".into());
                 server_args.push(it.next().expect("--nng-threads TASK,POLLER"));
@@ -939,7 +968,7 @@ fn main() {
         }
     }
     if let Some(url) = subscribe {
-        subscriber_child(&url, expect);
+        subscriber_child(&url, expect, arrivals.as_deref());
         return;
     }
     let bin: PathBuf = server_bin.unwrap_or_else(|| {
