@@ -67,7 +67,11 @@ async fn collect(s: &mut ChangeStream, n: usize) -> (Vec<(ChangeToken, i64, i64)
             "only {} of {n} changes arrived",
             got.len()
         );
-        match s.next_timeout(Duration::from_secs(5)).await.expect("stream") {
+        match s
+            .next_timeout(Duration::from_secs(5))
+            .await
+            .expect("stream")
+        {
             Some(StreamEvent::Change(ev)) => {
                 assert!(ev.entity.eq_ignore_ascii_case("events"), "{}", ev.entity);
                 for c in &ev.changes {
@@ -145,7 +149,10 @@ fn in_process_commits_reach_remote_subscribers_once_in_order_without_lag() {
             let mut next: HashMap<i64, i64> = HashMap::new();
             for (_, w, q) in &got {
                 let want = next.entry(*w).or_insert(0);
-                assert_eq!(*q, *want, "subscriber {i}: writer {w} exactly once, in order");
+                assert_eq!(
+                    *q, *want,
+                    "subscriber {i}: writer {w} exactly once, in order"
+                );
                 *want += 1;
             }
             assert!(next.values().all(|n| *n == PER_WRITER));
@@ -184,9 +191,12 @@ fn shutdown_rolls_back_sessions_frees_endpoints_and_keeps_the_database_open() {
         .block_on(Client::connect_with(&url, opts.clone()))
         .expect("connect");
     rt.block_on(async {
-        c.sql("INSERT INTO t (id, v) VALUES (1, 'committed')", Params::None)
-            .await
-            .expect("insert");
+        c.sql(
+            "INSERT INTO t (id, v) VALUES (1, 'committed')",
+            Params::None,
+        )
+        .await
+        .expect("insert");
         let s = c.begin().await.expect("begin");
         c.sql_in(s, "INSERT INTO t (id, v) VALUES (2, 'open')", Params::None)
             .await
@@ -227,9 +237,7 @@ fn shutdown_rolls_back_sessions_frees_endpoints_and_keeps_the_database_open() {
         .expect("count");
     assert_eq!(r.rows, vec![vec![Value::Integer(2)]]);
     drop(again);
-    assert!(rt
-        .block_on(c.sql("SELECT 1", Params::None))
-        .is_err());
+    assert!(rt.block_on(c.sql("SELECT 1", Params::None)).is_err());
     Server::start(db, &e.cfg)
         .expect("dropping the handle freed the endpoints")
         .shutdown()

@@ -624,9 +624,7 @@ fn change_rate_embedded(
     let db = Database::open(&db_path, Options::default().durability(durability)).expect("open");
     db.connect()
         .sql()
-        .execute_batch(
-            "CREATE TABLE rate_ticks (id INTEGER PRIMARY KEY, at INTEGER NOT NULL)",
-        )
+        .execute_batch("CREATE TABLE rate_ticks (id INTEGER PRIMARY KEY, at INTEGER NOT NULL)")
         .expect("ddl");
     let ipc = format!("ipc://{}", db_path.with_extension("req.sock").display());
     let tcp = format!("tcp://127.0.0.1:{}", free_port());
@@ -731,7 +729,9 @@ fn change_rate_embedded(
             .filter_map(|l| {
                 let (id, at) = l.split_once(' ')?;
                 let ack = acked.get(&id.parse::<i64>().ok()?)?;
-                Some(Duration::from_nanos((at.parse::<i64>().ok()? - ack).max(0) as u64))
+                Some(Duration::from_nanos(
+                    (at.parse::<i64>().ok()? - ack).max(0) as u64
+                ))
             })
             .collect();
         let ap = percentiles(&mut after_ack);

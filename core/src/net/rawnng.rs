@@ -209,7 +209,9 @@ impl Socket {
     /// SUB: receive messages whose body starts with `topic`.
     pub fn subscribe(&self, topic: &[u8]) -> std::result::Result<(), NngError> {
         // SAFETY: NNG copies the topic bytes.
-        rv(unsafe { nng_sys::nng_sub0_socket_subscribe(self.0, topic.as_ptr().cast(), topic.len()) })
+        rv(unsafe {
+            nng_sys::nng_sub0_socket_subscribe(self.0, topic.as_ptr().cast(), topic.len())
+        })
     }
 
     /// Receives on the socket itself (no context), blocking up to the receive timeout.

@@ -76,9 +76,6 @@ impl ServeConfig {
 /// [`Server`] on it, waits for the signal, then shuts the server down gracefully.
 pub fn serve(cfg: ServeConfig) -> Result<()> {
     check_config(&cfg)?;
-    if let Some((task, poller)) = cfg.nng_threads {
-        rawnng::set_threads(task, poller);
-    }
     let db = Database::open(&cfg.path, Options::default().durability(cfg.durability))?;
     let server = Server::start(db, &cfg)?;
     // Written without println!, which panics when whoever started us closed our stdout.
@@ -157,12 +154,15 @@ pub struct Server {
 
 impl Server {
     /// Listens on `cfg`'s endpoints and serves `db`. `cfg.path` and `cfg.durability` are not
-    /// used (the database is already open, with the options it was opened with), nor is
-    /// `cfg.nng_threads`: NNG's thread counts can only be set before the process opens its
-    /// first NNG socket ([`rawnng::set_threads`]). When `start` fails nothing is left
-    /// listening.
+    /// used (the database is already open, with the options it was opened with);
+    /// `cfg.nng_threads` takes effect only when this server opens the process's first NNG
+    /// socket (NNG starts its threads then; [`rawnng::set_threads`]). When `start` fails
+    /// nothing is left listening.
     pub fn start(db: Database, cfg: &ServeConfig) -> Result<Server> {
         check_config(cfg)?;
+        if let Some((task, poller)) = cfg.nng_threads {
+            rawnng::set_threads(task, poller);
+        }
         let change_urls = if cfg.change_listen.is_empty() {
             cfg.listen
                 .iter()
@@ -206,9 +206,7 @@ impl Server {
                 let l = std::net::TcpListener::bind(addr)
                     .and_then(|l| l.set_nonblocking(true).map(|_| l))
                     .map_err(|e| io_error(&format!("cannot serve metrics on {addr}"), e))?;
-                let local = l
-                    .local_addr()
-                    .map_err(|e| io_error("metrics address", e))?;
+                let local = l.local_addr().map_err(|e| io_error("metrics address", e))?;
                 if !local.ip().is_loopback() && !cfg.allow_remote {
                     return Err(Error::new(
                         SqlState::InsufficientPrivilege,

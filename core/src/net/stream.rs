@@ -347,8 +347,7 @@ impl ChangeStream {
 fn open_sub(url: &str, topics: &[Vec<u8>], queue: usize) -> Result<Arc<Socket>> {
     let c_url = CString::new(url)
         .map_err(|_| Error::new(SqlState::InvalidParameter, "a URL cannot contain NUL"))?;
-    let socket =
-        Socket::open(Protocol::Sub).map_err(|e| rawnng::io("opening a SUB socket", e))?;
+    let socket = Socket::open(Protocol::Sub).map_err(|e| rawnng::io("opening a SUB socket", e))?;
     socket
         .set_recv_buffer(queue)
         .and_then(|_| socket.set_recv_timeout(RECEIVE_POLL))
