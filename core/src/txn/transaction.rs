@@ -10,7 +10,7 @@ use super::read_set::ReadSet;
 use crate::catalog::{EntityDef, IndexDef, RelationKind, Schema, SchemaBundle};
 use crate::changes::{ChangeKind, ChangeSet, EntityChange, RelationChange};
 use crate::error::{Error, Result};
-use crate::exec::table_cache::{self, ImageView, TableImage};
+use crate::exec::table_cache::{self, ImageView};
 use crate::storage::keys::{self, prefix_end};
 use crate::storage::row_codec::{
     decode_row, encode_row, StoredRow, FLAG_SOFT_DELETED, FLAG_TOMBSTONE,
@@ -318,10 +318,7 @@ impl Txn {
         if after < 64 || before.max(1).ilog2() == after.ilog2() {
             return Ok(());
         }
-        if cache.budget() == 0
-            || self.schema_changed
-            || cache.last_write(table_id) > self.snapshot_ts
-        {
+        if self.schema_changed || cache.last_write(table_id) > self.snapshot_ts {
             return Ok(());
         }
         // Live rows, or an upper bound from the span of stored row ids (two seeks, no count
@@ -351,14 +348,17 @@ impl Txn {
     /// Builds and installs the decoded image of a table at this snapshot from the committed
     /// rows alone (this transaction's buffered writes stay out of it; nothing joins the read
     /// set: the image is a cache, not a read). Gives up when the table outgrows the image
-    /// size limit.
+    /// size limit, and leaves the build to the reader already building it if there is one.
     fn build_image(&mut self, table_id: u32) -> Result<()> {
         let core = self.core.clone();
         let cache = &core.query.tables;
         let Some(e) = self.schema.entity_by_id(table_id) else {
             return Ok(());
         };
-        let valid_from = cache.last_write(table_id);
+        let Some(ticket) = cache.begin_build(table_id, self.schema.version(), self.snapshot_ts)
+        else {
+            return Ok(());
+        };
         let max = cache.max_image_bytes();
         let prefix = keys::table_prefix(table_id);
         let end = prefix_end(&prefix);
@@ -385,15 +385,7 @@ impl Txn {
             }
             rows.push((id, deleted, vals));
         }
-        cache.put(TableImage::new(
-            table_id,
-            self.schema.version(),
-            self.snapshot_ts,
-            valid_from,
-            rows,
-            versions,
-            bytes,
-        ));
+        ticket.finish(rows, versions, bytes);
         self.views.remove(&table_id);
         Ok(())
     }
