@@ -15,6 +15,11 @@
 //! of the table have cost as much as a scan). A graph fetch does not use the image of a table it
 //! has buffered writes to; row reads (`Txn::read_row`, `Txn::read_rows_batch`) use it row by row,
 //! after the transaction's own writes.
+//!
+//! Builds are claimed (`begin_build`): one per table at a time, so readers that want the same
+//! image at once (a cold start) do not each scan the table; the others keep reading the store.
+//! Commits during a build's scan are kept for it like an overlay (`Building`), so the image it
+//! installs is exact from its snapshot on even when writers raced the scan.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
