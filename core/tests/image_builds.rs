@@ -186,6 +186,12 @@ fn concurrent_cold_graph_fetches_build_each_image_once() {
         }
     });
     assert_one_build_per_image(&db);
+    // The planner's statistics (row counts, distinct keys) are measured once per figure, as
+    // by the one reader that computed the expected results.
+    assert_eq!(
+        count(&db, "ormdb_planner_stats_measurements_total"),
+        count(&plain, "ormdb_planner_stats_measurements_total"),
+    );
     // Each include's equality index over its target's image (posts.user_id,
     // comments.post_id) is built at most once.
     let index_builds = count(&db, "ormdb_table_image_index_builds_total");

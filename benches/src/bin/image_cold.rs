@@ -18,7 +18,8 @@
 //! n=.. ttfr_us=.. (first result of any reader) ttfr_all_us=.. (every reader has one)
 //! p50_us=.. p99_us=.. max_us=.. wall_ms=.. cpu_ms=.. (engine process CPU over the case)
 //! builds=.. (ormdb_table_image_builds_total) build_cpu_ms=.. builds_skipped=..
-//! index_builds=.. images=..` (counters a build does not have print `na`).
+//! index_builds=.. stats_scans=.. (planner statistics measured) images=..` (counters a build
+//! does not have print `na`).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -112,7 +113,7 @@ fn print(label: &str, id: &str, rep: usize, o: Outcome) {
     };
     let images = metric(&o.after, "ormdb_table_images").map_or("na".into(), |v| format!("{v}"));
     println!(
-        "RESULT {label} {id} rep={rep} n={} ttfr_us={:.0} ttfr_all_us={:.0} p50_us={:.1} p99_us={:.1} max_us={:.0} wall_ms={:.1} cpu_ms={:.1} builds={} build_cpu_ms={} builds_skipped={} index_builds={} images={images}",
+        "RESULT {label} {id} rep={rep} n={} ttfr_us={:.0} ttfr_all_us={:.0} p50_us={:.1} p99_us={:.1} max_us={:.0} wall_ms={:.1} cpu_ms={:.1} builds={} build_cpu_ms={} builds_skipped={} index_builds={} stats_scans={} images={images}",
         p.n,
         ttfr.as_secs_f64() * 1e6,
         ttfr_all.as_secs_f64() * 1e6,
@@ -125,6 +126,7 @@ fn print(label: &str, id: &str, rep: usize, o: Outcome) {
         delta("ormdb_table_image_build_seconds_total", 1e3),
         delta("ormdb_table_image_builds_skipped_total", 1.0),
         delta("ormdb_table_image_index_builds_total", 1.0),
+        delta("ormdb_planner_stats_measurements_total", 1.0),
     );
 }
 

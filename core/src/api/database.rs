@@ -387,6 +387,13 @@ impl Database {
                 t.index_builds.load(std::sync::atomic::Ordering::Relaxed),
             ),
             (
+                "ormdb_planner_stats_measurements_total",
+                "Planner statistics measured by a scan (row counts, distinct-key samples).",
+                q.stats
+                    .measurements
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            ),
+            (
                 "ormdb_table_image_invalidations_total",
                 "Decoded table images dropped because their table was written.",
                 t.invalidations.load(std::sync::atomic::Ordering::Relaxed),
