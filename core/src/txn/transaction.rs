@@ -1568,3 +1568,66 @@ pub fn with_soft_delete(mut row: StoredRow, deleted: bool) -> StoredRow {
     row.version += 1;
     row
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{DataType, Database, EntitySpec, FieldDef, Value};
+
+    /// Live rows by a full decoding scan, the definition `count_rows_untracked` must match.
+    fn scanned(txn: &super::Txn, table: u32) -> u64 {
+        let prefix = super::keys::table_prefix(table);
+        let end = super::prefix_end(&prefix);
+        txn.untracked_scan(table, &prefix, &end, i64::MIN).count() as u64
+    }
+
+    #[test]
+    fn row_counts_read_flags_only_and_match_a_scan() {
+        let db = Database::temporary().expect("db");
+        let conn = db.connect();
+        let mut tx = conn.begin().expect("begin");
+        tx.create_entity(
+            &EntitySpec::new("items")
+                .id("id")
+                .field(FieldDef::new("name", DataType::Text))
+                .soft_delete(),
+        )
+        .expect("items");
+        tx.commit().expect("commit");
+        let mut tx = conn.begin().expect("begin");
+        for i in 1..=10 {
+            tx.insert("items", &[("id", Value::Integer(i)), ("name", "x".into())])
+                .expect("insert");
+        }
+        tx.commit().expect("commit");
+        // Deleted rows leave tombstones; a soft-deleted row still counts (as a scan yields it).
+        let mut tx = conn.begin().expect("begin");
+        for i in [2, 3, 4] {
+            tx.purge("items", i).expect("delete");
+        }
+        tx.delete("items", 5).expect("soft delete");
+        tx.update("items", 6, &[("name", "y".into())])
+            .expect("update");
+        tx.commit().expect("commit");
+        // An older snapshot, and a transaction with buffered writes over committed rows.
+        let mut tx = conn.begin().expect("begin");
+        tx.insert("items", &[("id", Value::Integer(20)), ("name", "z".into())])
+            .expect("insert");
+        tx.purge("items", 7).expect("delete");
+        tx.update("items", 8, &[("name", "w".into())])
+            .expect("update");
+        let table = tx.schema().entity("items").expect("items").id;
+        let txn = tx.engine_txn();
+        assert_eq!(txn.count_rows_untracked(table).expect("count"), 7);
+        assert_eq!(
+            txn.count_rows_untracked(table).expect("count"),
+            scanned(txn, table)
+        );
+        let mut fresh = conn.begin().expect("begin");
+        let txn = fresh.engine_txn();
+        assert_eq!(txn.count_rows_untracked(table).expect("count"), 7);
+        assert_eq!(
+            txn.count_rows_untracked(table).expect("count"),
+            scanned(txn, table)
+        );
+    }
+}
