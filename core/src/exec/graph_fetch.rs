@@ -384,7 +384,16 @@ impl<'t> Executor<'t> {
             && self.may_build_image(e)
             && core.query.stats.row_count(self.txn, e)? <= crate::exec::table_cache::MAX_ROWS
         {
-            cache.begin_build(e.id, self.schema.version(), self.txn.snapshot_ts)
+            let t = cache.begin_build(e.id, self.schema.version(), self.txn.snapshot_ts);
+            // Another reader is scanning this table into its image: waiting for it costs less
+            // than the same scan here.
+            if t.is_none()
+                && cache.wait_for_build(e.id, crate::exec::table_cache::BUILD_WAIT)
+                && self.image(e).is_some()
+            {
+                return self.scan(e, from, step, visit);
+            }
+            t
         } else {
             None
         };
@@ -1030,18 +1039,23 @@ impl<'t> Executor<'t> {
             return Ok((HopOut::default(), planned));
         }
         // A read-mostly target read often enough through the store gets its image now, built
-        // by one reader (the others go on reading the store meanwhile).
+        // by one reader (the others wait for it, for a bounded time).
         let mut image = self.image(&target);
         if image.is_none() && self.may_build_image(&target) {
             let core = self.txn.core().clone();
             let cache = &core.query.tables;
             let rows = core.query.stats.row_count(self.txn, &target)?;
             if cache.wants_image(target.id, rows) {
-                if let Some(t) =
-                    cache.begin_build(target.id, self.schema.version(), self.txn.snapshot_ts)
-                {
-                    self.scan_store(&target, i64::MIN, step, Some(t), |_, _| Ok(true))?;
-                    image = self.image(&target);
+                match cache.begin_build(target.id, self.schema.version(), self.txn.snapshot_ts) {
+                    Some(t) => {
+                        self.scan_store(&target, i64::MIN, step, Some(t), |_, _| Ok(true))?;
+                        image = self.image(&target);
+                    }
+                    None => {
+                        if cache.wait_for_build(target.id, crate::exec::table_cache::BUILD_WAIT) {
+                            image = self.image(&target);
+                        }
+                    }
                 }
             }
         }

@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use crate::catalog::Schema;
 use crate::exec::filter::{join_key, JoinKey};
@@ -37,6 +37,10 @@ pub const DEFAULT_BUDGET: u64 = 64 << 20;
 pub const COMPACT_AT: usize = 64;
 /// Tables larger than this many rows are not imaged.
 pub const MAX_ROWS: u64 = 250_000;
+/// Longest a reader waits for another reader's build of an image it wants (see
+/// [`TableCache::wait_for_build`]): a build of `MAX_ROWS` rows takes about this long on an
+/// idle core.
+pub const BUILD_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// A decoded row: (row id, soft-deleted, every field).
 pub type ImageRow = (i64, bool, Arc<Vec<Value>>);
@@ -554,6 +558,8 @@ impl Inner {
 
 pub struct TableCache {
     inner: Mutex<Inner>,
+    /// Signalled (with `inner`) whenever a build ends, for readers in `wait_for_build`.
+    build_ended: Condvar,
     /// Equality and ordered indexes built over image bases.
     pub index_builds: Arc<AtomicU64>,
     /// Image builds not started because another reader was building the same table's image
@@ -583,6 +589,7 @@ impl Default for TableCache {
     fn default() -> Self {
         TableCache {
             inner: Mutex::default(),
+            build_ended: Condvar::new(),
             index_builds: Arc::default(),
             builds_skipped: AtomicU64::new(0),
             builds_discarded: AtomicU64::new(0),
@@ -679,6 +686,28 @@ impl TableCache {
                 self.invalidations.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    /// Waits until no build of `table`'s image is under way, for at most `limit`; true when
+    /// none is (then the caller looks for the image). A reader that needs a whole table, or
+    /// that crossed the ski-rental threshold like the builder, waits rather than reading the
+    /// store meanwhile: on a loaded machine the readers that went on reading took the cores
+    /// from the builder (16 graph fetches on 2 cores: one 60 ms build then took about a
+    /// second, every fetch meanwhile on the slower store path). The limit bounds the wait if
+    /// the build is slow; after it the reader reads the store.
+    pub fn wait_for_build(&self, table: u32, limit: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        let mut inner = self.inner.lock();
+        while inner.building.contains_key(&table) {
+            if self
+                .build_ended
+                .wait_until(&mut inner, deadline)
+                .timed_out()
+            {
+                return !inner.building.contains_key(&table);
+            }
+        }
+        true
     }
 
     /// Claims the build of `table`'s image at `snapshot` (a complete scan of its committed
@@ -903,6 +932,8 @@ impl BuildTicket<'_> {
             Some(b) if b.id == self.id => inner.building.remove(&self.table),
             _ => None,
         };
+        // Waiters look for the image once `inner` is released, after it is installed below.
+        cache.build_ended.notify_all();
         let budget = cache.budget();
         let Some(claim) = claim.filter(|b| {
             !b.broken
@@ -949,6 +980,7 @@ impl Drop for BuildTicket<'_> {
                 .is_some_and(|b| b.id == self.id)
             {
                 inner.building.remove(&self.table);
+                self.cache.build_ended.notify_all();
             }
         }
     }
