@@ -1163,6 +1163,39 @@ mod tests {
     }
 
     #[test]
+    fn waits_for_a_build_are_bounded_and_end_with_it() {
+        use std::time::{Duration, Instant};
+        let cache = TableCache::default();
+        // No build under way: no wait.
+        assert!(cache.wait_for_build(1, Duration::from_secs(10)));
+        let ticket = cache.begin_build(1, 1, 10).expect("claim");
+        // A build that outlasts the limit: the reader gives up after it.
+        let t0 = Instant::now();
+        assert!(!cache.wait_for_build(1, Duration::from_millis(30)));
+        assert!(t0.elapsed() >= Duration::from_millis(30));
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| {
+                let ok = cache.wait_for_build(1, Duration::from_secs(30));
+                (ok, cache.get(1, 1, 10).is_some())
+            });
+            std::thread::sleep(Duration::from_millis(20));
+            assert!(ticket.finish(Vec::new(), Vec::new(), 10));
+            // Woken by the end of the build, with the image installed.
+            assert_eq!(waiter.join().expect("waiter"), (true, true));
+        });
+        // An abandoned build wakes its waiters too.
+        cache.set_budget(0);
+        cache.set_budget(1000);
+        let ticket = cache.begin_build(1, 1, 10).expect("claim");
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| cache.wait_for_build(1, Duration::from_secs(30)));
+            std::thread::sleep(Duration::from_millis(20));
+            drop(ticket);
+            assert!(waiter.join().expect("waiter"));
+        });
+    }
+
+    #[test]
     fn evicts_least_recently_read_image_to_fit_budget() {
         let cache = TableCache::default();
         cache.set_budget(300);
