@@ -206,7 +206,9 @@ fn concurrent_cold_graph_fetches_build_each_image_once() {
     );
 }
 
-fn sql_rows(s: &mut ormdb::Session, sql: &str, p: i64) -> Vec<Vec<Value>> {
+type Rows = Vec<Vec<Value>>;
+
+fn sql_rows(s: &mut ormdb::Session, sql: &str, p: i64) -> Rows {
     s.execute(sql, &Params::Positional(vec![int(p)]))
         .unwrap()
         .rows
@@ -222,7 +224,7 @@ fn concurrent_cold_sql_reads_build_each_image_once() {
     let plain = cold_blog(&dir, Some(0));
     let posts = USERS * POSTS_PER;
     let mut ps = plain.connect().sql();
-    let expect: Vec<(Vec<Vec<Value>>, Vec<Vec<Value>>)> = (1..=posts)
+    let expect: Vec<(Rows, Rows)> = (1..=posts)
         .map(|p| (sql_rows(&mut ps, POINT, p), sql_rows(&mut ps, RANGE, p)))
         .collect();
     let start = Barrier::new(READERS);
@@ -384,7 +386,7 @@ fn a_writer_racing_image_builds_never_shows_another_snapshot() {
                 let mut i = 0u64;
                 while Instant::now() < deadline {
                     i += 1;
-                    if (i + t) % 2 == 0 {
+                    if (i + t).is_multiple_of(2) {
                         // A complete scan in one fetch (builds the image on the way), and the
                         // counter with all accounts in another (one snapshot each).
                         let r = conn.fetch(&GraphFetch::new("accounts")).unwrap();

@@ -35,10 +35,13 @@ pub struct StatsStore {
     tables: RwLock<HashMap<u32, TableStats>>,
     /// One lock per figure being measured, (table, index id or `ROW_COUNT`): held by the reader
     /// measuring it, so the others wait instead of measuring it again.
-    measuring: Mutex<HashMap<(u32, u32), Arc<Mutex<()>>>>,
+    measuring: Mutex<HashMap<(u32, u32), MeasureLock>>,
     /// Measurements taken (count scans and distinct-key samples).
     pub measurements: std::sync::atomic::AtomicU64,
 }
+
+/// Held while one figure is measured.
+type MeasureLock = Arc<Mutex<()>>;
 
 /// The `measuring` key of a table's row count (index ids start at 1).
 const ROW_COUNT: u32 = u32::MAX;
@@ -66,7 +69,7 @@ impl StatsStore {
     }
 
     /// The lock of one figure's measurement (see `measuring`).
-    fn measuring(&self, table: u32, what: u32) -> Arc<Mutex<()>> {
+    fn measuring(&self, table: u32, what: u32) -> MeasureLock {
         self.measuring
             .lock()
             .entry((table, what))
