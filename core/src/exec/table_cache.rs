@@ -17,7 +17,8 @@
 //! after the transaction's own writes.
 //!
 //! Builds are claimed (`begin_build`): one per table at a time, so readers that want the same
-//! image at once (a cold start) do not each scan the table; the others keep reading the store.
+//! image at once (a cold start) do not each scan the table; the others wait for it (bounded) or
+//! keep reading the store.
 //! Commits during a build's scan are kept for it like an overlay (`Building`), so the image it
 //! installs is exact from its snapshot on even when writers raced the scan.
 
@@ -714,8 +715,8 @@ impl TableCache {
     /// rows by the caller, handed to [`BuildTicket::finish`]). One build per table at a time:
     /// None when images are off, when the table has an image of this schema already, when a
     /// commit above `snapshot` wrote the table (the image could not learn of it), or when
-    /// another reader is building it; that reader finishes it while this one goes on reading
-    /// the store, which costs it no more than before and never waits for the scan.
+    /// another reader is building it; the caller then reads the store, or first waits for that
+    /// build ([`Self::wait_for_build`]) when it wanted the whole table.
     pub fn begin_build(
         &self,
         table: u32,
