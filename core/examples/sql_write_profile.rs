@@ -1,8 +1,11 @@
 //! Profiling harness for SQL writes through `Session::execute`: a loop of one statement kind
 //! with new parameters each time, durability Normal (so CPU, not fsync, is measured).
-//! `cargo run --release --example sql_write_profile -- <insert|update|delete|insert_tx> [n]`;
-//! under `valgrind --tool=callgrind`, run two counts and divide the difference of the totals by
-//! the difference of the counts for instructions per statement without the setup.
+//! `cargo run --release --example sql_write_profile -- <insert|update|delete>[_tx] [n] [per_tx]`:
+//! `_tx` runs the statements inside explicit transactions of `per_tx` statements (default: one
+//! transaction for all `n`; the `sql_writes` bench uses 100), commits included. UPDATE / DELETE
+//! run on `max(n, 3000)` preloaded rows. The measured loop is `run_loop` (never inlined): under
+//! `valgrind --tool=callgrind`, its inclusive cost divided by `n` is the instructions per
+//! statement without the setup and the database's teardown.
 
 use std::time::Instant;
 
@@ -17,10 +20,11 @@ fn main() -> ormdb::Result<()> {
     s.execute_batch(
         "CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, a INTEGER NOT NULL, b VARCHAR(40))",
     )?;
+    let per_tx: i64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(n).max(1);
     let pre = if case == "insert" || case == "insert_tx" {
         0
     } else {
-        n
+        n.max(3000)
     };
     s.execute_batch("BEGIN")?;
     for i in 0..pre {
@@ -31,11 +35,24 @@ fn main() -> ormdb::Result<()> {
     }
     s.execute_batch("COMMIT")?;
     let in_tx = case.ends_with("_tx");
-    if in_tx {
-        s.execute_batch("BEGIN")?;
-    }
     let start = Instant::now();
+    run_loop(&mut s, case, n, in_tx.then_some(per_tx))?;
+    let el = start.elapsed();
+    let (hits, misses) = s.plan_cache_stats();
+    println!(
+        "{case}: {n} statements, {:.2} us/statement; plan cache {hits} hits, {misses} misses",
+        el.as_secs_f64() * 1e6 / n as f64
+    );
+    Ok(())
+}
+
+/// The measured statements: `n` of `case`, in transactions of `per_tx` when given.
+#[inline(never)]
+fn run_loop(s: &mut ormdb::Session, case: &str, n: i64, per_tx: Option<i64>) -> ormdb::Result<()> {
     for i in 0..n {
+        if per_tx.is_some_and(|k| i % k == 0) {
+            s.execute_batch("BEGIN")?;
+        }
         let (text, params) = match case.trim_end_matches("_tx") {
             "insert" => (
                 "INSERT INTO t (a, b) VALUES (?, ?)",
@@ -50,15 +67,9 @@ fn main() -> ormdb::Result<()> {
         };
         let r = s.execute(text, &Params::Positional(params))?;
         assert_eq!(r.rows_affected, 1);
+        if per_tx.is_some_and(|k| i % k == k - 1 || i == n - 1) {
+            s.execute_batch("COMMIT")?;
+        }
     }
-    if in_tx {
-        s.execute_batch("COMMIT")?;
-    }
-    let el = start.elapsed();
-    let (hits, misses) = s.plan_cache_stats();
-    println!(
-        "{case}: {n} statements, {:.2} us/statement; plan cache {hits} hits, {misses} misses",
-        el.as_secs_f64() * 1e6 / n as f64
-    );
     Ok(())
 }

@@ -3,11 +3,15 @@
 //! concurrent clients, through the async `Client` and the `BlockingClient`; change-stream delivery latency (commit acknowledged to event received)
 //! and events per second; server memory per idle session and per idle subscriber.
 //!
-//! Usage: `net_latency [--ops N] [--cases in_process,ipc,tcp,changes,memory,change_rate]
+//! Usage: `net_latency [--ops N] [--cases in_process,ipc,tcp,changes,memory,change_rate,change_rate_embedded]
 //! [--server-bin PATH] [--rate COMMITS_PER_S] [--rate-secs S] [--rate-writers N]
 //! [--durability full|normal] [--workers N] [--nng-threads T,P]` (the last three are passed to
 //! `ormdb serve`)
-//! (`change_rate` is not in the default set: it offers `--rate` commits/s, 10,000 by default). It starts `ormdb serve` from the same target directory
+//! (`change_rate` is not in the default set: it offers `--rate` commits/s, 10,000 by default,
+//! from `--rate-writers` network clients; nor is `change_rate_embedded`: the same rate from
+//! writer threads committing in this process, which serves the database itself
+//! (`ormdb::net::Server`), to subscribers in child processes over `--sub-transports ipc,tcp`;
+//! `--durability` applies to both). It starts `ormdb serve` from the same target directory
 //! (build it first: `cargo build --release -p ormdb --features cli`).
 //!
 //! Output: `RESULT <id> n=.. ops_per_s=.. p50_us=.. p99_us=.. max_us=..` lines, then memory lines.
@@ -508,17 +512,240 @@ fn change_rate(rt: &tokio::runtime::Runtime, url: &str, rate: u64, secs: f64, wr
     let mut lat = lat;
     let p = percentiles(&mut lat);
     let cp = percentiles(&mut commit);
+    let st = stream.stats();
     println!(
-        "RESULT change_rate/{}/{writers}_writers offered_per_s={rate} achieved_per_s={achieved:.0} n={} p50_us={:.1} p99_us={:.1} max_us={:.1} commit_p50_us={:.1} commit_p99_us={:.1} late_sends={late} lag_notices={lagged}",
+        "RESULT change_rate/{}/{writers}_writers offered_per_s={rate} achieved_per_s={achieved:.0} n={} p50_us={:.1} p95_us={:.1} p99_us={:.1} max_us={:.1} commit_p50_us={:.1} commit_p99_us={:.1} late_sends={late} lag_notices={lagged} messages={} overflows={} gaps={} idle_resyncs={}",
         transport_of(url),
         p.n,
         p.p50_us,
+        p.p95_us,
         p.p99_us,
         p.max_us,
         cp.p50_us,
         cp.p99_us,
+        st.messages,
+        st.overflows,
+        st.gaps,
+        st.idle_resyncs,
     );
     cost.print(total as usize);
+}
+
+/// The subscriber side of `change_rate_embedded`, run as a child process of the benchmark
+/// (`net_latency --subscribe URL --expect N`): follows `rate_ticks` with a `ChangeStream` over
+/// `URL`, prints `READY` once subscribed, then one `SUB` line with the delivery latency of `N`
+/// changes (commit sent -> event received, across processes through the shared wall clock),
+/// the events per second while they arrived, its lag notices and what caused them, and its own
+/// CPU and context switches per change.
+fn subscriber_child(url: &str, expect: u64, arrivals: Option<&str>) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let c = Client::connect(url).await.expect("connect");
+        let mut stream = ChangeStream::open(&c, &["rate_ticks"], None)
+            .await
+            .expect("stream");
+        println!("READY");
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        let cost0 = process_cost(std::process::id());
+        let mut lat = Vec::with_capacity(expect as usize);
+        let mut arrived_at: Vec<(i64, i64)> = Vec::with_capacity(expect as usize);
+        let (mut first, mut last) = (None, Instant::now());
+        while (lat.len() as u64) < expect {
+            match stream
+                .next_timeout(Duration::from_secs(20))
+                .await
+                .expect("stream")
+            {
+                Some(StreamEvent::Change(ev)) => {
+                    let arrived = now_ns();
+                    last = Instant::now();
+                    first.get_or_insert(last);
+                    for ch in &ev.changes {
+                        if let Some(Value::Integer(at)) = ch.values.get(1) {
+                            lat.push(Duration::from_nanos((arrived - at).max(0) as u64));
+                            arrived_at.push((ch.row_id, arrived));
+                        }
+                    }
+                }
+                Some(StreamEvent::Lagged { .. }) => {}
+                None => panic!("change stream stalled at {} of {expect}", lat.len()),
+            }
+        }
+        let cost = process_cost(std::process::id());
+        let tick_us = 1e6 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        let span = last.duration_since(first.unwrap_or(last)).as_secs_f64();
+        if let Some(path) = arrivals {
+            let text: String = arrived_at.iter().map(|(id, t)| format!("{id} {t}\n")).collect();
+            std::fs::write(path, text).expect("write arrivals");
+        }
+        let st = stream.stats();
+        let p = percentiles(&mut lat);
+        println!(
+            "SUB n={} p50_us={:.1} p95_us={:.1} p99_us={:.1} max_us={:.1} events_per_s={:.0} messages={} lag_notices={} overflows={} gaps={} idle_resyncs={} cpu_us={:.1} switches={:.2}",
+            p.n,
+            p.p50_us,
+            p.p95_us,
+            p.p99_us,
+            p.max_us,
+            p.n as f64 / span.max(1e-9),
+            st.messages,
+            st.lag_notices,
+            st.overflows,
+            st.gaps,
+            st.idle_resyncs,
+            (cost.0 - cost0.0) as f64 * tick_us / p.n.max(1) as f64,
+            cost.1.saturating_sub(cost0.1) as f64 / p.n.max(1) as f64,
+        );
+    });
+}
+
+/// Change delivery where the commit rate is reachable: the topology of an application that
+/// embeds the database and also serves it. This process opens the database, starts
+/// `ormdb::net::Server` on it, and its `writers` threads commit in process (prepared autocommit
+/// insert, open loop at `rate` commits/s for `secs` s); one subscriber per URL of `sub_urls`
+/// runs in a child process (`--subscribe`) and follows the changes over the network.
+/// Reported: commits/s reached, the writers' commit latency, and per subscriber the delivery
+/// latency (insert sent -> event received in the other process), events/s, lag notices (and
+/// their cause), with the CPU per commit of this process (engine, server, publisher, writers)
+/// and of the subscriber.
+fn change_rate_embedded(
+    dir: &Path,
+    durability: ormdb::Durability,
+    rate: u64,
+    secs: f64,
+    writers: usize,
+    transports: &[String],
+) {
+    let db_path = dir.join(format!("embedded-{}", now_ns()));
+    let db = Database::open(&db_path, Options::default().durability(durability)).expect("open");
+    db.connect()
+        .sql()
+        .execute_batch("CREATE TABLE rate_ticks (id INTEGER PRIMARY KEY, at INTEGER NOT NULL)")
+        .expect("ddl");
+    let ipc = format!("ipc://{}", db_path.with_extension("req.sock").display());
+    let tcp = format!("tcp://127.0.0.1:{}", free_port());
+    let mut cfg = ormdb::net::ServeConfig::new(&db_path, vec![ipc.clone(), tcp.clone()]);
+    cfg.change_listen = vec![
+        format!("ipc://{}", db_path.with_extension("ch.sock").display()),
+        format!("tcp://127.0.0.1:{}", free_port()),
+    ];
+    let server = ormdb::net::Server::start(db.clone(), &cfg).expect("start the embedded server");
+    let per_writer = ((rate as f64 * secs) as u64 / writers as u64).max(1);
+    let total = per_writer * writers as u64;
+    let exe = std::env::current_exe().expect("exe");
+    let mut subs: Vec<(String, Child, BufReader<std::process::ChildStdout>)> = transports
+        .iter()
+        .map(|t| {
+            let url = match t.as_str() {
+                "ipc" => ipc.clone(),
+                "tcp" => tcp.clone(),
+                other => panic!("--sub-transports: unknown transport {other}"),
+            };
+            let arrivals = db_path.with_extension(format!("{t}.arrivals"));
+            let mut child = Command::new(&exe)
+                .args(["--subscribe", &url, "--expect", &total.to_string()])
+                .arg("--arrivals")
+                .arg(&arrivals)
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("start the subscriber process");
+            let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+            let mut line = String::new();
+            out.read_line(&mut line).expect("subscriber ready");
+            assert!(line.starts_with("READY"), "subscriber said {line:?}");
+            (t.clone(), child, out)
+        })
+        .collect();
+    let interval = Duration::from_secs_f64(writers as f64 / rate as f64);
+    let me = std::process::id();
+    let cost0 = process_cost(me);
+    let t0 = Instant::now() + Duration::from_millis(50);
+    type WriterResult = (Vec<Duration>, Vec<(i64, i64)>, u64, Instant);
+    let results: Vec<WriterResult> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..writers)
+            .map(|w| {
+                let db = db.clone();
+                sc.spawn(move || {
+                    let mut s = db.connect().sql();
+                    let stmt = s
+                        .prepare("INSERT INTO rate_ticks (at) VALUES (?)")
+                        .expect("prepare");
+                    let offset = interval.mul_f64(w as f64 / writers as f64);
+                    let mut commit = Vec::with_capacity(per_writer as usize);
+                    let mut acked = Vec::with_capacity(per_writer as usize);
+                    let mut late = 0u64;
+                    for i in 0..per_writer {
+                        let due = t0 + offset + interval.mul_f64(i as f64);
+                        let now = Instant::now();
+                        if due > now {
+                            std::thread::sleep(due - now);
+                        } else if now - due > Duration::from_millis(1) {
+                            late += 1;
+                        }
+                        let started = Instant::now();
+                        s.execute_prepared(
+                            &stmt,
+                            &Params::Positional(vec![Value::Integer(now_ns())]),
+                        )
+                        .expect("insert");
+                        acked.push((s.last_insert_rowid(), now_ns()));
+                        commit.push(started.elapsed());
+                    }
+                    (commit, acked, late, Instant::now())
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().expect("writer")).collect()
+    });
+    let end = results.iter().map(|r| r.3).max().unwrap_or(t0);
+    let cost1 = process_cost(me);
+    let late: u64 = results.iter().map(|r| r.2).sum();
+    let acked: std::collections::HashMap<i64, i64> =
+        results.iter().flat_map(|r| r.1.iter().copied()).collect();
+    let mut commit: Vec<Duration> = results.into_iter().flat_map(|r| r.0).collect();
+    let achieved = total as f64 / end.saturating_duration_since(t0).as_secs_f64();
+    let cp = percentiles(&mut commit);
+    let tick_us = 1e6 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let label = match durability {
+        ormdb::Durability::Full => "full",
+        ormdb::Durability::Normal => "normal",
+    };
+    for (t, child, out) in &mut subs {
+        let mut line = String::new();
+        out.read_line(&mut line).expect("subscriber result");
+        let status = child.wait().expect("subscriber exit");
+        assert!(status.success(), "subscriber over {t} failed: {status}");
+        let sub = line.trim().strip_prefix("SUB ").unwrap_or(line.trim());
+        // Commit acknowledged -> event received: the publisher, NNG and the subscriber alone
+        // (an event can arrive before its writer thread runs again to note the ack: 0).
+        let arrivals = db_path.with_extension(format!("{t}.arrivals"));
+        let mut after_ack: Vec<Duration> = std::fs::read_to_string(&arrivals)
+            .expect("arrivals")
+            .lines()
+            .filter_map(|l| {
+                let (id, at) = l.split_once(' ')?;
+                let ack = acked.get(&id.parse::<i64>().ok()?)?;
+                Some(Duration::from_nanos(
+                    (at.parse::<i64>().ok()? - ack).max(0) as u64
+                ))
+            })
+            .collect();
+        let ap = percentiles(&mut after_ack);
+        println!(
+            "RESULT change_rate_embedded/{label}/{t}/{writers}_writers offered_per_s={rate} achieved_per_s={achieved:.0} commit_p50_us={:.1} commit_p99_us={:.1} late_sends={late} {sub} ack_to_event_n={} ack_to_event_p50_us={:.1} ack_to_event_p95_us={:.1} ack_to_event_p99_us={:.1}",
+            cp.p50_us, cp.p99_us, ap.n, ap.p50_us, ap.p95_us, ap.p99_us,
+        );
+    }
+    println!(
+        "  COST embedding_process_cpu_us={:.1} switches={:.2} (per commit: engine, server, publisher and writers; the subscriber's own is cpu_us above)",
+        (cost1.0 - cost0.0) as f64 * tick_us / total as f64,
+        cost1.1.saturating_sub(cost0.1) as f64 / total as f64,
+    );
+    server.shutdown().expect("shutdown");
 }
 
 fn transport_of(url: &str) -> &str {
@@ -684,6 +911,11 @@ fn main() {
     let mut rate_secs = 3u64;
     let mut rate_writers = 32usize;
     let mut server_args: Vec<String> = Vec::new();
+    let mut durability = ormdb::Durability::Full;
+    let mut sub_transports = vec!["ipc".to_string()];
+    let mut subscribe: Option<String> = None;
+    let mut expect = 0u64;
+    let mut arrivals: Option<String> = None;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -694,9 +926,28 @@ fn main() {
             "--rate-writers" => rate_writers = arg_num(it.next(), "--rate-writers") as usize,
             // Passed to `ormdb serve`: full (default) or normal.
             "--durability" => {
+                let d = it.next().expect("--durability full|normal");
+                durability = match d.as_str() {
+                    "full" => ormdb::Durability::Full,
+                    "normal" => ormdb::Durability::Normal,
+                    other => panic!("--durability {other}: expected full or normal"),
+                };
                 server_args.push("--durability".into());
-                server_args.push(it.next().expect("--durability full|normal"));
+                server_args.push(d);
             }
+            // change_rate_embedded: one subscriber process per transport listed.
+            "--sub-transports" => {
+                sub_transports = it
+                    .next()
+                    .expect("--sub-transports ipc,tcp")
+                    .split(',')
+                    .map(String::from)
+                    .collect()
+            }
+            // The subscriber child of change_rate_embedded.
+            "--subscribe" => subscribe = it.next(),
+            "--expect" => expect = arg_num(it.next(), "--expect"),
+            "--arrivals" => arrivals = it.next(),
             "--nng-threads" => {
                 server_args.push("--nng-threads".into());
                 server_args.push(it.next().expect("--nng-threads TASK,POLLER"));
@@ -716,6 +967,10 @@ fn main() {
             other => panic!("unknown argument {other}"),
         }
     }
+    if let Some(url) = subscribe {
+        subscriber_child(&url, expect, arrivals.as_deref());
+        return;
+    }
     let bin: PathBuf = server_bin.unwrap_or_else(|| {
         std::env::current_exe()
             .expect("exe")
@@ -734,6 +989,19 @@ fn main() {
     }
     if on("in_process") {
         in_process(&db_path, ops);
+    }
+    if on("change_rate_embedded") {
+        change_rate_embedded(
+            dir.path(),
+            durability,
+            rate,
+            rate_secs as f64,
+            rate_writers,
+            &sub_transports,
+        );
+        if cases.iter().all(|c| c == "change_rate_embedded") {
+            return;
+        }
     }
     let (server, tcp, ipc) = start_server(&bin, &db_path, dir.path(), &server_args);
     SERVER_PID.store(server.0.id(), std::sync::atomic::Ordering::Relaxed);

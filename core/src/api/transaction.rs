@@ -10,6 +10,7 @@ use crate::exec::ddl;
 use crate::exec::mutate::{self, DeleteMode, DeleteResult, WriteLimits, WriteResult};
 use crate::ir::Expr;
 use crate::storage::row_codec::StoredRow;
+use crate::txn::transaction::Mark;
 use crate::txn::Txn;
 use crate::value::Value;
 
@@ -37,6 +38,19 @@ impl Row {
             version: r.version,
             soft_deleted,
             values,
+        }
+    }
+
+    /// The row as the engine buffers it (values in the entity's current layout).
+    fn into_stored(self) -> StoredRow {
+        StoredRow {
+            flags: if self.soft_deleted {
+                crate::storage::row_codec::FLAG_SOFT_DELETED
+            } else {
+                0
+            },
+            version: self.version,
+            values: self.values,
         }
     }
 }
@@ -534,6 +548,29 @@ impl Transaction {
         mutate::update(&mut self.txn, entity, row_id, changes, None, &self.limits)
     }
 
+    /// [`Self::update`] of a row this transaction read (`read`: as [`Self::get`] or another
+    /// read of this transaction returned it, unchanged; None: read it here). The row is not
+    /// read again unless the transaction has written it since: the SQL front end hands over
+    /// the target rows its WHERE clause found.
+    pub(crate) fn update_known(
+        &mut self,
+        entity: &str,
+        row_id: i64,
+        read: Option<Row>,
+        changes: &[(&str, Value)],
+    ) -> Result<Option<WriteResult>> {
+        self.live()?;
+        mutate::update_known(
+            &mut self.txn,
+            entity,
+            row_id,
+            read.map(Row::into_stored),
+            changes,
+            None,
+            &self.limits,
+        )
+    }
+
     /// Updates a row only if its version token is `expected_version` (else 40002).
     pub fn update_versioned(
         &mut self,
@@ -575,6 +612,22 @@ impl Transaction {
     ) -> Result<Vec<Option<DeleteResult>>> {
         self.live()?;
         mutate::delete_many(&mut self.txn, entity, row_ids, &self.limits)
+    }
+
+    /// [`Self::delete_many`] of rows this transaction read: each id with the row as a read of
+    /// this transaction returned it, unchanged (None: read it here); see
+    /// [`Self::update_known`].
+    pub(crate) fn delete_many_known(
+        &mut self,
+        entity: &str,
+        rows: Vec<(i64, Option<Row>)>,
+    ) -> Result<Vec<Option<DeleteResult>>> {
+        self.live()?;
+        let rows = rows
+            .into_iter()
+            .map(|(id, r)| (id, r.map(Row::into_stored)))
+            .collect();
+        mutate::delete_many_known(&mut self.txn, entity, rows, &self.limits)
     }
 
     /// Deletes a row only if its version token is `expected_version` (else 40002).
@@ -718,6 +771,27 @@ impl Transaction {
     pub fn release(&mut self, name: &str) -> Result<()> {
         self.live()?;
         self.txn.release(name)
+    }
+
+    /// Marks the start of a statement that must be atomic (see `Txn::mark`): cheaper than a
+    /// named savepoint, and invisible to `ROLLBACK TO` / `RELEASE` by name.
+    pub(crate) fn statement_mark(&mut self) -> Result<Mark> {
+        self.live()?;
+        Ok(self.txn.mark())
+    }
+
+    /// Keeps the statement's changes.
+    pub(crate) fn release_mark(&mut self, mark: Mark) -> Result<()> {
+        self.live()?;
+        self.txn.release_mark(mark);
+        Ok(())
+    }
+
+    /// Undoes the statement's changes.
+    pub(crate) fn rollback_to_mark(&mut self, mark: Mark) -> Result<()> {
+        self.live()?;
+        self.txn.rollback_to_mark(mark);
+        Ok(())
     }
 
     /// Commits: deferred foreign keys are checked, then the serializable validation; on

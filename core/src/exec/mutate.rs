@@ -64,19 +64,16 @@ struct OpCtx {
     depth: usize,
 }
 
-const STMT_SAVEPOINT: &str = "\u{0}ormdb-statement";
-
 /// Runs `f` atomically inside the transaction: on error, its writes are undone.
 pub fn atomically<T>(txn: &mut Txn, f: impl FnOnce(&mut Txn) -> Result<T>) -> Result<T> {
-    txn.savepoint(STMT_SAVEPOINT);
+    let mark = txn.mark();
     match f(txn) {
         Ok(v) => {
-            txn.release(STMT_SAVEPOINT)?;
+            txn.release_mark(mark);
             Ok(v)
         }
         Err(e) => {
-            txn.rollback_to(STMT_SAVEPOINT)?;
-            txn.release(STMT_SAVEPOINT)?;
+            txn.rollback_to_mark(mark);
             Err(e)
         }
     }
@@ -303,6 +300,20 @@ pub fn update(
     expected_version: Option<u64>,
     limits: &WriteLimits,
 ) -> Result<Option<WriteResult>> {
+    update_known(txn, entity, row_id, None, changes, expected_version, limits)
+}
+
+/// [`update`] of a row the caller read in this transaction (`known`, see
+/// `Txn::row_for_write`): the row is not read again unless the transaction wrote it since.
+pub fn update_known(
+    txn: &mut Txn,
+    entity: &str,
+    row_id: i64,
+    known: Option<StoredRow>,
+    changes: &[(&str, Value)],
+    expected_version: Option<u64>,
+    limits: &WriteLimits,
+) -> Result<Option<WriteResult>> {
     let schema = txn.schema().clone();
     let pos = entity_pos(&schema, entity)?;
     let e = schema.entity_at(pos);
@@ -314,7 +325,7 @@ pub fn update(
     }
     atomically(txn, |txn| {
         let Some(old) = txn
-            .read_row(e.id, row_id)?
+            .row_for_write(e.id, row_id, known)?
             .filter(|r| is_live(r) && !r.is_soft_deleted())
         else {
             return Ok(None);
@@ -359,9 +370,6 @@ fn update_at(
 ) -> Result<WriteResult> {
     let e = schema.entity_at(pos);
     constraint::prepare_row(e, &mut values, limits.max_row_bytes)?;
-    let old_values: Vec<Value> = (0..e.fields.len() as u32)
-        .map(|f| e.stored_value(&old.values, f))
-        .collect();
     let new_id = match e.rowid_alias {
         Some(a) => match &values[a as usize] {
             Value::Integer(i) => *i,
@@ -380,12 +388,26 @@ fn update_at(
         None => row_id,
     };
     let moved = new_id != row_id;
-    let changed: Vec<bool> = old_values
-        .iter()
+    let changed: Vec<bool> = (0..e.fields.len() as u32)
         .zip(&values)
-        .map(|(a, b)| moved || a.total_cmp(b).is_ne() || a.type_name() != b.type_name())
+        .map(|(f, b)| {
+            moved || {
+                let a = stored_ref(e, &old.values, f);
+                a.total_cmp(b).is_ne() || a.type_name() != b.type_name()
+            }
+        })
         .collect();
+    // The old values outlive the write only for the foreign key actions on referencing rows.
+    let old_values: Option<Vec<Value>> =
+        (txn.opts.foreign_keys && !schema.incoming(pos).is_empty()).then(|| {
+            (0..e.fields.len() as u32)
+                .map(|f| e.stored_value(&old.values, f))
+                .collect()
+        });
     let mut version = old.version + 1;
+    let flags = old.flags;
+    // What `write_row_read` takes as the read of the row written at `new_id`.
+    let mut read_at_new = Some(old);
     if moved {
         let target = txn.read_row(e.id, new_id)?;
         if target.as_ref().is_some_and(is_live) {
@@ -396,12 +418,14 @@ fn update_at(
             ));
         }
         txn.core().note_row_id(e.id, new_id)?;
-        version = version.max(target.map_or(1, |t| t.version + 1));
+        version = version.max(target.as_ref().map_or(1, |t| t.version + 1));
         // Remove the row from its old id before the unique checks: otherwise the row itself,
         // still live under the old id, conflicts with its own values in every unique index
         // (changing the id of a row with a UNIQUE field failed with 23505). The statement
         // savepoint undoes this if a later check fails.
-        txn.write_row(e.id, row_id, tombstone(old.version))?;
+        let old = std::mem::replace(&mut read_at_new, target);
+        let old_version = old.as_ref().map_or(0, |o| o.version);
+        txn.write_row_read(e.id, row_id, tombstone(old_version), old)?;
     }
     constraint::check_unique(txn, e, new_id, &values, Some(&changed))?;
     for ix in &e.indexes {
@@ -417,25 +441,39 @@ fn update_at(
     if moved && e.autoincrement {
         txn.note_sequence(e.id, new_id);
     }
-    txn.write_row(
+    let child_fks = txn.opts.foreign_keys && !e.foreign_keys.is_empty();
+    let kept = (child_fks || old_values.is_some()).then(|| values.clone());
+    txn.write_row_read(
         e.id,
         new_id,
         StoredRow {
-            flags: old.flags,
+            flags,
             version,
-            values: values.clone(),
+            values,
         },
+        read_at_new,
     )?;
-    // Checked after the write, like inserts, so a row may come to reference itself (also under
-    // a new row id).
-    check_child_fks(txn, schema, e, new_id, &values, Some(&changed))?;
-    if txn.opts.foreign_keys {
-        parent_actions(txn, schema, pos, &old_values, Some(&values), limits, ctx)?;
+    if let Some(values) = &kept {
+        // Checked after the write, like inserts, so a row may come to reference itself (also
+        // under a new row id).
+        check_child_fks(txn, schema, e, new_id, values, Some(&changed))?;
+        if let Some(old_values) = &old_values {
+            parent_actions(txn, schema, pos, old_values, Some(values), limits, ctx)?;
+        }
     }
     Ok(WriteResult {
         row_id: new_id,
         version,
     })
+}
+
+/// Field `f` of a stored row, by reference when the row has it (see
+/// `EntityDef::stored_value`).
+fn stored_ref<'a>(e: &EntityDef, row: &'a [Value], f: u32) -> std::borrow::Cow<'a, Value> {
+    match row.get(f as usize) {
+        Some(v) => std::borrow::Cow::Borrowed(v),
+        None => std::borrow::Cow::Owned(e.stored_value(row, f)),
+    }
 }
 
 /// Deletes a row. Returns None when it does not exist (or is already soft-deleted).
@@ -456,6 +494,7 @@ pub fn delete(
             &schema,
             pos,
             row_id,
+            None,
             expected_version,
             mode,
             limits,
@@ -477,17 +516,34 @@ pub fn delete_many(
     row_ids: &[i64],
     limits: &WriteLimits,
 ) -> Result<Vec<Option<DeleteResult>>> {
+    delete_many_known(
+        txn,
+        entity,
+        row_ids.iter().map(|&id| (id, None)).collect(),
+        limits,
+    )
+}
+
+/// [`delete_many`] of rows the caller read in this transaction: each id with the row as read
+/// (see `Txn::row_for_write`; None: read it here).
+pub fn delete_many_known(
+    txn: &mut Txn,
+    entity: &str,
+    rows: Vec<(i64, Option<StoredRow>)>,
+    limits: &WriteLimits,
+) -> Result<Vec<Option<DeleteResult>>> {
     let schema = txn.schema().clone();
     let pos = entity_pos(&schema, entity)?;
     atomically(txn, |txn| {
         let mut ctx = OpCtx::default();
-        let mut out = Vec::with_capacity(row_ids.len());
-        for &row_id in row_ids {
+        let mut out = Vec::with_capacity(rows.len());
+        for (row_id, known) in rows {
             out.push(delete_one(
                 txn,
                 &schema,
                 pos,
                 row_id,
+                known,
                 None,
                 DeleteMode::Default,
                 limits,
@@ -506,13 +562,14 @@ fn delete_one(
     schema: &Arc<Schema>,
     pos: usize,
     row_id: i64,
+    known: Option<StoredRow>,
     expected_version: Option<u64>,
     mode: DeleteMode,
     limits: &WriteLimits,
     ctx: &mut OpCtx,
 ) -> Result<Option<DeleteResult>> {
     let e = schema.entity_at(pos);
-    let Some(old) = txn.read_row(e.id, row_id)?.filter(is_live) else {
+    let Some(old) = txn.row_for_write(e.id, row_id, known)?.filter(is_live) else {
         return Ok(None);
     };
     if old.is_soft_deleted() && mode == DeleteMode::Default {
@@ -520,9 +577,9 @@ fn delete_one(
     }
     check_version(e, row_id, &old, expected_version)?;
     if e.soft_delete && mode == DeleteMode::Default {
-        let marked = with_soft_delete(old, true);
+        let marked = with_soft_delete(old.clone(), true);
         let version = marked.version;
-        txn.write_row(e.id, row_id, marked)?;
+        txn.write_row_read(e.id, row_id, marked, Some(old))?;
         return Ok(Some(DeleteResult {
             row_id,
             version,
@@ -582,17 +639,21 @@ fn delete_cascading(
                 None => continue,
             }
         };
-        txn.write_row(ent.id, id, tombstone(row.version))?;
+        // The deleted values matter only to the rows that reference this table.
+        let old_values: Option<Vec<Value>> =
+            (txn.opts.foreign_keys && !schema.incoming(p).is_empty()).then(|| {
+                (0..ent.fields.len() as u32)
+                    .map(|f| ent.stored_value(&row.values, f))
+                    .collect()
+            });
+        txn.write_row_read(ent.id, id, tombstone(row.version), Some(row))?;
         if !first {
             ctx.cascaded += 1;
         }
         first = false;
-        if !txn.opts.foreign_keys {
+        let Some(old_values) = old_values else {
             continue;
-        }
-        let old_values: Vec<Value> = (0..ent.fields.len() as u32)
-            .map(|f| ent.stored_value(&row.values, f))
-            .collect();
+        };
         for (cpos, fk_pos, key) in referencing_keys(schema, p, &old_values, None)? {
             let child = schema.entity_at(cpos);
             let fk = &child.foreign_keys[fk_pos];

@@ -24,8 +24,8 @@ pub mod subscription;
 
 pub use client::{BlockingClient, Client, ClientOptions, Reply};
 pub use connect::{connect, connect_with, RemoteSql, SqlConnection};
-pub use server::{serve, ServeConfig};
-pub use stream::{ChangeStream, StreamEvent, StreamOptions};
+pub use server::{serve, ServeConfig, Server, ShutdownReport};
+pub use stream::{ChangeStream, StreamEvent, StreamOptions, StreamStats};
 pub use subscription::RemoteSubscription;
 
 use crate::error::{Error, SqlState};

@@ -29,9 +29,11 @@ const MAX_BATCH_SETS: usize = 1024;
 /// goes out alone): subscribers read a message whole, so this bounds their buffers.
 const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 /// Messages NNG queues per subscriber before it drops that subscriber's messages (NNG's default
-/// is 16). A batch is up to a few messages, so this covers bursts of a slow reader; each slot is
-/// one pointer, so it costs an idle subscriber 2 KiB.
-pub const SUBSCRIBER_QUEUE: usize = 256;
+/// is 16). At 10k commits/s a publisher sends 2-7k messages/s (fewer, larger batches under
+/// Full durability), so this covers a subscriber process that is not scheduled for 150-500 ms
+/// (seen on a loaded 2-core machine; 256 slots, ~40-100 ms, let such stalls cost a replay). Each
+/// slot is one pointer: 8 KiB per subscriber, allocated when it connects.
+pub const SUBSCRIBER_QUEUE: usize = 1024;
 
 /// Splits a change set into per-entity events, in the order entities first appear.
 pub fn events(cs: &ChangeSet, prev_of: &mut impl FnMut(&str) -> u64) -> Vec<ChangeEvent> {

@@ -110,6 +110,8 @@ pub enum Protocol {
     /// The change publisher: a send never waits; NNG drops the message for a subscriber whose
     /// queue is full.
     Pub,
+    /// A change stream's receiving end.
+    Sub,
 }
 
 /// An open NNG socket; closed when dropped (which fails every call blocked on it with ECLOSED).
@@ -130,6 +132,7 @@ impl Socket {
                 Protocol::Req => nng_sys::nng_req0_open(&mut s),
                 Protocol::Rep => nng_sys::nng_rep0_open(&mut s),
                 Protocol::Pub => nng_sys::nng_pub0_open(&mut s),
+                Protocol::Sub => nng_sys::nng_sub0_open(&mut s),
             }
         })?;
         Ok(Socket(s))
@@ -184,6 +187,39 @@ impl Socket {
         rv(unsafe {
             nng_sys::nng_socket_set_int(self.0, nng_sys::NNG_OPT_SENDBUF.as_ptr().cast(), n)
         })
+    }
+
+    /// Messages queued on the socket's receiving side (for SUB: beyond this, NNG drops the
+    /// oldest). NNG accepts 1 to 8192.
+    pub fn set_recv_buffer(&self, messages: usize) -> std::result::Result<(), NngError> {
+        let n = c_int::try_from(messages.clamp(1, 8192)).unwrap_or(8192);
+        // SAFETY: as for set_send_buffer.
+        rv(unsafe {
+            nng_sys::nng_socket_set_int(self.0, nng_sys::NNG_OPT_RECVBUF.as_ptr().cast(), n)
+        })
+    }
+
+    pub fn set_recv_timeout(&self, d: Duration) -> std::result::Result<(), NngError> {
+        // SAFETY: as for set_send_buffer.
+        rv(unsafe {
+            nng_sys::nng_socket_set_ms(self.0, nng_sys::NNG_OPT_RECVTIMEO.as_ptr().cast(), ms(d))
+        })
+    }
+
+    /// SUB: receive messages whose body starts with `topic`.
+    pub fn subscribe(&self, topic: &[u8]) -> std::result::Result<(), NngError> {
+        // SAFETY: NNG copies the topic bytes.
+        rv(unsafe {
+            nng_sys::nng_sub0_socket_subscribe(self.0, topic.as_ptr().cast(), topic.len())
+        })
+    }
+
+    /// Receives on the socket itself (no context), blocking up to the receive timeout.
+    pub fn recv(&self) -> std::result::Result<Msg, NngError> {
+        let mut m = std::ptr::null_mut();
+        // SAFETY: on success NNG hands us ownership of a message.
+        rv(unsafe { nng_sys::nng_recvmsg(self.0, &mut m, 0) })?;
+        Ok(Msg(m))
     }
 
     /// Sends on the socket itself (no context): for PUB this queues the message to every

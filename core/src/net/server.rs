@@ -1,9 +1,11 @@
-//! `ormdb serve`: opens the database, listens on every request endpoint with one REP socket,
+//! The server: [`Server`] serves a database this process has open (an application embedding
+//! ORMDB, or `ormdb serve` through [`serve`]): it listens on every request endpoint with one REP socket,
 //! answers requests on a fixed set of threads (each owns one NNG context and blocks in its
 //! receive, so each has one request in flight, they run in parallel, and a request is handled on
 //! the thread NNG woke, with no further hand-off), publishes changes, reaps idle
-//! sessions, and on SIGINT/SIGTERM stops taking requests, finishes those in flight, rolls back
-//! open sessions and checkpoints the database.
+//! sessions, and on [`Server::shutdown`] (`ormdb serve`: on SIGINT/SIGTERM) stops taking
+//! requests, finishes those in flight, rolls back open sessions, publishes what was committed
+//! and checkpoints the database.
 
 use std::ffi::CString;
 use std::io::Write as _;
@@ -70,8 +72,38 @@ impl ServeConfig {
     }
 }
 
-/// Runs the server until SIGINT or SIGTERM.
+/// Runs the server until SIGINT or SIGTERM: opens the database at `cfg.path`, starts a
+/// [`Server`] on it, waits for the signal, then shuts the server down gracefully.
 pub fn serve(cfg: ServeConfig) -> Result<()> {
+    check_config(&cfg)?;
+    let db = Database::open(&cfg.path, Options::default().durability(cfg.durability))?;
+    let server = Server::start(db, &cfg)?;
+    // Written without println!, which panics when whoever started us closed our stdout.
+    let mut out = std::io::stdout();
+    let _ = writeln!(
+        out,
+        "ormdb serve: listening on {} (changes on {})",
+        server.listen_urls().join(", "),
+        server.change_urls().join(", ")
+    );
+    let _ = out.flush();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| io_error("starting the tokio runtime", e))?
+        .block_on(wait_for_signal());
+    tracing::info!("shutting down: finishing requests in flight");
+    let report = server.shutdown()?;
+    let _ = writeln!(
+        out,
+        "ormdb serve: stopped ({} open sessions rolled back; database synced)",
+        report.sessions_rolled_back
+    );
+    let _ = out.flush();
+    Ok(())
+}
+
+fn check_config(cfg: &ServeConfig) -> Result<()> {
     if cfg.listen.is_empty() {
         return Err(Error::new(
             SqlState::InvalidParameter,
@@ -81,30 +113,7 @@ pub fn serve(cfg: ServeConfig) -> Result<()> {
     for url in cfg.listen.iter().chain(&cfg.change_listen) {
         check_listen_url(url, cfg.allow_remote)?;
     }
-    let change_urls = if cfg.change_listen.is_empty() {
-        cfg.listen
-            .iter()
-            .map(|u| default_change_url(u))
-            .collect::<Result<Vec<_>>>()?
-    } else {
-        cfg.change_listen.clone()
-    };
-    if let Some((task, poller)) = cfg.nng_threads {
-        rawnng::set_threads(task, poller);
-    }
-    let db = Database::open(&cfg.path, Options::default().durability(cfg.durability))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("ormdb-serve")
-        .build()
-        .map_err(|e| io_error("starting the tokio runtime", e))?;
-    let shared = Arc::new(Shared::new(
-        db,
-        change_urls,
-        cfg.max_request_bytes,
-        cfg.reply_chunk_bytes,
-    ));
-    rt.block_on(run(cfg, shared))
+    Ok(())
 }
 
 fn c_url(url: &str) -> Result<CString> {
@@ -116,140 +125,247 @@ fn c_url(url: &str) -> Result<CString> {
     })
 }
 
-async fn run(cfg: ServeConfig, shared: Arc<Shared>) -> Result<()> {
-    rawnng::install_logger();
-    let rep = Arc::new(
-        rawnng::Socket::open(Protocol::Rep).map_err(|e| rawnng::io("opening the REP socket", e))?,
-    );
-    // NNG drops a connection that announces a larger message before reading it; the slack
-    // covers REQ's header. The handler still checks the exact limit (a clear 54000 reply).
-    let recv_max = cfg.max_request_bytes.saturating_add(REQUEST_HEADER_SLACK);
-    for url in &cfg.listen {
-        rep.listen_limited(&c_url(url)?, recv_max)
-            .map_err(|e| rawnng::io(&format!("cannot listen on {url}"), e))?;
-    }
-    let pub_socket =
-        rawnng::Socket::open(Protocol::Pub).map_err(|e| rawnng::io("opening the PUB socket", e))?;
-    pub_socket
-        .set_send_buffer(super::publisher::SUBSCRIBER_QUEUE)
-        .map_err(|e| rawnng::io("sizing the PUB queues", e))?;
-    for url in &shared.change_urls {
-        pub_socket
-            .listen(&c_url(url)?)
-            .map_err(|e| rawnng::io(&format!("cannot publish changes on {url}"), e))?;
-    }
-    let (stop_tx, stop_rx) = watch::channel(false);
+/// What a graceful shutdown did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Sessions (transactions spanning requests) that were still open and were rolled back.
+    pub sessions_rolled_back: usize,
+}
 
-    let metrics_task = match &cfg.metrics {
-        Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| io_error(&format!("cannot serve metrics on {addr}"), e))?;
-            let ip = listener
-                .local_addr()
-                .map_err(|e| io_error("metrics address", e))?
-                .ip();
-            if !ip.is_loopback() && !cfg.allow_remote {
-                return Err(Error::new(
-                    SqlState::InsufficientPrivilege,
-                    format!("--metrics {addr} is not a loopback address; add --allow-remote"),
-                ));
+/// A running server on a database this process already has open: an application that embeds
+/// ORMDB can serve the same database to other processes (its own writers keep committing in
+/// process, and their commits reach remote subscribers like any other). Listening starts in
+/// [`Server::start`] and stops in [`Server::shutdown`] (or when the handle is dropped); the
+/// database stays open for the application either way.
+pub struct Server {
+    shared: Arc<Shared>,
+    /// Runs the metrics endpoint and the session reaper on a tokio runtime of its own, so that
+    /// neither starting nor stopping a server needs the caller's runtime (or its absence).
+    background: Option<std::thread::JoinHandle<()>>,
+    rep: Arc<rawnng::Socket>,
+    listen: Vec<String>,
+    metrics_addr: Option<std::net::SocketAddr>,
+    stop_tx: watch::Sender<bool>,
+    workers_stop: Arc<AtomicBool>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+    publisher_stop: Arc<AtomicBool>,
+    publisher: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Listens on `cfg`'s endpoints and serves `db`. `cfg.path` and `cfg.durability` are not
+    /// used (the database is already open, with the options it was opened with);
+    /// `cfg.nng_threads` takes effect only when this server opens the process's first NNG
+    /// socket (NNG starts its threads then; [`rawnng::set_threads`]). When `start` fails
+    /// nothing is left listening.
+    pub fn start(db: Database, cfg: &ServeConfig) -> Result<Server> {
+        check_config(cfg)?;
+        if let Some((task, poller)) = cfg.nng_threads {
+            rawnng::set_threads(task, poller);
+        }
+        let change_urls = if cfg.change_listen.is_empty() {
+            cfg.listen
+                .iter()
+                .map(|u| default_change_url(u))
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            cfg.change_listen.clone()
+        };
+        let shared = Arc::new(Shared::new(
+            db,
+            change_urls,
+            cfg.max_request_bytes,
+            cfg.reply_chunk_bytes,
+        ));
+        rawnng::install_logger();
+        let rep = Arc::new(
+            rawnng::Socket::open(Protocol::Rep)
+                .map_err(|e| rawnng::io("opening the REP socket", e))?,
+        );
+        // NNG drops a connection that announces a larger message before reading it; the slack
+        // covers REQ's header. The handler still checks the exact limit (a clear 54000 reply).
+        let recv_max = cfg.max_request_bytes.saturating_add(REQUEST_HEADER_SLACK);
+        for url in &cfg.listen {
+            rep.listen_limited(&c_url(url)?, recv_max)
+                .map_err(|e| rawnng::io(&format!("cannot listen on {url}"), e))?;
+        }
+        let pub_socket = rawnng::Socket::open(Protocol::Pub)
+            .map_err(|e| rawnng::io("opening the PUB socket", e))?;
+        pub_socket
+            .set_send_buffer(super::publisher::SUBSCRIBER_QUEUE)
+            .map_err(|e| rawnng::io("sizing the PUB queues", e))?;
+        for url in &shared.change_urls {
+            pub_socket
+                .listen(&c_url(url)?)
+                .map_err(|e| rawnng::io(&format!("cannot publish changes on {url}"), e))?;
+        }
+        let (stop_tx, stop_rx) = watch::channel(false);
+        // Bound here so that a bad address fails `start`; served on the background thread.
+        let metrics_listener = match &cfg.metrics {
+            Some(addr) => {
+                let l = std::net::TcpListener::bind(addr)
+                    .and_then(|l| l.set_nonblocking(true).map(|_| l))
+                    .map_err(|e| io_error(&format!("cannot serve metrics on {addr}"), e))?;
+                let local = l.local_addr().map_err(|e| io_error("metrics address", e))?;
+                if !local.ip().is_loopback() && !cfg.allow_remote {
+                    return Err(Error::new(
+                        SqlState::InsufficientPrivilege,
+                        format!("--metrics {addr} is not a loopback address; add --allow-remote"),
+                    ));
+                }
+                Some((l, local))
             }
+            None => None,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| io_error("starting the tokio runtime", e))?;
+        // From here on the handle exists, so an early return shuts down what already started.
+        let mut server = Server {
+            shared: shared.clone(),
+            background: None,
+            rep: rep.clone(),
+            listen: cfg.listen.clone(),
+            metrics_addr: metrics_listener.as_ref().map(|(_, a)| *a),
+            stop_tx,
+            workers_stop: Arc::new(AtomicBool::new(false)),
+            workers: Vec::new(),
+            publisher_stop: Arc::new(AtomicBool::new(false)),
+            publisher: None,
+        };
+        let (sh, stop) = (shared.clone(), server.publisher_stop.clone());
+        server.publisher = Some(
+            std::thread::Builder::new()
+                .name("ormdb-publisher".into())
+                .spawn(move || super::publisher::run(sh, pub_socket, stop))
+                .map_err(|e| io_error("starting the change publisher", e))?,
+        );
+        let (sh, idle) = (shared.clone(), cfg.session_idle);
+        server.background = Some(
+            std::thread::Builder::new()
+                .name("ormdb-serve".into())
+                .spawn(move || rt.block_on(background(sh, idle, metrics_listener, stop_rx)))
+                .map_err(|e| io_error("starting the server's background thread", e))?,
+        );
+        for i in 0..cfg.workers.max(1) {
+            let ctx = rep
+                .context()
+                .and_then(|c| c.set_recv_timeout(WORKER_POLL).map(|_| c))
+                .map_err(|e| rawnng::io("opening a request context", e));
+            let (sh, stop) = (shared.clone(), server.workers_stop.clone());
+            server.workers.push(
+                std::thread::Builder::new()
+                    .name(format!("ormdb-req-{i}"))
+                    .spawn(move || worker(ctx, sh, stop))
+                    .map_err(|e| io_error("starting a request thread", e))?,
+            );
+        }
+        Ok(server)
+    }
+
+    /// The request endpoints, as given.
+    pub fn listen_urls(&self) -> &[String] {
+        &self.listen
+    }
+
+    /// The change stream endpoints (given, or derived from the request endpoints).
+    pub fn change_urls(&self) -> &[String] {
+        &self.shared.change_urls
+    }
+
+    /// Where the Prometheus endpoint listens (with the port the OS chose for port 0).
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// The database being served.
+    pub fn database(&self) -> &Database {
+        &self.shared.db
+    }
+
+    /// The server's metrics in Prometheus text (what the metrics endpoint serves).
+    pub fn metrics_text(&self) -> String {
+        self.shared.metrics_text()
+    }
+
+    /// Stops taking requests, finishes those in flight, rolls back open sessions, publishes
+    /// every change committed so far, stops publishing and checkpoints the database. The
+    /// database stays open for the application's other handles.
+    pub fn shutdown(mut self) -> Result<ShutdownReport> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Result<ShutdownReport> {
+        let _ = self.stop_tx.send(true);
+        self.workers_stop.store(true, Ordering::Release);
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+        self.rep.close();
+        if let Some(b) = self.background.take() {
+            let _ = b.join();
+        }
+        let rolled_back = self.shared.sessions.rollback_all();
+        self.publisher_stop.store(true, Ordering::Release);
+        if let Some(p) = self.publisher.take() {
+            let _ = p.join();
+        }
+        self.shared.db.checkpoint()?;
+        Ok(ShutdownReport {
+            sessions_rolled_back: rolled_back,
+        })
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.background.is_some() || self.publisher.is_some() || !self.workers.is_empty() {
+            if let Err(e) = self.stop() {
+                tracing::warn!("stopping the server: {e}");
+            }
+        }
+    }
+}
+
+/// The server's async side: the metrics endpoint and the reaper of idle sessions and unfetched
+/// reply chunks, until `stop` turns true.
+async fn background(
+    shared: Arc<Shared>,
+    idle: Duration,
+    metrics: Option<(std::net::TcpListener, std::net::SocketAddr)>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let metrics_task = metrics.and_then(|(l, addr)| match tokio::net::TcpListener::from_std(l) {
+        Ok(listener) => {
             let sh = shared.clone();
             Some(tokio::spawn(super::metrics::serve_http(
                 listener,
                 Arc::new(move || sh.metrics_text()),
-                stop_rx.clone(),
+                stop.clone(),
             )))
         }
-        None => None,
-    };
-
-    let publisher_stop = Arc::new(AtomicBool::new(false));
-    let publisher = {
-        let (sh, stop) = (shared.clone(), publisher_stop.clone());
-        std::thread::Builder::new()
-            .name("ormdb-publisher".into())
-            .spawn(move || super::publisher::run(sh, pub_socket, stop))
-            .map_err(|e| io_error("starting the change publisher", e))?
-    };
-
-    let reaper = {
-        let (sh, idle, mut stop) = (shared.clone(), cfg.session_idle, stop_rx.clone());
-        tokio::spawn(async move {
-            let tick = (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(tick) => {}
-                    _ = stop.changed() => return,
-                }
-                let sh2 = sh.clone();
-                let _ = tokio::task::spawn_blocking(move || {
-                    sh2.expire_chunks();
-                    sh2.sessions.reap(idle, &sh2.metrics.sessions_expired)
-                })
-                .await;
-            }
-        })
-    };
-
-    let workers_stop = Arc::new(AtomicBool::new(false));
-    let mut workers = Vec::new();
-    for i in 0..cfg.workers.max(1) {
-        let ctx = rep
-            .context()
-            .and_then(|c| c.set_recv_timeout(WORKER_POLL).map(|_| c))
-            .map_err(|e| rawnng::io("opening a request context", e));
-        let (sh, stop) = (shared.clone(), workers_stop.clone());
-        workers.push(
-            std::thread::Builder::new()
-                .name(format!("ormdb-req-{i}"))
-                .spawn(move || worker(ctx, sh, stop))
-                .map_err(|e| io_error("starting a request thread", e))?,
-        );
-    }
-
-    // Written without println!, which panics when whoever started us closed our stdout.
-    let mut out = std::io::stdout();
-    let _ = writeln!(
-        out,
-        "ormdb serve: listening on {} (changes on {})",
-        cfg.listen.join(", "),
-        shared.change_urls.join(", ")
-    );
-    let _ = out.flush();
-
-    wait_for_signal().await;
-    tracing::info!("shutting down: finishing requests in flight");
-    let _ = stop_tx.send(true);
-    workers_stop.store(true, Ordering::Release);
-    let _ = tokio::task::spawn_blocking(move || {
-        for w in workers {
-            let _ = w.join();
+        Err(e) => {
+            tracing::error!("cannot serve metrics on {addr}: {e}");
+            None
         }
-    })
-    .await;
-    rep.close();
-    let _ = reaper.await;
+    });
+    let tick = (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(tick) => {}
+            _ = stop.changed() => break,
+        }
+        let sh = shared.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            sh.expire_chunks();
+            sh.sessions.reap(idle, &sh.metrics.sessions_expired)
+        })
+        .await;
+    }
     if let Some(t) = metrics_task {
         let _ = t.await;
     }
-    let sh = shared.clone();
-    let rolled_back = tokio::task::spawn_blocking(move || sh.sessions.rollback_all())
-        .await
-        .unwrap_or(0);
-    publisher_stop.store(true, Ordering::Release);
-    let _ = tokio::task::spawn_blocking(move || publisher.join()).await;
-    let sh = shared.clone();
-    tokio::task::spawn_blocking(move || sh.db.checkpoint())
-        .await
-        .map_err(|e| Error::internal(format!("checkpoint task: {e}")))??;
-    let _ = writeln!(
-        out,
-        "ormdb serve: stopped ({rolled_back} open sessions rolled back; database synced)"
-    );
-    let _ = out.flush();
-    Ok(())
 }
 
 async fn wait_for_signal() {

@@ -11,11 +11,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anng::protocols::pubsub0::Sub0;
 use tokio::sync::mpsc;
 
 use super::client::Client;
 use super::publisher::{events, frames};
+use super::rawnng::{self, Protocol, Socket};
 use crate::changes::ChangeToken;
 use crate::error::{Error, Result, SqlState};
 use crate::ir::protocol::{access, change_topic, ArchivedBody, ChangeEvent, CHANGE_TOPIC_PREFIX};
@@ -29,6 +29,10 @@ pub struct StreamOptions {
     pub live_queue: usize,
     /// How long the stream waits for a live event before asking the change log directly.
     pub idle_resync: Duration,
+    /// Messages NNG holds on the SUB socket while the receiving thread is busy or not
+    /// scheduled (1 to 8192; NNG's default is 128); beyond this it drops the oldest, and the
+    /// stream sees a gap and replays it from the change log.
+    pub socket_queue: usize,
 }
 
 impl Default for StreamOptions {
@@ -36,6 +40,7 @@ impl Default for StreamOptions {
         StreamOptions {
             live_queue: 8192,
             idle_resync: Duration::from_millis(500),
+            socket_queue: 8192,
         }
     }
 }
@@ -52,6 +57,27 @@ pub enum StreamEvent {
     },
 }
 
+/// What a stream has seen so far, and why it replayed: which of the three ways of noticing a
+/// hole it was tells a reader that could not keep up (`overflows`) from messages lost before
+/// they reached this process (`gaps`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamStats {
+    /// PUB messages received.
+    pub messages: u64,
+    /// Change events handed out (live or replayed).
+    pub events: u64,
+    /// [`StreamEvent::Lagged`] notices handed out.
+    pub lag_notices: u64,
+    /// Times the stream's own queue was full (the reader was slower than the socket), so
+    /// messages were dropped here.
+    pub overflows: u64,
+    /// Events whose `prev` revealed that earlier messages never arrived (dropped by NNG on
+    /// the publisher's or the subscriber's side, or lost in a reconnect).
+    pub gaps: u64,
+    /// Replays after the socket stayed quiet for `idle_resync`.
+    pub idle_resyncs: u64,
+}
+
 pub struct ChangeStream {
     client: Client,
     /// Lowercase entity names; empty: all.
@@ -62,15 +88,17 @@ pub struct ChangeStream {
     base: ChangeToken,
     pending: VecDeque<StreamEvent>,
     live: mpsc::Receiver<Vec<u8>>,
-    /// Set by the receiving task when it had to drop a message because the queue was full.
+    /// Set by the receiving thread when it had to drop a message because the queue was full.
     dropped: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<()>,
+    /// Closed on drop, which ends the receiving thread.
+    socket: Arc<Socket>,
     idle_resync: Duration,
+    stats: StreamStats,
 }
 
 impl Drop for ChangeStream {
     fn drop(&mut self) {
-        self.task.abort();
+        self.socket.close();
     }
 }
 
@@ -98,12 +126,18 @@ impl ChangeStream {
             entities.iter().map(|e| change_topic(e)).collect()
         };
         let (tx, rx) = mpsc::channel(opts.live_queue.max(1));
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let dropped = Arc::new(AtomicBool::new(false));
-        let task = tokio::spawn(subscriber(url, topics, tx, dropped.clone(), ready_tx));
-        ready_rx
+        let queue = opts.socket_queue;
+        let socket = tokio::task::spawn_blocking(move || open_sub(&url, &topics, queue))
             .await
-            .map_err(|_| Error::internal("the change subscriber stopped"))??;
+            .map_err(|e| Error::internal(format!("the change subscriber stopped: {e}")))??;
+        let dropped = Arc::new(AtomicBool::new(false));
+        {
+            let (socket, dropped) = (socket.clone(), dropped.clone());
+            std::thread::Builder::new()
+                .name("ormdb-sub".into())
+                .spawn(move || receive(&socket, &tx, &dropped))
+                .map_err(|e| super::io_error("starting the change subscriber", e))?;
+        }
         // NNG attaches the new pipe to the publisher a moment after the dial returns; changes
         // published in that moment are recovered by the catch-up below or by gap detection.
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -119,11 +153,17 @@ impl ChangeStream {
             pending: VecDeque::new(),
             live: rx,
             dropped,
-            task,
+            socket,
             idle_resync: opts.idle_resync,
+            stats: StreamStats::default(),
         };
         s.replay_all(false).await?;
         Ok(s)
+    }
+
+    /// What the stream has seen so far.
+    pub fn stats(&self) -> StreamStats {
+        self.stats
     }
 
     fn last_of(&self, entity: &str) -> ChangeToken {
@@ -158,22 +198,33 @@ impl ChangeStream {
     pub async fn next(&mut self) -> Result<StreamEvent> {
         loop {
             if let Some(ev) = self.pending.pop_front() {
+                match &ev {
+                    StreamEvent::Change(_) => self.stats.events += 1,
+                    StreamEvent::Lagged { .. } => self.stats.lag_notices += 1,
+                }
                 return Ok(ev);
             }
             if self.dropped.swap(false, Ordering::AcqRel) {
                 // Messages were dropped here, so the change log has what we missed.
+                self.stats.overflows += 1;
                 self.replay_all(true).await?;
                 continue;
             }
             match tokio::time::timeout(self.idle_resync, self.live.recv()).await {
-                Ok(Some(bytes)) => self.on_live(&bytes).await?,
+                Ok(Some(bytes)) => {
+                    self.stats.messages += 1;
+                    self.on_live(&bytes).await?
+                }
                 Ok(None) => {
                     return Err(Error::new(
                         SqlState::ConnectionDoesNotExist,
                         "the change stream's connection closed",
                     ))
                 }
-                Err(_) => self.replay_all(true).await?,
+                Err(_) => {
+                    self.stats.idle_resyncs += 1;
+                    self.replay_all(true).await?
+                }
             }
         }
     }
@@ -218,6 +269,7 @@ impl ChangeStream {
             return Ok(()); // already delivered by a replay
         }
         if ev.prev > last {
+            self.stats.gaps += 1;
             self.pending.push_back(StreamEvent::Lagged {
                 entity: ev.entity.clone(),
                 after: last,
@@ -290,50 +342,51 @@ impl ChangeStream {
     }
 }
 
-async fn subscriber(
-    url: String,
-    topics: Vec<Vec<u8>>,
-    tx: mpsc::Sender<Vec<u8>>,
-    dropped: Arc<AtomicBool>,
-    ready: tokio::sync::oneshot::Sender<Result<()>>,
-) {
-    let setup = async {
-        let c_url = CString::new(url.as_str())
-            .map_err(|_| Error::new(SqlState::InvalidParameter, "a URL cannot contain NUL"))?;
-        let socket = Sub0::socket().map_err(|e| super::io_error("opening a SUB socket", e))?;
+/// Opens a SUB socket with a `queue`-message receive buffer, subscribed to `topics`, and dials
+/// `url` (an error when nothing listens there now; NNG redials by itself after a drop).
+fn open_sub(url: &str, topics: &[Vec<u8>], queue: usize) -> Result<Arc<Socket>> {
+    let c_url = CString::new(url)
+        .map_err(|_| Error::new(SqlState::InvalidParameter, "a URL cannot contain NUL"))?;
+    let socket = Socket::open(Protocol::Sub).map_err(|e| rawnng::io("opening a SUB socket", e))?;
+    socket
+        .set_recv_buffer(queue)
+        .and_then(|_| socket.set_recv_timeout(RECEIVE_POLL))
+        .map_err(|e| rawnng::io("configuring the SUB socket", e))?;
+    for t in topics {
         socket
-            .dial(&c_url)
-            .await
-            .map_err(|e| super::io_error(&format!("subscribing to {url}"), e))?;
-        Ok::<_, Error>(socket)
-    };
-    let socket = match setup.await {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = ready.send(Err(e));
-            return;
-        }
-    };
-    let mut ctx = socket.context();
-    for t in &topics {
-        ctx.subscribe_to(t);
+            .subscribe(t)
+            .map_err(|e| rawnng::io("subscribing to a topic", e))?;
     }
-    let _ = ready.send(Ok(()));
+    socket
+        .dial(&c_url)
+        .map_err(|e| rawnng::io(&format!("subscribing to {url}"), e))?;
+    Ok(Arc::new(socket))
+}
+
+/// How often an idle receiving thread checks that its stream still exists.
+const RECEIVE_POLL: Duration = Duration::from_secs(1);
+
+/// The receiving thread: blocked in NNG's receive, so a message wakes it directly (no async
+/// hand-off), and it hands the bytes to the stream's queue. Ends when the stream closes the
+/// socket or goes away.
+fn receive(socket: &Socket, tx: &mpsc::Sender<Vec<u8>>, dropped: &AtomicBool) {
     loop {
-        match ctx.next().await {
-            Ok(msg) => {
+        match socket.recv() {
+            Ok(msg) => match tx.try_send(msg.as_slice().to_vec()) {
+                Ok(()) => {}
                 // A full queue means the reader is slow: drop and let it replay from the log.
-                match tx.try_send(msg.as_slice().to_vec()) {
-                    Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        dropped.store(true, Ordering::Release)
-                    }
-                    Err(mpsc::error::TrySendError::Closed(_)) => return,
+                Err(mpsc::error::TrySendError::Full(_)) => dropped.store(true, Ordering::Release),
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            },
+            Err(e) if e.is_closed() => return,
+            Err(e) if e.is_timeout() => {
+                if tx.is_closed() {
+                    return;
                 }
             }
             Err(e) => {
                 tracing::debug!("change stream receive: {e}");
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                std::thread::sleep(Duration::from_millis(10));
             }
         }
     }

@@ -9,6 +9,7 @@ use sqlparser::ast::{
 use super::compile::{ColInfo, Compiler, Frame, SExpr};
 use super::eval::{eval, is_true, Ctx, Env};
 use super::query::{self, compile_query, joined_rows, run_query, JoinKind, Source, SourceKind};
+use crate::api::Row;
 use crate::catalog::{DefaultValue, EntityDef};
 use crate::error::{Error, Result, SqlState};
 use crate::value::{DataType, Value};
@@ -918,14 +919,54 @@ fn compile_target(
     Ok((target, frame))
 }
 
+/// A target row of an UPDATE/DELETE: the joined row (the table's fields, its row id, then
+/// the columns of UPDATE ... FROM items) and, when the statement read the table's row by its
+/// row id, the row's version token: the engine then takes the fields as the row it read
+/// (see `Transaction::update_known`) instead of reading it again.
+type TargetRow = (Vec<Value>, Option<u64>);
+
 /// The target rows of an UPDATE/DELETE, one per target row.
-fn target_rows(t: &Target, target_width: usize, ctx: &mut Ctx) -> Result<Vec<Vec<Value>>> {
+fn target_rows(t: &Target, target_width: usize, ctx: &mut Ctx) -> Result<Vec<TargetRow>> {
+    if let ([src], false, true) = (t.sources.as_slice(), t.dedup, t.width == target_width) {
+        if let (SourceKind::Table { name }, query::Access::RowId(keys), None) =
+            (&src.kind, &src.access, &src.on)
+        {
+            // `WHERE id = ?` (or `id IN (...)`): the rows by id, as the join would read them
+            // (keys evaluated over a row of NULLs, each row then filtered by WHERE), keeping
+            // each row's version.
+            let blank = vec![Value::Null; t.width];
+            let mut found = Vec::new();
+            query::rows_by_id(name, keys, ctx, &Env::root(&blank), |r| found.push(r))?;
+            let mut out = Vec::with_capacity(found.len());
+            for r in found {
+                let mut row = r.values;
+                row.push(Value::Integer(r.row_id));
+                if is_true(&eval(&t.filter, ctx, &Env::root(&row))?) {
+                    out.push((row, Some(r.version)));
+                }
+            }
+            return Ok(out);
+        }
+    }
     let mut rows = joined_rows(&t.sources, t.width, Some(&t.filter), ctx, None)?;
     if t.dedup {
         let mut seen = std::collections::HashSet::new();
         rows.retain(|r| seen.insert(r[target_width - 1].as_i64()));
     }
-    Ok(rows)
+    Ok(rows.into_iter().map(|r| (r, None)).collect())
+}
+
+/// The engine's row for a target row read by id: its fields (the joined row without the row
+/// id) and version. Only for rows of the target table alone (no FROM columns).
+fn known_row(mut row: Vec<Value>, row_id: i64, version: Option<u64>) -> Option<Row> {
+    let version = version?;
+    row.pop();
+    Some(Row {
+        row_id,
+        version,
+        soft_deleted: false,
+        values: row,
+    })
 }
 
 pub fn update(c: &mut Compiler, u: &ast::Update, ctx: &mut Ctx) -> Result<WriteOutcome> {
@@ -1027,7 +1068,7 @@ fn run_update(p: &UpdatePlan, ctx: &mut Ctx) -> Result<WriteOutcome> {
         out.columns = names.clone();
         out.decls = decls.clone();
     }
-    for row in rows {
+    for (row, version) in rows {
         let Value::Integer(id) = row[rowid_pos] else {
             continue;
         };
@@ -1036,7 +1077,9 @@ fn run_update(p: &UpdatePlan, ctx: &mut Ctx) -> Result<WriteOutcome> {
         for (col, x) in sets {
             changes.push((col.as_str(), eval(x, ctx, &env)?));
         }
-        let w = ctx.tx.update(&e.name, id, &changes)?;
+        let w = ctx
+            .tx
+            .update_known(&e.name, id, known_row(row, id, version), &changes)?;
         ctx.invalidate();
         if let Some(w) = w {
             out.changes += 1;
@@ -1123,30 +1166,28 @@ fn run_delete(p: &DeletePlan, ctx: &mut Ctx) -> Result<WriteOutcome> {
         out.columns = names.clone();
         out.decls = decls.clone();
     }
-    let ids: Vec<i64> = rows
-        .iter()
-        .filter_map(|row| match row[rowid_pos] {
-            Value::Integer(id) => Some(id),
-            _ => None,
-        })
-        .collect();
-    // RETURNING shows each row as it was before the statement; rows a cascade from an
-    // earlier row removed are not deleted by this statement and are not returned.
-    let before: Vec<Option<Vec<Value>>> = if returning.is_some() {
-        ids.iter()
-            .map(|id| full_row(ctx, &e.name, *id))
-            .collect::<Result<_>>()?
-    } else {
-        Vec::new()
-    };
+    // RETURNING shows each row as it was before the statement (the target rows are exactly
+    // that: the table's fields and row id); rows a cascade from an earlier row removed are
+    // not deleted by this statement and are not returned.
+    let mut before: Vec<Vec<Value>> = Vec::new();
+    let mut targets = Vec::with_capacity(rows.len());
+    for (row, version) in rows {
+        let Value::Integer(id) = row[rowid_pos] else {
+            continue;
+        };
+        if returning.is_some() {
+            before.push(row.clone());
+        }
+        targets.push((id, known_row(row, id, version)));
+    }
     // One engine call for the statement, so foreign keys are checked at its end (as SQLite).
-    let results = ctx.tx.delete_many(&e.name, &ids)?;
+    let results = ctx.tx.delete_many_known(&e.name, targets)?;
     ctx.invalidate();
     for (i, d) in results.iter().enumerate() {
         if let Some(d) = d {
             out.changes += 1;
             out.cascaded += d.cascaded as i64;
-            if let Some(Some(r)) = before.get(i) {
+            if let Some(r) = before.get(i) {
                 eval_returning(returning, ctx, r, &mut out.rows)?;
             }
         }

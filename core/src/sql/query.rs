@@ -2383,30 +2383,46 @@ pub fn table_rows(ctx: &mut Ctx, name: &str) -> Result<Rc<Vec<Vec<Value>>>> {
     Ok(rows)
 }
 
+/// The `Access::RowId` read: the rows of table `name` whose row ids `keys` give (each id
+/// once, in the keys' order; keys that are no integer find nothing).
+pub(super) fn rows_by_id(
+    name: &str,
+    keys: &[SExpr],
+    ctx: &mut Ctx,
+    env: &Env,
+    mut each: impl FnMut(crate::api::Row),
+) -> Result<()> {
+    let mut seen = HashSet::new();
+    for k in keys {
+        let v = eval(k, ctx, env)?;
+        let id = match v {
+            Value::Integer(i) => i,
+            Value::Real(r) if r == r.trunc() && r.abs() < 9.2e18 => r as i64,
+            _ => continue,
+        };
+        // One key (`WHERE id = ?`) needs no set of the ids seen.
+        if keys.len() > 1 && !seen.insert(id) {
+            continue;
+        }
+        if let Some(r) = ctx.tx.get(name, id)? {
+            ctx.rows_read += 1;
+            each(r);
+        }
+    }
+    Ok(())
+}
+
 fn source_rows(src: &Source, ctx: &mut Ctx, env: &Env) -> Result<Rc<Vec<Vec<Value>>>> {
     match &src.kind {
         SourceKind::Table { name } => match &src.access {
             Access::Scan => table_rows(ctx, name),
             Access::RowId(keys) => {
                 let mut out = Vec::new();
-                let mut seen = HashSet::new();
-                for k in keys {
-                    let v = eval(k, ctx, env)?;
-                    let id = match v {
-                        Value::Integer(i) => i,
-                        Value::Real(r) if r == r.trunc() && r.abs() < 9.2e18 => r as i64,
-                        _ => continue,
-                    };
-                    if !seen.insert(id) {
-                        continue;
-                    }
-                    if let Some(r) = ctx.tx.get(name, id)? {
-                        ctx.rows_read += 1;
-                        let mut vals = r.values;
-                        vals.push(Value::Integer(r.row_id));
-                        out.push(vals);
-                    }
-                }
+                rows_by_id(name, keys, ctx, env, |r| {
+                    let mut vals = r.values;
+                    vals.push(Value::Integer(r.row_id));
+                    out.push(vals);
+                })?;
                 Ok(Rc::new(out))
             }
             Access::RowIdRange { lo, hi } => {

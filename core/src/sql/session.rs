@@ -698,7 +698,6 @@ impl Session {
         bound: &Bound,
         plan: &mut PlanUse,
     ) -> Result<StatementResult> {
-        const STMT_SAVEPOINT: &str = "\u{0}ormdb_statement";
         let temp_name = |n: &sqlparser::ast::ObjectName| {
             n.0.len() > 1 && n.0[0].to_string().eq_ignore_ascii_case("temp")
         };
@@ -710,16 +709,15 @@ impl Session {
         let counters = self.counters;
         let functions = self.user_functions.clone();
         if let Some(tx) = self.tx.as_mut() {
-            tx.savepoint(STMT_SAVEPOINT)?;
+            // Statement atomicity: on error the statement's own changes are undone and the
+            // transaction's earlier ones stay.
+            let mark = tx.statement_mark()?;
             let res = run_statement(
                 tx, text, stmt, bound, counters, &functions, &self.temp, plan,
             );
             match &res {
-                Ok(_) => tx.release(STMT_SAVEPOINT)?,
-                Err(_) => {
-                    tx.rollback_to(STMT_SAVEPOINT)?;
-                    tx.release(STMT_SAVEPOINT)?;
-                }
+                Ok(_) => tx.release_mark(mark)?,
+                Err(_) => tx.rollback_to_mark(mark)?,
             }
             return self.finish(res?);
         }

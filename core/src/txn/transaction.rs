@@ -55,21 +55,43 @@ struct PendingRow {
     cur: StoredRow,
 }
 
-struct Undo {
-    key: (u32, i64),
-    /// The buffered version before this write; None when the row was not buffered.
-    prev: Option<StoredRow>,
+/// One change a savepoint or statement mark may have to undo, with what it replaced. The
+/// per-table maps are logged here rather than copied at each mark: a mark is then a few
+/// lengths, whatever the transaction holds.
+enum Undo {
+    /// A buffered row version; `prev` None when the row was not buffered.
+    Row {
+        key: (u32, i64),
+        prev: Option<StoredRow>,
+    },
+    /// An AUTOINCREMENT high-water mark (`sequences`); None: no entry.
+    Sequence { table_id: u32, prev: Option<i64> },
+    /// A written `sqlite_sequence` row (`seq_sets`); None: no entry.
+    SeqSet {
+        table_id: u32,
+        prev: Option<Option<i64>>,
+    },
+    /// A dropped-field position map (`field_maps`); None: no entry.
+    FieldMap {
+        table_id: u32,
+        prev: Option<Vec<Option<u32>>>,
+    },
+}
+
+/// The state to return to when a savepoint or a statement is undone: how long the logs were
+/// and the schema then (schemas are shared, so keeping one costs a reference count).
+#[derive(Clone)]
+pub struct Mark {
+    undo_len: usize,
+    deferred_len: usize,
+    savepoints_len: usize,
+    schema: Arc<Schema>,
+    schema_changed: bool,
 }
 
 struct Savepoint {
     name: String,
-    undo_len: usize,
-    deferred_len: usize,
-    schema: Arc<Schema>,
-    schema_changed: bool,
-    field_maps: HashMap<u32, Vec<Option<u32>>>,
-    sequences: HashMap<u32, i64>,
-    seq_sets: HashMap<u32, Option<i64>>,
+    mark: Mark,
 }
 
 pub struct Txn {
@@ -82,6 +104,9 @@ pub struct Txn {
     hints: BTreeSet<Vec<u8>>,
     undo: Vec<Undo>,
     savepoints: Vec<Savepoint>,
+    /// Statement marks taken and not yet released or rolled back to. With none and no
+    /// savepoint nothing can be undone any more, and the undo log is dropped.
+    open_marks: usize,
     read_set: ReadSet,
     pub deferred: Vec<DeferredCheck>,
     sequences: HashMap<u32, i64>,
@@ -183,6 +208,7 @@ impl Txn {
             hints: BTreeSet::new(),
             undo: Vec::new(),
             savepoints: Vec::new(),
+            open_marks: 0,
             read_set: ReadSet::default(),
             deferred: Vec::new(),
             sequences: HashMap::new(),
@@ -396,7 +422,7 @@ impl Txn {
         match self.pending.get_mut(&key) {
             Some(p) => {
                 let prev = std::mem::replace(&mut p.cur, row);
-                self.undo.push(Undo {
+                self.undo.push(Undo::Row {
                     key,
                     prev: Some(prev),
                 });
@@ -405,7 +431,7 @@ impl Txn {
                 self.read_set.add_point(keys::row_key(table_id, row_id));
                 let base = self.committed_row(table_id, row_id)?;
                 self.pending.insert(key, PendingRow { base, cur: row });
-                self.undo.push(Undo { key, prev: None });
+                self.undo.push(Undo::Row { key, prev: None });
             }
         }
         self.core
@@ -413,6 +439,64 @@ impl Txn {
             .rows_written
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
+    }
+
+    /// [`Self::write_row`] for a row the caller has just read: `read` is what
+    /// [`Self::read_row`] returned for it, with no write to the row since. When the row has no
+    /// buffered version, that read was its committed version, which the buffer keeps as the
+    /// row's base (the change log's before-image), so the store is not asked for it again.
+    pub fn write_row_read(
+        &mut self,
+        table_id: u32,
+        row_id: i64,
+        row: StoredRow,
+        read: Option<StoredRow>,
+    ) -> Result<()> {
+        let key = (table_id, row_id);
+        if self.pending.contains_key(&key) || self.schema_changed {
+            // Buffered: the read was that version. After DDL in this transaction a read may
+            // be in another field layout than the stored base, so the base is read as stored.
+            return self.write_row(table_id, row_id, row);
+        }
+        if !self.track_reads {
+            // Otherwise the read recorded the row already.
+            self.read_set.add_point(keys::row_key(table_id, row_id));
+        }
+        self.pending.insert(
+            key,
+            PendingRow {
+                base: read,
+                cur: row,
+            },
+        );
+        self.undo.push(Undo::Row { key, prev: None });
+        self.core
+            .metrics
+            .rows_written
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The row as [`Self::read_row`] would return it, given `known`: the same row as this
+    /// transaction read it earlier (live, by one of the row reads), which is still its
+    /// committed version unless the transaction has written the row since. Without `known`,
+    /// or when a write since makes it stale, the row is read. A statement that found its
+    /// target rows by reading them passes them to its writes this way instead of reading each
+    /// one again (the read was already recorded for conflict detection).
+    pub fn row_for_write(
+        &mut self,
+        table_id: u32,
+        row_id: i64,
+        known: Option<StoredRow>,
+    ) -> Result<Option<StoredRow>> {
+        match known {
+            Some(row)
+                if !self.schema_changed && !self.pending.contains_key(&(table_id, row_id)) =>
+            {
+                Ok(Some(row))
+            }
+            _ => self.read_row(table_id, row_id),
+        }
     }
 
     /// Buffers the first version of a row whose id was freshly allocated: no committed version
@@ -428,7 +512,7 @@ impl Txn {
                 cur: row,
             },
         );
-        self.undo.push(Undo {
+        self.undo.push(Undo::Row {
             key,
             prev: prev.map(|p| p.cur),
         });
@@ -446,11 +530,25 @@ impl Txn {
     /// Notes an AUTOINCREMENT high-water mark to persist at commit.
     pub fn note_sequence(&mut self, table_id: u32, row_id: i64) {
         if let Some(set) = self.seq_sets.get_mut(&table_id) {
+            let prev = *set;
             *set = Some(set.map_or(row_id, |v| v.max(row_id)));
+            if *set != prev {
+                self.undo.push(Undo::SeqSet {
+                    table_id,
+                    prev: Some(prev),
+                });
+            }
             return;
         }
-        let e = self.sequences.entry(table_id).or_insert(row_id);
-        *e = (*e).max(row_id);
+        let prev = match self.sequences.get_mut(&table_id) {
+            Some(v) if *v >= row_id => return,
+            Some(v) => Some(std::mem::replace(v, row_id)),
+            None => {
+                self.sequences.insert(table_id, row_id);
+                None
+            }
+        };
+        self.undo.push(Undo::Sequence { table_id, prev });
     }
 
     /// Allocates a row id (see [`DbCore::alloc_row_id`]); AUTOINCREMENT tables keep it
@@ -480,8 +578,13 @@ impl Txn {
 
     /// Writes (Some) or deletes (None) a table's `sqlite_sequence` row; applied at commit.
     pub fn set_sequence(&mut self, table_id: u32, seq: Option<i64>) {
-        self.sequences.remove(&table_id);
-        self.seq_sets.insert(table_id, seq);
+        let prev_mark = self.sequences.remove(&table_id);
+        self.undo.push(Undo::Sequence {
+            table_id,
+            prev: prev_mark,
+        });
+        let prev = self.seq_sets.insert(table_id, seq);
+        self.undo.push(Undo::SeqSet { table_id, prev });
     }
 
     /// Every live row of a table at this transaction's view, in row id order. Records a read
@@ -1202,22 +1305,112 @@ impl Txn {
         Ok(out)
     }
 
+    /// Starts a named (nestable) savepoint.
     pub fn savepoint(&mut self, name: &str) {
+        let mark = self.state_mark();
         self.savepoints.push(Savepoint {
             name: name.to_string(),
+            mark,
+        });
+    }
+
+    fn state_mark(&self) -> Mark {
+        Mark {
             undo_len: self.undo.len(),
             deferred_len: self.deferred.len(),
+            savepoints_len: self.savepoints.len(),
             schema: self.schema.clone(),
             schema_changed: self.schema_changed,
-            field_maps: self.field_maps.clone(),
-            sequences: self.sequences.clone(),
-            seq_sets: self.seq_sets.clone(),
-        });
+        }
+    }
+
+    /// Marks the start of one statement (or one engine operation) that must be atomic: undo it
+    /// with [`Self::rollback_to_mark`], keep it with [`Self::release_mark`]. Unlike a named
+    /// savepoint nothing is looked up by name and no state is copied, so a statement inside a
+    /// transaction pays a few words for its atomicity. Marks nest (strictly: the innermost
+    /// is ended first), and savepoints may be taken and ended inside one.
+    pub fn mark(&mut self) -> Mark {
+        self.open_marks += 1;
+        self.state_mark()
+    }
+
+    /// Keeps what was done since `mark`.
+    pub fn release_mark(&mut self, mark: Mark) {
+        self.savepoints.truncate(mark.savepoints_len);
+        self.end_mark();
+    }
+
+    /// Undoes everything done since `mark` (savepoints taken since are forgotten).
+    pub fn rollback_to_mark(&mut self, mark: Mark) {
+        self.savepoints.truncate(mark.savepoints_len);
+        self.undo_to(&mark);
+        self.end_mark();
+    }
+
+    fn end_mark(&mut self) {
+        self.open_marks = self.open_marks.saturating_sub(1);
+        self.trim_undo();
+    }
+
+    /// With no savepoint and no statement mark open, nothing can be rolled back to any more
+    /// (short of the whole transaction): the undo log, with the row versions it holds, goes.
+    fn trim_undo(&mut self) {
+        if self.open_marks == 0 && self.savepoints.is_empty() {
+            self.undo.clear();
+        }
+    }
+
+    fn undo_to(&mut self, mark: &Mark) {
+        self.schema = mark.schema.clone();
+        self.schema_changed = mark.schema_changed;
+        while self.undo.len() > mark.undo_len {
+            let Some(u) = self.undo.pop() else { break };
+            match u {
+                Undo::Row {
+                    key,
+                    prev: Some(prev),
+                } => {
+                    if let Some(p) = self.pending.get_mut(&key) {
+                        p.cur = prev;
+                    }
+                }
+                Undo::Row { key, prev: None } => {
+                    self.pending.remove(&key);
+                }
+                Undo::Sequence { table_id, prev } => match prev {
+                    Some(v) => {
+                        self.sequences.insert(table_id, v);
+                    }
+                    None => {
+                        self.sequences.remove(&table_id);
+                    }
+                },
+                Undo::SeqSet { table_id, prev } => match prev {
+                    Some(v) => {
+                        self.seq_sets.insert(table_id, v);
+                    }
+                    None => {
+                        self.seq_sets.remove(&table_id);
+                    }
+                },
+                Undo::FieldMap { table_id, prev } => match prev {
+                    Some(v) => {
+                        self.field_maps.insert(table_id, v);
+                    }
+                    None => {
+                        self.field_maps.remove(&table_id);
+                    }
+                },
+            }
+        }
+        self.deferred.truncate(mark.deferred_len);
     }
 
     /// Records that field `pos` of a table that had `old_len` fields was dropped (see
     /// `field_maps`).
     pub fn note_field_dropped(&mut self, table_id: u32, old_len: usize, pos: u32) {
+        let prev = self.field_maps.get(&table_id).cloned();
+        self.undo.push(Undo::FieldMap { table_id, prev });
         let map = self
             .field_maps
             .entry(table_id)
@@ -1255,27 +1448,8 @@ impl Txn {
     pub fn rollback_to(&mut self, name: &str) -> Result<()> {
         let i = self.find_savepoint(name)?;
         self.savepoints.truncate(i + 1);
-        let sp = &self.savepoints[i];
-        let (undo_len, deferred_len) = (sp.undo_len, sp.deferred_len);
-        self.schema = sp.schema.clone();
-        self.schema_changed = sp.schema_changed;
-        self.field_maps = sp.field_maps.clone();
-        self.sequences = sp.sequences.clone();
-        self.seq_sets = sp.seq_sets.clone();
-        while self.undo.len() > undo_len {
-            let u = self.undo.pop().expect("len checked");
-            match u.prev {
-                Some(prev) => {
-                    if let Some(p) = self.pending.get_mut(&u.key) {
-                        p.cur = prev;
-                    }
-                }
-                None => {
-                    self.pending.remove(&u.key);
-                }
-            }
-        }
-        self.deferred.truncate(deferred_len);
+        let mark = self.savepoints[i].mark.clone();
+        self.undo_to(&mark);
         Ok(())
     }
 
@@ -1283,6 +1457,7 @@ impl Txn {
     pub fn release(&mut self, name: &str) -> Result<()> {
         let i = self.find_savepoint(name)?;
         self.savepoints.truncate(i);
+        self.trim_undo();
         Ok(())
     }
 
