@@ -368,8 +368,30 @@ impl Database {
             ),
             (
                 "ormdb_table_image_builds_total",
-                "Decoded table images built by full scans.",
+                "Decoded table images built by full scans (kept or not).",
                 t.builds.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+            (
+                "ormdb_table_image_builds_skipped_total",
+                "Image builds not started because another reader was building the same table's image.",
+                t.builds_skipped.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+            (
+                "ormdb_table_image_builds_discarded_total",
+                "Image builds not kept (a schema change or too many writes raced them, or they no longer fit).",
+                t.builds_discarded.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+            (
+                "ormdb_table_image_index_builds_total",
+                "Equality and ordered indexes built over decoded table images.",
+                t.index_builds.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+            (
+                "ormdb_planner_stats_measurements_total",
+                "Planner statistics measured by a scan (row counts, distinct-key samples).",
+                q.stats
+                    .measurements
+                    .load(std::sync::atomic::Ordering::Relaxed),
             ),
             (
                 "ormdb_table_image_invalidations_total",
@@ -381,6 +403,14 @@ impl Database {
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
             ));
         }
+        out.push_str(&format!(
+            "# HELP ormdb_table_image_build_seconds_total CPU time of the threads building decoded table images (a root scan's own work included).\n# TYPE ormdb_table_image_build_seconds_total counter\normdb_table_image_build_seconds_total {:.6}\n",
+            t.build_nanos.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e9
+        ));
+        out.push_str(&format!(
+            "# HELP ormdb_table_images Decoded table images kept.\n# TYPE ormdb_table_images gauge\normdb_table_images {}\n",
+            t.images()
+        ));
         out.push_str(&format!(
             "# HELP ormdb_table_image_bytes Bytes held by decoded table images.\n# TYPE ormdb_table_image_bytes gauge\normdb_table_image_bytes {}\n",
             t.bytes()

@@ -376,16 +376,51 @@ impl<'t> Executor<'t> {
             }
             return Ok(());
         }
-        // A full scan of a table without buffered writes can leave a decoded image behind.
+        // A full scan of a table without buffered writes can leave a decoded image behind,
+        // unless another reader is building it already.
         let core = self.txn.core().clone();
         let cache = &core.query.tables;
-        let lw = cache.last_write(e.id);
-        let mut image = (from == i64::MIN
-            && lw <= self.txn.snapshot_ts
+        let ticket = if from == i64::MIN
+            && self.may_build_image(e)
+            && core.query.stats.row_count(self.txn, e)? <= crate::exec::table_cache::MAX_ROWS
+        {
+            let t = cache.begin_build(e.id, self.schema.version(), self.txn.snapshot_ts);
+            // Another reader is scanning this table into its image: waiting for it costs less
+            // than the same scan here.
+            if t.is_none()
+                && cache.wait_for_build(e.id, crate::exec::table_cache::BUILD_WAIT)
+                && self.image(e).is_some()
+            {
+                return self.scan(e, from, step, visit);
+            }
+            t
+        } else {
+            None
+        };
+        self.scan_store(e, from, step, ticket, visit)
+    }
+
+    /// Whether this fetch may build `e`'s image: the image holds committed rows at the
+    /// committed schema, which is what this transaction scans only without its own writes to
+    /// the table or its own schema changes.
+    fn may_build_image(&self, e: &EntityDef) -> bool {
+        self.txn.schema_is_committed()
             && !self.txn.has_pending_in(e.id)
-            && cache.budget() > 0
-            && core.query.stats.row_count(self.txn, e)? <= crate::exec::table_cache::MAX_ROWS)
-            .then(|| (Vec::new(), Vec::new(), 0usize));
+            && self.txn.core().query.tables.budget() > 0
+    }
+
+    /// [`Self::scan`] from the store; with a build ticket (a complete scan, `from` is the
+    /// smallest id) the rows are collected into the table's image on the way.
+    fn scan_store(
+        &mut self,
+        e: &EntityDef,
+        from: i64,
+        step: usize,
+        ticket: Option<crate::exec::table_cache::BuildTicket<'_>>,
+        mut visit: impl FnMut(&mut Self, RowRef) -> Result<bool>,
+    ) -> Result<()> {
+        let max_bytes = self.txn.core().query.tables.max_image_bytes();
+        let mut image = ticket.map(|t| (t, Vec::new(), Vec::new(), 0usize));
         // Collect in chunks so `visit` may use the executor (the scan borrows the txn).
         let mut out = Vec::new();
         let mut next = from;
@@ -406,12 +441,12 @@ impl<'t> Executor<'t> {
                 let deleted = r.is_soft_deleted();
                 let version = r.version;
                 let vals = Arc::new(full_values(e, r));
-                if let Some((rows, versions, bytes)) = image.as_mut() {
+                if let Some((_, rows, versions, bytes)) = image.as_mut() {
                     *bytes += crate::exec::table_cache::row_bytes(&vals);
                     rows.push((id, deleted, vals.clone()));
                     versions.push(version);
-                    if *bytes > cache.max_image_bytes() {
-                        image = None; // too big to keep: stop collecting
+                    if *bytes > max_bytes {
+                        image = None; // too big to keep: stop collecting, abandon the build
                     }
                 }
                 if deleted {
@@ -426,16 +461,8 @@ impl<'t> Executor<'t> {
                 _ => break,
             }
         }
-        if let Some((rows, versions, bytes)) = image {
-            cache.put(crate::exec::table_cache::TableImage::new(
-                e.id,
-                self.schema.version(),
-                self.txn.snapshot_ts,
-                lw,
-                rows,
-                versions,
-                bytes,
-            ));
+        if let Some((ticket, rows, versions, bytes)) = image {
+            ticket.finish(rows, versions, bytes);
         }
         Ok(())
     }
@@ -1011,14 +1038,25 @@ impl<'t> Executor<'t> {
         if key_list.is_empty() {
             return Ok((HopOut::default(), planned));
         }
-        // A read-mostly target read often enough through the store gets its image now.
+        // A read-mostly target read often enough through the store gets its image now, built
+        // by one reader (the others wait for it, for a bounded time).
         let mut image = self.image(&target);
-        if image.is_none() {
+        if image.is_none() && self.may_build_image(&target) {
             let core = self.txn.core().clone();
+            let cache = &core.query.tables;
             let rows = core.query.stats.row_count(self.txn, &target)?;
-            if core.query.tables.wants_image(target.id, rows) {
-                self.scan(&target, i64::MIN, step, |_, _| Ok(true))?;
-                image = self.image(&target);
+            if cache.wants_image(target.id, rows) {
+                match cache.begin_build(target.id, self.schema.version(), self.txn.snapshot_ts) {
+                    Some(t) => {
+                        self.scan_store(&target, i64::MIN, step, Some(t), |_, _| Ok(true))?;
+                        image = self.image(&target);
+                    }
+                    None => {
+                        if cache.wait_for_build(target.id, crate::exec::table_cache::BUILD_WAIT) {
+                            image = self.image(&target);
+                        }
+                    }
+                }
             }
         }
         // Re-check the planned strategy with the actual number of keys; `per_key` is the

@@ -3,10 +3,17 @@
 //! each commit's row deltas; distinct estimates come from a bounded scan of the index keys and
 //! are refreshed when the table has grown or shrunk by a quarter since. Both are estimates: a
 //! stale figure can only change a plan's cost, never a result.
+//!
+//! Each figure is measured by one reader at a time: on a cold start every concurrent fetch
+//! plans the same tables at once, and 16 count scans of a 100,000-row table on 2 cores cost each
+//! of them eight times what waiting for one costs. A reader that finds a measurement under way
+//! waits for it (bounded by that one scan) and takes its result.
 
 use std::collections::HashMap;
 
-use parking_lot::RwLock;
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
 
 use crate::catalog::{EntityDef, IndexDef};
 use crate::error::Result;
@@ -26,7 +33,18 @@ struct TableStats {
 #[derive(Debug, Default)]
 pub struct StatsStore {
     tables: RwLock<HashMap<u32, TableStats>>,
+    /// One lock per figure being measured, (table, index id or `ROW_COUNT`): held by the reader
+    /// measuring it, so the others wait instead of measuring it again.
+    measuring: Mutex<HashMap<(u32, u32), MeasureLock>>,
+    /// Measurements taken (count scans and distinct-key samples).
+    pub measurements: std::sync::atomic::AtomicU64,
 }
+
+/// Held while one figure is measured.
+type MeasureLock = Arc<Mutex<()>>;
+
+/// The `measuring` key of a table's row count (index ids start at 1).
+const ROW_COUNT: u32 = u32::MAX;
 
 impl StatsStore {
     /// Applies the live-row deltas of a commit to the tables whose count is known.
@@ -50,11 +68,28 @@ impl StatsStore {
             .map(|s| s.rows.max(0) as u64)
     }
 
+    /// The lock of one figure's measurement (see `measuring`).
+    fn measuring(&self, table: u32, what: u32) -> MeasureLock {
+        self.measuring
+            .lock()
+            .entry((table, what))
+            .or_default()
+            .clone()
+    }
+
     /// Estimated live rows of `entity`.
     pub fn row_count(&self, txn: &Txn, entity: &EntityDef) -> Result<u64> {
         if let Some(s) = self.tables.read().get(&entity.id) {
             return Ok(s.rows as u64);
         }
+        let lock = self.measuring(entity.id, ROW_COUNT);
+        let _one = lock.lock();
+        // Counted meanwhile by the reader this one waited for.
+        if let Some(s) = self.tables.read().get(&entity.id) {
+            return Ok(s.rows as u64);
+        }
+        self.measurements
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let n = txn.count_rows_untracked(entity.id)?;
         self.tables
             .write()
@@ -76,14 +111,23 @@ impl StatsStore {
     ) -> Result<u64> {
         let rows = self.row_count(txn, entity)? as i64;
         let k = prefix_len.clamp(1, index.fields.len().max(1));
-        if let Some(s) = self.tables.read().get(&entity.id) {
-            if let Some((d, at)) = s.distinct.get(&index.id) {
-                let drift = (rows - at).abs();
-                if drift * 4 <= (*at).max(100) {
-                    return Ok(d.get(k - 1).copied().unwrap_or(1).max(1));
-                }
-            }
+        let fresh = || -> Option<u64> {
+            let t = self.tables.read();
+            let (d, at) = t.get(&entity.id)?.distinct.get(&index.id)?;
+            let drift = (rows - at).abs();
+            (drift * 4 <= (*at).max(100)).then(|| d.get(k - 1).copied().unwrap_or(1).max(1))
+        };
+        if let Some(v) = fresh() {
+            return Ok(v);
         }
+        let lock = self.measuring(entity.id, index.id);
+        let _one = lock.lock();
+        // Measured meanwhile by the reader this one waited for.
+        if let Some(v) = fresh() {
+            return Ok(v);
+        }
+        self.measurements
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let d = measure_distinct(txn, index, rows)?;
         let v = d.get(k - 1).copied().unwrap_or(1).max(1);
         if let Some(s) = self.tables.write().get_mut(&entity.id) {

@@ -10,7 +10,7 @@ use super::read_set::ReadSet;
 use crate::catalog::{EntityDef, IndexDef, RelationKind, Schema, SchemaBundle};
 use crate::changes::{ChangeKind, ChangeSet, EntityChange, RelationChange};
 use crate::error::{Error, Result};
-use crate::exec::table_cache::{self, ImageView, TableImage};
+use crate::exec::table_cache::{self, ImageView};
 use crate::storage::keys::{self, prefix_end};
 use crate::storage::row_codec::{
     decode_row, encode_row, StoredRow, FLAG_SOFT_DELETED, FLAG_TOMBSTONE,
@@ -344,10 +344,7 @@ impl Txn {
         if after < 64 || before.max(1).ilog2() == after.ilog2() {
             return Ok(());
         }
-        if cache.budget() == 0
-            || self.schema_changed
-            || cache.last_write(table_id) > self.snapshot_ts
-        {
+        if self.schema_changed || cache.last_write(table_id) > self.snapshot_ts {
             return Ok(());
         }
         // Live rows, or an upper bound from the span of stored row ids (two seeks, no count
@@ -377,14 +374,17 @@ impl Txn {
     /// Builds and installs the decoded image of a table at this snapshot from the committed
     /// rows alone (this transaction's buffered writes stay out of it; nothing joins the read
     /// set: the image is a cache, not a read). Gives up when the table outgrows the image
-    /// size limit.
+    /// size limit, and leaves the build to the reader already building it if there is one.
     fn build_image(&mut self, table_id: u32) -> Result<()> {
         let core = self.core.clone();
         let cache = &core.query.tables;
         let Some(e) = self.schema.entity_by_id(table_id) else {
             return Ok(());
         };
-        let valid_from = cache.last_write(table_id);
+        let Some(ticket) = cache.begin_build(table_id, self.schema.version(), self.snapshot_ts)
+        else {
+            return Ok(());
+        };
         let max = cache.max_image_bytes();
         let prefix = keys::table_prefix(table_id);
         let end = prefix_end(&prefix);
@@ -411,15 +411,7 @@ impl Txn {
             }
             rows.push((id, deleted, vals));
         }
-        cache.put(TableImage::new(
-            table_id,
-            self.schema.version(),
-            self.snapshot_ts,
-            valid_from,
-            rows,
-            versions,
-            bytes,
-        ));
+        ticket.finish(rows, versions, bytes);
         self.views.remove(&table_id);
         Ok(())
     }
@@ -663,12 +655,40 @@ impl Txn {
     pub fn count_rows_untracked(&self, table_id: u32) -> Result<u64> {
         let prefix = keys::table_prefix(table_id);
         let end = prefix_end(&prefix);
-        let mut n = 0;
-        for r in self.untracked_scan(table_id, &prefix, &end, i64::MIN) {
-            r?;
-            n += 1;
+        // A row's liveness is its newest visible version's flags byte: decoding whole rows
+        // (every field, text allocated) cost more than the walk itself. Rows this transaction
+        // wrote count by their buffered version instead.
+        let has_pending = self.has_pending_in(table_id);
+        let aborted = self.core.aborted_ranges();
+        let (mut n, mut last) = (0u64, None);
+        for item in self.core.kv.scan(&prefix, &end) {
+            let (k, v) = item?;
+            let Some((_, r, ts)) = keys::parse_row_version_key(&k) else {
+                continue;
+            };
+            if ts > self.snapshot_ts
+                || last == Some(r)
+                || super::core::in_aborted_ranges(aborted, ts)
+            {
+                continue;
+            }
+            last = Some(r);
+            if has_pending && self.pending.contains_key(&(table_id, r)) {
+                continue;
+            }
+            let flags = *v
+                .first()
+                .ok_or_else(|| Error::corrupted(format!("empty row record in table {table_id}")))?;
+            if flags & FLAG_TOMBSTONE == 0 {
+                n += 1;
+            }
         }
-        Ok(n)
+        let pending_live = self
+            .pending
+            .range((table_id, i64::MIN)..=(table_id, i64::MAX))
+            .filter(|(_, p)| p.cur.flags & FLAG_TOMBSTONE == 0)
+            .count() as u64;
+        Ok(n + pending_live)
     }
 
     /// Committed index entry keys in `[start, end)` in key order, without recording the read
@@ -1722,4 +1742,67 @@ pub fn with_soft_delete(mut row: StoredRow, deleted: bool) -> StoredRow {
     }
     row.version += 1;
     row
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{DataType, Database, EntitySpec, FieldDef, Value};
+
+    /// Live rows by a full decoding scan, the definition `count_rows_untracked` must match.
+    fn scanned(txn: &super::Txn, table: u32) -> u64 {
+        let prefix = super::keys::table_prefix(table);
+        let end = super::prefix_end(&prefix);
+        txn.untracked_scan(table, &prefix, &end, i64::MIN).count() as u64
+    }
+
+    #[test]
+    fn row_counts_read_flags_only_and_match_a_scan() {
+        let db = Database::temporary().expect("db");
+        let conn = db.connect();
+        let mut tx = conn.begin().expect("begin");
+        tx.create_entity(
+            &EntitySpec::new("items")
+                .id("id")
+                .field(FieldDef::new("name", DataType::Text))
+                .soft_delete(),
+        )
+        .expect("items");
+        tx.commit().expect("commit");
+        let mut tx = conn.begin().expect("begin");
+        for i in 1..=10 {
+            tx.insert("items", &[("id", Value::Integer(i)), ("name", "x".into())])
+                .expect("insert");
+        }
+        tx.commit().expect("commit");
+        // Deleted rows leave tombstones; a soft-deleted row still counts (as a scan yields it).
+        let mut tx = conn.begin().expect("begin");
+        for i in [2, 3, 4] {
+            tx.purge("items", i).expect("delete");
+        }
+        tx.delete("items", 5).expect("soft delete");
+        tx.update("items", 6, &[("name", "y".into())])
+            .expect("update");
+        tx.commit().expect("commit");
+        // An older snapshot, and a transaction with buffered writes over committed rows.
+        let mut tx = conn.begin().expect("begin");
+        tx.insert("items", &[("id", Value::Integer(20)), ("name", "z".into())])
+            .expect("insert");
+        tx.purge("items", 7).expect("delete");
+        tx.update("items", 8, &[("name", "w".into())])
+            .expect("update");
+        let table = tx.schema().entity("items").expect("items").id;
+        let txn = tx.engine_txn();
+        assert_eq!(txn.count_rows_untracked(table).expect("count"), 7);
+        assert_eq!(
+            txn.count_rows_untracked(table).expect("count"),
+            scanned(txn, table)
+        );
+        let mut fresh = conn.begin().expect("begin");
+        let txn = fresh.engine_txn();
+        assert_eq!(txn.count_rows_untracked(table).expect("count"), 7);
+        assert_eq!(
+            txn.count_rows_untracked(table).expect("count"),
+            scanned(txn, table)
+        );
+    }
 }
