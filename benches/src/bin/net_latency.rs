@@ -460,13 +460,7 @@ fn change_rate(rt: &tokio::runtime::Runtime, url: &str, rate: u64, secs: f64, wr
                     let mut commit = Vec::with_capacity(per_writer as usize);
                     let mut late = 0u64;
                     for i in 0..per_writer {
-                        let due = t0 + offset + interval.mul_f64(i as f64);
-                        let now = Instant::now();
-                        if due > now {
-                            std::thread::sleep(due - now);
-                        } else if now - due > Duration::from_millis(1) {
-                            late += 1;
-                        }
+                        pace(t0 + offset + interval.mul_f64(i as f64), &mut late);
                         let s = Instant::now();
                         c.execute_prepared(
                             0,
@@ -679,13 +673,7 @@ fn change_rate_embedded(
                     let mut acked = Vec::with_capacity(per_writer as usize);
                     let mut late = 0u64;
                     for i in 0..per_writer {
-                        let due = t0 + offset + interval.mul_f64(i as f64);
-                        let now = Instant::now();
-                        if due > now {
-                            std::thread::sleep(due - now);
-                        } else if now - due > Duration::from_millis(1) {
-                            late += 1;
-                        }
+                        pace(t0 + offset + interval.mul_f64(i as f64), &mut late);
                         let started = Instant::now();
                         s.execute_prepared(
                             &stmt,
@@ -1032,4 +1020,15 @@ fn main() {
         change_rate(&rt, &ipc, rate, rate_secs as f64, rate_writers);
     }
     drop(server);
+}
+
+/// Open-loop pacing: sleeps until `due`; a send more than 1 ms behind its schedule counts as
+/// late (the writer could not keep the offered rate).
+fn pace(due: Instant, late: &mut u64) {
+    let now = Instant::now();
+    if due > now {
+        std::thread::sleep(due - now);
+    } else if now - due > Duration::from_millis(1) {
+        *late += 1;
+    }
 }
