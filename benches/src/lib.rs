@@ -750,6 +750,43 @@ pub fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
+/// An `ormdb serve` child process for the network benches; SIGTERM and reaped on drop.
+pub struct ServerProcess(std::process::Child);
+
+impl ServerProcess {
+    /// Starts `bin serve db args...` and waits for its "listening" line, so the endpoints are
+    /// bound when this returns.
+    pub fn start(bin: &std::path::Path, db: &std::path::Path, args: &[String]) -> ServerProcess {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(bin)
+            .arg("serve")
+            .arg(db)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start ormdb serve (build it with --features cli)");
+        let out = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        std::io::BufReader::new(out)
+            .read_line(&mut line)
+            .expect("ready line");
+        assert!(line.contains("listening"), "{line}");
+        ServerProcess(child)
+    }
+
+    /// The server's process id (for /proc CPU figures).
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

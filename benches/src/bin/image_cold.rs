@@ -21,15 +21,13 @@
 //! index_builds=.. stats_scans=.. (planner statistics measured) images=..` (counters a build
 //! does not have print `na`).
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ormdb::net::{BlockingClient, ClientOptions};
 use ormdb::{Database, Options, Params, Value};
 use ormdb_benches::graph::{blog_fetch, ormdb_blog_load, ormdb_blog_schema, Shape};
-use ormdb_benches::{arg_num, percentiles, temp_dir};
+use ormdb_benches::{arg_num, percentiles, temp_dir, ServerProcess};
 
 const POINT_SQL: &str = "SELECT title, score FROM posts WHERE id = ?";
 const RANGE_SQL: &str =
@@ -224,7 +222,7 @@ fn over_ipc(
     users: i64,
 ) -> Outcome {
     let (server, url) = start_server(bin, path, dir);
-    let pid = server.0.id();
+    let pid = server.id();
     let connect = || {
         let opts = ClientOptions {
             pool_size: 1,
@@ -291,33 +289,12 @@ fn server_metrics(c: &BlockingClient) -> String {
     }
 }
 
-struct ServerProcess(Child);
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let _ = self.0.wait();
-    }
-}
-
 fn start_server(bin: &Path, db: &Path, dir: &Path) -> (ServerProcess, String) {
     let sock = dir.join("req.sock");
     let _ = std::fs::remove_file(&sock);
     let ipc = format!("ipc://{}", sock.display());
-    let mut child = Command::new(bin)
-        .arg("serve")
-        .arg(db)
-        .args(["--listen", &ipc])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start ormdb serve (build it with --features cli)");
-    let out = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(out)
-        .read_line(&mut line)
-        .expect("ready line");
-    assert!(line.contains("listening"), "{line}");
-    (ServerProcess(child), ipc)
+    let server = ServerProcess::start(bin, db, &["--listen".to_string(), ipc.clone()]);
+    (server, ipc)
 }
 
 fn list(v: Option<String>, what: &str) -> Vec<String> {

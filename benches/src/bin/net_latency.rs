@@ -24,7 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ormdb::net::{BlockingClient, ChangeStream, Client, ClientOptions, StreamEvent};
 use ormdb::{Database, Options, Params, Value};
 use ormdb_benches::graph::{blog_fetch, ormdb_blog_load, ormdb_blog_schema, Shape};
-use ormdb_benches::{arg_num, percentiles, process_cost, temp_dir};
+use ormdb_benches::{arg_num, percentiles, process_cost, temp_dir, ServerProcess};
 
 const SHAPE: Shape = Shape {
     users: 1000,
@@ -840,15 +840,6 @@ async fn memory(url: &str, pid: u32) {
     drop(streams);
 }
 
-struct ServerProcess(Child);
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let _ = self.0.wait();
-    }
-}
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -864,29 +855,18 @@ fn start_server(
 ) -> (ServerProcess, String, String) {
     let tcp = format!("tcp://127.0.0.1:{}", free_port());
     let ipc = format!("ipc://{}", dir.join("req.sock").display());
-    let mut child = Command::new(bin)
-        .arg("serve")
-        .arg(db)
-        .args(["--listen", &tcp, "--listen", &ipc])
-        .args([
-            "--changes-listen",
-            &format!("tcp://127.0.0.1:{}", free_port()),
-        ])
-        .args([
-            "--changes-listen",
-            &format!("ipc://{}", dir.join("ch.sock").display()),
-        ])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start ormdb serve (build it with --features cli)");
-    let out = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(out)
-        .read_line(&mut line)
-        .expect("ready line");
-    assert!(line.contains("listening"), "{line}");
-    (ServerProcess(child), tcp, ipc)
+    let mut args: Vec<String> = vec![
+        "--listen".into(),
+        tcp.clone(),
+        "--listen".into(),
+        ipc.clone(),
+        "--changes-listen".into(),
+        format!("tcp://127.0.0.1:{}", free_port()),
+        "--changes-listen".into(),
+        format!("ipc://{}", dir.join("ch.sock").display()),
+    ];
+    args.extend_from_slice(extra);
+    (ServerProcess::start(bin, db, &args), tcp, ipc)
 }
 
 fn main() {
@@ -992,7 +972,7 @@ fn main() {
         }
     }
     let (server, tcp, ipc) = start_server(&bin, &db_path, dir.path(), &server_args);
-    SERVER_PID.store(server.0.id(), std::sync::atomic::Ordering::Relaxed);
+    SERVER_PID.store(server.id(), std::sync::atomic::Ordering::Relaxed);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -1013,7 +993,7 @@ fn main() {
             change_delivery(&tcp, 16, ops / 2).await;
         }
         if on("memory") {
-            memory(&ipc, server.0.id()).await;
+            memory(&ipc, server.id()).await;
         }
     });
     if on("change_rate") {
