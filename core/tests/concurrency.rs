@@ -703,3 +703,66 @@ fn concurrent_unique_inserts_succeed_exactly_once() {
     );
     assert_eq!(unique_violations + conflicts, 25 * (THREADS - 1));
 }
+
+/// Retries on one hot row do not starve. Four connections increment the same counter with a
+/// plain begin / read / update / commit loop (no sleep, no backoff): a retry begun right after a
+/// conflict must not take a snapshot that still misses the commit it lost to (durable commits
+/// become visible only after their fsync), or under steady contention it loses again and again.
+/// Every increment lands, none is lost, and the attempts stay few: measured here, ~3 per
+/// increment with the wait in `begin` against 250-450 without it (worst single increment
+/// 48-337 attempts against 11,000-18,600).
+#[test]
+fn retries_on_a_hot_row_do_not_starve() {
+    const THREADS: usize = 4;
+    const PER_THREAD: i64 = 150;
+    const MAX_ATTEMPTS: usize = 2_000;
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path(), Options::default().durability(Durability::Full)).unwrap();
+    int_table(&db, "counter", "n", 1, 0);
+    let worst = Arc::new(AtomicU64::new(0));
+    let total = Arc::new(AtomicU64::new(0));
+    let t0 = Instant::now();
+    let handles: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let (db, worst, total) = (db.clone(), worst.clone(), total.clone());
+            thread::spawn(move || {
+                let conn = db.connect();
+                for _ in 0..PER_THREAD {
+                    let mut attempts = 0;
+                    loop {
+                        attempts += 1;
+                        let mut tx = conn.begin().unwrap();
+                        let n = read_int(&mut tx, "counter", 1).unwrap();
+                        tx.update("counter", 1, &[("n", (n + 1).into())]).unwrap();
+                        match tx.commit() {
+                            Ok(_) => break,
+                            Err(e) if is_conflict(&e) && attempts < MAX_ATTEMPTS => continue,
+                            Err(e) => panic!("increment failed after {attempts} attempts: {e}"),
+                        }
+                    }
+                    worst.fetch_max(attempts as u64, Ordering::Relaxed);
+                    total.fetch_add(attempts as u64, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let conn = db.connect();
+    let mut tx = conn.begin().unwrap();
+    assert_eq!(
+        read_int(&mut tx, "counter", 1).unwrap(),
+        THREADS as i64 * PER_THREAD
+    );
+    let (worst, total) = (worst.load(Ordering::Relaxed), total.load(Ordering::Relaxed));
+    eprintln!(
+        "worst increment: {worst} attempts; total {total} attempts; {:?}",
+        t0.elapsed()
+    );
+    assert!(
+        total < 20 * THREADS as u64 * PER_THREAD as u64,
+        "{total} attempts for {} increments: retries keep losing",
+        THREADS as i64 * PER_THREAD
+    );
+}

@@ -1,4 +1,6 @@
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use super::database::Database;
 use super::transaction::Transaction;
@@ -10,6 +12,9 @@ use crate::txn::{Txn, TxnOptions};
 pub struct Connection {
     db: Database,
     foreign_keys: AtomicBool,
+    /// Set when a transaction of this connection failed to commit with a serialization
+    /// conflict; the next `begin` first waits for the commits in flight (see `begin`).
+    conflicted: Arc<AtomicBool>,
 }
 
 impl Connection {
@@ -17,6 +22,7 @@ impl Connection {
         Connection {
             db,
             foreign_keys: AtomicBool::new(true),
+            conflicted: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -39,8 +45,15 @@ impl Connection {
         let opts = TxnOptions {
             foreign_keys: self.foreign_keys(),
         };
+        if self.conflicted.swap(false, Ordering::Relaxed) {
+            // The retry of a transaction that lost a conflict: a snapshot taken now would miss
+            // the commit it lost to whenever that commit is still on its way to disk, and
+            // conflict with it again (under steady contention, again and again). Wait until
+            // every commit that has taken its timestamp is visible, then take the snapshot.
+            self.db.core().wait_for_committed(Duration::from_secs(1));
+        }
         let txn = Txn::begin(self.db.core().clone(), opts)?;
-        Ok(Transaction::new(txn, self.db.clone()))
+        Ok(Transaction::new(txn, self.db.clone()).on_conflict_mark(self.conflicted.clone()))
     }
 
     /// Runs `f` in a transaction and commits it, retrying on serialization conflicts (40001) up
@@ -56,13 +69,8 @@ impl Connection {
             let mut tx = self.begin()?;
             let res = f(&mut tx).and_then(|v| tx.commit().map(|_| v));
             match res {
-                Err(e) if e.state.is_retryable() && n < attempts => {
-                    // Retry from a snapshot that includes the commit we conflicted with.
-                    self.db
-                        .core()
-                        .wait_for_committed(std::time::Duration::from_secs(1));
-                    continue;
-                }
+                // `begin` waits for the commit this one conflicted with to become visible.
+                Err(e) if e.state.is_retryable() && n < attempts => continue,
                 other => return other,
             }
         }

@@ -186,11 +186,8 @@ impl Connection {
                     r.token = c.token;
                     return Ok(r);
                 }
-                Err(e) if e.state.is_retryable() && attempt < 8 => {
-                    self.database()
-                        .core()
-                        .wait_for_committed(std::time::Duration::from_secs(1));
-                }
+                // `begin` waits for the commit this one conflicted with to become visible.
+                Err(e) if e.state.is_retryable() && attempt < 8 => {}
                 Err(e) => return Err(e),
             }
         }

@@ -1,3 +1,4 @@
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::database::Database;
@@ -73,6 +74,8 @@ pub struct Transaction {
     txn: Txn,
     limits: WriteLimits,
     _db: Database,
+    /// Its connection's flag, set when the commit fails with a serialization conflict.
+    conflicted: Option<Arc<AtomicBool>>,
 }
 
 impl Transaction {
@@ -82,7 +85,14 @@ impl Transaction {
             txn,
             limits,
             _db: db,
+            conflicted: None,
         }
+    }
+
+    /// Sets `flag` if this transaction's commit fails with a serialization conflict.
+    pub(crate) fn on_conflict_mark(mut self, flag: Arc<AtomicBool>) -> Transaction {
+        self.conflicted = Some(flag);
+        self
     }
 
     /// The engine transaction, for the SQL front end's catalog text updates.
@@ -802,7 +812,13 @@ impl Transaction {
             self.txn.abort();
             return Err(e);
         }
-        let token = self.txn.commit()?;
+        let token = self.txn.commit().inspect_err(|e| {
+            if e.state.is_retryable() {
+                if let Some(flag) = &self.conflicted {
+                    flag.store(true, Ordering::Relaxed);
+                }
+            }
+        })?;
         Ok(CommitInfo { token })
     }
 
