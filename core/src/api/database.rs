@@ -42,6 +42,9 @@ pub struct Options {
     pub change_retention: u64,
     pub create_if_missing: bool,
     pub limits: WriteLimits,
+    /// Under `Full` durability, write the commit log with `O_DIRECT` and native AIO where the
+    /// file system allows (Linux; falls back to the page cache elsewhere). Default on.
+    pub log_direct_io: bool,
 }
 
 impl Default for Options {
@@ -57,6 +60,7 @@ impl Default for Options {
             change_retention: 1_000_000,
             create_if_missing: true,
             limits: WriteLimits::default(),
+            log_direct_io: true,
         }
     }
 }
@@ -64,6 +68,10 @@ impl Default for Options {
 impl Options {
     pub fn durability(mut self, d: Durability) -> Self {
         self.durability = d;
+        self
+    }
+    pub fn log_direct_io(mut self, on: bool) -> Self {
+        self.log_direct_io = on;
         self
     }
     pub fn cache_capacity(mut self, bytes: u64) -> Self {
@@ -224,6 +232,7 @@ impl Database {
             options.cache_capacity,
             options.durability,
             options.change_retention,
+            options.log_direct_io,
         )?);
         core.query.tables.set_budget(options.image_budget);
         let background = Arc::new(Background {

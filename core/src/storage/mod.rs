@@ -7,6 +7,7 @@
 pub mod commit_log;
 pub mod keys;
 pub mod row_codec;
+mod segment;
 pub mod sled_kv;
 
 use crate::error::Result;

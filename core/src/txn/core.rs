@@ -249,6 +249,7 @@ impl DbCore {
         cache_capacity: u64,
         durability: Durability,
         change_retention: u64,
+        log_direct_io: bool,
     ) -> Result<DbCore> {
         let _span = info_span!("ormdb.open", path = %dir.display()).entered();
         if !open_dirs().lock().insert(dir.to_path_buf()) {
@@ -373,7 +374,13 @@ impl DbCore {
         // Keep only the newest bundle in memory; history is read from the store on demand.
         let latest = versions.pop().expect("at least the empty schema");
         let changes_floor = read_u64(kv.as_ref(), META_CHANGES_FLOOR)?.unwrap_or(0);
-        let log = Arc::new(CommitLog::create(&log_dir, durable)?);
+        // Direct log writes pay off where every commit waits for its record to reach the
+        // device; under `normal` the page cache absorbs the writes and syncs batch them.
+        let log = Arc::new(CommitLog::create_with(
+            &log_dir,
+            durable,
+            log_direct_io && durability == Durability::Full,
+        )?);
         let syncer = if durability == Durability::Full {
             let l = log.clone();
             Some(
