@@ -150,15 +150,19 @@ fn lookups_do_not_grow_with_row_counts() {
 // ---------------------------------------------------------------------------------------------
 // pagination under concurrent inserts
 
-/// Walks every page of `f` (limit set) by keyset cursor; returns root ids in page order.
-fn walk_root_pages(conn: &Connection, f: &GraphFetch) -> Vec<i64> {
+/// Walks every page of `f` (limit set) by keyset cursor, calling `between` before each page
+/// after the first; returns root ids in page order.
+fn walk_root_pages(conn: &Connection, f: &GraphFetch, mut between: impl FnMut()) -> Vec<i64> {
     let mut out = Vec::new();
     let mut page = conn.fetch(f).unwrap();
     loop {
         out.extend(page.roots.iter().copied());
         match page.next_cursor.clone() {
             None => return out,
-            Some(c) => page = conn.fetch(&f.clone().after(c)).unwrap(),
+            Some(c) => {
+                between();
+                page = conn.fetch(&f.clone().after(c)).unwrap()
+            }
         }
     }
 }
@@ -178,9 +182,11 @@ fn exactly_once(pre: &BTreeSet<i64>, walked: &[i64], what: &str) {
 }
 
 /// Inserts posts (for `user`), 3 per commit, until stopped or 150 are in (a walk that keeps
-/// meeting new rows must still end); returns how many it inserted.
+/// meeting new rows must still end); returns how many it inserted. Returns once the first
+/// commit is in, so a walk started afterwards runs while the writer is going.
 fn inserter(conn: Connection, user: i64, stop: Arc<AtomicBool>) -> thread::JoinHandle<usize> {
-    thread::spawn(move || {
+    let (first_tx, first_rx) = std::sync::mpsc::channel();
+    let h = thread::spawn(move || {
         let mut n = 0usize;
         let mut i = 0i64;
         while !stop.load(Ordering::Relaxed) && n < 150 {
@@ -196,9 +202,12 @@ fn inserter(conn: Connection, user: i64, stop: Arc<AtomicBool>) -> thread::JoinH
             }
             tx.commit().unwrap();
             n += 3;
+            let _ = first_tx.send(());
         }
         n
-    })
+    });
+    first_rx.recv().expect("the writer's first commit");
+    h
 }
 
 #[test]
@@ -216,7 +225,8 @@ fn root_keyset_pages_with_concurrent_inserts() {
         let w = inserter(conn.database().connect(), 2, stop.clone());
         let mut f = GraphFetch::new("posts").limit(7);
         f.order = order.clone();
-        let walked = walk_root_pages(&conn, &f);
+        // A page walk is faster than the writer's 1 ms pace: give it time between pages.
+        let walked = walk_root_pages(&conn, &f, || thread::sleep(Duration::from_micros(300)));
         stop.store(true, Ordering::Relaxed);
         let inserted = w.join().unwrap();
         exactly_once(&pre, &walked, &format!("order {order:?}"));
