@@ -71,6 +71,11 @@ impl Shared {
         }
     }
 
+    /// A prepared statement by id.
+    pub fn prepared(&self, id: u64) -> Option<Arc<PreparedStatement>> {
+        self.prepared.lock().get(&id).cloned()
+    }
+
     /// Drops chunked replies nobody came back for.
     pub fn expire_chunks(&self) {
         let now = Instant::now();

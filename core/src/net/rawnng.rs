@@ -23,6 +23,10 @@ impl NngError {
     pub fn is_closed(self) -> bool {
         self.0 == nng_sys::NNG_ECLOSED as c_int
     }
+
+    pub fn is_canceled(self) -> bool {
+        self.0 == nng_sys::NNG_ECANCELED as c_int
+    }
 }
 
 impl std::fmt::Display for NngError {
@@ -293,6 +297,98 @@ impl Ctx {
             drop(Msg(p));
         }
         rv(code)
+    }
+}
+
+impl Ctx {
+    /// Starts a receive on this context that completes `aio` (its callback, if any, runs on an
+    /// NNG thread; see [`Aio`]).
+    pub fn recv_aio(&self, aio: &Aio) {
+        // SAFETY: both handles are live; the outcome is reported through the aio.
+        unsafe { nng_sys::nng_ctx_recv(self.0, aio.0) }
+    }
+
+    /// Starts sending the message held by `aio` (see [`Aio::set_msg`]).
+    pub fn send_aio(&self, aio: &Aio) {
+        // SAFETY: as for recv_aio.
+        unsafe { nng_sys::nng_ctx_send(self.0, aio.0) }
+    }
+}
+
+/// An NNG asynchronous I/O handle: one operation at a time. With a callback, NNG calls it on one
+/// of its own threads when the operation completes (for a REP context's receive, right on the
+/// thread that matched the request to the context, with no further hand-off); without one,
+/// [`Aio::wait`] blocks until it completes.
+pub struct Aio(*mut nng_sys::nng_aio);
+
+// SAFETY: an nng_aio is a thread-safe NNG object; callers keep to one operation at a time.
+unsafe impl Send for Aio {}
+unsafe impl Sync for Aio {}
+
+/// What NNG calls when an [`Aio`] completes.
+pub type AioCallback = unsafe extern "C" fn(*mut std::ffi::c_void);
+
+impl Aio {
+    /// `cb` is called with `arg` on every completion; `arg` must outlive the aio.
+    pub fn new(
+        cb: Option<AioCallback>,
+        arg: *mut std::ffi::c_void,
+    ) -> std::result::Result<Aio, NngError> {
+        let mut a = std::ptr::null_mut();
+        // SAFETY: allocates an aio into `a`.
+        rv(unsafe { nng_sys::nng_aio_alloc(&mut a, cb, arg) })?;
+        Ok(Aio(a))
+    }
+
+    /// The outcome of the last completed operation.
+    pub fn result(&self) -> std::result::Result<(), NngError> {
+        // SAFETY: reads the aio's result.
+        rv(unsafe { nng_sys::nng_aio_result(self.0) })
+    }
+
+    /// Takes the message a receive completed with (or a failed send left behind).
+    pub fn take_msg(&self) -> Option<Msg> {
+        // SAFETY: the message, if any, becomes ours; the aio is left without one.
+        unsafe {
+            let m = nng_sys::nng_aio_get_msg(self.0);
+            if m.is_null() {
+                return None;
+            }
+            nng_sys::nng_aio_set_msg(self.0, std::ptr::null_mut());
+            Some(Msg(m))
+        }
+    }
+
+    /// Hands `m` to the aio for the next send (NNG owns it once the send succeeds).
+    pub fn set_msg(&self, m: Msg) {
+        // SAFETY: the aio holds the message until a send takes it or take_msg returns it.
+        unsafe { nng_sys::nng_aio_set_msg(self.0, m.into_raw()) }
+    }
+
+    /// Blocks until the operation in progress, if any, has completed (callback included).
+    pub fn wait(&self) {
+        // SAFETY: waits on a live aio.
+        unsafe { nng_sys::nng_aio_wait(self.0) }
+    }
+
+    /// Cancels the operation in progress, waits for it (and its callback) to finish, and makes
+    /// every later operation on this aio a no-op.
+    pub fn stop(&self) {
+        // SAFETY: as for wait.
+        unsafe { nng_sys::nng_aio_stop(self.0) }
+    }
+}
+
+impl Drop for Aio {
+    fn drop(&mut self) {
+        // SAFETY: stops any operation and frees the aio; a message still held is freed with it.
+        unsafe {
+            nng_sys::nng_aio_stop(self.0);
+            if let Some(m) = self.take_msg() {
+                drop(m);
+            }
+            nng_sys::nng_aio_free(self.0);
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::rawnng::{self, Ctx, Msg, Protocol};
+use super::rawnng::{self, Aio, Ctx, Msg, Protocol};
 
 use super::endpoint::{check_listen_url, default_change_url};
 use super::handler::{encode_reply, error_body, handle, Shared};
@@ -28,8 +28,6 @@ use crate::txn::Durability;
 /// Bytes NNG's receive limit allows beyond `--max-request-bytes`: REQ's request id travels in
 /// the message, and a request just over the limit still gets a clear error reply.
 const REQUEST_HEADER_SLACK: usize = 64;
-/// How often an idle request thread looks at the stop flag.
-const WORKER_POLL: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -146,7 +144,8 @@ pub struct Server {
     listen: Vec<String>,
     metrics_addr: Option<std::net::SocketAddr>,
     stop_tx: watch::Sender<bool>,
-    workers_stop: Arc<AtomicBool>,
+    dispatch: Arc<Dispatch>,
+    slots: Vec<Box<Slot>>,
     workers: Vec<std::thread::JoinHandle<()>>,
     publisher_stop: Arc<AtomicBool>,
     publisher: Option<std::thread::JoinHandle<()>>,
@@ -229,7 +228,15 @@ impl Server {
             listen: cfg.listen.clone(),
             metrics_addr: metrics_listener.as_ref().map(|(_, a)| *a),
             stop_tx,
-            workers_stop: Arc::new(AtomicBool::new(false)),
+            dispatch: Arc::new(Dispatch {
+                shared: shared.clone(),
+                stop: AtomicBool::new(false),
+                inline_busy: AtomicBool::new(false),
+                inline: cfg.nng_threads.is_none_or(|(task, _)| task >= 2),
+                queue: parking_lot::Mutex::new(Queue::default()),
+                ready: parking_lot::Condvar::new(),
+            }),
+            slots: Vec::new(),
             workers: Vec::new(),
             publisher_stop: Arc::new(AtomicBool::new(false)),
             publisher: None,
@@ -249,17 +256,17 @@ impl Server {
                 .map_err(|e| io_error("starting the server's background thread", e))?,
         );
         for i in 0..cfg.workers.max(1) {
-            let ctx = rep
-                .context()
-                .and_then(|c| c.set_recv_timeout(WORKER_POLL).map(|_| c))
-                .map_err(|e| rawnng::io("opening a request context", e));
-            let (sh, stop) = (shared.clone(), server.workers_stop.clone());
+            let d = server.dispatch.clone();
             server.workers.push(
                 std::thread::Builder::new()
                     .name(format!("ormdb-req-{i}"))
-                    .spawn(move || worker(ctx, sh, stop))
+                    .spawn(move || worker(d))
                     .map_err(|e| io_error("starting a request thread", e))?,
             );
+            server.slots.push(Slot::open(&rep, &server.dispatch)?);
+        }
+        for slot in &server.slots {
+            slot.arm();
         }
         Ok(server)
     }
@@ -298,10 +305,22 @@ impl Server {
 
     fn stop(&mut self) -> Result<ShutdownReport> {
         let _ = self.stop_tx.send(true);
-        self.workers_stop.store(true, Ordering::Release);
+        // No new receives; a receive pending is cancelled, one completing finishes its callback
+        // (a request answered inline is answered, a queued one stays queued)...
+        self.dispatch.stop.store(true, Ordering::Release);
+        for slot in &self.slots {
+            slot.recv().stop();
+        }
+        // ...then the request threads answer what is queued and end.
+        self.dispatch.queue.lock().closed = true;
+        self.dispatch.ready.notify_all();
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
+        for slot in &self.slots {
+            slot.send.wait();
+        }
+        self.slots.clear();
         self.rep.close();
         if let Some(b) = self.background.take() {
             let _ = b.join();
@@ -320,7 +339,11 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if self.background.is_some() || self.publisher.is_some() || !self.workers.is_empty() {
+        if self.background.is_some()
+            || self.publisher.is_some()
+            || !self.workers.is_empty()
+            || !self.slots.is_empty()
+        {
             if let Err(e) = self.stop() {
                 tracing::warn!("stopping the server: {e}");
             }
@@ -385,31 +408,79 @@ async fn wait_for_signal() {
     }
 }
 
-/// One request thread: blocked in a receive on its own context, answers on the same thread.
-/// The receive times out now and then so the thread sees `stop`; a request already received is
-/// always answered.
-fn worker(ctx: Result<Ctx>, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
-    let mut ctx = match ctx {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!("request worker: {e}");
-            return;
+/// Request contexts and the threads that answer on them. Each context has a receive always
+/// pending, completed through an NNG callback on the NNG thread that matched the request to the
+/// context. A read that cannot wait for long (a graph read or a `SELECT` outside any session,
+/// see [`runs_inline`]) is answered right there when no other request is being answered that way,
+/// which saves the wake-up of a request thread per request; everything else, and every read
+/// arriving while one is being answered inline, goes to the request threads. So at most one of
+/// NNG's task threads is ever busy with a request, and only with a short one.
+struct Dispatch {
+    shared: Arc<Shared>,
+    stop: AtomicBool,
+    inline_busy: AtomicBool,
+    /// Whether requests may be answered on NNG's threads (not with a single NNG task thread,
+    /// which a request would hold up).
+    inline: bool,
+    queue: parking_lot::Mutex<Queue>,
+    ready: parking_lot::Condvar,
+}
+
+#[derive(Default)]
+struct Queue {
+    jobs: std::collections::VecDeque<(SlotRef, Msg)>,
+    closed: bool,
+}
+
+/// One REP context with its receive and send operations.
+struct Slot {
+    ctx: Ctx,
+    recv: Option<Aio>,
+    send: Aio,
+    dispatch: Arc<Dispatch>,
+}
+
+/// A slot as the request threads see it: slots live (boxed, so at a fixed address) until
+/// [`Server::stop`] has stopped every receive and joined every request thread.
+#[derive(Clone, Copy)]
+struct SlotRef(*const Slot);
+
+// SAFETY: a Slot's parts are thread-safe NNG handles and an Arc; see SlotRef's lifetime above.
+unsafe impl Send for SlotRef {}
+
+impl Slot {
+    fn open(rep: &rawnng::Socket, dispatch: &Arc<Dispatch>) -> Result<Box<Slot>> {
+        let io = |e| rawnng::io("opening a request context", e);
+        let mut slot = Box::new(Slot {
+            ctx: rep.context().map_err(io)?,
+            recv: None,
+            send: Aio::new(None, std::ptr::null_mut()).map_err(io)?,
+            dispatch: dispatch.clone(),
+        });
+        let arg = &*slot as *const Slot as *mut std::ffi::c_void;
+        slot.recv = Some(Aio::new(Some(slot_received), arg).map_err(io)?);
+        Ok(slot)
+    }
+
+    fn recv(&self) -> &Aio {
+        self.recv.as_ref().expect("set in Slot::open")
+    }
+
+    /// Starts the next receive, unless the server is stopping (after [`Aio::stop`] this is a
+    /// no-op anyway).
+    fn arm(&self) {
+        if !self.dispatch.stop.load(Ordering::Acquire) {
+            self.ctx.recv_aio(self.recv());
         }
-    };
-    while !stop.load(Ordering::Acquire) {
-        let request = match ctx.recv() {
-            Ok(m) => m,
-            Err(e) if e.is_timeout() => continue,
-            Err(e) if e.is_closed() => return,
-            Err(e) => {
-                tracing::debug!("receiving a request: {e}");
-                std::thread::sleep(Duration::from_millis(5));
-                continue;
-            }
-        };
+    }
+
+    /// Answers `request`, sends the reply on this slot's context and starts the next receive.
+    /// A request already received is always answered.
+    fn answer(&self, request: Msg) {
+        let shared = &self.dispatch.shared;
         shared.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
         let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            handle(&shared, request.as_slice())
+            handle(shared, request.as_slice())
         }))
         .unwrap_or_else(|_| {
             encode_reply(error_body(&Error::internal(
@@ -418,16 +489,114 @@ fn worker(ctx: Result<Ctx>, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
         });
         drop(request);
         shared.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
-        let msg = match Msg::from_slice(&reply) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!("allocating a reply of {} bytes: {e}", reply.len());
-                continue;
+        // The previous reply on this context has long been handed to its connection; a send
+        // that failed left its message in the aio.
+        self.send.wait();
+        if let Some(unsent) = self.send.take_msg() {
+            drop(unsent);
+        }
+        match Msg::from_slice(&reply) {
+            Ok(m) => {
+                self.send.set_msg(m);
+                // Completes when REP has queued the reply on the connection; a requester that
+                // went away gets nothing, which is all there is to tell it.
+                self.ctx.send_aio(&self.send);
+            }
+            Err(e) => tracing::warn!("allocating a reply of {} bytes: {e}", reply.len()),
+        }
+        self.arm();
+    }
+}
+
+/// A slot's receive completed (on an NNG thread).
+unsafe extern "C" fn slot_received(arg: *mut std::ffi::c_void) {
+    // SAFETY: `arg` is the slot this aio belongs to, alive while its receive can complete.
+    let slot = unsafe { &*(arg as *const Slot) };
+    // Nothing may unwind into NNG.
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| received(slot)));
+}
+
+fn received(slot: &Slot) {
+    let d = &*slot.dispatch;
+    if let Err(e) = slot.recv().result() {
+        if d.stop.load(Ordering::Acquire) || e.is_closed() || e.is_canceled() {
+            return;
+        }
+        tracing::debug!("receiving a request: {e}");
+        slot.arm();
+        return;
+    }
+    let Some(request) = slot.recv().take_msg() else {
+        slot.arm();
+        return;
+    };
+    if d.inline
+        && runs_inline(&d.shared, request.as_slice())
+        && d.inline_busy
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    {
+        slot.answer(request);
+        d.inline_busy.store(false, Ordering::Release);
+        return;
+    }
+    d.queue
+        .lock()
+        .jobs
+        .push_back((SlotRef(slot as *const Slot), request));
+    d.ready.notify_one();
+}
+
+/// A request thread: answers queued requests until the queue is closed and empty.
+fn worker(d: Arc<Dispatch>) {
+    loop {
+        let job = {
+            let mut q = d.queue.lock();
+            loop {
+                if let Some(j) = q.jobs.pop_front() {
+                    break Some(j);
+                }
+                if q.closed {
+                    break None;
+                }
+                d.ready.wait(&mut q);
             }
         };
-        if let Err(e) = ctx.send(msg) {
-            // The requester went away; nothing to tell it.
-            tracing::debug!("sending a reply: {e}");
-        }
+        let Some((slot, request)) = job else { return };
+        // SAFETY: see SlotRef.
+        unsafe { &*slot.0 }.answer(request);
     }
+}
+
+/// Whether a request may be answered on NNG's thread: reads outside any session (graph reads,
+/// a `SELECT`, the handshake, metrics, reply chunks), which take no lock a transaction holds
+/// and never wait for a commit. Anything else could wait for long and goes to a request thread.
+fn runs_inline(shared: &Shared, request: &[u8]) -> bool {
+    use crate::ir::protocol::ArchivedBody as B;
+    let Ok(msg) = crate::ir::protocol::access(request) else {
+        return false;
+    };
+    match &msg.body {
+        B::Fetch(_)
+        | B::Explain { .. }
+        | B::Aggregate(_)
+        | B::Hello { .. }
+        | B::Metrics
+        | B::NextChunk { .. } => true,
+        B::Sql { session, sql, .. } => *session == 0 && is_single_select(sql.as_str()),
+        B::ExecutePrepared { session, id, .. } => {
+            *session == 0
+                && shared
+                    .prepared(id.to_native())
+                    .is_some_and(|p| is_single_select(p.sql()))
+        }
+        _ => false,
+    }
+}
+
+/// One `SELECT` statement (a trailing `;` allowed).
+fn is_single_select(sql: &str) -> bool {
+    let s = sql.trim();
+    let s = s.strip_suffix(';').unwrap_or(s);
+    s.get(..6).is_some_and(|k| k.eq_ignore_ascii_case("select")) && !s.contains(';')
 }
