@@ -329,8 +329,11 @@ unsafe impl Sync for Aio {}
 pub type AioCallback = unsafe extern "C" fn(*mut std::ffi::c_void);
 
 impl Aio {
-    /// `cb` is called with `arg` on every completion; `arg` must outlive the aio.
-    pub fn new(
+    /// `cb` is called with `arg` on every completion.
+    ///
+    /// # Safety
+    /// `arg` must stay valid for `cb` until the aio is stopped or dropped.
+    pub unsafe fn new(
         cb: Option<AioCallback>,
         arg: *mut std::ffi::c_void,
     ) -> std::result::Result<Aio, NngError> {

@@ -145,6 +145,8 @@ pub struct Server {
     metrics_addr: Option<std::net::SocketAddr>,
     stop_tx: watch::Sender<bool>,
     dispatch: Arc<Dispatch>,
+    /// Boxed: NNG holds each slot's address for its receive callback.
+    #[allow(clippy::vec_box)]
     slots: Vec<Box<Slot>>,
     workers: Vec<std::thread::JoinHandle<()>>,
     publisher_stop: Arc<AtomicBool>,
@@ -454,11 +456,14 @@ impl Slot {
         let mut slot = Box::new(Slot {
             ctx: rep.context().map_err(io)?,
             recv: None,
-            send: Aio::new(None, std::ptr::null_mut()).map_err(io)?,
+            // SAFETY: no callback.
+            send: unsafe { Aio::new(None, std::ptr::null_mut()) }.map_err(io)?,
             dispatch: dispatch.clone(),
         });
         let arg = &*slot as *const Slot as *mut std::ffi::c_void;
-        slot.recv = Some(Aio::new(Some(slot_received), arg).map_err(io)?);
+        // SAFETY: the slot is boxed and outlives its aio (dropped with it, and Server::stop
+        // stops every receive before the slots go).
+        slot.recv = Some(unsafe { Aio::new(Some(slot_received), arg) }.map_err(io)?);
         Ok(slot)
     }
 
