@@ -275,3 +275,65 @@ fn bad_endpoints_fail_start_with_clear_errors() {
     let err = Server::start(db, &cfg).err().expect("unknown transport");
     assert_eq!(err.state, SqlState::FeatureNotSupported, "{err}");
 }
+
+/// A long read outside any session is answered on an NNG thread (at most one at a time); it
+/// must not hold up other requests: point selects sent meanwhile go to the request threads.
+#[test]
+fn a_long_read_answered_inline_does_not_hold_up_other_requests() {
+    let e = endpoints();
+    let db = open_db(&e, Durability::Normal);
+    let rows: Vec<String> = (1..=150).map(|i| format!("({i}, 'v{i}')")).collect();
+    db.connect()
+        .sql()
+        .execute_batch(&format!(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t (id, v) VALUES {}",
+            rows.join(", ")
+        ))
+        .expect("load");
+    let server = Server::start(db.clone(), &e.cfg).expect("start");
+    let url = e.cfg.listen[0].clone();
+    let slow_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let slow = {
+        let (url, done) = (url.clone(), slow_done.clone());
+        std::thread::spawn(move || {
+            let c = ormdb::net::BlockingClient::connect(&url).expect("connect");
+            let t = Instant::now();
+            let r = c
+                .sql_in(0, "SELECT count(*) FROM t a, t b, t c", Params::None)
+                .expect("the long read");
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            (r, t.elapsed())
+        })
+    };
+    let c = ormdb::net::BlockingClient::connect(&url).expect("connect");
+    // Wait until the long read is under way on the server.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let in_flight = || {
+        let text = server.metrics_text();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("ormdb_server_requests_in_flight "))
+            .expect("the in-flight gauge");
+        line.rsplit(' ').next().unwrap().parse::<f64>().unwrap()
+    };
+    while in_flight() < 1.0 {
+        assert!(Instant::now() < deadline, "the long read never started");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let t = Instant::now();
+    for i in 1..=50 {
+        let r = c
+            .sql_in(0, &format!("SELECT v FROM t WHERE id = {i}"), Params::None)
+            .expect("point select");
+        assert_eq!(r.rows.len(), 1);
+    }
+    let quick = t.elapsed();
+    assert!(
+        !slow_done.load(std::sync::atomic::Ordering::SeqCst),
+        "50 point selects ({quick:?}) should finish while the long read runs"
+    );
+    let (r, took) = slow.join().expect("long read thread");
+    assert_eq!(r.rows[0][0], Value::Integer(150 * 150 * 150));
+    eprintln!("50 point selects {quick:?} during a long read of {took:?}");
+    server.shutdown().expect("shutdown");
+}

@@ -605,3 +605,95 @@ fn is_single_select(sql: &str) -> bool {
     let s = s.strip_suffix(';').unwrap_or(s);
     s.get(..6).is_some_and(|k| k.eq_ignore_ascii_case("select")) && !s.contains(';')
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::protocol::{decode, encode, Body};
+    use crate::sql::Params;
+
+    fn shared() -> Shared {
+        let sh = Shared::new(Database::temporary().unwrap(), Vec::new(), 1 << 20, 1 << 20);
+        let reply = handle(
+            &sh,
+            &sql(0, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)"),
+        );
+        assert!(matches!(decode(&reply).unwrap().body, Body::SqlResult(_)));
+        sh
+    }
+
+    fn sql(session: u64, sql: &str) -> Vec<u8> {
+        encode(&Body::Sql {
+            session,
+            sql: sql.into(),
+            params: Params::Positional(Vec::new()),
+        })
+        .unwrap()
+    }
+
+    fn prepare(sh: &Shared, sql: &str) -> u64 {
+        let reply = handle(sh, &encode(&Body::Prepare { sql: sql.into() }).unwrap());
+        match decode(&reply).unwrap().body {
+            Body::Prepared { id, .. } => id,
+            other => panic!("preparing {sql}: {other:?}"),
+        }
+    }
+
+    fn execute(session: u64, id: u64) -> Vec<u8> {
+        encode(&Body::ExecutePrepared {
+            session,
+            id,
+            params: Params::Positional(Vec::new()),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn one_select_statement() {
+        for s in [
+            "SELECT 1",
+            "select * from t where id = ?",
+            "  SeLeCt v FROM t ;  ",
+            "SELECT 'a;b'",
+        ] {
+            // A `;` inside a literal sends the statement to a request thread: conservative.
+            assert_eq!(is_single_select(s), !s.contains("'a;b'"), "{s}");
+        }
+        for s in [
+            "",
+            "SELEC",
+            "INSERT INTO t VALUES (1, 'a')",
+            "SELECT 1; DELETE FROM t",
+            "WITH x AS (SELECT 1) SELECT * FROM x",
+            "BEGIN",
+        ] {
+            assert!(!is_single_select(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn only_short_reads_outside_sessions_run_inline() {
+        let sh = shared();
+        assert!(runs_inline(&sh, &sql(0, "SELECT * FROM t WHERE id = 1")));
+        assert!(runs_inline(&sh, &encode(&Body::Metrics).unwrap()));
+        // In a session (it may wait on the session's lock or a commit), writes, several
+        // statements, transaction control and garbage go to the request threads.
+        assert!(!runs_inline(&sh, &sql(7, "SELECT * FROM t")));
+        assert!(!runs_inline(&sh, &sql(0, "INSERT INTO t VALUES (1, 'a')")));
+        assert!(!runs_inline(&sh, &sql(0, "SELECT 1; DELETE FROM t")));
+        assert!(!runs_inline(&sh, &encode(&Body::Begin).unwrap()));
+        assert!(!runs_inline(
+            &sh,
+            &encode(&Body::Commit { session: 0 }).unwrap()
+        ));
+        assert!(!runs_inline(&sh, b"\x01\x02garbage"));
+        assert!(!runs_inline(&sh, &[]));
+        // Prepared statements by what they are; an unknown id is not guessed at.
+        let select = prepare(&sh, "SELECT v FROM t WHERE id = 1");
+        let insert = prepare(&sh, "INSERT INTO t VALUES (2, 'b')");
+        assert!(runs_inline(&sh, &execute(0, select)));
+        assert!(!runs_inline(&sh, &execute(3, select)));
+        assert!(!runs_inline(&sh, &execute(0, insert)));
+        assert!(!runs_inline(&sh, &execute(0, select + insert + 100)));
+    }
+}
