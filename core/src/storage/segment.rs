@@ -8,8 +8,8 @@
 //!   next records), and a Full commit's write-ahead is submitted with Linux native AIO, so the
 //!   device write runs while the committer applies its batch and is reaped before the fdatasync
 //!   that makes it durable. No page-cache copy, no writeback pass at fdatasync time: on the
-//!   benchmark VM a lone durable commit's log write + fdatasync takes ~87 us this way against
-//!   88-110 us buffered (docs/BENCHMARKS.md).
+//!   benchmark VM a Full commit costs ~13 us less CPU this way, at the same latency (the device
+//!   round trips and the VM's wake-ups dominate; docs/BENCHMARKS.md, stop 16).
 //!
 //! Durability does not depend on the mode: a committer is acknowledged only after an fdatasync
 //! that follows the completed write of its record (an `O_DIRECT` write reaches the device's
