@@ -53,7 +53,11 @@ impl Connection {
             self.db.core().wait_for_committed(Duration::from_secs(1));
         }
         let txn = Txn::begin(self.db.core().clone(), opts)?;
-        Ok(Transaction::new(txn, self.db.clone()).on_conflict_mark(self.conflicted.clone()))
+        Ok(Transaction::new(
+            txn,
+            self.db.clone(),
+            self.conflicted.clone(),
+        ))
     }
 
     /// Runs `f` in a transaction and commits it, retrying on serialization conflicts (40001) up

@@ -75,24 +75,20 @@ pub struct Transaction {
     limits: WriteLimits,
     _db: Database,
     /// Its connection's flag, set when the commit fails with a serialization conflict.
-    conflicted: Option<Arc<AtomicBool>>,
+    conflicted: Arc<AtomicBool>,
 }
 
 impl Transaction {
-    pub(crate) fn new(txn: Txn, db: Database) -> Transaction {
+    /// `conflicted`: its connection's flag, set if the commit fails with a serialization
+    /// conflict (see `Connection::begin`).
+    pub(crate) fn new(txn: Txn, db: Database, conflicted: Arc<AtomicBool>) -> Transaction {
         let limits = db.options().limits;
         Transaction {
             txn,
             limits,
             _db: db,
-            conflicted: None,
+            conflicted,
         }
-    }
-
-    /// Sets `flag` if this transaction's commit fails with a serialization conflict.
-    pub(crate) fn on_conflict_mark(mut self, flag: Arc<AtomicBool>) -> Transaction {
-        self.conflicted = Some(flag);
-        self
     }
 
     /// The engine transaction, for the SQL front end's catalog text updates.
@@ -814,9 +810,7 @@ impl Transaction {
         }
         let token = self.txn.commit().inspect_err(|e| {
             if e.state.is_retryable() {
-                if let Some(flag) = &self.conflicted {
-                    flag.store(true, Ordering::Relaxed);
-                }
+                self.conflicted.store(true, Ordering::Relaxed);
             }
         })?;
         Ok(CommitInfo { token })
