@@ -65,7 +65,7 @@ impl Segment {
     /// Waits for a direct write still in flight (see [`Segment::write`] with `ahead`).
     pub(crate) fn finish_pending(&mut self) -> io::Result<()> {
         match &mut self.direct {
-            Some(d) => d.aio.reap(),
+            Some(d) => d.reap(),
             None => Ok(()),
         }
     }
@@ -124,6 +124,18 @@ impl AlignedBuf {
         AlignedBuf { raw, off, len }
     }
 
+    /// `spare` resized to `len` bytes if it has room, else a new zeroed buffer. A reused buffer
+    /// keeps its old bytes: the caller overwrites all `len` of them.
+    fn reuse_or_new(spare: Option<AlignedBuf>, len: usize) -> AlignedBuf {
+        match spare {
+            Some(mut b) if b.raw.len() - b.off >= len => {
+                b.len = len;
+                b
+            }
+            _ => AlignedBuf::zeroed(len),
+        }
+    }
+
     fn as_slice(&self) -> &[u8] {
         &self.raw[self.off..self.off + self.len]
     }
@@ -140,6 +152,9 @@ struct Direct {
     /// `pos` is the write position. Written again in front of the next records.
     tail: Vec<u8>,
     aio: Aio,
+    /// The buffer of the last finished write, reused by the next one (a commit's write would
+    /// otherwise allocate and zero a fresh block-aligned buffer).
+    spare: Option<AlignedBuf>,
 }
 
 impl Direct {
@@ -156,6 +171,7 @@ impl Direct {
             fd,
             tail: Vec::with_capacity(BLOCK as usize),
             aio,
+            spare: None,
         })
     }
 
@@ -164,29 +180,42 @@ impl Direct {
         None
     }
 
+    /// Waits for the write in flight, if any, keeping its buffer for the next write.
+    fn reap(&mut self) -> io::Result<()> {
+        if let Some(buf) = self.aio.reap()? {
+            self.spare = Some(buf);
+        }
+        Ok(())
+    }
+
     fn write(&mut self, pos: u64, data: &[u8], ahead: bool) -> io::Result<()> {
         // Never two writes of the same block in flight: their order on the device is not theirs.
-        self.aio.reap()?;
+        self.reap()?;
         let start = pos - self.tail.len() as u64;
         debug_assert_eq!(start % BLOCK, 0, "the tail starts a block");
         let end = pos + data.len() as u64;
         let span = (end.div_ceil(BLOCK) * BLOCK - start) as usize;
-        let mut buf = AlignedBuf::zeroed(span);
+        let mut buf = AlignedBuf::reuse_or_new(self.spare.take(), span);
         let t = self.tail.len();
         let b = buf.as_mut_slice();
         b[..t].copy_from_slice(&self.tail);
         b[t..t + data.len()].copy_from_slice(data);
         // The rest of the span is zeros, as on disk past the write position (zero-filled).
+        b[t + data.len()..].fill(0);
         let last_block = ((end / BLOCK) * BLOCK - start) as usize;
         self.tail.clear();
         self.tail.extend_from_slice(&b[last_block..t + data.len()]);
-        if ahead {
+        let buf = if ahead {
             match self.aio.submit(&self.fd, buf, start) {
                 Ok(()) => return Ok(()),
-                Err(buf) => return self.fd.write_all_at(buf.as_slice(), start),
+                Err(buf) => buf,
             }
-        }
-        self.fd.write_all_at(buf.as_slice(), start)
+        } else {
+            buf
+        };
+        self.fd.write_all_at(buf.as_slice(), start)?;
+        self.spare = Some(buf);
+        Ok(())
     }
 }
 
@@ -273,10 +302,10 @@ impl Aio {
         Ok(())
     }
 
-    /// Waits for the write in flight, if any, and reports its outcome.
-    fn reap(&mut self) -> io::Result<()> {
+    /// Waits for the write in flight, if any, and reports its outcome; hands back its buffer.
+    fn reap(&mut self) -> io::Result<Option<AlignedBuf>> {
         let Some(buf) = self.inflight.take() else {
-            return Ok(());
+            return Ok(None);
         };
         let mut ev = IoEvent::default();
         loop {
@@ -309,7 +338,7 @@ impl Aio {
         }
         let want = buf.as_slice().len() as i64;
         match ev.res {
-            r if r == want => Ok(()),
+            r if r == want => Ok(Some(buf)),
             r if r < 0 => Err(io::Error::from_raw_os_error(-r as i32)),
             r => Err(io::Error::other(format!(
                 "short direct write to the commit log: {r} of {want} bytes"
@@ -337,8 +366,8 @@ impl Aio {
     fn submit(&mut self, _fd: &File, buf: AlignedBuf, _offset: u64) -> Result<(), AlignedBuf> {
         Err(buf)
     }
-    fn reap(&mut self) -> io::Result<()> {
-        Ok(())
+    fn reap(&mut self) -> io::Result<Option<AlignedBuf>> {
+        Ok(None)
     }
 }
 
