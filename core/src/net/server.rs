@@ -497,9 +497,7 @@ impl Slot {
         // The previous reply on this context has long been handed to its connection; a send
         // that failed left its message in the aio.
         self.send.wait();
-        if let Some(unsent) = self.send.take_msg() {
-            drop(unsent);
-        }
+        drop(self.send.take_msg());
         match Msg::from_slice(&reply) {
             Ok(m) => {
                 self.send.set_msg(m);
