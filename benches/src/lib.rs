@@ -131,13 +131,21 @@ pub fn row_values(i: i64, payload: usize, rng: &mut Rng) -> (String, i64, Vec<u8
 /// (bytes) overrides the decoded table image budget: 0 reads every row from the store, which
 /// measures the read path without images in the same binary and run. `ORMDB_BENCH_LOG_DIRECT=0`
 /// writes the commit log through the page cache instead of `O_DIRECT` (the default), to compare
-/// the two in one binary.
+/// the two in one binary. `ORMDB_BENCH_VALUE_THRESHOLD` (bytes) sets the size above which row
+/// values go to the value log (0: none do).
 pub fn ormdb_options(mode: Mode, cache_capacity: u64) -> Options {
     let direct = std::env::var("ORMDB_BENCH_LOG_DIRECT").map_or(true, |v| v.trim() != "0");
-    let o = Options::default()
+    let mut o = Options::default()
         .durability(mode.durability())
         .cache_capacity(cache_capacity)
         .log_direct_io(direct);
+    if let Ok(v) = std::env::var("ORMDB_BENCH_VALUE_THRESHOLD") {
+        o = o.value_threshold(
+            v.trim()
+                .parse()
+                .expect("ORMDB_BENCH_VALUE_THRESHOLD must be a byte count"),
+        );
+    }
     match std::env::var("ORMDB_BENCH_IMAGE_BUDGET") {
         Ok(v) => o.image_budget(
             v.trim()

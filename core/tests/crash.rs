@@ -49,6 +49,13 @@ const TOTAL: i64 = ACCOUNTS * INITIAL_BALANCE;
 /// Ledger rows written by every transaction, all with the transaction's sequence number.
 const PARTS: i64 = 3;
 const KILLS: usize = 60;
+/// Ledger rows with a note longer than about this keep their value in the value log, the
+/// rest in the store, so kills land among both kinds of writes (and value log compactions).
+const VALUE_THRESHOLD: usize = 64;
+
+fn opts() -> Options {
+    Options::default().value_threshold(VALUE_THRESHOLD)
+}
 
 // ---------------------------------------------------------------------------------------------
 // Shared helpers
@@ -96,7 +103,7 @@ fn seed_for(test: &str) -> u64 {
 /// `accounts` (balances summing to [`TOTAL`]), `ledger` ([`PARTS`] rows per transaction, unique
 /// on (seq, part)) and `stats` (one row counting committed transactions).
 fn create_schema(dir: &Path) {
-    let db = Database::open(dir, Options::default()).expect("create database");
+    let db = Database::open(dir, opts()).expect("create database");
     let conn = db.connect();
     let mut tx = conn.begin().unwrap();
     tx.create_entity(
@@ -320,11 +327,8 @@ fn crash_child_entry() {
     } else {
         Durability::Full
     };
-    let db = Database::open(
-        PathBuf::from(dir),
-        Options::default().durability(durability),
-    )
-    .unwrap_or_else(|e| child_fail("open", &e));
+    let db = Database::open(PathBuf::from(dir), opts().durability(durability))
+        .unwrap_or_else(|e| child_fail("open", &e));
     let start = {
         let conn = db.connect();
         let mut tx = conn.begin().unwrap_or_else(|e| child_fail("begin", &e));
@@ -347,6 +351,13 @@ fn crash_child_entry() {
         handles.push(thread::spawn(move || loop {
             if let Err(e) = db.checkpoint() {
                 child_fail("background checkpoint", &e);
+            }
+            // Every reopen starts a value log file and replay rewrites values into it, so
+            // older files hold dead values for compaction to move out and remove.
+            if rng.range(0, 3) == 0 {
+                if let Err(e) = db.compact_values() {
+                    child_fail("value log compaction", &e);
+                }
             }
             thread::sleep(Duration::from_micros(rng.range(0, 3000)));
         }));
@@ -590,6 +601,8 @@ fn kill9_loop_loses_no_acknowledged_commit() {
     let mut kills_after_ack = 0usize;
     let mut kills_in_checkpoint_modes = 0usize;
     let mut chained = 0usize;
+    // Value log files removed and values moved by the parent's compactions.
+    let mut compactions = (0usize, 0u64);
     let mut last = Verified {
         max_seq: 0,
         seqs: 0,
@@ -654,11 +667,23 @@ fn kill9_loop_loses_no_acknowledged_commit() {
             record_acks(&mut acked, &rep, &ctx);
         }
         let ctx = format!("reopen after kill {kills} (seed {seed})");
-        let db = Database::open(&path, Options::default()).unwrap_or_else(|e| {
+        let db = Database::open(&path, opts()).unwrap_or_else(|e| {
             let kept = keep_for_diagnosis(&path, &format!("kill9-{seed}-{kills}"));
             panic!("{ctx}: the database does not open: {e} (directory kept in {kept})")
         });
         let v = verify(&db, &acked, None, &ctx);
+        if kills.is_multiple_of(5) {
+            // Replays rewrote values into new files: move the live ones out of the old files.
+            let stats = db.compact_values().unwrap();
+            compactions.0 += stats.files_removed;
+            compactions.1 += stats.values_moved;
+            verify(
+                &db,
+                &acked,
+                None,
+                &format!("{ctx}, after compacting the value log"),
+            );
+        }
         assert!(v.max_seq >= last.max_seq, "{ctx}: the ledger shrank");
         assert!(
             v.last_commit >= last.last_commit,
@@ -670,20 +695,27 @@ fn kill9_loop_loses_no_acknowledged_commit() {
     }
     // The database keeps working after all of that: one more commit, reopen, check.
     {
-        let db = Database::open(&path, Options::default()).unwrap();
+        let db = Database::open(&path, opts()).unwrap();
         let token = transfer(&db.connect(), last.max_seq + 1, &mut rng).unwrap();
         acked.insert(last.max_seq + 1, token);
         drop(db);
-        let db = Database::open(&path, Options::default()).unwrap();
+        let db = Database::open(&path, opts()).unwrap();
         last = verify(&db, &acked, None, "final reopen");
     }
     println!(
         "kill9_loop: {kills} SIGKILLs ({kills_after_ack} after at least one ack, \
          {kills_in_checkpoint_modes} with checkpoints running, {chained} chained), \
-         {} acknowledged commits checked, {} transactions in the ledger, {:.1} s",
+         {} acknowledged commits checked, {} transactions in the ledger, value log \
+         compactions removed {} files and moved {} values, {:.1} s",
         acked.len(),
         last.seqs,
+        compactions.0,
+        compactions.1,
         t0.elapsed().as_secs_f64()
+    );
+    assert!(
+        compactions.0 > 0 && compactions.1 > 0,
+        "the value log compactions had nothing to do: {compactions:?}"
     );
     assert!(
         kills_after_ack >= KILLS / 2,
@@ -722,7 +754,7 @@ fn records(data: &[u8]) -> Vec<(usize, usize, u64)> {
 
 /// Opens a damaged database: must either open (and pass `verify`) or fail with DataCorrupted.
 fn open_damaged(path: &Path, acked: &BTreeMap<i64, u64>, below: Option<u64>, ctx: &str) -> bool {
-    let res = std::panic::catch_unwind(|| Database::open(path, Options::default()));
+    let res = std::panic::catch_unwind(|| Database::open(path, opts()));
     match res {
         Err(_) => panic!("{ctx}: opening a damaged database panicked"),
         Ok(Err(e)) => {
@@ -743,7 +775,7 @@ fn open_damaged(path: &Path, acked: &BTreeMap<i64, u64>, below: Option<u64>, ctx
             let token = transfer(&db.connect(), seq, &mut rng)
                 .unwrap_or_else(|e| panic!("{ctx}: commit after recovery failed: {e}"));
             drop(db);
-            let db = Database::open(path, Options::default()).unwrap();
+            let db = Database::open(path, opts()).unwrap();
             let mut must = BTreeMap::new();
             must.insert(seq, token);
             verify(&db, &must, None, &format!("{ctx}, after one more commit"));
@@ -790,7 +822,7 @@ fn damaged_log_tail_is_cut_or_reported() {
             create_schema(&path);
             let mut acked = BTreeMap::new();
             {
-                let db = Database::open(&path, Options::default()).unwrap();
+                let db = Database::open(&path, opts()).unwrap();
                 let conn = db.connect();
                 for seq in 1..=20 {
                     acked.insert(seq, transfer(&conn, seq, &mut rng).unwrap());
@@ -902,7 +934,7 @@ fn damaged_log_tail_is_cut_or_reported() {
             .and_then(|s| s.parse().ok())
             .unwrap();
         fs::write(seg.with_file_name(format!("{:016}.wal", n + 1)), b"").unwrap();
-        let res = std::panic::catch_unwind(|| Database::open(&path, Options::default()));
+        let res = std::panic::catch_unwind(|| Database::open(&path, opts()));
         match res {
             Err(_) => panic!("{ctx}: open panicked"),
             Ok(Ok(_)) => panic!("{ctx}: a damaged record in a non-final segment was accepted"),
@@ -938,7 +970,7 @@ fn recovery_never_moves_the_commit_clock_back() {
     fs::create_dir(&saved_log).unwrap();
     let mut acked = BTreeMap::new();
     {
-        let db = Database::open(&path, Options::default()).unwrap();
+        let db = Database::open(&path, opts()).unwrap();
         let conn = db.connect();
         for seq in 1..=10 {
             acked.insert(seq, transfer(&conn, seq, &mut rng).unwrap());
@@ -957,7 +989,7 @@ fn recovery_never_moves_the_commit_clock_back() {
     // the state a kill leaves when a checkpoint (or one of sled's own buffer writes) persisted a
     // commit whose log record was still in memory.
     replace_dir(&saved_log, &path.join("log"));
-    let db = Database::open(&path, Options::default()).unwrap();
+    let db = Database::open(&path, opts()).unwrap();
     let v = verify(&db, &acked, None, "store ahead of the log");
     assert_eq!(v.max_seq, 20);
     // New commits must get fresh timestamps: reusing one would mix them with the rows of the
@@ -974,7 +1006,7 @@ fn recovery_never_moves_the_commit_clock_back() {
     }
     drop(conn);
     drop(db);
-    let db = Database::open(&path, Options::default()).unwrap();
+    let db = Database::open(&path, opts()).unwrap();
     let v = verify(
         &db,
         &acked,

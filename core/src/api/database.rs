@@ -20,6 +20,9 @@ use crate::txn::{DbCore, Durability};
 const MARKER: &str = "ORMDB";
 const MARKER_CONTENT: &str = "ormdb database format 1\n";
 
+/// Default [`Options::value_threshold`].
+pub const DEFAULT_VALUE_THRESHOLD: usize = 512;
+
 /// How a database is opened.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -45,6 +48,10 @@ pub struct Options {
     /// Under `Full` durability, write the commit log with `O_DIRECT` and native AIO where the
     /// file system allows (Linux; falls back to the page cache elsewhere). Default on.
     pub log_direct_io: bool,
+    /// Row versions longer than this many bytes keep their value in the value log (files under
+    /// `values/`) and a 21-byte pointer in the store, so the store's pages stay small and
+    /// cached when rows are large; 0 keeps every value in the store. Default 512.
+    pub value_threshold: usize,
 }
 
 impl Default for Options {
@@ -61,6 +68,7 @@ impl Default for Options {
             create_if_missing: true,
             limits: WriteLimits::default(),
             log_direct_io: true,
+            value_threshold: DEFAULT_VALUE_THRESHOLD,
         }
     }
 }
@@ -68,6 +76,10 @@ impl Default for Options {
 impl Options {
     pub fn durability(mut self, d: Durability) -> Self {
         self.durability = d;
+        self
+    }
+    pub fn value_threshold(mut self, bytes: usize) -> Self {
+        self.value_threshold = bytes;
         self
     }
     pub fn log_direct_io(mut self, on: bool) -> Self {
@@ -233,6 +245,7 @@ impl Database {
             options.durability,
             options.change_retention,
             options.log_direct_io,
+            options.value_threshold,
         )?);
         core.query.tables.set_budget(options.image_budget);
         let background = Arc::new(Background {
@@ -338,6 +351,13 @@ impl Database {
     }
 
     /// An incremental pass over the rows updated or deleted since the last pass.
+    /// Counts the live bytes of the value log now and removes the files at most half live,
+    /// moving their live values (the background thread does this once enough was written).
+    pub fn compact_values(&self) -> Result<crate::storage::vlog::CompactStats> {
+        self.core().check_open()?;
+        self.core().kv.compact_values(true)
+    }
+
     pub fn gc_incremental(&self) -> Result<GcStats> {
         self.core().gc_incremental()
     }
@@ -509,6 +529,10 @@ fn spawn_background(
                         warn!(error = %e, "background garbage collection failed");
                     }
                     last_gc = Instant::now();
+                }
+                // Does nothing until enough large values were written since the last count.
+                if let Err(e) = core.kv.compact_values(false) {
+                    warn!(error = %e, "value log compaction failed");
                 }
             }
         })

@@ -142,8 +142,14 @@ impl ChangeSet {
             Ok(b)
         }
         let mut pos = 0;
-        if byte(buf, &mut pos)? != 1 {
-            return Err(Error::corrupted("unknown change record format"));
+        match byte(buf, &mut pos)? {
+            1 => {}
+            crate::storage::vlog::POINTER_TAG => {
+                return Err(Error::corrupted(
+                    "a change record kept in the value log could not be read back intact (its file is missing or damaged)",
+                ))
+            }
+            _ => return Err(Error::corrupted("unknown change record format")),
         }
         let schema_version = get_varint(buf, &mut pos)?;
         let schema_changed = byte(buf, &mut pos)? != 0;

@@ -9,6 +9,7 @@ pub mod keys;
 pub mod row_codec;
 mod segment;
 pub mod sled_kv;
+pub mod vlog;
 
 use crate::error::Result;
 
@@ -57,6 +58,11 @@ pub trait Kv: Send + Sync {
     fn get(&self, key: &[u8]) -> Result<Option<KvBytes>>;
     /// Entries with `start <= key < end`, ascending.
     fn scan(&self, start: &[u8], end: &[u8]) -> KvIter;
+    /// [`Kv::scan`] without reading large values back: a value kept in the value log comes as
+    /// its pointer (`storage::vlog::Pointer`). For passes that need only keys or small values.
+    fn scan_raw(&self, start: &[u8], end: &[u8]) -> KvIter {
+        self.scan(start, end)
+    }
     /// Entries with `start <= key < end`, descending.
     fn scan_rev(&self, start: &[u8], end: &[u8]) -> KvIter;
     /// The first entry with `start <= key < end`: one seek.
@@ -73,4 +79,9 @@ pub trait Kv: Send + Sync {
     fn sync(&self) -> Result<()>;
     /// Bytes used on disk by the store.
     fn size_on_disk(&self) -> Result<u64>;
+    /// Reclaims the space of large values that are no longer referenced (see `storage::vlog`):
+    /// when due, or always with `force`. Stores without a value log do nothing.
+    fn compact_values(&self, _force: bool) -> Result<vlog::CompactStats> {
+        Ok(vlog::CompactStats::default())
+    }
 }

@@ -136,10 +136,20 @@ pub fn encode_row(flags: u8, version: u64, values: &[Value]) -> Vec<u8> {
     out
 }
 
+/// The flags byte of a stored row; a value-log pointer that did not resolve (its bytes lost or
+/// damaged, see `storage::vlog`) is reported as such.
+fn row_flags(buf: &[u8]) -> Result<u8> {
+    match buf.first() {
+        None => Err(Error::corrupted("empty stored row")),
+        Some(&super::vlog::POINTER_TAG) => Err(Error::corrupted(
+            "a row value kept in the value log could not be read back intact (its file is missing or damaged)",
+        )),
+        Some(f) => Ok(*f),
+    }
+}
+
 pub fn decode_row(buf: &[u8]) -> Result<StoredRow> {
-    let flags = *buf
-        .first()
-        .ok_or_else(|| Error::corrupted("empty stored row"))?;
+    let flags = row_flags(buf)?;
     let mut pos = 1;
     let version = get_varint(buf, &mut pos)?;
     let n = get_varint(buf, &mut pos)? as usize;
@@ -159,9 +169,7 @@ pub fn decode_row(buf: &[u8]) -> Result<StoredRow> {
 
 /// Reads only the flags and version of a stored row (no value decoding).
 pub fn decode_header(buf: &[u8]) -> Result<(u8, u64)> {
-    let flags = *buf
-        .first()
-        .ok_or_else(|| Error::corrupted("empty stored row"))?;
+    let flags = row_flags(buf)?;
     let mut pos = 1;
     Ok((flags, get_varint(buf, &mut pos)?))
 }

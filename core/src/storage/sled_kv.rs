@@ -5,14 +5,19 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Batch, BatchOp, Kv, KvIter, KvPair};
+use super::vlog::{is_separable, CompactStats, Pointer, ValueLog};
+use super::{Batch, BatchOp, Kv, KvBytes, KvIter, KvPair};
 use crate::error::{Error, Result, SqlState};
 
 pub struct SledKv {
     db: sled::Db,
     dir: PathBuf,
+    /// Large row values (see `storage::vlog`); `None` when separation is off and the store
+    /// never had any.
+    vlog: Option<Arc<ValueLog>>,
 }
 
 /// How long [`SledKv::open`] waits for sled's file lock to be released.
@@ -24,7 +29,19 @@ fn is_lock_error(e: &sled::Error) -> bool {
 }
 
 impl SledKv {
+    /// Opens the store in `dir` without a value log.
     pub fn open(dir: &Path, cache_capacity: u64) -> Result<SledKv> {
+        Self::open_with_values(dir, cache_capacity, None, 0)
+    }
+
+    /// Opens the store in `dir`; row values longer than `threshold` bytes go to the value log
+    /// in `values` (0: none do, but an existing value log is still read).
+    pub fn open_with_values(
+        dir: &Path,
+        cache_capacity: u64,
+        values: Option<&Path>,
+        threshold: usize,
+    ) -> Result<SledKv> {
         discard_unfinished_snapshots(dir)?;
         let open = || {
             sled::Config::new()
@@ -62,11 +79,63 @@ impl SledKv {
             ),
             other => Error::from(other),
         })?;
+        let vlog = match values {
+            Some(v) if threshold > 0 || v.exists() => Some(Arc::new(ValueLog::open(v, threshold)?)),
+            _ => None,
+        };
         Ok(SledKv {
             db,
             dir: dir.to_path_buf(),
+            vlog,
         })
     }
+
+    /// The value to store for `key`: a value-log pointer when the value is separated.
+    #[inline]
+    fn stored<'a>(&self, key: &[u8], value: &'a [u8], buf: &'a mut [u8; 21]) -> Result<&'a [u8]> {
+        match &self.vlog {
+            Some(vl) if vl.separates(value.len()) && is_separable(key) => {
+                *buf = vl.append(value)?;
+                Ok(&buf[..])
+            }
+            _ => Ok(value),
+        }
+    }
+
+    fn resolve_pair(&self, pair: KvPair) -> Result<KvPair> {
+        match &self.vlog {
+            None => Ok(pair),
+            Some(vl) => {
+                let v = resolve(&self.db, vl, &pair.0, pair.1)?;
+                Ok((pair.0, v))
+            }
+        }
+    }
+}
+
+/// The bytes of a stored value: a value-log pointer is read (see `storage::vlog`). A pointer
+/// whose file a compaction removed since the read re-reads the key, which then holds the new
+/// pointer; one whose bytes are damaged or lost is returned as it is, and the row codec
+/// reports it as damaged if anything decodes it.
+fn resolve(db: &sled::Db, vl: &ValueLog, key: &[u8], v: KvBytes) -> Result<KvBytes> {
+    if !is_separable(key) {
+        return Ok(v);
+    }
+    let mut v = v;
+    for _ in 0..8 {
+        let Some(p) = Pointer::decode(&v) else {
+            return Ok(v);
+        };
+        match vl.read(&p) {
+            Some(Ok(bytes)) => return Ok(KvBytes::from(bytes)),
+            Some(Err(())) => return Ok(v),
+            None => match db.get(key)? {
+                Some(nv) if nv != v => v = nv,
+                _ => return Ok(v),
+            },
+        }
+    }
+    Ok(v)
 }
 
 /// Removes the snapshot files sled was still writing when its process died.
@@ -115,31 +184,58 @@ fn discard_unfinished_snapshots(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn to_iter(it: sled::Iter) -> KvIter {
-    Box::new(it.map(|r| r.map_err(Error::from)))
+fn to_iter(
+    it: impl Iterator<Item = sled::Result<KvPair>> + Send + 'static,
+    db: &sled::Db,
+    vlog: &Option<Arc<ValueLog>>,
+) -> KvIter {
+    match vlog {
+        None => Box::new(it.map(|r| r.map_err(Error::from))),
+        Some(vl) => {
+            let (db, vl) = (db.clone(), vl.clone());
+            Box::new(it.map(move |r| {
+                let (k, v) = r?;
+                let v = resolve(&db, &vl, &k, v)?;
+                Ok((k, v))
+            }))
+        }
+    }
 }
 
 impl Kv for SledKv {
     fn get(&self, key: &[u8]) -> Result<Option<super::KvBytes>> {
-        Ok(self.db.get(key)?)
+        match (self.db.get(key)?, &self.vlog) {
+            (Some(v), Some(vl)) => Ok(Some(resolve(&self.db, vl, key, v)?)),
+            (v, _) => Ok(v),
+        }
     }
 
     fn scan(&self, start: &[u8], end: &[u8]) -> KvIter {
         if start >= end {
             return Box::new(std::iter::empty());
         }
-        to_iter(self.db.range(start.to_vec()..end.to_vec()))
+        to_iter(
+            self.db.range(start.to_vec()..end.to_vec()),
+            &self.db,
+            &self.vlog,
+        )
+    }
+
+    fn scan_raw(&self, start: &[u8], end: &[u8]) -> KvIter {
+        if start >= end {
+            return Box::new(std::iter::empty());
+        }
+        to_iter(self.db.range(start.to_vec()..end.to_vec()), &self.db, &None)
     }
 
     fn scan_rev(&self, start: &[u8], end: &[u8]) -> KvIter {
         if start >= end {
             return Box::new(std::iter::empty());
         }
-        Box::new(
-            self.db
-                .range(start.to_vec()..end.to_vec())
-                .rev()
-                .map(|r| r.map_err(Error::from)),
+        to_iter(
+            self.db.range(start.to_vec()..end.to_vec()).rev(),
+            &self.db,
+            &self.vlog,
         )
     }
 
@@ -147,21 +243,33 @@ impl Kv for SledKv {
         if start >= end {
             return Ok(None);
         }
-        Ok(self.db.range(start..end).next().transpose()?)
+        self.db
+            .range(start..end)
+            .next()
+            .transpose()?
+            .map(|p| self.resolve_pair(p))
+            .transpose()
     }
 
     fn last_in(&self, start: &[u8], end: &[u8]) -> Result<Option<KvPair>> {
         if start >= end {
             return Ok(None);
         }
-        Ok(self.db.range(start..end).next_back().transpose()?)
+        self.db
+            .range(start..end)
+            .next_back()
+            .transpose()?
+            .map(|p| self.resolve_pair(p))
+            .transpose()
     }
 
     fn apply(&self, batch: &Batch) -> Result<()> {
+        let _gate = self.vlog.as_ref().map(|v| v.apply_guard());
         let mut b = sled::Batch::default();
+        let mut ptr = [0u8; 21];
         for op in &batch.ops {
             match op {
-                BatchOp::Put(k, v) => b.insert(k.as_slice(), v.as_slice()),
+                BatchOp::Put(k, v) => b.insert(k.as_slice(), self.stored(k, v, &mut ptr)?),
                 BatchOp::Delete(k) => b.remove(k.as_slice()),
             }
         }
@@ -171,10 +279,12 @@ impl Kv for SledKv {
     fn apply_unordered(&self, batch: &Batch) -> Result<()> {
         // Plain inserts: sled's atomic batches roll its write buffer twice, each a synchronous
         // write (pwrite + sync_file_range with wait), which dominated commit cost.
+        let _gate = self.vlog.as_ref().map(|v| v.apply_guard());
+        let mut ptr = [0u8; 21];
         for op in &batch.ops {
             match op {
                 BatchOp::Put(k, v) => {
-                    self.db.insert(k.as_slice(), v.as_slice())?;
+                    self.db.insert(k.as_slice(), self.stored(k, v, &mut ptr)?)?;
                 }
                 BatchOp::Delete(k) => {
                     self.db.remove(k.as_slice())?;
@@ -185,6 +295,27 @@ impl Kv for SledKv {
     }
 
     fn sync(&self) -> Result<()> {
+        // Values first: once sled's pointers are durable, what they point to must be.
+        if let Some(vl) = &self.vlog {
+            vl.sync()?;
+        }
+        self.sync_sled()
+    }
+
+    fn size_on_disk(&self) -> Result<u64> {
+        Ok(self.db.size_on_disk()? + self.vlog.as_ref().map_or(0, |v| v.size_on_disk()))
+    }
+
+    fn compact_values(&self, force: bool) -> Result<CompactStats> {
+        match &self.vlog {
+            None => Ok(CompactStats::default()),
+            Some(vl) => vl.compact(&self.db, force, || self.sync()),
+        }
+    }
+}
+
+impl SledKv {
+    fn sync_sled(&self) -> Result<()> {
         self.db.flush()?;
         let data = self.dir.join("db");
         if data.exists() {
@@ -193,10 +324,6 @@ impl Kv for SledKv {
                 .map_err(|e| Error::io("fsync of the sled data file", e))?;
         }
         sync_dir(&self.dir)
-    }
-
-    fn size_on_disk(&self) -> Result<u64> {
-        Ok(self.db.size_on_disk()?)
     }
 }
 

@@ -19,6 +19,7 @@ use crate::storage::commit_log::CommitLog;
 use crate::storage::keys::{self, prefix_end};
 use crate::storage::row_codec::{decode_header, decode_row, FLAG_TOMBSTONE};
 use crate::storage::sled_kv::SledKv;
+use crate::storage::vlog::Pointer;
 use crate::storage::{Batch, BatchOp, Kv};
 
 /// How a commit is made durable before it is acknowledged (like SQLite's `synchronous`).
@@ -183,6 +184,9 @@ fn keep_high_water_marks(kv: &dyn Kv, batch: &mut Batch) -> Result<()> {
 const META_CHANGES_FLOOR: &[u8] = b"\x02changes_floor";
 /// The highest commit timestamp that may be used before the reservation is extended.
 const META_RESERVED: &[u8] = b"\x02reserved_ts";
+/// The on-disk format this build writes (and the newest it reads): 1 had no format mark; 2 keeps
+/// large row values in the value log (`storage::vlog`).
+pub const FORMAT_VERSION: u64 = 2;
 /// Aborted timestamp ranges, 16 bytes each.
 const META_ABORTED: &[u8] = b"\x02aborted_ts";
 /// How many commit timestamps one (synced) reservation covers.
@@ -250,6 +254,7 @@ impl DbCore {
         durability: Durability,
         change_retention: u64,
         log_direct_io: bool,
+        value_threshold: usize,
     ) -> Result<DbCore> {
         let _span = info_span!("ormdb.open", path = %dir.display()).entered();
         if !open_dirs().lock().insert(dir.to_path_buf()) {
@@ -274,7 +279,22 @@ impl DbCore {
                 dir.display()
             )));
         }
-        let kv: Arc<dyn Kv> = Arc::new(SledKv::open(&dir.join("data"), cache_capacity)?);
+        let kv: Arc<dyn Kv> = Arc::new(SledKv::open_with_values(
+            &dir.join("data"),
+            cache_capacity,
+            Some(&dir.join("values")),
+            value_threshold,
+        )?);
+        let format = read_u64(kv.as_ref(), keys::META_FORMAT)?.unwrap_or(1);
+        if format > FORMAT_VERSION {
+            return Err(Error::new(
+                SqlState::FeatureNotSupported,
+                format!(
+                    "database {} has on-disk format {format}, written by a newer ORMDB; this build reads formats up to {FORMAT_VERSION}",
+                    dir.display()
+                ),
+            ));
+        }
         if let Some(recorded) = recorded {
             let held = stored_last_ts(kv.as_ref())?;
             if held < recorded {
@@ -337,6 +357,12 @@ impl DbCore {
             stored_ts.max(durable).to_be_bytes().to_vec(),
         );
         meta.put(META_ABORTED.to_vec(), encode_aborted(&aborted));
+        // Format 2: row values may be value-log pointers. Readers of format 1 would take them
+        // for rows, so the mark goes in before anything is written.
+        meta.put(
+            keys::META_FORMAT.to_vec(),
+            FORMAT_VERSION.to_be_bytes().to_vec(),
+        );
         meta.put(
             META_RESERVED.to_vec(),
             new_reservation.to_be_bytes().to_vec(),
@@ -1015,7 +1041,8 @@ impl DbCore {
         let mut batch = Batch::default();
         let mut cur_row: Option<(u32, i64)> = None;
         let mut kept_old = false;
-        for item in self.kv.scan(&rows, &prefix_end(&rows)) {
+        // Raw: only a tombstone's flags are read here, and tombstones are never in the value log.
+        for item in self.kv.scan_raw(&rows, &prefix_end(&rows)) {
             let (k, v) = item?;
             let Some((t, r, ts)) = keys::parse_row_version_key(&k) else {
                 continue;
@@ -1036,7 +1063,9 @@ impl DbCore {
                         kept_old = true;
                         // The newest version at the horizon: a tombstone there can go, because
                         // every older version goes with it.
-                        if decode_header(&v)?.0 & FLAG_TOMBSTONE != 0 {
+                        if Pointer::decode(&v).is_none()
+                            && decode_header(&v)?.0 & FLAG_TOMBSTONE != 0
+                        {
                             batch.delete(k.to_vec());
                             stats.row_versions_removed += 1;
                         }
@@ -1188,7 +1217,7 @@ impl DbCore {
             let start = [keys::CHANGE];
             let end = keys::change_key(new_floor.saturating_add(1));
             let mut batch = Batch::default();
-            for item in self.kv.scan(&start, &end) {
+            for item in self.kv.scan_raw(&start, &end) {
                 let (k, _) = item?;
                 batch.delete(k.to_vec());
                 stats.change_records_removed += 1;
