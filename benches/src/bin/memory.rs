@@ -12,7 +12,8 @@
 //! by the other phase or engine.
 //!
 //! `--sled-floor` adds two read phases on ORMDB's store after its own: the same random reads
-//! done directly on the sled store through `SledKv` (no transaction, no decoding), once as the
+//! done directly on the sled store through `SledKv` (no transaction, no decoding; values kept in
+//! the value log are read from it, as ORMDB's reads do), once as the
 //! seek ORMDB's read path makes (`first_in` from the newest version key at the snapshot) and
 //! once as an exact-key `get` (the keys collected by a scan first, then the store reopened with
 //! a cold cache). They separate what the storage engine costs from what ORMDB adds, and show
@@ -264,7 +265,12 @@ fn phase_read_sled(a: &Args, dir: &Path, get: bool) {
     use ormdb::storage::sled_kv::SledKv;
     use ormdb::storage::Kv;
     let data = dir.join("data");
-    let open = || SledKv::open(&data, a.cache_mib << 20).expect("open the sled store");
+    let values = dir.join("values");
+    // With the value log (read only: threshold 0), so that a read returns the row's bytes.
+    let open = || {
+        SledKv::open_with_values(&data, a.cache_mib << 20, Some(&values), 0)
+            .expect("open the sled store")
+    };
     let t0 = Instant::now();
     let kv = open();
     let (first, _) = kv
