@@ -428,3 +428,53 @@ fn a_scan_open_across_a_compaction_reads_the_moved_values() {
         assert_eq!(r.values[1], Value::from(body(id, 3, 700)), "row {id}");
     }
 }
+
+#[test]
+fn the_background_thread_compacts_once_enough_was_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let opts = Options {
+        gc_interval: std::time::Duration::from_millis(200),
+        ..small_opts()
+    };
+    let db = create(&path, opts);
+    // 40 rows of 64 KiB rewritten 60 times in commits of 40 rows: ~300 MiB appended (the rows
+    // and their change records; files rotate at 64 MiB), of which the newest versions (2.5
+    // MiB) and the change records of the last ten commits (25 MiB) stay live. A count comes
+    // once 64 MiB were appended since the last one, so at most the active file and one sealed
+    // since the last count hold dead values at the end.
+    const ROWS: i64 = 40;
+    const LEN: usize = 64 << 10;
+    for id in 1..=ROWS {
+        insert(&db, id, &body(id, 0, LEN));
+    }
+    for gen in 1..=60 {
+        let mut tx = db.connect().begin().unwrap();
+        for id in 1..=ROWS {
+            tx.update("docs", id, &[("body", Value::from(body(id, gen, LEN)))])
+                .unwrap()
+                .unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    // Incremental GC, then the count and the compaction, run on their own.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let first = path.join("values").join("00000001.vlog");
+    while first.exists() || vlog_bytes(&path) > 160 << 20 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the value log still holds {} bytes ({} files)",
+            vlog_bytes(&path),
+            vlog_files(&path).len()
+        );
+        thread::sleep(std::time::Duration::from_millis(100));
+    }
+    for id in 1..=ROWS {
+        assert_eq!(get(&db, id).unwrap().unwrap(), body(id, 60, LEN));
+    }
+    drop(db);
+    let db = Database::open(&path, small_opts()).unwrap();
+    for id in 1..=ROWS {
+        assert_eq!(get(&db, id).unwrap().unwrap(), body(id, 60, LEN));
+    }
+}

@@ -48,9 +48,10 @@ pub struct Options {
     /// Under `Full` durability, write the commit log with `O_DIRECT` and native AIO where the
     /// file system allows (Linux; falls back to the page cache elsewhere). Default on.
     pub log_direct_io: bool,
-    /// Row versions longer than this many bytes keep their value in the value log (files under
-    /// `values/`) and a 21-byte pointer in the store, so the store's pages stay small and
-    /// cached when rows are large; 0 keeps every value in the store. Default 512.
+    /// Row versions and change records longer than this many bytes keep their value in the
+    /// value log (files under `values/`) and a 21-byte pointer in the store, so the store's
+    /// pages stay small and cached when rows are large; 0 keeps every new value in the store
+    /// (values already in the value log are still read). Default 512.
     pub value_threshold: usize,
 }
 
@@ -350,7 +351,6 @@ impl Database {
         self.core().gc()
     }
 
-    /// An incremental pass over the rows updated or deleted since the last pass.
     /// Counts the live bytes of the value log now and removes the files at most half live,
     /// moving their live values (the background thread does this once enough was written).
     pub fn compact_values(&self) -> Result<crate::storage::vlog::CompactStats> {
@@ -358,6 +358,7 @@ impl Database {
         self.core().kv.compact_values(true)
     }
 
+    /// An incremental pass over the rows updated or deleted since the last pass.
     pub fn gc_incremental(&self) -> Result<GcStats> {
         self.core().gc_incremental()
     }

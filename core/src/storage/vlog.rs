@@ -133,6 +133,9 @@ pub struct ValueLog {
     unsynced: Mutex<(Vec<Arc<File>>, bool)>,
     /// Anything appended to the active file since the last sync.
     dirty: AtomicBool,
+    /// Held for a whole [`ValueLog::sync`]: a second caller must not return while the first
+    /// still syncs the files it took (compaction relies on its sync covering its moves).
+    syncing: Mutex<()>,
     /// Bytes appended since the last count of live bytes...
     appended: AtomicU64,
     /// ...and what that count found live.
@@ -200,6 +203,7 @@ impl ValueLog {
             active: Mutex::new(Active { id, file, end: 0 }),
             unsynced: Mutex::new((Vec::new(), false)),
             dirty: AtomicBool::new(false),
+            syncing: Mutex::new(()),
             // Taken as live until counted: the first count comes once as much again was
             // written (a count at every open would scan every pointer of a large store).
             appended: AtomicU64::new(0),
@@ -274,13 +278,19 @@ impl ValueLog {
 
     /// Makes every value appended so far durable.
     pub fn sync(&self) -> Result<()> {
+        let _one_at_a_time = self.syncing.lock();
         let (sealed, created) = {
             let mut u = self.unsynced.lock();
             (std::mem::take(&mut u.0), std::mem::replace(&mut u.1, false))
         };
-        for f in &sealed {
-            f.sync_data()
-                .map_err(|e| io("syncing a value log file", e))?;
+        for (i, f) in sealed.iter().enumerate() {
+            if let Err(e) = f.sync_data() {
+                // Keep what was not synced for the next attempt.
+                let mut u = self.unsynced.lock();
+                u.0.extend(sealed[i..].iter().cloned());
+                u.1 |= created;
+                return Err(io("syncing a value log file", e));
+            }
         }
         if self.dirty.swap(false, Ordering::AcqRel) {
             let f = self.active.lock().file.clone();
@@ -290,7 +300,10 @@ impl ValueLog {
             }
         }
         if created {
-            sync_dir(&self.dir)?;
+            if let Err(e) = sync_dir(&self.dir) {
+                self.unsynced.lock().1 = true;
+                return Err(e);
+            }
         }
         Ok(())
     }
