@@ -391,9 +391,15 @@ fn a_newer_on_disk_format_is_refused() {
         s.insert(b"\x02format", &3u64.to_be_bytes()).unwrap();
         s.flush().unwrap();
     }
+    let files = vlog_files(&path);
     let e = Database::open(&path, Options::default()).err().unwrap();
     assert_eq!(e.state, SqlState::FeatureNotSupported, "{e}");
     assert!(e.message.contains("format 3"), "{e}");
+    assert_eq!(
+        vlog_files(&path),
+        files,
+        "the refused open wrote to the value log"
+    );
 }
 
 #[test]

@@ -22,8 +22,11 @@ pub const CHANGE: u8 = 0x30;
 
 /// Meta key holding the last commit timestamp applied to the store.
 pub const META_LAST_TS: &[u8] = b"\x02last_ts";
-/// Meta key holding the on-disk format version.
+/// Meta key holding the on-disk format version (u64 BE; absent in format 1).
 pub const META_FORMAT: &[u8] = b"\x02format";
+/// The on-disk format this build writes and the newest it reads: 1 had no format mark; 2 may
+/// keep large values in the value log (`storage::vlog`).
+pub const FORMAT_VERSION: u64 = 2;
 
 /// Encodes a signed row id so that byte order equals numeric order.
 pub fn row_id_bytes(row_id: i64) -> [u8; 8] {

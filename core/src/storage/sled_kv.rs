@@ -79,6 +79,24 @@ impl SledKv {
             ),
             other => Error::from(other),
         })?;
+        // Refused before anything is written (the value log below starts a file).
+        if let Some(f) = db.get(super::keys::META_FORMAT)? {
+            let format = f
+                .as_ref()
+                .try_into()
+                .map(u64::from_be_bytes)
+                .map_err(|_| Error::corrupted("malformed format mark in the store"))?;
+            if format > super::keys::FORMAT_VERSION {
+                return Err(Error::new(
+                    SqlState::FeatureNotSupported,
+                    format!(
+                        "database {} has on-disk format {format}, written by a newer ORMDB; this build reads formats up to {}",
+                        dir.parent().unwrap_or(dir).display(),
+                        super::keys::FORMAT_VERSION
+                    ),
+                ));
+            }
+        }
         let vlog = match values {
             Some(v) if threshold > 0 || v.exists() => Some(Arc::new(ValueLog::open(v, threshold)?)),
             _ => None,

@@ -184,9 +184,6 @@ fn keep_high_water_marks(kv: &dyn Kv, batch: &mut Batch) -> Result<()> {
 const META_CHANGES_FLOOR: &[u8] = b"\x02changes_floor";
 /// The highest commit timestamp that may be used before the reservation is extended.
 const META_RESERVED: &[u8] = b"\x02reserved_ts";
-/// The on-disk format this build writes (and the newest it reads): 1 had no format mark; 2 keeps
-/// large row values in the value log (`storage::vlog`).
-pub const FORMAT_VERSION: u64 = 2;
 /// Aborted timestamp ranges, 16 bytes each.
 const META_ABORTED: &[u8] = b"\x02aborted_ts";
 /// How many commit timestamps one (synced) reservation covers.
@@ -285,16 +282,6 @@ impl DbCore {
             Some(&dir.join("values")),
             value_threshold,
         )?);
-        let format = read_u64(kv.as_ref(), keys::META_FORMAT)?.unwrap_or(1);
-        if format > FORMAT_VERSION {
-            return Err(Error::new(
-                SqlState::FeatureNotSupported,
-                format!(
-                    "database {} has on-disk format {format}, written by a newer ORMDB; this build reads formats up to {FORMAT_VERSION}",
-                    dir.display()
-                ),
-            ));
-        }
         if let Some(recorded) = recorded {
             let held = stored_last_ts(kv.as_ref())?;
             if held < recorded {
@@ -361,7 +348,7 @@ impl DbCore {
         // for rows, so the mark goes in before anything is written.
         meta.put(
             keys::META_FORMAT.to_vec(),
-            FORMAT_VERSION.to_be_bytes().to_vec(),
+            keys::FORMAT_VERSION.to_be_bytes().to_vec(),
         );
         meta.put(
             META_RESERVED.to_vec(),
