@@ -27,6 +27,7 @@ _CONNECT_ARGS: tuple[tuple[str, type], ...] = (
     ("durability", str),
     ("cache_capacity", int),
     ("image_budget", int),
+    ("value_threshold", int),
 )
 
 

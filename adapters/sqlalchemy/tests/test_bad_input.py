@@ -80,6 +80,21 @@ def test_bad_urls():
         create_engine("ormdb:///x.db?bogus=1").connect()
     with pytest.raises(ArgumentError):
         create_engine("ormdb:///x.db?timeout=soon").connect()
+    with pytest.raises(ArgumentError):
+        create_engine("ormdb:///x.db?value_threshold=big").connect()
+
+
+def test_memory_options_in_the_url(tmp_path):
+    path = tmp_path / "big.db"
+    eng = create_engine(f"ormdb:///{path}?value_threshold=64&cache_capacity=8388608")
+    with eng.begin() as c:
+        c.execute(text("CREATE TABLE docs (id INTEGER PRIMARY KEY, body TEXT)"))
+        c.execute(text("INSERT INTO docs VALUES (1, :b)"), {"b": "x" * 4000})
+    with eng.connect() as c:
+        assert c.execute(text("SELECT length(body) FROM docs")).scalar() == 4000
+    eng.dispose()
+    values = path / "values"
+    assert sum(f.stat().st_size for f in values.iterdir()) >= 4000
 
 
 def test_constraint_violation_in_executemany(blog):

@@ -33,6 +33,7 @@ class NativeDatabase:
         durability: str = "full",
         cache_capacity: Optional[int] = None,
         image_budget: Optional[int] = None,
+        value_threshold: Optional[int] = None,
     ) -> NativeDatabase: ...
     def connect(self) -> NativeConnection: ...
     @property

@@ -503,6 +503,7 @@ class Connection:
         durability: str = "full",
         cache_capacity: Optional[int] = None,
         image_budget: Optional[int] = None,
+        value_threshold: Optional[int] = None,
     ) -> None:
         self._native: Any = None
         if isinstance(database, bytes):
@@ -521,6 +522,7 @@ class Connection:
             memory = {
                 "cache_capacity": _byte_limit("cache_capacity", cache_capacity),
                 "image_budget": _byte_limit("image_budget", image_budget),
+                "value_threshold": _byte_limit("value_threshold", value_threshold),
             }
             self._db, self._shared = _open_database(database, uri, durability, memory)
             self._native = self._db.connect()
@@ -944,6 +946,7 @@ def connect(
     durability: str = "full",
     cache_capacity: Optional[int] = None,
     image_budget: Optional[int] = None,
+    value_threshold: Optional[int] = None,
 ) -> Connection:
     """Opens a connection to the ORMDB database at ``database`` (a directory path, created if
     missing), to a fresh temporary database for ``":memory:"``, or to an ``ormdb serve`` at a
@@ -959,8 +962,11 @@ def connect(
     the storage page cache (default 64 MiB; it only holds pages read or written, so a small
     database uses far less) and ``image_budget`` the decoded table images that graph fetches
     keep for read-mostly tables of up to 250,000 rows (default 64 MiB, least recently read
-    evicted first, 0 turns them off). Every connection to a database in one process shares the
-    settings of its first open; different explicit values raise OperationalError."""
+    evicted first, 0 turns them off). ``value_threshold`` is the size in bytes above which a
+    row or change record is kept in the value log, a file read with one ``pread``, instead of
+    the storage pages (default 512; 0 keeps everything in the pages), so that tables of large
+    rows keep their pages small and cached. Every connection to a database in one process
+    shares the settings of its first open; different explicit values raise OperationalError."""
     cls = factory or Connection
     return cls(  # type: ignore[no-any-return]
         database,
@@ -974,4 +980,5 @@ def connect(
         durability=durability,
         cache_capacity=cache_capacity,
         image_budget=image_budget,
+        value_threshold=value_threshold,
     )

@@ -84,16 +84,18 @@ impl NativeDatabase {
     /// database removed when its last handle closes.
     ///
     /// `cache_capacity` (sled's page cache) and `image_budget` (decoded table images) are byte
-    /// limits; None keeps the engine defaults. A database already open in this process keeps
-    /// the settings of its first open, so different explicit values are refused.
+    /// limits, `value_threshold` the size above which row values and change records go to the
+    /// value log (0: none); None keeps the engine defaults. A database already open in this
+    /// process keeps the settings of its first open, so different explicit values are refused.
     #[staticmethod]
-    #[pyo3(signature = (path=None, durability="full", cache_capacity=None, image_budget=None))]
+    #[pyo3(signature = (path=None, durability="full", cache_capacity=None, image_budget=None, value_threshold=None))]
     fn open(
         py: Python<'_>,
         path: Option<String>,
         durability: &str,
         cache_capacity: Option<u64>,
         image_budget: Option<u64>,
+        value_threshold: Option<u64>,
     ) -> PyResult<NativeDatabase> {
         let mut opts = Options::default().durability(self::durability(durability)?);
         if let Some(b) = cache_capacity {
@@ -101,6 +103,9 @@ impl NativeDatabase {
         }
         if let Some(b) = image_budget {
             opts = opts.image_budget(b);
+        }
+        if let Some(b) = value_threshold {
+            opts = opts.value_threshold(usize::try_from(b).unwrap_or(usize::MAX));
         }
         let res = py.detach(|| {
             guarded(|| match path {
@@ -120,6 +125,11 @@ impl NativeDatabase {
         };
         clash("cache_capacity", cache_capacity, open.cache_capacity)?;
         clash("image_budget", image_budget, open.image_budget)?;
+        clash(
+            "value_threshold",
+            value_threshold,
+            open.value_threshold as u64,
+        )?;
         Ok(NativeDatabase { db })
     }
 

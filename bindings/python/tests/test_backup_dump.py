@@ -1,6 +1,7 @@
 """Connection.iterdump and Connection.backup: round trips into new databases (ORMDB and, for
 the dump text, sqlite3 itself), foreign key ordering, steps and progress, misuse."""
 
+import os
 import sqlite3
 
 import pytest
@@ -281,3 +282,42 @@ def test_dump_and_backup_keep_autoincrement_counters(conn):
     dst.execute("INSERT INTO t (x) VALUES ('d')")
     assert dst.execute("SELECT id FROM t WHERE x = 'd'").fetchone() == (4,)
     dst.close()
+
+
+def _vlog_bytes(path):
+    values = os.path.join(path, "values")
+    if not os.path.isdir(values):
+        return None
+    return sum(os.path.getsize(os.path.join(values, f)) for f in os.listdir(values))
+
+
+def test_connect_value_threshold(tmp_path):
+    path = str(tmp_path / "db")
+    c = ormdb.connect(path, value_threshold=64)
+    c.execute("CREATE TABLE docs (id INTEGER PRIMARY KEY, body TEXT)")
+    rows = [(i, f"{i}:" * (10 * i + 1)) for i in range(1, 60)]
+    c.executemany("INSERT INTO docs VALUES (?, ?)", rows)
+    c.commit()
+    assert c.execute("SELECT id, body FROM docs ORDER BY id").fetchall() == rows
+    # Same value again is fine; a different one cannot apply to the open database.
+    ormdb.connect(path, value_threshold=64).close()
+    with pytest.raises(ormdb.OperationalError, match="value_threshold"):
+        ormdb.connect(path, value_threshold=1024)
+    c.close()
+    # The rows above 64 bytes went to the value log (their change records too).
+    big = sum(len(b) for _, b in rows if len(b) > 64)
+    assert _vlog_bytes(path) >= big
+    c = ormdb.connect(path)
+    assert c.execute("SELECT id, body FROM docs ORDER BY id").fetchall() == rows
+    c.close()
+    off = str(tmp_path / "off")
+    c = ormdb.connect(off, value_threshold=0)
+    c.execute("CREATE TABLE t (x TEXT)")
+    c.execute("INSERT INTO t VALUES (?)", ("y" * 5000,))
+    c.commit()
+    c.close()
+    assert _vlog_bytes(off) is None
+    with pytest.raises(TypeError):
+        ormdb.connect(":memory:", value_threshold="big")
+    with pytest.raises(ValueError):
+        ormdb.connect(":memory:", value_threshold=-1)
