@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::vlog::{is_separable, CompactStats, Pointer, ValueLog};
+use super::vlog::{is_separable, CompactStats, Pointer, ValueLog, POINTER_LEN};
 use super::{Batch, BatchOp, Kv, KvBytes, KvIter, KvPair};
 use crate::error::{Error, Result, SqlState};
 
@@ -110,7 +110,12 @@ impl SledKv {
 
     /// The value to store for `key`: a value-log pointer when the value is separated.
     #[inline]
-    fn stored<'a>(&self, key: &[u8], value: &'a [u8], buf: &'a mut [u8; 21]) -> Result<&'a [u8]> {
+    fn stored<'a>(
+        &self,
+        key: &[u8],
+        value: &'a [u8],
+        buf: &'a mut [u8; POINTER_LEN],
+    ) -> Result<&'a [u8]> {
         match &self.vlog {
             Some(vl) if vl.separates(value.len()) && is_separable(key) => {
                 *buf = vl.append(value)?;
@@ -284,7 +289,7 @@ impl Kv for SledKv {
     fn apply(&self, batch: &Batch) -> Result<()> {
         let _gate = self.vlog.as_ref().map(|v| v.apply_guard());
         let mut b = sled::Batch::default();
-        let mut ptr = [0u8; 21];
+        let mut ptr = [0u8; POINTER_LEN];
         for op in &batch.ops {
             match op {
                 BatchOp::Put(k, v) => b.insert(k.as_slice(), self.stored(k, v, &mut ptr)?),
@@ -298,7 +303,7 @@ impl Kv for SledKv {
         // Plain inserts: sled's atomic batches roll its write buffer twice, each a synchronous
         // write (pwrite + sync_file_range with wait), which dominated commit cost.
         let _gate = self.vlog.as_ref().map(|v| v.apply_guard());
-        let mut ptr = [0u8; 21];
+        let mut ptr = [0u8; POINTER_LEN];
         for op in &batch.ops {
             match op {
                 BatchOp::Put(k, v) => {
