@@ -132,7 +132,8 @@ pub fn row_values(i: i64, payload: usize, rng: &mut Rng) -> (String, i64, Vec<u8
 /// measures the read path without images in the same binary and run. `ORMDB_BENCH_LOG_DIRECT=0`
 /// writes the commit log through the page cache instead of `O_DIRECT` (the default), to compare
 /// the two in one binary. `ORMDB_BENCH_VALUE_THRESHOLD` (bytes) sets the size above which row
-/// values go to the value log (0: none do).
+/// values go to the value log (0: none do). `ORMDB_BENCH_ROW_HEADS` (bytes) sets the row head
+/// budget (0: off, every point read searches the store).
 pub fn ormdb_options(mode: Mode, cache_capacity: u64) -> Options {
     let direct = std::env::var("ORMDB_BENCH_LOG_DIRECT").map_or(true, |v| v.trim() != "0");
     let mut o = Options::default()
@@ -144,6 +145,13 @@ pub fn ormdb_options(mode: Mode, cache_capacity: u64) -> Options {
             v.trim()
                 .parse()
                 .expect("ORMDB_BENCH_VALUE_THRESHOLD must be a byte count"),
+        );
+    }
+    if let Ok(v) = std::env::var("ORMDB_BENCH_ROW_HEADS") {
+        o = o.row_head_budget(
+            v.trim()
+                .parse()
+                .expect("ORMDB_BENCH_ROW_HEADS must be a byte count"),
         );
     }
     match std::env::var("ORMDB_BENCH_IMAGE_BUDGET") {

@@ -6,7 +6,8 @@
 //!                [--sled-floor]`
 //!
 //! Defaults: 1,000,000 rows, 1000-byte payload (plus id, a 15-byte name and an integer), 1000
-//! rows per transaction, ORMDB cache 64 MiB, 200,000 reads, both engines, Durability::Normal /
+//! rows per transaction, ORMDB cache 64 MiB, two passes of 200,000 reads (straight after open,
+//! then steady), both engines, Durability::Normal /
 //! synchronous=NORMAL for the load (the load is not what is measured; durability only changes
 //! fsync counts). Each phase runs in its own child process so that RSS figures are not polluted
 //! by the other phase or engine.
@@ -190,13 +191,17 @@ fn phase_load_sqlite(a: &Args, dir: &Path) {
     );
 }
 
-/// Runs `reads` random point reads through `get`, sampling RSS every 1000 reads.
-fn read_loop(engine: &str, a: &Args, opened_at: Instant, mut get: impl FnMut(i64) -> usize) {
-    let open_s = opened_at.elapsed().as_secs_f64();
-    let rss_open = rss().0;
-    let mut rng = Rng::new(99);
+/// One pass of `a.reads` random point reads through `get` (ids from `seed`), sampling RSS
+/// every 1000 reads into `max_rss`. Returns the wall time and each read's latency.
+fn read_pass(
+    engine: &str,
+    a: &Args,
+    seed: u64,
+    get: &mut impl FnMut(i64) -> usize,
+    max_rss: &mut u64,
+) -> (Duration, Vec<Duration>) {
+    let mut rng = Rng::new(seed);
     let mut lat = Vec::with_capacity(a.reads as usize);
-    let mut max_rss = rss_open;
     let mut sum = 0usize;
     let start = Instant::now();
     for i in 0..a.reads {
@@ -204,7 +209,7 @@ fn read_loop(engine: &str, a: &Args, opened_at: Instant, mut get: impl FnMut(i64
         sum += get(rng.id(a.rows));
         lat.push(t0.elapsed());
         if i % 1000 == 999 {
-            max_rss = max_rss.max(rss().0);
+            *max_rss = (*max_rss).max(rss().0);
         }
         if (i + 1) % (a.reads / 10).max(1) == 0 {
             eprintln!(
@@ -214,10 +219,21 @@ fn read_loop(engine: &str, a: &Args, opened_at: Instant, mut get: impl FnMut(i64
             );
         }
     }
-    let wall = start.elapsed();
     std::hint::black_box(sum);
+    (start.elapsed(), lat)
+}
+
+/// Two passes of random point reads: the first straight after open (what a freshly started
+/// process serves: caches cold, ORMDB's row heads still filling in the background), the second
+/// right after it (`steady_*`: the process serving reads once it settled). RSS is sampled over
+/// both.
+fn read_loop(engine: &str, a: &Args, opened_at: Instant, mut get: impl FnMut(i64) -> usize) {
+    let open_s = opened_at.elapsed().as_secs_f64();
+    let rss_open = rss().0;
+    let mut max_rss = rss_open;
+    let (wall, mut lat) = read_pass(engine, a, 99, &mut get, &mut max_rss);
+    let (steady_wall, mut steady_lat) = read_pass(engine, a, 7, &mut get, &mut max_rss);
     let (rss_end, hwm) = rss();
-    let p = percentiles(&mut lat);
     metric(&format!("{engine}.open_s"), format!("{open_s:.2}"));
     metric(
         &format!("{engine}.read_rss_after_open_mib"),
@@ -235,14 +251,32 @@ fn read_loop(engine: &str, a: &Args, opened_at: Instant, mut get: impl FnMut(i64
         &format!("{engine}.read_hwm_mib"),
         format!("{:.1}", mib(hwm)),
     );
-    metric(
-        &format!("{engine}.reads_per_s"),
-        format!("{:.0}", a.reads as f64 / wall.as_secs_f64()),
-    );
-    metric(&format!("{engine}.read_p50_us"), format!("{:.2}", p.p50_us));
-    metric(&format!("{engine}.read_p95_us"), format!("{:.2}", p.p95_us));
-    metric(&format!("{engine}.read_p99_us"), format!("{:.2}", p.p99_us));
-    metric(&format!("{engine}.read_max_us"), format!("{:.0}", p.max_us));
+    for (pass, wall, lat) in [
+        ("", wall, &mut lat),
+        ("steady_", steady_wall, &mut steady_lat),
+    ] {
+        let p = percentiles(lat);
+        metric(
+            &format!("{engine}.{pass}reads_per_s"),
+            format!("{:.0}", a.reads as f64 / wall.as_secs_f64()),
+        );
+        metric(
+            &format!("{engine}.{pass}read_p50_us"),
+            format!("{:.2}", p.p50_us),
+        );
+        metric(
+            &format!("{engine}.{pass}read_p95_us"),
+            format!("{:.2}", p.p95_us),
+        );
+        metric(
+            &format!("{engine}.{pass}read_p99_us"),
+            format!("{:.2}", p.p99_us),
+        );
+        metric(
+            &format!("{engine}.{pass}read_max_us"),
+            format!("{:.0}", p.max_us),
+        );
+    }
 }
 
 fn phase_read_ormdb(a: &Args, dir: &Path) {
@@ -449,12 +483,25 @@ fn main() {
         "read_p50_us",
         "read_p95_us",
         "read_p99_us",
+        "steady_reads_per_s",
+        "steady_read_p50_us",
+        "steady_read_p95_us",
+        "steady_read_p99_us",
     ] {
         print!("{k:<28}");
         for c in &cols {
             print!(" {:>12}", g(&format!("{c}.{k}")));
         }
         println!();
+    }
+    for k in ["reads_per_s", "steady_reads_per_s"] {
+        let f = |e: &str| {
+            m.get(&format!("{e}.{k}"))
+                .and_then(|v| v.parse::<f64>().ok())
+        };
+        if let (Some(o), Some(s)) = (f("ormdb"), f("sqlite")) {
+            println!("{k} ratio ormdb/sqlite: {:.2}x", o / s);
+        }
     }
     if let (Some(o), Some(s)) = (m.get("ormdb.disk_mib"), m.get("sqlite.disk_mib")) {
         if let (Ok(o), Ok(s)) = (o.parse::<f64>(), s.parse::<f64>()) {

@@ -7,6 +7,7 @@
 pub mod commit_log;
 pub mod keys;
 pub mod row_codec;
+pub mod row_heads;
 mod segment;
 pub mod sled_kv;
 pub mod vlog;
@@ -53,6 +54,15 @@ impl Batch {
     }
 }
 
+/// What the store can tell of a row's newest version (see [`Kv::row_head`]).
+#[derive(Debug)]
+pub enum RowHead {
+    /// The row has no version in the store.
+    Absent,
+    /// The newest version applied to the store: its commit timestamp and stored value.
+    Newest(u64, KvBytes),
+}
+
 /// The ordered key-value store under the engine.
 pub trait Kv: Send + Sync {
     fn get(&self, key: &[u8]) -> Result<Option<KvBytes>>;
@@ -69,6 +79,22 @@ pub trait Kv: Send + Sync {
     fn first_in(&self, start: &[u8], end: &[u8]) -> Result<Option<KvPair>>;
     /// The last entry with `start <= key < end`: one seek.
     fn last_in(&self, start: &[u8], end: &[u8]) -> Result<Option<KvPair>>;
+    /// The newest version of row `row` of table `table` applied to the store, when the store
+    /// can find it faster than a seek from a snapshot (`None`: it cannot; seek). It may be a
+    /// version no snapshot sees yet, or an aborted commit's: the caller checks its timestamp.
+    fn row_head(&self, _table: u32, _row: i64) -> Result<Option<RowHead>> {
+        Ok(None)
+    }
+    /// Fills the in-memory row heads (see `storage::row_heads`) from the store, for up to
+    /// `rows` rows from row key `from` (empty: the first). Returns where to go on, or `None`
+    /// when every row was seen or the memory budget is used up. Stores without them: `None`.
+    fn warm_row_heads(&self, _from: &[u8], _rows: usize) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
+    /// What the in-memory row heads hold (zeros for stores without them).
+    fn row_head_stats(&self) -> row_heads::RowHeadStats {
+        row_heads::RowHeadStats::default()
+    }
     /// Applies every operation atomically (not necessarily durably: see [`Kv::sync`]).
     fn apply(&self, batch: &Batch) -> Result<()>;
     /// Applies every operation in order, without crash atomicity: after a crash any prefix (or,

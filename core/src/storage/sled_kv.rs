@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::keys;
+use super::row_heads::{RowHeadStats, RowHeads};
 use super::vlog::{is_separable, CompactStats, Pointer, ValueLog, POINTER_LEN};
-use super::{Batch, BatchOp, Kv, KvBytes, KvIter, KvPair};
+use super::{Batch, BatchOp, Kv, KvBytes, KvIter, KvPair, RowHead};
 use crate::error::{Error, Result, SqlState};
 
 pub struct SledKv {
@@ -18,7 +20,14 @@ pub struct SledKv {
     /// Large row values (see `storage::vlog`); `None` when separation is off and the store
     /// never had any.
     vlog: Option<Arc<ValueLog>>,
+    /// Newest versions of rows whose value is in the value log (see `storage::row_heads`);
+    /// `None` without a value log or with a zero budget.
+    heads: Option<RowHeads>,
 }
+
+/// Filling the row heads skips a table none of whose first this many rows keeps its value in
+/// the value log.
+const SAMPLE_ROWS: u32 = 64;
 
 /// How long [`SledKv::open`] waits for sled's file lock to be released.
 const LOCK_WAIT: Duration = Duration::from_secs(2);
@@ -105,7 +114,31 @@ impl SledKv {
             db,
             dir: dir.to_path_buf(),
             vlog,
+            heads: None,
         })
+    }
+
+    /// Keeps the newest version of rows whose value is in the value log in memory, in at most
+    /// `budget` bytes (see `storage::row_heads`); 0 or a store without a value log: none.
+    pub fn with_row_heads(mut self, budget: u64) -> SledKv {
+        self.heads = (budget > 0 && self.vlog.is_some()).then(|| RowHeads::new(budget));
+        self
+    }
+
+    /// Tells the row heads that a row version was put (`Some`, with the pointer it stored if
+    /// its value went to the value log) or removed (`None`).
+    #[inline]
+    fn note(&self, key: &[u8], put: Option<Option<Pointer>>) {
+        let Some(heads) = &self.heads else {
+            return;
+        };
+        let Some((table, row, ts)) = keys::parse_row_version_key(key) else {
+            return;
+        };
+        match put {
+            Some(p) => heads.put(table, row, ts, p.as_ref()),
+            None => heads.removed(table, row, ts),
+        }
     }
 
     /// The value to store for `key`: a value-log pointer when the value is separated.
@@ -286,17 +319,121 @@ impl Kv for SledKv {
             .transpose()
     }
 
+    fn row_head(&self, table: u32, row: i64) -> Result<Option<RowHead>> {
+        let (Some(heads), Some(vl)) = (&self.heads, &self.vlog) else {
+            return Ok(None);
+        };
+        if let Some((ts, p)) = heads.get(table, row) {
+            if let Some(Ok(bytes)) = vl.read(&p) {
+                heads.hit();
+                return Ok(Some(RowHead::Newest(ts, KvBytes::from(bytes))));
+            }
+            // Moved by a compaction since, or unreadable: the store tells.
+        }
+        let epoch = heads.epoch(table, row);
+        let start = keys::row_key(table, row);
+        let end = keys::prefix_end(&start);
+        let Some((k, v)) = self.db.range(start..end).next().transpose()? else {
+            return Ok(Some(RowHead::Absent));
+        };
+        let Some((_, _, ts)) = keys::parse_row_version_key(&k) else {
+            return Ok(None);
+        };
+        if let Some(p) = Pointer::decode(&v) {
+            heads.fill(table, row, epoch, ts, &p);
+        }
+        Ok(Some(RowHead::Newest(ts, resolve(&self.db, vl, &k, v)?)))
+    }
+
+    fn row_head_stats(&self) -> RowHeadStats {
+        self.heads
+            .as_ref()
+            .map_or_else(Default::default, RowHeads::stats)
+    }
+
+    fn warm_row_heads(&self, from: &[u8], rows: usize) -> Result<Option<Vec<u8>>> {
+        let Some(heads) = &self.heads else {
+            return Ok(None);
+        };
+        // Taken before the scan reads anything: a removal, move or inline put in a shard
+        // after this drops the fills of that shard (see `RowHeads::fill`).
+        let epochs = heads.epochs();
+        let start = if from.is_empty() {
+            &[keys::ROW][..]
+        } else {
+            from
+        };
+        // The table this call resumes in passed the check below in an earlier call.
+        let resumed =
+            (from.len() > 5).then(|| u32::from_be_bytes([from[1], from[2], from[3], from[4]]));
+        let mut last = None;
+        let mut seen = 0;
+        // Rows and value-log rows seen of the current table.
+        let (mut in_table, mut separated) = (0u32, 0u32);
+        for item in self.db.range(start..&[keys::ROW + 1][..]) {
+            let (k, v) = item?;
+            let Some((table, row, ts)) = keys::parse_row_version_key(&k) else {
+                continue;
+            };
+            if last == Some((table, row)) {
+                continue; // an older version
+            }
+            if last.is_none_or(|(t, _)| t != table) {
+                (in_table, separated) = (0, 0);
+            }
+            if in_table == SAMPLE_ROWS && separated == 0 && Some(table) != resumed {
+                // A table of small rows: nothing to fill; its reads find it so themselves.
+                return Ok(Some(keys::prefix_end(&keys::table_prefix(table))));
+            }
+            in_table += 1;
+            if heads.is_full() {
+                return Ok(None);
+            }
+            if seen == rows {
+                // From the row's key, not this version's: a version put meanwhile sorts first.
+                return Ok(Some(keys::row_key(table, row)));
+            }
+            last = Some((table, row));
+            seen += 1;
+            if let Some(p) = Pointer::decode(&v) {
+                separated += 1;
+                heads.fill_from(&epochs, table, row, ts, &p);
+            }
+        }
+        Ok(None)
+    }
+
     fn apply(&self, batch: &Batch) -> Result<()> {
         let _gate = self.vlog.as_ref().map(|v| v.apply_guard());
         let mut b = sled::Batch::default();
         let mut ptr = [0u8; POINTER_LEN];
+        // What to tell the row heads once the batch is in: (key, Some(stored pointer or
+        // None for an inline value)) for a put, (key, None) for a removal.
+        type Noted<'k> = (&'k [u8], Option<Option<Pointer>>);
+        let mut noted: Vec<Noted> = Vec::new();
+        let track = |k: &[u8]| self.heads.is_some() && k.first() == Some(&keys::ROW);
         for op in &batch.ops {
             match op {
-                BatchOp::Put(k, v) => b.insert(k.as_slice(), self.stored(k, v, &mut ptr)?),
-                BatchOp::Delete(k) => b.remove(k.as_slice()),
+                BatchOp::Put(k, v) => {
+                    let stored = self.stored(k, v, &mut ptr)?;
+                    if track(k) {
+                        noted.push((k, Some(Pointer::decode(stored))));
+                    }
+                    b.insert(k.as_slice(), stored)
+                }
+                BatchOp::Delete(k) => {
+                    if track(k) {
+                        noted.push((k, None));
+                    }
+                    b.remove(k.as_slice())
+                }
             }
         }
-        Ok(self.db.apply_batch(b)?)
+        self.db.apply_batch(b)?;
+        for (k, put) in noted {
+            self.note(k, put);
+        }
+        Ok(())
     }
 
     fn apply_unordered(&self, batch: &Batch) -> Result<()> {
@@ -307,10 +444,13 @@ impl Kv for SledKv {
         for op in &batch.ops {
             match op {
                 BatchOp::Put(k, v) => {
-                    self.db.insert(k.as_slice(), self.stored(k, v, &mut ptr)?)?;
+                    let stored = self.stored(k, v, &mut ptr)?;
+                    self.db.insert(k.as_slice(), stored)?;
+                    self.note(k, Some(Pointer::decode(stored)));
                 }
                 BatchOp::Delete(k) => {
                     self.db.remove(k.as_slice())?;
+                    self.note(k, None);
                 }
             }
         }
@@ -332,7 +472,18 @@ impl Kv for SledKv {
     fn compact_values(&self, force: bool) -> Result<CompactStats> {
         match &self.vlog {
             None => Ok(CompactStats::default()),
-            Some(vl) => vl.compact(&self.db, force, || self.sync()),
+            Some(vl) => vl.compact(
+                &self.db,
+                force,
+                || self.sync(),
+                |k, old, new| {
+                    if let (Some(heads), Some((table, row, ts))) =
+                        (&self.heads, keys::parse_row_version_key(k))
+                    {
+                        heads.moved(table, row, ts, old, new);
+                    }
+                },
+            ),
         }
     }
 }

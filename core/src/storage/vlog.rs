@@ -337,6 +337,7 @@ impl ValueLog {
         db: &sled::Db,
         force: bool,
         sync_store: impl Fn() -> Result<()>,
+        on_move: impl Fn(&[u8], &Pointer, &Pointer),
     ) -> Result<CompactStats> {
         let _guard = self.compacting.lock();
         let mut stats = CompactStats::default();
@@ -396,7 +397,7 @@ impl ValueLog {
             match self.read(&p) {
                 Some(Ok(value)) => {
                     let np = self.append(&value)?;
-                    moved.push((k, v, np, p.len as u64));
+                    moved.push((k, v, np, p));
                 }
                 _ => {
                     stuck.insert(p.file);
@@ -405,10 +406,13 @@ impl ValueLog {
         }
         // The moved values are durable before any pointer refers to them.
         self.sync()?;
-        for (k, old, new, len) in moved {
+        for (k, old, new, p) in moved {
             if db.compare_and_swap(&k, Some(&old), Some(&new[..]))?.is_ok() {
                 stats.values_moved += 1;
-                stats.bytes_moved += len;
+                stats.bytes_moved += p.len as u64;
+                if let Some(np) = Pointer::decode(&new) {
+                    on_move(&k, &p, &np);
+                }
             }
         }
         sync_store()?;

@@ -252,6 +252,7 @@ impl DbCore {
         change_retention: u64,
         log_direct_io: bool,
         value_threshold: usize,
+        row_head_budget: u64,
     ) -> Result<DbCore> {
         let _span = info_span!("ormdb.open", path = %dir.display()).entered();
         if !open_dirs().lock().insert(dir.to_path_buf()) {
@@ -276,12 +277,15 @@ impl DbCore {
                 dir.display()
             )));
         }
-        let kv: Arc<dyn Kv> = Arc::new(SledKv::open_with_values(
-            &dir.join("data"),
-            cache_capacity,
-            Some(&dir.join("values")),
-            value_threshold,
-        )?);
+        let kv: Arc<dyn Kv> = Arc::new(
+            SledKv::open_with_values(
+                &dir.join("data"),
+                cache_capacity,
+                Some(&dir.join("values")),
+                value_threshold,
+            )?
+            .with_row_heads(row_head_budget),
+        );
         if let Some(recorded) = recorded {
             let held = stored_last_ts(kv.as_ref())?;
             if held < recorded {

@@ -15,7 +15,7 @@ use crate::storage::keys::{self, prefix_end};
 use crate::storage::row_codec::{
     decode_row, encode_row, StoredRow, FLAG_SOFT_DELETED, FLAG_TOMBSTONE,
 };
-use crate::storage::KvIter;
+use crate::storage::{KvIter, RowHead};
 use crate::value::Value;
 
 #[derive(Debug, Clone, Copy)]
@@ -260,6 +260,15 @@ impl Txn {
 
     /// The committed version of a row visible at the snapshot, tombstones included.
     pub fn committed_row(&self, table_id: u32, row_id: i64) -> Result<Option<StoredRow>> {
+        // The newest version, if the store can tell without a seek (storage::row_heads): it
+        // is the one visible when no snapshot-invisible commit wrote the row since.
+        match self.core.kv.row_head(table_id, row_id)? {
+            Some(RowHead::Absent) => return Ok(None),
+            Some(RowHead::Newest(ts, v)) if ts <= self.snapshot_ts && !self.core.is_aborted(ts) => {
+                return Ok(Some(decode_row(&v)?));
+            }
+            _ => {}
+        }
         let start = keys::row_version_key(table_id, row_id, self.snapshot_ts);
         let end = prefix_end(&keys::row_key(table_id, row_id));
         match self.core.kv.first_in(&start, &end)? {
