@@ -28,6 +28,7 @@ _CONNECT_ARGS: tuple[tuple[str, type], ...] = (
     ("cache_capacity", int),
     ("image_budget", int),
     ("value_threshold", int),
+    ("row_head_budget", int),
 )
 
 

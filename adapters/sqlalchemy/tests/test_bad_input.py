@@ -86,12 +86,16 @@ def test_bad_urls():
 
 def test_memory_options_in_the_url(tmp_path):
     path = tmp_path / "big.db"
-    eng = create_engine(f"ormdb:///{path}?value_threshold=64&cache_capacity=8388608")
+    eng = create_engine(
+        f"ormdb:///{path}?value_threshold=64&cache_capacity=8388608&row_head_budget=1048576"
+    )
     with eng.begin() as c:
         c.execute(text("CREATE TABLE docs (id INTEGER PRIMARY KEY, body TEXT)"))
         c.execute(text("INSERT INTO docs VALUES (1, :b)"), {"b": "x" * 4000})
     with eng.connect() as c:
         assert c.execute(text("SELECT length(body) FROM docs")).scalar() == 4000
+        metrics = c.connection.dbapi_connection.metrics()
+        assert "ormdb_row_head_budget_bytes 1032192\n" in metrics
     eng.dispose()
     values = path / "values"
     assert sum(f.stat().st_size for f in values.iterdir()) >= 4000

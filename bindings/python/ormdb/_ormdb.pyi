@@ -34,6 +34,7 @@ class NativeDatabase:
         cache_capacity: Optional[int] = None,
         image_budget: Optional[int] = None,
         value_threshold: Optional[int] = None,
+        row_head_budget: Optional[int] = None,
     ) -> NativeDatabase: ...
     def connect(self) -> NativeConnection: ...
     @property

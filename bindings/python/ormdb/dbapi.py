@@ -504,6 +504,7 @@ class Connection:
         cache_capacity: Optional[int] = None,
         image_budget: Optional[int] = None,
         value_threshold: Optional[int] = None,
+        row_head_budget: Optional[int] = None,
     ) -> None:
         self._native: Any = None
         if isinstance(database, bytes):
@@ -523,6 +524,7 @@ class Connection:
                 "cache_capacity": _byte_limit("cache_capacity", cache_capacity),
                 "image_budget": _byte_limit("image_budget", image_budget),
                 "value_threshold": _byte_limit("value_threshold", value_threshold),
+                "row_head_budget": _byte_limit("row_head_budget", row_head_budget),
             }
             self._db, self._shared = _open_database(database, uri, durability, memory)
             self._native = self._db.connect()
@@ -947,6 +949,7 @@ def connect(
     cache_capacity: Optional[int] = None,
     image_budget: Optional[int] = None,
     value_threshold: Optional[int] = None,
+    row_head_budget: Optional[int] = None,
 ) -> Connection:
     """Opens a connection to the ORMDB database at ``database`` (a directory path, created if
     missing), to a fresh temporary database for ``":memory:"``, or to an ``ormdb serve`` at a
@@ -965,7 +968,9 @@ def connect(
     evicted first, 0 turns them off). ``value_threshold`` is the size in bytes above which a
     row or change record is kept in the value log, a file read with one ``pread``, instead of
     the storage pages (default 512; 0 keeps everything in the pages), so that tables of large
-    rows keep their pages small and cached. Every connection to a database in one process
+    rows keep their pages small and cached. ``row_head_budget`` bounds the row heads: for rows
+    kept in the value log, the place of the newest version, so that reading one by its key
+    skips the page search (24 bytes a row, default 64 MiB, 0 turns them off). Every connection to a database in one process
     shares the settings of its first open; different explicit values raise OperationalError."""
     cls = factory or Connection
     return cls(  # type: ignore[no-any-return]
@@ -981,4 +986,5 @@ def connect(
         cache_capacity=cache_capacity,
         image_budget=image_budget,
         value_threshold=value_threshold,
+        row_head_budget=row_head_budget,
     )

@@ -85,10 +85,11 @@ impl NativeDatabase {
     ///
     /// `cache_capacity` (sled's page cache) and `image_budget` (decoded table images) are byte
     /// limits, `value_threshold` the size above which row values and change records go to the
-    /// value log (0: none); None keeps the engine defaults. A database already open in this
+    /// value log (0: none), `row_head_budget` the bytes of in-memory row heads (0: none); None
+    /// keeps the engine defaults. A database already open in this
     /// process keeps the settings of its first open, so different explicit values are refused.
     #[staticmethod]
-    #[pyo3(signature = (path=None, durability="full", cache_capacity=None, image_budget=None, value_threshold=None))]
+    #[pyo3(signature = (path=None, durability="full", cache_capacity=None, image_budget=None, value_threshold=None, row_head_budget=None))]
     fn open(
         py: Python<'_>,
         path: Option<String>,
@@ -96,6 +97,7 @@ impl NativeDatabase {
         cache_capacity: Option<u64>,
         image_budget: Option<u64>,
         value_threshold: Option<u64>,
+        row_head_budget: Option<u64>,
     ) -> PyResult<NativeDatabase> {
         let mut opts = Options::default().durability(self::durability(durability)?);
         if let Some(b) = cache_capacity {
@@ -106,6 +108,9 @@ impl NativeDatabase {
         }
         if let Some(b) = value_threshold {
             opts = opts.value_threshold(usize::try_from(b).unwrap_or(usize::MAX));
+        }
+        if let Some(b) = row_head_budget {
+            opts = opts.row_head_budget(b);
         }
         let res = py.detach(|| {
             guarded(|| match path {
@@ -130,6 +135,7 @@ impl NativeDatabase {
             value_threshold,
             open.value_threshold as u64,
         )?;
+        clash("row_head_budget", row_head_budget, open.row_head_budget)?;
         Ok(NativeDatabase { db })
     }
 

@@ -321,3 +321,42 @@ def test_connect_value_threshold(tmp_path):
         ormdb.connect(":memory:", value_threshold="big")
     with pytest.raises(ValueError):
         ormdb.connect(":memory:", value_threshold=-1)
+
+
+def _metric(c, name):
+    for line in c.metrics().splitlines():
+        if line.startswith(name + " "):
+            return int(line.split(" ", 1)[1])
+    raise AssertionError(f"no metric {name}")
+
+
+def test_connect_row_head_budget(tmp_path):
+    path = str(tmp_path / "db")
+    c = ormdb.connect(path, image_budget=0)
+    c.execute("CREATE TABLE docs (id INTEGER PRIMARY KEY, body TEXT)")
+    rows = [(i, f"{i}:" * 400) for i in range(1, 41)]
+    c.executemany("INSERT INTO docs VALUES (?, ?)", rows)
+    c.commit()
+    assert _metric(c, "ormdb_row_head_budget_bytes") > 0
+    before = _metric(c, "ormdb_row_head_hits_total")
+    for i, body in rows:
+        assert c.execute("SELECT body FROM docs WHERE id = ?", (i,)).fetchone() == (body,)
+    # Rows of ~1.2 KB live in the value log: reads by key are answered from their heads.
+    assert _metric(c, "ormdb_row_head_hits_total") - before == len(rows)
+    assert _metric(c, "ormdb_row_head_bytes") > 0
+    c.execute("UPDATE docs SET body = 'short' WHERE id = 7")
+    c.commit()
+    assert c.execute("SELECT body FROM docs WHERE id = 7").fetchone() == ("short",)
+    with pytest.raises(ormdb.OperationalError, match="row_head_budget"):
+        ormdb.connect(path, row_head_budget=1024)
+    c.close()
+    off = ormdb.connect(str(tmp_path / "off"), image_budget=0, row_head_budget=0)
+    off.execute("CREATE TABLE docs (id INTEGER PRIMARY KEY, body TEXT)")
+    off.executemany("INSERT INTO docs VALUES (?, ?)", rows)
+    off.commit()
+    assert off.execute("SELECT body FROM docs WHERE id = 3").fetchone() == (rows[2][1],)
+    assert _metric(off, "ormdb_row_head_budget_bytes") == 0
+    assert _metric(off, "ormdb_row_head_hits_total") == 0
+    off.close()
+    with pytest.raises(ValueError):
+        ormdb.connect(":memory:", row_head_budget=-1)

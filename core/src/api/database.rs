@@ -455,6 +455,19 @@ impl Database {
             "# HELP ormdb_table_image_build_seconds_total CPU time of the threads building decoded table images (a root scan's own work included).\n# TYPE ormdb_table_image_build_seconds_total counter\normdb_table_image_build_seconds_total {:.6}\n",
             t.build_nanos.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e9
         ));
+        let heads = core.kv.row_head_stats();
+        out.push_str(&format!(
+            "# HELP ormdb_row_head_hits_total Point reads answered from row heads (no search of the store).\n# TYPE ormdb_row_head_hits_total counter\normdb_row_head_hits_total {}\n",
+            heads.hits
+        ));
+        out.push_str(&format!(
+            "# HELP ormdb_row_head_bytes Bytes held by row heads.\n# TYPE ormdb_row_head_bytes gauge\normdb_row_head_bytes {}\n",
+            heads.bytes
+        ));
+        out.push_str(&format!(
+            "# HELP ormdb_row_head_budget_bytes Most bytes row heads may hold (Options::row_head_budget).\n# TYPE ormdb_row_head_budget_bytes gauge\normdb_row_head_budget_bytes {}\n",
+            heads.budget
+        ));
         out.push_str(&format!(
             "# HELP ormdb_table_images Decoded table images kept.\n# TYPE ormdb_table_images gauge\normdb_table_images {}\n",
             t.images()
