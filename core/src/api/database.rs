@@ -532,8 +532,10 @@ fn spawn_background(
             // on a clean close; after a crash, `Database::gc` (a full pass) finds the rest.
             let mut last_gc = Instant::now();
             // Where filling the row heads goes on (see `storage::row_heads`): a chunk of rows
-            // per turn, without waiting for the tick, until done.
+            // per turn, without waiting for the tick, until done; the periodic work below still
+            // runs once per tick meanwhile.
             let mut warm = Some(Vec::new());
+            let mut last_tick = Instant::now();
             loop {
                 {
                     let mut stop = bg.stop.lock();
@@ -552,7 +554,11 @@ fn spawn_background(
                         warn!(error = %e, "filling the row heads failed");
                         None
                     });
+                    if last_tick.elapsed() < tick {
+                        continue;
+                    }
                 }
+                last_tick = Instant::now();
                 if opts.durability == Durability::Normal {
                     if let Err(e) = core.log.sync_all_pending() {
                         warn!(error = %e, "interval sync of the commit log failed");
