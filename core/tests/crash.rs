@@ -231,8 +231,22 @@ fn verify(
 
     // seq -> (parts, (src, dst, amount))
     let mut ledger: BTreeMap<i64, LedgerEntry> = BTreeMap::new();
-    for r in tx.scan("ledger").unwrap() {
-        let r = r.unwrap();
+    let rows: Vec<_> = tx
+        .scan("ledger")
+        .unwrap()
+        .collect::<ormdb::Result<_>>()
+        .unwrap();
+    for (i, r) in rows.iter().enumerate() {
+        if i % 3 == 0 {
+            // A point read of the row (answered from its row head once the background pass or
+            // an earlier read filled it) returns what the scan did.
+            let got = tx.get("ledger", int(&r.values[0])).unwrap();
+            assert_eq!(
+                got.as_ref().map(|g| &g.values),
+                Some(&r.values),
+                "{ctx}: point read of a ledger row"
+            );
+        }
         let e = ledger.entry(int(&r.values[1])).or_default();
         e.0.push(int(&r.values[2]));
         e.1.insert((int(&r.values[3]), int(&r.values[4]), int(&r.values[5])));
@@ -603,6 +617,8 @@ fn kill9_loop_loses_no_acknowledged_commit() {
     let mut chained = 0usize;
     // Value log files removed and values moved by the parent's compactions.
     let mut compactions = (0usize, 0u64);
+    // Point reads of ledger rows the verifications answered from row heads.
+    let mut head_hits = 0u64;
     let mut last = Verified {
         max_seq: 0,
         seqs: 0,
@@ -672,6 +688,7 @@ fn kill9_loop_loses_no_acknowledged_commit() {
             panic!("{ctx}: the database does not open: {e} (directory kept in {kept})")
         });
         let v = verify(&db, &acked, None, &ctx);
+        head_hits += db.row_head_stats().unwrap().hits;
         if kills.is_multiple_of(5) {
             // Replays rewrote values into new files: move the live ones out of the old files.
             let stats = db.compact_values().unwrap();
@@ -706,12 +723,17 @@ fn kill9_loop_loses_no_acknowledged_commit() {
         "kill9_loop: {kills} SIGKILLs ({kills_after_ack} after at least one ack, \
          {kills_in_checkpoint_modes} with checkpoints running, {chained} chained), \
          {} acknowledged commits checked, {} transactions in the ledger, value log \
-         compactions removed {} files and moved {} values, {:.1} s",
+         compactions removed {} files and moved {} values, {head_hits} point reads from row \
+         heads, {:.1} s",
         acked.len(),
         last.seqs,
         compactions.0,
         compactions.1,
         t0.elapsed().as_secs_f64()
+    );
+    assert!(
+        head_hits > 0,
+        "no verification read went through a row head"
     );
     assert!(
         compactions.0 > 0 && compactions.1 > 0,
