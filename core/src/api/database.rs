@@ -536,6 +536,7 @@ fn spawn_background(
             // runs once per tick meanwhile.
             let mut warm = Some(Vec::new());
             let mut last_tick = Instant::now();
+            let warm_t0 = Instant::now();
             loop {
                 {
                     let mut stop = bg.stop.lock();
@@ -554,6 +555,14 @@ fn spawn_background(
                         warn!(error = %e, "filling the row heads failed");
                         None
                     });
+                    if warm.is_none() {
+                        let bytes = core.kv.row_head_stats().bytes;
+                        tracing::info!(
+                            bytes,
+                            secs = warm_t0.elapsed().as_secs_f64(),
+                            "row heads filled"
+                        );
+                    }
                     if last_tick.elapsed() < tick {
                         continue;
                     }

@@ -212,10 +212,29 @@ impl RowHeads {
         }
     }
 
-    /// [`RowHeads::fill`] with the epoch from a set taken before a scan.
-    pub fn fill_from(&self, epochs: &Epochs, table: u32, row: i64, ts: u64, p: &Pointer) {
-        let epoch = epochs.0[shard_of(locate(table, row).0)];
-        self.fill(table, row, epoch, ts, p);
+    /// [`RowHeads::fill`] for rows a scan found, `(table, row, ts, pointer)` in key order, with
+    /// the epochs taken before the scan: one lock per run of rows in the same page.
+    pub fn fill_from(&self, epochs: &Epochs, rows: &[(u32, i64, u64, Pointer)]) {
+        let mut rest = rows;
+        while let Some(&(table, row, ..)) = rest.first() {
+            let page = locate(table, row).0;
+            let n = rest
+                .iter()
+                .position(|&(t, r, ..)| locate(t, r).0 != page)
+                .unwrap_or(rest.len());
+            let (run, tail) = rest.split_at(n);
+            rest = tail;
+            let shard = shard_of(page);
+            let mut s = self.shards[shard].write();
+            if s.epoch != epochs.0[shard] {
+                continue;
+            }
+            for &(t, r, ts, ref p) in run {
+                if fits(p) {
+                    self.set_max(&mut s, page, locate(t, r).1, ts, p, false);
+                }
+            }
+        }
     }
 
     /// A version was put in the store: `Some(pointer)` when its value is in the value log,
@@ -387,6 +406,30 @@ mod tests {
         assert_eq!(h.get(1, 2), Some((3, ptr(30))));
         h.removed(1, 2, 3);
         assert_eq!(h.get(1, 2), None);
+    }
+
+    #[test]
+    fn a_scan_fill_is_dropped_only_in_shards_that_changed() {
+        let h = RowHeads::new(1 << 20);
+        let far = PAGE_SLOTS as i64; // the next page: another shard
+        assert_ne!(shard_of(locate(1, 0).0), shard_of(locate(1, far).0));
+        let epochs = h.epochs();
+        h.removed(1, far + 3, 1); // a change in the second page's shard after the epochs
+        h.put(1, 1, 9, Some(&ptr(9))); // a newer put in the first page
+        let found: Vec<_> = [0, 1, 2, far, far + 1]
+            .iter()
+            .map(|&r| (1, r, 5, ptr(r as u64 + 1)))
+            .collect();
+        h.fill_from(&epochs, &found);
+        assert_eq!(h.get(1, 0), Some((5, ptr(1))));
+        assert_eq!(h.get(1, 1), Some((9, ptr(9))), "the newer put stays");
+        assert_eq!(h.get(1, 2), Some((5, ptr(3))));
+        assert_eq!(
+            h.get(1, far),
+            None,
+            "its shard changed after the epochs were taken"
+        );
+        assert_eq!(h.get(1, far + 1), None);
     }
 
     #[test]

@@ -370,6 +370,8 @@ impl Kv for SledKv {
         let mut seen = 0;
         // Rows and value-log rows seen of the current table.
         let (mut in_table, mut separated) = (0u32, 0u32);
+        let mut found = Vec::with_capacity(rows.min(4096));
+        let mut next = None;
         for item in self.db.range(start..&[keys::ROW + 1][..]) {
             let (k, v) = item?;
             let Some((table, row, ts)) = keys::parse_row_version_key(&k) else {
@@ -383,24 +385,24 @@ impl Kv for SledKv {
             }
             if in_table == SAMPLE_ROWS && separated == 0 && Some(table) != resumed {
                 // A table of small rows: nothing to fill; its reads find it so themselves.
-                return Ok(Some(keys::prefix_end(&keys::table_prefix(table))));
+                next = Some(keys::prefix_end(&keys::table_prefix(table)));
+                break;
             }
             in_table += 1;
-            if heads.is_full() {
-                return Ok(None);
-            }
             if seen == rows {
                 // From the row's key, not this version's: a version put meanwhile sorts first.
-                return Ok(Some(keys::row_key(table, row)));
+                next = Some(keys::row_key(table, row));
+                break;
             }
             last = Some((table, row));
             seen += 1;
             if let Some(p) = Pointer::decode(&v) {
                 separated += 1;
-                heads.fill_from(&epochs, table, row, ts, &p);
+                found.push((table, row, ts, p));
             }
         }
-        Ok(None)
+        heads.fill_from(&epochs, &found);
+        Ok(next.filter(|_| !heads.is_full()))
     }
 
     fn apply(&self, batch: &Batch) -> Result<()> {
