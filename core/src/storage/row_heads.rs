@@ -143,13 +143,21 @@ impl RowHeads {
         &self.shards[shard_of(page)]
     }
 
-    /// The newest version's timestamp and pointer, when known.
+    /// The newest version's timestamp and pointer, when known; else the epoch of the row's
+    /// shard (see [`RowHeads::epoch`]), read under the same lock, for the seek that follows.
     #[inline]
-    pub fn get(&self, table: u32, row: i64) -> Option<(u64, Pointer)> {
+    pub fn lookup(&self, table: u32, row: i64) -> std::result::Result<(u64, Pointer), u64> {
         let (page, i) = locate(table, row);
         let s = self.shard(page).read();
-        let slot = s.pages.get(&page)?[i];
-        (slot.ts != 0).then(|| (slot.ts, slot.pointer()))
+        match s.pages.get(&page).map(|slots| slots[i]) {
+            Some(slot) if slot.ts != 0 => Ok((slot.ts, slot.pointer())),
+            _ => Err(s.epoch),
+        }
+    }
+
+    #[cfg(test)]
+    fn get(&self, table: u32, row: i64) -> Option<(u64, Pointer)> {
+        self.lookup(table, row).ok()
     }
 
     /// The epoch of the row's shard, taken before the seek whose result [`RowHeads::fill`] is

@@ -323,14 +323,17 @@ impl Kv for SledKv {
         let (Some(heads), Some(vl)) = (&self.heads, &self.vlog) else {
             return Ok(None);
         };
-        if let Some((ts, p)) = heads.get(table, row) {
-            if let Some(Ok(bytes)) = vl.read(&p) {
-                heads.hit();
-                return Ok(Some(RowHead::Newest(ts, KvBytes::from(bytes))));
+        let epoch = match heads.lookup(table, row) {
+            Err(epoch) => epoch,
+            Ok((ts, p)) => {
+                if let Some(Ok(bytes)) = vl.read(&p) {
+                    heads.hit();
+                    return Ok(Some(RowHead::Newest(ts, KvBytes::from(bytes))));
+                }
+                // Moved by a compaction since, or unreadable: the store tells.
+                heads.epoch(table, row)
             }
-            // Moved by a compaction since, or unreadable: the store tells.
-        }
-        let epoch = heads.epoch(table, row);
+        };
         let start = keys::row_key(table, row);
         let end = keys::prefix_end(&start);
         let Some((k, v)) = self.db.range(start..end).next().transpose()? else {
