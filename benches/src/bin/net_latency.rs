@@ -5,8 +5,8 @@
 //!
 //! Usage: `net_latency [--ops N] [--cases in_process,ipc,tcp,changes,memory,change_rate,change_rate_embedded]
 //! [--server-bin PATH] [--rate COMMITS_PER_S] [--rate-secs S] [--rate-writers N]
-//! [--durability full|normal] [--workers N] [--nng-threads T,P]` (the last three are passed to
-//! `ormdb serve`)
+//! [--durability full|normal] [--workers N] [--threads N] [--nng-threads T,P]` (the last four
+//! are passed to `ormdb serve`)
 //! (`change_rate` is not in the default set: it offers `--rate` commits/s, 10,000 by default,
 //! from `--rate-writers` network clients; nor is `change_rate_embedded`: the same rate from
 //! writer threads committing in this process, which serves the database itself
@@ -468,7 +468,7 @@ fn change_rate(rt: &tokio::runtime::Runtime, url: &str, rate: u64, secs: f64, wr
                             Params::Positional(vec![Value::Integer(now_ns())]),
                         )
                         .expect("insert");
-                        commit.push(s.elapsed());
+                        commit.push((s.saturating_duration_since(t0), s.elapsed()));
                     }
                     (commit, late, Instant::now())
                 })
@@ -501,7 +501,7 @@ fn change_rate(rt: &tokio::runtime::Runtime, url: &str, rate: u64, secs: f64, wr
     });
     let end = results.iter().map(|r| r.2).max().unwrap_or(t0);
     let late: u64 = results.iter().map(|r| r.1).sum();
-    let mut commit: Vec<Duration> = results.into_iter().flat_map(|r| r.0).collect();
+    let mut commit = commit_times(results.into_iter().flat_map(|r| r.0).collect());
     let achieved = total as f64 / end.saturating_duration_since(t0).as_secs_f64();
     let mut lat = lat;
     let p = percentiles(&mut lat);
@@ -523,6 +523,22 @@ fn change_rate(rt: &tokio::runtime::Runtime, url: &str, rate: u64, secs: f64, wr
         st.idle_resyncs,
     );
     cost.print(total as usize);
+}
+
+/// The commits' round trips from `(sent, round trip)` pairs (sent = time after the run's start).
+/// With `ORMDB_BENCH_TRACE=FILE` they are also written there, one `sent_us round_trip_us` line
+/// per commit in send order, to tell a tail made of stalls (clustered in time) from one made of
+/// queueing (spread over the run).
+fn commit_times(mut timed: Vec<(Duration, Duration)>) -> Vec<Duration> {
+    if let Ok(path) = std::env::var("ORMDB_BENCH_TRACE") {
+        timed.sort();
+        let text: String = timed
+            .iter()
+            .map(|(at, d)| format!("{} {}\n", at.as_micros(), d.as_micros()))
+            .collect();
+        std::fs::write(&path, text).expect("writing ORMDB_BENCH_TRACE");
+    }
+    timed.into_iter().map(|(_, d)| d).collect()
 }
 
 /// The subscriber side of `change_rate_embedded`, run as a child process of the benchmark
@@ -658,7 +674,7 @@ fn change_rate_embedded(
     let me = std::process::id();
     let cost0 = process_cost(me);
     let t0 = Instant::now() + Duration::from_millis(50);
-    type WriterResult = (Vec<Duration>, Vec<(i64, i64)>, u64, Instant);
+    type WriterResult = (Vec<(Duration, Duration)>, Vec<(i64, i64)>, u64, Instant);
     let results: Vec<WriterResult> = std::thread::scope(|sc| {
         let hs: Vec<_> = (0..writers)
             .map(|w| {
@@ -681,7 +697,7 @@ fn change_rate_embedded(
                         )
                         .expect("insert");
                         acked.push((s.last_insert_rowid(), now_ns()));
-                        commit.push(started.elapsed());
+                        commit.push((started.saturating_duration_since(t0), started.elapsed()));
                     }
                     (commit, acked, late, Instant::now())
                 })
@@ -694,7 +710,7 @@ fn change_rate_embedded(
     let late: u64 = results.iter().map(|r| r.2).sum();
     let acked: std::collections::HashMap<i64, i64> =
         results.iter().flat_map(|r| r.1.iter().copied()).collect();
-    let mut commit: Vec<Duration> = results.into_iter().flat_map(|r| r.0).collect();
+    let mut commit = commit_times(results.into_iter().flat_map(|r| r.0).collect());
     let achieved = total as f64 / end.saturating_duration_since(t0).as_secs_f64();
     let cp = percentiles(&mut commit);
     let tick_us = 1e6 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
@@ -923,6 +939,10 @@ fn main() {
             "--workers" => {
                 server_args.push("--workers".into());
                 server_args.push(it.next().expect("--workers N"));
+            }
+            "--threads" => {
+                server_args.push("--threads".into());
+                server_args.push(it.next().expect("--threads N"));
             }
             "--cases" => {
                 cases = it

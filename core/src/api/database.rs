@@ -671,6 +671,115 @@ mod tests {
         assert_eq!(tx.scan("items").unwrap().count(), 25);
     }
 
+    fn count_elsewhere(db: &Database) -> usize {
+        // On another thread: a commit deferred on this one is not settled by its begin.
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let conn = db.connect();
+                let mut tx = conn.begin().unwrap();
+                tx.scan("items").unwrap().count()
+            })
+            .join()
+            .unwrap()
+        })
+    }
+
+    /// A deferred Full commit (the server's path) returns before its record is synced, stays
+    /// invisible to everyone else until `when_durable` reports it durable, and is read by a
+    /// transaction its own thread begins meanwhile.
+    #[test]
+    fn a_deferred_commit_is_visible_and_acknowledged_only_once_durable() {
+        use crate::txn::core::{defer_durable_commit, take_deferred_commit};
+        let db = Database::temporary_with(Options::default().durability(Durability::Full)).unwrap();
+        items(&db);
+        let conn = db.connect();
+        // Not armed: an ordinary commit, nothing to take.
+        insert(&conn, 1);
+        assert_eq!(take_deferred_commit(), None);
+        assert_eq!(count_elsewhere(&db), 1);
+
+        defer_durable_commit();
+        insert(&conn, 2);
+        let t = take_deferred_commit().expect("the commit was deferred");
+        assert_eq!(take_deferred_commit(), None, "taken once");
+        // Nothing made it visible yet (no other committer, no settle on this thread).
+        assert_eq!(count_elsewhere(&db), 1);
+        let (tx, rx) = std::sync::mpsc::channel();
+        db.core()
+            .when_durable(t, move |r| tx.send(r.is_ok()).unwrap());
+        assert_eq!(
+            rx.recv_timeout(std::time::Duration::from_secs(10)),
+            Ok(true)
+        );
+        assert_eq!(count_elsewhere(&db), 2);
+
+        // The deferring thread reads its own write before the acknowledgement, which then runs
+        // at once.
+        defer_durable_commit();
+        insert(&conn, 3);
+        {
+            let mut tx = conn.begin().unwrap();
+            assert_eq!(tx.scan("items").unwrap().count(), 3);
+        }
+        let t = take_deferred_commit().expect("deferred");
+        let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let r2 = ran.clone();
+        db.core().when_durable(t, move |r| {
+            r.unwrap();
+            r2.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        assert!(ran.load(std::sync::atomic::Ordering::SeqCst));
+
+        // Schema changes are never deferred.
+        defer_durable_commit();
+        let mut tx = conn.begin().unwrap();
+        tx.create_entity(&EntitySpec::new("more").id("id")).unwrap();
+        tx.commit().unwrap();
+        assert_eq!(take_deferred_commit(), None);
+    }
+
+    /// Deferred commits from many threads, acknowledged out of the syncer's rounds: every one is
+    /// acknowledged once, and all are there.
+    #[test]
+    fn deferred_commits_from_many_threads_are_all_acknowledged() {
+        use crate::txn::core::{defer_durable_commit, take_deferred_commit};
+        let db = Database::temporary_with(Options::default().durability(Durability::Full)).unwrap();
+        items(&db);
+        let (tx, rx) = std::sync::mpsc::channel::<i64>();
+        std::thread::scope(|s| {
+            for t in 0..6i64 {
+                let (db, tx) = (&db, tx.clone());
+                s.spawn(move || {
+                    let conn = db.connect();
+                    for n in 0..40 {
+                        defer_durable_commit();
+                        insert(&conn, t * 100 + n);
+                        match take_deferred_commit() {
+                            Some(ticket) => {
+                                let tx = tx.clone();
+                                db.core().when_durable(ticket, move |r| {
+                                    r.unwrap();
+                                    tx.send(t * 100 + n).unwrap();
+                                });
+                            }
+                            // Not deferred (an earlier commit was still being applied).
+                            None => tx.send(t * 100 + n).unwrap(),
+                        }
+                    }
+                });
+            }
+        });
+        drop(tx);
+        let mut acked: Vec<i64> = rx.iter().collect();
+        acked.sort_unstable();
+        let want: Vec<i64> = (0..6)
+            .flat_map(|t| (0..40).map(move |n| t * 100 + n))
+            .collect();
+        assert_eq!(acked, want);
+        assert_eq!(count_elsewhere(&db), 240);
+        assert_eq!(db.core().log.sync_waiters(), 0);
+    }
+
     #[test]
     fn concurrent_full_committers_all_commit() {
         let db = Database::temporary_with(Options::default().durability(Durability::Full)).unwrap();

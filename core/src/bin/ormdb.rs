@@ -64,6 +64,10 @@ enum Command {
         /// Requests executed at once.
         #[arg(long, default_value_t = 64)]
         workers: usize,
+        /// Threads that execute requests (default: 4 per CPU, at least 4; at most --workers).
+        /// Under --durability full a request thread does not wait for the disk.
+        #[arg(long)]
+        threads: Option<usize>,
         /// Seconds a session may stay idle before its transaction is rolled back.
         #[arg(long, default_value_t = 60.0)]
         session_idle_timeout: f64,
@@ -341,6 +345,7 @@ fn run(cmd: Command) -> ormdb::Result<()> {
             allow_remote,
             metrics,
             workers,
+            threads,
             session_idle_timeout,
             max_request_bytes,
             reply_chunk_bytes,
@@ -358,6 +363,7 @@ fn run(cmd: Command) -> ormdb::Result<()> {
             cfg.allow_remote = allow_remote;
             cfg.metrics = metrics;
             cfg.workers = workers;
+            cfg.threads = threads;
             cfg.session_idle = std::time::Duration::from_secs_f64(session_idle_timeout);
             cfg.max_request_bytes = max_request_bytes;
             cfg.reply_chunk_bytes = reply_chunk_bytes;

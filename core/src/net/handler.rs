@@ -91,9 +91,10 @@ impl Shared {
     }
 }
 
-/// Answers one request; the returned bytes are the whole reply frame.
+/// Answers one request; the returned bytes are the whole reply frame. The caller records the
+/// request's latency ([`ServerMetrics::observe_latency`]) once the reply is
+/// sent: under durability `full` that may be after a deferred commit is synced.
 pub fn handle(shared: &Shared, request: &[u8]) -> Vec<u8> {
-    let started = Instant::now();
     let body = match dispatch(shared, request) {
         Ok(b) => b,
         Err(e) => {
@@ -109,7 +110,6 @@ pub fn handle(shared: &Shared, request: &[u8]) -> Vec<u8> {
         bytes = first_chunk(shared, bytes);
     }
     shared.metrics.requests.fetch_add(1, Ordering::Relaxed);
-    shared.metrics.observe_latency(started.elapsed());
     bytes
 }
 

@@ -140,7 +140,7 @@ impl ServerMetrics {
         let name = "ormdb_server_request_duration_seconds";
         let _ = writeln!(
             out,
-            "# HELP {name} Time from receiving a request to having its reply ready.\n# TYPE {name} histogram"
+            "# HELP {name} Time from receiving a request to sending its reply (a commit under durability full included its sync).\n# TYPE {name} histogram"
         );
         let mut cumulative = 0;
         for (i, bound) in BUCKETS_US.iter().enumerate() {

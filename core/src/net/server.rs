@@ -12,7 +12,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -39,8 +39,12 @@ pub struct ServeConfig {
     pub allow_remote: bool,
     /// `host:port` of the Prometheus endpoint.
     pub metrics: Option<String>,
-    /// Requests served at once.
+    /// Requests served at once (one NNG context each).
     pub workers: usize,
+    /// Threads that execute requests (None: [`default_request_threads`]; at most `workers`).
+    /// Under durability `full` a thread does not wait for the disk (see `Slot::answer`), so a
+    /// few per CPU keep the disk busy; more only add contention on 2 CPUs.
+    pub threads: Option<usize>,
     /// A session idle for longer is rolled back.
     pub session_idle: Duration,
     pub max_request_bytes: usize,
@@ -61,6 +65,7 @@ impl ServeConfig {
             allow_remote: false,
             metrics: None,
             workers: 64,
+            threads: None,
             session_idle: Duration::from_secs(60),
             max_request_bytes: DEFAULT_MAX_REQUEST,
             reply_chunk_bytes: DEFAULT_REPLY_CHUNK,
@@ -101,7 +106,19 @@ pub fn serve(cfg: ServeConfig) -> Result<()> {
     Ok(())
 }
 
+/// Request threads when none are configured: 4 per CPU, at least 4.
+pub fn default_request_threads() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    (4 * cpus).max(4)
+}
+
 fn check_config(cfg: &ServeConfig) -> Result<()> {
+    if cfg.workers == 0 || cfg.threads == Some(0) {
+        return Err(Error::new(
+            SqlState::InvalidParameter,
+            "--workers and --threads must be at least 1",
+        ));
+    }
     if cfg.listen.is_empty() {
         return Err(Error::new(
             SqlState::InvalidParameter,
@@ -257,7 +274,11 @@ impl Server {
                 .spawn(move || rt.block_on(background(sh, idle, metrics_listener, stop_rx)))
                 .map_err(|e| io_error("starting the server's background thread", e))?,
         );
-        for i in 0..cfg.workers.max(1) {
+        let threads = cfg
+            .threads
+            .unwrap_or_else(default_request_threads)
+            .min(cfg.workers);
+        for i in 0..threads {
             let d = server.dispatch.clone();
             server.workers.push(
                 std::thread::Builder::new()
@@ -265,6 +286,8 @@ impl Server {
                     .spawn(move || worker(d))
                     .map_err(|e| io_error("starting a request thread", e))?,
             );
+        }
+        for _ in 0..cfg.workers {
             server.slots.push(Slot::open(&rep, &server.dispatch)?);
         }
         for slot in &server.slots {
@@ -318,6 +341,10 @@ impl Server {
         self.dispatch.ready.notify_all();
         for w in self.workers.drain(..) {
             let _ = w.join();
+        }
+        // Answers waiting for their commit to be synced go out now (see `Slot::answer`).
+        if let Err(e) = self.shared.db.core().log.sync_all_pending() {
+            tracing::warn!("syncing the commit log at shutdown: {e}");
         }
         for slot in &self.slots {
             slot.send.wait();
@@ -480,10 +507,18 @@ impl Slot {
     }
 
     /// Answers `request`, sends the reply on this slot's context and starts the next receive.
-    /// A request already received is always answered.
+    /// A request already received is always answered. Under durability `full` a request whose
+    /// commit is not yet durable is answered later, by the thread that finishes the log round
+    /// that syncs it, so this thread goes on to the next request instead of waiting for the disk.
     fn answer(&self, request: Msg) {
         let shared = &self.dispatch.shared;
+        let started = Instant::now();
         shared.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+        let core = shared.db.core();
+        let defer = core.durability == Durability::Full;
+        if defer {
+            crate::txn::core::defer_durable_commit();
+        }
         let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             handle(shared, request.as_slice())
         }))
@@ -494,11 +529,44 @@ impl Slot {
         });
         drop(request);
         shared.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let ticket = if defer {
+            crate::txn::core::take_deferred_commit()
+        } else {
+            None
+        };
+        match ticket {
+            None => {
+                shared.metrics.observe_latency(started.elapsed());
+                self.reply(&reply);
+            }
+            Some(t) => {
+                let me = SlotRef(self as *const Slot);
+                core.when_durable(t, move |r| {
+                    let me = me; // the whole SlotRef (Send), not its pointer field
+                                 // SAFETY: see SlotRef; `Server::stop` syncs the log (running every
+                                 // acknowledgement) before the slots go.
+                    let slot = unsafe { &*me.0 };
+                    let metrics = &slot.dispatch.shared.metrics;
+                    metrics.observe_latency(started.elapsed());
+                    match r {
+                        Ok(()) => slot.reply(&reply),
+                        Err(e) => {
+                            metrics.request_errors.fetch_add(1, Ordering::Relaxed);
+                            slot.reply(&encode_reply(error_body(&e)))
+                        }
+                    }
+                });
+            }
+        }
+    }
+
+    /// Sends `reply` on this slot's context and starts the next receive.
+    fn reply(&self, reply: &[u8]) {
         // The previous reply on this context has long been handed to its connection; a send
         // that failed left its message in the aio.
         self.send.wait();
         drop(self.send.take_msg());
-        match Msg::from_slice(&reply) {
+        match Msg::from_slice(reply) {
             Ok(m) => {
                 self.send.set_msg(m);
                 // Completes when REP has queued the reply on the connection; a requester that

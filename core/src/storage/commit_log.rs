@@ -57,6 +57,10 @@ enum Round {
     Sync,
 }
 
+/// Called once a record is synced (`Ok`) or the log failed before it was (`Err`); see
+/// [`CommitLog::on_synced`].
+pub type OnSynced = Box<dyn FnOnce(Result<()>) + Send>;
+
 /// The result of [`CommitLog::append`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Appended {
@@ -88,6 +92,9 @@ struct LogState {
     failed: Option<String>,
     /// Set to end [`CommitLog::run_syncer`].
     stop_syncer: bool,
+    /// Callbacks waiting for their record to be synced ([`CommitLog::on_synced`]), run by the
+    /// thread that finishes the round that syncs it.
+    waiters: Vec<(u64, OnSynced)>,
 }
 
 /// What replay found.
@@ -97,6 +104,29 @@ pub struct ReplayInfo {
     pub records: u64,
     pub max_ts: u64,
     pub truncated_bytes: u64,
+}
+
+/// Runs `waiters` in record order with the state lock released (`failed`: the log failed).
+fn run_waiters(
+    st: &mut parking_lot::MutexGuard<'_, LogState>,
+    mut waiters: Vec<(u64, OnSynced)>,
+    failed: Option<&str>,
+) {
+    if waiters.is_empty() {
+        return;
+    }
+    waiters.sort_by_key(|(lsn, _)| *lsn);
+    parking_lot::MutexGuard::unlocked(st, || {
+        for (_, done) in waiters {
+            done(match failed {
+                None => Ok(()),
+                Some(m) => Err(Error::io(
+                    "commit log",
+                    std::io::Error::other(m.to_string()),
+                )),
+            });
+        }
+    });
 }
 
 fn segment_path(dir: &Path, n: u64) -> PathBuf {
@@ -268,6 +298,7 @@ impl CommitLog {
                 bytes_since_rotation: 0,
                 failed: None,
                 stop_syncer: false,
+                waiters: Vec::new(),
             }),
             cond: Condvar::new(),
             rotating: Mutex::new(()),
@@ -369,6 +400,39 @@ impl CommitLog {
         }
     }
 
+    /// Runs `done` once record `lsn` is synced to disk, without waiting for it here when a round
+    /// is running: then the thread that finishes the round that syncs the record runs it (the
+    /// syncer thread, or a committer leading a round). When no round is running this thread
+    /// leads one (as [`CommitLog::persist`] would). Runs at once when the record is already synced
+    /// or the log has failed. `done` must not block for long: it holds up whoever runs it.
+    pub fn on_synced(&self, lsn: u64, done: OnSynced) {
+        let mut st = self.state.lock();
+        if let Some(f) = &st.failed {
+            let e = Error::io("commit log", std::io::Error::other(f.clone()));
+            drop(st);
+            return done(Err(e));
+        }
+        if st.synced_lsn >= lsn {
+            drop(st);
+            return done(Ok(()));
+        }
+        st.waiters.push((lsn, done));
+        if st.busy {
+            // The running round may not hold the record: the syncer takes the next one (it waits
+            // for this round to end); waking it covers a record appended before it last looked.
+            drop(st);
+            self.work.notify_one();
+            return;
+        }
+        // Errors reach every waiter, this one included.
+        let _ = self.lead(&mut st, Round::Sync);
+    }
+
+    /// Waiters on [`CommitLog::on_synced`] not yet run.
+    pub fn sync_waiters(&self) -> usize {
+        self.state.lock().waiters.len()
+    }
+
     /// Loop of the syncer thread (durability `full`): leads a write+sync round whenever records
     /// are waiting and no round is in progress, so the committers that appended them can apply
     /// their batches to the store meanwhile. It is woken only for records appended while a
@@ -455,6 +519,13 @@ impl CommitLog {
                     st.synced_ts = max_ts;
                 }
                 self.cond.notify_all();
+                if round == Round::Sync && !st.waiters.is_empty() {
+                    let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut st.waiters)
+                        .into_iter()
+                        .partition(|(lsn, _)| *lsn <= last);
+                    st.waiters = waiting;
+                    run_waiters(st, ready, None);
+                }
                 Ok(())
             }
             Err(e) => {
@@ -463,6 +534,8 @@ impl CommitLog {
                 let msg = format!("commit log write failed: {e}");
                 st.failed = Some(msg.clone());
                 self.cond.notify_all();
+                let all = std::mem::take(&mut st.waiters);
+                run_waiters(st, all, Some(&msg));
                 Err(Error::io("commit log", std::io::Error::other(msg)))
             }
         }
@@ -726,6 +799,108 @@ mod tests {
         assert_eq!(replayed(dir.path()), (1..=100).collect::<Vec<_>>());
     }
 
+    fn on_synced_runs_once_the_record_is_synced(direct: bool) {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(new_log(dir.path(), direct));
+        // No round running: this thread leads one and runs the callback before returning.
+        let lsn = log.append(1, &one_op(1)).unwrap().lsn;
+        let ran = Arc::new(AtomicUsize::new(0));
+        let (l, r) = (log.clone(), ran.clone());
+        log.on_synced(
+            lsn,
+            Box::new(move |res| {
+                res.unwrap();
+                assert!(l.state.lock().synced_lsn >= lsn);
+                r.fetch_add(1, SeqCst);
+            }),
+        );
+        assert_eq!(ran.load(SeqCst), 1);
+        // Already synced: at once.
+        let r = ran.clone();
+        log.on_synced(
+            lsn,
+            Box::new(move |res| drop(res.map(|_| r.fetch_add(1, SeqCst)))),
+        );
+        assert_eq!(ran.load(SeqCst), 2);
+        // Many threads, each record's callback run by whoever syncs it (the syncer thread or a
+        // thread that found no round running), after its sync, exactly once.
+        let l = log.clone();
+        let syncer = std::thread::spawn(move || l.run_syncer());
+        let next = Arc::new(Mutex::new(2u64));
+        let synced_seen = Arc::new(Mutex::new(Vec::new()));
+        let threads: Vec<_> = (0..6)
+            .map(|_| {
+                let (log, next, seen) = (log.clone(), next.clone(), synced_seen.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..30 {
+                        let lsn = {
+                            let mut next = next.lock();
+                            *next += 1;
+                            log.append(*next - 1, &one_op(*next - 1)).unwrap().lsn
+                        };
+                        let (l, seen) = (log.clone(), seen.clone());
+                        log.on_synced(
+                            lsn,
+                            Box::new(move |res| {
+                                res.unwrap();
+                                assert!(l.state.lock().synced_lsn >= lsn);
+                                seen.lock().push(lsn);
+                            }),
+                        );
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while synced_seen.lock().len() < 180 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "callbacks did not all run"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let mut seen = synced_seen.lock().clone();
+        seen.sort_unstable();
+        assert_eq!(seen, (2..=181).collect::<Vec<u64>>());
+        assert_eq!(log.sync_waiters(), 0);
+        log.stop_syncer();
+        syncer.join().unwrap();
+    }
+
+    fn on_synced_reports_a_failed_round_to_every_waiter(direct: bool) {
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let log = new_log(dir.path(), direct);
+        let errs = Arc::new(Mutex::new(Vec::new()));
+        let a = log.append(1, &one_op(1)).unwrap().lsn;
+        // A round is "running": the callback waits.
+        log.state.lock().busy = true;
+        let e = errs.clone();
+        log.on_synced(a, Box::new(move |r| e.lock().push((1, r.is_err()))));
+        assert!(errs.lock().is_empty());
+        assert_eq!(log.sync_waiters(), 1);
+        // The next round fails (its segment is gone): both waiters hear of it.
+        {
+            let mut st = log.state.lock();
+            st.busy = false;
+            st.seg = None;
+        }
+        let b = log.append(2, &one_op(2)).unwrap().lsn;
+        let e = errs.clone();
+        log.on_synced(b, Box::new(move |r| e.lock().push((2, r.is_err()))));
+        assert_eq!(*errs.lock(), vec![(1, true), (2, true)]);
+        // Later ones fail at once.
+        let e = errs.clone();
+        log.on_synced(b + 1, Box::new(move |r| e.lock().push((3, r.is_err()))));
+        assert_eq!(errs.lock().len(), 3);
+        assert_eq!(log.sync_waiters(), 0);
+    }
+
     /// Every test above runs against a buffered and a direct log.
     macro_rules! both_modes {
         ($($name:ident),* $(,)?) => {
@@ -748,6 +923,8 @@ mod tests {
         write_ahead_with_concurrent_committers_and_the_syncer,
         records_spanning_blocks_and_extensions_replay_intact,
         rotation_keeps_every_record,
+        on_synced_runs_once_the_record_is_synced,
+        on_synced_reports_a_failed_round_to_every_waiter,
     );
 
     /// A log asking for direct writes gets them where the file system takes `O_DIRECT` (the

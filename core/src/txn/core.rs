@@ -135,6 +135,46 @@ pub struct DbCore {
     _dir_guard: OpenDirGuard,
 }
 
+/// Deferred acknowledgement of durable commits, for a server that answers a request once its
+/// commit is durable without holding a thread until then (see [`defer_durable_commit`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Defer {
+    Off,
+    Armed,
+    Pending(DurableTicket),
+}
+
+thread_local! {
+    static DEFER: std::cell::Cell<Defer> = const { std::cell::Cell::new(Defer::Off) };
+}
+
+/// A commit that returned before its log record was synced (see [`defer_durable_commit`]).
+/// Until [`DbCore::when_durable`] reports it durable it is not visible to anyone and must not
+/// be acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DurableTicket {
+    pub lsn: u64,
+    pub ts: u64,
+}
+
+/// Lets the next commit on this thread under durability `full` return as soon as it is logged
+/// and applied, before its record is synced; [`take_deferred_commit`] then hands out its ticket,
+/// and [`DbCore::when_durable`] runs the acknowledgement once the record is synced. At most one
+/// commit per arming is deferred, and only an ordinary one (not a schema change, not one whose
+/// predecessors are still being applied). A transaction that begins on this thread meanwhile
+/// first waits for the deferred commit, so a request still reads its own writes.
+pub fn defer_durable_commit() {
+    DEFER.with(|d| d.set(Defer::Armed));
+}
+
+/// Disarms [`defer_durable_commit`] and returns the ticket of the commit it deferred, if any.
+pub fn take_deferred_commit() -> Option<DurableTicket> {
+    match DEFER.with(|d| d.replace(Defer::Off)) {
+        Defer::Pending(t) => Some(t),
+        _ => None,
+    }
+}
+
 const SEQ_PREFIX: &[u8] = b"\x02seq:";
 
 fn seq_key(table_id: u32) -> Vec<u8> {
@@ -834,7 +874,19 @@ impl DbCore {
             }
         }
         let applied = self.mark_applied(ts)?;
+        let deferred = self.durability == Durability::Full
+            && applied >= ts
+            && schema_bytes.is_none()
+            && DEFER.with(|d| {
+                let armed = d.get() == Defer::Armed;
+                if armed {
+                    d.set(Defer::Pending(DurableTicket { lsn, ts }));
+                }
+                armed
+            });
         match self.durability {
+            // Acknowledged through `when_durable`, which also makes it visible.
+            Durability::Full if deferred => {}
             Durability::Full => {
                 let synced = self
                     .log
@@ -861,6 +913,43 @@ impl DbCore {
             self.gc_queue.lock().extend(gc_candidates);
         }
         Ok(ts)
+    }
+
+    /// Runs `done` once the deferred commit `t` (see [`defer_durable_commit`]) is durable, after
+    /// making it visible; with the error instead if the log failed first (the database is then
+    /// poisoned, as after a failed sync in [`DbCore::commit`]). Runs on this thread at once, or
+    /// on whichever thread finishes the log round that syncs the commit: `done` must be short.
+    pub fn when_durable(
+        self: &Arc<Self>,
+        t: DurableTicket,
+        done: impl FnOnce(Result<()>) + Send + 'static,
+    ) {
+        let core = self.clone();
+        self.log.on_synced(
+            t.lsn,
+            Box::new(move |r| {
+                match &r {
+                    // Every commit at or below `t.ts` is applied (the watermark had passed it
+                    // when the commit was deferred) and logged at or below `t.lsn`, now synced.
+                    Ok(()) => core.oracle.advance_visible(t.ts),
+                    Err(e) => core.poison(e),
+                }
+                done(r)
+            }),
+        );
+    }
+
+    /// Before a transaction begins: a commit deferred on this thread (see
+    /// [`defer_durable_commit`]) is waited for and made visible, so the thread reads its writes.
+    /// Its ticket stays for [`take_deferred_commit`]; its acknowledgement then runs at once.
+    pub(crate) fn settle_deferred_commit(&self) -> Result<()> {
+        if let Defer::Pending(t) = DEFER.with(|d| d.get()) {
+            self.log
+                .persist(t.lsn, true)
+                .inspect_err(|e| self.poison(e))?;
+            self.oracle.advance_visible(t.ts);
+        }
+        Ok(())
     }
 
     /// Records that commit `ts` is fully applied to the store and advances the watermark over

@@ -189,6 +189,7 @@ fn image_row(view: &ImageView, row_id: i64) -> Option<StoredRow> {
 impl Txn {
     pub fn begin(core: Arc<DbCore>, opts: TxnOptions) -> Result<Txn> {
         core.check_open()?;
+        core.settle_deferred_commit()?;
         let snapshot_ts = core.oracle.begin_snapshot();
         let schema = match core.schema_at(snapshot_ts) {
             Ok(s) => s,
