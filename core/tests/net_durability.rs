@@ -35,11 +35,9 @@ fn int(v: &Value) -> i64 {
 }
 
 /// 12 writers (autocommit prepared inserts, and every fourth write a two-row transaction over
-/// several requests) on two request threads, then the server is killed while they write. After
-/// reopening, every acknowledged write is there, once; the only rows beyond them are a writer's
-/// last, unacknowledged write.
-#[test]
-fn acknowledged_commits_survive_a_kill_of_the_server() {
+/// several requests) on two request threads for 1.5 s, then `end` stops the server while they
+/// write. Returns what the writers saw acknowledged and what the reopened database holds.
+fn write_then(end: impl FnOnce(&mut Server)) -> (Vec<(i64, i64)>, Vec<(i64, i64)>) {
     let mut server = Server::start(&["--threads", "2"]);
     let setup = client(&server.ipc);
     setup
@@ -90,10 +88,11 @@ fn acknowledged_commits_survive_a_kill_of_the_server() {
             });
         }
         std::thread::sleep(Duration::from_millis(1500));
-        server.kill();
+        end(&mut server);
         stop.store(true, Ordering::Relaxed);
     });
-    let acked = acked.into_inner().unwrap();
+    let mut acked = acked.into_inner().unwrap();
+    acked.sort_unstable();
     assert!(
         acked.len() > 100,
         "only {} writes were acknowledged",
@@ -111,20 +110,23 @@ fn acknowledged_commits_survive_a_kill_of_the_server() {
         })
         .collect();
     stored.sort_unstable();
-    let before = stored.len();
-    stored.dedup();
-    assert_eq!(stored.len(), before, "a write was stored twice");
-    let mut want = acked.clone();
-    want.sort_unstable();
-    let missing: Vec<_> = want
+    (acked, stored)
+}
+
+/// Every acknowledged write is stored, once; the only rows beyond them are each writer's last
+/// write, whose acknowledgement was lost with the server.
+fn check(acked: &[(i64, i64)], stored: &[(i64, i64)]) {
+    let mut uniq = stored.to_vec();
+    uniq.dedup();
+    assert_eq!(uniq.len(), stored.len(), "a write was stored twice");
+    let missing: Vec<_> = acked
         .iter()
         .filter(|a| stored.binary_search(a).is_err())
         .collect();
     assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
-    // Beyond the acknowledged writes: at most each writer's write in flight at the kill.
-    for (w, n) in &stored {
-        if want.binary_search(&(*w, *n)).is_err() {
-            let last = want.iter().filter(|a| a.0 == *w).map(|a| a.1).max();
+    for (w, n) in stored {
+        if acked.binary_search(&(*w, *n)).is_err() {
+            let last = acked.iter().filter(|a| a.0 == *w).map(|a| a.1).max();
             let next = last.map_or(0, |l| l + 1);
             assert!(
                 *n == next || *n == next + 1,
@@ -132,6 +134,22 @@ fn acknowledged_commits_survive_a_kill_of_the_server() {
             );
         }
     }
+}
+
+#[test]
+fn acknowledged_commits_survive_a_kill_of_the_server() {
+    let (acked, stored) = write_then(|s| s.kill());
+    check(&acked, &stored);
+}
+
+/// SIGTERM while commits wait for their sync: the server answers them, syncs and exits cleanly.
+#[test]
+fn a_graceful_stop_answers_commits_waiting_for_their_sync() {
+    let (acked, stored) = write_then(|s| {
+        let out = s.stop();
+        assert!(!out.contains("panicked"), "{out}");
+    });
+    check(&acked, &stored);
 }
 
 /// A request of several statements in autocommit: each statement commits, and the next one

@@ -342,8 +342,9 @@ impl Server {
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
-        // Answers waiting for their commit to be synced go out now (see `Slot::answer`).
-        if let Err(e) = self.shared.db.core().log.sync_all_pending() {
+        // Answers waiting for their commit to be synced go out now (see `Slot::answer`), and
+        // none is still being sent by another thread when the slots go.
+        if let Err(e) = self.shared.db.core().log.sync_all_and_settle() {
             tracing::warn!("syncing the commit log at shutdown: {e}");
         }
         for slot in &self.slots {

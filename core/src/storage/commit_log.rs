@@ -95,6 +95,8 @@ struct LogState {
     /// Callbacks waiting for their record to be synced ([`CommitLog::on_synced`]), run by the
     /// thread that finishes the round that syncs it.
     waiters: Vec<(u64, OnSynced)>,
+    /// Callbacks taken from `waiters` and being run (see [`CommitLog::sync_all_and_settle`]).
+    running_waiters: usize,
 }
 
 /// What replay found.
@@ -104,29 +106,6 @@ pub struct ReplayInfo {
     pub records: u64,
     pub max_ts: u64,
     pub truncated_bytes: u64,
-}
-
-/// Runs `waiters` in record order with the state lock released (`failed`: the log failed).
-fn run_waiters(
-    st: &mut parking_lot::MutexGuard<'_, LogState>,
-    mut waiters: Vec<(u64, OnSynced)>,
-    failed: Option<&str>,
-) {
-    if waiters.is_empty() {
-        return;
-    }
-    waiters.sort_by_key(|(lsn, _)| *lsn);
-    parking_lot::MutexGuard::unlocked(st, || {
-        for (_, done) in waiters {
-            done(match failed {
-                None => Ok(()),
-                Some(m) => Err(Error::io(
-                    "commit log",
-                    std::io::Error::other(m.to_string()),
-                )),
-            });
-        }
-    });
 }
 
 fn segment_path(dir: &Path, n: u64) -> PathBuf {
@@ -299,6 +278,7 @@ impl CommitLog {
                 failed: None,
                 stop_syncer: false,
                 waiters: Vec::new(),
+                running_waiters: 0,
             }),
             cond: Condvar::new(),
             rotating: Mutex::new(()),
@@ -428,6 +408,50 @@ impl CommitLog {
         let _ = self.lead(&mut st, Round::Sync);
     }
 
+    /// Runs `waiters` in record order with the state lock released (`failed`: the log failed),
+    /// counted in `running_waiters` meanwhile.
+    fn run_waiters(
+        &self,
+        st: &mut parking_lot::MutexGuard<'_, LogState>,
+        mut waiters: Vec<(u64, OnSynced)>,
+        failed: Option<&str>,
+    ) {
+        if waiters.is_empty() {
+            return;
+        }
+        let n = waiters.len();
+        waiters.sort_by_key(|(lsn, _)| *lsn);
+        st.running_waiters += n;
+        parking_lot::MutexGuard::unlocked(st, || {
+            for (_, done) in waiters {
+                done(match failed {
+                    None => Ok(()),
+                    Some(m) => Err(Error::io(
+                        "commit log",
+                        std::io::Error::other(m.to_string()),
+                    )),
+                });
+            }
+        });
+        st.running_waiters -= n;
+        if st.running_waiters == 0 {
+            self.cond.notify_all();
+        }
+    }
+
+    /// [`CommitLog::sync_all_pending`], then waits until every [`CommitLog::on_synced`]
+    /// callback that sync made due has finished running, on whichever thread runs it. After it,
+    /// with no new appends, no callback runs any more (a server stops on it before its request
+    /// contexts go away).
+    pub fn sync_all_and_settle(&self) -> Result<u64> {
+        let synced = self.sync_all_pending();
+        let mut st = self.state.lock();
+        while st.running_waiters > 0 {
+            self.cond.wait(&mut st);
+        }
+        synced
+    }
+
     /// Waiters on [`CommitLog::on_synced`] not yet run.
     pub fn sync_waiters(&self) -> usize {
         self.state.lock().waiters.len()
@@ -524,7 +548,7 @@ impl CommitLog {
                         .into_iter()
                         .partition(|(lsn, _)| *lsn <= last);
                     st.waiters = waiting;
-                    run_waiters(st, ready, None);
+                    self.run_waiters(st, ready, None);
                 }
                 Ok(())
             }
@@ -535,7 +559,7 @@ impl CommitLog {
                 st.failed = Some(msg.clone());
                 self.cond.notify_all();
                 let all = std::mem::take(&mut st.waiters);
-                run_waiters(st, all, Some(&msg));
+                self.run_waiters(st, all, Some(&msg));
                 Err(Error::io("commit log", std::io::Error::other(msg)))
             }
         }
@@ -872,6 +896,36 @@ mod tests {
         syncer.join().unwrap();
     }
 
+    fn sync_all_and_settle_waits_for_callbacks_running_elsewhere(direct: bool) {
+        use std::sync::atomic::{AtomicU8, Ordering::SeqCst};
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(new_log(dir.path(), direct));
+        let stage = Arc::new(AtomicU8::new(0));
+        let lsn = log.append(1, &one_op(1)).unwrap().lsn;
+        let (l, st) = (log.clone(), stage.clone());
+        // This thread leads the round and runs the (slow) callback.
+        let runner = std::thread::spawn(move || {
+            let st2 = st.clone();
+            l.on_synced(
+                lsn,
+                Box::new(move |r| {
+                    r.unwrap();
+                    st2.store(1, SeqCst);
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    st2.store(2, SeqCst);
+                }),
+            );
+        });
+        while stage.load(SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        // The record is synced already; settling still waits for the callback to end.
+        log.sync_all_and_settle().unwrap();
+        assert_eq!(stage.load(SeqCst), 2);
+        runner.join().unwrap();
+    }
+
     fn on_synced_reports_a_failed_round_to_every_waiter(direct: bool) {
         use std::sync::Arc;
         let dir = tempfile::tempdir().unwrap();
@@ -925,6 +979,7 @@ mod tests {
         rotation_keeps_every_record,
         on_synced_runs_once_the_record_is_synced,
         on_synced_reports_a_failed_round_to_every_waiter,
+        sync_all_and_settle_waits_for_callbacks_running_elsewhere,
     );
 
     /// A log asking for direct writes gets them where the file system takes `O_DIRECT` (the
