@@ -34,10 +34,13 @@ fn int(v: &Value) -> i64 {
     }
 }
 
+/// A writer's number and its write's number.
+type Write = (i64, i64);
+
 /// 12 writers (autocommit prepared inserts, and every fourth write a two-row transaction over
 /// several requests) on two request threads for 1.5 s, then `end` stops the server while they
 /// write. Returns what the writers saw acknowledged and what the reopened database holds.
-fn write_then(end: impl FnOnce(&mut Server)) -> (Vec<(i64, i64)>, Vec<(i64, i64)>) {
+fn write_then(end: impl FnOnce(&mut Server)) -> (Vec<Write>, Vec<Write>) {
     let mut server = Server::start(&["--threads", "2"]);
     let setup = client(&server.ipc);
     setup
@@ -115,7 +118,7 @@ fn write_then(end: impl FnOnce(&mut Server)) -> (Vec<(i64, i64)>, Vec<(i64, i64)
 
 /// Every acknowledged write is stored, once; the only rows beyond them are each writer's last
 /// write, whose acknowledgement was lost with the server.
-fn check(acked: &[(i64, i64)], stored: &[(i64, i64)]) {
+fn check(acked: &[Write], stored: &[Write]) {
     let mut uniq = stored.to_vec();
     uniq.dedup();
     assert_eq!(uniq.len(), stored.len(), "a write was stored twice");
