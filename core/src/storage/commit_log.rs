@@ -57,9 +57,9 @@ enum Round {
     Sync,
 }
 
-/// Called once a record is synced (`Ok`) or the log failed before it was (`Err`); see
-/// [`CommitLog::on_synced`].
-pub type OnSynced = Box<dyn FnOnce(Result<()>) + Send>;
+/// Called once a record is synced (`Ok`, with the highest commit timestamp that sync covered)
+/// or the log failed before it was (`Err`); see [`CommitLog::on_synced`].
+pub type OnSynced = Box<dyn FnOnce(Result<u64>) + Send>;
 
 /// The result of [`CommitLog::append`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -393,8 +393,9 @@ impl CommitLog {
             return done(Err(e));
         }
         if st.synced_lsn >= lsn {
+            let ts = st.synced_ts;
             drop(st);
-            return done(Ok(()));
+            return done(Ok(ts));
         }
         st.waiters.push((lsn, done));
         if st.busy {
@@ -414,6 +415,7 @@ impl CommitLog {
         &self,
         st: &mut parking_lot::MutexGuard<'_, LogState>,
         mut waiters: Vec<(u64, OnSynced)>,
+        synced_ts: u64,
         failed: Option<&str>,
     ) {
         if waiters.is_empty() {
@@ -425,7 +427,7 @@ impl CommitLog {
         parking_lot::MutexGuard::unlocked(st, || {
             for (_, done) in waiters {
                 done(match failed {
-                    None => Ok(()),
+                    None => Ok(synced_ts),
                     Some(m) => Err(Error::io(
                         "commit log",
                         std::io::Error::other(m.to_string()),
@@ -548,7 +550,7 @@ impl CommitLog {
                         .into_iter()
                         .partition(|(lsn, _)| *lsn <= last);
                     st.waiters = waiting;
-                    self.run_waiters(st, ready, None);
+                    self.run_waiters(st, ready, max_ts, None);
                 }
                 Ok(())
             }
@@ -559,7 +561,7 @@ impl CommitLog {
                 st.failed = Some(msg.clone());
                 self.cond.notify_all();
                 let all = std::mem::take(&mut st.waiters);
-                self.run_waiters(st, all, Some(&msg));
+                self.run_waiters(st, all, 0, Some(&msg));
                 Err(Error::io("commit log", std::io::Error::other(msg)))
             }
         }

@@ -927,14 +927,20 @@ impl DbCore {
         let core = self.clone();
         self.log.on_synced(
             t.lsn,
-            Box::new(move |r| {
-                match &r {
+            Box::new(move |r| match r {
+                Ok(synced) => {
                     // Every commit at or below `t.ts` is applied (the watermark had passed it
-                    // when the commit was deferred) and logged at or below `t.lsn`, now synced.
-                    Ok(()) => core.oracle.advance_visible(t.ts),
-                    Err(e) => core.poison(e),
+                    // when the commit was deferred) and logged at or below `t.lsn`, now synced;
+                    // so is every applied one up to the sync's newest, which the first
+                    // acknowledgement of a round makes visible for the whole round.
+                    let applied = core.applying.lock().watermark;
+                    core.oracle.advance_visible(synced.min(applied));
+                    done(Ok(()))
                 }
-                done(r)
+                Err(e) => {
+                    core.poison(&e);
+                    done(Err(e))
+                }
             }),
         );
     }
