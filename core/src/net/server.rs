@@ -543,9 +543,10 @@ impl Slot {
             Some(t) => {
                 let me = SlotRef(self as *const Slot);
                 core.when_durable(t, move |r| {
-                    let me = me; // the whole SlotRef (Send), not its pointer field
-                                 // SAFETY: see SlotRef; `Server::stop` syncs the log (running every
-                                 // acknowledgement) before the slots go.
+                    // The whole SlotRef (Send), not just its pointer field.
+                    let me = me;
+                    // SAFETY: see SlotRef; `Server::stop` syncs the log and waits for every
+                    // acknowledgement being run (`sync_all_and_settle`) before the slots go.
                     let slot = unsafe { &*me.0 };
                     let metrics = &slot.dispatch.shared.metrics;
                     metrics.observe_latency(started.elapsed());

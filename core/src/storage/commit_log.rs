@@ -425,14 +425,19 @@ impl CommitLog {
         waiters.sort_by_key(|(lsn, _)| *lsn);
         st.running_waiters += n;
         parking_lot::MutexGuard::unlocked(st, || {
-            for (_, done) in waiters {
-                done(match failed {
+            for (lsn, done) in waiters {
+                let r = match failed {
                     None => Ok(synced_ts),
                     Some(m) => Err(Error::io(
                         "commit log",
                         std::io::Error::other(m.to_string()),
                     )),
-                });
+                };
+                // A callback that panics must not take the syncer thread (or a committer) with
+                // it, nor leave `running_waiters` up.
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| done(r))).is_err() {
+                    tracing::error!(lsn, "a commit log callback panicked");
+                }
             }
         });
         st.running_waiters -= n;
@@ -928,6 +933,26 @@ mod tests {
         runner.join().unwrap();
     }
 
+    fn a_panicking_callback_does_not_stop_the_others(direct: bool) {
+        use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let log = new_log(dir.path(), direct);
+        let a = log.append(1, &one_op(1)).unwrap().lsn;
+        let b = log.append(2, &one_op(2)).unwrap().lsn;
+        log.state.lock().busy = true;
+        log.on_synced(a, Box::new(|_| panic!("a callback's bug")));
+        let ran = Arc::new(AtomicBool::new(false));
+        let r = ran.clone();
+        log.on_synced(b, Box::new(move |res| r.store(res.is_ok(), SeqCst)));
+        log.state.lock().busy = false;
+        // Runs both on this thread: the first panics, the second still runs, nothing is stuck.
+        log.sync_all_and_settle().unwrap();
+        assert!(ran.load(SeqCst));
+        assert_eq!(log.sync_waiters(), 0);
+        assert_eq!(log.state.lock().running_waiters, 0);
+    }
+
     fn on_synced_reports_a_failed_round_to_every_waiter(direct: bool) {
         use std::sync::Arc;
         let dir = tempfile::tempdir().unwrap();
@@ -982,6 +1007,7 @@ mod tests {
         on_synced_runs_once_the_record_is_synced,
         on_synced_reports_a_failed_round_to_every_waiter,
         sync_all_and_settle_waits_for_callbacks_running_elsewhere,
+        a_panicking_callback_does_not_stop_the_others,
     );
 
     /// A log asking for direct writes gets them where the file system takes `O_DIRECT` (the
