@@ -459,8 +459,9 @@ impl CommitLog {
         synced
     }
 
-    /// Waiters on [`CommitLog::on_synced`] not yet run.
-    pub fn sync_waiters(&self) -> usize {
+    /// Waiters on [`CommitLog::on_synced`] not yet run (for tests).
+    #[cfg(test)]
+    pub(crate) fn sync_waiters(&self) -> usize {
         self.state.lock().waiters.len()
     }
 
