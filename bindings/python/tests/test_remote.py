@@ -32,12 +32,30 @@ def free_port() -> int:
 
 class Server:
     def __init__(self, tmp: Path, tcp: Optional[str] = None, extra: Optional[list] = None) -> None:
-        extra = extra or []
         # A restart passes the previous server's tcp URL (the ipc path is fixed per directory).
+        # Ports picked here may be taken by another process before the server binds them (the
+        # machine is shared): then start again on other ports.
+        for attempt in range(5):
+            try:
+                self._start(tmp, tcp, extra or [])
+                return
+            except RuntimeError as e:
+                if tcp is not None or "Address in use" not in str(e) or attempt == 4:
+                    raise
+
+    def _start(self, tmp: Path, tcp: Optional[str], extra: list) -> None:
         self.tcp = tcp or f"tcp://127.0.0.1:{free_port()}"
         self.ipc = f"ipc://{tmp / 'req.sock'}"
+        # The change endpoints are given, not left to their default (the request port + 1,
+        # which nothing reserved); clients learn them in the handshake.
+        changes = [
+            "--changes-listen",
+            f"tcp://127.0.0.1:{free_port()}",
+            "--changes-listen",
+            f"ipc://{tmp / 'changes.sock'}",
+        ]
         self.proc = subprocess.Popen(
-            [str(BIN), "serve", str(tmp / "db"), "--listen", self.tcp, "--listen", self.ipc, *extra],
+            [str(BIN), "serve", str(tmp / "db"), "--listen", self.tcp, "--listen", self.ipc, *changes, *extra],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -52,10 +70,12 @@ class Server:
                 if "listening on" in line:
                     ready.set()
 
-        threading.Thread(target=pump, daemon=True).start()
+        reader = threading.Thread(target=pump, daemon=True)
+        reader.start()
         deadline = time.monotonic() + 60
         while not ready.wait(0.1):
             if self.proc.poll() is not None:
+                reader.join(timeout=5)  # the rest of its output, for the message
                 raise RuntimeError(f"ormdb serve exited early: {''.join(self.lines)}")
             if time.monotonic() > deadline:
                 self.proc.kill()
