@@ -368,6 +368,12 @@ impl Aio {
         unsafe { nng_sys::nng_aio_set_msg(self.0, m.into_raw()) }
     }
 
+    /// Whether an operation is in progress (a send still waiting for its connection, say).
+    pub fn busy(&self) -> bool {
+        // SAFETY: reads a live aio's state.
+        unsafe { nng_sys::nng_aio_busy(self.0) }
+    }
+
     /// Blocks until the operation in progress, if any, has completed (callback included).
     pub fn wait(&self) {
         // SAFETY: waits on a live aio.

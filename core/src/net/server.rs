@@ -458,8 +458,18 @@ struct Dispatch {
 
 #[derive(Default)]
 struct Queue {
-    jobs: std::collections::VecDeque<(SlotRef, Msg)>,
+    jobs: std::collections::VecDeque<Job>,
     closed: bool,
+}
+
+/// Work for a request thread.
+enum Job {
+    /// A request to answer on its slot.
+    Request(SlotRef, Msg),
+    /// A reply to send on a slot whose previous reply is still waiting for its connection (a
+    /// requester slow to read): sending it means waiting for that, which must not hold up the
+    /// commit log's thread (see `Slot::answer`).
+    Reply(SlotRef, Vec<u8>),
 }
 
 /// One REP context with its receive and send operations.
@@ -550,13 +560,24 @@ impl Slot {
                     let slot = unsafe { &*me.0 };
                     let metrics = &slot.dispatch.shared.metrics;
                     metrics.observe_latency(started.elapsed());
-                    match r {
-                        Ok(()) => slot.reply(&reply),
+                    let reply = match r {
+                        Ok(()) => reply,
                         Err(e) => {
                             metrics.request_errors.fetch_add(1, Ordering::Relaxed);
-                            slot.reply(&encode_reply(error_body(&e)))
+                            encode_reply(error_body(&e))
+                        }
+                    };
+                    if slot.send.busy() {
+                        let d = &slot.dispatch;
+                        let mut q = d.queue.lock();
+                        if !q.closed {
+                            q.jobs.push_back(Job::Reply(me, reply));
+                            drop(q);
+                            d.ready.notify_one();
+                            return;
                         }
                     }
+                    slot.reply(&reply);
                 });
             }
         }
@@ -616,7 +637,7 @@ fn received(slot: &Slot) {
     d.queue
         .lock()
         .jobs
-        .push_back((SlotRef(slot as *const Slot), request));
+        .push_back(Job::Request(SlotRef(slot as *const Slot), request));
     d.ready.notify_one();
 }
 
@@ -635,9 +656,12 @@ fn worker(d: Arc<Dispatch>) {
                 d.ready.wait(&mut q);
             }
         };
-        let Some((slot, request)) = job else { return };
-        // SAFETY: see SlotRef.
-        unsafe { &*slot.0 }.answer(request);
+        // SAFETY (both arms): see SlotRef.
+        match job {
+            None => return,
+            Some(Job::Request(slot, request)) => unsafe { &*slot.0 }.answer(request),
+            Some(Job::Reply(slot, reply)) => unsafe { &*slot.0 }.reply(&reply),
+        }
     }
 }
 
