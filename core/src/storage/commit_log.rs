@@ -108,6 +108,11 @@ pub struct ReplayInfo {
     pub truncated_bytes: u64,
 }
 
+/// The error every commit, persist and sync waiter gets once the log has failed (`msg` says how).
+fn failure(msg: &str) -> Error {
+    Error::io("commit log", std::io::Error::other(msg.to_string()))
+}
+
 fn segment_path(dir: &Path, n: u64) -> PathBuf {
     dir.join(format!("{n:016}.wal"))
 }
@@ -294,7 +299,7 @@ impl CommitLog {
     pub fn append(&self, ts: u64, batch: &Batch) -> Result<Appended> {
         let mut st = self.state.lock();
         if let Some(f) = &st.failed {
-            return Err(Error::io("commit log", std::io::Error::other(f.clone())));
+            return Err(failure(f));
         }
         let before = st.buf.len();
         // A lone committer (no round running, nothing else buffered) writes and syncs its own
@@ -364,7 +369,7 @@ impl CommitLog {
         let mut st = self.state.lock();
         loop {
             if let Some(f) = &st.failed {
-                return Err(Error::io("commit log", std::io::Error::other(f.clone())));
+                return Err(failure(f));
             }
             if sync && st.synced_lsn >= lsn {
                 return Ok(st.synced_ts);
@@ -388,7 +393,7 @@ impl CommitLog {
     pub fn on_synced(&self, lsn: u64, done: OnSynced) {
         let mut st = self.state.lock();
         if let Some(f) = &st.failed {
-            let e = Error::io("commit log", std::io::Error::other(f.clone()));
+            let e = failure(f);
             drop(st);
             return done(Err(e));
         }
@@ -428,10 +433,7 @@ impl CommitLog {
             for (lsn, done) in waiters {
                 let r = match failed {
                     None => Ok(synced_ts),
-                    Some(m) => Err(Error::io(
-                        "commit log",
-                        std::io::Error::other(m.to_string()),
-                    )),
+                    Some(m) => Err(failure(m)),
                 };
                 // A callback that panics must not take the syncer thread (or a committer) with
                 // it, nor leave `running_waiters` up.
@@ -568,7 +570,7 @@ impl CommitLog {
                 self.cond.notify_all();
                 let all = std::mem::take(&mut st.waiters);
                 self.run_waiters(st, all, 0, Some(&msg));
-                Err(Error::io("commit log", std::io::Error::other(msg)))
+                Err(failure(&msg))
             }
         }
     }
