@@ -372,3 +372,175 @@ fn sigterm_finishes_requests_in_flight_and_rolls_back_open_sessions() {
         .unwrap();
     assert_eq!(r.rows, vec![vec![Value::Integer(0)]]);
 }
+
+/// A raw REQ peer on ipc:// that sends requests back to back and reads no reply until told to:
+/// a frozen process, or a client that pipelines and stops reading.
+struct FrozenReader(std::os::unix::net::UnixStream);
+
+impl FrozenReader {
+    fn connect(ipc_url: &str) -> FrozenReader {
+        let mut s =
+            std::os::unix::net::UnixStream::connect(ipc_url.strip_prefix("ipc://").unwrap())
+                .unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.write_all(&[0, b'S', b'P', 0, 0x00, 0x30, 0, 0]).unwrap();
+        let mut theirs = [0u8; 8];
+        std::io::Read::read_exact(&mut s, &mut theirs).unwrap();
+        assert_eq!(&theirs[..4], &[0, b'S', b'P', 0], "an SP peer");
+        FrozenReader(s)
+    }
+
+    /// Sends `sql` as request `id` (IPC framing: a type byte, the length, REQ's request id).
+    fn send(&mut self, id: u32, sql: &str) {
+        let body = encode(&Body::Sql {
+            session: 0,
+            sql: sql.into(),
+            params: Params::None,
+        })
+        .unwrap();
+        let mut frame = vec![1u8];
+        frame.extend_from_slice(&(4 + body.len() as u64).to_be_bytes());
+        frame.extend_from_slice(&(id | 0x8000_0000).to_be_bytes());
+        frame.extend_from_slice(&body);
+        self.0.write_all(&frame).unwrap();
+    }
+
+    /// Reads the next reply: (request id, body).
+    fn read_reply(&mut self) -> (u32, Vec<u8>) {
+        let mut head = [0u8; 9];
+        std::io::Read::read_exact(&mut self.0, &mut head).unwrap();
+        let len = u64::from_be_bytes(head[1..].try_into().unwrap()) as usize;
+        let mut payload = vec![0u8; len];
+        std::io::Read::read_exact(&mut self.0, &mut payload).unwrap();
+        let id = u32::from_be_bytes(payload[..4].try_into().unwrap()) & 0x7fff_ffff;
+        (id, payload.split_off(4))
+    }
+}
+
+/// Tables for the slow-reader tests: `big` (32 rows of 64 KiB: a 2 MiB reply, far more than a
+/// UNIX socket buffers) and an empty `t`.
+async fn slow_reader_tables(c: &Client) {
+    c.sql(
+        "CREATE TABLE big (id INTEGER PRIMARY KEY, v TEXT)",
+        Params::None,
+    )
+    .await
+    .unwrap();
+    c.sql(
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, w INTEGER)",
+        Params::None,
+    )
+    .await
+    .unwrap();
+    for i in 0..32 {
+        c.sql(
+            "INSERT INTO big (id, v) VALUES (?, ?)",
+            Params::Positional(vec![Value::Integer(i), Value::Text("x".repeat(64 << 10))]),
+        )
+        .await
+        .unwrap();
+    }
+}
+
+/// Writers and readers on both transports, each request allowed `timeout`: `n` autocommit
+/// inserts and `n` counts per client, ids from `first`.
+async fn others_are_served(server: &Server, first: i64, n: i64, timeout: Duration) {
+    let opts = ormdb::net::ClientOptions {
+        request_timeout: timeout,
+        ..Default::default()
+    };
+    let mut tasks = Vec::new();
+    for (k, url) in [&server.tcp, &server.ipc].into_iter().enumerate() {
+        let c = Client::connect_with(url, opts.clone()).await.unwrap();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..n {
+                let id = first + k as i64 * n + i;
+                c.sql(
+                    "INSERT INTO t (id, w) VALUES (?, 1)",
+                    Params::Positional(vec![Value::Integer(id)]),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("insert {id}: {e}"));
+                c.sql("SELECT count(*) FROM t", Params::None)
+                    .await
+                    .unwrap_or_else(|e| panic!("count after insert {id}: {e}"));
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+#[test]
+fn a_client_that_stops_reading_its_replies_holds_up_nobody_else() {
+    // Few contexts and request threads, so that a server whose contexts or threads waited for
+    // the frozen reader would stall everyone.
+    let mut server = Server::start(&["--workers", "8", "--threads", "2"]);
+    let rt = runtime();
+    let c = rt.block_on(Client::connect(&server.ipc)).unwrap();
+    rt.block_on(slow_reader_tables(&c));
+    // Five 2 MiB replies, none read: the first fills the connection, the other four wait
+    // behind it, each on a context of its own.
+    let mut frozen = FrozenReader::connect(&server.ipc);
+    for id in 1..=5 {
+        frozen.send(id, "SELECT v FROM big ORDER BY id");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    rt.block_on(others_are_served(&server, 0, 50, Duration::from_secs(10)));
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(20), "others took {took:?}");
+    // The frozen reader wakes up: every reply is still there, whole.
+    let mut ids = Vec::new();
+    for _ in 1..=5 {
+        let (id, body) = frozen.read_reply();
+        match decode(&body).unwrap().body {
+            Body::SqlResult(r) => {
+                assert_eq!(r.rows.len(), 32);
+                assert!(r
+                    .rows
+                    .iter()
+                    .all(|row| row[0] == Value::Text("x".repeat(64 << 10))));
+            }
+            other => panic!("reply {id}: {other:?}"),
+        }
+        ids.push(id);
+    }
+    ids.sort_unstable();
+    assert_eq!(ids, vec![1, 2, 3, 4, 5]);
+    rt.block_on(async {
+        let r = c.sql("SELECT count(*) FROM t", Params::None).await.unwrap();
+        assert_eq!(r.rows, vec![vec![Value::Integer(100)]]);
+    });
+    drop(frozen);
+    server.stop();
+}
+
+#[test]
+fn a_reply_never_read_is_dropped_after_the_reply_timeout_and_shutdown_does_not_wait_for_it() {
+    let mut server = Server::start(&["--workers", "4", "--threads", "2", "--reply-timeout", "1"]);
+    let rt = runtime();
+    let c = rt.block_on(Client::connect(&server.ipc)).unwrap();
+    rt.block_on(slow_reader_tables(&c));
+    // More unread requests than the server has contexts: every context ends up holding a
+    // reply for the frozen reader, until the reply timeout lets it go.
+    let mut frozen = FrozenReader::connect(&server.ipc);
+    for id in 1..=8 {
+        frozen.send(id, "SELECT v FROM big ORDER BY id");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    rt.block_on(others_are_served(&server, 0, 20, Duration::from_secs(30)));
+    rt.block_on(async {
+        let r = c.sql("SELECT count(*) FROM t", Params::None).await.unwrap();
+        assert_eq!(r.rows, vec![vec![Value::Integer(40)]]);
+        let text = c.metrics().await.unwrap();
+        assert!(
+            metric(&text, "ormdb_server_replies_dropped_total") >= 1,
+            "{text}"
+        );
+    });
+    // The reader is still frozen, its connection still full: SIGTERM stops the server anyway.
+    server.stop();
+    drop(frozen);
+}

@@ -324,6 +324,48 @@ fn refuses_non_loopback_without_allow_remote() {
 }
 
 #[test]
+fn refuses_bad_option_values() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, says) in [
+        (
+            &["--workers", "0"][..],
+            "--workers and --threads must be at least 1",
+        ),
+        (
+            &["--threads", "0"][..],
+            "--workers and --threads must be at least 1",
+        ),
+        (
+            &["--reply-timeout", "0"][..],
+            "--reply-timeout must be a positive",
+        ),
+        (
+            &["--reply-timeout=-3"][..],
+            "--reply-timeout must be a positive",
+        ),
+        (
+            &["--reply-timeout", "1e300"][..],
+            "--reply-timeout must be a positive",
+        ),
+        (
+            &["--session-idle-timeout", "nan"][..],
+            "--session-idle-timeout must be a positive",
+        ),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ormdb"))
+            .arg("serve")
+            .arg(dir.path().join("db"))
+            .args(["--listen", "tcp://127.0.0.1:0"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
+
+#[test]
 fn large_results_arrive_in_chunks() {
     let server = Server::start(&["--reply-chunk-bytes", "1048576"]);
     let rt = runtime();

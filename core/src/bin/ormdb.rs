@@ -77,6 +77,10 @@ enum Command {
         /// Replies larger than this many bytes are sent in pieces.
         #[arg(long, default_value_t = ormdb::net::DEFAULT_REPLY_CHUNK)]
         reply_chunk_bytes: usize,
+        /// Seconds a reply may wait for a requester that reads none of its replies (its
+        /// connection still sending an earlier one) before it is dropped.
+        #[arg(long, default_value_t = ormdb::net::DEFAULT_REPLY_TIMEOUT.as_secs_f64())]
+        reply_timeout: f64,
         /// `full`: a commit is acknowledged once the commit log is synced (the default);
         /// `normal`: once it is written to the OS, synced on an interval.
         #[arg(long, default_value = "full")]
@@ -349,14 +353,20 @@ fn run(cmd: Command) -> ormdb::Result<()> {
             session_idle_timeout,
             max_request_bytes,
             reply_chunk_bytes,
+            reply_timeout,
             durability,
             nng_threads,
         } => {
-            if !(session_idle_timeout.is_finite() && session_idle_timeout > 0.0) {
-                return Err(ormdb::Error::new(
-                    ormdb::SqlState::InvalidParameter,
-                    "--session-idle-timeout must be a positive number of seconds",
-                ));
+            for (flag, secs) in [
+                ("--session-idle-timeout", session_idle_timeout),
+                ("--reply-timeout", reply_timeout),
+            ] {
+                if !(secs.is_finite() && secs > 0.0 && secs < 1e9) {
+                    return Err(ormdb::Error::new(
+                        ormdb::SqlState::InvalidParameter,
+                        format!("{flag} must be a positive number of seconds"),
+                    ));
+                }
             }
             let mut cfg = ormdb::net::ServeConfig::new(path, listen);
             cfg.change_listen = changes_listen;
@@ -367,6 +377,7 @@ fn run(cmd: Command) -> ormdb::Result<()> {
             cfg.session_idle = std::time::Duration::from_secs_f64(session_idle_timeout);
             cfg.max_request_bytes = max_request_bytes;
             cfg.reply_chunk_bytes = reply_chunk_bytes;
+            cfg.reply_timeout = std::time::Duration::from_secs_f64(reply_timeout);
             cfg.durability = match durability.to_ascii_lowercase().as_str() {
                 "full" => ormdb::Durability::Full,
                 "normal" => ormdb::Durability::Normal,

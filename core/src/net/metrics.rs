@@ -28,6 +28,8 @@ pub struct ServerMetrics {
     pub changes_published: AtomicU64,
     pub change_replays: AtomicU64,
     pub in_flight: AtomicU64,
+    pub replies_waiting: AtomicU64,
+    pub replies_dropped: AtomicU64,
 }
 
 /// Bytes handed out by the allocator and not yet freed. Unlike RSS it does not move when the
@@ -100,6 +102,18 @@ impl ServerMetrics {
             "ormdb_server_requests_in_flight",
             "Requests being executed.",
             ld(&self.in_flight),
+        );
+        gauge(
+            &mut out,
+            "ormdb_server_replies_waiting",
+            "Replies waiting for a connection still sending an earlier reply its requester has not read.",
+            ld(&self.replies_waiting),
+        );
+        counter(
+            &mut out,
+            "ormdb_server_replies_dropped_total",
+            "Replies dropped after waiting --reply-timeout for a requester that read nothing.",
+            ld(&self.replies_dropped),
         );
         gauge(
             &mut out,

@@ -38,6 +38,9 @@ pub const DEFAULT_MAX_REQUEST: usize = 64 << 20;
 /// Replies larger than this are sent in pieces the client fetches one by one, so one huge
 /// result does not have to fit in a single message on both sides.
 pub const DEFAULT_REPLY_CHUNK: usize = 16 << 20;
+/// How long a reply may wait for a requester that reads none of its replies (the server's
+/// `--reply-timeout`).
+pub const DEFAULT_REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The SQLSTATE named by a five-character code carried in an error reply (XX000 for a code
 /// this build does not know).

@@ -374,6 +374,20 @@ impl Aio {
         unsafe { nng_sys::nng_aio_busy(self.0) }
     }
 
+    /// Operations started from now on fail with a timeout if not done within `d`.
+    pub fn set_timeout(&self, d: Duration) {
+        let ms = i32::try_from(d.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: sets a live aio's timeout.
+        unsafe { nng_sys::nng_aio_set_timeout(self.0, ms) }
+    }
+
+    /// Cancels the operation in progress, if any (it completes with an error, its callback
+    /// runs); later operations proceed as usual.
+    pub fn cancel(&self) {
+        // SAFETY: cancels on a live aio.
+        unsafe { nng_sys::nng_aio_cancel(self.0) }
+    }
+
     /// Blocks until the operation in progress, if any, has completed (callback included).
     pub fn wait(&self) {
         // SAFETY: waits on a live aio.

@@ -1,11 +1,10 @@
 //! The server: [`Server`] serves a database this process has open (an application embedding
-//! ORMDB, or `ormdb serve` through [`serve`]): it listens on every request endpoint with one REP socket,
-//! answers requests on a fixed set of threads (each owns one NNG context and blocks in its
-//! receive, so each has one request in flight, they run in parallel, and a request is handled on
-//! the thread NNG woke, with no further hand-off), publishes changes, reaps idle
-//! sessions, and on [`Server::shutdown`] (`ormdb serve`: on SIGINT/SIGTERM) stops taking
-//! requests, finishes those in flight, rolls back open sessions, publishes what was committed
-//! and checkpoints the database.
+//! ORMDB, or `ormdb serve` through [`serve`]): it listens on every request endpoint with one REP
+//! socket, takes requests on a fixed set of NNG contexts (one request in flight each) and
+//! answers them on NNG's thread (short reads) or a pool of request threads (see [`Dispatch`]),
+//! publishes changes, reaps idle sessions, and on [`Server::shutdown`] (`ormdb serve`: on
+//! SIGINT/SIGTERM) stops taking requests, finishes those in flight, rolls back open sessions,
+//! publishes what was committed and checkpoints the database.
 
 use std::ffi::CString;
 use std::io::Write as _;
@@ -20,7 +19,7 @@ use super::rawnng::{self, Aio, Ctx, Msg, Protocol};
 
 use super::endpoint::{check_listen_url, default_change_url};
 use super::handler::{encode_reply, error_body, handle, Shared};
-use super::{io_error, DEFAULT_MAX_REQUEST, DEFAULT_REPLY_CHUNK};
+use super::{io_error, DEFAULT_MAX_REQUEST, DEFAULT_REPLY_CHUNK, DEFAULT_REPLY_TIMEOUT};
 use crate::api::{Database, Options};
 use crate::error::{Error, Result, SqlState};
 use crate::txn::Durability;
@@ -28,6 +27,10 @@ use crate::txn::Durability;
 /// Bytes NNG's receive limit allows beyond `--max-request-bytes`: REQ's request id travels in
 /// the message, and a request just over the limit still gets a clear error reply.
 const REQUEST_HEADER_SLACK: usize = 64;
+
+/// At shutdown, how long replies still waiting for a requester slow to read get before they are
+/// dropped (the requests themselves are done and committed).
+const SHUTDOWN_REPLY_GRACE: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -50,6 +53,9 @@ pub struct ServeConfig {
     pub max_request_bytes: usize,
     /// Replies larger than this are sent in pieces.
     pub reply_chunk_bytes: usize,
+    /// How long a reply may wait for its connection, busy with an earlier reply its requester
+    /// has not read, before it is dropped (see [`Slot::reply`]).
+    pub reply_timeout: Duration,
     /// How a commit is made durable before it is acknowledged.
     pub durability: Durability,
     /// NNG's task and I/O poller thread counts (None: NNG's defaults, 2 and 1 per CPU).
@@ -69,6 +75,7 @@ impl ServeConfig {
             session_idle: Duration::from_secs(60),
             max_request_bytes: DEFAULT_MAX_REQUEST,
             reply_chunk_bytes: DEFAULT_REPLY_CHUNK,
+            reply_timeout: DEFAULT_REPLY_TIMEOUT,
             durability: Durability::Full,
             nng_threads: None,
         }
@@ -119,6 +126,12 @@ fn check_config(cfg: &ServeConfig) -> Result<()> {
             "--workers and --threads must be at least 1",
         ));
     }
+    if cfg.reply_timeout.is_zero() {
+        return Err(Error::new(
+            SqlState::InvalidParameter,
+            "--reply-timeout must be positive",
+        ));
+    }
     if cfg.listen.is_empty() {
         return Err(Error::new(
             SqlState::InvalidParameter,
@@ -166,6 +179,7 @@ pub struct Server {
     #[allow(clippy::vec_box)]
     slots: Vec<Box<Slot>>,
     workers: Vec<std::thread::JoinHandle<()>>,
+    reply_waiter: Option<std::thread::JoinHandle<()>>,
     publisher_stop: Arc<AtomicBool>,
     publisher: Option<std::thread::JoinHandle<()>>,
 }
@@ -254,9 +268,12 @@ impl Server {
                 inline: cfg.nng_threads.is_none_or(|(task, _)| task >= 2),
                 queue: parking_lot::Mutex::new(Queue::default()),
                 ready: parking_lot::Condvar::new(),
+                waiting: parking_lot::Mutex::new(Waiting::default()),
+                sent: parking_lot::Condvar::new(),
             }),
             slots: Vec::new(),
             workers: Vec::new(),
+            reply_waiter: None,
             publisher_stop: Arc::new(AtomicBool::new(false)),
             publisher: None,
         };
@@ -287,8 +304,17 @@ impl Server {
                     .map_err(|e| io_error("starting a request thread", e))?,
             );
         }
+        let d = server.dispatch.clone();
+        server.reply_waiter = Some(
+            std::thread::Builder::new()
+                .name("ormdb-reply-wait".into())
+                .spawn(move || reply_waiter(d))
+                .map_err(|e| io_error("starting the reply waiter", e))?,
+        );
         for _ in 0..cfg.workers {
-            server.slots.push(Slot::open(&rep, &server.dispatch)?);
+            server
+                .slots
+                .push(Slot::open(&rep, &server.dispatch, cfg.reply_timeout)?);
         }
         for slot in &server.slots {
             slot.arm();
@@ -347,6 +373,11 @@ impl Server {
         if let Err(e) = self.shared.db.core().log.sync_all_and_settle() {
             tracing::warn!("syncing the commit log at shutdown: {e}");
         }
+        // Replies still waiting for a requester slow to read get a moment, then are dropped.
+        if let Some(w) = self.reply_waiter.take() {
+            self.dispatch.finish_waiting(SHUTDOWN_REPLY_GRACE);
+            let _ = w.join();
+        }
         for slot in &self.slots {
             slot.send.wait();
         }
@@ -372,6 +403,7 @@ impl Drop for Server {
         if self.background.is_some()
             || self.publisher.is_some()
             || !self.workers.is_empty()
+            || self.reply_waiter.is_some()
             || !self.slots.is_empty()
         {
             if let Err(e) = self.stop() {
@@ -454,22 +486,54 @@ struct Dispatch {
     inline: bool,
     queue: parking_lot::Mutex<Queue>,
     ready: parking_lot::Condvar,
+    /// Slots whose reply waits for its connection (see [`Slot::reply`]), watched by
+    /// [`reply_waiter`].
+    waiting: parking_lot::Mutex<Waiting>,
+    /// Wakes the reply waiter when a slot starts waiting or the server stops, and
+    /// [`Dispatch::finish_waiting`] when replies have left.
+    sent: parking_lot::Condvar,
 }
 
 #[derive(Default)]
 struct Queue {
-    jobs: std::collections::VecDeque<Job>,
+    jobs: std::collections::VecDeque<(SlotRef, Msg)>,
     closed: bool,
 }
 
-/// Work for a request thread.
-enum Job {
-    /// A request to answer on its slot.
-    Request(SlotRef, Msg),
-    /// A reply to send on a slot whose previous reply is still waiting for its connection (a
-    /// requester slow to read): sending it means waiting for that, which must not hold up the
-    /// commit log's thread (see `Slot::answer`).
-    Reply(SlotRef, Vec<u8>),
+#[derive(Default)]
+struct Waiting {
+    slots: Vec<SlotRef>,
+    /// The server is stopping: the waiter ends once no slot waits.
+    closed: bool,
+}
+
+impl Dispatch {
+    /// Hands a slot whose reply is waiting for its connection to the reply waiter.
+    fn wait_for_send(&self, slot: &Slot) {
+        self.shared
+            .metrics
+            .replies_waiting
+            .fetch_add(1, Ordering::Relaxed);
+        self.waiting.lock().slots.push(SlotRef(slot as *const Slot));
+        // All: `finish_waiting` may be waiting on the same condvar.
+        self.sent.notify_all();
+    }
+
+    /// Lets waiting replies finish for up to `grace`, cancels the rest (their requesters have
+    /// read nothing for all that time) and tells the reply waiter to end once none is left.
+    fn finish_waiting(&self, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        let mut w = self.waiting.lock();
+        while !w.slots.is_empty() && Instant::now() < deadline {
+            self.sent.wait_for(&mut w, Duration::from_millis(5));
+        }
+        for s in &w.slots {
+            // SAFETY: see SlotRef; the slots go only after the waiter has ended.
+            unsafe { &*s.0 }.send.cancel();
+        }
+        w.closed = true;
+        self.sent.notify_all();
+    }
 }
 
 /// One REP context with its receive and send operations.
@@ -489,13 +553,19 @@ struct SlotRef(*const Slot);
 unsafe impl Send for SlotRef {}
 
 impl Slot {
-    fn open(rep: &rawnng::Socket, dispatch: &Arc<Dispatch>) -> Result<Box<Slot>> {
+    fn open(
+        rep: &rawnng::Socket,
+        dispatch: &Arc<Dispatch>,
+        reply_timeout: Duration,
+    ) -> Result<Box<Slot>> {
         let io = |e| rawnng::io("opening a request context", e);
+        // SAFETY: no callback.
+        let send = unsafe { Aio::new(None, std::ptr::null_mut()) }.map_err(io)?;
+        send.set_timeout(reply_timeout);
         let mut slot = Box::new(Slot {
             ctx: rep.context().map_err(io)?,
             recv: None,
-            // SAFETY: no callback.
-            send: unsafe { Aio::new(None, std::ptr::null_mut()) }.map_err(io)?,
+            send,
             dispatch: dispatch.clone(),
         });
         let arg = &*slot as *const Slot as *mut std::ffi::c_void;
@@ -567,36 +637,46 @@ impl Slot {
                             encode_reply(error_body(&e))
                         }
                     };
-                    if slot.send.busy() {
-                        let d = &slot.dispatch;
-                        let mut q = d.queue.lock();
-                        if !q.closed {
-                            q.jobs.push_back(Job::Reply(me, reply));
-                            drop(q);
-                            d.ready.notify_one();
-                            return;
-                        }
-                    }
                     slot.reply(&reply);
                 });
             }
         }
     }
 
-    /// Sends `reply` on this slot's context and starts the next receive.
+    /// Sends `reply` on this slot's context and starts the next receive. Never waits: REP hands
+    /// a reply to its connection at once unless that connection is still sending an earlier
+    /// reply (its requester reads slowly, or not at all); then this slot takes no request until
+    /// its reply has left, or was dropped after `--reply-timeout`, and the reply waiter watches
+    /// it. So a requester that stops reading holds up its own replies, nobody else's requests,
+    /// and never a thread (the commit log's thread sends deferred replies).
     fn reply(&self, reply: &[u8]) {
-        // The previous reply on this context has long been handed to its connection; a send
-        // that failed left its message in the aio.
-        self.send.wait();
+        // A slot takes a request only once its previous reply has left (or was dropped), so the
+        // aio is idle; a send that failed left its message in it.
+        debug_assert!(!self.send.busy(), "a slot with a reply still waiting");
         drop(self.send.take_msg());
         match Msg::from_slice(reply) {
             Ok(m) => {
                 self.send.set_msg(m);
-                // Completes when REP has queued the reply on the connection; a requester that
-                // went away gets nothing, which is all there is to tell it.
+                // A requester that went away gets nothing, which is all there is to tell it.
                 self.ctx.send_aio(&self.send);
+                if self.send.busy() {
+                    self.dispatch.wait_for_send(self);
+                    return;
+                }
             }
             Err(e) => tracing::warn!("allocating a reply of {} bytes: {e}", reply.len()),
+        }
+        self.arm();
+    }
+
+    /// The reply this slot was waiting to send has left, or was dropped: takes requests again.
+    fn sent(&self) {
+        let metrics = &self.dispatch.shared.metrics;
+        metrics.replies_waiting.fetch_sub(1, Ordering::Relaxed);
+        if let Err(e) = self.send.result() {
+            drop(self.send.take_msg());
+            metrics.replies_dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!("a reply its requester did not read was dropped: {e}");
         }
         self.arm();
     }
@@ -637,8 +717,48 @@ fn received(slot: &Slot) {
     d.queue
         .lock()
         .jobs
-        .push_back(Job::Request(SlotRef(slot as *const Slot), request));
+        .push_back((SlotRef(slot as *const Slot), request));
     d.ready.notify_one();
+}
+
+/// The reply waiter: watches the slots whose reply waits for its connection and lets each take
+/// requests again once its reply has left (or was dropped). It polls, every millisecond and only
+/// while some slot waits: a send without a callback completes on the thread that freed the
+/// connection, and one with a callback would cost every reply a hand-off to NNG's task threads.
+fn reply_waiter(d: Arc<Dispatch>) {
+    let mut done = Vec::new();
+    loop {
+        {
+            let mut w = d.waiting.lock();
+            loop {
+                w.slots.retain(|s| {
+                    // SAFETY: see SlotRef; the slots go only after this thread has ended.
+                    let waiting = unsafe { &*s.0 }.send.busy();
+                    if !waiting {
+                        done.push(*s);
+                    }
+                    waiting
+                });
+                if !done.is_empty() {
+                    break;
+                }
+                if w.slots.is_empty() {
+                    if w.closed {
+                        return;
+                    }
+                    d.sent.wait(&mut w);
+                } else {
+                    d.sent.wait_for(&mut w, Duration::from_millis(1));
+                }
+            }
+        }
+        for s in done.drain(..) {
+            // SAFETY: as above.
+            unsafe { &*s.0 }.sent();
+        }
+        // `finish_waiting` waits on the same condvar for the list to empty.
+        d.sent.notify_all();
+    }
 }
 
 /// A request thread: answers queued requests until the queue is closed and empty.
@@ -656,11 +776,10 @@ fn worker(d: Arc<Dispatch>) {
                 d.ready.wait(&mut q);
             }
         };
-        // SAFETY (both arms): see SlotRef.
         match job {
             None => return,
-            Some(Job::Request(slot, request)) => unsafe { &*slot.0 }.answer(request),
-            Some(Job::Reply(slot, reply)) => unsafe { &*slot.0 }.reply(&reply),
+            // SAFETY: see SlotRef.
+            Some((slot, request)) => unsafe { &*slot.0 }.answer(request),
         }
     }
 }
