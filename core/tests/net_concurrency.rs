@@ -195,3 +195,70 @@ fn thirty_two_clients_mixing_reads_and_writes() {
         .iter()
         .all(|t| t.committed > 0 && t.reads > 0 && t.rolled_back > 0));
 }
+
+/// A query long enough to keep a request thread busy for a while (a cross join of a 1,500-row
+/// recursive CTE with itself: 2.25 million rows counted).
+const LONG_QUERY: &str =
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 1500) \
+                          SELECT count(*) FROM c a, c b";
+
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("metric {name} missing:\n{text}"))
+}
+
+/// Long queries that keep every request thread busy hold up a short write only briefly: the
+/// pool starts another thread (shown in the metrics) instead of queueing the write behind them.
+#[test]
+fn long_queries_on_every_request_thread_do_not_hold_up_a_short_write() {
+    let server = Server::start(&["--threads", "2"]);
+    let rt = runtime();
+    rt.block_on(async {
+        let c = Client::connect(&server.ipc).await.unwrap();
+        c.sql("CREATE TABLE t (id INTEGER PRIMARY KEY)", Params::None)
+            .await
+            .unwrap();
+        // In sessions, so that they run on request threads (a SELECT outside one may be
+        // answered on NNG's thread).
+        let mut sessions = Vec::new();
+        for _ in 0..4 {
+            sessions.push(c.begin().await.unwrap());
+        }
+        let started = Instant::now();
+        let r = c
+            .sql_in(sessions[0], LONG_QUERY, Params::None)
+            .await
+            .unwrap();
+        assert_eq!(r.rows, vec![vec![Value::Integer(1500 * 1500)]]);
+        let alone = started.elapsed();
+        let text = c.metrics().await.unwrap();
+        assert_eq!(metric(&text, "ormdb_server_request_threads"), 2, "{text}");
+
+        // Four at once on two threads, then a write.
+        let mut long = Vec::new();
+        for &s in &sessions {
+            let c = c.clone();
+            long.push(tokio::spawn(async move {
+                c.sql_in(s, LONG_QUERY, Params::None).await.unwrap();
+                c.rollback(s).await.unwrap();
+            }));
+        }
+        tokio::time::sleep(alone / 5).await;
+        let write = Instant::now();
+        c.sql("INSERT INTO t (id) VALUES (1)", Params::None)
+            .await
+            .unwrap();
+        let took = write.elapsed();
+        let text = c.metrics().await.unwrap();
+        for t in long {
+            t.await.unwrap();
+        }
+        assert!(
+            took < alone / 2,
+            "the write took {took:?} behind long queries that take {alone:?} alone"
+        );
+        assert!(metric(&text, "ormdb_server_request_threads") > 2, "{text}");
+    });
+}

@@ -29,6 +29,7 @@ pub struct ServerMetrics {
     pub change_replays: AtomicU64,
     pub in_flight: AtomicU64,
     pub replies_waiting: AtomicU64,
+    pub request_threads: AtomicU64,
     pub replies_dropped: AtomicU64,
 }
 
@@ -105,6 +106,12 @@ impl ServerMetrics {
         );
         gauge(
             &mut out,
+            "ormdb_server_request_threads",
+            "Request threads running (--threads, more while long requests keep every one busy).",
+            ld(&self.request_threads),
+        );
+        gauge(
+            &mut out,
             "ormdb_server_replies_waiting",
             "Replies waiting for a connection still sending an earlier reply its requester has not read.",
             ld(&self.replies_waiting),
@@ -112,7 +119,7 @@ impl ServerMetrics {
         counter(
             &mut out,
             "ormdb_server_replies_dropped_total",
-            "Replies dropped after waiting --reply-timeout for a requester that read nothing.",
+            "Replies dropped after waiting --reply-timeout (at shutdown: 1 s) for a requester that read nothing.",
             ld(&self.replies_dropped),
         );
         gauge(

@@ -32,6 +32,13 @@ const REQUEST_HEADER_SLACK: usize = 64;
 /// dropped (the requests themselves are done and committed).
 const SHUTDOWN_REPLY_GRACE: Duration = Duration::from_secs(1);
 
+/// How long the oldest queued request may wait while every request thread is busy (long
+/// queries, say) before the pool starts another thread, up to one per context.
+const GROW_AFTER: Duration = Duration::from_millis(20);
+
+/// A request thread beyond `--threads` ends after this long without work.
+const EXTRA_THREAD_IDLE: Duration = Duration::from_secs(10);
+
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub path: PathBuf,
@@ -46,7 +53,9 @@ pub struct ServeConfig {
     pub workers: usize,
     /// Threads that execute requests (None: [`default_request_threads`]; at most `workers`).
     /// Under durability `full` a thread does not wait for the disk (see `Slot::answer`), so a
-    /// few per CPU keep the disk busy; more only add contention on 2 CPUs.
+    /// few per CPU keep the disk busy; more only add contention on 2 CPUs. When every one is
+    /// busy and a queued request has waited 20 ms (long requests), the pool grows, up to
+    /// `workers`; threads beyond this count end after 10 s without work.
     pub threads: Option<usize>,
     /// A session idle for longer is rolled back.
     pub session_idle: Duration,
@@ -178,7 +187,9 @@ pub struct Server {
     /// Boxed: NNG holds each slot's address for its receive callback.
     #[allow(clippy::vec_box)]
     slots: Vec<Box<Slot>>,
-    workers: Vec<std::thread::JoinHandle<()>>,
+    /// Starts request threads when every one is busy for long (see [`pool_monitor`]); the
+    /// request threads themselves are in the dispatch queue.
+    pool_monitor: Option<std::thread::JoinHandle<()>>,
     reply_waiter: Option<std::thread::JoinHandle<()>>,
     publisher_stop: Arc<AtomicBool>,
     publisher: Option<std::thread::JoinHandle<()>>,
@@ -268,11 +279,12 @@ impl Server {
                 inline: cfg.nng_threads.is_none_or(|(task, _)| task >= 2),
                 queue: parking_lot::Mutex::new(Queue::default()),
                 ready: parking_lot::Condvar::new(),
+                grow: parking_lot::Condvar::new(),
                 waiting: parking_lot::Mutex::new(Waiting::default()),
                 sent: parking_lot::Condvar::new(),
             }),
             slots: Vec::new(),
-            workers: Vec::new(),
+            pool_monitor: None,
             reply_waiter: None,
             publisher_stop: Arc::new(AtomicBool::new(false)),
             publisher: None,
@@ -295,15 +307,21 @@ impl Server {
             .threads
             .unwrap_or_else(default_request_threads)
             .min(cfg.workers);
-        for i in 0..threads {
-            let d = server.dispatch.clone();
-            server.workers.push(
-                std::thread::Builder::new()
-                    .name(format!("ormdb-req-{i}"))
-                    .spawn(move || worker(d))
-                    .map_err(|e| io_error("starting a request thread", e))?,
-            );
+        {
+            let mut q = server.dispatch.queue.lock();
+            q.base = threads;
+            q.max = cfg.workers;
+            for _ in 0..threads {
+                start_worker(&server.dispatch, &mut q)?;
+            }
         }
+        let d = server.dispatch.clone();
+        server.pool_monitor = Some(
+            std::thread::Builder::new()
+                .name("ormdb-req-pool".into())
+                .spawn(move || pool_monitor(d))
+                .map_err(|e| io_error("starting the request pool's monitor", e))?,
+        );
         let d = server.dispatch.clone();
         server.reply_waiter = Some(
             std::thread::Builder::new()
@@ -362,10 +380,18 @@ impl Server {
         for slot in &self.slots {
             slot.recv().stop();
         }
-        // ...then the request threads answer what is queued and end.
-        self.dispatch.queue.lock().closed = true;
+        // ...then the request threads answer what is queued and end (the pool starts no more).
+        let threads = {
+            let mut q = self.dispatch.queue.lock();
+            q.closed = true;
+            std::mem::take(&mut q.threads_running)
+        };
         self.dispatch.ready.notify_all();
-        for w in self.workers.drain(..) {
+        self.dispatch.grow.notify_all();
+        if let Some(m) = self.pool_monitor.take() {
+            let _ = m.join();
+        }
+        for (_, w) in threads {
             let _ = w.join();
         }
         // Answers waiting for their commit to be synced go out now (see `Slot::answer`), and
@@ -402,7 +428,7 @@ impl Drop for Server {
     fn drop(&mut self) {
         if self.background.is_some()
             || self.publisher.is_some()
-            || !self.workers.is_empty()
+            || self.pool_monitor.is_some()
             || self.reply_waiter.is_some()
             || !self.slots.is_empty()
         {
@@ -485,7 +511,10 @@ struct Dispatch {
     /// which a request would hold up).
     inline: bool,
     queue: parking_lot::Mutex<Queue>,
+    /// Wakes a request thread waiting for work.
     ready: parking_lot::Condvar,
+    /// Wakes the pool monitor when requests queue up with no thread free.
+    grow: parking_lot::Condvar,
     /// Slots whose reply waits for its connection (see [`Slot::reply`]), watched by
     /// [`reply_waiter`].
     waiting: parking_lot::Mutex<Waiting>,
@@ -496,8 +525,20 @@ struct Dispatch {
 
 #[derive(Default)]
 struct Queue {
-    jobs: std::collections::VecDeque<(SlotRef, Msg)>,
+    /// Requests to answer, with when each was queued.
+    jobs: std::collections::VecDeque<(SlotRef, Msg, Instant)>,
     closed: bool,
+    /// The request threads running, by number (a thread that ends removes itself).
+    threads_running: std::collections::HashMap<usize, std::thread::JoinHandle<()>>,
+    next_thread: usize,
+    /// Threads waiting for work.
+    idle: usize,
+    /// Threads kept when idle (`--threads`), and at most (`--workers`).
+    base: usize,
+    max: usize,
+    /// The pool monitor waits without a timeout (nothing queued, or a thread free) and must be
+    /// woken when that changes.
+    monitor_parked: bool,
 }
 
 #[derive(Default)]
@@ -714,11 +755,77 @@ fn received(slot: &Slot) {
         d.inline_busy.store(false, Ordering::Release);
         return;
     }
-    d.queue
-        .lock()
-        .jobs
-        .push_back((SlotRef(slot as *const Slot), request));
+    let mut q = d.queue.lock();
+    q.jobs
+        .push_back((SlotRef(slot as *const Slot), request, Instant::now()));
+    let wake_monitor = q.idle == 0 && std::mem::take(&mut q.monitor_parked);
+    drop(q);
     d.ready.notify_one();
+    if wake_monitor {
+        d.grow.notify_one();
+    }
+}
+
+/// Starts a request thread (the caller holds the queue's lock).
+fn start_worker(d: &Arc<Dispatch>, q: &mut Queue) -> Result<()> {
+    let id = q.next_thread;
+    q.next_thread += 1;
+    let dd = d.clone();
+    let handle = std::thread::Builder::new()
+        .name(format!("ormdb-req-{id}"))
+        .spawn(move || worker(dd, id))
+        .map_err(|e| io_error("starting a request thread", e))?;
+    q.threads_running.insert(id, handle);
+    d.shared
+        .metrics
+        .request_threads
+        .store(q.threads_running.len() as u64, Ordering::Relaxed);
+    Ok(())
+}
+
+/// The request pool's monitor: while requests are queued and no request thread is free (each
+/// busy with a long query, say), starts another thread once the oldest has waited
+/// [`GROW_AFTER`], up to one per context. It sleeps while nothing waits, and otherwise checks
+/// at most every 20 ms: under a steady load of short requests the queue drains well within that
+/// and the pool stays at `--threads` (fewer threads contend less on 2 CPUs).
+fn pool_monitor(d: Arc<Dispatch>) {
+    let mut q = d.queue.lock();
+    loop {
+        if q.closed {
+            return;
+        }
+        let wait = match q.jobs.front() {
+            Some(&(_, _, queued)) if q.idle == 0 => {
+                let waited = queued.elapsed();
+                if waited < GROW_AFTER {
+                    Some(GROW_AFTER - waited)
+                } else {
+                    if q.threads_running.len() < q.max {
+                        if let Err(e) = start_worker(&d, &mut q) {
+                            tracing::warn!("growing the request pool: {e}");
+                        } else {
+                            tracing::debug!(
+                                threads = q.threads_running.len(),
+                                "every request thread busy for {waited:?}: started another"
+                            );
+                        }
+                    }
+                    Some(GROW_AFTER)
+                }
+            }
+            _ => None,
+        };
+        match wait {
+            Some(t) => {
+                d.grow.wait_for(&mut q, t);
+            }
+            None => {
+                q.monitor_parked = true;
+                d.grow.wait(&mut q);
+                q.monitor_parked = false;
+            }
+        }
+    }
 }
 
 /// The reply waiter: watches the slots whose reply waits for its connection and lets each take
@@ -761,25 +868,46 @@ fn reply_waiter(d: Arc<Dispatch>) {
     }
 }
 
-/// A request thread: answers queued requests until the queue is closed and empty.
-fn worker(d: Arc<Dispatch>) {
+/// A request thread: answers queued requests until the queue is closed and empty. A thread
+/// beyond `--threads` ends after [`EXTRA_THREAD_IDLE`] without work.
+fn worker(d: Arc<Dispatch>, id: usize) {
     loop {
         let job = {
             let mut q = d.queue.lock();
             loop {
                 if let Some(j) = q.jobs.pop_front() {
+                    if !q.jobs.is_empty() && q.idle == 0 && std::mem::take(&mut q.monitor_parked) {
+                        d.grow.notify_one();
+                    }
                     break Some(j);
                 }
                 if q.closed {
                     break None;
                 }
-                d.ready.wait(&mut q);
+                q.idle += 1;
+                let extra = q.threads_running.len() > q.base;
+                let timed_out = if extra {
+                    d.ready.wait_for(&mut q, EXTRA_THREAD_IDLE).timed_out()
+                } else {
+                    d.ready.wait(&mut q);
+                    false
+                };
+                q.idle -= 1;
+                if timed_out && q.jobs.is_empty() && !q.closed && q.threads_running.len() > q.base {
+                    // Ending: dropping its own handle detaches it.
+                    q.threads_running.remove(&id);
+                    d.shared
+                        .metrics
+                        .request_threads
+                        .store(q.threads_running.len() as u64, Ordering::Relaxed);
+                    return;
+                }
             }
         };
         match job {
             None => return,
             // SAFETY: see SlotRef.
-            Some((slot, request)) => unsafe { &*slot.0 }.answer(request),
+            Some((slot, request, _)) => unsafe { &*slot.0 }.answer(request),
         }
     }
 }
