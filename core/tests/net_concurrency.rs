@@ -255,6 +255,7 @@ fn long_queries_on_every_request_thread_do_not_hold_up_a_short_write() {
         for t in long {
             t.await.unwrap();
         }
+        eprintln!("a write behind four long queries on two threads: {took:?} (one query alone: {alone:?})");
         assert!(
             took < alone / 2,
             "the write took {took:?} behind long queries that take {alone:?} alone"

@@ -65,7 +65,8 @@ enum Command {
         #[arg(long, default_value_t = 64)]
         workers: usize,
         /// Threads that execute requests (default: 4 per CPU, at least 4; at most --workers).
-        /// Under --durability full a request thread does not wait for the disk.
+        /// Under --durability full a request thread does not wait for the disk. While long
+        /// requests keep every one busy, more are started (up to --workers) and end when idle.
         #[arg(long)]
         threads: Option<usize>,
         /// Seconds a session may stay idle before its transaction is rolled back.
