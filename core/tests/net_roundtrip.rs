@@ -486,3 +486,118 @@ fn blocking_client_refuses_a_server_that_is_not_there() {
         .expect("no server");
     assert_eq!(e.state, SqlState::ConnectionDoesNotExist);
 }
+
+/// The server's sessions have the native REGEXP (SQLAlchemy's `regexp_match`, Django's
+/// `__regex`): Python's `re.search` where the native code guarantees it, a clear 0A000 for what
+/// would need Python, in autocommit, prepared and in a session alike.
+#[test]
+fn regexp_is_native_on_the_server() {
+    let server = Server::start(&[]);
+    let rt = runtime();
+    rt.block_on(async {
+        let c = Client::connect(&server.ipc).await.unwrap();
+        let one = |r: ormdb::StatementResult| r.rows[0][0].clone();
+        let r = c
+            .sql("SELECT 'abc' REGEXP 'b', 'abc' REGEXP '^b', NULL REGEXP 'a', regexp('[0-9]+', 'x42')", Params::None)
+            .await
+            .unwrap();
+        assert_eq!(
+            r.rows,
+            vec![vec![Value::Integer(1), Value::Integer(0), Value::Null, Value::Integer(1)]]
+        );
+        let (id, _) = c.prepare("SELECT ? REGEXP ?").await.unwrap();
+        let r = c
+            .execute_prepared(
+                0,
+                id,
+                Params::Positional(vec![Value::from("hello"), Value::from("l{2}")]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(one(r), Value::Integer(1));
+        let s = c.begin().await.unwrap();
+        let r = c
+            .sql_in(s, "SELECT 'Abc' REGEXP '(?i)^a'", Params::None)
+            .await
+            .unwrap();
+        assert_eq!(one(r), Value::Integer(1));
+        c.rollback(s).await.unwrap();
+        // Look-behind means something only to Python's re: refused, not answered differently.
+        let e = c
+            .sql("SELECT 'abc' REGEXP '(?<=a)b'", Params::None)
+            .await
+            .unwrap_err();
+        assert_eq!(e.state, SqlState::FeatureNotSupported, "{e}");
+        assert!(e.message.contains("REGEXP"), "{e}");
+    });
+}
+
+/// Savepoints behave as in SQLite on a path and over a server alike: one outside a transaction
+/// starts it and releasing that one commits it; ROLLBACK TO keeps the savepoint; names compare
+/// without quotes or case; inside BEGIN, releasing every savepoint leaves the transaction open.
+#[test]
+fn savepoints_behave_the_same_on_a_path_and_over_a_server() {
+    let server = Server::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("local");
+    for target in [local.to_str().unwrap(), &server.tcp] {
+        let mut c = connect(target).unwrap();
+        {
+            let mut run = |sql: &str| c.execute(sql, &Params::None).unwrap();
+            run("CREATE TABLE sp (id INTEGER PRIMARY KEY)");
+            run("SAVEPOINT a");
+            run("INSERT INTO sp VALUES (1)");
+            run("SAVEPOINT \"B\"");
+            run("INSERT INTO sp VALUES (2)");
+            run("ROLLBACK TO b");
+            run("INSERT INTO sp VALUES (3)");
+            run("ROLLBACK TRANSACTION TO SAVEPOINT B");
+            run("INSERT INTO sp VALUES (4)");
+            run("RELEASE SAVEPOINT b");
+        }
+        assert!(c.in_transaction(), "{target}: still inside savepoint a");
+        let mut other = connect(target).unwrap();
+        let count = |o: &mut ormdb::net::SqlConnection| {
+            o.execute(
+                "SELECT group_concat(id) FROM (SELECT id FROM sp ORDER BY id)",
+                &Params::None,
+            )
+            .unwrap()
+            .rows[0][0]
+                .clone()
+        };
+        assert_eq!(
+            count(&mut other),
+            Value::Null,
+            "{target}: nothing committed yet"
+        );
+        c.execute("RELEASE a", &Params::None).unwrap();
+        assert!(!c.in_transaction(), "{target}: releasing a committed");
+        assert_eq!(count(&mut other), Value::from("1,4"), "{target}");
+
+        // A savepoint that started the transaction, rolled back with it.
+        c.execute("SAVEPOINT x", &Params::None).unwrap();
+        c.execute("INSERT INTO sp VALUES (5)", &Params::None)
+            .unwrap();
+        c.execute("ROLLBACK", &Params::None).unwrap();
+        assert!(!c.in_transaction());
+        // Inside BEGIN, releasing every savepoint leaves the transaction to COMMIT.
+        c.execute("BEGIN", &Params::None).unwrap();
+        c.execute("SAVEPOINT y", &Params::None).unwrap();
+        c.execute("INSERT INTO sp VALUES (6)", &Params::None)
+            .unwrap();
+        c.execute("RELEASE y", &Params::None).unwrap();
+        assert!(c.in_transaction(), "{target}");
+        assert_eq!(count(&mut other), Value::from("1,4"), "{target}");
+        c.execute("COMMIT", &Params::None).unwrap();
+        assert_eq!(count(&mut other), Value::from("1,4,6"), "{target}");
+        // Unknown savepoints are errors, in and out of a transaction.
+        let e = c.execute("RELEASE nope", &Params::None).unwrap_err();
+        assert!(e.message.contains("nope"), "{target}: {e}");
+        c.execute("SAVEPOINT z", &Params::None).unwrap();
+        let e = c.execute("ROLLBACK TO nope", &Params::None).unwrap_err();
+        assert!(e.message.contains("nope"), "{target}: {e}");
+        c.execute("RELEASE z", &Params::None).unwrap();
+        assert!(!c.in_transaction(), "{target}");
+    }
+}

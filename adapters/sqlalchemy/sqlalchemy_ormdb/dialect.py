@@ -4,7 +4,7 @@ ORMDB speaks SQLite's SQL dialect and emulates its catalog (``sqlite_master`` an
 reflection PRAGMAs), and the ``ormdb`` DB-API module follows the ``sqlite3`` module, so the
 dialect is SQLAlchemy's pysqlite dialect with another DB-API module, its own name (so that
 Alembic and the testing plugin find ORMDB's implementations) and URL handling for ORMDB's
-options.
+options and for ``ormdb serve`` (``ormdb://HOST:PORT``, ``ormdb://?server=ipc:///PATH``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,18 @@ from typing import Any
 from sqlalchemy import exc, pool
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.engine.url import URL
+
+_URL_FORMS = (
+    "Valid ORMDB URL forms are:\n"
+    " ormdb:///:memory: (or ormdb://)\n"
+    " ormdb:///relative/path/to/app.db\n"
+    " ormdb:////absolute/path/to/app.db\n"
+    " ormdb://HOST:PORT (an `ormdb serve` listening on tcp://HOST:PORT)\n"
+    " ormdb://?server=tcp://HOST:PORT or ormdb://?server=ipc:///path/to/socket"
+)
+
+# Options of a database opened by path; a server was given its own when it started.
+_LOCAL_ONLY = ("durability", "cache_capacity", "image_budget", "value_threshold", "row_head_budget")
 
 # Connection arguments accepted in the URL query string, with the type to coerce them to.
 _CONNECT_ARGS: tuple[tuple[str, type], ...] = (
@@ -60,6 +72,29 @@ class OrmdbDialect(SQLiteDialect_pysqlite):
         return ormdb
 
     @classmethod
+    def _server_url(cls, url: URL) -> str | None:
+        """The ``tcp://`` / ``ipc://`` URL of the server ``url`` names, or None for a database
+        opened by path (or in memory)."""
+        if url.username or url.password:
+            raise exc.ArgumentError(
+                f"Invalid ORMDB URL: {url}: `ormdb serve` has no user names or passwords "
+                "(loopback and the IPC socket's file permissions are its access control)\n"
+                + _URL_FORMS
+            )
+        server = url.query.get("server")
+        if isinstance(server, tuple):
+            server = server[-1]
+        if url.host or url.port:
+            if server is not None or url.database or not (url.host and url.port):
+                raise exc.ArgumentError(f"Invalid ORMDB URL: {url}\n" + _URL_FORMS)
+            return f"tcp://{url.host}:{url.port}"
+        if server is not None:
+            if url.database or not str(server).startswith(("tcp://", "ipc://")):
+                raise exc.ArgumentError(f"Invalid ORMDB URL: {url}\n" + _URL_FORMS)
+            return str(server)
+        return None
+
+    @classmethod
     def _is_url_file_db(cls, url: URL) -> bool:
         return bool(url.database) and url.database != ":memory:"
 
@@ -67,20 +102,21 @@ class OrmdbDialect(SQLiteDialect_pysqlite):
     def get_pool_class(cls, url: URL) -> type[pool.Pool]:
         # Every ":memory:" connection is a separate database (as in sqlite3): one connection
         # per thread keeps a thread's work on one database.
-        if cls._is_url_file_db(url):
+        if cls._is_url_file_db(url) or cls._server_url(url) is not None:
             return pool.QueuePool
         return pool.SingletonThreadPool
 
     def create_connect_args(self, url: URL) -> tuple[list[Any], dict[str, Any]]:
-        if url.username or url.password or url.host or url.port:
-            raise exc.ArgumentError(
-                f"Invalid ORMDB URL: {url}\n"
-                "Valid ORMDB URL forms are:\n"
-                " ormdb:///:memory: (or ormdb://)\n"
-                " ormdb:///relative/path/to/app.db\n"
-                " ormdb:////absolute/path/to/app.db"
-            )
+        server = self._server_url(url)
         opts = dict(url.query)
+        opts.pop("server", None)
+        if server is not None:
+            local = sorted(k for k in opts if k in _LOCAL_ONLY)
+            if local:
+                raise exc.ArgumentError(
+                    f"ORMDB URL option(s) {', '.join(local)} set how a database is opened by "
+                    "path; a server has its own (ormdb serve --durability ...)"
+                )
         kwargs: dict[str, Any] = {}
         for key, type_ in _CONNECT_ARGS:
             if key in opts:
@@ -97,9 +133,13 @@ class OrmdbDialect(SQLiteDialect_pysqlite):
             raise exc.ArgumentError(
                 "Unknown ORMDB URL option(s): "
                 + ", ".join(sorted(opts))
-                + "; accepted: "
+                + "; accepted: server, "
                 + ", ".join(k for k, _ in _CONNECT_ARGS)
             )
+        if server is not None:
+            # A pooled connection may move between threads, as for a file database.
+            kwargs.setdefault("check_same_thread", False)
+            return [server], kwargs
         filename = url.database or ":memory:"
         if filename != ":memory:":
             filename = os.path.abspath(filename)
@@ -107,6 +147,21 @@ class OrmdbDialect(SQLiteDialect_pysqlite):
         # thread; the DB-API connection is safe to move between threads when not shared.
         kwargs.setdefault("check_same_thread", not self._is_url_file_db(url))
         return [filename], kwargs
+
+    def on_connect(self) -> Any:
+        # pysqlite registers Python functions (regexp, floor) on every connection. Over a
+        # server there are no Python callbacks: floor is the engine's own, and REGEXP is the
+        # engine's native, Python-compatible one where the server provides it (otherwise a
+        # clear 0A000 error).
+        local_hook = super().on_connect()
+
+        def connect(conn: Any) -> None:
+            if str(getattr(conn, "database", "")).startswith(("tcp://", "ipc://")):
+                return
+            if local_hook is not None:
+                local_hook(conn)
+
+        return connect
 
     def initialize(self, connection: Any) -> None:
         super().initialize(connection)

@@ -82,6 +82,19 @@ def test_bad_urls():
         create_engine("ormdb:///x.db?timeout=soon").connect()
     with pytest.raises(ArgumentError):
         create_engine("ormdb:///x.db?value_threshold=big").connect()
+    # Server URLs: a host needs a port and no path; `server` takes tcp:// or ipc:// only; the
+    # options of a database opened by path do not apply to a server.
+    for bad in (
+        "ormdb://localhost",
+        "ormdb://127.0.0.1:7450/app.db",
+        "ormdb://127.0.0.1:7450?server=tcp://127.0.0.1:7451",
+        "ormdb://?server=http://127.0.0.1:7450",
+        "ormdb:///app.db?server=tcp://127.0.0.1:7450",
+        "ormdb://127.0.0.1:7450?durability=normal",
+        "ormdb://?server=ipc:///tmp/x.sock&value_threshold=64",
+    ):
+        with pytest.raises(ArgumentError):
+            create_engine(bad).connect()
 
 
 def test_memory_options_in_the_url(tmp_path):

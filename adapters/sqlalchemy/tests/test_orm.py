@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session, joinedload, selectinload, subqueryload
 
@@ -164,3 +165,37 @@ def test_url_forms(tmp_path, monkeypatch):
             assert c.execute(text("SELECT x FROM t")).scalar() == 1
         eng.dispose()
     assert (tmp_path / "rel.db").exists() and (tmp_path / "abs.db").exists()
+
+
+def test_server_url_forms(tmp_path):
+    """`ormdb://HOST:PORT` (tcp://) and `ormdb://?server=tcp://...|ipc://...` reach one
+    `ormdb serve`; writes through one are read through the others; REGEXP and floor() are the
+    server's own (no Python callbacks over the network)."""
+    from conftest import BIN, Server
+    from sqlalchemy import create_engine, text
+
+    if not BIN.exists():
+        pytest.skip(f"no ormdb binary at {BIN}")
+    server = Server(tmp_path)
+    try:
+        host_port = server.tcp.removeprefix("tcp://")
+        urls = [
+            f"ormdb://{host_port}",
+            f"ormdb://?server={server.tcp}",
+            f"ormdb://?server={server.ipc}&timeout=10",
+        ]
+        for i, url in enumerate(urls):
+            eng = create_engine(url)
+            with eng.begin() as c:
+                if i == 0:
+                    c.execute(text("CREATE TABLE t (x INTEGER, s TEXT)"))
+                c.execute(text("INSERT INTO t VALUES (:x, :s)"), {"x": i, "s": f"row{i}"})
+            with eng.connect() as c:
+                assert c.execute(text("SELECT count(*) FROM t")).scalar() == i + 1
+                matched = c.execute(text("SELECT s FROM t WHERE s REGEXP '^row[0-1]$' ORDER BY x"))
+                assert matched.scalars().all() == ["row0", "row1"][: i + 1]
+                # SQLite's floor (a real stays real), where pysqlite registers Python's math.floor.
+                assert c.execute(text("SELECT floor(2.5)")).scalar() == 2.0
+            eng.dispose()
+    finally:
+        server.stop()

@@ -3,6 +3,8 @@
 //! `ormdb serve` (`tcp://` or `ipc://`), with the same transaction behaviour: BEGIN / COMMIT /
 //! ROLLBACK sent to a remote connection open and close a server session, and every request in
 //! between runs in it (seeing its uncommitted writes; a mutation is part of its transaction).
+//! As in SQLite, a SAVEPOINT outside a transaction starts one, which releasing that savepoint
+//! commits.
 
 use crate::api::{Database, Options};
 use crate::catalog::SchemaBundle;
@@ -24,6 +26,10 @@ pub struct RemoteSql {
     /// the caller's thread, without the runtime in between.
     sql: Box<BlockingClient>,
     session: u64,
+    /// The savepoints open in the session, oldest first (names folded to lower case, as SQLite
+    /// compares them), and whether the first of them started the transaction.
+    savepoints: Vec<String>,
+    begun_by_savepoint: bool,
 }
 
 /// Opens `target`: `tcp://host:port` or `ipc:///path` connect to a server, anything else is a
@@ -47,6 +53,8 @@ pub fn connect_with(target: &str, opts: ClientOptions) -> Result<SqlConnection> 
             client,
             sql,
             session: 0,
+            savepoints: Vec::new(),
+            begun_by_savepoint: false,
         }));
     }
     if target.contains("://") {
@@ -63,16 +71,47 @@ enum TxVerb {
     Begin,
     Commit,
     Rollback,
+    Savepoint(String),
+    Release(String),
+    RollbackTo(String),
+}
+
+/// A savepoint name as SQLite compares it: unquoted, case folded.
+fn savepoint_name(word: &str) -> String {
+    let w = word.trim();
+    let unquoted = match (w.chars().next(), w.chars().last()) {
+        (Some('"'), Some('"')) | (Some('`'), Some('`')) | (Some('\''), Some('\''))
+            if w.len() >= 2 =>
+        {
+            &w[1..w.len() - 1]
+        }
+        (Some('['), Some(']')) => &w[1..w.len() - 1],
+        _ => w,
+    };
+    unquoted.to_lowercase()
 }
 
 fn tx_verb(sql: &str) -> Option<TxVerb> {
-    let words: Vec<String> = sql
+    let raw: Vec<&str> = sql
         .trim()
         .trim_end_matches(';')
         .split_whitespace()
-        .map(|w| w.to_ascii_uppercase())
         .collect();
+    let words: Vec<String> = raw.iter().map(|w| w.to_ascii_uppercase()).collect();
     let w: Vec<&str> = words.iter().map(String::as_str).collect();
+    match w.as_slice() {
+        ["SAVEPOINT", _] => return Some(TxVerb::Savepoint(savepoint_name(raw[1]))),
+        ["RELEASE", _] => return Some(TxVerb::Release(savepoint_name(raw[1]))),
+        ["RELEASE", "SAVEPOINT", _] => return Some(TxVerb::Release(savepoint_name(raw[2]))),
+        ["ROLLBACK", "TO", _] => return Some(TxVerb::RollbackTo(savepoint_name(raw[2]))),
+        ["ROLLBACK", "TO", "SAVEPOINT", _] | ["ROLLBACK", "TRANSACTION", "TO", _] => {
+            return Some(TxVerb::RollbackTo(savepoint_name(raw[3])))
+        }
+        ["ROLLBACK", "TRANSACTION", "TO", "SAVEPOINT", _] => {
+            return Some(TxVerb::RollbackTo(savepoint_name(raw[4])))
+        }
+        _ => {}
+    }
     match w.as_slice() {
         ["BEGIN"]
         | ["BEGIN", "TRANSACTION"]
@@ -117,6 +156,8 @@ impl SqlConnection {
                     ));
                 }
                 r.session = r.sql.begin()?;
+                r.savepoints.clear();
+                r.begun_by_savepoint = false;
                 Ok(StatementResult::default())
             }
             Some(TxVerb::Commit) | Some(TxVerb::Rollback) if r.session == 0 => Err(Error::new(
@@ -125,11 +166,13 @@ impl SqlConnection {
             )),
             Some(TxVerb::Commit) => {
                 let s = std::mem::take(&mut r.session);
+                r.savepoints.clear();
                 r.sql.commit(s)?;
                 Ok(StatementResult::default())
             }
             Some(TxVerb::Rollback) => {
                 let s = std::mem::take(&mut r.session);
+                r.savepoints.clear();
                 match r.sql.rollback(s) {
                     // The server already rolled it back (idle timeout, restart): done.
                     Err(e) if e.state == SqlState::InvalidTransactionState => {
@@ -138,7 +181,49 @@ impl SqlConnection {
                     other => other.map(|_| StatementResult::default()),
                 }
             }
-            None => r.sql.sql_in(r.session, sql, params.clone()),
+            Some(TxVerb::Savepoint(name)) => {
+                let begins = r.session == 0;
+                if begins {
+                    r.session = r.sql.begin()?;
+                    r.savepoints.clear();
+                    r.begun_by_savepoint = true;
+                }
+                match r.sql.sql_in(r.session, sql, params.clone()) {
+                    Ok(res) => {
+                        r.savepoints.push(name);
+                        Ok(res)
+                    }
+                    Err(e) => {
+                        if begins {
+                            let _ = r.sql.rollback(std::mem::take(&mut r.session));
+                        }
+                        Err(e)
+                    }
+                }
+            }
+            Some(TxVerb::Release(name)) if r.session != 0 => {
+                let res = r.sql.sql_in(r.session, sql, params.clone())?;
+                // RELEASE takes the newest savepoint of that name and every one after it;
+                // releasing the one that started the transaction commits it.
+                if let Some(at) = r.savepoints.iter().rposition(|n| *n == name) {
+                    r.savepoints.truncate(at);
+                    if r.savepoints.is_empty() && r.begun_by_savepoint {
+                        r.sql.commit(std::mem::take(&mut r.session))?;
+                    }
+                }
+                Ok(res)
+            }
+            Some(TxVerb::RollbackTo(name)) if r.session != 0 => {
+                let res = r.sql.sql_in(r.session, sql, params.clone())?;
+                // The savepoint itself stays; the ones after it are gone.
+                if let Some(at) = r.savepoints.iter().rposition(|n| *n == name) {
+                    r.savepoints.truncate(at + 1);
+                }
+                Ok(res)
+            }
+            Some(TxVerb::Release(_) | TxVerb::RollbackTo(_)) | None => {
+                r.sql.sql_in(r.session, sql, params.clone())
+            }
         }
     }
 }

@@ -255,7 +255,7 @@ fn dispatch(shared: &Shared, request: &[u8]) -> Result<Body> {
             Body::Done
         }
         Body::Begin => {
-            let mut s = db.connect().sql();
+            let mut s = server_session(db);
             s.execute_batch("BEGIN")?;
             shared
                 .metrics
@@ -444,9 +444,17 @@ fn in_session<T>(
     with_pooled(shared, f)
 }
 
+/// A SQL session for requests: the database's, with the native REGEXP (a remote client
+/// cannot register Python functions, and SQLAlchemy's and Django's REGEXP need one).
+fn server_session(db: &Database) -> Session {
+    let mut s = db.connect().sql();
+    s.install_native_regexp();
+    s
+}
+
 fn with_pooled<T>(shared: &Shared, f: impl FnOnce(&mut Session) -> Result<T>) -> Result<T> {
     let pooled = shared.pool.lock().pop();
-    let mut s = pooled.unwrap_or_else(|| shared.db.connect().sql());
+    let mut s = pooled.unwrap_or_else(|| server_session(&shared.db));
     let r = f(&mut s);
     let mut pool = shared.pool.lock();
     if pool.len() < 64 {

@@ -89,6 +89,43 @@ fn delegate_error(name: &str) -> Error {
 }
 
 impl Session {
+    /// Installs the native `regexp(pattern, subject)` (what `X REGEXP Y` calls) alone: Python's
+    /// `re.search` semantics where the native code guarantees them, and 0A000 for the patterns
+    /// and subjects it hands over. For sessions where no Python function can be registered:
+    /// `ormdb serve`'s, used by SQLAlchemy's and Django's REGEXP over the network.
+    pub fn install_native_regexp(&mut self) {
+        self.install_regexp(|| {
+            Error::unsupported(
+                "REGEXP with a pattern or subject whose meaning under Python's re the native \
+                 implementation does not guarantee (Unicode classes on non-ASCII text, `$` \
+                 before a newline, look-around, back references, ...), and no Python \
+                 regexp() to hand it to (a server connection)",
+            )
+        });
+    }
+
+    /// The native regexp, handing what it does not take to the `regexp` registered before (if
+    /// any), else failing with `no_fallback`'s error.
+    fn install_regexp(&mut self, no_fallback: fn() -> Error) {
+        let fallback = self.registered_function("regexp", 2).map(|f| f.func);
+        let cache = Arc::new(RegexCache::default());
+        let func: ScalarFn = Arc::new(move |args: &[Value]| match regexp(&cache, args) {
+            Done(r) => r,
+            Delegate => match &fallback {
+                Some(f) => f(args),
+                None => Err(no_fallback()),
+            },
+        });
+        self.create_function(
+            "regexp",
+            Some(2),
+            UserFunction {
+                func,
+                deterministic: true,
+            },
+        );
+    }
+
     /// Replaces Django's SQLite functions with native ones (see the module docs). Call it after
     /// registering Django's Python callbacks: each replaced callback is kept as the fallback
     /// for the inputs the native code does not take. Returns the names installed.
@@ -113,23 +150,7 @@ impl Session {
             );
             names.push(name);
         }
-        let fallback = self.registered_function("regexp", 2).map(|f| f.func);
-        let cache = Arc::new(RegexCache::default());
-        let func: ScalarFn = Arc::new(move |args: &[Value]| match regexp(&cache, args) {
-            Done(r) => r,
-            Delegate => match &fallback {
-                Some(f) => f(args),
-                None => Err(delegate_error("regexp")),
-            },
-        });
-        self.create_function(
-            "regexp",
-            Some(2),
-            UserFunction {
-                func,
-                deterministic: true,
-            },
-        );
+        self.install_regexp(|| delegate_error("regexp"));
         names.push("regexp");
         for &(name, stat) in AGGREGATES {
             let fallback = self.registered_aggregate(name, 1).map(|f| f.func);
