@@ -177,13 +177,6 @@ fn malformed_frames_get_clear_errors_and_the_server_keeps_serving() {
     });
 }
 
-fn metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or_else(|| panic!("metric {name} missing:\n{text}"))
-}
-
 /// Speaks the SP handshake as a REQ peer on a raw stream, then announces a 32 MiB message and
 /// sends only its first bytes: the server must close the connection on reading the length (a
 /// server that accepted the announcement would allocate the buffer and wait for the rest).

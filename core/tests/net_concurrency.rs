@@ -202,13 +202,6 @@ const LONG_QUERY: &str =
     "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 1500) \
                           SELECT count(*) FROM c a, c b";
 
-fn metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or_else(|| panic!("metric {name} missing:\n{text}"))
-}
-
 /// Long queries that keep every request thread busy hold up a short write only briefly: the
 /// pool starts another thread (shown in the metrics) instead of queueing the write behind them.
 #[test]
