@@ -194,13 +194,8 @@ fn a_request_of_several_statements_reads_its_own_commits() {
         Body::MetricsText(m) => m,
         other => panic!("not metrics: {other:?}"),
     };
-    let count = |name: &str| -> u64 {
-        m.lines()
-            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-            .unwrap_or_else(|| panic!("{name} missing from\n{m}"))
-    };
-    let requests = count("ormdb_server_requests_total");
-    let timed = count("ormdb_server_request_duration_seconds_count");
+    let requests = metric(&m, "ormdb_server_requests_total");
+    let timed = metric(&m, "ormdb_server_request_duration_seconds_count");
     // (The metrics request itself is in neither yet.)
     assert!(
         requests >= 17 && timed == requests,
