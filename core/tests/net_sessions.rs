@@ -463,3 +463,76 @@ fn a_remote_subscription_delivers_whole_commits_and_resumes_from_a_token() {
     let c = sub.next_timeout(wait).unwrap().expect("live row");
     assert_eq!(c.entities[0].values[1], Value::from("c"));
 }
+
+/// Autocommit requests run on pooled server sessions shared by every client, so connection
+/// state set there would reach other clients' statements: turning foreign keys off and
+/// creating temporary objects outside a transaction are refused (0A000) instead, and nobody
+/// else's statements change. Inside a transaction (a session of one client's own) temporary
+/// tables work and end with it.
+#[test]
+fn connection_state_never_leaks_between_clients() {
+    let server = Server::start(&[]);
+    let rt = runtime();
+    rt.block_on(async {
+        let a = Client::connect(&server.ipc).await.unwrap();
+        let b = Client::connect(&server.tcp).await.unwrap();
+        a.sql(
+            "CREATE TABLE p (id INTEGER PRIMARY KEY); \
+             CREATE TABLE c (id INTEGER PRIMARY KEY, p INTEGER REFERENCES p(id))",
+            Params::None,
+        )
+        .await
+        .unwrap();
+        // Enough requests to go round the pooled sessions.
+        for _ in 0..4 {
+            let e = a
+                .sql("PRAGMA foreign_keys = OFF", Params::None)
+                .await
+                .unwrap_err();
+            assert_eq!(e.state, SqlState::FeatureNotSupported, "{e}");
+            assert!(e.message.contains("PRAGMA foreign_keys = OFF"), "{e}");
+            // Setting the value it already has is fine (Django and SQLAlchemy setups do).
+            a.sql("PRAGMA foreign_keys = ON", Params::None)
+                .await
+                .unwrap();
+            let e = a
+                .sql("CREATE TEMP TABLE tt (x INTEGER)", Params::None)
+                .await
+                .unwrap_err();
+            assert_eq!(e.state, SqlState::FeatureNotSupported, "{e}");
+            assert!(e.message.contains("temporary"), "{e}");
+        }
+        let r = b.sql("PRAGMA foreign_keys", Params::None).await.unwrap();
+        assert_eq!(r.rows, vec![vec![Value::Integer(1)]]);
+        let e = b
+            .sql("INSERT INTO c VALUES (1, 999)", Params::None)
+            .await
+            .unwrap_err();
+        assert_eq!(e.state, SqlState::ForeignKeyViolation, "{e}");
+        let e = b.sql("SELECT * FROM tt", Params::None).await.unwrap_err();
+        assert!(e.message.contains("tt"), "{e}");
+
+        // In a transaction: a temporary table of its own, gone when it ends.
+        let s = a.begin().await.unwrap();
+        a.sql_in(s, "CREATE TEMP TABLE tt (x INTEGER)", Params::None)
+            .await
+            .unwrap();
+        a.sql_in(s, "INSERT INTO tt VALUES (7)", Params::None)
+            .await
+            .unwrap();
+        let r = a.sql_in(s, "SELECT x FROM tt", Params::None).await.unwrap();
+        assert_eq!(r.rows, vec![vec![Value::Integer(7)]]);
+        // As in SQLite, foreign_keys does not change inside a transaction.
+        a.sql_in(s, "PRAGMA foreign_keys = OFF", Params::None)
+            .await
+            .unwrap();
+        let e = a
+            .sql_in(s, "INSERT INTO c VALUES (2, 999)", Params::None)
+            .await
+            .unwrap_err();
+        assert_eq!(e.state, SqlState::ForeignKeyViolation, "{e}");
+        assert!(b.sql("SELECT * FROM tt", Params::None).await.is_err());
+        a.commit(s).await.unwrap();
+        assert!(a.sql("SELECT * FROM tt", Params::None).await.is_err());
+    });
+}

@@ -255,7 +255,7 @@ fn dispatch(shared: &Shared, request: &[u8]) -> Result<Body> {
             Body::Done
         }
         Body::Begin => {
-            let mut s = server_session(db);
+            let mut s = server_session(db, false);
             s.execute_batch("BEGIN")?;
             shared
                 .metrics
@@ -445,16 +445,20 @@ fn in_session<T>(
 }
 
 /// A SQL session for requests: the database's, with the native REGEXP (a remote client
-/// cannot register Python functions, and SQLAlchemy's and Django's REGEXP need one).
-fn server_session(db: &Database) -> Session {
+/// cannot register Python functions, and SQLAlchemy's and Django's REGEXP need one). A pooled
+/// one serves any client's autocommit requests, so it refuses connection state (see
+/// [`Session::set_request_scoped`]): one client's `PRAGMA foreign_keys = OFF` must not reach
+/// the next client's statements.
+fn server_session(db: &Database, pooled: bool) -> Session {
     let mut s = db.connect().sql();
     s.install_native_regexp();
+    s.set_request_scoped(pooled);
     s
 }
 
 fn with_pooled<T>(shared: &Shared, f: impl FnOnce(&mut Session) -> Result<T>) -> Result<T> {
     let pooled = shared.pool.lock().pop();
-    let mut s = pooled.unwrap_or_else(|| server_session(&shared.db));
+    let mut s = pooled.unwrap_or_else(|| server_session(&shared.db, true));
     let r = f(&mut s);
     let mut pool = shared.pool.lock();
     if pool.len() < 64 {

@@ -208,6 +208,9 @@ pub struct Session {
     temp: TempNames,
     /// Whether this session ever created a temporary table (closing then drops them).
     temp_created: bool,
+    /// Serves autocommit requests of any client (a server's pooled session, see
+    /// [`Session::set_request_scoped`]): it must not take connection state.
+    request_scoped: bool,
 }
 
 impl Drop for Session {
@@ -259,7 +262,27 @@ impl Session {
             user_functions: Arc::new(UserFunctions::default()),
             temp: TempNames::new(),
             temp_created: false,
+            request_scoped: false,
         }
+    }
+
+    /// Marks this session as serving the autocommit requests of any client, one request after
+    /// another (`ormdb serve`'s pooled sessions). Outside a transaction it then refuses, with
+    /// 0A000, what would change connection state and so reach the next client's requests:
+    /// turning `PRAGMA foreign_keys` off or on from its current value, and creating a
+    /// temporary table or view. Inside a transaction (a server session that BEGIN opened and
+    /// only its client uses) they behave as usual.
+    pub fn set_request_scoped(&mut self, on: bool) {
+        self.request_scoped = on;
+    }
+
+    /// The error for a statement that would leave connection state in a request-scoped session.
+    fn connection_state_refused(what: &str, instead: &str) -> Error {
+        Error::unsupported(format!(
+            "{what} outside a transaction on a server connection: each autocommit request may \
+             run on another of the server's sessions, which keep no connection state between \
+             requests; {instead}"
+        ))
     }
 
     /// Registers a scalar function for this session's statements (`nargs` `None`: any number of
@@ -701,11 +724,18 @@ impl Session {
         let temp_name = |n: &sqlparser::ast::ObjectName| {
             n.0.len() > 1 && n.0[0].to_string().eq_ignore_ascii_case("temp")
         };
-        match stmt {
-            Statement::CreateTable(ct) => self.temp_created |= ct.temporary || temp_name(&ct.name),
-            Statement::CreateView(cv) => self.temp_created |= cv.temporary || temp_name(&cv.name),
-            _ => {}
+        let creates_temp = match stmt {
+            Statement::CreateTable(ct) => ct.temporary || temp_name(&ct.name),
+            Statement::CreateView(cv) => cv.temporary || temp_name(&cv.name),
+            _ => false,
+        };
+        if creates_temp && self.request_scoped && self.tx.is_none() {
+            return Err(Self::connection_state_refused(
+                "a temporary table or view",
+                "create it after BEGIN (it lasts until the transaction ends)",
+            ));
         }
+        self.temp_created |= creates_temp;
         let counters = self.counters;
         let functions = self.user_functions.clone();
         if let Some(tx) = self.tx.as_mut() {
@@ -931,7 +961,13 @@ impl Session {
                 Some(a) => {
                     let on = pragma::bool_arg(a)?;
                     // SQLite ignores this PRAGMA inside a transaction.
-                    if self.tx.is_none() {
+                    if self.tx.is_none() && on != self.conn.foreign_keys() {
+                        if self.request_scoped {
+                            return Err(Self::connection_state_refused(
+                                &format!("PRAGMA foreign_keys = {}", if on { "ON" } else { "OFF" }),
+                                "foreign keys stay enforced there (the default)",
+                            ));
+                        }
                         self.conn.set_foreign_keys(on);
                     }
                     Ok(none())
