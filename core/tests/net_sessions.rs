@@ -504,6 +504,49 @@ fn connection_state_never_leaks_between_clients() {
         }
         let r = b.sql("PRAGMA foreign_keys", Params::None).await.unwrap();
         assert_eq!(r.rows, vec![vec![Value::Integer(1)]]);
+        // Nor do the counters: b's insert is not a's last insert, and a reply carries only
+        // its own request's; within one request they work as in SQLite.
+        a.sql("INSERT INTO p VALUES (5)", Params::None)
+            .await
+            .unwrap();
+        for _ in 0..4 {
+            let r = b
+                .sql("INSERT INTO p VALUES (1000)", Params::None)
+                .await
+                .unwrap();
+            assert_eq!((r.rows_affected, r.last_insert_rowid), (1, 1000));
+            b.sql("DELETE FROM p WHERE id = 1000", Params::None)
+                .await
+                .unwrap();
+            let r = a
+                .sql(
+                    "SELECT last_insert_rowid(), changes(), total_changes()",
+                    Params::None,
+                )
+                .await
+                .unwrap();
+            assert_eq!(r.rows, vec![vec![Value::Integer(0); 3]]);
+            let r = a
+                .sql("UPDATE p SET id = id WHERE id = 5", Params::None)
+                .await
+                .unwrap();
+            assert_eq!((r.rows_affected, r.last_insert_rowid), (1, 0));
+        }
+        let r = a
+            .sql(
+                "INSERT INTO p VALUES (6); SELECT last_insert_rowid(), changes(), total_changes()",
+                Params::None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            r.rows,
+            vec![vec![
+                Value::Integer(6),
+                Value::Integer(1),
+                Value::Integer(1)
+            ]]
+        );
         let e = b
             .sql("INSERT INTO c VALUES (1, 999)", Params::None)
             .await

@@ -459,6 +459,9 @@ fn server_session(db: &Database, pooled: bool) -> Session {
 fn with_pooled<T>(shared: &Shared, f: impl FnOnce(&mut Session) -> Result<T>) -> Result<T> {
     let pooled = shared.pool.lock().pop();
     let mut s = pooled.unwrap_or_else(|| server_session(&shared.db, true));
+    // The counters SQL reads (last_insert_rowid(), changes(), total_changes()) and every reply
+    // carries are this request's, not those of whichever client used the session before.
+    s.reset_counters();
     let r = f(&mut s);
     let mut pool = shared.pool.lock();
     if pool.len() < 64 {

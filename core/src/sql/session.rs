@@ -387,6 +387,12 @@ impl Session {
         self.counters.changes
     }
 
+    /// Sets `changes()`, `total_changes()` and `last_insert_rowid()` back to 0, as on a new
+    /// connection (a server's pooled session before each client's request).
+    pub fn reset_counters(&mut self) {
+        self.counters = Counters::default();
+    }
+
     pub fn total_changes(&self) -> i64 {
         self.counters.total_changes
     }
