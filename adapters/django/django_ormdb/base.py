@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from itertools import tee
 
 import ormdb as Database
+from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.sqlite3 import base as sqlite_base
 from django.db.backends.sqlite3._functions import register as register_django_functions
 from django.utils.asyncio import async_unsafe
@@ -52,6 +53,16 @@ class DatabaseWrapper(sqlite_base.DatabaseWrapper):
 
     @async_unsafe
     def get_new_connection(self, conn_params):
+        name = str(conn_params.get("database", ""))
+        if name.startswith(("tcp://", "ipc://")):
+            raise ImproperlyConfigured(
+                f"NAME = {name!r}: django_ormdb does not run over `ormdb serve` yet. Django's "
+                "SQLite backend keeps connection state the server does not keep between "
+                "requests (its schema editor turns foreign keys off outside a transaction) "
+                "and registers Python functions a server cannot call. Give NAME a database "
+                "path, or share the database through the ormdb DB-API or SQLAlchemy over the "
+                "server."
+            )
         # The parent calls the module-global sqlite3.connect, hence the override.
         conn = Database.connect(**conn_params)
         register_django_functions(conn)

@@ -69,3 +69,11 @@ def test_other_start_methods_are_refused(monkeypatch, schema):
     w = wrapper("cloning2", "file:memorydb_cloning2?mode=memory&cache=shared")
     with pytest.raises(NotSupportedError, match="forkserver"):
         w.creation.get_test_db_clone_settings("1")
+
+
+def test_a_server_url_is_refused_with_a_clear_error():
+    from django.core.exceptions import ImproperlyConfigured
+
+    for url in ("tcp://127.0.0.1:7450", "ipc:///tmp/ormdb.sock"):
+        with pytest.raises(ImproperlyConfigured, match="does not run over `ormdb serve` yet"):
+            wrapper("remote", url).cursor()
