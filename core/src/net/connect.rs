@@ -26,8 +26,10 @@ pub struct RemoteSql {
     /// the caller's thread, without the runtime in between.
     sql: Box<BlockingClient>,
     session: u64,
-    /// The savepoints open in the session, oldest first (names folded to lower case, as SQLite
-    /// compares them), and whether the first of them started the transaction.
+    /// The savepoints open in the session, oldest first (names unquoted and ASCII folded, as
+    /// the server's `Session` compares them), and whether the first of them started the
+    /// transaction: the server session was opened with BEGIN, so the client knows that
+    /// releasing it ends the transaction (and the session) and the server does not.
     savepoints: Vec<String>,
     begun_by_savepoint: bool,
 }
@@ -76,7 +78,7 @@ enum TxVerb {
     RollbackTo(String),
 }
 
-/// A savepoint name as SQLite compares it: unquoted, case folded.
+/// A savepoint name as the server's `Session` compares it: unquoted, ASCII case folded.
 fn savepoint_name(word: &str) -> String {
     let w = word.trim();
     let unquoted = match (w.chars().next(), w.chars().last()) {
@@ -88,7 +90,7 @@ fn savepoint_name(word: &str) -> String {
         (Some('['), Some(']')) => &w[1..w.len() - 1],
         _ => w,
     };
-    unquoted.to_lowercase()
+    unquoted.to_ascii_lowercase()
 }
 
 fn tx_verb(sql: &str) -> Option<TxVerb> {
