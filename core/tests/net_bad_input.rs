@@ -398,6 +398,15 @@ impl FrozenReader {
         self.0.write_all(&frame).unwrap();
     }
 
+    /// Sends the 2 MiB `SELECT` of [`slow_reader_tables`] as each of `ids`, then gives the
+    /// server a moment to answer them (into a connection nobody reads).
+    fn send_unread(&mut self, ids: std::ops::RangeInclusive<u32>) {
+        for id in ids {
+            self.send(id, "SELECT v FROM big ORDER BY id");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
     /// Reads the next reply: (request id, body).
     fn read_reply(&mut self) -> (u32, Vec<u8>) {
         let mut head = [0u8; 9];
@@ -408,6 +417,16 @@ impl FrozenReader {
         let id = u32::from_be_bytes(payload[..4].try_into().unwrap()) & 0x7fff_ffff;
         (id, payload.split_off(4))
     }
+}
+
+/// A server started with `args`, a client over ipc://, and the tables of
+/// [`slow_reader_tables`].
+fn slow_reader_server(args: &[&str]) -> (Server, tokio::runtime::Runtime, Client) {
+    let server = Server::start(args);
+    let rt = runtime();
+    let c = rt.block_on(Client::connect(&server.ipc)).unwrap();
+    rt.block_on(slow_reader_tables(&c));
+    (server, rt, c)
 }
 
 /// Tables for the slow-reader tests: `big` (32 rows of 64 KiB: a 2 MiB reply, far more than a
@@ -469,17 +488,11 @@ async fn others_are_served(server: &Server, first: i64, n: i64, timeout: Duratio
 fn a_client_that_stops_reading_its_replies_holds_up_nobody_else() {
     // Few contexts and request threads, so that a server whose contexts or threads waited for
     // the frozen reader would stall everyone.
-    let mut server = Server::start(&["--workers", "8", "--threads", "2"]);
-    let rt = runtime();
-    let c = rt.block_on(Client::connect(&server.ipc)).unwrap();
-    rt.block_on(slow_reader_tables(&c));
+    let (mut server, rt, c) = slow_reader_server(&["--workers", "8", "--threads", "2"]);
     // Five 2 MiB replies, none read: the first fills the connection, the other four wait
     // behind it, each on a context of its own.
     let mut frozen = FrozenReader::connect(&server.ipc);
-    for id in 1..=5 {
-        frozen.send(id, "SELECT v FROM big ORDER BY id");
-    }
-    std::thread::sleep(Duration::from_millis(500));
+    frozen.send_unread(1..=5);
     let started = Instant::now();
     rt.block_on(others_are_served(&server, 0, 50, Duration::from_secs(10)));
     let took = started.elapsed();
@@ -508,10 +521,7 @@ fn a_client_that_stops_reading_its_replies_holds_up_nobody_else() {
     });
     // Frozen again, with replies waiting: SIGTERM gives them a moment, not the 30 s reply
     // timeout, and the server exits cleanly.
-    for id in 6..=8 {
-        frozen.send(id, "SELECT v FROM big ORDER BY id");
-    }
-    std::thread::sleep(Duration::from_millis(500));
+    frozen.send_unread(6..=8);
     let stopping = Instant::now();
     server.stop();
     let took = stopping.elapsed();
@@ -521,17 +531,12 @@ fn a_client_that_stops_reading_its_replies_holds_up_nobody_else() {
 
 #[test]
 fn a_reply_never_read_is_dropped_after_the_reply_timeout_and_shutdown_does_not_wait_for_it() {
-    let mut server = Server::start(&["--workers", "4", "--threads", "2", "--reply-timeout", "1"]);
-    let rt = runtime();
-    let c = rt.block_on(Client::connect(&server.ipc)).unwrap();
-    rt.block_on(slow_reader_tables(&c));
+    let (mut server, rt, c) =
+        slow_reader_server(&["--workers", "4", "--threads", "2", "--reply-timeout", "1"]);
     // More unread requests than the server has contexts: every context ends up holding a
     // reply for the frozen reader, until the reply timeout lets it go.
     let mut frozen = FrozenReader::connect(&server.ipc);
-    for id in 1..=8 {
-        frozen.send(id, "SELECT v FROM big ORDER BY id");
-    }
-    std::thread::sleep(Duration::from_millis(500));
+    frozen.send_unread(1..=8);
     rt.block_on(others_are_served(&server, 0, 20, Duration::from_secs(30)));
     rt.block_on(async {
         let r = c.sql("SELECT count(*) FROM t", Params::None).await.unwrap();
