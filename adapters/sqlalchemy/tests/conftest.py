@@ -25,6 +25,9 @@ def db_url(request, tmp_path) -> Iterator[str]:
     if request.param == "local":
         yield f"ormdb:///{tmp_path / 'app.db'}"
         return
+    # Skipped only when the server binary was not built (running pytest by hand without
+    # cargo): scripts/test.sh builds it first, so in CI these tests always run. The same
+    # condition as the binding's test_remote.py.
     if not BIN.exists():
         pytest.skip(f"no ormdb binary at {BIN}: build it with `cargo build --features ormdb/cli`")
     server = Server(tmp_path)

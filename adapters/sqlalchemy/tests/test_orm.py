@@ -174,6 +174,7 @@ def test_server_url_forms(tmp_path):
     from conftest import BIN, Server
     from sqlalchemy import create_engine, text
 
+    # As for the server-backed fixture in conftest.py: skipped only without a built binary.
     if not BIN.exists():
         pytest.skip(f"no ormdb binary at {BIN}")
     server = Server(tmp_path)
